@@ -1,0 +1,63 @@
+// Public options of spawnSandboxed(): what a caller may ask for. lib/plan.ts turns them into the
+// flat, fully resolved NativePlan the addon executes; nothing here reaches C++ unvalidated.
+import type { Logger } from 'pino';
+
+/** One stdio slot, as in child_process: a pipe to the parent, the parent's own fd, or /dev/null. */
+export type StdioSlot = 'pipe' | 'inherit' | 'ignore' | number;
+
+/** Resource limits, applied with setrlimit() inside the sandbox (soft = hard). */
+export interface SandboxLimits {
+  /** Address space in bytes (RLIMIT_AS). */
+  memory?: number;
+  /** Processes/threads for the sandbox uid (RLIMIT_NPROC). */
+  pids?: number;
+  /** CPU seconds (RLIMIT_CPU). */
+  cpu?: number;
+  /** Open files (RLIMIT_NOFILE). */
+  openFiles?: number;
+  /** Largest file the sandbox may write, in bytes (RLIMIT_FSIZE). */
+  fileSize?: number;
+  /** Wall-clock limit in milliseconds: the sandbox is SIGKILLed after this long. */
+  wallTime?: number;
+}
+
+export interface SandboxFilesystem {
+  /** Extra host paths bound read-only at the same path inside. */
+  readOnly?: string[];
+  /** Host paths bound read-write at the same path inside. */
+  readWrite?: string[];
+  /** Size of the private /tmp (bytes, or a tmpfs size string such as '64m'). Default 64m. */
+  tmpSize?: number | string;
+}
+
+/**
+ * Network policy. 'none': own network namespace with only loopback. 'host': the host's network
+ * (an explicit escape hatch, logged). An object: own namespace, egress only through the
+ * allowlisting proxy (issue #3).
+ */
+export type SandboxNetwork = 'none' | 'host' | EgressOptions;
+
+export interface EgressOptions {
+  /** Allowlist entries: 'example.com', '*.example.com', 'example.com:8443', '10.0.0.0/8'. */
+  allow: string[];
+  /** Resolver override, curl's --resolve form: 'name:port:address' or { 'name:port': 'address' }. */
+  resolve?: string[] | Record<string, string>;
+}
+
+export interface SandboxOptions {
+  /** Working directory inside the sandbox. Default '/'. Must exist inside (e.g. a bound path). */
+  cwd?: string;
+  /**
+   * Environment for the payload. Nothing of the host's environment is inherited unless named.
+   * A string value sets the variable; `true` passes the host's value through (absent stays absent).
+   */
+  env?: Record<string, string | true>;
+  stdio?: StdioSlot | [StdioSlot, StdioSlot, StdioSlot];
+  filesystem?: SandboxFilesystem;
+  network?: SandboxNetwork;
+  limits?: SandboxLimits;
+  /** Hostname inside the UTS namespace. Default 'stockade'. */
+  hostname?: string;
+  /** pino logger for audit events. Default: silent. */
+  logger?: Logger;
+}

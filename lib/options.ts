@@ -44,6 +44,18 @@ export interface EgressOptions {
   resolve?: string[] | Record<string, string>;
 }
 
+/** A credential the proxy injects on the wire; the sandbox only ever sees a placeholder (issue #4). */
+export interface SecretOptions {
+  /** Env var name the server expects (it receives the placeholder there). */
+  name: string;
+  /** Where the real value comes from on the host. Default: the launcher's env var `name`. */
+  source?: { env: string } | { file: string } | { value: string };
+  /** Hosts it is for, allowlist syntax ('api.github.com', '*.example.com'). */
+  hosts: string[];
+  /** Where it goes. Default: header 'Authorization' with format 'Bearer {secret}'. */
+  inject?: { header: string; format: string } | { query: string } | { basic: { username: string } };
+}
+
 export interface SandboxOptions {
   /** Working directory inside the sandbox. Default '/'. Must exist inside (e.g. a bound path). */
   cwd?: string;
@@ -58,6 +70,10 @@ export interface SandboxOptions {
   limits?: SandboxLimits;
   /** Hostname inside the UTS namespace. Default 'stockade'. */
   hostname?: string;
+  /** Credentials injected by the egress proxy (requires network with an allow list). */
+  secrets?: SecretOptions[];
+  /** Extra CA certificates (PEM file paths) the proxy trusts for upstream servers. */
+  upstreamCa?: string[];
   /** pino logger for audit events. Default: silent. */
   logger?: Logger;
 }

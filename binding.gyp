@@ -1,0 +1,26 @@
+{
+  "targets": [
+    {
+      "target_name": "stockade",
+      "sources": [
+        "native/addon.cc", "native/spawn.cc", "native/child.cc", "native/userns.cc",
+        "native/mounts.cc", "native/net.cc", "native/caps.cc", "native/seccomp.cc",
+        "native/fds.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+      "cflags_cc": ["-std=gnu++17", "-fno-exceptions", "-Wall", "-Wextra", "-Werror",
+                    "-fvisibility=hidden", "-fstack-protector-strong", "-Wno-missing-field-initializers"],
+      "dependencies": ["stockade-init"]
+    },
+    {
+      "target_name": "stockade-init",
+      "type": "executable",
+      "sources": ["native/init.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Werror", "-fstack-protector-strong"],
+      "ldflags": ["-static"]
+    }
+  ]
+}

@@ -1,0 +1,384 @@
+// addon.cc — the JavaScript binding; the only file that includes napi.h.
+//
+// spawn(plan, onExit) checks the shape of a plan built by lib/plan.ts (a usage TypeError
+// otherwise; policy was validated in TypeScript), runs spawn.cc, and returns either
+// { error: { step, errno, index, path } } or { pid, handle, listenerFds }. The handle is a
+// Sandbox: kill(signal) through the pidfd (no pid-reuse race), ref()/unref() of the exit
+// watcher. Exit is noticed by polling the pidfd from the libuv loop (no waitpid(-1), no
+// thread), and reported once as onExit(exitCode, signal) with the payload's status as
+// stockade-init recorded it. Native code never logs; errors are data.
+#include <errno.h>
+#include <fcntl.h>
+#include <napi.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "spawn.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+
+namespace stockade {
+namespace {
+
+// ---- plan parsing: shapes only ----
+
+class Reader {
+ public:
+  Reader(Napi::Env env, Napi::Object obj, std::string path) : env_(env), obj_(obj), path_(path) {}
+  bool ok() const { return ok_; }
+
+  std::string str(const char* key, bool optional = false, const std::string& def = "") {
+    Napi::Value v = obj_.Get(key);
+    if (optional && v.IsUndefined()) return def;
+    if (v.IsString()) return v.As<Napi::String>().Utf8Value();
+    if (v.IsBuffer()) {
+      auto b = v.As<Napi::Buffer<char>>();
+      return std::string(b.Data(), b.Length());
+    }
+    return fail(key, "a string"), def;
+  }
+  int64_t num(const char* key, bool optional = false, int64_t def = 0) {
+    Napi::Value v = obj_.Get(key);
+    if (optional && v.IsUndefined()) return def;
+    if (!v.IsNumber()) return fail(key, "a number"), def;
+    return v.As<Napi::Number>().Int64Value();
+  }
+  bool flag(const char* key, bool def) {
+    Napi::Value v = obj_.Get(key);
+    if (v.IsUndefined()) return def;
+    if (!v.IsBoolean()) return fail(key, "a boolean"), def;
+    return v.As<Napi::Boolean>().Value();
+  }
+  std::vector<std::string> strings(const char* key) {
+    std::vector<std::string> out;
+    Napi::Value v = obj_.Get(key);
+    if (!v.IsArray()) return fail(key, "an array of strings"), out;
+    auto a = v.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      Napi::Value e = a.Get(i);
+      if (!e.IsString()) return fail(key, "an array of strings"), out;
+      std::string s = e.As<Napi::String>().Utf8Value();
+      if (s.find('\0') != std::string::npos) return fail(key, "strings without NUL"), out;
+      out.push_back(std::move(s));
+    }
+    return out;
+  }
+  // Calls each(reader, index) for every object of the array at `key`.
+  template <typename F>
+  void objects(const char* key, F each) {
+    Napi::Value v = obj_.Get(key);
+    if (v.IsUndefined()) return;
+    if (!v.IsArray()) return fail(key, "an array");
+    auto a = v.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length() && ok_; ++i) {
+      Napi::Value e = a.Get(i);
+      if (!e.IsObject()) return fail(key, "an array of objects");
+      Reader r(env_, e.As<Napi::Object>(), path_ + "." + key + "[" + std::to_string(i) + "]");
+      each(r, i);
+      if (!r.ok()) {
+        ok_ = false;
+        message_ = r.message_;
+      }
+    }
+  }
+  Napi::Value raw(const char* key) { return obj_.Get(key); }
+  void fail(const char* key, const char* expected) {
+    if (!ok_) return;
+    ok_ = false;
+    message_ = path_ + "." + key + " must be " + expected;
+  }
+  const std::string& message() const { return message_; }
+
+ private:
+  Napi::Env env_;
+  Napi::Object obj_;
+  std::string path_;
+  bool ok_ = true;
+  std::string message_;
+};
+
+bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message) {
+  Reader r(env, obj, "plan");
+  plan.file = r.str("file");
+  plan.argv = r.strings("argv");
+  plan.envp = r.strings("envp");
+  plan.cwd = r.str("cwd");
+  plan.hostname = r.str("hostname");
+  plan.uid = static_cast<uint32_t>(r.num("uid", true, 65534));
+  plan.gid = static_cast<uint32_t>(r.num("gid", true, 65534));
+  plan.hostUid = static_cast<uint32_t>(r.num("hostUid", true, 65534));
+  plan.hostGid = static_cast<uint32_t>(r.num("hostGid", true, 65534));
+  plan.baseDir = r.str("baseDir");
+  plan.rootOptions = r.str("rootOptions");
+  r.objects("mounts", [&](Reader& m, uint32_t) {
+    MountOp op;
+    int64_t kind = m.num("kind");
+    if (kind < MountOp::kBind || kind > MountOp::kReadOnly) m.fail("kind", "a MountOp kind");
+    op.kind = static_cast<MountOp::Kind>(kind);
+    op.source = m.str("source", true);
+    op.target = m.str("target");
+    op.data = m.str("data", true);
+    op.readOnly = m.flag("readOnly", true);
+    op.sourceIsDir = m.flag("sourceIsDir", true);
+    op.lockedFlags = static_cast<uint32_t>(m.num("lockedFlags", true, 0));
+    op.mode = static_cast<uint32_t>(m.num("mode", true, 0755));
+    if (op.target.size() < 2 || op.target[0] != '/') m.fail("target", "an absolute path");
+    plan.mounts.push_back(std::move(op));
+  });
+  plan.shareNetwork = r.flag("shareNetwork", false);
+  plan.routeAllLocal = r.flag("routeAllLocal", false);
+  r.objects("listeners", [&](Reader& l, uint32_t) {
+    Listener spec;
+    Napi::Value addr = l.raw("address");
+    std::string type = l.str("type");
+    spec.type = type == "udp" ? SOCK_DGRAM : SOCK_STREAM;
+    if (type != "udp" && type != "tcp") l.fail("type", "'tcp' or 'udp'");
+    int64_t port = l.num("port");
+    if (port < 0 || port > 65535) l.fail("port", "a port number");
+    spec.port = static_cast<uint16_t>(port);
+    if (!addr.IsBuffer()) return l.fail("address", "a Buffer of 4 or 16 bytes");
+    auto b = addr.As<Napi::Buffer<uint8_t>>();
+    if (b.Length() != 4 && b.Length() != 16) return l.fail("address", "a Buffer of 4 or 16 bytes");
+    spec.family = b.Length() == 4 ? AF_INET : AF_INET6;
+    memcpy(spec.addr, b.Data(), b.Length());
+    plan.listeners.push_back(spec);
+  });
+  if (plan.listeners.size() > kMaxListeners) r.fail("listeners", "at most 64 entries");
+  Napi::Value fds = r.raw("fds");
+  if (!fds.IsArray()) {
+    r.fail("fds", "an array of fds");
+  } else {
+    auto a = fds.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      Napi::Value e = a.Get(i);
+      if (!e.IsNumber()) {
+        r.fail("fds", "an array of fds");
+        break;
+      }
+      plan.fds.push_back(e.As<Napi::Number>().Int32Value());
+    }
+    if (plan.fds.size() > static_cast<size_t>(kMaxFds)) r.fail("fds", "at most 64 entries");
+  }
+  r.objects("limits", [&](Reader& l, uint32_t) {
+    Limit limit;
+    limit.resource = static_cast<int32_t>(l.num("resource"));
+    limit.value.rlim_cur = static_cast<rlim_t>(l.num("soft"));
+    limit.value.rlim_max = static_cast<rlim_t>(l.num("hard"));
+    plan.limits.push_back(limit);
+  });
+  plan.useInit = r.flag("useInit", true);
+  plan.initPath = r.str("initPath", !plan.useInit);
+  plan.seccomp = r.flag("seccomp", true);
+  if (plan.file.empty() || plan.file[0] != '/') r.fail("file", "an absolute path");
+  if (plan.argv.empty()) r.fail("argv", "a non-empty array");
+  *message = r.message();
+  return r.ok();
+}
+
+// ---- the handle of a running sandbox ----
+
+class Sandbox : public Napi::ObjectWrap<Sandbox> {
+ public:
+  static Napi::FunctionReference* constructor;
+
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Sandbox",
+                       {InstanceMethod("kill", &Sandbox::Kill), InstanceMethod("ref", &Sandbox::Ref),
+                        InstanceMethod("unref", &Sandbox::Unref)});
+  }
+
+  explicit Sandbox(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Sandbox>(info) {}
+
+  ~Sandbox() override { Stop(); }
+
+  void Start(Napi::Env env, const SpawnResult& r, Napi::Function onExit) {
+    env_ = env;
+    pid_ = r.pid;
+    pidfd_ = r.pidfd;
+    statusFd_ = r.statusFd;
+    onExit_ = Napi::Persistent(onExit);
+    poll_ = new uv_poll_t;
+    poll_->data = this;
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    uv_poll_init(loop, poll_, pidfd_);
+    uv_poll_start(poll_, UV_READABLE, &Sandbox::OnReadable);
+    Napi::ObjectWrap<Sandbox>::Ref();  // alive while the exit watcher runs
+    napi_add_env_cleanup_hook(env, &Sandbox::OnEnvTeardown, this);
+  }
+
+ private:
+  // Node is exiting (or a worker thread ends): nothing may outlive it.
+  static void OnEnvTeardown(void* arg) {
+    auto* self = static_cast<Sandbox*>(arg);
+    if (self->pidfd_ >= 0) syscall(SYS_pidfd_send_signal, self->pidfd_, SIGKILL, nullptr, 0);
+    self->Stop();
+  }
+
+  static void OnReadable(uv_poll_t* handle, int, int) {
+    static_cast<Sandbox*>(handle->data)->Collect();
+  }
+
+  void Collect() {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    if (waitid(static_cast<idtype_t>(P_PIDFD), pidfd_, &info, WEXITED | WNOHANG) != 0) {
+      if (errno != EINVAL || waitid(P_PID, pid_, &info, WEXITED | WNOHANG) != 0) return;
+    }
+    if (info.si_pid == 0) return;  // not yet
+    int code = -1, signal = 0;
+    if (info.si_code == CLD_EXITED) {
+      code = info.si_status;
+    } else {
+      signal = info.si_status;
+    }
+    // stockade-init wrote the payload's own status; without it (init killed, e.g. by SIGKILL
+    // from kill()) init's status is the sandbox's.
+    int32_t raw;
+    if (statusFd_ >= 0 && read(statusFd_, &raw, sizeof raw) == sizeof raw) {
+      if (WIFEXITED(raw)) {
+        code = WEXITSTATUS(raw);
+        signal = 0;
+      } else if (WIFSIGNALED(raw)) {
+        code = -1;
+        signal = WTERMSIG(raw);
+      }
+    }
+    napi_remove_env_cleanup_hook(env_, &Sandbox::OnEnvTeardown, this);
+    Stop();
+    Napi::Env env = env_;
+    Napi::HandleScope scope(env);
+    Napi::Value exitCode = code >= 0 ? Napi::Number::New(env, code) : env.Null();
+    Napi::Value sig = signal > 0 ? Napi::String::New(env, SignalName(signal)) : env.Null();
+    Napi::FunctionReference onExit = std::move(onExit_);
+    Napi::ObjectWrap<Sandbox>::Unref();
+    onExit.MakeCallback(env.Global(), {exitCode, sig});
+  }
+
+  static std::string SignalName(int sig) {
+    const char* abbrev = sigabbrev_np(sig);
+    return abbrev ? std::string("SIG") + abbrev : "SIG" + std::to_string(sig);
+  }
+
+  void Stop() {
+    if (poll_ != nullptr) {
+      uv_poll_stop(poll_);
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_),
+               [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+      poll_ = nullptr;
+    }
+    if (pidfd_ >= 0) close(pidfd_);
+    if (statusFd_ >= 0) close(statusFd_);
+    pidfd_ = statusFd_ = -1;
+  }
+
+  // kill(signal: number) -> 0 or an errno (ESRCH once it has exited).
+  Napi::Value Kill(const Napi::CallbackInfo& info) {
+    if (info.Length() < 1 || !info[0].IsNumber()) {
+      Napi::TypeError::New(info.Env(), "kill(signal) takes a signal number")
+          .ThrowAsJavaScriptException();
+      return info.Env().Undefined();
+    }
+    int sig = info[0].As<Napi::Number>().Int32Value();
+    if (pidfd_ < 0) return Napi::Number::New(info.Env(), ESRCH);
+    int rc = static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0));
+    return Napi::Number::New(info.Env(), rc == 0 ? 0 : errno);
+  }
+
+  Napi::Value Ref(const Napi::CallbackInfo& info) {
+    if (poll_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Unref(const Napi::CallbackInfo& info) {
+    if (poll_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+    return info.Env().Undefined();
+  }
+
+  Napi::Env env_ = nullptr;
+  pid_t pid_ = -1;
+  int pidfd_ = -1;
+  int statusFd_ = -1;
+  uv_poll_t* poll_ = nullptr;
+  Napi::FunctionReference onExit_;
+};
+
+Napi::FunctionReference* Sandbox::constructor = nullptr;
+
+Napi::Value Spawn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction()) {
+    Napi::TypeError::New(env, "spawn(plan, onExit) takes a plan object and a function")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Plan plan;
+  std::string message;
+  if (!readPlan(env, info[0].As<Napi::Object>(), plan, &message)) {
+    Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  SpawnResult r = spawnSandbox(plan);
+  Napi::Object out = Napi::Object::New(env);
+  if (r.failed) {
+    Napi::Object error = Napi::Object::New(env);
+    error.Set("step", r.error.step);
+    error.Set("errno", r.error.err);
+    error.Set("index", r.error.index);
+    if (!r.failedPath.empty()) error.Set("path", r.failedPath);
+    out.Set("error", error);
+    return out;
+  }
+  Napi::Object handle = Sandbox::constructor->New({});
+  Sandbox::Unwrap(handle)->Start(env, r, info[1].As<Napi::Function>());
+  Napi::Array fds = Napi::Array::New(env, r.listenerFds.size());
+  for (size_t i = 0; i < r.listenerFds.size(); ++i) fds.Set(i, r.listenerFds[i]);
+  out.Set("pid", r.pid);
+  out.Set("handle", handle);
+  out.Set("listenerFds", fds);
+  return out;
+}
+
+// pipe() -> [readFd, writeFd], both close-on-exec.
+Napi::Value Pipe(const Napi::CallbackInfo& info) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    Napi::Error::New(info.Env(), std::string("pipe2: ") + strerror(errno))
+        .ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  Napi::Array out = Napi::Array::New(info.Env(), 2);
+  out.Set(0u, fds[0]);
+  out.Set(1u, fds[1]);
+  return out;
+}
+
+// probeNamespaces() -> 0 or the errno of clone() with every namespace a sandbox uses.
+Napi::Value ProbeNamespaces(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), probeNamespaces());
+}
+
+}  // namespace
+}  // namespace stockade
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
+  using namespace stockade;
+  Napi::Function cls = Sandbox::Init(env);
+  Sandbox::constructor = new Napi::FunctionReference(Napi::Persistent(cls));
+  exports.Set("spawn", Napi::Function::New(env, Spawn));
+  exports.Set("pipe", Napi::Function::New(env, Pipe));
+  exports.Set("probeNamespaces", Napi::Function::New(env, ProbeNamespaces));
+  return exports;
+}
+
+NODE_API_MODULE(stockade, InitAddon)

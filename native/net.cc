@@ -1,0 +1,198 @@
+// net.cc — the sandbox's network namespace: loopback, transparent routing, injected listeners.
+// man 7 netdevice (SIOCSIFFLAGS), man 7 rtnetlink, man 7 unix (SCM_RIGHTS).
+//
+// The sandbox's netns starts with a single, down, loopback device and no route anywhere: with
+// lo up, 127.0.0.1 inside works and nothing else exists. For egress through the proxy, the
+// child binds the proxy's listening sockets *inside* its own netns and passes them to the
+// parent, which serves them: no bridge process, no socket file, and the tenant is known from the
+// socket. With routeAllLocal, `local 0.0.0.0/0 dev lo` (and ::/0) makes every address local, so
+// a listener on 0.0.0.0:443 accepts a connect() to any address on port 443, and getsockname()
+// on the accepted socket tells the original destination (checked unprivileged on 6.x kernels).
+#include <errno.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "child.h"
+
+namespace stockade {
+
+// Appends one RTM_NEWROUTE "local <family-any>/0 dev lo table local" request to `out`.
+static size_t appendLocalRoute(std::vector<char>& out, int family, uint32_t seq) {
+  struct Request {
+    struct nlmsghdr header;
+    struct rtmsg route;
+    struct rtattr oifAttr;
+    int oif;
+  } req;
+  memset(&req, 0, sizeof req);
+  req.header.nlmsg_len = sizeof req;
+  req.header.nlmsg_type = RTM_NEWROUTE;
+  req.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+  req.header.nlmsg_seq = seq;
+  req.route.rtm_family = static_cast<unsigned char>(family);
+  req.route.rtm_dst_len = 0;
+  req.route.rtm_table = RT_TABLE_LOCAL;
+  req.route.rtm_protocol = RTPROT_BOOT;
+  req.route.rtm_scope = RT_SCOPE_HOST;
+  req.route.rtm_type = RTN_LOCAL;
+  req.oifAttr.rta_len = RTA_LENGTH(sizeof(int));
+  req.oifAttr.rta_type = RTA_OIF;
+  req.oif = 1;  // lo is always ifindex 1 in a fresh netns
+  const char* bytes = reinterpret_cast<const char*>(&req);
+  out.insert(out.end(), bytes, bytes + sizeof req);
+  return sizeof req;
+}
+
+void prepareRouteMessages(Prepared& prep) {
+  prep.routeMessages.clear();
+  prep.routeMessage4Len = appendLocalRoute(prep.routeMessages, AF_INET, 1);
+  appendLocalRoute(prep.routeMessages, AF_INET6, 2);
+}
+
+static int bringLoopbackUp() {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  memcpy(ifr.ifr_name, "lo", 3);
+  int err = 0;
+  if (ioctl(fd, SIOCGIFFLAGS, &ifr) != 0) {
+    err = errno;
+  } else {
+    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP | IFF_RUNNING);
+    if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0) err = errno;
+  }
+  close(fd);
+  return err;
+}
+
+// Sends one netlink request and waits for its acknowledgement.
+static int netlinkRequest(int fd, const char* msg, size_t len) {
+  if (send(fd, msg, len, 0) != static_cast<ssize_t>(len)) return errno;
+  char reply[256];
+  ssize_t n = recv(fd, reply, sizeof reply, 0);
+  if (n < 0) return errno;
+  auto* header = reinterpret_cast<struct nlmsghdr*>(reply);
+  if (n < static_cast<ssize_t>(sizeof *header) || header->nlmsg_type != NLMSG_ERROR) return EPROTO;
+  auto* error = static_cast<struct nlmsgerr*>(NLMSG_DATA(header));
+  return -error->error;
+}
+
+static int addLocalRoutes(const Prepared& prep) {
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) return errno;
+  const char* msgs = prep.routeMessages.data();
+  size_t len4 = prep.routeMessage4Len;
+  int err = netlinkRequest(fd, msgs, len4);
+  if (err == 0) err = netlinkRequest(fd, msgs + len4, prep.routeMessages.size() - len4);
+  close(fd);
+  return err;
+}
+
+static int openListener(const Listener& spec) {
+  int fd = socket(spec.family, spec.type | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  int rc;
+  if (spec.family == AF_INET6) {
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    struct sockaddr_in6 sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin6_family = AF_INET6;
+    sa.sin6_port = htons(spec.port);
+    memcpy(&sa.sin6_addr, spec.addr, 16);
+    rc = bind(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa);
+  } else {
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(spec.port);
+    memcpy(&sa.sin_addr, spec.addr, 4);
+    rc = bind(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa);
+  }
+  if (rc == 0 && spec.type == SOCK_STREAM) rc = listen(fd, 511);
+  if (rc != 0) {
+    int err = errno;
+    close(fd);
+    return -err;
+  }
+  return fd;
+}
+
+// The listener fds are sent in one SCM_RIGHTS message. Plan validation caps their number at
+// kMaxListeners, which fits the precomputed control buffer.
+static int sendListeners(const Prepared& prep, const int* fds, size_t count) {
+  char byte = 'L';
+  struct iovec iov = {&byte, 1};
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = const_cast<char*>(prep.cmsgBuffer.data());
+  msg.msg_controllen = CMSG_SPACE(count * sizeof(int));
+  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(count * sizeof(int));
+  memcpy(CMSG_DATA(cmsg), fds, count * sizeof(int));
+  return sendmsg(prep.listenerSocket[1], &msg, MSG_NOSIGNAL) == 1 ? 0 : errno;
+}
+
+int setupNetworkInChild(const Plan& plan, Prepared& prep, Step* step, int* index) {
+  if (plan.shareNetwork) return 0;
+  *step = Step::kLoopback;
+  if (int err = bringLoopbackUp()) return err;
+  if (plan.routeAllLocal) {
+    *step = Step::kRoute;
+    if (int err = addLocalRoutes(prep)) return err;
+  }
+  if (plan.listeners.empty()) return 0;
+
+  *step = Step::kListener;
+  int fds[kMaxListeners];
+  size_t count = plan.listeners.size();
+  for (size_t i = 0; i < count; ++i) {
+    *index = static_cast<int>(i);
+    int fd = openListener(plan.listeners[i]);
+    if (fd < 0) return -fd;
+    fds[i] = fd;
+  }
+  *index = -1;
+  *step = Step::kSendListeners;
+  int err = sendListeners(prep, fds, count);
+  for (size_t i = 0; i < count; ++i) close(fds[i]);
+  return err;
+}
+
+int receiveListenersFromChild(int socket, size_t count, std::vector<int>* fds) {
+  char byte;
+  struct iovec iov = {&byte, 1};
+  std::vector<char> control(CMSG_SPACE(count * sizeof(int)));
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.data();
+  msg.msg_controllen = control.size();
+  ssize_t n;
+  do {
+    n = recvmsg(socket, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return errno;
+  if (n == 0) return EPIPE;  // the child failed before sending; its error record says why
+  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+  if (cmsg == nullptr || cmsg->cmsg_type != SCM_RIGHTS ||
+      cmsg->cmsg_len != CMSG_LEN(count * sizeof(int)))
+    return EPROTO;
+  fds->resize(count);
+  memcpy(fds->data(), CMSG_DATA(cmsg), count * sizeof(int));
+  return 0;
+}
+
+}  // namespace stockade

@@ -1,0 +1,149 @@
+// plan.h — the fully resolved description of one sandbox, as the child executes it.
+//
+// TypeScript (lib/plan.ts) decides everything; addon.cc copies it into a Plan; spawn.cc
+// precomputes every byte the child will need (C strings, pointer arrays, netlink messages, the
+// BPF program) *before* clone(), because the child of a multi-threaded process may not allocate.
+#pragma once
+
+#include <linux/filter.h>
+#include <stdint.h>
+#include <sys/resource.h>
+
+#include <string>
+#include <vector>
+
+namespace stockade {
+
+// One step of the child's checklist. The number travels to the parent in a ChildError and is
+// turned into a name ('mount', 'pivot_root', ...) by stepName(); keep lib/native.ts in step.
+enum class Step : int32_t {
+  kSync = 1,        // waiting for the parent to write the id maps
+  kSignals,         // resetting signal dispositions
+  kDeathSignal,     // PR_SET_PDEATHSIG / parent liveness
+  kMountPrivate,    // making the inherited mount tree private
+  kMountBase,       // the scratch tmpfs that holds newroot/ and oldroot/
+  kPivotBase,       // first pivot_root, into the scratch tmpfs
+  kMountRoot,       // the sandbox's own root tmpfs
+  kMount,           // one entry of plan.mounts (index says which)
+  kDetachOldRoot,   // umount2(oldroot)
+  kPivotRoot,       // final pivot_root into newroot
+  kRemountRoot,     // making / read-only
+  kChdir,           // chdir(cwd)
+  kLoopback,        // bringing lo up
+  kRoute,           // rtnetlink: local 0.0.0.0/0 and ::/0 on lo
+  kListener,        // one injected listener (index says which)
+  kSendListeners,   // SCM_RIGHTS to the parent
+  kHostname,        // sethostname
+  kSetsid,          // setsid
+  kRlimit,          // one rlimit (index says which)
+  kBoundingSet,     // securebits and PR_CAPBSET_DROP
+  kIdentity,        // setgroups/setresgid/setresuid
+  kCapabilities,    // capset to zero, ambient cleared
+  kNoNewPrivs,      // PR_SET_NO_NEW_PRIVS
+  kFds,             // arranging stdio and closing the rest
+  kSeccomp,         // installing the filter
+  kExec,            // execve of the payload (or of stockade-init)
+  kIdMap,           // parent: writing /proc/PID/{setgroups,uid_map,gid_map}
+  kClone,           // parent: clone()
+  kInit,            // stockade-init: fork of the payload
+};
+
+// What the child writes on the CLOEXEC error pipe when a step fails. EOF instead means execve
+// succeeded (libuv's pattern).
+struct ChildError {
+  int32_t step;
+  int32_t err;
+  int32_t index;  // which mount/listener/rlimit, or -1
+};
+
+struct MountOp {
+  enum Kind : int32_t {
+    kBind = 0,       // bind source (recursive), then read-only or nosuid+nodev
+    kTmpfs,          // tmpfs with `data` options
+    kProc,           // fresh procfs of the sandbox's pid namespace
+    kDevpts,         // private devpts instance
+    kDir,            // mkdir -p
+    kFile,           // a synthesized file with `data` as content
+    kSymlink,        // symlink(source, target)
+    kMaskFile,       // bind /dev/null over target (missing target is fine)
+    kMaskDir,        // read-only empty tmpfs over target (missing target is fine)
+    kReadOnly,       // bind target onto itself, read-only (missing target is fine)
+  };
+  Kind kind = kDir;
+  std::string source;  // kBind: /oldroot/<host path>; kSymlink: link text
+  std::string target;  // /newroot/<path inside>; mutated in place by the child's mkdir -p
+  std::string data;    // kTmpfs: mount options; kFile: content
+  bool readOnly = true;
+  bool sourceIsDir = true;
+  uint32_t lockedFlags = 0;  // MS_* flags of the source mount (remount fallback before 5.12)
+  uint32_t mode = 0755;
+};
+
+constexpr size_t kMaxListeners = 64;
+constexpr int kMaxFds = 64;
+
+struct Listener {
+  int32_t family = 0;  // AF_INET or AF_INET6
+  int32_t type = 0;    // SOCK_STREAM or SOCK_DGRAM
+  uint8_t addr[16] = {};
+  uint16_t port = 0;
+};
+
+struct Limit {
+  int32_t resource;
+  struct rlimit value;
+};
+
+struct Plan {
+  // Payload
+  std::string file;  // absolute path inside the sandbox
+  std::vector<std::string> argv;
+  std::vector<std::string> envp;
+  std::string cwd = "/";
+  std::string hostname = "stockade";
+
+  // Identity: inside, the payload is `uid`/`gid`; as host root it is `hostUid`/`hostGid` outside.
+  uint32_t uid = 65534, gid = 65534;
+  uint32_t hostUid = 65534, hostGid = 65534;
+
+  // Filesystem
+  std::string baseDir = "/tmp";      // host dir to mount the scratch tmpfs on
+  std::string rootOptions = "mode=0755,size=16m";
+  std::vector<MountOp> mounts;
+
+  // Network
+  bool shareNetwork = false;         // 'host' mode: no CLONE_NEWNET
+  bool routeAllLocal = false;        // every address local to lo (transparent interception)
+  std::vector<Listener> listeners;   // bound inside, fds handed to the parent
+
+  // Process
+  std::vector<int> fds;              // parent fds that become 0,1,2,... in the payload; -1 = /dev/null
+  std::vector<Limit> limits;
+  bool useInit = true;               // stockade-init as PID 1
+  std::string initPath;              // host path of the stockade-init executable
+  bool seccomp = true;
+};
+
+// Everything derived from a Plan that the child needs, ready before clone().
+struct Prepared {
+  std::vector<char*> argv;           // NULL-terminated; points into Plan or initArgv
+  std::vector<char*> envp;
+  std::vector<std::string> initArgv;
+  std::vector<char> routeMessages;   // two RTM_NEWROUTE messages, back to back
+  size_t routeMessage4Len = 0;
+  std::vector<char> cmsgBuffer;      // room for SCM_RIGHTS with every listener fd
+  struct sock_fprog filter = {};
+  int lastCap = 40;
+  bool hostRoot = false;             // caller is root in the initial user namespace
+  int devNull = -1;
+  int initFd = -1;                   // O_PATH fd of stockade-init
+  int parentPidfd = -1;              // the child polls it to notice a parent that died early
+  int errorPipe[2] = {-1, -1};
+  int syncPipe[2] = {-1, -1};
+  int statusPipe[2] = {-1, -1};
+  int listenerSocket[2] = {-1, -1};
+  int errorFdInside = -1;            // where fds.cc puts the error pipe for stockade-init
+  int statusFdInside = -1;
+};
+
+}  // namespace stockade

@@ -1,0 +1,31 @@
+// spawn.h — the parent side of one sandbox spawn.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "plan.h"
+
+namespace stockade {
+
+struct SpawnResult {
+  // Success: pid and pidfd of the sandbox's PID 1 (as seen from the host), the read end of
+  // stockade-init's status pipe (-1 without init), and the injected listener fds, in plan order.
+  pid_t pid = -1;
+  int pidfd = -1;
+  int statusFd = -1;
+  std::vector<int> listenerFds;
+  // Failure: the step, errno and list index the child (or the parent) reported.
+  bool failed = false;
+  ChildError error = {};
+  std::string failedPath;  // for parent-side failures (the id map file)
+};
+
+SpawnResult spawnSandbox(Plan& plan);
+
+// Can this process create the namespaces a sandbox needs? 0 or the errno of clone().
+int probeNamespaces();
+
+}  // namespace stockade

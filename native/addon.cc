@@ -371,6 +371,14 @@ Napi::Value ProbeNamespaces(const Napi::CallbackInfo& info) {
 }  // namespace
 }  // namespace stockade
 
+// landlockAbi() -> the Landlock ABI version, or -errno (EOPNOTSUPP: disabled at boot).
+static Napi::Value LandlockAbi(const Napi::CallbackInfo& info) {
+  constexpr long kSysLandlockCreateRuleset = 444;  // same number on x86_64 and aarch64
+  constexpr unsigned kVersionFlag = 1;             // LANDLOCK_CREATE_RULESET_VERSION
+  long abi = syscall(kSysLandlockCreateRuleset, nullptr, 0, kVersionFlag);
+  return Napi::Number::New(info.Env(), abi >= 0 ? abi : -errno);
+}
+
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   using namespace stockade;
   Napi::Function cls = Sandbox::Init(env);
@@ -378,6 +386,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("spawn", Napi::Function::New(env, Spawn));
   exports.Set("pipe", Napi::Function::New(env, Pipe));
   exports.Set("probeNamespaces", Napi::Function::New(env, ProbeNamespaces));
+  exports.Set("landlockAbi", Napi::Function::New(env, LandlockAbi));
   return exports;
 }
 

@@ -63,6 +63,8 @@ static int makeParents(char* path) {
 static int makeMountPoint(char* path, bool isDir) {
   if (int err = makeParents(path)) return err;
   if (isDir) return mkdir(path, 0755) == 0 || errno == EEXIST ? 0 : errno;
+  struct stat st;
+  if (stat(path, &st) == 0) return 0;  // e.g. inside a read-only bind, where O_CREAT fails
   int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444);
   if (fd < 0) return errno == EEXIST ? 0 : errno;
   close(fd);

@@ -1,0 +1,75 @@
+// Errors shaped like Node's own: `EACCES: permission denied, mount '/proc'` with .code, .errno,
+// .syscall and .path, plus stockade's .step. Built here and nowhere else.
+import * as util from 'node:util';
+import type { NativeError } from './native';
+import { stepNames } from './native';
+
+const systemErrors = util.getSystemErrorMap();
+
+/** A failure of the kernel side of a spawn, or of a system call made for it. */
+export class SandboxError extends Error {
+  /** 'ENOENT', 'EPERM', ... */
+  code: string;
+  /** Negative errno, as in Node's system errors. */
+  errno: number;
+  syscall: string;
+  path?: string;
+  /** The step of the sandbox setup that failed ('mount', 'exec', 'id-map', ...). */
+  step: string;
+  hint?: string;
+
+  constructor(fields: { errno: number; syscall: string; step: string; path?: string; hint?: string }) {
+    const [code, description] = systemErrors.get(-Math.abs(fields.errno)) ?? ['EUNKNOWN', 'unknown error'];
+    const where = fields.path === undefined ? '' : ` '${fields.path}'`;
+    const hint = fields.hint === undefined ? '' : ` (${fields.hint})`;
+    super(`${code}: ${description}, ${fields.syscall}${where} [step: ${fields.step}]${hint}`);
+    this.name = 'SandboxError';
+    this.code = code;
+    this.errno = -Math.abs(fields.errno);
+    this.syscall = fields.syscall;
+    this.path = fields.path;
+    this.step = fields.step;
+    this.hint = fields.hint;
+  }
+}
+
+/** Invalid options: thrown synchronously, naming the field, what was expected and what was found. */
+export class SandboxOptionsError extends TypeError {
+  code = 'ERR_SANDBOX_OPTIONS';
+  field: string;
+  constructor(field: string, message: string) {
+    super(`options.${field}: ${message}`);
+    this.name = 'SandboxOptionsError';
+    this.field = field;
+  }
+}
+
+/** A hint for the failures people actually meet. */
+function hintFor(step: string, errno: number): string | undefined {
+  const code = systemErrors.get(-errno)?.[0];
+  if (step === 'clone' && (code === 'EPERM' || code === 'EACCES')) {
+    return 'unprivileged user namespaces are disabled or restricted on this host; run `stockade doctor`';
+  }
+  if (step === 'clone' && code === 'ENOSPC') {
+    return 'user.max_user_namespaces is exhausted or 0; run `stockade doctor`';
+  }
+  if (step === 'id-map' && code === 'EPERM') {
+    return 'the kernel refused the uid/gid map; on Ubuntu 23.10+ AppArmor restricts unprivileged user namespaces, see `stockade doctor`';
+  }
+  if (step === 'seccomp' && code === 'EINVAL') return 'the kernel lacks seccomp filter support (CONFIG_SECCOMP_FILTER)';
+  if (step === 'mount' && code === 'EACCES') return 'the sandbox user cannot reach this host path';
+  return undefined;
+}
+
+/** Turns the addon's {step, errno, index} into a SandboxError, using the plan for the path. */
+export function fromNative(error: NativeError, pathOf: (step: string, index: number) => string | undefined): SandboxError {
+  const names = stepNames[error.step] ?? { step: `step-${error.step}`, syscall: 'unknown' };
+  const path = error.path ?? pathOf(names.step, error.index);
+  return new SandboxError({
+    errno: error.errno,
+    syscall: names.syscall,
+    step: names.step,
+    path,
+    hint: hintFor(names.step, error.errno),
+  });
+}

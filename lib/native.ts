@@ -1,0 +1,147 @@
+// Typed binding of the native addon (native/addon.cc). The addon executes a NativePlan and
+// knows nothing about policy: lib/plan.ts builds the plan, and every value here has already
+// been validated.
+import * as path from 'node:path';
+
+/** Mount operations, in the order the child applies them (native/plan.h, MountOp::Kind). */
+export const MountKind = {
+  bind: 0,
+  tmpfs: 1,
+  proc: 2,
+  devpts: 3,
+  dir: 4,
+  file: 5,
+  symlink: 6,
+  maskFile: 7,
+  maskDir: 8,
+  readOnly: 9,
+} as const;
+
+export interface NativeMount {
+  kind: (typeof MountKind)[keyof typeof MountKind];
+  /** bind: '/oldroot' + host path; symlink: the link's text. */
+  source?: string;
+  /** '/newroot' + path inside. */
+  target: string;
+  /** tmpfs: mount options; file: content. */
+  data?: string | Buffer;
+  readOnly?: boolean;
+  sourceIsDir?: boolean;
+  /** MS_* flags the source mount is locked with (used only before Linux 5.12). */
+  lockedFlags?: number;
+  mode?: number;
+}
+
+export interface NativeListener {
+  type: 'tcp' | 'udp';
+  /** 4 bytes (IPv4) or 16 bytes (IPv6), network order. */
+  address: Buffer;
+  port: number;
+}
+
+export interface NativePlan {
+  file: string;
+  argv: string[];
+  envp: string[];
+  cwd: string;
+  hostname: string;
+  uid?: number;
+  gid?: number;
+  hostUid?: number;
+  hostGid?: number;
+  baseDir: string;
+  rootOptions: string;
+  mounts: NativeMount[];
+  shareNetwork?: boolean;
+  routeAllLocal?: boolean;
+  listeners?: NativeListener[];
+  /** Parent fds that become 0, 1, 2, ... in the payload; -1 is /dev/null. */
+  fds: number[];
+  limits?: { resource: number; soft: number; hard: number }[];
+  useInit?: boolean;
+  initPath?: string;
+  seccomp?: boolean;
+}
+
+export interface NativeError {
+  step: number;
+  errno: number;
+  index: number;
+  path?: string;
+}
+
+export interface NativeHandle {
+  /** Sends a signal through the pidfd; returns 0 or an errno (ESRCH after exit). */
+  kill(signal: number): number;
+  ref(): void;
+  unref(): void;
+}
+
+export type NativeSpawnResult =
+  | { error: NativeError }
+  | { pid: number; handle: NativeHandle; listenerFds: number[] };
+
+interface Addon {
+  spawn(plan: NativePlan, onExit: (code: number | null, signal: NodeJS.Signals | null) => void): NativeSpawnResult;
+  pipe(): [number, number];
+  probeNamespaces(): number;
+  landlockAbi(): number;
+}
+
+const packageRoot = path.join(__dirname, '..', '..');
+
+let addon: Addon | undefined;
+let addonPath: string | undefined;
+
+/** node-gyp-build prefers prebuilds/<platform>-<arch>/ over build/Release/. */
+function load(): Addon {
+  if (addon === undefined) {
+    const gypBuild = require('node-gyp-build') as { path(dir: string): string };
+    addonPath = gypBuild.path(packageRoot);
+    addon = require(addonPath) as Addon;
+  }
+  return addon;
+}
+
+export function native(): Addon {
+  return load();
+}
+
+/** stockade-init lives beside the addon, in the prebuild or the build directory. */
+export function initPath(): string {
+  load();
+  return path.join(path.dirname(addonPath as string), 'stockade-init');
+}
+
+/** Names of the child's steps, by number (native/plan.h, enum class Step). */
+export const stepNames: Record<number, { step: string; syscall: string }> = {
+  1: { step: 'sync', syscall: 'read' },
+  2: { step: 'signals', syscall: 'sigaction' },
+  3: { step: 'death-signal', syscall: 'prctl' },
+  4: { step: 'mount-private', syscall: 'mount' },
+  5: { step: 'mount-base', syscall: 'mount' },
+  6: { step: 'pivot-base', syscall: 'pivot_root' },
+  7: { step: 'mount-root', syscall: 'mount' },
+  8: { step: 'mount', syscall: 'mount' },
+  9: { step: 'detach-old-root', syscall: 'umount2' },
+  10: { step: 'pivot-root', syscall: 'pivot_root' },
+  11: { step: 'remount-root', syscall: 'mount_setattr' },
+  12: { step: 'chdir', syscall: 'chdir' },
+  13: { step: 'loopback', syscall: 'ioctl' },
+  14: { step: 'route', syscall: 'rtnetlink' },
+  15: { step: 'listener', syscall: 'bind' },
+  16: { step: 'send-listeners', syscall: 'sendmsg' },
+  17: { step: 'hostname', syscall: 'sethostname' },
+  18: { step: 'setsid', syscall: 'setsid' },
+  19: { step: 'rlimit', syscall: 'prlimit64' },
+  20: { step: 'bounding-set', syscall: 'prctl' },
+  21: { step: 'identity', syscall: 'setresuid' },
+  22: { step: 'capabilities', syscall: 'capset' },
+  23: { step: 'no-new-privs', syscall: 'prctl' },
+  24: { step: 'fds', syscall: 'dup3' },
+  25: { step: 'seccomp', syscall: 'seccomp' },
+  26: { step: 'exec', syscall: 'execve' },
+  27: { step: 'id-map', syscall: 'write' },
+  28: { step: 'clone', syscall: 'clone' },
+  29: { step: 'init', syscall: 'fork' },
+};

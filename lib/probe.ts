@@ -1,0 +1,122 @@
+// probeHost(): what this host offers a sandbox, and for each missing piece, the fix. Used by
+// `stockade doctor`; cheap enough to call at startup.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as util from 'node:util';
+import { native } from './native';
+
+export interface HostCheck {
+  ok: boolean;
+  detail: string;
+  /** What to do about it when !ok. */
+  fix?: string;
+}
+
+export interface HostReport {
+  kernel: string;
+  arch: string;
+  uid: number;
+  /** Every check a sandbox needs passed. */
+  ready: boolean;
+  userNamespaces: HostCheck;
+  seccomp: HostCheck;
+  landlock: HostCheck & { abi: number };
+  cgroupDelegation: HostCheck;
+  apparmor: HostCheck;
+  kernelVersion: HostCheck;
+}
+
+function read(path: string): string | undefined {
+  try {
+    return fs.readFileSync(path, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+function kernelAtLeast(release: string, major: number, minor: number): boolean {
+  const [a, b] = release.split('.').map((x) => Number.parseInt(x, 10));
+  return a > major || (a === major && b >= minor);
+}
+
+export function probeHost(): HostReport {
+  const kernel = os.release();
+  const addon = native();
+
+  const maxUserNs = read('/proc/sys/user/max_user_namespaces');
+  const debianClone = read('/proc/sys/kernel/unprivileged_userns_clone');
+  const apparmorRestrict = read('/proc/sys/kernel/apparmor_restrict_unprivileged_userns');
+  const cloneErr = addon.probeNamespaces();
+  const errName = cloneErr === 0 ? '' : util.getSystemErrorName(-cloneErr);
+  let userNsFix: string | undefined;
+  if (maxUserNs === '0') userNsFix = 'sysctl -w user.max_user_namespaces=15000';
+  else if (debianClone === '0') userNsFix = 'sysctl -w kernel.unprivileged_userns_clone=1';
+  else if (apparmorRestrict === '1') userNsFix = 'Ubuntu 23.10+ restricts unprivileged user namespaces with AppArmor: install the AppArmor profile from `stockade doctor --apparmor-profile` into /etc/apparmor.d/ and reload it, or sysctl -w kernel.apparmor_restrict_unprivileged_userns=0';
+  else if (cloneErr !== 0) userNsFix = 'user, mount, pid and network namespaces must be enabled in the kernel (CONFIG_USER_NS, CONFIG_NET_NS, ...), and a container runtime must allow them';
+  const userNamespaces: HostCheck = {
+    ok: cloneErr === 0,
+    detail: cloneErr === 0 ? `clone() with user, mount, pid, net, ipc, uts, cgroup namespaces works (max_user_namespaces=${maxUserNs ?? '?'})` : `clone() failed with ${errName}`,
+    fix: cloneErr === 0 ? undefined : userNsFix,
+  };
+
+  const actions = read('/proc/sys/kernel/seccomp/actions_avail') ?? '';
+  const seccompOk = actions.includes('kill_process') && actions.includes('errno');
+  const seccomp: HostCheck = {
+    ok: seccompOk,
+    detail: seccompOk ? `seccomp filters available (${actions})` : 'seccomp filter actions kill_process/errno missing',
+    fix: seccompOk ? undefined : 'a kernel with CONFIG_SECCOMP_FILTER, 4.14 or newer',
+  };
+
+  const abi = addon.landlockAbi();
+  const landlock = {
+    ok: abi > 0,
+    abi,
+    detail: abi > 0 ? `Landlock ABI ${abi}` : `Landlock unavailable (${util.getSystemErrorName(abi)})`,
+    fix: abi > 0 ? undefined : 'optional: boot with lsm=...,landlock (5.13+) for an extra filesystem layer in later versions',
+  };
+
+  // cgroup v2 delegation: our own cgroup's subtree_control is writable by us (systemd gives
+  // users a delegated subtree under user@UID.service).
+  const cgroupLine = read('/proc/self/cgroup')?.split('\n').find((l) => l.startsWith('0::'));
+  const cgroupDir = cgroupLine ? `/sys/fs/cgroup${cgroupLine.slice(3)}` : undefined;
+  const v2 = fs.existsSync('/sys/fs/cgroup/cgroup.controllers');
+  let delegated = false;
+  if (v2 && cgroupDir) {
+    try {
+      fs.accessSync(`${cgroupDir}/cgroup.subtree_control`, fs.constants.W_OK);
+      delegated = true;
+    } catch {}
+  }
+  const cgroupDelegation: HostCheck = {
+    ok: delegated,
+    detail: !v2 ? 'cgroup v1 (no unified hierarchy)' : delegated ? `cgroup v2, ${cgroupDir} is delegated` : `cgroup v2, ${cgroupDir ?? 'own cgroup'} not writable`,
+    fix: delegated ? undefined : 'optional: limits use rlimits today; run under `systemd-run --user --scope -p Delegate=yes` for a delegated cgroup',
+  };
+
+  const apparmorEnabled = read('/sys/module/apparmor/parameters/enabled') === 'Y';
+  const apparmor: HostCheck = {
+    ok: apparmorRestrict !== '1' || cloneErr === 0,
+    detail: !apparmorEnabled ? 'AppArmor not enabled' : `AppArmor enabled, apparmor_restrict_unprivileged_userns=${apparmorRestrict ?? 'absent'}`,
+    fix: apparmorRestrict === '1' && cloneErr !== 0 ? userNsFix : undefined,
+  };
+
+  const versionOk = kernelAtLeast(kernel, 5, 12);
+  const kernelVersion: HostCheck = {
+    ok: versionOk,
+    detail: `Linux ${kernel}`,
+    fix: versionOk ? undefined : 'Linux 5.12 or newer is needed (pidfd, close_range, mount_setattr)',
+  };
+
+  return {
+    kernel,
+    arch: os.arch(),
+    uid: process.getuid?.() ?? -1,
+    ready: userNamespaces.ok && seccomp.ok && kernelVersion.ok,
+    userNamespaces,
+    seccomp,
+    landlock,
+    cgroupDelegation,
+    apparmor,
+    kernelVersion,
+  };
+}

@@ -1,0 +1,213 @@
+// SandboxedProcess: a ChildProcess-shaped handle on one sandbox. Same events ('spawn', 'exit',
+// 'close', 'error'), same fields (pid, stdin/stdout/stderr, stdio, exitCode, signalCode,
+// killed), same kill() semantics, plus `exited`, a promise for those who await, and 'audit'
+// events mirroring the pino audit log.
+import { EventEmitter } from 'node:events';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import { constants as osConstants } from 'node:os';
+import type { Readable, Writable } from 'node:stream';
+import type { Logger } from 'pino';
+import { SandboxError, SandboxOptionsError, fromNative } from './errors';
+import { type NativeHandle, native } from './native';
+import type { SandboxOptions, StdioSlot } from './options';
+import { type ResolvedSandbox, resolveCommand, resolveSandbox } from './plan';
+
+export interface SandboxExit {
+  exitCode: number | null;
+  signalCode: NodeJS.Signals | null;
+}
+
+type Slots = [StdioSlot, StdioSlot, StdioSlot];
+
+function normalizeStdio(stdio: SandboxOptions['stdio']): Slots {
+  const slots: StdioSlot[] = stdio === undefined ? ['pipe', 'pipe', 'pipe'] : Array.isArray(stdio) ? stdio : [stdio, stdio, stdio];
+  if (slots.length !== 3) throw new SandboxOptionsError('stdio', `expected 3 slots, found ${slots.length}`);
+  slots.forEach((s, i) => {
+    const ok = s === 'pipe' || s === 'inherit' || s === 'ignore' || (typeof s === 'number' && Number.isInteger(s) && s >= 0);
+    if (!ok) throw new SandboxOptionsError(`stdio[${i}]`, `expected 'pipe', 'inherit', 'ignore' or an fd, found ${JSON.stringify(s)}`);
+  });
+  return slots as Slots;
+}
+
+function signalNumber(signal: NodeJS.Signals | number): number {
+  if (typeof signal === 'number') {
+    if (!Number.isInteger(signal) || signal < 0) throw new TypeError(`Unknown signal: ${signal}`);
+    return signal;
+  }
+  const n = (osConstants.signals as Record<string, number>)[signal];
+  if (n === undefined) throw new TypeError(`Unknown signal: ${signal}`);
+  return n;
+}
+
+export class SandboxedProcess extends EventEmitter {
+  pid: number | undefined;
+  stdin: Writable | null = null;
+  stdout: Readable | null = null;
+  stderr: Readable | null = null;
+  readonly stdio: [Writable | null, Readable | null, Readable | null];
+  exitCode: number | null = null;
+  signalCode: NodeJS.Signals | null = null;
+  killed = false;
+  readonly spawnfile: string;
+  readonly spawnargs: string[];
+  /** Digest of the sandbox definition, as logged in audit events. */
+  readonly policyDigest: string;
+  /** Listener fds injected from the sandbox's network namespace (for the egress proxy). */
+  listenerFds: number[] = [];
+
+  private handle: NativeHandle | undefined;
+  private spawnError: SandboxError | undefined;
+  private exitPromise: Promise<SandboxExit> | undefined;
+  private openStreams = 0;
+  private exited_ = false;
+  private closed = false;
+  private wallTimer: NodeJS.Timeout | undefined;
+  private readonly logger: Logger | undefined;
+
+  /** @internal use spawnSandboxed() */
+  constructor(command: string, args: string[], options: SandboxOptions) {
+    super();
+    this.spawnfile = command;
+    this.spawnargs = [command, ...args];
+    const slots = normalizeStdio(options.stdio);
+    const resolved = resolveSandbox(command, args, options);
+    this.policyDigest = resolved.digest;
+    this.logger = options.logger;
+
+    const parentEnds: (number | null)[] = [null, null, null];
+    const childFds: number[] = [];
+    slots.forEach((slot, i) => {
+      if (slot === 'pipe') {
+        const [r, w] = native().pipe();
+        parentEnds[i] = i === 0 ? w : r;
+        childFds.push(i === 0 ? r : w);
+      } else if (slot === 'inherit') {
+        childFds.push(i);
+      } else if (slot === 'ignore') {
+        childFds.push(-1);
+      } else {
+        childFds.push(slot);
+      }
+    });
+    this.stdin = parentEnds[0] === null ? null : new net.Socket({ fd: parentEnds[0], readable: false, writable: true });
+    this.stdout = parentEnds[1] === null ? null : new net.Socket({ fd: parentEnds[1], readable: true, writable: false });
+    this.stderr = parentEnds[2] === null ? null : new net.Socket({ fd: parentEnds[2], readable: true, writable: false });
+    this.stdio = [this.stdin, this.stdout, this.stderr];
+    for (const stream of [this.stdout, this.stderr]) {
+      if (stream === null) continue;
+      this.openStreams++;
+      stream.once('close', () => {
+        this.openStreams--;
+        this.maybeClose();
+      });
+    }
+    // Writing to a sandbox that has exited must not crash the parent with EPIPE.
+    this.stdin?.on('error', () => {});
+
+    this.start(resolved, childFds, slots);
+  }
+
+  private start(resolved: ResolvedSandbox, childFds: number[], slots: Slots): void {
+    const closeChildEnds = () => slots.forEach((s, i) => s === 'pipe' && fs.closeSync(childFds[i]));
+    const file = resolveCommand(this.spawnfile, resolved.plan.envp, resolved.plan.cwd, resolved.visible);
+    if (file === undefined) {
+      closeChildEnds();
+      const err = new SandboxError({ errno: osConstants.errno.ENOENT, syscall: `spawn ${this.spawnfile}`, step: 'resolve', path: this.spawnfile, hint: 'not found in the sandbox PATH among the paths bound inside' });
+      return this.failAsync(err);
+    }
+    const plan = { ...resolved.plan, file, fds: childFds };
+    const result = native().spawn(plan, (code, signal) => this.onExit(code, signal));
+    closeChildEnds();
+    if ('error' in result) {
+      return this.failAsync(fromNative(result.error, resolved.describe));
+    }
+    this.pid = result.pid;
+    this.handle = result.handle;
+    this.listenerFds = result.listenerFds;
+    this.audit('info', { event: 'sandbox-start', pid: this.pid, command: this.spawnargs, policy: this.policyDigest, network: plan.shareNetwork ? 'host' : 'none' });
+    if (plan.shareNetwork) this.audit('warn', { event: 'network-host', pid: this.pid, policy: this.policyDigest, message: 'sandbox shares the host network (explicitly requested)' });
+    if (resolved.wallTime !== undefined) {
+      this.wallTimer = setTimeout(() => {
+        this.audit('warn', { event: 'wall-time', pid: this.pid, limitMs: resolved.wallTime });
+        this.kill('SIGKILL');
+      }, resolved.wallTime);
+      this.wallTimer.unref();
+    }
+    process.nextTick(() => this.emit('spawn'));
+  }
+
+  private failAsync(err: SandboxError): void {
+    this.spawnError = err;
+    this.audit('error', { event: 'sandbox-error', command: this.spawnargs, code: err.code, step: err.step, path: err.path, message: err.message });
+    for (const s of this.stdio) s?.destroy();
+    process.nextTick(() => this.emit('error', err));
+  }
+
+  private onExit(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.wallTimer) clearTimeout(this.wallTimer);
+    this.exitCode = code;
+    this.signalCode = signal;
+    this.exited_ = true;
+    this.handle = undefined;
+    this.audit('info', { event: 'sandbox-exit', pid: this.pid, policy: this.policyDigest, exitCode: code, signal });
+    this.emit('exit', code, signal);
+    this.stdin?.destroy();
+    this.maybeClose();
+  }
+
+  private maybeClose(): void {
+    if (!this.exited_ || this.openStreams > 0 || this.closed) return;
+    this.closed = true;
+    this.emit('close', this.exitCode, this.signalCode);
+  }
+
+  private audit(level: 'info' | 'warn' | 'error', event: Record<string, unknown>): void {
+    this.logger?.[level](event);
+    this.emit('audit', event);
+  }
+
+  /** Sends a signal to the sandbox's PID 1, which forwards it to the payload (SIGKILL ends all). */
+  kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
+    const n = signalNumber(signal);
+    if (this.handle === undefined) return false;
+    const err = this.handle.kill(n);
+    if (err === 0) {
+      this.killed = true;
+      return true;
+    }
+    return false;
+  }
+
+  ref(): void {
+    this.handle?.ref();
+  }
+
+  unref(): void {
+    this.handle?.unref();
+  }
+
+  /** Resolves on 'close' with the exit status; rejects if the sandbox could not be started. */
+  get exited(): Promise<SandboxExit> {
+    if (this.exitPromise === undefined) {
+      this.exitPromise = new Promise((resolve, reject) => {
+        if (this.spawnError) return reject(this.spawnError);
+        if (this.closed) return resolve({ exitCode: this.exitCode, signalCode: this.signalCode });
+        this.once('close', (exitCode, signalCode) => resolve({ exitCode, signalCode }));
+        this.once('error', reject);
+      });
+    }
+    return this.exitPromise;
+  }
+}
+
+/**
+ * Starts `command` inside a new sandbox; shaped like child_process.spawn(). Invalid options
+ * throw synchronously; failures of the spawn itself are emitted as 'error'.
+ */
+export function spawnSandboxed(command: string, args: readonly string[] = [], options: SandboxOptions = {}): SandboxedProcess {
+  if (!Array.isArray(args) && typeof args === 'object' && args !== null) {
+    return new SandboxedProcess(command, [], args as SandboxOptions);
+  }
+  return new SandboxedProcess(command, [...args], options);
+}

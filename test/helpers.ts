@@ -1,0 +1,74 @@
+// Shared by the sandbox tests: run a sandbox to completion, build C fixtures where the sandbox
+// user can read them, and know whether this run is privileged.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { type SandboxOptions, spawnSandboxed } from '../lib';
+
+export const isRoot = process.getuid?.() === 0;
+export const repoRoot = path.join(__dirname, '..', '..');
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command in a sandbox and collects its output (stdin closed). */
+export async function run(command: string, args: string[] = [], options: SandboxOptions = {}, input?: string | Buffer): Promise<RunResult> {
+  const child = spawnSandboxed(command, args, { stdio: ['pipe', 'pipe', 'pipe'], ...options });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout?.on('data', (d: Buffer) => out.push(d));
+  child.stderr?.on('data', (d: Buffer) => err.push(d));
+  child.stdin?.end(input);
+  const { exitCode, signalCode } = await child.exited;
+  return { code: exitCode, signal: signalCode, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
+}
+
+/** Runs `sh -c script` in a sandbox. */
+export function sh(script: string, options: SandboxOptions = {}): Promise<RunResult> {
+  return run('/bin/sh', ['-c', script], options);
+}
+
+/**
+ * A directory every user can read, for fixtures and planted files: the repository may sit where
+ * the sandbox user (nobody) cannot traverse, e.g. under /root in CI.
+ */
+export function sharedTempDir(prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `stockade-${prefix}-`));
+  fs.chmodSync(dir, 0o755);
+  return dir;
+}
+
+const fixtureCache = new Map<string, string>();
+
+/**
+ * Compiles test/fixtures/NAME.c (static, so it needs nothing from the sandbox) into a
+ * world-readable directory and returns that directory; bind it read-only into the sandbox.
+ */
+export function compileFixture(name: string, extraFlags: string[] = []): string {
+  const source = path.join(repoRoot, 'test', 'fixtures', `${name}.c`);
+  const text = fs.readFileSync(source);
+  const key = createHash('sha256').update(text).update(extraFlags.join(' ')).digest('hex').slice(0, 12);
+  const cached = fixtureCache.get(key);
+  if (cached) return cached;
+  const dir = path.join(os.tmpdir(), `stockade-fixture-${name}-${key}-${process.getuid?.()}`);
+  const binary = path.join(dir, name);
+  if (!fs.existsSync(binary)) {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+    const tmp = `${binary}.${process.pid}`;
+    execFileSync('cc', ['-O1', '-static', '-Wall', '-o', tmp, source, ...extraFlags], { stdio: 'inherit' });
+    fs.renameSync(tmp, binary);
+  }
+  fixtureCache.set(key, dir);
+  return dir;
+}
+
+/** Number of open fds of this process. */
+export function openFdCount(): number {
+  return fs.readdirSync('/proc/self/fd').length;
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env node
+'use strict';
+require('../dist/lib/cli/main')
+  .main(process.argv.slice(2))
+  .then(
+    (code) => process.exit(code),
+    (err) => {
+      process.stderr.write(`stockade: ${err && err.stack ? err.stack : err}\n`);
+      process.exit(70);
+    },
+  );

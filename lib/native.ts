@@ -77,9 +77,7 @@ export interface NativeHandle {
   unref(): void;
 }
 
-export type NativeSpawnResult =
-  | { error: NativeError }
-  | { pid: number; handle: NativeHandle; listenerFds: number[] };
+export type NativeSpawnResult = { error: NativeError } | { pid: number; handle: NativeHandle; listenerFds: number[] };
 
 interface Addon {
   spawn(plan: NativePlan, onExit: (code: number | null, signal: NodeJS.Signals | null) => void): NativeSpawnResult;

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SandboxOptionsError } from './errors';
-import { type NativeMount, type NativePlan, MountKind, initPath } from './native';
+import { initPath, MountKind, type NativeMount, type NativePlan } from './native';
 import type { SandboxLimits, SandboxOptions } from './options';
 
 /** Host directories bound read-only (or re-created as the same symlink) by default. */
@@ -15,8 +15,22 @@ const etcBinds = ['/etc/ld.so.cache', '/etc/alternatives', '/etc/ssl/certs', '/e
 const devices = ['null', 'zero', 'full', 'random', 'urandom', 'tty'];
 /** /proc entries that reveal or reconfigure the host kernel: /dev/null over files, empty dirs, read-only. */
 const procMaskedFiles = [
-  'kcore', 'keys', 'key-users', 'timer_list', 'sched_debug', 'sysrq-trigger', 'kallsyms', 'kmsg',
-  'latency_stats', 'kpagecount', 'kpageflags', 'kpagecgroup', 'config.gz', 'vmallocinfo', 'slabinfo', 'iomem',
+  'kcore',
+  'keys',
+  'key-users',
+  'timer_list',
+  'sched_debug',
+  'sysrq-trigger',
+  'kallsyms',
+  'kmsg',
+  'latency_stats',
+  'kpagecount',
+  'kpageflags',
+  'kpagecgroup',
+  'config.gz',
+  'vmallocinfo',
+  'slabinfo',
+  'iomem',
 ];
 const procMaskedDirs = ['acpi', 'scsi', 'asound', 'firmware', 'driver'];
 const procReadOnly = ['sys', 'bus', 'irq', 'fs'];
@@ -47,9 +61,7 @@ export interface ResolvedSandbox {
   visible: string[];
 }
 
-const knownOptions = new Set([
-  'cwd', 'env', 'stdio', 'filesystem', 'network', 'limits', 'hostname', 'logger', 'secrets', 'upstreamCa',
-]);
+const knownOptions = new Set(['cwd', 'env', 'stdio', 'filesystem', 'network', 'limits', 'hostname', 'logger', 'secrets', 'upstreamCa']);
 
 function fail(field: string, message: string): never {
   throw new SandboxOptionsError(field, message);
@@ -108,11 +120,17 @@ function mirror(p: string): NativeMount | undefined {
 function etcFiles(hostname: string, resolvConf: string): NativeMount[] {
   const file = (name: string, data: string): NativeMount => ({ kind: MountKind.file, target: `/newroot/etc/${name}`, data, mode: 0o644 });
   return [
-    file('passwd', `root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:${SANDBOX_UID}:${SANDBOX_UID}:nobody:${SANDBOX_HOME}:/usr/sbin/nologin\n`),
+    file(
+      'passwd',
+      `root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:${SANDBOX_UID}:${SANDBOX_UID}:nobody:${SANDBOX_HOME}:/usr/sbin/nologin\n`,
+    ),
     file('group', `root:x:0:\nnogroup:x:${SANDBOX_UID}:\n`),
     file('hosts', `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`),
     file('hostname', `${hostname}\n`),
-    file('nsswitch.conf', 'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n'),
+    file(
+      'nsswitch.conf',
+      'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n',
+    ),
     file('resolv.conf', resolvConf),
   ];
 }
@@ -151,7 +169,8 @@ function buildLimits(limits: SandboxLimits | undefined): NativePlan['limits'] {
     const value = limits[key as keyof typeof rlimits];
     if (value === undefined) continue;
     const n = key === 'memory' || key === 'fileSize' ? size(value, `limits.${key}`) : value;
-    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0) fail(`limits.${key}`, `expected a positive integer, found ${JSON.stringify(value)}`);
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0)
+      fail(`limits.${key}`, `expected a positive integer, found ${JSON.stringify(value)}`);
     out.push({ resource: spec.resource, soft: n, hard: n });
   }
   return out;
@@ -204,7 +223,11 @@ export function resolveSandbox(command: string, args: readonly string[], options
   }
 
   add({ kind: MountKind.tmpfs, target: '/newroot/tmp', data: `mode=1777,size=${tmpSize}` });
-  add({ kind: MountKind.tmpfs, target: `/newroot${SANDBOX_HOME}`, data: `mode=0700,uid=${SANDBOX_UID},gid=${SANDBOX_UID},size=${tmpSize}` });
+  add({
+    kind: MountKind.tmpfs,
+    target: `/newroot${SANDBOX_HOME}`,
+    data: `mode=0700,uid=${SANDBOX_UID},gid=${SANDBOX_UID},size=${tmpSize}`,
+  });
   add({ kind: MountKind.tmpfs, target: '/newroot/dev', data: 'mode=0755,size=64k' });
   for (const d of devices) {
     add({ kind: MountKind.bind, source: `/oldroot/dev/${d}`, target: `/newroot/dev/${d}`, readOnly: false, sourceIsDir: false });
@@ -212,7 +235,12 @@ export function resolveSandbox(command: string, args: readonly string[], options
   add({ kind: MountKind.devpts, target: '/newroot/dev/pts' });
   add({ kind: MountKind.symlink, source: 'pts/ptmx', target: '/newroot/dev/ptmx' });
   add({ kind: MountKind.tmpfs, target: '/newroot/dev/shm', data: `mode=1777,size=${tmpSize}` });
-  for (const [name, target] of [['fd', '/proc/self/fd'], ['stdin', '/proc/self/fd/0'], ['stdout', '/proc/self/fd/1'], ['stderr', '/proc/self/fd/2']]) {
+  for (const [name, target] of [
+    ['fd', '/proc/self/fd'],
+    ['stdin', '/proc/self/fd/0'],
+    ['stdout', '/proc/self/fd/1'],
+    ['stderr', '/proc/self/fd/2'],
+  ]) {
     add({ kind: MountKind.symlink, source: target, target: `/newroot/dev/${name}` });
   }
   add({ kind: MountKind.proc, target: '/newroot/proc' });
@@ -249,7 +277,16 @@ export function resolveSandbox(command: string, args: readonly string[], options
     seccomp: true,
   };
   const digest = createHash('sha256')
-    .update(JSON.stringify({ argv: plan.argv, env: envp.map((e) => e.slice(0, e.indexOf('='))), cwd, mounts: ordered.map((m) => [m.kind, m.source, m.target, m.readOnly]), limits, network }))
+    .update(
+      JSON.stringify({
+        argv: plan.argv,
+        env: envp.map((e) => e.slice(0, e.indexOf('='))),
+        cwd,
+        mounts: ordered.map((m) => [m.kind, m.source, m.target, m.readOnly]),
+        limits,
+        network,
+      }),
+    )
     .digest('hex')
     .slice(0, 16);
 

@@ -51,11 +51,18 @@ export function probeHost(): HostReport {
   let userNsFix: string | undefined;
   if (maxUserNs === '0') userNsFix = 'sysctl -w user.max_user_namespaces=15000';
   else if (debianClone === '0') userNsFix = 'sysctl -w kernel.unprivileged_userns_clone=1';
-  else if (apparmorRestrict === '1') userNsFix = 'Ubuntu 23.10+ restricts unprivileged user namespaces with AppArmor: install the AppArmor profile from `stockade doctor --apparmor-profile` into /etc/apparmor.d/ and reload it, or sysctl -w kernel.apparmor_restrict_unprivileged_userns=0';
-  else if (cloneErr !== 0) userNsFix = 'user, mount, pid and network namespaces must be enabled in the kernel (CONFIG_USER_NS, CONFIG_NET_NS, ...), and a container runtime must allow them';
+  else if (apparmorRestrict === '1')
+    userNsFix =
+      'Ubuntu 23.10+ restricts unprivileged user namespaces with AppArmor: install the AppArmor profile from `stockade doctor --apparmor-profile` into /etc/apparmor.d/ and reload it, or sysctl -w kernel.apparmor_restrict_unprivileged_userns=0';
+  else if (cloneErr !== 0)
+    userNsFix =
+      'user, mount, pid and network namespaces must be enabled in the kernel (CONFIG_USER_NS, CONFIG_NET_NS, ...), and a container runtime must allow them';
   const userNamespaces: HostCheck = {
     ok: cloneErr === 0,
-    detail: cloneErr === 0 ? `clone() with user, mount, pid, net, ipc, uts, cgroup namespaces works (max_user_namespaces=${maxUserNs ?? '?'})` : `clone() failed with ${errName}`,
+    detail:
+      cloneErr === 0
+        ? `clone() with user, mount, pid, net, ipc, uts, cgroup namespaces works (max_user_namespaces=${maxUserNs ?? '?'})`
+        : `clone() failed with ${errName}`,
     fix: cloneErr === 0 ? undefined : userNsFix,
   };
 
@@ -77,7 +84,9 @@ export function probeHost(): HostReport {
 
   // cgroup v2 delegation: our own cgroup's subtree_control is writable by us (systemd gives
   // users a delegated subtree under user@UID.service).
-  const cgroupLine = read('/proc/self/cgroup')?.split('\n').find((l) => l.startsWith('0::'));
+  const cgroupLine = read('/proc/self/cgroup')
+    ?.split('\n')
+    .find((l) => l.startsWith('0::'));
   const cgroupDir = cgroupLine ? `/sys/fs/cgroup${cgroupLine.slice(3)}` : undefined;
   const v2 = fs.existsSync('/sys/fs/cgroup/cgroup.controllers');
   let delegated = false;
@@ -89,14 +98,22 @@ export function probeHost(): HostReport {
   }
   const cgroupDelegation: HostCheck = {
     ok: delegated,
-    detail: !v2 ? 'cgroup v1 (no unified hierarchy)' : delegated ? `cgroup v2, ${cgroupDir} is delegated` : `cgroup v2, ${cgroupDir ?? 'own cgroup'} not writable`,
-    fix: delegated ? undefined : 'optional: limits use rlimits today; run under `systemd-run --user --scope -p Delegate=yes` for a delegated cgroup',
+    detail: !v2
+      ? 'cgroup v1 (no unified hierarchy)'
+      : delegated
+        ? `cgroup v2, ${cgroupDir} is delegated`
+        : `cgroup v2, ${cgroupDir ?? 'own cgroup'} not writable`,
+    fix: delegated
+      ? undefined
+      : 'optional: limits use rlimits today; run under `systemd-run --user --scope -p Delegate=yes` for a delegated cgroup',
   };
 
   const apparmorEnabled = read('/sys/module/apparmor/parameters/enabled') === 'Y';
   const apparmor: HostCheck = {
     ok: apparmorRestrict !== '1' || cloneErr === 0,
-    detail: !apparmorEnabled ? 'AppArmor not enabled' : `AppArmor enabled, apparmor_restrict_unprivileged_userns=${apparmorRestrict ?? 'absent'}`,
+    detail: !apparmorEnabled
+      ? 'AppArmor not enabled'
+      : `AppArmor enabled, apparmor_restrict_unprivileged_userns=${apparmorRestrict ?? 'absent'}`,
     fix: apparmorRestrict === '1' && cloneErr !== 0 ? userNsFix : undefined,
   };
 

@@ -8,7 +8,7 @@ import * as net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
-import { SandboxError, SandboxOptionsError, fromNative } from './errors';
+import { fromNative, SandboxError, SandboxOptionsError } from './errors';
 import { type NativeHandle, native } from './native';
 import type { SandboxOptions, StdioSlot } from './options';
 import { type ResolvedSandbox, resolveCommand, resolveSandbox } from './plan';
@@ -109,24 +109,46 @@ export class SandboxedProcess extends EventEmitter {
   }
 
   private start(resolved: ResolvedSandbox, childFds: number[], slots: Slots): void {
-    const closeChildEnds = () => slots.forEach((s, i) => s === 'pipe' && fs.closeSync(childFds[i]));
+    const closeChildEnds = () => {
+      for (const [i, slot] of slots.entries()) if (slot === 'pipe') fs.closeSync(childFds[i]);
+    };
     const file = resolveCommand(this.spawnfile, resolved.plan.envp, resolved.plan.cwd, resolved.visible);
     if (file === undefined) {
       closeChildEnds();
-      const err = new SandboxError({ errno: osConstants.errno.ENOENT, syscall: `spawn ${this.spawnfile}`, step: 'resolve', path: this.spawnfile, hint: 'not found in the sandbox PATH among the paths bound inside' });
-      return this.failAsync(err);
+      const err = new SandboxError({
+        errno: osConstants.errno.ENOENT,
+        syscall: `spawn ${this.spawnfile}`,
+        step: 'resolve',
+        path: this.spawnfile,
+        hint: 'not found in the sandbox PATH among the paths bound inside',
+      });
+      this.failAsync(err);
+      return;
     }
     const plan = { ...resolved.plan, file, fds: childFds };
     const result = native().spawn(plan, (code, signal) => this.onExit(code, signal));
     closeChildEnds();
     if ('error' in result) {
-      return this.failAsync(fromNative(result.error, resolved.describe));
+      this.failAsync(fromNative(result.error, resolved.describe));
+      return;
     }
     this.pid = result.pid;
     this.handle = result.handle;
     this.listenerFds = result.listenerFds;
-    this.audit('info', { event: 'sandbox-start', pid: this.pid, command: this.spawnargs, policy: this.policyDigest, network: plan.shareNetwork ? 'host' : 'none' });
-    if (plan.shareNetwork) this.audit('warn', { event: 'network-host', pid: this.pid, policy: this.policyDigest, message: 'sandbox shares the host network (explicitly requested)' });
+    this.audit('info', {
+      event: 'sandbox-start',
+      pid: this.pid,
+      command: this.spawnargs,
+      policy: this.policyDigest,
+      network: plan.shareNetwork ? 'host' : 'none',
+    });
+    if (plan.shareNetwork)
+      this.audit('warn', {
+        event: 'network-host',
+        pid: this.pid,
+        policy: this.policyDigest,
+        message: 'sandbox shares the host network (explicitly requested)',
+      });
     if (resolved.wallTime !== undefined) {
       this.wallTimer = setTimeout(() => {
         this.audit('warn', { event: 'wall-time', pid: this.pid, limitMs: resolved.wallTime });
@@ -139,7 +161,14 @@ export class SandboxedProcess extends EventEmitter {
 
   private failAsync(err: SandboxError): void {
     this.spawnError = err;
-    this.audit('error', { event: 'sandbox-error', command: this.spawnargs, code: err.code, step: err.step, path: err.path, message: err.message });
+    this.audit('error', {
+      event: 'sandbox-error',
+      command: this.spawnargs,
+      code: err.code,
+      step: err.step,
+      path: err.path,
+      message: err.message,
+    });
     for (const s of this.stdio) s?.destroy();
     process.nextTick(() => this.emit('error', err));
   }

@@ -192,9 +192,10 @@ class Sandbox : public Napi::ObjectWrap<Sandbox> {
   static Napi::FunctionReference* constructor;
 
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "Sandbox",
-                       {InstanceMethod("kill", &Sandbox::Kill), InstanceMethod("ref", &Sandbox::Ref),
-                        InstanceMethod("unref", &Sandbox::Unref)});
+    return DefineClass(
+        env, "Sandbox",
+        {InstanceMethod("kill", &Sandbox::Kill), InstanceMethod("ref", &Sandbox::Ref),
+         InstanceMethod("unref", &Sandbox::Unref)});
   }
 
   explicit Sandbox(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Sandbox>(info) {}

@@ -42,8 +42,7 @@ static void resetSignalDispositions() {
 // the call is caught by polling its pidfd. The setting is cleared by a change of credentials,
 // so it is made again after setIdentityInChild().
 static void dieWithParent(const Prepared& prep) {
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
-    failInChild(prep, Step::kDeathSignal, errno);
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) failInChild(prep, Step::kDeathSignal, errno);
   struct pollfd pfd = {prep.parentPidfd, POLLIN, 0};
   if (prep.parentPidfd >= 0 && poll(&pfd, 1, 0) != 0) syscall(SYS_exit_group, 127);
 }
@@ -64,8 +63,7 @@ static void dieWithParent(const Prepared& prep) {
   if (int err = buildRootInChild(plan, &step, &index)) failInChild(prep, step, err, index);
 
   // 3. Network: lo up, transparent routing, the proxy's listeners handed to the parent.
-  if (int err = setupNetworkInChild(plan, prep, &step, &index))
-    failInChild(prep, step, err, index);
+  if (int err = setupNetworkInChild(plan, prep, &step, &index)) failInChild(prep, step, err, index);
 
   // 4. Hostname, a session of its own (no controlling terminal to push input into), rlimits.
   if (sethostname(plan.hostname.data(), plan.hostname.size()) != 0)

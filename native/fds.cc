@@ -3,9 +3,9 @@
 //
 // Node's process holds many fds (the event loop, sockets, files); the child inherited them all.
 // Target layout: plan.fds at 0..n-1, then, with stockade-init, the error pipe and the status
-// pipe at n and n+1 (stockade-init is told where) and stockade-init's own executable at n+2, and every other fd closed. Sources that sit
-// inside the target range are first moved above it, so no dup3() overwrites a source another
-// slot still needs (libuv's process.c does the same).
+// pipe at n and n+1 (stockade-init is told where) and stockade-init's own executable at n+2, and
+// every other fd closed. Sources that sit inside the target range are first moved above it, so no
+// dup3() overwrites a source another slot still needs (libuv's process.c does the same).
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/close_range.h>

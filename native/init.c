@@ -71,8 +71,13 @@ int main(int argc, char** argv) {
     if (sig < 0) continue;
     if (sig != SIGCHLD) {
       switch (sig) {
-        case SIGHUP: case SIGINT: case SIGQUIT: case SIGTERM:
-        case SIGUSR1: case SIGUSR2: case SIGWINCH:
+        case SIGHUP:
+        case SIGINT:
+        case SIGQUIT:
+        case SIGTERM:
+        case SIGUSR1:
+        case SIGUSR2:
+        case SIGWINCH:
           kill(payload, sig);
           break;
         default:

@@ -17,35 +17,35 @@ namespace stockade {
 // One step of the child's checklist. The number travels to the parent in a ChildError and is
 // turned into a name ('mount', 'pivot_root', ...) by stepName(); keep lib/native.ts in step.
 enum class Step : int32_t {
-  kSync = 1,        // waiting for the parent to write the id maps
-  kSignals,         // resetting signal dispositions
-  kDeathSignal,     // PR_SET_PDEATHSIG / parent liveness
-  kMountPrivate,    // making the inherited mount tree private
-  kMountBase,       // the scratch tmpfs that holds newroot/ and oldroot/
-  kPivotBase,       // first pivot_root, into the scratch tmpfs
-  kMountRoot,       // the sandbox's own root tmpfs
-  kMount,           // one entry of plan.mounts (index says which)
-  kDetachOldRoot,   // umount2(oldroot)
-  kPivotRoot,       // final pivot_root into newroot
-  kRemountRoot,     // making / read-only
-  kChdir,           // chdir(cwd)
-  kLoopback,        // bringing lo up
-  kRoute,           // rtnetlink: local 0.0.0.0/0 and ::/0 on lo
-  kListener,        // one injected listener (index says which)
-  kSendListeners,   // SCM_RIGHTS to the parent
-  kHostname,        // sethostname
-  kSetsid,          // setsid
-  kRlimit,          // one rlimit (index says which)
-  kBoundingSet,     // securebits and PR_CAPBSET_DROP
-  kIdentity,        // setgroups/setresgid/setresuid
-  kCapabilities,    // capset to zero, ambient cleared
-  kNoNewPrivs,      // PR_SET_NO_NEW_PRIVS
-  kFds,             // arranging stdio and closing the rest
-  kSeccomp,         // installing the filter
-  kExec,            // execve of the payload (or of stockade-init)
-  kIdMap,           // parent: writing /proc/PID/{setgroups,uid_map,gid_map}
-  kClone,           // parent: clone()
-  kInit,            // stockade-init: fork of the payload
+  kSync = 1,       // waiting for the parent to write the id maps
+  kSignals,        // resetting signal dispositions
+  kDeathSignal,    // PR_SET_PDEATHSIG / parent liveness
+  kMountPrivate,   // making the inherited mount tree private
+  kMountBase,      // the scratch tmpfs that holds newroot/ and oldroot/
+  kPivotBase,      // first pivot_root, into the scratch tmpfs
+  kMountRoot,      // the sandbox's own root tmpfs
+  kMount,          // one entry of plan.mounts (index says which)
+  kDetachOldRoot,  // umount2(oldroot)
+  kPivotRoot,      // final pivot_root into newroot
+  kRemountRoot,    // making / read-only
+  kChdir,          // chdir(cwd)
+  kLoopback,       // bringing lo up
+  kRoute,          // rtnetlink: local 0.0.0.0/0 and ::/0 on lo
+  kListener,       // one injected listener (index says which)
+  kSendListeners,  // SCM_RIGHTS to the parent
+  kHostname,       // sethostname
+  kSetsid,         // setsid
+  kRlimit,         // one rlimit (index says which)
+  kBoundingSet,    // securebits and PR_CAPBSET_DROP
+  kIdentity,       // setgroups/setresgid/setresuid
+  kCapabilities,   // capset to zero, ambient cleared
+  kNoNewPrivs,     // PR_SET_NO_NEW_PRIVS
+  kFds,            // arranging stdio and closing the rest
+  kSeccomp,        // installing the filter
+  kExec,           // execve of the payload (or of stockade-init)
+  kIdMap,          // parent: writing /proc/PID/{setgroups,uid_map,gid_map}
+  kClone,          // parent: clone()
+  kInit,           // stockade-init: fork of the payload
 };
 
 // What the child writes on the CLOEXEC error pipe when a step fails. EOF instead means execve
@@ -58,16 +58,16 @@ struct ChildError {
 
 struct MountOp {
   enum Kind : int32_t {
-    kBind = 0,       // bind source (recursive), then read-only or nosuid+nodev
-    kTmpfs,          // tmpfs with `data` options
-    kProc,           // fresh procfs of the sandbox's pid namespace
-    kDevpts,         // private devpts instance
-    kDir,            // mkdir -p
-    kFile,           // a synthesized file with `data` as content
-    kSymlink,        // symlink(source, target)
-    kMaskFile,       // bind /dev/null over target (missing target is fine)
-    kMaskDir,        // read-only empty tmpfs over target (missing target is fine)
-    kReadOnly,       // bind target onto itself, read-only (missing target is fine)
+    kBind = 0,  // bind source (recursive), then read-only or nosuid+nodev
+    kTmpfs,     // tmpfs with `data` options
+    kProc,      // fresh procfs of the sandbox's pid namespace
+    kDevpts,    // private devpts instance
+    kDir,       // mkdir -p
+    kFile,      // a synthesized file with `data` as content
+    kSymlink,   // symlink(source, target)
+    kMaskFile,  // bind /dev/null over target (missing target is fine)
+    kMaskDir,   // read-only empty tmpfs over target (missing target is fine)
+    kReadOnly,  // bind target onto itself, read-only (missing target is fine)
   };
   Kind kind = kDir;
   std::string source;  // kBind: /oldroot/<host path>; kSymlink: link text
@@ -107,42 +107,42 @@ struct Plan {
   uint32_t hostUid = 65534, hostGid = 65534;
 
   // Filesystem
-  std::string baseDir = "/tmp";      // host dir to mount the scratch tmpfs on
+  std::string baseDir = "/tmp";  // host dir to mount the scratch tmpfs on
   std::string rootOptions = "mode=0755,size=16m";
   std::vector<MountOp> mounts;
 
   // Network
-  bool shareNetwork = false;         // 'host' mode: no CLONE_NEWNET
-  bool routeAllLocal = false;        // every address local to lo (transparent interception)
-  std::vector<Listener> listeners;   // bound inside, fds handed to the parent
+  bool shareNetwork = false;        // 'host' mode: no CLONE_NEWNET
+  bool routeAllLocal = false;       // every address local to lo (transparent interception)
+  std::vector<Listener> listeners;  // bound inside, fds handed to the parent
 
   // Process
-  std::vector<int> fds;              // parent fds that become 0,1,2,... in the payload; -1 = /dev/null
+  std::vector<int> fds;  // parent fds that become 0,1,2,... in the payload; -1 = /dev/null
   std::vector<Limit> limits;
-  bool useInit = true;               // stockade-init as PID 1
-  std::string initPath;              // host path of the stockade-init executable
+  bool useInit = true;   // stockade-init as PID 1
+  std::string initPath;  // host path of the stockade-init executable
   bool seccomp = true;
 };
 
 // Everything derived from a Plan that the child needs, ready before clone().
 struct Prepared {
-  std::vector<char*> argv;           // NULL-terminated; points into Plan or initArgv
+  std::vector<char*> argv;  // NULL-terminated; points into Plan or initArgv
   std::vector<char*> envp;
   std::vector<std::string> initArgv;
-  std::vector<char> routeMessages;   // two RTM_NEWROUTE messages, back to back
+  std::vector<char> routeMessages;  // two RTM_NEWROUTE messages, back to back
   size_t routeMessage4Len = 0;
-  std::vector<char> cmsgBuffer;      // room for SCM_RIGHTS with every listener fd
+  std::vector<char> cmsgBuffer;  // room for SCM_RIGHTS with every listener fd
   struct sock_fprog filter = {};
   int lastCap = 40;
-  bool hostRoot = false;             // caller is root in the initial user namespace
+  bool hostRoot = false;  // caller is root in the initial user namespace
   int devNull = -1;
-  int initFd = -1;                   // O_PATH fd of stockade-init
-  int parentPidfd = -1;              // the child polls it to notice a parent that died early
+  int initFd = -1;       // O_PATH fd of stockade-init
+  int parentPidfd = -1;  // the child polls it to notice a parent that died early
   int errorPipe[2] = {-1, -1};
   int syncPipe[2] = {-1, -1};
   int statusPipe[2] = {-1, -1};
   int listenerSocket[2] = {-1, -1};
-  int errorFdInside = -1;            // where fds.cc puts the error pipe for stockade-init
+  int errorFdInside = -1;  // where fds.cc puts the error pipe for stockade-init
   int statusFdInside = -1;
 };
 

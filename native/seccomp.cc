@@ -73,17 +73,56 @@ constexpr bool kHasX32 = false;
 constexpr uint32_t kHighestKnown = 469;
 
 constexpr uint32_t kKilled[] = {
-    SYS_unshare, SYS_setns, SYS_mount, SYS_umount2, SYS_pivot_root, SYS_chroot, SYS_fsopen,
-    SYS_fsconfig, SYS_fsmount, SYS_fspick, SYS_move_mount, SYS_open_tree, SYS_mount_setattr,
-    SYS_open_tree_attr, SYS_ptrace, SYS_process_vm_readv, SYS_process_vm_writev, SYS_kcmp,
-    SYS_pidfd_getfd, SYS_keyctl, SYS_add_key, SYS_request_key, SYS_bpf, SYS_perf_event_open,
-    SYS_userfaultfd, SYS_io_uring_setup, SYS_io_uring_enter, SYS_io_uring_register,
-    SYS_init_module, SYS_finit_module, SYS_delete_module, SYS_kexec_load, SYS_kexec_file_load,
-    SYS_reboot, SYS_swapon, SYS_swapoff, SYS_acct, SYS_syslog, SYS_quotactl, SYS_quotactl_fd,
-    SYS_open_by_handle_at, SYS_name_to_handle_at, SYS_settimeofday, SYS_clock_settime,
-    SYS_adjtimex, SYS_clock_adjtime,
+    SYS_unshare,
+    SYS_setns,
+    SYS_mount,
+    SYS_umount2,
+    SYS_pivot_root,
+    SYS_chroot,
+    SYS_fsopen,
+    SYS_fsconfig,
+    SYS_fsmount,
+    SYS_fspick,
+    SYS_move_mount,
+    SYS_open_tree,
+    SYS_mount_setattr,
+    SYS_open_tree_attr,
+    SYS_ptrace,
+    SYS_process_vm_readv,
+    SYS_process_vm_writev,
+    SYS_kcmp,
+    SYS_pidfd_getfd,
+    SYS_keyctl,
+    SYS_add_key,
+    SYS_request_key,
+    SYS_bpf,
+    SYS_perf_event_open,
+    SYS_userfaultfd,
+    SYS_io_uring_setup,
+    SYS_io_uring_enter,
+    SYS_io_uring_register,
+    SYS_init_module,
+    SYS_finit_module,
+    SYS_delete_module,
+    SYS_kexec_load,
+    SYS_kexec_file_load,
+    SYS_reboot,
+    SYS_swapon,
+    SYS_swapoff,
+    SYS_acct,
+    SYS_syslog,
+    SYS_quotactl,
+    SYS_quotactl_fd,
+    SYS_open_by_handle_at,
+    SYS_name_to_handle_at,
+    SYS_settimeofday,
+    SYS_clock_settime,
+    SYS_adjtimex,
+    SYS_clock_adjtime,
 #if defined(__x86_64__)
-    SYS_iopl, SYS_ioperm, SYS_uselib,
+    SYS_iopl,
+    SYS_ioperm,
+    SYS_uselib,
 #endif
 };
 
@@ -97,10 +136,14 @@ constexpr uint32_t kSocketFamilies[] = {AF_UNIX, AF_INET, AF_INET6, AF_NETLINK};
 constexpr uint32_t kNr = offsetof(struct seccomp_data, nr);
 constexpr uint32_t kArchOffset = offsetof(struct seccomp_data, arch);
 // Low 32 bits of argument i (both supported ABIs are little-endian).
-constexpr uint32_t arg(int i) { return offsetof(struct seccomp_data, args) + 8 * i; }
+constexpr uint32_t arg(int i) {
+  return offsetof(struct seccomp_data, args) + 8 * i;
+}
 
 constexpr uint32_t kKill = SECCOMP_RET_KILL_PROCESS;
-constexpr uint32_t errnoRet(int e) { return SECCOMP_RET_ERRNO | (static_cast<uint32_t>(e) & 0xffff); }
+constexpr uint32_t errnoRet(int e) {
+  return SECCOMP_RET_ERRNO | (static_cast<uint32_t>(e) & 0xffff);
+}
 
 class Builder {
  public:

@@ -36,8 +36,8 @@ namespace stockade {
 
 namespace {
 
-constexpr unsigned long kNamespaces = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC |
-                                      CLONE_NEWUTS | CLONE_NEWCGROUP;
+constexpr unsigned long kNamespaces =
+    CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
 
 void closeFd(int& fd) {
   if (fd >= 0) close(fd);
@@ -71,8 +71,7 @@ int prepare(Plan& plan, Prepared& prep) {
   prep.cmsgBuffer.assign(CMSG_SPACE(kMaxListeners * sizeof(int)), 0);
   if (plan.seccomp) defaultFilter();  // built once, before any clone()
 
-  if (pipe2(prep.errorPipe, O_CLOEXEC) != 0 || pipe2(prep.syncPipe, O_CLOEXEC) != 0)
-    return errno;
+  if (pipe2(prep.errorPipe, O_CLOEXEC) != 0 || pipe2(prep.syncPipe, O_CLOEXEC) != 0) return errno;
   if (plan.useInit) {
     if (pipe2(prep.statusPipe, O_CLOEXEC) != 0) return errno;
     prep.initFd = open(plan.initPath.c_str(), O_PATH | O_CLOEXEC);
@@ -94,8 +93,8 @@ int prepare(Plan& plan, Prepared& prep) {
 pid_t cloneChild(unsigned long flags, int* pidfd) {
   // Raw clone with fork semantics. The pidfd lands in the third argument (parent_tid) on both
   // x86_64 and aarch64.
-  return static_cast<pid_t>(syscall(SYS_clone, flags | CLONE_PIDFD | SIGCHLD, nullptr, pidfd,
-                                    nullptr, nullptr));
+  return static_cast<pid_t>(
+      syscall(SYS_clone, flags | CLONE_PIDFD | SIGCHLD, nullptr, pidfd, nullptr, nullptr));
 }
 
 void reap(pid_t pid, int pidfd) {

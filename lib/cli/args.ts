@@ -59,7 +59,8 @@ export function formatFlags<T>(specs: FlagSpec<T>[]): string {
 
 export function positiveInt(flag: string, value: string): number {
   const n = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n <= 0) throw new UsageError(`${flag} expects a positive integer, got '${value}'`);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n <= 0)
+    throw new UsageError(`${flag} expects a positive integer, got '${value}'`);
   return n;
 }
 

@@ -21,7 +21,9 @@ export async function main(argv: string[]): Promise<number> {
     lines.push(`  [${mark}] ${name}: ${check.detail}`);
     if (!check.ok && check.fix) lines.push(`         fix: ${check.fix}`);
   }
-  lines.push(report.ready ? 'This host can run stockade sandboxes.' : 'This host cannot run stockade sandboxes until the FAIL lines are fixed.');
+  lines.push(
+    report.ready ? 'This host can run stockade sandboxes.' : 'This host cannot run stockade sandboxes until the FAIL lines are fixed.',
+  );
   process.stdout.write(`${lines.join('\n')}\n`);
   return report.ready ? 0 : 1;
 }

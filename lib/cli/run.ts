@@ -4,21 +4,35 @@
 // is the payload's (128 + N after death by signal N, as a shell reports it).
 import { constants as osConstants } from 'node:os';
 import pino, { type Logger } from 'pino';
-import { SandboxError, SandboxOptionsError } from '../errors';
+import { type SandboxError, SandboxOptionsError } from '../errors';
 import type { SandboxOptions } from '../options';
 import { spawnSandboxed } from '../process';
-import { type FlagSpec, UsageError, byteSize, formatFlags, parseFlags, positiveInt } from './args';
+import { byteSize, type FlagSpec, formatFlags, parseFlags, positiveInt, UsageError } from './args';
 
 export interface RunFlags {
-  options: SandboxOptions & { filesystem: { readOnly: string[]; readWrite: string[] }; env: Record<string, string | true>; limits: NonNullable<SandboxOptions['limits']> };
+  options: SandboxOptions & {
+    filesystem: { readOnly: string[]; readWrite: string[] };
+    env: Record<string, string | true>;
+    limits: NonNullable<SandboxOptions['limits']>;
+  };
   audit?: string;
   verbose: boolean;
   help: boolean;
 }
 
 export const runFlags: FlagSpec<RunFlags>[] = [
-  { name: '--ro', value: 'PATH', help: 'bind a host path read-only at the same path (repeatable)', apply: (f, v) => f.options.filesystem.readOnly.push(v) },
-  { name: '--rw', value: 'PATH', help: 'bind a host path read-write at the same path (repeatable)', apply: (f, v) => f.options.filesystem.readWrite.push(v) },
+  {
+    name: '--ro',
+    value: 'PATH',
+    help: 'bind a host path read-only at the same path (repeatable)',
+    apply: (f, v) => f.options.filesystem.readOnly.push(v),
+  },
+  {
+    name: '--rw',
+    value: 'PATH',
+    help: 'bind a host path read-write at the same path (repeatable)',
+    apply: (f, v) => f.options.filesystem.readWrite.push(v),
+  },
   {
     name: '--env',
     value: 'NAME[=VALUE]',
@@ -40,12 +54,37 @@ export const runFlags: FlagSpec<RunFlags>[] = [
     },
   },
   { name: '--hostname', value: 'NAME', help: 'hostname inside (default stockade)', apply: (f, v) => (f.options.hostname = v) },
-  { name: '--memory', value: 'SIZE', help: 'address-space limit (RLIMIT_AS), e.g. 4g', apply: (f, v) => (f.options.limits.memory = byteSize('--memory', v)) },
+  {
+    name: '--memory',
+    value: 'SIZE',
+    help: 'address-space limit (RLIMIT_AS), e.g. 4g',
+    apply: (f, v) => (f.options.limits.memory = byteSize('--memory', v)),
+  },
   { name: '--pids', value: 'N', help: 'process limit (RLIMIT_NPROC)', apply: (f, v) => (f.options.limits.pids = positiveInt('--pids', v)) },
-  { name: '--cpu', value: 'SECONDS', help: 'CPU time limit (RLIMIT_CPU)', apply: (f, v) => (f.options.limits.cpu = positiveInt('--cpu', v)) },
-  { name: '--open-files', value: 'N', help: 'open file limit (RLIMIT_NOFILE)', apply: (f, v) => (f.options.limits.openFiles = positiveInt('--open-files', v)) },
-  { name: '--timeout', value: 'SECONDS', help: 'wall-clock limit: SIGKILL after this long', apply: (f, v) => (f.options.limits.wallTime = positiveInt('--timeout', v) * 1000) },
-  { name: '--tmp-size', value: 'SIZE', help: 'size of the private /tmp (default 64m)', apply: (f, v) => (f.options.filesystem = { ...f.options.filesystem, tmpSize: byteSize('--tmp-size', v) }) },
+  {
+    name: '--cpu',
+    value: 'SECONDS',
+    help: 'CPU time limit (RLIMIT_CPU)',
+    apply: (f, v) => (f.options.limits.cpu = positiveInt('--cpu', v)),
+  },
+  {
+    name: '--open-files',
+    value: 'N',
+    help: 'open file limit (RLIMIT_NOFILE)',
+    apply: (f, v) => (f.options.limits.openFiles = positiveInt('--open-files', v)),
+  },
+  {
+    name: '--timeout',
+    value: 'SECONDS',
+    help: 'wall-clock limit: SIGKILL after this long',
+    apply: (f, v) => (f.options.limits.wallTime = positiveInt('--timeout', v) * 1000),
+  },
+  {
+    name: '--tmp-size',
+    value: 'SIZE',
+    help: 'size of the private /tmp (default 64m)',
+    apply: (f, v) => (f.options.filesystem = { ...f.options.filesystem, tmpSize: byteSize('--tmp-size', v) }),
+  },
   { name: '--audit', value: 'FILE', help: 'append the audit log (pino JSON lines) to FILE', apply: (f, v) => (f.audit = v) },
   { name: '--verbose', help: 'print audit events to stderr', apply: (f) => (f.verbose = true) },
   { name: '--help', help: 'show this help', apply: (f) => (f.help = true) },

@@ -27,6 +27,8 @@ export interface NativeMount {
   data?: string | Buffer;
   readOnly?: boolean;
   sourceIsDir?: boolean;
+  /** A bind of device nodes (/dev/null, ...): the mount keeps device access (no MS_NODEV). */
+  devices?: boolean;
   /** MS_* flags the source mount is locked with (used only before Linux 5.12). */
   lockedFlags?: number;
   mode?: number;

@@ -130,6 +130,7 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
     op.data = m.str("data", true);
     op.readOnly = m.flag("readOnly", true);
     op.sourceIsDir = m.flag("sourceIsDir", true);
+    op.devices = m.flag("devices", false);
     op.lockedFlags = static_cast<uint32_t>(m.num("lockedFlags", true, 0));
     op.mode = static_cast<uint32_t>(m.num("mode", true, 0755));
     if (op.target.size() < 2 || op.target[0] != '/') m.fail("target", "an absolute path");

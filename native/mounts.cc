@@ -35,14 +35,15 @@ constexpr int kAtRecursive = 0x8000;
 // is always permitted, so unlike MS_REMOUNT this never trips over flags the host locked.
 // Kernels before 5.12 lack mount_setattr: fall back to a bind remount of the top mount, which
 // must repeat the locked flags read by the parent with statvfs().
-static int setMountFlags(const char* path, bool readOnly, bool recursive, uint32_t lockedFlags) {
+static int setMountFlags(const char* path, bool readOnly, bool recursive, uint32_t lockedFlags,
+                         bool devices = false) {
   MountAttr attr = {};
-  attr.attr_set = kAttrNosuid | kAttrNodev | (readOnly ? kAttrRdonly : 0);
+  attr.attr_set = kAttrNosuid | (devices ? 0 : kAttrNodev) | (readOnly ? kAttrRdonly : 0);
   if (syscall(SYS_mount_setattr, AT_FDCWD, path, recursive ? kAtRecursive : 0, &attr,
               sizeof attr) == 0)
     return 0;
   if (errno != ENOSYS) return errno;
-  unsigned long flags = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | lockedFlags;
+  unsigned long flags = MS_REMOUNT | MS_BIND | MS_NOSUID | (devices ? 0 : MS_NODEV) | lockedFlags;
   if (readOnly) flags |= MS_RDONLY;
   return mount(nullptr, path, nullptr, flags, nullptr) == 0 ? 0 : errno;
 }
@@ -104,7 +105,7 @@ static int applyMount(MountOp& op) {
     case MountOp::kBind:
       if (int err = makeMountPoint(target, op.sourceIsDir)) return err;
       if (mount(op.source.c_str(), target, nullptr, MS_BIND | MS_REC, nullptr) != 0) return errno;
-      return setMountFlags(target, op.readOnly, true, op.lockedFlags);
+      return setMountFlags(target, op.readOnly, true, op.lockedFlags, op.devices);
     case MountOp::kTmpfs:
       if (int err = makeMountPoint(target, true)) return err;
       return mount("tmpfs", target, "tmpfs", kQuiet, op.data.c_str()) == 0 ? 0 : errno;
@@ -129,7 +130,7 @@ static int applyMount(MountOp& op) {
     case MountOp::kMaskFile:
       if (!exists(target)) return 0;
       if (mount("/oldroot/dev/null", target, nullptr, MS_BIND, nullptr) != 0) return errno;
-      return setMountFlags(target, true, false, op.lockedFlags);
+      return setMountFlags(target, true, false, op.lockedFlags, true);  // reads as empty
     case MountOp::kMaskDir:
       if (!exists(target)) return 0;
       return mount("tmpfs", target, "tmpfs", kQuiet | MS_NOEXEC | MS_RDONLY, "mode=0555") == 0

@@ -75,6 +75,7 @@ struct MountOp {
   std::string data;    // kTmpfs: mount options; kFile: content
   bool readOnly = true;
   bool sourceIsDir = true;
+  bool devices = false;      // a bind of device nodes: no MS_NODEV on this mount
   uint32_t lockedFlags = 0;  // MS_* flags of the source mount (remount fallback before 5.12)
   uint32_t mode = 0755;
 };

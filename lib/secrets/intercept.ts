@@ -424,7 +424,8 @@ export class SecretInterceptor extends EventEmitter {
       plan = this.plan(target, method, url, authority, rawPairs(req.rawHeaders), new Set(h2 ? ['te'] : []));
     } catch (err) {
       if (err instanceof Violation) return this.violation(res, err.info);
-      throw err;
+      // Not expected; but an exception in a request handler would take the whole launcher down.
+      return this.upstreamFailed(target, res, err);
     }
     this.noteInjected(target, plan.injected);
     const useH2 = h2 && !this.h1Only.has(this.key(target));
@@ -654,7 +655,15 @@ export class SecretInterceptor extends EventEmitter {
   private sessionFor(target: InterceptTarget): Promise<http2.ClientHttp2Session | null> {
     const key = this.key(target);
     const cached = this.sessions.get(key);
-    if (cached) return cached;
+    if (cached) {
+      // A session that got GOAWAY or died between requests must not take the next request with it.
+      const alive = cached.then((s) => (s === null || (!s.closed && !s.destroyed) ? s : undefined));
+      return alive.then((s) => {
+        if (s !== undefined) return s;
+        if (this.sessions.get(key) === cached) this.sessions.delete(key);
+        return this.sessionFor(target);
+      });
+    }
     const p = new Promise<http2.ClientHttp2Session | null>((resolve, reject) => {
       const socket = tls.connect({ ...this.tlsOptions(target), ALPNProtocols: ['h2', 'http/1.1'] });
       const timer = setTimeout(() => socket.destroy(new UpstreamError(504, 'upstream-timeout', `stockade: TLS to ${target.host} timed out`)), this.upstreamTimeout);
@@ -701,7 +710,11 @@ export class SecretInterceptor extends EventEmitter {
     try {
       plan = this.plan(target, req.method ?? 'GET', req.url ?? '/', req.headers.host, rawPairs(req.rawHeaders), new Set(['connection', 'upgrade']));
     } catch (err) {
-      if (!(err instanceof Violation)) throw err;
+      if (!(err instanceof Violation)) {
+        this.audit('error', { event: 'secret-proxy-error', host: target.host, err }, 'cannot plan upgrade request');
+        rawReply(500, { error: 'internal-error', message: 'stockade: internal error while checking the request' });
+        return;
+      }
       const info = scrubDeep(err.info, this.scrubText);
       this.violation(null, info);
       rawReply(403, { error: 'secret-violation', rule: info.rule, secret: info.secret, message: info.message });

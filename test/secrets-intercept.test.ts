@@ -236,6 +236,33 @@ test('node http2 client: injected over HTTP/2 end to end, echo masked', async ()
   assertNoLeakToClient(r);
 });
 
+test('node http2 client: response trailers (gRPC style) are relayed', async () => {
+  const socket = await tlsThroughProxy(proxy.port, HOST, up.port, ca.certPem, ['h2']);
+  const session = http2.connect(origin, { createConnection: () => socket });
+  const got = await new Promise<{ body: string; trailers: http2.IncomingHttpHeaders }>((resolve, reject) => {
+    const stream = session.request({ ':path': '/trailers', ':method': 'POST', 'content-type': 'application/grpc', te: 'trailers', authorization: `Bearer ${ph.TOKEN}` });
+    let body = '';
+    let trailers: http2.IncomingHttpHeaders = {};
+    stream.setEncoding('utf8');
+    stream.on('data', (c) => {
+      body += c;
+    });
+    stream.on('trailers', (t) => {
+      trailers = t;
+    });
+    stream.on('end', () => resolve({ body, trailers }));
+    stream.on('error', reject);
+    stream.end('request-message');
+  });
+  session.close();
+  assert.equal(got.body, 'payload');
+  assert.equal(got.trailers['grpc-status'], '0');
+  assert.equal(got.trailers['grpc-message'], 'fine');
+  assert.equal(lastSeen().headers.te, 'trailers');
+  assert.equal(lastSeen().body, 'request-message');
+  assert.equal(lastSeen().headers.authorization, `Bearer ${TOKEN}`);
+});
+
 test('node http2 client to an HTTP/1.1-only upstream falls back to HTTP/1.1 upstream', async () => {
   const r = await h2('/', { authorization: `Bearer ${ph.TOKEN}` }, { host: 'h1.test.local', port: h1up.port });
   assert.equal(r.status, 200);

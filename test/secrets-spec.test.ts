@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { RunCa, sandboxTrustEnv } from '../lib/secrets/ca';
+import { prepareSecrets } from '../lib/secrets/index';
 import { makePlaceholder, makeScrubber, PlaceholderSet, StreamRedactor } from '../lib/secrets/placeholder';
 import { hostMatches, parseHostPattern, parseSecretSpec, resolveSecrets, SecretError } from '../lib/secrets/spec';
 
@@ -171,4 +172,30 @@ test('RunCa: leaves are cached per host, trust env names the bundle', async () =
     REQUESTS_CA_BUNDLE: '/etc/ssl/certs/ca-certificates.crt',
     CURL_CA_BUNDLE: '/etc/ssl/certs/ca-certificates.crt',
   });
+});
+
+test('prepareSecrets: fails before anything starts, naming the variable or CA file', async () => {
+  await assert.rejects(prepareSecrets({ secrets: [{ name: 'BRAVE_API_KEY', hosts: ['api.search.brave.com'] }], env: {} }), {
+    code: 'ESECRETENV',
+    message: "secret BRAVE_API_KEY: environment variable BRAVE_API_KEY is not set in the launcher's environment",
+  });
+  await assert.rejects(
+    prepareSecrets({ secrets: [{ name: 'T', hosts: ['h.example.com'] }], env: { T: 'v' }, upstreamCa: ['/nonexistent/ca.pem'] }),
+    { code: 'EUPSTREAMCA', message: 'upstream CA /nonexistent/ca.pem: cannot read: ENOENT' },
+  );
+});
+
+test('prepareSecrets: the sandbox gets placeholders and trust variables, never the value', async () => {
+  const p = await prepareSecrets({ secrets: [parseSecretSpec('GITHUB_TOKEN@api.github.com')], env: { GITHUB_TOKEN: 'ghp_real' } });
+  try {
+    assert.match(p.env.GITHUB_TOKEN, /^stockade-ph-github_token-[0-9a-f]{32}$/);
+    assert.equal(p.env.NODE_EXTRA_CA_CERTS, '/etc/ssl/certs/ca-certificates.crt');
+    assert.ok(!JSON.stringify(p.env).includes('ghp_real'));
+    assert.ok(p.bundle.endsWith(p.ca.certPem));
+    assert.ok(p.interceptor.wants('api.github.com', 443));
+    assert.ok(!p.interceptor.wants('api.github.com', 8443));
+    assert.ok(!p.interceptor.wants('github.com', 443));
+  } finally {
+    await p.interceptor.close();
+  }
 });

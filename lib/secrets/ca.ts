@@ -87,6 +87,18 @@ export function sandboxTrustEnv(bundlePath = '/etc/ssl/certs/ca-certificates.crt
   };
 }
 
+/**
+ * Everything the sandbox needs to trust the per-run CA: the bundle text to mount at `bundlePath`
+ * (host CAs + the run's CA, so ordinary hosts still verify) and the env entries pointing at it.
+ */
+export function sandboxTrust(
+  ca: RunCa,
+  bundlePath = '/etc/ssl/certs/ca-certificates.crt',
+  hostBundle = readHostCaBundle(),
+): { env: Record<string, string>; bundle: string } {
+  return { env: sandboxTrustEnv(bundlePath), bundle: ca.bundleText(hostBundle) };
+}
+
 function serial(): string {
   // Positive 127-bit serial, as RFC 5280 asks for unpredictable, non-negative serials.
   const b = randomBytes(16);

@@ -32,6 +32,7 @@ export interface Upstream {
  * An upstream API stand-in for `names`, with a certificate from a fresh test CA. It records every
  * request and answers:
  *   /redirect        302 to https://elsewhere.test.local/landing
+ *   /trailers        (HTTP/2) 200 with trailers, like gRPC
  *   /echo-auth       200, echoing the Authorization header in a response header and the body
  *   /ws (upgrade)    101, then echoes bytes back
  *   anything else    200 {"ok":true}
@@ -62,6 +63,11 @@ export async function startUpstream(names: string[], opts: { h1Only?: boolean; c
       if (req.url === '/redirect') {
         r.writeHead(302, { location: 'https://elsewhere.test.local/landing', 'content-length': '0' });
         r.end();
+      } else if (req.url === '/trailers' && res instanceof http2.Http2ServerResponse) {
+        // gRPC's shape: status in trailers after the body.
+        res.writeHead(200, { 'content-type': 'application/grpc' });
+        res.addTrailers({ 'grpc-status': '0', 'grpc-message': 'fine' });
+        res.end('payload');
       } else if (req.url === '/echo-auth') {
         const auth = String(req.headers.authorization ?? '');
         const body = JSON.stringify({ youSent: auth });

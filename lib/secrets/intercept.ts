@@ -321,7 +321,17 @@ export class SecretInterceptor extends EventEmitter {
     const fail = (rule: ViolationRule, message: string, secret?: string): never => {
       throw new Violation({ ...base, rule, secret, message: `stockade: ${message}` });
     };
-    const auth = authority ?? (target.port === 443 ? target.host : `${target.host}:${target.port}`);
+    let auth = authority ?? (target.port === 443 ? target.host : `${target.host}:${target.port}`);
+    // An absolute-form target (`GET https://other.example/ HTTP/1.1`) takes precedence over Host at
+    // the upstream (RFC 9112 3.2.2), so its authority is what must agree; it is sent on in origin form.
+    const abs = /^https?:\/\/([^/?#]*)([^#]*)/i.exec(url);
+    if (abs) {
+      if (/@/.test(abs[1])) fail('host-mismatch', 'request target with userinfo is not allowed');
+      auth = abs[1];
+      url = abs[2].startsWith('/') ? abs[2] : `/${abs[2]}`;
+    } else if (!url.startsWith('/') && !(url === '*' && method === 'OPTIONS')) {
+      fail('host-mismatch', `request target '${url.slice(0, 100)}' is not a path`);
+    }
     const a = parseAuthority(auth);
     if (!a || a.host !== target.host || a.port !== target.port) {
       fail('host-mismatch', `request for '${auth}' on a connection to ${target.host}:${target.port}; host and connection must agree`);

@@ -1,0 +1,779 @@
+// The intercepting half of the egress proxy: for a connection to a host that carries a secret, it
+// terminates the sandbox's TLS with a per-run-CA leaf, checks every request for placeholders,
+// rebuilds the configured header (or query parameter) from the trusted format with the real value,
+// and forwards the request over a freshly verified TLS connection to the upstream server.
+//
+// The proxy (lib/net/) decides *whether* a connection may go out at all (allowlist, SSRF guard) and
+// hands us only connections to hosts for which wants() said yes. Everything we refuse is answered
+// with a clear 403 naming the rule, an audit event, and a 'violation' event; upstream trouble is a
+// 502/504 with a message, never a hang.
+//
+// One HTTP/2 server object (never listening) exists per connection target; connections are fed to
+// it with emit('connection'), so node does TLS, ALPN (h2, http/1.1) and both HTTP versions for us,
+// and the request handler knows the target through its closure.
+import { EventEmitter } from 'node:events';
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import * as https from 'node:https';
+import { isIP, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import * as tls from 'node:tls';
+import pino, { type Logger } from 'pino';
+import { type RunCa, readCaFiles, upstreamSecureContext } from './ca';
+import { makeScrubber, PlaceholderSet, StreamRedactor, scrubDeep } from './placeholder';
+import { type ResolvedSecret, secretIsFor } from './spec';
+
+/** Where the sandbox's connection was going, as the proxy established it. */
+export interface InterceptTarget {
+  /** Host name (from CONNECT, SNI or the DNS pool): what the leaf is for and the upstream SNI. */
+  host: string;
+  port: number;
+  /** The already SSRF-checked address to connect to. */
+  address: string;
+}
+
+export interface SecretInterceptorOptions {
+  secrets: readonly ResolvedSecret[];
+  ca: RunCa;
+  /** Extra CA files (PEM) trusted for upstream servers, on top of node's and the host's roots. */
+  upstreamCa?: readonly string[];
+  /** Extra CA certificates as PEM text (same purpose, for callers that hold them in memory). */
+  upstreamCaPem?: readonly string[];
+  /** Audit log. Default: silent. */
+  logger?: Logger;
+  /** Milliseconds to wait for the upstream's response headers. Default 120000 (slow APIs exist). */
+  upstreamTimeout?: number;
+  /** Milliseconds the sandbox gets to complete its TLS handshake. Default 10000. */
+  handshakeTimeout?: number;
+}
+
+export type ViolationRule =
+  | 'placeholder-wrong-host'
+  | 'placeholder-in-header'
+  | 'placeholder-in-url'
+  | 'placeholder-in-body'
+  | 'host-mismatch'
+  | 'sni-mismatch';
+
+export interface SecretViolation {
+  rule: ViolationRule;
+  /** The secret whose placeholder was misused, if any. */
+  secret?: string;
+  host: string;
+  port: number;
+  method?: string;
+  /** Request path without the query string (it may hold other secrets of the client). */
+  path?: string;
+  message: string;
+}
+
+// Connection-specific headers (RFC 9110 7.6.1, RFC 9113 8.2.2): they describe one hop, and node's
+// HTTP/2 layer throws on them, so they are never copied from one side to the other.
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'trailer',
+  'http2-settings',
+  'host',
+  // We answered (or node answered) 100-continue to the client already.
+  'expect',
+]);
+
+const TLS_VERIFY_CODE = /^(CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED|SELF_SIGNED_CERT|ERR_TLS_CERT_ALTNAME|HOSTNAME_MISMATCH|ERR_SSL_)/;
+
+type Req = http.IncomingMessage | http2.Http2ServerRequest;
+type Res = http.ServerResponse | http2.Http2ServerResponse;
+type HeaderPairs = Array<[string, string]>;
+
+interface Plan {
+  path: string;
+  authority: string;
+  headers: HeaderPairs;
+  injected: string[];
+}
+
+class Violation extends Error {
+  constructor(readonly info: SecretViolation) {
+    super(info.message);
+  }
+}
+
+class UpstreamError extends Error {
+  constructor(
+    readonly status: number,
+    readonly kind: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, ' '));
+  } catch {
+    return s;
+  }
+}
+
+/** Splits an :authority / Host value into host and port (default 443); handles [v6]:port. */
+function parseAuthority(value: string): { host: string; port: number } | null {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+))(?::(\d{1,5}))?$/.exec(value.trim());
+  if (!m) return null;
+  return { host: (m[1] ?? m[2]).toLowerCase().replace(/\.$/, ''), port: m[3] ? Number(m[3]) : 443 };
+}
+
+function rawPairs(raw: string[]): HeaderPairs {
+  const out: HeaderPairs = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) out.push([raw[i], raw[i + 1]]);
+  return out;
+}
+
+/** Dispatches TLS connections for secret-carrying hosts; see the file header. */
+export class SecretInterceptor extends EventEmitter {
+  /** Env entries for the sandbox: each secret's name mapped to its placeholder. */
+  readonly placeholders: Readonly<Record<string, string>>;
+  private readonly secrets: readonly ResolvedSecret[];
+  private readonly byName = new Map<string, ResolvedSecret>();
+  private readonly set: PlaceholderSet;
+  private readonly ca: RunCa;
+  private readonly log: Logger;
+  private readonly scrubText: (s: string) => string;
+  private readonly upstreamContext: tls.SecureContext;
+  private readonly agent: https.Agent;
+  private readonly upstreamTimeout: number;
+  private readonly handshakeTimeout: number;
+  private readonly servers = new Map<string, Promise<http2.Http2SecureServer>>();
+  private readonly sessions = new Map<string, Promise<http2.ClientHttp2Session | null>>();
+  private readonly h1Only = new Set<string>();
+  private readonly sockets = new Set<Duplex>();
+  private closed = false;
+
+  constructor(options: SecretInterceptorOptions) {
+    super();
+    this.secrets = options.secrets;
+    for (const s of this.secrets) this.byName.set(s.name, s);
+    this.placeholders = Object.freeze(Object.fromEntries(this.secrets.map((s) => [s.name, s.placeholder])));
+    this.set = new PlaceholderSet(this.secrets);
+    this.ca = options.ca;
+    this.log = options.logger ?? pino({ level: 'silent' });
+    this.scrubText = makeScrubber(
+      this.secrets.map((s) => ({ name: s.name, value: s.value, basicUser: s.inject.kind === 'basic' ? s.inject.username : undefined })),
+    );
+    const extra = [...readCaFiles(options.upstreamCa ?? []), ...(options.upstreamCaPem ?? [])];
+    this.upstreamContext = upstreamSecureContext(extra);
+    this.agent = new https.Agent({ keepAlive: true, maxFreeSockets: 16, scheduling: 'lifo' });
+    this.upstreamTimeout = options.upstreamTimeout ?? 120_000;
+    this.handshakeTimeout = options.handshakeTimeout ?? 10_000;
+  }
+
+  /** Whether a connection to host:port must be intercepted (some secret is for it). */
+  wants(host: string, port: number): boolean {
+    return this.secrets.some((s) => secretIsFor(s, host, port));
+  }
+
+  /** Whether any placeholder of this run occurs in `data`: for the proxy's plain-HTTP checks. */
+  containsPlaceholder(data: Buffer | string): boolean {
+    return this.set.contains(data);
+  }
+
+  /** Names of the secrets whose placeholders occur in `data`. */
+  placeholderNames(data: Buffer | string): string[] {
+    return this.set.names(data);
+  }
+
+  /** Removes every real value (and its URL/base64 forms) from a string. */
+  scrub(text: string): string {
+    return this.scrubText(text);
+  }
+
+  /**
+   * Takes over `client`, a connection from the sandbox to `target` (past CONNECT, or transparent),
+   * of which `head` was already read. The caller must have removed its own 'data' listeners.
+   */
+  handle(client: Socket, target: InterceptTarget, head: Buffer): void {
+    if (this.closed) {
+      client.destroy();
+      return;
+    }
+    client.pause();
+    this.track(client);
+    client.on('error', (err) => this.audit('warn', { event: 'secret-proxy-client-error', host: target.host, err }, 'client connection error'));
+    this.serverFor(target).then(
+      (server) => {
+        if (client.destroyed) return;
+        if (head.length) client.unshift(head);
+        server.emit('connection', client);
+      },
+      (err) => {
+        this.audit('error', { event: 'secret-proxy-error', host: target.host, err }, 'cannot prepare interception');
+        client.destroy();
+      },
+    );
+  }
+
+  /** Closes every connection and session, both sides, and drops the caches. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
+    const sessions = await Promise.all([...this.sessions.values()].map((p) => p.catch(() => null)));
+    for (const s of sessions) s?.destroy();
+    this.sessions.clear();
+    const servers = await Promise.all([...this.servers.values()].map((p) => p.catch(() => null)));
+    for (const s of servers) s?.removeAllListeners();
+    this.servers.clear();
+    this.agent.destroy();
+  }
+
+  private track(s: Duplex): void {
+    this.sockets.add(s);
+    s.once('close', () => this.sockets.delete(s));
+  }
+
+  private audit(level: 'info' | 'warn' | 'error', record: Record<string, unknown>, msg: string): void {
+    this.log[level](scrubDeep(record, this.scrubText), this.scrubText(msg));
+  }
+
+  private key(t: InterceptTarget): string {
+    return `${t.host.toLowerCase()}\0${t.port}\0${t.address}`;
+  }
+
+  private serverFor(target: InterceptTarget): Promise<http2.Http2SecureServer> {
+    const key = this.key(target);
+    let p = this.servers.get(key);
+    if (!p) {
+      p = this.createServer({ ...target, host: target.host.toLowerCase().replace(/\.$/, '') });
+      p.catch(() => this.servers.delete(key));
+      this.servers.set(key, p);
+    }
+    return p;
+  }
+
+  private async createServer(target: InterceptTarget): Promise<http2.Http2SecureServer> {
+    const leaf = await this.ca.leaf(target.host);
+    const server = http2.createSecureServer({
+      allowHTTP1: true,
+      key: leaf.keyPem,
+      cert: `${leaf.certPem}\n${this.ca.certPem}`,
+      handshakeTimeout: this.handshakeTimeout,
+      // The SNI must name the host the proxy let through: a client that connected for one host
+      // and asks TLS for another is trying to make us mint (and route) for a name we did not check.
+      SNICallback: (servername, cb) => {
+        if (servername.toLowerCase().replace(/\.$/, '') === target.host) return cb(null, leaf.context);
+        this.violation(null, {
+          rule: 'sni-mismatch',
+          host: target.host,
+          port: target.port,
+          message: `stockade: TLS server name '${servername}' does not match the connection's host ${target.host}`,
+        });
+        cb(new Error('SNI mismatch'));
+      },
+    });
+    server.on('secureConnection', (s: tls.TLSSocket) => this.track(s));
+    server.on('tlsClientError', (err) =>
+      this.audit('warn', { event: 'secret-proxy-tls-error', host: target.host, err }, 'sandbox TLS handshake failed'),
+    );
+    server.on('session', (session: http2.ServerHttp2Session) => session.on('error', () => {}));
+    server.on('request', (req: Req, res: Res) => this.onRequest(target, req, res));
+    server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(target, req, socket, head));
+    return server;
+  }
+
+  // ---- decisions -------------------------------------------------------------------------------
+
+  private violation(res: Res | null, info: SecretViolation): void {
+    const clean = scrubDeep(info, this.scrubText);
+    this.audit('warn', { event: 'secret-violation', ...clean }, clean.message);
+    this.emit('violation', clean);
+    if (res) this.reply(res, 403, { error: 'secret-violation', rule: clean.rule, secret: clean.secret, message: clean.message });
+  }
+
+  private reply(res: Res, status: number, body: Record<string, unknown>): void {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const text = `${JSON.stringify(body)}\n`;
+    const headers: http.OutgoingHttpHeaders = {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(text),
+      'x-stockade-error': String(body.rule ?? body.error),
+    };
+    // An HTTP/1.1 request whose body we stopped reading cannot be followed by another on the same
+    // connection; HTTP/2 forbids the header and does not need it.
+    if (!(res instanceof http2.Http2ServerResponse)) headers.connection = 'close';
+    (res as http.ServerResponse).writeHead(status, headers);
+    res.end(text);
+  }
+
+  /**
+   * Checks one request's authority, headers and URL, and builds what goes upstream. Throws a
+   * Violation for any placeholder outside the place its secret is configured for.
+   */
+  private plan(target: InterceptTarget, method: string, url: string, authority: string | undefined, raw: HeaderPairs, keep: Set<string>): Plan {
+    const base = { host: target.host, port: target.port, method, path: url.split('?')[0] };
+    const fail = (rule: ViolationRule, message: string, secret?: string): never => {
+      throw new Violation({ ...base, rule, secret, message: `stockade: ${message}` });
+    };
+    let auth = authority ?? (target.port === 443 ? target.host : `${target.host}:${target.port}`);
+    // An absolute-form target (`GET https://other.example/ HTTP/1.1`) takes precedence over Host at
+    // the upstream (RFC 9112 3.2.2), so its authority is what must agree; it is sent on in origin form.
+    const abs = /^https?:\/\/([^/?#]*)([^#]*)/i.exec(url);
+    if (abs) {
+      if (/@/.test(abs[1])) fail('host-mismatch', 'request target with userinfo is not allowed');
+      auth = abs[1];
+      url = abs[2].startsWith('/') ? abs[2] : `/${abs[2]}`;
+    } else if (!url.startsWith('/') && !(url === '*' && method === 'OPTIONS')) {
+      fail('host-mismatch', `request target '${url.slice(0, 100)}' is not a path`);
+    }
+    const a = parseAuthority(auth);
+    if (!a || a.host !== target.host || a.port !== target.port) {
+      fail('host-mismatch', `request for '${auth}' on a connection to ${target.host}:${target.port}; host and connection must agree`);
+    }
+    const usable = (name: string, where: string): ResolvedSecret => {
+      const s = this.byName.get(name) as ResolvedSecret;
+      if (!secretIsFor(s, target.host, target.port)) {
+        fail('placeholder-wrong-host', `the placeholder of secret ${name} was sent to ${target.host}, which it is not for (in ${where})`, name);
+      }
+      return s;
+    };
+    const injected: string[] = [];
+    const headers: HeaderPairs = [];
+    const rebuilt = new Set<string>();
+    for (const [name, value] of raw) {
+      const lname = name.toLowerCase();
+      if (lname.startsWith(':') || (HOP_BY_HOP.has(lname) && !keep.has(lname))) continue;
+      const inName = this.set.names(name);
+      if (inName.length) fail('placeholder-in-header', `the placeholder of secret ${inName[0]} appears in a header name`, inName[0]);
+      let names = this.set.names(value);
+      // Basic credentials hide the placeholder in base64; look inside so they are rebuilt too.
+      const basic = lname === 'authorization' ? /^\s*basic\s+([A-Za-z0-9+/=_-]+)\s*$/i.exec(value) : null;
+      if (basic) names = [...new Set([...names, ...this.set.names(Buffer.from(basic[1], 'base64').toString('latin1'))])];
+      if (names.length === 0) {
+        if (!rebuilt.has(lname)) headers.push([name, value]);
+        continue;
+      }
+      if (names.length > 1) fail('placeholder-in-header', `header ${lname} carries placeholders of ${names.join(' and ')}`, names[0]);
+      const s = usable(names[0], `header ${lname}`);
+      const inj = s.inject;
+      let rebuiltValue: string | undefined;
+      if (inj.kind === 'header' && inj.header === lname) rebuiltValue = inj.format.replace('{secret}', () => s.value);
+      if (inj.kind === 'basic' && lname === 'authorization') {
+        rebuiltValue = `Basic ${Buffer.from(`${inj.username}:${s.value}`).toString('base64')}`;
+      }
+      if (rebuiltValue === undefined) {
+        const where = inj.kind === 'header' ? `header ${inj.header}` : inj.kind === 'basic' ? 'basic authorization' : `query parameter ${inj.param}`;
+        fail('placeholder-in-header', `the placeholder of secret ${s.name} appears in header ${lname}; it is only injected into ${where}`, s.name);
+      }
+      // The header is rebuilt from the trusted format, whatever the client wrapped around the
+      // placeholder; a second copy of the same header is dropped so only the trusted one remains.
+      for (let i = headers.length - 1; i >= 0; i--) if (headers[i][0].toLowerCase() === lname) headers.splice(i, 1);
+      if (!rebuilt.has(lname)) headers.push([name, rebuiltValue as string]);
+      rebuilt.add(lname);
+      if (!injected.includes(s.name)) injected.push(s.name);
+    }
+
+    let path = url;
+    const q = url.indexOf('?');
+    const pathname = q < 0 ? url : url.slice(0, q);
+    const inPath = this.set.names(pathname).concat(this.set.names(safeDecode(pathname)));
+    if (inPath.length) {
+      usable(inPath[0], 'the URL path');
+      fail('placeholder-in-url', `the placeholder of secret ${inPath[0]} appears in the URL path`, inPath[0]);
+    }
+    if (q >= 0) {
+      const parts = url.slice(q + 1).split('&');
+      for (let i = 0; i < parts.length; i++) {
+        const eq = parts[i].indexOf('=');
+        const k = safeDecode(eq < 0 ? parts[i] : parts[i].slice(0, eq));
+        const v = eq < 0 ? '' : safeDecode(parts[i].slice(eq + 1));
+        const found = [...new Set([...this.set.names(parts[i]), ...this.set.names(k), ...this.set.names(v)])];
+        if (found.length === 0) continue;
+        const s = usable(found[0], 'the URL query');
+        if (found.length === 1 && s.inject.kind === 'query' && s.inject.param === k && v === s.placeholder) {
+          parts[i] = `${parts[i].slice(0, eq)}=${encodeURIComponent(s.value)}`;
+          if (!injected.includes(s.name)) injected.push(s.name);
+          continue;
+        }
+        const where = s.inject.kind === 'query' ? `query parameter ${s.inject.param}` : 'a header';
+        fail('placeholder-in-url', `the placeholder of secret ${s.name} appears in the URL query; it is only injected into ${where}`, s.name);
+      }
+      path = `${pathname}?${parts.join('&')}`;
+    }
+    return { path, authority: auth, headers, injected };
+  }
+
+  private noteInjected(target: InterceptTarget, names: string[]): void {
+    for (const secret of names) {
+      this.audit('info', { event: 'secret-injected', secret, host: target.host }, 'secret injected');
+      this.emit('injected', { secret, host: target.host });
+    }
+  }
+
+  // ---- requests --------------------------------------------------------------------------------
+
+  private onRequest(target: InterceptTarget, req: Req, res: Res): void {
+    req.on('error', () => {});
+    res.on('error', () => {});
+    const h2 = req.httpVersionMajor === 2;
+    const method = req.method ?? 'GET';
+    const url = req.url ?? '/';
+    const authority = h2 ? ((req.headers[':authority'] as string | undefined) ?? req.headers.host) : req.headers.host;
+    if (method === 'CONNECT') {
+      this.reply(res, 501, { error: 'not-supported', message: 'stockade: CONNECT inside an intercepted connection is not supported' });
+      return;
+    }
+    let plan: Plan;
+    try {
+      plan = this.plan(target, method, url, authority, rawPairs(req.rawHeaders), new Set(h2 ? ['te'] : []));
+    } catch (err) {
+      if (err instanceof Violation) return this.violation(res, err.info);
+      // Not expected; but an exception in a request handler would take the whole launcher down.
+      return this.upstreamFailed(target, res, err);
+    }
+    this.noteInjected(target, plan.injected);
+    const useH2 = h2 && !this.h1Only.has(this.key(target));
+    const forward = useH2 ? this.sessionFor(target).then((s) => (s ? this.forwardH2(target, s, req, res, plan) : this.forwardH1(target, req, res, plan))) : this.forwardH1(target, req, res, plan);
+    forward.catch((err) => this.upstreamFailed(target, res, err));
+  }
+
+  private upstreamFailed(target: InterceptTarget, res: Res, err: unknown): void {
+    const e = err as NodeJS.ErrnoException;
+    let status = 502;
+    let kind = 'upstream-error';
+    let message: string;
+    if (err instanceof UpstreamError) {
+      status = err.status;
+      kind = err.kind;
+      message = err.message;
+    } else if (e.code && TLS_VERIFY_CODE.test(e.code)) {
+      kind = 'upstream-tls-verification-failed';
+      message = `stockade: upstream certificate verification failed for ${target.host}:${target.port}: ${e.code}: ${e.message}`;
+    } else {
+      message = `stockade: upstream ${target.host}:${target.port} (${target.address}) failed: ${e.code ? `${e.code}: ` : ''}${e.message}`;
+    }
+    message = this.scrubText(message);
+    this.audit('warn', { event: 'secret-upstream-error', host: target.host, port: target.port, kind, message }, message);
+    this.reply(res, status, { error: kind, message });
+  }
+
+  private tlsOptions(target: InterceptTarget): tls.ConnectionOptions {
+    return {
+      host: target.address,
+      port: target.port,
+      // SNI must be a name; for an IP target none is sent and the certificate is checked for the IP.
+      servername: isIP(target.host) ? undefined : target.host,
+      secureContext: this.upstreamContext,
+      checkServerIdentity: (_host, cert) => tls.checkServerIdentity(target.host, cert),
+    };
+  }
+
+  /** Sends one request over HTTP/1.1 upstream (keep-alive pool); works for either client version. */
+  private forwardH1(target: InterceptTarget, req: Req, res: Res, plan: Plan): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const headers: http.OutgoingHttpHeaders = { host: plan.authority };
+      for (const [k, v] of plan.headers) {
+        const l = k.toLowerCase();
+        const prev = headers[l];
+        headers[l] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : l === 'cookie' ? `${prev}; ${v}` : [String(prev), v];
+      }
+      const up = https.request({ ...this.tlsOptions(target), agent: this.agent, method: req.method, path: plan.path, headers });
+      // Set when we stop the request ourselves (a violation in the body): the errors that follow are ours.
+      let aborted = false;
+      let settled = false;
+      const timer = setTimeout(() => up.destroy(new UpstreamError(504, 'upstream-timeout', `stockade: ${target.host} sent no response within ${this.upstreamTimeout} ms`)), this.upstreamTimeout);
+      up.on('error', (err) => {
+        clearTimeout(timer);
+        if (aborted) resolve();
+        else if (!settled) {
+          settled = true;
+          reject(err);
+        } else if (!res.writableEnded) res.destroy();
+      });
+      up.on('response', (upRes) => {
+        clearTimeout(timer);
+        settled = true;
+        this.relayResponse(res, upRes.statusCode ?? 502, rawPairs(upRes.rawHeaders), upRes);
+        upRes.on('end', () => resolve());
+      });
+      res.on('close', () => {
+        clearTimeout(timer);
+        if (!res.writableFinished) up.destroy();
+      });
+      this.pumpBody(target, req, res, up, () => {
+        aborted = true;
+        up.destroy();
+      });
+    });
+  }
+
+  /** Sends one request over a shared HTTP/2 session upstream (streams, trailers: gRPC works). */
+  private forwardH2(target: InterceptTarget, session: http2.ClientHttp2Session, req: Req, res: Res, plan: Plan): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const headers: http2.OutgoingHttpHeaders = {
+        ':method': req.method,
+        ':path': plan.path,
+        ':authority': plan.authority,
+        ':scheme': 'https',
+      };
+      for (const [k, v] of plan.headers) {
+        const l = k.toLowerCase();
+        const prev = headers[l];
+        headers[l] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [String(prev), v];
+      }
+      let up: http2.ClientHttp2Stream;
+      try {
+        up = session.request(headers, { endStream: false });
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      let aborted = false;
+      let settled = false;
+      const timer = setTimeout(
+        () => up.destroy(new UpstreamError(504, 'upstream-timeout', `stockade: ${target.host} sent no response within ${this.upstreamTimeout} ms`)),
+        this.upstreamTimeout,
+      );
+      up.on('error', (err) => {
+        clearTimeout(timer);
+        if (aborted) resolve();
+        else if (!settled) {
+          settled = true;
+          reject(err);
+        } else if (!res.writableEnded) res.destroy();
+      });
+      up.on('close', () => {
+        clearTimeout(timer);
+        if (aborted) resolve();
+        else if (!settled) {
+          settled = true;
+          reject(new UpstreamError(502, 'upstream-error', `stockade: ${target.host} reset the stream (code ${up.rstCode})`));
+        }
+      });
+      up.on('response', (h) => {
+        clearTimeout(timer);
+        settled = true;
+        const pairs: HeaderPairs = [];
+        for (const [k, v] of Object.entries(h)) {
+          if (k.startsWith(':') || v === undefined) continue;
+          for (const one of Array.isArray(v) ? v : [v]) pairs.push([k, String(one)]);
+        }
+        up.on('trailers', (t) => {
+          const clean: http.OutgoingHttpHeaders = {};
+          for (const [k, v] of Object.entries(t)) if (!k.startsWith(':') && v !== undefined) clean[k] = this.redactHeader(String(v));
+          (res as http2.Http2ServerResponse).addTrailers?.(clean);
+        });
+        this.relayResponse(res, Number(h[':status'] ?? 502), pairs, up);
+        up.on('end', () => resolve());
+      });
+      res.on('close', () => {
+        clearTimeout(timer);
+        if (!res.writableFinished && !up.destroyed) up.close(http2.constants.NGHTTP2_CANCEL);
+      });
+      this.pumpBody(target, req, res, up, () => {
+        aborted = true;
+        up.close(http2.constants.NGHTTP2_CANCEL);
+      });
+    });
+  }
+
+  /**
+   * Copies the request body upstream through the placeholder scanner, with backpressure. A
+   * placeholder (even split across chunks) stops the request: it never reaches the upstream.
+   */
+  private pumpBody(target: InterceptTarget, req: Req, res: Res, up: NodeJS.WritableStream & { destroyed?: boolean }, abort: () => void): void {
+    const scan = this.set.stream();
+    let stopped = false;
+    req.on('data', (chunk: Buffer) => {
+      if (stopped) return;
+      const r = scan.push(chunk);
+      if (r.match) {
+        stopped = true;
+        req.pause();
+        abort();
+        this.violation(res, {
+          rule: 'placeholder-in-body',
+          secret: r.match.name,
+          host: target.host,
+          port: target.port,
+          method: req.method,
+          path: (req.url ?? '/').split('?')[0],
+          message: `stockade: the placeholder of secret ${r.match.name} appears in the request body; secrets are only injected into ${this.describe(r.match.name)}`,
+        });
+        return;
+      }
+      if (r.forward.length && !up.write(r.forward)) {
+        req.pause();
+        up.once('drain', () => req.resume());
+      }
+    });
+    req.on('end', () => {
+      if (!stopped) up.end(scan.end());
+    });
+  }
+
+  private describe(name: string): string {
+    const inj = this.byName.get(name)?.inject;
+    if (!inj) return 'their configured place';
+    return inj.kind === 'header' ? `header ${inj.header}` : inj.kind === 'basic' ? 'basic authorization' : `query parameter ${inj.param}`;
+  }
+
+  private redactHeader(v: string): string {
+    let out = v;
+    for (const s of this.secrets) if (out.includes(s.value)) out = out.split(s.value).join('*'.repeat(s.value.length));
+    return out;
+  }
+
+  /** Sends the upstream's response to the client, with real values masked out of headers and body. */
+  private relayResponse(res: Res, status: number, pairs: HeaderPairs, body: NodeJS.ReadableStream): void {
+    const h2 = res instanceof http2.Http2ServerResponse;
+    const headers: Record<string, string | string[]> = {};
+    for (const [k, v] of pairs) {
+      const l = k.toLowerCase();
+      if (HOP_BY_HOP.has(l)) continue;
+      // Location and friends are passed through as they are (only a real value is masked): which
+      // host a redirect may lead to is the proxy's decision when the client follows it.
+      const clean = this.redactHeader(v);
+      const prev = headers[l];
+      headers[l] = prev === undefined ? clean : Array.isArray(prev) ? [...prev, clean] : [prev, clean];
+    }
+    if (h2) delete headers['keep-alive'];
+    try {
+      (res as http.ServerResponse).writeHead(status, headers);
+    } catch (err) {
+      res.destroy(err as Error);
+      return;
+    }
+    const redact = new StreamRedactor(this.secrets.map((s) => s.value));
+    body.on('data', (chunk: Buffer) => {
+      const out = redact.push(chunk);
+      if (out.length && !(res as http.ServerResponse).write(out)) {
+        body.pause();
+        res.once('drain', () => body.resume());
+      }
+    });
+    body.on('end', () => res.end(redact.end()));
+  }
+
+  /** An upstream HTTP/2 session per target, or null when the upstream only speaks HTTP/1.1. */
+  private sessionFor(target: InterceptTarget): Promise<http2.ClientHttp2Session | null> {
+    const key = this.key(target);
+    const cached = this.sessions.get(key);
+    if (cached) {
+      // A session that got GOAWAY or died between requests must not take the next request with it.
+      const alive = cached.then((s) => (s === null || (!s.closed && !s.destroyed) ? s : undefined));
+      return alive.then((s) => {
+        if (s !== undefined) return s;
+        if (this.sessions.get(key) === cached) this.sessions.delete(key);
+        return this.sessionFor(target);
+      });
+    }
+    const p = new Promise<http2.ClientHttp2Session | null>((resolve, reject) => {
+      const socket = tls.connect({ ...this.tlsOptions(target), ALPNProtocols: ['h2', 'http/1.1'] });
+      const timer = setTimeout(() => socket.destroy(new UpstreamError(504, 'upstream-timeout', `stockade: TLS to ${target.host} timed out`)), this.upstreamTimeout);
+      socket.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      socket.once('secureConnect', () => {
+        clearTimeout(timer);
+        if (socket.alpnProtocol !== 'h2') {
+          // Remember, so HTTP/2 clients of this target go straight to the HTTP/1.1 pool next time.
+          this.h1Only.add(key);
+          socket.destroy();
+          resolve(null);
+          return;
+        }
+        const session = http2.connect(`https://${target.host}:${target.port}`, { createConnection: () => socket });
+        session.on('error', (err) => this.audit('warn', { event: 'secret-upstream-error', host: target.host, err }, 'upstream HTTP/2 session error'));
+        const drop = () => {
+          if (this.sessions.get(key) === p) this.sessions.delete(key);
+        };
+        session.on('close', drop);
+        session.on('goaway', drop);
+        resolve(session);
+      });
+    });
+    p.catch(() => this.sessions.delete(key));
+    this.sessions.set(key, p);
+    return p;
+  }
+
+  // ---- WebSocket and other HTTP/1.1 upgrades ---------------------------------------------------
+
+  private onUpgrade(target: InterceptTarget, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => {});
+    const rawReply = (status: number, body: Record<string, unknown>) => {
+      const text = `${JSON.stringify(body)}\n`;
+      socket.end(
+        `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\n` +
+          `x-stockade-error: ${String(body.rule ?? body.error)}\r\nconnection: close\r\n\r\n${text}`,
+      );
+    };
+    let plan: Plan;
+    try {
+      plan = this.plan(target, req.method ?? 'GET', req.url ?? '/', req.headers.host, rawPairs(req.rawHeaders), new Set(['connection', 'upgrade']));
+    } catch (err) {
+      if (!(err instanceof Violation)) {
+        this.audit('error', { event: 'secret-proxy-error', host: target.host, err }, 'cannot plan upgrade request');
+        rawReply(500, { error: 'internal-error', message: 'stockade: internal error while checking the request' });
+        return;
+      }
+      const info = scrubDeep(err.info, this.scrubText);
+      this.violation(null, info);
+      rawReply(403, { error: 'secret-violation', rule: info.rule, secret: info.secret, message: info.message });
+      return;
+    }
+    this.noteInjected(target, plan.injected);
+    const headers: http.OutgoingHttpHeaders = { host: plan.authority };
+    for (const [k, v] of plan.headers) headers[k.toLowerCase()] = v;
+    const up = https.request({ ...this.tlsOptions(target), agent: false, method: req.method, path: plan.path, headers });
+    up.on('upgrade', (upRes, upSocket, upHead) => {
+      upSocket.on('error', () => socket.destroy());
+      socket.on('error', () => upSocket.destroy());
+      let text = `HTTP/1.1 ${upRes.statusCode} ${upRes.statusMessage}\r\n`;
+      for (const [k, v] of rawPairs(upRes.rawHeaders)) text += `${k}: ${this.redactHeader(v)}\r\n`;
+      socket.write(`${text}\r\n`);
+      if (upHead.length) socket.write(upHead);
+      if (head.length) upSocket.write(head);
+      this.track(upSocket);
+      upSocket.pipe(socket);
+      socket.pipe(upSocket);
+      socket.on('close', () => upSocket.destroy());
+      upSocket.on('close', () => socket.destroy());
+    });
+    up.on('response', (upRes) => {
+      // The upstream declined the upgrade: relay its answer and close, as it would have.
+      let text = `HTTP/1.1 ${upRes.statusCode} ${upRes.statusMessage}\r\n`;
+      for (const [k, v] of rawPairs(upRes.rawHeaders)) {
+        if (!HOP_BY_HOP.has(k.toLowerCase()) && k.toLowerCase() !== 'content-length') text += `${k}: ${this.redactHeader(v)}\r\n`;
+      }
+      const chunks: Buffer[] = [];
+      upRes.on('data', (c: Buffer) => chunks.push(c));
+      upRes.on('end', () => {
+        const redact = new StreamRedactor(this.secrets.map((s) => s.value));
+        const body = Buffer.concat([redact.push(Buffer.concat(chunks)), redact.end()]);
+        socket.end(Buffer.concat([Buffer.from(`${text}content-length: ${body.length}\r\nconnection: close\r\n\r\n`), body]));
+      });
+    });
+    up.on('error', (err) => {
+      const e = err as NodeJS.ErrnoException;
+      const verify = e.code && TLS_VERIFY_CODE.test(e.code);
+      const message = this.scrubText(
+        verify
+          ? `stockade: upstream certificate verification failed for ${target.host}:${target.port}: ${e.code}: ${e.message}`
+          : `stockade: upstream ${target.host}:${target.port} (${target.address}) failed: ${e.code ? `${e.code}: ` : ''}${e.message}`,
+      );
+      this.audit('warn', { event: 'secret-upstream-error', host: target.host, port: target.port, message }, message);
+      if (socket.writable) rawReply(502, { error: verify ? 'upstream-tls-verification-failed' : 'upstream-error', message });
+    });
+    socket.on('close', () => up.destroy());
+    up.end();
+  }
+}

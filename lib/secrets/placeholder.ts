@@ -1,0 +1,206 @@
+// Placeholders (what the sandbox sees instead of a secret), the scanners that find them in
+// headers, URLs and streamed bodies, and the scrubber that keeps real values out of logs and errors.
+import { randomBytes } from 'node:crypto';
+
+/** Every placeholder starts with this, so one indexOf() finds candidates for all secrets at once. */
+export const PLACEHOLDER_PREFIX = 'stockade-ph-';
+
+/**
+ * A fresh placeholder: prefix, the lowercased name (so a human reading a log knows which secret it
+ * stands for) and 128 random bits (so a sandbox cannot guess another secret's placeholder).
+ * Only [a-z0-9_-]: it survives URL encoding, header values and JSON unchanged.
+ */
+export function makePlaceholder(name: string): string {
+  const tag = name.toLowerCase().replace(/[^a-z0-9_]/g, '_');
+  return `${PLACEHOLDER_PREFIX}${tag}-${randomBytes(16).toString('hex')}`;
+}
+
+/** A placeholder occurrence: which secret, and where. */
+export interface PlaceholderMatch {
+  name: string;
+  index: number;
+}
+
+/**
+ * The set of placeholders of one run. find() costs one native indexOf for the common prefix, so
+ * scanning is cheap however many secrets there are.
+ */
+export class PlaceholderSet {
+  private readonly byPlaceholder = new Map<string, string>();
+  private readonly prefix = Buffer.from(PLACEHOLDER_PREFIX);
+  /** Length of the longest placeholder: how much a streaming scan must hold back at most. */
+  maxLength = 0;
+
+  constructor(entries: Iterable<{ name: string; placeholder: string }> = []) {
+    for (const e of entries) this.add(e.name, e.placeholder);
+  }
+
+  add(name: string, placeholder: string): void {
+    if (!placeholder.startsWith(PLACEHOLDER_PREFIX)) throw new TypeError('placeholder must start with the stockade prefix');
+    this.byPlaceholder.set(placeholder, name);
+    this.maxLength = Math.max(this.maxLength, placeholder.length);
+  }
+
+  get size(): number {
+    return this.byPlaceholder.size;
+  }
+
+  /** The first placeholder in `data` at or after `from`, or null. */
+  find(data: Buffer | string, from = 0): PlaceholderMatch | null {
+    if (this.byPlaceholder.size === 0) return null;
+    const buf = typeof data === 'string' ? Buffer.from(data, 'latin1') : data;
+    let i = buf.indexOf(this.prefix, from);
+    while (i >= 0) {
+      for (const [ph, name] of this.byPlaceholder) {
+        // Placeholders are ASCII, so comparing latin1 bytes is exact.
+        if (buf.length - i >= ph.length && buf.toString('latin1', i, i + ph.length) === ph) return { name, index: i };
+      }
+      i = buf.indexOf(this.prefix, i + 1);
+    }
+    return null;
+  }
+
+  /** Names of every secret whose placeholder occurs in `data` (deduplicated, in order of first occurrence). */
+  names(data: Buffer | string): string[] {
+    const out: string[] = [];
+    let m = this.find(data);
+    while (m) {
+      if (!out.includes(m.name)) out.push(m.name);
+      m = this.find(data, m.index + 1);
+    }
+    return out;
+  }
+
+  /** Whether any placeholder of this run occurs in `data`. What the proxy calls on plaintext. */
+  contains(data: Buffer | string): boolean {
+    return this.find(data) !== null;
+  }
+
+  /** A scanner for a body arriving in chunks. */
+  stream(): StreamScanner {
+    return new StreamScanner(this);
+  }
+}
+
+/**
+ * Length of the longest suffix of `buf` that is a proper prefix of `needle`: the bytes a streaming
+ * scan must keep until the next chunk shows whether they start a match. For ordinary data this is
+ * 0, so streams (SSE, gRPC) are not delayed.
+ */
+export function partialSuffix(buf: Buffer, needle: Buffer): number {
+  const max = Math.min(buf.length, needle.length - 1);
+  for (let k = max; k > 0; k--) {
+    if (buf[buf.length - k] !== needle[0]) continue;
+    if (buf.compare(needle, 0, k, buf.length - k, buf.length) === 0) return k;
+  }
+  return 0;
+}
+
+/**
+ * Finds placeholders in a body that arrives in chunks, including one split across chunks.
+ * push() returns the bytes that are safe to forward now and the match, if any; a possible
+ * placeholder start at the end of a chunk is held back until the next chunk or end().
+ */
+export class StreamScanner {
+  private carry: Buffer = Buffer.alloc(0);
+  private readonly prefix = Buffer.from(PLACEHOLDER_PREFIX);
+
+  constructor(private readonly set: PlaceholderSet) {}
+
+  push(chunk: Buffer): { forward: Buffer; match: PlaceholderMatch | null } {
+    const data = this.carry.length ? Buffer.concat([this.carry, chunk]) : chunk;
+    const match = this.set.find(data);
+    if (match) return { forward: Buffer.alloc(0), match };
+    // Hold back a possible start of a placeholder: either part of the common prefix, or the prefix
+    // followed by an incomplete rest (at most maxLength - 1 bytes from the last prefix start).
+    let hold = partialSuffix(data, this.prefix);
+    const last = data.lastIndexOf(this.prefix);
+    if (last >= 0 && data.length - last < this.set.maxLength) hold = Math.max(hold, data.length - last);
+    this.carry = hold ? Buffer.from(data.subarray(data.length - hold)) : Buffer.alloc(0);
+    return { forward: hold ? data.subarray(0, data.length - hold) : data, match: null };
+  }
+
+  /** The held-back tail, at the end of the body. It cannot contain a full placeholder. */
+  end(): Buffer {
+    const rest = this.carry;
+    this.carry = Buffer.alloc(0);
+    return rest;
+  }
+}
+
+/**
+ * Replaces real secret values in a streamed response body with a mask of the same length, so an API
+ * that echoes the token back (error messages, debug endpoints) cannot hand it to the sandbox, and
+ * Content-Length stays right.
+ */
+export class StreamRedactor {
+  private carry: Buffer = Buffer.alloc(0);
+  private readonly needles: Buffer[];
+
+  constructor(values: readonly string[]) {
+    this.needles = values.filter((v) => v.length > 0).map((v) => Buffer.from(v));
+  }
+
+  push(chunk: Buffer): Buffer {
+    let data = this.carry.length ? Buffer.concat([this.carry, chunk]) : chunk;
+    let copied = false;
+    for (const n of this.needles) {
+      let i = data.indexOf(n);
+      while (i >= 0) {
+        if (!copied) {
+          data = Buffer.from(data);
+          copied = true;
+        }
+        data.fill(0x2a, i, i + n.length); // '*'
+        i = data.indexOf(n, i + n.length);
+      }
+    }
+    let hold = 0;
+    for (const n of this.needles) hold = Math.max(hold, partialSuffix(data, n));
+    this.carry = hold ? Buffer.from(data.subarray(data.length - hold)) : Buffer.alloc(0);
+    return hold ? data.subarray(0, data.length - hold) : data;
+  }
+
+  end(): Buffer {
+    const rest = this.carry;
+    this.carry = Buffer.alloc(0);
+    return rest;
+  }
+}
+
+/**
+ * Returns a function that removes every real value from a string, for log lines and error
+ * messages. Also covers the forms a value travels in: URL-encoded and base64 (Basic auth).
+ */
+export function makeScrubber(secrets: readonly { name: string; value: string; basicUser?: string }[]): (text: string) => string {
+  const forms: Array<[string, string]> = [];
+  for (const s of secrets) {
+    if (!s.value) continue;
+    const tag = `[redacted ${s.name}]`;
+    forms.push([s.value, tag]);
+    const enc = encodeURIComponent(s.value);
+    if (enc !== s.value) forms.push([enc, tag]);
+    if (s.basicUser !== undefined) forms.push([Buffer.from(`${s.basicUser}:${s.value}`).toString('base64'), tag]);
+  }
+  // Longest first, so a value containing another value is replaced whole.
+  forms.sort((a, b) => b[0].length - a[0].length);
+  return (text: string) => {
+    let out = text;
+    for (const [needle, tag] of forms) if (out.includes(needle)) out = out.split(needle).join(tag);
+    return out;
+  };
+}
+
+/** Applies a scrubber to every string inside a JSON-like value (for structured log records). */
+export function scrubDeep<T>(value: T, scrub: (s: string) => string, depth = 0): T {
+  if (typeof value === 'string') return scrub(value) as T;
+  if (depth > 8 || value === null || typeof value !== 'object') return value;
+  if (value instanceof Error) {
+    const e = value as Error & { code?: unknown };
+    return { type: e.name, message: scrub(e.message), code: e.code, stack: e.stack ? scrub(e.stack) : undefined } as T;
+  }
+  if (Array.isArray(value)) return value.map((v) => scrubDeep(v, scrub, depth + 1)) as T;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) out[k] = scrubDeep(v, scrub, depth + 1);
+  return out as T;
+}

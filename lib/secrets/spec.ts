@@ -1,0 +1,236 @@
+// Secret declarations: the CLI form (`--secret NAME@HOST[,HOST...][:HEADER=FORMAT]`), the
+// SecretOptions of the API, and their resolution to real values on the host. Everything here runs
+// before the sandbox exists, so a missing env var or unreadable file fails the launch with an error
+// naming it instead of starting a server that cannot authenticate.
+import { readFileSync } from 'node:fs';
+import type { SecretOptions } from '../options';
+import { makePlaceholder } from './placeholder';
+
+/** Thrown for a bad declaration or an unavailable source. Never carries the secret's value. */
+export class SecretError extends Error {
+  readonly code: 'ESECRETSPEC' | 'ESECRETENV' | 'ESECRETFILE' | 'ESECRETVALUE';
+  /** The secret's declared name (the env var the server expects). */
+  readonly secret: string | undefined;
+  /** For ESECRETENV the variable, for ESECRETFILE the path. */
+  readonly path: string | undefined;
+
+  constructor(code: SecretError['code'], message: string, secret?: string, path?: string) {
+    super(message);
+    this.name = 'SecretError';
+    this.code = code;
+    this.secret = secret;
+    this.path = path;
+  }
+}
+
+/** Where a secret goes on the wire. The format is trusted: it comes from the launcher, never the sandbox. */
+export type SecretInjection =
+  | { kind: 'header'; header: string; format: string }
+  | { kind: 'query'; param: string }
+  | { kind: 'basic'; username: string };
+
+/** An allowlist entry: exact host or `*.suffix` (subdomains only; the apex is separate), optional port. */
+export interface HostPattern {
+  readonly host: string;
+  readonly wildcard: boolean;
+  readonly port: number | undefined;
+}
+
+/** A secret ready for the interceptor: value loaded, placeholder drawn. */
+export interface ResolvedSecret {
+  readonly name: string;
+  readonly hosts: readonly HostPattern[];
+  readonly inject: SecretInjection;
+  /** The real value. Lives only in the parent process. */
+  readonly value: string;
+  /** What the sandbox sees in env var `name`. */
+  readonly placeholder: string;
+  /** Human description of the source ('env GITHUB_TOKEN', 'file /run/token', 'value'). */
+  readonly source: string;
+}
+
+const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+// RFC 9110 token: what a header field name may be.
+const TOKEN_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const LABEL_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+// Headers the proxy itself owns; letting a secret format set them would desynchronise framing.
+const RESERVED_HEADERS = new Set([
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'upgrade',
+  'te',
+  'trailer',
+]);
+const SECRET_TOKEN = '{secret}';
+
+function specError(message: string, secret?: string): SecretError {
+  return new SecretError('ESECRETSPEC', message, secret);
+}
+
+/** Parses one allowlist host entry ('api.github.com', '*.example.com', 'example.com:8443'). */
+export function parseHostPattern(entry: string, secret?: string): HostPattern {
+  const m = /^(\*\.)?([^:]+)(?::(\d{1,5}))?$/.exec(entry.trim());
+  if (!m) throw specError(`secret ${secret ?? ''}: invalid host '${entry}'`, secret);
+  const host = m[2].toLowerCase().replace(/\.$/, '');
+  const port = m[3] === undefined ? undefined : Number(m[3]);
+  if (port !== undefined && (port < 1 || port > 65535)) {
+    throw specError(`secret ${secret ?? ''}: invalid port in host '${entry}'`, secret);
+  }
+  const labels = host.split('.');
+  // IPv4 literals are allowed as exact hosts (private APIs); everything else must be a DNS name.
+  const isIpv4 = /^\d{1,3}(\.\d{1,3}){3}$/.test(host) && labels.every((l) => Number(l) <= 255);
+  if (isIpv4 && m[1]) throw specError(`secret ${secret ?? ''}: a wildcard cannot apply to an IP '${entry}'`, secret);
+  if (!isIpv4 && (host.length > 253 || !labels.every((l) => LABEL_RE.test(l)) || /^\d+$/.test(labels[labels.length - 1]))) {
+    throw specError(`secret ${secret ?? ''}: invalid host '${entry}'`, secret);
+  }
+  return { host, wildcard: m[1] !== undefined, port };
+}
+
+/** Whether `host:port` is covered by `pattern`. A pattern without a port matches 443 only. */
+export function hostMatches(pattern: HostPattern, host: string, port: number): boolean {
+  const h = host.toLowerCase().replace(/\.$/, '');
+  if ((pattern.port ?? 443) !== port) return false;
+  if (pattern.wildcard) return h.endsWith(`.${pattern.host}`);
+  return h === pattern.host;
+}
+
+/** Whether any of a secret's hosts covers `host:port`. */
+export function secretIsFor(secret: Pick<ResolvedSecret, 'hosts'>, host: string, port: number): boolean {
+  return secret.hosts.some((p) => hostMatches(p, host, port));
+}
+
+function validateInjection(name: string, inject: SecretOptions['inject']): SecretInjection {
+  if (inject === undefined) return { kind: 'header', header: 'authorization', format: 'Bearer {secret}' };
+  if ('header' in inject) {
+    const header = inject.header.toLowerCase();
+    if (!TOKEN_RE.test(header)) throw specError(`secret ${name}: invalid header name '${inject.header}'`, name);
+    if (RESERVED_HEADERS.has(header)) throw specError(`secret ${name}: header '${inject.header}' is managed by the proxy`, name);
+    if (/[\r\n\0]/.test(inject.format)) throw specError(`secret ${name}: header format contains CR, LF or NUL`, name);
+    const count = inject.format.split(SECRET_TOKEN).length - 1;
+    if (count !== 1) {
+      throw specError(`secret ${name}: header format must contain {secret} exactly once (found ${count})`, name);
+    }
+    return { kind: 'header', header, format: inject.format };
+  }
+  if ('query' in inject) {
+    if (!/^[A-Za-z0-9._~-]+$/.test(inject.query)) throw specError(`secret ${name}: invalid query parameter '${inject.query}'`, name);
+    return { kind: 'query', param: inject.query };
+  }
+  if ('basic' in inject) {
+    const username = inject.basic.username;
+    // RFC 7617: the user-id cannot contain a colon; control characters would corrupt the header.
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
+    if (/[:\x00-\x1f\x7f]/.test(username)) throw specError(`secret ${name}: basic auth username contains ':' or a control character`, name);
+    return { kind: 'basic', username };
+  }
+  throw specError(`secret ${name}: unknown injection ${JSON.stringify(inject)}`, name);
+}
+
+/**
+ * Parses the CLI form into SecretOptions:
+ *   NAME@HOST[,HOST...]                    Authorization: Bearer {secret}
+ *   NAME@HOSTS:HEADER=FORMAT               e.g. BRAVE_API_KEY@api.search.brave.com:X-Subscription-Token={secret}
+ *   NAME@HOSTS?PARAM                       the URL query parameter PARAM
+ *   NAME@HOSTS:basic:USERNAME              Authorization: Basic base64(USERNAME:secret)
+ * The value comes from the launcher's env var NAME, or from NAME=env:OTHER@... / NAME=file:PATH@...
+ * (a path cannot contain '@'). A literal value is deliberately not accepted: argv is world-readable.
+ * Hosts may carry a port ('example.com:8443'); header names cannot contain ':' so the split is unambiguous.
+ */
+export function parseSecretSpec(spec: string): SecretOptions {
+  const at = spec.indexOf('@');
+  if (at < 0) throw specError(`--secret '${spec}': expected NAME@HOST[,HOST...]`);
+  const left = spec.slice(0, at);
+  const right = spec.slice(at + 1);
+  const eq = left.indexOf('=');
+  const name = eq < 0 ? left : left.slice(0, eq);
+  if (!NAME_RE.test(name)) throw specError(`--secret '${spec}': invalid name '${name}' (expected an env var name)`);
+  let source: SecretOptions['source'];
+  if (eq >= 0) {
+    const src = left.slice(eq + 1);
+    if (src.startsWith('env:') && NAME_RE.test(src.slice(4))) source = { env: src.slice(4) };
+    else if (src.startsWith('file:') && src.length > 5) source = { file: src.slice(5) };
+    else throw specError(`--secret '${spec}': source must be env:VAR or file:PATH`, name);
+  }
+  // Hosts run until '?' or a ':' that does not start a port number.
+  const m = /^([^:?,]+(?::\d+)?(?:,[^:?,]+(?::\d+)?)*)(?:\?(.*)|:(.*))?$/s.exec(right);
+  if (!m) throw specError(`--secret '${spec}': expected NAME@HOST[,HOST...][:HEADER=FORMAT|?PARAM|:basic:USER]`, name);
+  const hosts = m[1].split(',');
+  for (const h of hosts) parseHostPattern(h, name);
+  let inject: SecretOptions['inject'];
+  if (m[2] !== undefined) {
+    inject = { query: m[2] };
+  } else if (m[3] !== undefined) {
+    const rest = m[3];
+    if (rest.startsWith('basic:')) {
+      inject = { basic: { username: rest.slice(6) } };
+    } else {
+      const e = rest.indexOf('=');
+      if (e <= 0) throw specError(`--secret '${spec}': expected HEADER=FORMAT after the hosts`, name);
+      inject = { header: rest.slice(0, e), format: rest.slice(e + 1) };
+    }
+  }
+  const options: SecretOptions = { name, hosts };
+  if (source) options.source = source;
+  if (inject) options.inject = inject;
+  validateInjection(name, inject);
+  return options;
+}
+
+function loadValue(opt: SecretOptions, env: NodeJS.ProcessEnv): { value: string; source: string } {
+  const src = opt.source ?? { env: opt.name };
+  if ('env' in src) {
+    const value = env[src.env];
+    if (value === undefined || value === '') {
+      throw new SecretError(
+        'ESECRETENV',
+        `secret ${opt.name}: environment variable ${src.env} is not set in the launcher's environment`,
+        opt.name,
+        src.env,
+      );
+    }
+    return { value, source: `env ${src.env}` };
+  }
+  if ('file' in src) {
+    let text: string;
+    try {
+      text = readFileSync(src.file, 'utf8');
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new SecretError('ESECRETFILE', `secret ${opt.name}: cannot read ${src.file}: ${e.code ?? e.message}`, opt.name, src.file);
+    }
+    // Token files almost always end in a newline that is not part of the token.
+    return { value: text.replace(/\r?\n$/, ''), source: `file ${src.file}` };
+  }
+  if ('value' in src && typeof src.value === 'string') return { value: src.value, source: 'value' };
+  throw specError(`secret ${opt.name}: source must be { env }, { file } or { value }`, opt.name);
+}
+
+/**
+ * Validates declarations, loads every value and draws a placeholder for each. Throws SecretError
+ * on the first problem, naming the secret and the variable or file, never the value.
+ */
+export function resolveSecrets(list: readonly SecretOptions[], env: NodeJS.ProcessEnv = process.env): ResolvedSecret[] {
+  const seen = new Set<string>();
+  const out: ResolvedSecret[] = [];
+  for (const opt of list) {
+    if (typeof opt?.name !== 'string' || !NAME_RE.test(opt.name)) throw specError(`secret name '${opt?.name}' is not a valid env var name`);
+    if (seen.has(opt.name)) throw specError(`secret ${opt.name} is declared twice`, opt.name);
+    seen.add(opt.name);
+    if (!Array.isArray(opt.hosts) || opt.hosts.length === 0) throw specError(`secret ${opt.name}: hosts must list at least one host`, opt.name);
+    const hosts = opt.hosts.map((h) => parseHostPattern(h, opt.name));
+    const inject = validateInjection(opt.name, opt.inject);
+    const { value, source } = loadValue(opt, env);
+    if (value.length === 0) throw new SecretError('ESECRETVALUE', `secret ${opt.name}: the value from ${source} is empty`, opt.name);
+    // The value is written into a header or a URL: a CR/LF would let it split the request.
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
+    if (/[\x00-\x1f\x7f]/.test(value)) {
+      throw new SecretError('ESECRETVALUE', `secret ${opt.name}: the value from ${source} contains a control character`, opt.name);
+    }
+    out.push({ name: opt.name, hosts, inject, value, placeholder: makePlaceholder(opt.name), source });
+  }
+  return out;
+}

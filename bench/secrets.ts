@@ -44,14 +44,19 @@ async function main(): Promise<void> {
     const make = (): Promise<tls.TLSSocket> => {
       if (mode === 'direct') {
         return new Promise((resolve, reject) => {
-          const s = tls.connect({ host: '127.0.0.1', port: up.port, servername: HOST, ca: up.caPem, ALPNProtocols: ['http/1.1'] }, () => resolve(s));
+          const s = tls.connect({ host: '127.0.0.1', port: up.port, servername: HOST, ca: up.caPem, ALPNProtocols: ['http/1.1'] }, () =>
+            resolve(s),
+          );
           s.on('error', reject);
         });
       }
       const proxyPort = mode === 'tunnel' ? passThrough.port : intercepting.port;
       return tlsThroughProxy(proxyPort, HOST, up.port, mode === 'tunnel' ? up.caPem : runCa.certPem);
     };
-    (agent as unknown as { createConnection: unknown }).createConnection = (_opts: unknown, cb: (err: Error | null, s?: net.Socket) => void) => {
+    (agent as unknown as { createConnection: unknown }).createConnection = (
+      _opts: unknown,
+      cb: (err: Error | null, s?: net.Socket) => void,
+    ) => {
       make().then(
         (s) => cb(null, s),
         (err) => cb(err),
@@ -95,7 +100,8 @@ async function main(): Promise<void> {
     return { rps: latencies.length / seconds, p50: percentile(latencies, 50), p95: percentile(latencies, 95) };
   };
 
-  const fmt = (r: Result) => `${r.rps.toFixed(0).padStart(7)} req/s   p50 ${r.p50.toFixed(3).padStart(7)} ms   p95 ${r.p95.toFixed(3).padStart(7)} ms`;
+  const fmt = (r: Result) =>
+    `${r.rps.toFixed(0).padStart(7)} req/s   p50 ${r.p50.toFixed(3).padStart(7)} ms   p95 ${r.p95.toFixed(3).padStart(7)} ms`;
   console.log(`node ${process.version}, ${total} HTTPS/1.1 keep-alive requests per mode, loopback only`);
   for (const [label, clients] of [
     ['sequential (1 client)', 1],
@@ -109,7 +115,9 @@ async function main(): Promise<void> {
     const d = results.direct;
     const t = results.tunnel;
     const x = results.intercept;
-    console.log(`  ratios     intercept/direct rps ${(x.rps / d.rps).toFixed(2)}, intercept/tunnel rps ${(x.rps / t.rps).toFixed(2)}, tunnel/direct rps ${(t.rps / d.rps).toFixed(2)}`);
+    console.log(
+      `  ratios     intercept/direct rps ${(x.rps / d.rps).toFixed(2)}, intercept/tunnel rps ${(x.rps / t.rps).toFixed(2)}, tunnel/direct rps ${(t.rps / d.rps).toFixed(2)}`,
+    );
     console.log(`             intercept/direct p50 ${(x.p50 / d.p50).toFixed(2)}x, p95 ${(x.p95 / d.p95).toFixed(2)}x`);
   }
   await ic.close();

@@ -230,7 +230,14 @@ export function resolveSandbox(command: string, args: readonly string[], options
   });
   add({ kind: MountKind.tmpfs, target: '/newroot/dev', data: 'mode=0755,size=64k' });
   for (const d of devices) {
-    add({ kind: MountKind.bind, source: `/oldroot/dev/${d}`, target: `/newroot/dev/${d}`, readOnly: false, sourceIsDir: false, devices: true });
+    add({
+      kind: MountKind.bind,
+      source: `/oldroot/dev/${d}`,
+      target: `/newroot/dev/${d}`,
+      readOnly: false,
+      sourceIsDir: false,
+      devices: true,
+    });
   }
   add({ kind: MountKind.devpts, target: '/newroot/dev/pts' });
   add({ kind: MountKind.symlink, source: 'pts/ptmx', target: '/newroot/dev/ptmx' });

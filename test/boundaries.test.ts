@@ -28,7 +28,12 @@ describe('filesystem', () => {
   test("the host's home directories, /root and /etc are not there", async () => {
     const r = await sh('ls -A /; echo ---; ls -A /etc; echo ---; ls /root 2>&1; ls -A /home');
     const [root, etc, rest] = r.stdout.split('---\n');
-    assert.deepEqual(root.trim().split('\n').sort(), ['bin', 'dev', 'etc', 'home', 'lib', 'lib64', 'proc', 'sbin', 'tmp', 'usr'].filter((d) => fs.existsSync(`/${d}`) || ['dev', 'proc', 'tmp', 'etc', 'home'].includes(d)).sort());
+    assert.deepEqual(
+      root.trim().split('\n').sort(),
+      ['bin', 'dev', 'etc', 'home', 'lib', 'lib64', 'proc', 'sbin', 'tmp', 'usr']
+        .filter((d) => fs.existsSync(`/${d}`) || ['dev', 'proc', 'tmp', 'etc', 'home'].includes(d))
+        .sort(),
+    );
     assert.ok(!etc.includes('shadow') && !etc.includes('ssh'), etc);
     assert.match(rest, /ls: cannot access '\/root': No such file or directory/);
     assert.match(rest, /^nobody$/m);
@@ -36,7 +41,13 @@ describe('filesystem', () => {
 
   test('/etc/passwd lists only root and nobody, not the host users', async () => {
     const r = await sh('cat /etc/passwd');
-    assert.deepEqual(r.stdout.trim().split('\n').map((l) => l.split(':')[0]), ['root', 'nobody']);
+    assert.deepEqual(
+      r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split(':')[0]),
+      ['root', 'nobody'],
+    );
   });
 
   test('/, /usr and read-only binds refuse writes with EROFS and the host is untouched', async () => {
@@ -82,9 +93,13 @@ describe('filesystem', () => {
 
   test('sensitive /proc entries are masked and /proc/sys is read-only', async () => {
     // Entries differ between kernels (kcore needs CONFIG_PROC_KCORE): check those the host has.
-    const masked = ['kcore', 'keys', 'key-users', 'timer_list', 'sched_debug', 'kallsyms', 'sysrq-trigger'].filter((f) => fs.existsSync(`/proc/${f}`));
+    const masked = ['kcore', 'keys', 'key-users', 'timer_list', 'sched_debug', 'kallsyms', 'sysrq-trigger'].filter((f) =>
+      fs.existsSync(`/proc/${f}`),
+    );
     assert.ok(masked.length >= 3, `expected several maskable entries, found ${masked}`);
-    const r = await sh(`for f in ${masked.join(' ')}; do wc -c < /proc/$f; done; ls /proc/acpi | wc -l; echo x > /proc/sys/kernel/hostname`);
+    const r = await sh(
+      `for f in ${masked.join(' ')}; do wc -c < /proc/$f; done; ls /proc/acpi | wc -l; echo x > /proc/sys/kernel/hostname`,
+    );
     const counts = r.stdout.trim().split('\n');
     assert.deepEqual(counts, [...masked.map(() => '0'), '0'], r.stderr);
     assert.match(r.stderr, /Read-only file system/);
@@ -92,7 +107,21 @@ describe('filesystem', () => {
 
   test('/dev holds only the minimal devices', async () => {
     const r = await sh('ls /dev');
-    assert.deepEqual(r.stdout.trim().split('\n').sort(), ['fd', 'full', 'null', 'ptmx', 'pts', 'random', 'shm', 'stderr', 'stdin', 'stdout', 'tty', 'urandom', 'zero']);
+    assert.deepEqual(r.stdout.trim().split('\n').sort(), [
+      'fd',
+      'full',
+      'null',
+      'ptmx',
+      'pts',
+      'random',
+      'shm',
+      'stderr',
+      'stdin',
+      'stdout',
+      'tty',
+      'urandom',
+      'zero',
+    ]);
   });
 });
 
@@ -101,13 +130,19 @@ describe('processes', () => {
     const r = await sh('ls /proc | grep -E "^[0-9]+$"');
     const pids = r.stdout.trim().split('\n').map(Number);
     // stockade-init (1), sh (2) and its ls/grep children.
-    assert.ok(pids.every((p) => p < 10), r.stdout);
+    assert.ok(
+      pids.every((p) => p < 10),
+      r.stdout,
+    );
     assert.ok(pids.includes(1) && pids.includes(2));
   });
 
   test('a host process cannot be signalled: ESRCH', async () => {
     // The test runner's host pid does not exist in the sandbox's pid namespace.
-    const r = await run('/usr/bin/python3', ['-c', `import os\ntry:\n  os.kill(${process.pid}, 9)\nexcept OSError as e:\n  print(e.errno)`]);
+    const r = await run('/usr/bin/python3', [
+      '-c',
+      `import os\ntry:\n  os.kill(${process.pid}, 9)\nexcept OSError as e:\n  print(e.errno)`,
+    ]);
     assert.equal(r.stdout.trim(), '3'); // ESRCH
   });
 
@@ -134,13 +169,20 @@ describe('identity and privileges', () => {
     try {
       const r = await sh('env');
       assert.doesNotMatch(r.stdout, /STOCKADE_TEST_HOST_SECRET|do-not-leak/);
-      assert.deepEqual(r.stdout.trim().split('\n').map((l) => l.split('=')[0]).sort(), ['HOME', 'LANG', 'PATH', 'PWD', 'USER']);
+      assert.deepEqual(
+        r.stdout
+          .trim()
+          .split('\n')
+          .map((l) => l.split('=')[0])
+          .sort(),
+        ['HOME', 'LANG', 'PATH', 'PWD', 'USER'],
+      );
     } finally {
       delete process.env.STOCKADE_TEST_HOST_SECRET;
     }
   });
 
-  test('the hostname is the sandbox\'s own', async () => {
+  test("the hostname is the sandbox's own", async () => {
     const r = await sh('hostname', { hostname: 'box' });
     assert.equal(r.stdout.trim(), 'box');
   });
@@ -164,22 +206,30 @@ describe('network (mode none)', () => {
   });
 
   test('a server on the host 127.0.0.1 is unreachable: ECONNREFUSED', async () => {
-    const r = await py(`import socket\ns = socket.socket()\ntry:\n  s.connect(('127.0.0.1', ${port}))\n  print('connected', s.recv(100))\nexcept OSError as e:\n  print(e.errno)`);
+    const r = await py(
+      `import socket\ns = socket.socket()\ntry:\n  s.connect(('127.0.0.1', ${port}))\n  print('connected', s.recv(100))\nexcept OSError as e:\n  print(e.errno)`,
+    );
     assert.equal(r.stdout.trim(), '111'); // ECONNREFUSED: the sandbox's own loopback has no listener
   });
 
   test('a host abstract unix socket is unreachable: ECONNREFUSED', async () => {
-    const r = await py(`import socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n  s.connect(${JSON.stringify(abstractName)})\n  print('connected')\nexcept OSError as e:\n  print(e.errno)`);
+    const r = await py(
+      `import socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n  s.connect(${JSON.stringify(abstractName)})\n  print('connected')\nexcept OSError as e:\n  print(e.errno)`,
+    );
     assert.equal(r.stdout.trim(), '111');
   });
 
   test('no interface but lo, and no route out: ENETUNREACH', async () => {
-    const r = await py(`import socket, os\nprint(sorted(os.listdir('/sys/class/net')) if os.path.exists('/sys/class/net') else [n for _, n in socket.if_nameindex()])\ns = socket.socket()\ntry:\n  s.connect(('192.0.2.1', 80))\nexcept OSError as e:\n  print(e.errno)`);
+    const r = await py(
+      `import socket, os\nprint(sorted(os.listdir('/sys/class/net')) if os.path.exists('/sys/class/net') else [n for _, n in socket.if_nameindex()])\ns = socket.socket()\ntry:\n  s.connect(('192.0.2.1', 80))\nexcept OSError as e:\n  print(e.errno)`,
+    );
     assert.equal(r.stdout.trim(), "['lo']\n101");
   });
 
   test('loopback works inside the sandbox', async () => {
-    const r = await py(`import socket\nl = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()\nc = socket.create_connection(l.getsockname())\na, _ = l.accept(); a.sendall(b'pong'); print(c.recv(4).decode())`);
+    const r = await py(
+      `import socket\nl = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()\nc = socket.create_connection(l.getsockname())\na, _ = l.accept(); a.sendall(b'pong'); print(c.recv(4).decode())`,
+    );
     assert.equal(r.stdout.trim(), 'pong');
   });
 });

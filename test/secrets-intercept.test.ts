@@ -13,7 +13,7 @@ import { after, before, test } from 'node:test';
 import * as tls from 'node:tls';
 import pino from 'pino';
 import { RunCa } from '../lib/secrets/ca';
-import { type SecretInterceptor as SI, SecretInterceptor, type SecretViolation } from '../lib/secrets/intercept';
+import { SecretInterceptor, type SecretViolation, type SecretInterceptor as SI } from '../lib/secrets/intercept';
 import { resolveSecrets } from '../lib/secrets/spec';
 import {
   type ProxyStandIn,
@@ -62,7 +62,10 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ std
 }
 
 /** One HTTP/1.1 request through the CONNECT stand-in; body chunks are written with a pause between. */
-async function h1(path: string, opts: { method?: string; headers?: Record<string, string>; chunks?: string[]; host?: string; port?: number } = {}): Promise<Reply> {
+async function h1(
+  path: string,
+  opts: { method?: string; headers?: Record<string, string>; chunks?: string[]; host?: string; port?: number } = {},
+): Promise<Reply> {
   const host = opts.host ?? HOST;
   const port = opts.port ?? up.port;
   const socket = await tlsThroughProxy(proxy.port, host, port, ca.certPem);
@@ -189,8 +192,21 @@ for (const version of ['--http1.1', '--http2']) {
   test(`curl ${version}: Authorization injected, response echo masked`, async () => {
     const { stdout } = await run(
       'curl',
-      ['-sS', version, '--max-time', '10', '-D', '-', '--proxy', `http://127.0.0.1:${proxy.port}`, '--cacert', caFile,
-        '-H', `Authorization: Bearer ${ph.TOKEN}`, `${origin}/echo-auth`],
+      [
+        '-sS',
+        version,
+        '--max-time',
+        '10',
+        '-D',
+        '-',
+        '--proxy',
+        `http://127.0.0.1:${proxy.port}`,
+        '--cacert',
+        caFile,
+        '-H',
+        `Authorization: Bearer ${ph.TOKEN}`,
+        `${origin}/echo-auth`,
+      ],
       { PATH: process.env.PATH },
     );
     const seen = lastSeen();
@@ -240,7 +256,13 @@ test('node http2 client: response trailers (gRPC style) are relayed', async () =
   const socket = await tlsThroughProxy(proxy.port, HOST, up.port, ca.certPem, ['h2']);
   const session = http2.connect(origin, { createConnection: () => socket });
   const got = await new Promise<{ body: string; trailers: http2.IncomingHttpHeaders }>((resolve, reject) => {
-    const stream = session.request({ ':path': '/trailers', ':method': 'POST', 'content-type': 'application/grpc', te: 'trailers', authorization: `Bearer ${ph.TOKEN}` });
+    const stream = session.request({
+      ':path': '/trailers',
+      ':method': 'POST',
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      authorization: `Bearer ${ph.TOKEN}`,
+    });
     let body = '';
     let trailers: http2.IncomingHttpHeaders = {};
     stream.setEncoding('utf8');
@@ -368,20 +390,32 @@ test('a redirect to another host is passed through untouched, with no secret in 
 test('hostile: placeholder in a different header is refused', async () => {
   const before = up.seen.length;
   const r = await h1('/', { headers: { 'X-Debug': `leak ${ph.TOKEN}` } });
-  assertRefused(r, 'placeholder-in-header', 'stockade: the placeholder of secret TOKEN appears in header x-debug; it is only injected into header authorization');
+  assertRefused(
+    r,
+    'placeholder-in-header',
+    'stockade: the placeholder of secret TOKEN appears in header x-debug; it is only injected into header authorization',
+  );
   assert.equal(up.seen.length, before);
   assert.equal(violations.at(-1)?.rule, 'placeholder-in-header');
 });
 
 test('hostile: placeholder in the body is refused', async () => {
   const r = await h1('/upload', { method: 'POST', headers: { 'content-type': 'application/json' }, chunks: [`{"token":"${ph.TOKEN}"}`] });
-  assertRefused(r, 'placeholder-in-body', 'stockade: the placeholder of secret TOKEN appears in the request body; secrets are only injected into header authorization');
+  assertRefused(
+    r,
+    'placeholder-in-body',
+    'stockade: the placeholder of secret TOKEN appears in the request body; secrets are only injected into header authorization',
+  );
 });
 
 test('hostile: placeholder split across body chunks is refused', async () => {
   const p = ph.TOKEN;
   const r = await h1('/upload', { method: 'POST', chunks: ['{"a":"', p.slice(0, 15), p.slice(15, 30), `${p.slice(30)}"}`] });
-  assertRefused(r, 'placeholder-in-body', 'stockade: the placeholder of secret TOKEN appears in the request body; secrets are only injected into header authorization');
+  assertRefused(
+    r,
+    'placeholder-in-body',
+    'stockade: the placeholder of secret TOKEN appears in the request body; secrets are only injected into header authorization',
+  );
 });
 
 test('hostile: placeholder in an HTTP/2 request body is refused', async () => {
@@ -405,17 +439,29 @@ test('hostile: placeholder in an HTTP/2 request body is refused', async () => {
     setTimeout(() => stream.end(`${ph.QKEY.slice(20)} end`), 30);
   });
   session.close();
-  assertRefused(r, 'placeholder-in-body', 'stockade: the placeholder of secret QKEY appears in the request body; secrets are only injected into query parameter key');
+  assertRefused(
+    r,
+    'placeholder-in-body',
+    'stockade: the placeholder of secret QKEY appears in the request body; secrets are only injected into query parameter key',
+  );
 });
 
 test('hostile: header secret placeholder in the query string is refused', async () => {
   const r = await h1(`/search?q=${ph.TOKEN}`);
-  assertRefused(r, 'placeholder-in-url', 'stockade: the placeholder of secret TOKEN appears in the URL query; it is only injected into a header');
+  assertRefused(
+    r,
+    'placeholder-in-url',
+    'stockade: the placeholder of secret TOKEN appears in the URL query; it is only injected into a header',
+  );
 });
 
 test('hostile: query secret in the wrong parameter is refused', async () => {
   const r = await h1(`/search?callback=${ph.QKEY}`);
-  assertRefused(r, 'placeholder-in-url', 'stockade: the placeholder of secret QKEY appears in the URL query; it is only injected into query parameter key');
+  assertRefused(
+    r,
+    'placeholder-in-url',
+    'stockade: the placeholder of secret QKEY appears in the URL query; it is only injected into query parameter key',
+  );
 });
 
 test('hostile: placeholder in the URL path is refused', async () => {
@@ -423,14 +469,22 @@ test('hostile: placeholder in the URL path is refused', async () => {
   assertRefused(r, 'placeholder-in-url', 'stockade: the placeholder of secret TOKEN appears in the URL path');
 });
 
-test('hostile: another host\'s secret sent here is refused', async () => {
+test("hostile: another host's secret sent here is refused", async () => {
   const r = await h1('/', { headers: { Authorization: `Bearer ${ph.OTHER}` } });
-  assertRefused(r, 'placeholder-wrong-host', `stockade: the placeholder of secret OTHER was sent to ${HOST}, which it is not for (in header authorization)`);
+  assertRefused(
+    r,
+    'placeholder-wrong-host',
+    `stockade: the placeholder of secret OTHER was sent to ${HOST}, which it is not for (in header authorization)`,
+  );
 });
 
 test('hostile: Host header disagreeing with the connection is refused', async () => {
   const r = await h1('/', { headers: { Host: 'evil.test.local', Authorization: `Bearer ${ph.TOKEN}` } });
-  assertRefused(r, 'host-mismatch', `stockade: request for 'evil.test.local' on a connection to ${HOST}:${up.port}; host and connection must agree`);
+  assertRefused(
+    r,
+    'host-mismatch',
+    `stockade: request for 'evil.test.local' on a connection to ${HOST}:${up.port}; host and connection must agree`,
+  );
 });
 
 test('hostile: an absolute-form request target for another host is refused', async () => {
@@ -446,7 +500,10 @@ test('hostile: an absolute-form request target for another host is refused', asy
   assert.match(answer, /^HTTP\/1\.1 403 Forbidden\r\n/);
   const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4));
   assert.equal(body.rule, 'host-mismatch');
-  assert.equal(body.message, `stockade: request for 'evil.test.local' on a connection to ${HOST}:${up.port}; host and connection must agree`);
+  assert.equal(
+    body.message,
+    `stockade: request for 'evil.test.local' on a connection to ${HOST}:${up.port}; host and connection must agree`,
+  );
 });
 
 test('hostile: TLS server name disagreeing with the connection is refused', async () => {
@@ -476,7 +533,12 @@ test('upstream with an untrusted certificate: 502 naming the verification failur
 test('upstream refusing connections: 502 naming the error, over HTTP/2 too', async () => {
   const r = await h1('/', { host: 'down.test.local', port: closedPort, headers: { Authorization: `Bearer ${ph.TOKEN}` } });
   assert.equal(r.status, 502);
-  assert.match(JSON.parse(r.body).message, new RegExp(`^stockade: upstream down\\.test\\.local:${closedPort} \\(127\\.0\\.0\\.1\\) failed: ECONNREFUSED: connect ECONNREFUSED 127\\.0\\.0\\.1:${closedPort}$`));
+  assert.match(
+    JSON.parse(r.body).message,
+    new RegExp(
+      `^stockade: upstream down\\.test\\.local:${closedPort} \\(127\\.0\\.0\\.1\\) failed: ECONNREFUSED: connect ECONNREFUSED 127\\.0\\.0\\.1:${closedPort}$`,
+    ),
+  );
   const r2 = await h2('/', { authorization: `Bearer ${ph.TOKEN}` }, { host: 'down.test.local', port: closedPort });
   assert.equal(r2.status, 502);
   assert.equal(JSON.parse(r2.body).error, 'upstream-error');
@@ -494,7 +556,11 @@ test('audit: injections are logged by name and host, never by value', () => {
 });
 
 test('close() ends open intercepted connections and refuses new ones', async () => {
-  const local = new SecretInterceptor({ secrets: resolveSecrets([{ name: 'T', hosts: [`${HOST}:${up.port}`] }], { T: 'v' }), ca, upstreamCaPem: [up.caPem] });
+  const local = new SecretInterceptor({
+    secrets: resolveSecrets([{ name: 'T', hosts: [`${HOST}:${up.port}`] }], { T: 'v' }),
+    ca,
+    upstreamCaPem: [up.caPem],
+  });
   const p = await startConnectProxy(local);
   try {
     const s = await tlsThroughProxy(p.port, HOST, up.port, ca.certPem);

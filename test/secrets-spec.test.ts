@@ -69,13 +69,16 @@ test('host patterns: exact, wildcard (apex separate), ports', () => {
 });
 
 test('resolveSecrets: a missing env var is an error naming it, not the value', () => {
-  assert.throws(() => resolveSecrets([{ name: 'GITHUB_TOKEN', hosts: ['api.github.com'] }], {}), (err: unknown) => {
-    assert.ok(err instanceof SecretError);
-    assert.equal(err.code, 'ESECRETENV');
-    assert.equal(err.path, 'GITHUB_TOKEN');
-    assert.equal(err.message, "secret GITHUB_TOKEN: environment variable GITHUB_TOKEN is not set in the launcher's environment");
-    return true;
-  });
+  assert.throws(
+    () => resolveSecrets([{ name: 'GITHUB_TOKEN', hosts: ['api.github.com'] }], {}),
+    (err: unknown) => {
+      assert.ok(err instanceof SecretError);
+      assert.equal(err.code, 'ESECRETENV');
+      assert.equal(err.path, 'GITHUB_TOKEN');
+      assert.equal(err.message, "secret GITHUB_TOKEN: environment variable GITHUB_TOKEN is not set in the launcher's environment");
+      return true;
+    },
+  );
   assert.throws(
     () => resolveSecrets([{ name: 'T', source: { env: 'SOURCE_VAR' }, hosts: ['h.example.com'] }], { T: 'x' }),
     /environment variable SOURCE_VAR is not set/,
@@ -155,7 +158,10 @@ test('StreamRedactor masks a real value split across chunks, keeping the length'
 test('scrubber removes raw, URL-encoded and basic-auth forms of a value', () => {
   const scrub = makeScrubber([{ name: 'PW', value: 's3cr3t/+=', basicUser: 'alice' }]);
   const basic = Buffer.from('alice:s3cr3t/+=').toString('base64');
-  assert.equal(scrub(`a s3cr3t/+= b ${encodeURIComponent('s3cr3t/+=')} c Basic ${basic}`), 'a [redacted PW] b [redacted PW] c Basic [redacted PW]');
+  assert.equal(
+    scrub(`a s3cr3t/+= b ${encodeURIComponent('s3cr3t/+=')} c Basic ${basic}`),
+    'a [redacted PW] b [redacted PW] c Basic [redacted PW]',
+  );
 });
 
 test('RunCa: leaves are cached per host, trust env names the bundle', async () => {

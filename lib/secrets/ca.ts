@@ -8,12 +8,13 @@
 // @peculiar/x509 resolves its algorithm providers through tsyringe, which needs a Reflect
 // metadata polyfill loaded first (a global side effect, documented by the library).
 import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
+import { randomBytes, webcrypto } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { randomBytes, webcrypto } from 'node:crypto';
+import * as x509 from '@peculiar/x509';
 
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
+
 import * as tls from 'node:tls';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);

@@ -7,9 +7,23 @@ import { SecretInterceptor } from './intercept';
 import { resolveSecrets } from './spec';
 
 export { HOST_CA_BUNDLE_PATHS, type LeafCertificate, RunCa, readCaFiles, readHostCaBundle, sandboxTrust, sandboxTrustEnv } from './ca';
-export { type InterceptTarget, SecretInterceptor, type SecretInterceptorOptions, type SecretViolation, type ViolationRule } from './intercept';
+export {
+  type InterceptTarget,
+  SecretInterceptor,
+  type SecretInterceptorOptions,
+  type SecretViolation,
+  type ViolationRule,
+} from './intercept';
 export { makePlaceholder, makeScrubber, PLACEHOLDER_PREFIX, PlaceholderSet } from './placeholder';
-export { hostMatches, parseHostPattern, parseSecretSpec, type ResolvedSecret, resolveSecrets, SecretError, type SecretInjection } from './spec';
+export {
+  hostMatches,
+  parseHostPattern,
+  parseSecretSpec,
+  type ResolvedSecret,
+  resolveSecrets,
+  SecretError,
+  type SecretInjection,
+} from './spec';
 
 export interface PreparedSecrets {
   interceptor: SecretInterceptor;

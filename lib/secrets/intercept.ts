@@ -203,7 +203,9 @@ export class SecretInterceptor extends EventEmitter {
     }
     client.pause();
     this.track(client);
-    client.on('error', (err) => this.audit('warn', { event: 'secret-proxy-client-error', host: target.host, err }, 'client connection error'));
+    client.on('error', (err) =>
+      this.audit('warn', { event: 'secret-proxy-client-error', host: target.host, err }, 'client connection error'),
+    );
     this.serverFor(target).then(
       (server) => {
         if (client.destroyed) return;
@@ -316,7 +318,14 @@ export class SecretInterceptor extends EventEmitter {
    * Checks one request's authority, headers and URL, and builds what goes upstream. Throws a
    * Violation for any placeholder outside the place its secret is configured for.
    */
-  private plan(target: InterceptTarget, method: string, url: string, authority: string | undefined, raw: HeaderPairs, keep: Set<string>): Plan {
+  private plan(
+    target: InterceptTarget,
+    method: string,
+    url: string,
+    authority: string | undefined,
+    raw: HeaderPairs,
+    keep: Set<string>,
+  ): Plan {
     const base = { host: target.host, port: target.port, method, path: url.split('?')[0] };
     const fail = (rule: ViolationRule, message: string, secret?: string): never => {
       throw new Violation({ ...base, rule, secret, message: `stockade: ${message}` });
@@ -339,7 +348,11 @@ export class SecretInterceptor extends EventEmitter {
     const usable = (name: string, where: string): ResolvedSecret => {
       const s = this.byName.get(name) as ResolvedSecret;
       if (!secretIsFor(s, target.host, target.port)) {
-        fail('placeholder-wrong-host', `the placeholder of secret ${name} was sent to ${target.host}, which it is not for (in ${where})`, name);
+        fail(
+          'placeholder-wrong-host',
+          `the placeholder of secret ${name} was sent to ${target.host}, which it is not for (in ${where})`,
+          name,
+        );
       }
       return s;
     };
@@ -368,8 +381,13 @@ export class SecretInterceptor extends EventEmitter {
         rebuiltValue = `Basic ${Buffer.from(`${inj.username}:${s.value}`).toString('base64')}`;
       }
       if (rebuiltValue === undefined) {
-        const where = inj.kind === 'header' ? `header ${inj.header}` : inj.kind === 'basic' ? 'basic authorization' : `query parameter ${inj.param}`;
-        fail('placeholder-in-header', `the placeholder of secret ${s.name} appears in header ${lname}; it is only injected into ${where}`, s.name);
+        const where =
+          inj.kind === 'header' ? `header ${inj.header}` : inj.kind === 'basic' ? 'basic authorization' : `query parameter ${inj.param}`;
+        fail(
+          'placeholder-in-header',
+          `the placeholder of secret ${s.name} appears in header ${lname}; it is only injected into ${where}`,
+          s.name,
+        );
       }
       // The header is rebuilt from the trusted format, whatever the client wrapped around the
       // placeholder; a second copy of the same header is dropped so only the trusted one remains.
@@ -402,7 +420,11 @@ export class SecretInterceptor extends EventEmitter {
           continue;
         }
         const where = s.inject.kind === 'query' ? `query parameter ${s.inject.param}` : 'a header';
-        fail('placeholder-in-url', `the placeholder of secret ${s.name} appears in the URL query; it is only injected into ${where}`, s.name);
+        fail(
+          'placeholder-in-url',
+          `the placeholder of secret ${s.name} appears in the URL query; it is only injected into ${where}`,
+          s.name,
+        );
       }
       path = `${pathname}?${parts.join('&')}`;
     }
@@ -433,13 +455,16 @@ export class SecretInterceptor extends EventEmitter {
     try {
       plan = this.plan(target, method, url, authority, rawPairs(req.rawHeaders), new Set(h2 ? ['te'] : []));
     } catch (err) {
-      if (err instanceof Violation) return this.violation(res, err.info);
+      if (err instanceof Violation) this.violation(res, err.info);
       // Not expected; but an exception in a request handler would take the whole launcher down.
-      return this.upstreamFailed(target, res, err);
+      else this.upstreamFailed(target, res, err);
+      return;
     }
     this.noteInjected(target, plan.injected);
     const useH2 = h2 && !this.h1Only.has(this.key(target));
-    const forward = useH2 ? this.sessionFor(target).then((s) => (s ? this.forwardH2(target, s, req, res, plan) : this.forwardH1(target, req, res, plan))) : this.forwardH1(target, req, res, plan);
+    const forward = useH2
+      ? this.sessionFor(target).then((s) => (s ? this.forwardH2(target, s, req, res, plan) : this.forwardH1(target, req, res, plan)))
+      : this.forwardH1(target, req, res, plan);
     forward.catch((err) => this.upstreamFailed(target, res, err));
   }
 
@@ -487,7 +512,13 @@ export class SecretInterceptor extends EventEmitter {
       // Set when we stop the request ourselves (a violation in the body): the errors that follow are ours.
       let aborted = false;
       let settled = false;
-      const timer = setTimeout(() => up.destroy(new UpstreamError(504, 'upstream-timeout', `stockade: ${target.host} sent no response within ${this.upstreamTimeout} ms`)), this.upstreamTimeout);
+      const timer = setTimeout(
+        () =>
+          up.destroy(
+            new UpstreamError(504, 'upstream-timeout', `stockade: ${target.host} sent no response within ${this.upstreamTimeout} ms`),
+          ),
+        this.upstreamTimeout,
+      );
       up.on('error', (err) => {
         clearTimeout(timer);
         if (aborted) resolve();
@@ -537,7 +568,10 @@ export class SecretInterceptor extends EventEmitter {
       let aborted = false;
       let settled = false;
       const timer = setTimeout(
-        () => up.destroy(new UpstreamError(504, 'upstream-timeout', `stockade: ${target.host} sent no response within ${this.upstreamTimeout} ms`)),
+        () =>
+          up.destroy(
+            new UpstreamError(504, 'upstream-timeout', `stockade: ${target.host} sent no response within ${this.upstreamTimeout} ms`),
+          ),
         this.upstreamTimeout,
       );
       up.on('error', (err) => {
@@ -587,7 +621,13 @@ export class SecretInterceptor extends EventEmitter {
    * Copies the request body upstream through the placeholder scanner, with backpressure. A
    * placeholder (even split across chunks) stops the request: it never reaches the upstream.
    */
-  private pumpBody(target: InterceptTarget, req: Req, res: Res, up: NodeJS.WritableStream & { destroyed?: boolean }, abort: () => void): void {
+  private pumpBody(
+    target: InterceptTarget,
+    req: Req,
+    res: Res,
+    up: NodeJS.WritableStream & { destroyed?: boolean },
+    abort: () => void,
+  ): void {
     const scan = this.set.stream();
     let stopped = false;
     req.on('data', (chunk: Buffer) => {
@@ -676,7 +716,10 @@ export class SecretInterceptor extends EventEmitter {
     }
     const p = new Promise<http2.ClientHttp2Session | null>((resolve, reject) => {
       const socket = tls.connect({ ...this.tlsOptions(target), ALPNProtocols: ['h2', 'http/1.1'] });
-      const timer = setTimeout(() => socket.destroy(new UpstreamError(504, 'upstream-timeout', `stockade: TLS to ${target.host} timed out`)), this.upstreamTimeout);
+      const timer = setTimeout(
+        () => socket.destroy(new UpstreamError(504, 'upstream-timeout', `stockade: TLS to ${target.host} timed out`)),
+        this.upstreamTimeout,
+      );
       socket.once('error', (err) => {
         clearTimeout(timer);
         reject(err);
@@ -691,7 +734,9 @@ export class SecretInterceptor extends EventEmitter {
           return;
         }
         const session = http2.connect(`https://${target.host}:${target.port}`, { createConnection: () => socket });
-        session.on('error', (err) => this.audit('warn', { event: 'secret-upstream-error', host: target.host, err }, 'upstream HTTP/2 session error'));
+        session.on('error', (err) =>
+          this.audit('warn', { event: 'secret-upstream-error', host: target.host, err }, 'upstream HTTP/2 session error'),
+        );
         const drop = () => {
           if (this.sessions.get(key) === p) this.sessions.delete(key);
         };
@@ -718,7 +763,14 @@ export class SecretInterceptor extends EventEmitter {
     };
     let plan: Plan;
     try {
-      plan = this.plan(target, req.method ?? 'GET', req.url ?? '/', req.headers.host, rawPairs(req.rawHeaders), new Set(['connection', 'upgrade']));
+      plan = this.plan(
+        target,
+        req.method ?? 'GET',
+        req.url ?? '/',
+        req.headers.host,
+        rawPairs(req.rawHeaders),
+        new Set(['connection', 'upgrade']),
+      );
     } catch (err) {
       if (!(err instanceof Violation)) {
         this.audit('error', { event: 'secret-proxy-error', host: target.host, err }, 'cannot plan upgrade request');

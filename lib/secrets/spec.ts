@@ -220,7 +220,8 @@ export function resolveSecrets(list: readonly SecretOptions[], env: NodeJS.Proce
     if (typeof opt?.name !== 'string' || !NAME_RE.test(opt.name)) throw specError(`secret name '${opt?.name}' is not a valid env var name`);
     if (seen.has(opt.name)) throw specError(`secret ${opt.name} is declared twice`, opt.name);
     seen.add(opt.name);
-    if (!Array.isArray(opt.hosts) || opt.hosts.length === 0) throw specError(`secret ${opt.name}: hosts must list at least one host`, opt.name);
+    if (!Array.isArray(opt.hosts) || opt.hosts.length === 0)
+      throw specError(`secret ${opt.name}: hosts must list at least one host`, opt.name);
     const hosts = opt.hosts.map((h) => parseHostPattern(h, opt.name));
     const inject = validateInjection(opt.name, opt.inject);
     const { value, source } = loadValue(opt, env);

@@ -7,8 +7,8 @@ import * as http2 from 'node:http2';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import type { SecretInterceptor } from '../../lib/secrets/intercept';
 import { RunCa } from '../../lib/secrets/ca';
+import type { SecretInterceptor } from '../../lib/secrets/intercept';
 
 export interface SeenRequest {
   method: string;
@@ -85,10 +85,10 @@ export async function startUpstream(names: string[], opts: { h1Only?: boolean; c
   server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
     seen.push({ method: req.method ?? '', url: req.url ?? '', httpVersion: req.httpVersion, headers: { ...req.headers }, body: '' });
     wire.push(`${req.method} ${req.url}`, ...req.rawHeaders);
-    const accept = createHash('sha1')
-      .update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
-      .digest('base64');
-    socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ${accept}\r\n\r\n`);
+    const accept = createHash('sha1').update(`${req.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+    socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ${accept}\r\n\r\n`,
+    );
     if (head.length) socket.write(head);
     socket.pipe(socket);
   });

@@ -135,20 +135,6 @@ export class SandboxedProcess extends EventEmitter {
     this.pid = result.pid;
     this.handle = result.handle;
     this.listenerFds = result.listenerFds;
-    this.audit('info', {
-      event: 'sandbox-start',
-      pid: this.pid,
-      command: this.spawnargs,
-      policy: this.policyDigest,
-      network: plan.shareNetwork ? 'host' : 'none',
-    });
-    if (plan.shareNetwork)
-      this.audit('warn', {
-        event: 'network-host',
-        pid: this.pid,
-        policy: this.policyDigest,
-        message: 'sandbox shares the host network (explicitly requested)',
-      });
     if (resolved.wallTime !== undefined) {
       this.wallTimer = setTimeout(() => {
         this.audit('warn', { event: 'wall-time', pid: this.pid, limitMs: resolved.wallTime });
@@ -156,7 +142,24 @@ export class SandboxedProcess extends EventEmitter {
       }, resolved.wallTime);
       this.wallTimer.unref();
     }
-    process.nextTick(() => this.emit('spawn'));
+    // Audit events go out with 'spawn', once the caller has had a chance to listen.
+    process.nextTick(() => {
+      this.audit('info', {
+        event: 'sandbox-start',
+        pid: this.pid,
+        command: this.spawnargs,
+        policy: this.policyDigest,
+        network: plan.shareNetwork ? 'host' : 'none',
+      });
+      if (plan.shareNetwork)
+        this.audit('warn', {
+          event: 'network-host',
+          pid: this.pid,
+          policy: this.policyDigest,
+          message: 'sandbox shares the host network (explicitly requested)',
+        });
+      this.emit('spawn');
+    });
   }
 
   private failAsync(err: SandboxError): void {
@@ -182,6 +185,10 @@ export class SandboxedProcess extends EventEmitter {
     this.audit('info', { event: 'sandbox-exit', pid: this.pid, policy: this.policyDigest, exitCode: code, signal });
     this.emit('exit', code, signal);
     this.stdin?.destroy();
+    // As child_process does: output nobody reads is drained, so that 'close' can follow.
+    for (const stream of [this.stdout, this.stderr]) {
+      if (stream !== null && stream.readableFlowing !== true && stream.listenerCount('data') === 0) stream.resume();
+    }
     this.maybeClose();
   }
 

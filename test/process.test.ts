@@ -1,0 +1,194 @@
+// The payload's life: interpreters run, data passes intact, exit statuses and signals come
+// back exactly, options and errors behave like child_process.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { describe, test } from 'node:test';
+import { SandboxError, SandboxOptionsError, spawnSandboxed } from '../lib';
+import { run, sh } from './helpers';
+
+describe('interpreters and processes', () => {
+  test('node runs inside, as uid 65534, with a working event loop and fs', async () => {
+    const r = await run('node', ['-e', 'require("fs").writeFileSync("/tmp/a", "ok"); setTimeout(() => console.log(process.getuid(), require("fs").readFileSync("/tmp/a", "utf8")), 10)']);
+    assert.equal(r.stdout, '65534 ok\n', r.stderr);
+  });
+
+  test('python3 runs inside', async () => {
+    const r = await run('python3', ['-c', 'import os, json; print(json.dumps({"uid": os.getuid()}))']);
+    assert.equal(r.stdout, '{"uid": 65534}\n', r.stderr);
+  });
+
+  test('fork and exec inside work, and the payload is PID 2 under stockade-init', async () => {
+    const r = await sh('echo $$; (echo sub); /bin/echo exec; cat /proc/1/comm');
+    assert.equal(r.stdout, '2\nsub\nexec\nstockade-init\n', r.stderr);
+  });
+});
+
+describe('stdio', () => {
+  test('10 MiB through stdout arrive intact', async () => {
+    const size = 10 * 1024 * 1024;
+    const r = spawnSandboxed('python3', ['-c', `import sys\nsys.stdout.buffer.write(bytes(range(256)) * ${size / 256})`]);
+    const hash = createHash('sha256');
+    let length = 0;
+    r.stdout?.on('data', (d: Buffer) => {
+      length += d.length;
+      hash.update(d);
+    });
+    const { exitCode } = await r.exited;
+    assert.equal(exitCode, 0);
+    assert.equal(length, size);
+    assert.equal(hash.digest('hex'), createHash('sha256').update(Buffer.alloc(size, 0).map((_, i) => i % 256)).digest('hex'));
+  });
+
+  test('1 MiB written to stdin comes back through cat', async () => {
+    const input = Buffer.alloc(1024 * 1024, 'stockade');
+    const r = await run('cat', [], {}, input);
+    assert.equal(r.stdout.length, input.length);
+    assert.equal(r.stdout, input.toString());
+  });
+
+  test("'ignore' gives /dev/null and an fd number passes the parent's fd", async () => {
+    const r = await run('sh', ['-c', 'cat; echo out; readlink /proc/self/fd/0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    assert.equal(r.stdout, 'out\n/dev/null\n');
+  });
+});
+
+describe('exit status', () => {
+  for (const code of [0, 1, 42, 255]) {
+    test(`exit code ${code} propagates`, async () => {
+      const r = await sh(`exit ${code}`);
+      assert.deepEqual([r.code, r.signal], [code, null]);
+    });
+  }
+
+  test('death by a signal inside propagates as signalCode', async () => {
+    const r = await sh('kill -SEGV $$');
+    assert.deepEqual([r.code, r.signal], [null, 'SIGSEGV']);
+  });
+
+  test('kill() from the host: SIGTERM is forwarded by PID 1 to the payload', async () => {
+    const child = spawnSandboxed('sleep', ['100']);
+    await once(child, 'spawn');
+    assert.equal(child.kill(), true);
+    const { exitCode, signalCode } = await child.exited;
+    assert.deepEqual([exitCode, signalCode, child.killed], [null, 'SIGTERM', true]);
+  });
+
+  test('kill("SIGKILL") ends the whole sandbox, background processes included', async () => {
+    const child = spawnSandboxed('sh', ['-c', 'sleep 100 & sleep 100 & wait']);
+    await once(child, 'spawn');
+    child.kill('SIGKILL');
+    const { signalCode } = await child.exited;
+    assert.equal(signalCode, 'SIGKILL');
+    assert.equal(child.kill(), false); // already gone
+  });
+
+  test('the payload exiting ends its background processes too', async () => {
+    // The sleep would hold stdout open for 100 s if it survived; 'close' proves it did not.
+    const started = Date.now();
+    const r = await sh('sleep 100 & echo started');
+    assert.equal(r.stdout, 'started\n');
+    assert.ok(Date.now() - started < 5000);
+  });
+
+  test("events arrive in child_process order: 'spawn', 'exit', 'close'", async () => {
+    const child = spawnSandboxed('true');
+    const events: string[] = [];
+    for (const e of ['spawn', 'exit', 'close']) child.on(e, () => events.push(e));
+    await child.exited;
+    assert.deepEqual(events, ['spawn', 'exit', 'close']);
+    assert.equal(typeof child.pid, 'number');
+  });
+});
+
+describe('options and errors', () => {
+  test('env: values are set, `true` passes the host value through, nothing else is inherited', async () => {
+    process.env.STOCKADE_PASS = 'through';
+    try {
+      const r = await sh('echo "$A $STOCKADE_PASS $HOME"', { env: { A: 'set', STOCKADE_PASS: true } });
+      assert.equal(r.stdout, 'set through /home/nobody\n');
+    } finally {
+      delete process.env.STOCKADE_PASS;
+    }
+  });
+
+  test('cwd is honoured; a missing cwd is a runtime error naming chdir and the path', async () => {
+    assert.equal((await sh('pwd', { cwd: '/usr/bin' })).stdout, '/usr/bin\n');
+    const child = spawnSandboxed('true', [], { cwd: '/nope' });
+    const [err] = (await once(child, 'error')) as [SandboxError];
+    assert.ok(err instanceof SandboxError);
+    assert.equal(err.message, "ENOENT: no such file or directory, chdir '/nope' [step: chdir]");
+    assert.deepEqual([err.code, err.errno, err.syscall, err.path, err.step], ['ENOENT', -2, 'chdir', '/nope', 'chdir']);
+  });
+
+  test('a command that is not in the sandbox emits ENOENT like child_process', async () => {
+    const child = spawnSandboxed('no-such-command-xyz');
+    const [err] = (await once(child, 'error')) as [SandboxError];
+    assert.deepEqual([err.code, err.syscall, err.path], ['ENOENT', 'spawn no-such-command-xyz', 'no-such-command-xyz']);
+    await assert.rejects(child.exited, { code: 'ENOENT' });
+  });
+
+  test('a host binary outside the binds is not found (it would not exist inside)', async () => {
+    const child = spawnSandboxed(process.execPath === '/usr/bin/node' ? '/etc/hostname' : process.execPath);
+    const [err] = (await once(child, 'error')) as [SandboxError];
+    assert.equal(err.code, 'ENOENT');
+  });
+
+  test('invalid options throw synchronously, naming the field', () => {
+    const cases: [unknown, RegExp][] = [
+      [{ cwd: 'relative' }, /^options\.cwd: expected an absolute path inside the sandbox, found "relative"$/],
+      [{ env: { 'BAD NAME': 'x' } }, /^options\.env\.BAD NAME: not a valid environment variable name$/],
+      [{ env: { A: 1 } }, /^options\.env\.A: expected a string or true, found 1$/],
+      [{ filesystem: { readOnly: ['rel/path'] } }, /^options\.filesystem\.readOnly\[0\]: expected an absolute path, found 'rel\/path'$/],
+      [{ filesystem: { readWrite: ['/'] } }, /^options\.filesystem\.readWrite\[0\]: the host's \/ cannot be bound/],
+      [{ filesystem: { readOnly: ['/proc/self'] } }, /managed by the sandbox itself/],
+      [{ filesystem: { rw: [] } }, /^options\.filesystem\.rw: unknown option/],
+      [{ limits: { memory: -1 } }, /^options\.limits\.memory: expected a positive size/],
+      [{ limits: { openFiles: 1.5 } }, /^options\.limits\.openFiles: expected a positive integer, found 1\.5$/],
+      [{ hostname: 'bad host' }, /^options\.hostname: expected a hostname label/],
+      [{ network: 'everything' }, /^options\.network: expected 'none' or 'host'/],
+      [{ stdio: ['pipe', 'pipe'] }, /^options\.stdio: expected 3 slots, found 2$/],
+      [{ stdio: 'bogus' }, /^options\.stdio\[0\]: expected 'pipe', 'inherit', 'ignore' or an fd/],
+      [{ colour: 'blue' }, /^options\.colour: unknown option/],
+    ];
+    for (const [options, message] of cases) {
+      assert.throws(() => spawnSandboxed('true', [], options as never), (err: Error) => err instanceof SandboxOptionsError && message.test(err.message), JSON.stringify(options));
+    }
+    assert.throws(() => spawnSandboxed('', []), /options\.command: expected a non-empty string/);
+    assert.throws(() => spawnSandboxed('true', ['a\0b']), /options\.args: expected an array of strings without NUL bytes/);
+  });
+
+  test('limits: rlimits apply inside', async () => {
+    const r = await sh('ulimit -n; ulimit -c', { limits: { openFiles: 64 } });
+    assert.equal(r.stdout, '64\n0\n');
+  });
+
+  test('limits.wallTime kills the sandbox with SIGKILL', async () => {
+    const started = Date.now();
+    const r = await sh('sleep 100', { limits: { wallTime: 300 } });
+    assert.equal(r.signal, 'SIGKILL');
+    assert.ok(Date.now() - started < 5000);
+  });
+
+  test("network 'host' shares the host network and is logged as such", async () => {
+    const child = spawnSandboxed('sh', ['-c', 'ls /sys/class/net 2>/dev/null | wc -l'], { network: 'host' });
+    const events: Record<string, unknown>[] = [];
+    child.on('audit', (e) => events.push(e));
+    await child.exited;
+    assert.ok(events.some((e) => e.event === 'network-host'));
+  });
+
+  test('audit events: sandbox-start and sandbox-exit carry the pid and the policy digest', async () => {
+    const child = spawnSandboxed('true');
+    const events: Record<string, unknown>[] = [];
+    child.on('audit', (e) => events.push(e));
+    await child.exited;
+    assert.deepEqual(
+      events.map((e) => e.event),
+      ['sandbox-start', 'sandbox-exit'],
+    );
+    assert.equal(events[0].pid, child.pid);
+    assert.equal(events[1].policy, child.policyDigest);
+    assert.match(child.policyDigest, /^[0-9a-f]{16}$/);
+  });
+});

@@ -227,10 +227,11 @@ export class SandboxedProcess extends EventEmitter {
   get exited(): Promise<SandboxExit> {
     if (this.exitPromise === undefined) {
       this.exitPromise = new Promise((resolve, reject) => {
+        // Listening here also means an awaited spawn failure is not an unhandled 'error'.
+        this.on('error', reject);
         if (this.spawnError) return reject(this.spawnError);
         if (this.closed) return resolve({ exitCode: this.exitCode, signalCode: this.signalCode });
         this.once('close', (exitCode, signalCode) => resolve({ exitCode, signalCode }));
-        this.once('error', reject);
       });
     }
     return this.exitPromise;

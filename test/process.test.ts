@@ -9,7 +9,10 @@ import { run, sh } from './helpers';
 
 describe('interpreters and processes', () => {
   test('node runs inside, as uid 65534, with a working event loop and fs', async () => {
-    const r = await run('node', ['-e', 'require("fs").writeFileSync("/tmp/a", "ok"); setTimeout(() => console.log(process.getuid(), require("fs").readFileSync("/tmp/a", "utf8")), 10)']);
+    const r = await run('node', [
+      '-e',
+      'require("fs").writeFileSync("/tmp/a", "ok"); setTimeout(() => console.log(process.getuid(), require("fs").readFileSync("/tmp/a", "utf8")), 10)',
+    ]);
     assert.equal(r.stdout, '65534 ok\n', r.stderr);
   });
 
@@ -37,7 +40,12 @@ describe('stdio', () => {
     const { exitCode } = await r.exited;
     assert.equal(exitCode, 0);
     assert.equal(length, size);
-    assert.equal(hash.digest('hex'), createHash('sha256').update(Buffer.alloc(size, 0).map((_, i) => i % 256)).digest('hex'));
+    assert.equal(
+      hash.digest('hex'),
+      createHash('sha256')
+        .update(Buffer.alloc(size, 0).map((_, i) => i % 256))
+        .digest('hex'),
+    );
   });
 
   test('1 MiB written to stdin comes back through cat', async () => {
@@ -152,7 +160,11 @@ describe('options and errors', () => {
       [{ colour: 'blue' }, /^options\.colour: unknown option/],
     ];
     for (const [options, message] of cases) {
-      assert.throws(() => spawnSandboxed('true', [], options as never), (err: Error) => err instanceof SandboxOptionsError && message.test(err.message), JSON.stringify(options));
+      assert.throws(
+        () => spawnSandboxed('true', [], options as never),
+        (err: Error) => err instanceof SandboxOptionsError && message.test(err.message),
+        JSON.stringify(options),
+      );
     }
     assert.throws(() => spawnSandboxed('', []), /options\.command: expected a non-empty string/);
     assert.throws(() => spawnSandboxed('true', ['a\0b']), /options\.args: expected an array of strings without NUL bytes/);

@@ -1,0 +1,128 @@
+// Robustness of the parent side: nothing outlives the parent, nothing leaks into the sandbox
+// or out of the parent, and the Node process is left as it was found.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, test } from 'node:test';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
+import { spawnSandboxed } from '../lib';
+import { openFdCount, repoRoot, run } from './helpers';
+
+/** Host pids of `root` and all its descendants, from /proc. */
+function descendants(root: number): number[] {
+  const parent = new Map<number, number>();
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      parent.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {}
+  }
+  const out = [root];
+  for (let i = 0; i < out.length; i++) for (const [pid, ppid] of parent) if (ppid === out[i]) out.push(pid);
+  return out;
+}
+
+/** Running (not dead, not zombie) processes among `pids`. */
+function alive(pids: number[]): number[] {
+  return pids.filter((pid) => {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
+    } catch {
+      return false;
+    }
+  });
+}
+
+function zombieChildren(): number[] {
+  return descendants(process.pid).filter((pid) => {
+    if (pid === process.pid) return false;
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+    } catch {
+      return false;
+    }
+  });
+}
+
+const libPath = path.join(repoRoot, 'dist', 'lib');
+
+describe('robustness', () => {
+  test('parent SIGKILLed: every sandbox process is gone within a second', async () => {
+    const script = `
+      const { spawnSandboxed } = require(${JSON.stringify(libPath)});
+      const c = spawnSandboxed('sh', ['-c', 'sleep 1000 & sleep 1000 & sh -c "sleep 1000" & wait'], { stdio: 'ignore' });
+      c.on('spawn', () => setTimeout(() => console.log(c.pid), 200));`;
+    const parent = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const [chunk] = (await once(parent.stdout, 'data')) as [Buffer];
+    const init = Number(chunk.toString().trim());
+    const sandbox = descendants(init);
+    assert.ok(sandbox.length >= 5, `expected init, sh and three sleeps, found ${sandbox}`);
+    parent.kill('SIGKILL');
+    await once(parent, 'exit');
+    const deadline = Date.now() + 1000;
+    while (alive(sandbox).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(alive(sandbox), []);
+  });
+
+  test('no fd of the parent leaks into the sandbox, even without close-on-exec', async () => {
+    // fds 3 and 4 of this helper are inherited pipes without FD_CLOEXEC.
+    const script = `
+      const { spawnSandboxed } = require(${JSON.stringify(libPath)});
+      const c = spawnSandboxed('sh', ['-c', 'ls /proc/self/fd; cat /proc/1/status | grep -c . >/dev/null'], { stdio: ['ignore', 'inherit', 'inherit'] });`;
+    const helper = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit', 'pipe', 'pipe'] });
+    let out = '';
+    helper.stdout?.on('data', (d) => (out += d));
+    await once(helper, 'close');
+    // ls itself holds fd 3 (the directory it lists).
+    assert.deepEqual(out.trim().split('\n'), ['0', '1', '2', '3']);
+  });
+
+  test('200 spawns in a row leak no fds, no zombies and no memory in the parent', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const spawnOne = async () => {
+      const c = spawnSandboxed('true', [], { stdio: 'ignore' });
+      await c.exited;
+    };
+    for (let i = 0; i < 20; i++) await spawnOne(); // warm up
+    gc();
+    const fdsBefore = openFdCount();
+    const rssBefore = process.memoryUsage().rss;
+    for (let i = 0; i < 200; i++) await spawnOne();
+    gc();
+    await new Promise((r) => setTimeout(r, 50));
+    gc();
+    assert.equal(openFdCount(), fdsBefore);
+    assert.deepEqual(zombieChildren(), []);
+    const growth = process.memoryUsage().rss - rssBefore;
+    assert.ok(growth < 16 * 1024 * 1024, `RSS grew by ${(growth / 1048576).toFixed(1)} MiB over 200 spawns`);
+  });
+
+  test('the signal mask of the calling thread is restored after a spawn', async () => {
+    const mask = () => /SigBlk:\s*(\w+)/.exec(fs.readFileSync('/proc/thread-self/status', 'utf8'))?.[1];
+    const before = mask();
+    await run('true');
+    assert.equal(mask(), before);
+  });
+
+  test('a failing spawn leaves no fd and no process behind', async () => {
+    const fds = openFdCount();
+    for (let i = 0; i < 20; i++) {
+      const c = spawnSandboxed('true', [], { cwd: '/does-not-exist' });
+      await assert.rejects(c.exited, { code: 'ENOENT', step: 'chdir' });
+    }
+    assert.equal(openFdCount(), fds);
+    assert.deepEqual(zombieChildren(), []);
+  });
+
+  test('concurrent sandboxes are independent', async () => {
+    const results = await Promise.all(Array.from({ length: 16 }, (_, i) => run('sh', ['-c', `echo ${i}; exit ${i}`])));
+    for (const [i, r] of results.entries()) assert.deepEqual([r.stdout, r.code], [`${i}\n`, i]);
+  });
+});

@@ -159,19 +159,23 @@ export function checkToolPattern(pattern: string): string | null {
   return null;
 }
 
-/** format name -> [checker, what a user should have written]. */
-export const FORMATS: Record<string, [FormatCheck, string]> = {
-  'absolute-path': [checkAbsolutePath, 'an absolute path'],
-  'host-pattern': [checkHostPattern, 'a host pattern (example.com, *.example.com, example.com:8443, 10.0.0.0/8)'],
-  'host-port': [checkHostPort, '`name:port`'],
-  'resolve-entry': [checkResolveEntry, '`name:port:address`'],
-  'ip-address': [checkIpAddress, 'an IP address'],
-  'env-name': [checkEnvName, 'an environment variable name'],
-  size: [checkSize, 'a size (bytes, or e.g. 64m)'],
-  'header-name': [checkHeaderName, 'an HTTP header name'],
-  'secret-format': [checkSecretFormat, 'a header format containing {secret}'],
-  'uts-hostname': [checkUtsHostname, 'a hostname'],
-  'tool-pattern': [checkToolPattern, 'a tool name or pattern'],
+/** format name -> [checker, what a user should have written, the same in the plural]. */
+export const FORMATS: Record<string, [FormatCheck, string, string]> = {
+  'absolute-path': [checkAbsolutePath, 'an absolute path', 'absolute paths'],
+  'host-pattern': [
+    checkHostPattern,
+    'a host pattern (example.com, *.example.com, example.com:8443, 10.0.0.0/8)',
+    'host patterns (example.com, *.example.com, example.com:8443, 10.0.0.0/8)',
+  ],
+  'host-port': [checkHostPort, '`name:port`', '`name:port` entries'],
+  'resolve-entry': [checkResolveEntry, '`name:port:address`', '`name:port:address` entries'],
+  'ip-address': [checkIpAddress, 'an IP address', 'IP addresses'],
+  'env-name': [checkEnvName, 'an environment variable name', 'environment variable names'],
+  size: [checkSize, 'a size (bytes, or e.g. 64m)', 'sizes'],
+  'header-name': [checkHeaderName, 'an HTTP header name', 'HTTP header names'],
+  'secret-format': [checkSecretFormat, 'a header format containing {secret}', 'header formats'],
+  'uts-hostname': [checkUtsHostname, 'a hostname', 'hostnames'],
+  'tool-pattern': [checkToolPattern, 'a tool name or pattern', 'tool names or patterns'],
 };
 
 /** Glob match for tool patterns: `*` matches any run of characters, nothing else is special. */

@@ -56,10 +56,13 @@ export function parsePolicyText(text: string, format: 'json' | 'yaml' | 'auto', 
     }
   }
   const doc = parseDocument(body, { schema: 'core', uniqueKeys: true, prettyErrors: true, customTags: [] });
-  if (doc.errors.length > 0) {
-    const e = doc.errors[0];
+  // An unknown tag (!!js/function, !!python/object) is only a warning to the yaml package; in a
+  // security policy it means the author expected something we will not do, so it is an error.
+  const problems = [...doc.errors, ...doc.warnings.filter((w) => w.code === 'TAG_RESOLVE_FAILED')];
+  if (problems.length > 0) {
+    const e = problems[0];
     const where = e.linePos ? ` at line ${e.linePos[0].line}, column ${e.linePos[0].col}` : '';
-    throw new PolicyError([{ path: '', message: `not valid YAML${where}: ${e.message.split('\n')[0]}` }], file);
+    throw new PolicyError([{ path: '', message: `not valid YAML${where}: ${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}` }], file);
   }
   return doc.toJS({ maxAliasCount: 100 });
 }

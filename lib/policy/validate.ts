@@ -102,13 +102,16 @@ function expected(s: Schema): string {
   if (s.type === 'object' && s.required?.length === 1) return `an object with \`${s.required[0]}\``;
   if (s.type === 'integer' && s.minimum === 1) return 'a positive integer';
   if (s.type === 'number' && s.exclusiveMinimum === 0) return 'a positive number';
-  if (s.type === 'array' && s.items?.type) return `an array of ${plural(expected(s.items))}`;
+  if (s.type === 'array' && s.items?.type) return `an array of ${plural(s.items)}`;
   return ARTICLE[s.type] ?? 'a valid value';
 }
 
-function plural(what: string): string {
-  return what.replace(/^an? (\w+)/, '$1s');
+function plural(s: Schema): string {
+  if (s.format && FORMATS[s.format]) return FORMATS[s.format][2];
+  return PLURAL[s.type] ?? 'values';
 }
+
+const PLURAL: Record<string, string> = { string: 'strings', integer: 'integers', number: 'numbers', object: 'objects', array: 'arrays' };
 
 // ---- closest key ---------------------------------------------------------------------------------
 

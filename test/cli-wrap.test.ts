@@ -101,6 +101,7 @@ describe('stockade wrap', () => {
     const doc = JSON.parse(text) as { servers: Record<string, Entry>; inputs: unknown[] };
     assert.equal(doc.servers.py.type, 'stdio');
     assert.deepEqual(doc.servers.py.args, wrappedArgs(join(file, '..', 'stockade', 'py.policy.json'), 'python3', '-m', 'my_server'));
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: VS Code's input syntax, not a template
     assert.equal(doc.servers.py.env?.SERVICE_TOKEN, '${input:token}');
     assert.equal(doc.servers.sse.url, 'http://localhost:3000/sse');
     assert.equal(doc.inputs.length, 1);
@@ -151,8 +152,8 @@ describe('stockade wrap', () => {
     const r = await run(['--dry-run', file]);
     assert.equal(r.code, 0, r.err);
     assert.ok(r.out.startsWith(`--- ${file}\n+++ ${file} (wrapped)\n@@ -`));
-    assert.match(r.out, /^-      "args": \["-y", "@modelcontextprotocol\/server-github"\],$/m);
-    assert.match(r.out, /^\+        "stockade",$/m);
+    assert.match(r.out, /^- {6}"args": \["-y", "@modelcontextprotocol\/server-github"\],$/m);
+    assert.match(r.out, /^\+ {8}"stockade",$/m);
     assert.match(r.out, /--- would create .*github\.policy\.json\n\{/);
     assert.match(r.out, /would wrap github/);
     assert.ok(readFileSync(file).equals(original));

@@ -6,11 +6,18 @@ import { isIP, isIPv4, isIPv6 } from 'node:net';
 
 export type FormatCheck = (value: string) => string | null;
 
-const CONTROL = /[\u0000-\u001f\u007f]/;
+// Control characters (NUL, newlines, escapes) have no place in a path or a host name.
+function hasControl(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
 
 export function checkAbsolutePath(p: string): string | null {
   if (p.length === 0) return 'the path is empty';
-  if (CONTROL.test(p)) return 'the path contains a control character';
+  if (hasControl(p)) return 'the path contains a control character';
   if (p.startsWith('~')) return '`~` is not expanded; write the absolute path';
   if (!p.startsWith('/')) return 'the path is relative; policies take absolute paths only';
   if (p.split('/').includes('..')) return 'the path contains `..`; write the normalized path';
@@ -22,7 +29,7 @@ const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
 /** A DNS name without wildcard or port: labels of letters, digits and inner hyphens. */
 export function checkDnsName(name: string): string | null {
   if (name.length === 0) return 'the host name is empty';
-  if (CONTROL.test(name) || /\s/.test(name)) return 'the host name contains whitespace or a control character';
+  if (hasControl(name) || /\s/.test(name)) return 'the host name contains whitespace or a control character';
   if (name.endsWith('.')) return 'drop the trailing dot';
   if (name.length > 253) return 'the host name is longer than 253 characters';
   const labels = name.split('.');
@@ -50,7 +57,7 @@ function checkPort(port: string): string | null {
 /** Allowlist entry: host, *.suffix, IPv4/IPv6 literal, CIDR, each with an optional :port. */
 export function checkHostPattern(entry: string): string | null {
   if (entry.length === 0) return 'the entry is empty';
-  if (CONTROL.test(entry) || /\s/.test(entry)) return 'the entry contains whitespace or a control character';
+  if (hasControl(entry) || /\s/.test(entry)) return 'the entry contains whitespace or a control character';
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(entry)) return 'write a host name, not a URL (drop the scheme and path)';
   if (entry === '*' || entry === '*.*') return 'a bare `*` would allow everything; use network "host" if that is really meant';
   if (entry.includes('@')) return 'the entry contains `@`; write a host name only';

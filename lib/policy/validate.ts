@@ -251,7 +251,9 @@ function walk(s: Schema, v: unknown, path: string, out: PolicyIssue[]): void {
     if (s.minItems !== undefined && v.length < s.minItems) {
       out.push({ path, message: `${where}: expected at least ${s.minItems} item${s.minItems === 1 ? '' : 's'}, found an empty array` });
     }
-    if (s.items) v.forEach((item, i) => walk(s.items, item, `${path}/${i}`, out));
+    if (s.items) {
+      for (let i = 0; i < v.length; i++) walk(s.items, v[i], `${path}/${i}`, out);
+    }
     return;
   }
   if (v && typeof v === 'object') {

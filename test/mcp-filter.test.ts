@@ -335,6 +335,37 @@ describe('tool filter', () => {
   });
 });
 
+describe('tool filter backpressure', () => {
+  it('pauses the client side while the server side is full, losing nothing', async () => {
+    const client = new PassThrough();
+    const server = new PassThrough();
+    const received: Buffer[] = [];
+    let pending = 0;
+    // A slow server stdin with a tiny buffer: each write completes on a later tick.
+    const toServer = new Writable({
+      highWaterMark: 1024,
+      write(chunk, _enc, cb) {
+        pending++;
+        setTimeout(() => {
+          received.push(Buffer.from(chunk));
+          pending--;
+          cb();
+        }, 1);
+      },
+    });
+    const [toClient] = collector();
+    wireToolFilter({ fromClient: client, toClient, toServer, fromServer: server }, { tools: ['echo'] });
+    const messages = Array.from({ length: 200 }, (_, i) => call(i, 'echo', { pad: 'p'.repeat(500) })).join('');
+    client.write(messages);
+    await tick();
+    assert.ok(client.isPaused(), 'client stream paused while the server side is full');
+    client.end();
+    await new Promise<void>((r) => toServer.on('finish', () => r()));
+    assert.equal(pending, 0);
+    assert.equal(Buffer.concat(received).toString(), messages);
+  });
+});
+
 describe('hasDuplicateKeys', () => {
   it('finds duplicates at any depth, after unescaping, and only within one object', () => {
     assert.equal(hasDuplicateKeys('{"a":1,"b":{"a":2}}'), false);

@@ -45,6 +45,12 @@ describe('tool filter with the MCP SDK client and server-everything', () => {
     assert.match(JSON.stringify(sum.content), /42/);
   });
 
+  it('carries a 1 MiB argument and its 1 MiB echo through real pipes', async () => {
+    const message = 'x\u00e9'.repeat(512 * 1024);
+    const echo = await client.callTool({ name: 'echo', arguments: { message } });
+    assert.deepEqual(echo.content, [{ type: 'text', text: `Echo: ${message}` }]);
+  });
+
   it('refuses a tool the server has but the policy does not allow', async () => {
     await assert.rejects(client.callTool({ name: 'get-env', arguments: {} }), (err: Error & { code?: number }) => {
       assert.equal(err.code, -32602);
@@ -70,6 +76,7 @@ describe('tool filter with the MCP SDK client and server-everything', () => {
     assert.deepEqual(calls.map((e) => [e.tool, e.outcome]), [
       ['echo', 'ok'],
       ['get-sum', 'ok'],
+      ['echo', 'ok'],
       ['get-env', 'refused'],
     ]);
     for (const e of calls) {

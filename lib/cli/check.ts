@@ -1,0 +1,40 @@
+// `stockade check FILE`: validate a policy and print the effective policy (profile applied) as
+// JSON, so a user sees exactly what a server will get before running it.
+// Exit status: 0 valid, 1 invalid (errors on stderr), 2 usage error.
+import { effectivePolicy, loadPolicy, PolicyError } from '../policy';
+
+export interface CliIO {
+  stdout: { write(s: string): unknown };
+  stderr: { write(s: string): unknown };
+}
+
+const USAGE = `usage: stockade check FILE
+
+Validates a policy file (JSON or YAML) and prints the effective policy: the file with its
+profile's mounts, environment and network merged in, as \`stockade run --policy FILE\` uses it.
+Exit status: 0 valid, 1 invalid, 2 usage error.
+`;
+
+/** `argv` is what follows `check` on the command line. Resolves to the exit status. */
+export async function main(argv: string[], io: CliIO = process): Promise<number> {
+  if (argv.includes('-h') || argv.includes('--help')) {
+    io.stdout.write(USAGE);
+    return 0;
+  }
+  const unknown = argv.find((a) => a.startsWith('-') && a !== '-');
+  if (unknown || argv.length !== 1) {
+    io.stderr.write(`${unknown ? `stockade check: unknown option ${unknown}` : 'stockade check: expected exactly one FILE'}\n${USAGE}`);
+    return 2;
+  }
+  try {
+    const { policy } = effectivePolicy(loadPolicy(argv[0] === '-' ? '/dev/stdin' : argv[0]));
+    io.stdout.write(`${JSON.stringify(policy, null, 2)}\n`);
+    return 0;
+  } catch (err) {
+    if (err instanceof PolicyError) {
+      io.stderr.write(`stockade check: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,112 @@
+// From a validated policy to what spawnSandboxed() takes. Two steps, kept apart so `stockade
+// check` can show the first without side effects:
+//   effectivePolicy: the profile merged under the policy (pure; reports dirs to create)
+//   policyToOptions: the effective policy as { command, args, options }, creating those dirs
+import { mkdirSync } from 'node:fs';
+import type { SandboxOptions } from '../options';
+import { parseSize } from './formats';
+import { mergePolicies } from './merge';
+import { profileFor } from './profiles';
+import type { Policy } from './types';
+import { PolicyError } from './validate';
+
+export interface ResolveContext {
+  /** Root of per-command package caches (profiles). Default ~/.cache/stockade. */
+  cacheRoot?: string;
+  /** Host environment for finding interpreters. Default process.env. */
+  hostEnv?: NodeJS.ProcessEnv;
+}
+
+export interface EffectivePolicy {
+  policy: Policy;
+  /** Host directories the policy binds that the profile expects to create. */
+  mkdirs: string[];
+}
+
+/** The policy with its profile (if any) merged under it. Does not touch the filesystem. */
+export function effectivePolicy(policy: Policy, ctx: ResolveContext = {}): EffectivePolicy {
+  if (!policy.profile) return { policy, mkdirs: [] };
+  const command = [...(policy.command ?? []), ...(policy.args ?? [])];
+  const { fragment, mkdirs } = profileFor(policy.profile, { command, ...ctx });
+  return { policy: mergePolicies(fragment, policy), mkdirs };
+}
+
+export interface PolicyLaunch {
+  command: string;
+  args: string[];
+  options: SandboxOptions;
+  /** The MCP tool allowlist; undefined means the tool layer is off (stdio untouched). */
+  tools?: string[];
+  /** HOME as the policy wants it: 'tmpfs' or a host dir (already bound read-write in options). */
+  home: 'tmpfs' | string;
+  seccomp: 'default';
+  audit?: string;
+  verbose: boolean;
+}
+
+/**
+ * Turns a validated policy into spawnSandboxed() arguments. Applies the profile, creates the
+ * profile's cache dirs (0700), converts units (sizes to bytes, timeout seconds to ms).
+ *
+ * HOME: SandboxOptions has no home mount yet, so 'tmpfs' sets HOME=/tmp (the sandbox's private
+ * tmpfs) and a directory is bound read-write and becomes HOME. An explicit env.HOME wins.
+ * Secrets: their hosts are added to the allow list; a secret is useless if its host is blocked.
+ */
+export function policyToOptions(policy: Policy, ctx: ResolveContext = {}): PolicyLaunch {
+  const { policy: p, mkdirs } = effectivePolicy(policy, ctx);
+  if (!p.command?.length) {
+    throw new PolicyError([{ path: '/command', message: '/command: no command to run; give one in the policy or after `--`' }]);
+  }
+  for (const dir of mkdirs) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const options: SandboxOptions = {};
+  const env: Record<string, string | true> = { ...(p.env ?? {}) };
+  const fs = p.filesystem ?? {};
+  const readWrite = [...(fs.readWrite ?? [])];
+  const home = fs.home ?? 'tmpfs';
+  if (home !== 'tmpfs' && !readWrite.includes(home)) readWrite.push(home);
+  if (env.HOME === undefined) env.HOME = home === 'tmpfs' ? '/tmp' : home;
+  options.filesystem = {};
+  if (fs.readOnly?.length) options.filesystem.readOnly = [...fs.readOnly];
+  if (readWrite.length) options.filesystem.readWrite = readWrite;
+  if (fs.tmpSize !== undefined) options.filesystem.tmpSize = fs.tmpSize;
+  options.env = env;
+  if (p.cwd !== undefined) options.cwd = p.cwd;
+  if (p.hostname !== undefined) options.hostname = p.hostname;
+  if (p.upstreamCa?.length) options.upstreamCa = [...p.upstreamCa];
+  let network = p.network;
+  if (p.secrets?.length) {
+    options.secrets = p.secrets.map((s) => ({ ...s, hosts: [...s.hosts] }));
+    if (network === undefined || typeof network === 'object') {
+      const allow = [...(network?.allow ?? [])];
+      for (const h of p.secrets.flatMap((s) => s.hosts)) if (!allow.includes(h)) allow.push(h);
+      network = { ...(network ?? {}), allow };
+    }
+  }
+  if (network !== undefined) {
+    options.network =
+      typeof network === 'string'
+        ? network
+        : { allow: [...network.allow], ...(network.resolve ? { resolve: network.resolve } : {}) };
+  }
+  if (p.limits) {
+    const l = p.limits;
+    options.limits = {};
+    if (l.memory !== undefined) options.limits.memory = parseSize(l.memory);
+    if (l.pids !== undefined) options.limits.pids = l.pids;
+    if (l.cpu !== undefined) options.limits.cpu = l.cpu;
+    if (l.openFiles !== undefined) options.limits.openFiles = l.openFiles;
+    if (l.fileSize !== undefined) options.limits.fileSize = parseSize(l.fileSize);
+    if (l.timeout !== undefined) options.limits.wallTime = Math.round(l.timeout * 1000);
+  }
+  const [command, ...first] = p.command;
+  return {
+    command,
+    args: [...first, ...(p.args ?? [])],
+    options,
+    ...(p.mcp?.tools ? { tools: [...p.mcp.tools] } : {}),
+    home,
+    seccomp: p.seccomp ?? 'default',
+    ...(p.audit ? { audit: p.audit } : {}),
+    verbose: p.verbose ?? false,
+  };
+}

@@ -1,0 +1,49 @@
+// The policy document, as written by a user in JSON or YAML. stockade.schema.json at the package
+// root is the published contract; these types mirror it and must change together with it.
+import type { SecretOptions } from '../options';
+
+export type ProfileName = 'node' | 'python';
+
+export interface PolicyFilesystem {
+  readOnly?: string[];
+  readWrite?: string[];
+  /** 'tmpfs' (default) or an absolute host directory bound read-write, so data persists. */
+  home?: 'tmpfs' | string;
+  tmpSize?: number | string;
+}
+
+export interface PolicyNetworkProxy {
+  allow: string[];
+  resolve?: string[] | Record<string, string>;
+}
+
+export type PolicyNetwork = 'none' | 'host' | PolicyNetworkProxy;
+
+export interface PolicyLimits {
+  memory?: number | string;
+  pids?: number;
+  cpu?: number;
+  openFiles?: number;
+  fileSize?: number | string;
+  /** Wall-clock seconds (SandboxLimits.wallTime is milliseconds). */
+  timeout?: number;
+}
+
+export interface Policy {
+  $schema?: string;
+  command?: string[];
+  args?: string[];
+  cwd?: string;
+  profile?: ProfileName;
+  filesystem?: PolicyFilesystem;
+  network?: PolicyNetwork;
+  env?: Record<string, string | true>;
+  secrets?: SecretOptions[];
+  upstreamCa?: string[];
+  limits?: PolicyLimits;
+  seccomp?: 'default';
+  hostname?: string;
+  mcp?: { tools?: string[] };
+  audit?: string;
+  verbose?: boolean;
+}

@@ -1,0 +1,207 @@
+// `stockade wrap` on sample configs of each client format: what is wrapped, what is left alone,
+// the policies written, idempotence, --dry-run, and a byte-for-byte --undo.
+import assert from 'node:assert/strict';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { looksLikeSecret, main, PLACEHOLDER_HOST, parseJsonc, wrapConfig } from '../lib/cli/wrap';
+import { loadPolicy } from '../lib/policy';
+
+const fixtures = join(__dirname, '..', '..', 'test', 'fixtures', 'wrap');
+const tmpRoot = mkdtempSync(join(tmpdir(), 'stockade-wrap-'));
+after(() => rmSync(tmpRoot, { recursive: true, force: true }));
+
+/** A private copy of one fixture directory; returns the config path inside it. */
+function copy(fixture: string, config: string): string {
+  const dir = mkdtempSync(join(tmpRoot, `${fixture}-`));
+  cpSync(join(fixtures, fixture), dir, { recursive: true });
+  return join(dir, config);
+}
+
+async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await main(argv, { stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) } });
+  return { code, out, err };
+}
+
+type Entry = { command: string; args: string[]; env?: Record<string, string>; type?: string; url?: string };
+
+function wrappedArgs(policyFile: string, ...cmd: string[]): string[] {
+  return ['-y', 'stockade', 'run', '--policy', policyFile, '--', ...cmd];
+}
+
+const samples: [string, string, string][] = [
+  ['claude-desktop', 'claude_desktop_config.json', 'claude-desktop'],
+  ['claude-code', '.mcp.json', 'claude-code'],
+  ['vscode', '.vscode/mcp.json', 'vscode'],
+  ['cursor', '.cursor/mcp.json', 'cursor'],
+];
+
+describe('stockade wrap', () => {
+  it('Claude Desktop: wraps stdio servers, leaves remote ones, writes starting policies', async () => {
+    const file = copy('claude-desktop', 'claude_desktop_config.json');
+    const original = readFileSync(file);
+    const r = await run([file]);
+    assert.equal(r.code, 0, r.err);
+    const doc = JSON.parse(readFileSync(file, 'utf8')) as { mcpServers: Record<string, Entry>; globalShortcut: string };
+    const dir = join(file, '..', 'stockade');
+    const s = doc.mcpServers;
+    assert.equal(s.github.command, 'npx');
+    assert.deepEqual(s.github.args, wrappedArgs(join(dir, 'github.policy.json'), 'npx', '-y', '@modelcontextprotocol/server-github'));
+    // The secret's value stays in the client config, where the launcher reads it.
+    assert.equal(s.github.env?.GITHUB_PERSONAL_ACCESS_TOKEN, 'ghp_example');
+    assert.deepEqual(s.fetch.args, wrappedArgs(join(dir, 'fetch.policy.json'), 'uvx', 'mcp-server-fetch'));
+    assert.deepEqual(s.remote, { url: 'https://mcp.example.com/sse' });
+    assert.equal(doc.globalShortcut, 'Ctrl+Space', 'other settings untouched');
+    assert.ok(readFileSync(`${file}.stockade-backup`).equals(original), 'backup is byte for byte');
+
+    // Every policy written is valid, with the guessed profile and the secrets.
+    const github = loadPolicy(join(dir, 'github.policy.json'));
+    assert.equal(github.profile, 'node');
+    assert.deepEqual(github.secrets, [{ name: 'GITHUB_PERSONAL_ACCESS_TOKEN', hosts: ['api.github.com'] }]);
+    assert.deepEqual(github.env, { GITHUB_TOOLSETS: true });
+    assert.equal(loadPolicy(join(dir, 'fetch.policy.json')).profile, 'python');
+    assert.deepEqual(loadPolicy(join(dir, 'files.policy.json')).filesystem, { readWrite: ['/tmp'] });
+    const weather = loadPolicy(join(dir, 'weather.policy.json'));
+    assert.deepEqual(weather.secrets, [{ name: 'WEATHER_API_KEY', hosts: [PLACEHOLDER_HOST] }]);
+    assert.deepEqual(weather.filesystem, { readOnly: ['/opt/weather/bin'] });
+    assert.deepEqual(readdirSync(dir).sort(), ['fetch.policy.json', 'files.policy.json', 'github.policy.json', 'weather.policy.json']);
+
+    assert.match(r.out, /wrapped github: policy .*github\.policy\.json/);
+    assert.match(r.out, /secret GITHUB_PERSONAL_ACCESS_TOKEN: its value stays in the client config's env; the proxy injects it for api\.github\.com only/);
+    assert.match(r.out, new RegExp(`secret WEATHER_API_KEY: .*EDIT the policy: replace ${PLACEHOLDER_HOST.replace('.', '\\.')}`));
+    assert.match(r.out, /left remote: remote url server at https:\/\/mcp\.example\.com\/sse/);
+  });
+
+  it('Claude Code: keeps indentation, type and the missing final newline; skips wrapped servers', async () => {
+    const file = copy('claude-code', '.mcp.json');
+    const result = wrapConfig(file);
+    assert.equal(result.format, 'claude-code');
+    assert.deepEqual(result.servers.map((s) => [s.name, s.action]), [
+      ['memory', 'wrapped'],
+      ['everything', 'already-wrapped'],
+      ['api', 'remote'],
+    ]);
+    const text = readFileSync(file, 'utf8');
+    assert.ok(text.startsWith('{\n    "mcpServers": {\n        "memory": {\n            "type": "stdio",'));
+    assert.ok(!text.endsWith('\n'));
+    const doc = JSON.parse(text) as { mcpServers: Record<string, Entry> };
+    assert.equal(doc.mcpServers.memory.env?.MEMORY_FILE_PATH, '/tmp/m\u00e9moire.json');
+    assert.deepEqual(loadPolicy(join(file, '..', 'stockade', 'memory.policy.json')).env, { MEMORY_FILE_PATH: true });
+  });
+
+  it('VS Code: the `servers` key, JSONC comments, CRLF line ends', async () => {
+    const file = copy('vscode', '.vscode/mcp.json');
+    const r = await run([file]);
+    assert.equal(r.code, 0, r.err);
+    const text = readFileSync(file, 'utf8');
+    assert.ok(text.split('\n').slice(0, -1).every((l) => l.endsWith('\r')), 'CRLF kept');
+    const doc = JSON.parse(text) as { servers: Record<string, Entry>; inputs: unknown[] };
+    assert.equal(doc.servers.py.type, 'stdio');
+    assert.deepEqual(doc.servers.py.args, wrappedArgs(join(file, '..', 'stockade', 'py.policy.json'), 'python3', '-m', 'my_server'));
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: VS Code's input syntax, not a template
+    assert.equal(doc.servers.py.env?.SERVICE_TOKEN, '${input:token}');
+    assert.equal(doc.servers.sse.url, 'http://localhost:3000/sse');
+    assert.equal(doc.inputs.length, 1);
+    assert.match(r.out, /comments in the config are not kept/);
+    assert.match(r.out, /left sse: remote sse server/);
+  });
+
+  it('Cursor: tabs kept, an entry without a command is reported and left alone', async () => {
+    const file = copy('cursor', '.cursor/mcp.json');
+    const r = await run([file]);
+    assert.equal(r.code, 0, r.err);
+    assert.ok(readFileSync(file, 'utf8').includes('\n\t\t"linear": {\n\t\t\t"command": "npx",'));
+    assert.match(r.out, /left broken: not a stdio server entry \(no `command`\)/);
+    const policy = loadPolicy(join(file, '..', 'stockade', 'linear.policy.json'));
+    assert.deepEqual(policy.secrets, [{ name: 'LINEAR_API_KEY', hosts: ['api.linear.app'] }]);
+    assert.deepEqual(policy.env, { DEBUG: true });
+  });
+
+  for (const [fixture, config, format] of samples) {
+    it(`${format}: idempotent, and --undo restores the original byte for byte`, async () => {
+      const file = copy(fixture, config);
+      const original = readFileSync(file);
+      assert.equal((await run([file])).code, 0);
+      const wrapped = readFileSync(file);
+      assert.ok(!wrapped.equals(original));
+      // A second wrap changes nothing, not even the backup.
+      const again = await run([file]);
+      assert.equal(again.code, 0);
+      assert.match(again.out, /nothing to change/);
+      assert.ok(readFileSync(file).equals(wrapped));
+      assert.ok(readFileSync(`${file}.stockade-backup`).equals(original));
+      const undo = await run(['--undo', file]);
+      assert.equal(undo.code, 0, undo.err);
+      assert.ok(readFileSync(file).equals(original), 'restored byte for byte');
+      assert.ok(!existsSync(`${file}.stockade-backup`));
+      // Wrapping again after an undo keeps the user's (possibly edited) policies.
+      const policy = join(file, '..', 'stockade', readdirSync(join(file, '..', 'stockade'))[0]);
+      writeFileSync(policy, '{"profile":"node"}\n');
+      const rewrap = await run([file]);
+      assert.match(rewrap.out, /\(exists, kept\)/);
+      assert.equal(readFileSync(policy, 'utf8'), '{"profile":"node"}\n');
+    });
+  }
+
+  it('--dry-run prints a unified diff and the policies, and changes nothing', async () => {
+    const file = copy('claude-desktop', 'claude_desktop_config.json');
+    const original = readFileSync(file);
+    const r = await run(['--dry-run', file]);
+    assert.equal(r.code, 0, r.err);
+    assert.ok(r.out.startsWith(`--- ${file}\n+++ ${file} (wrapped)\n@@ -`));
+    assert.match(r.out, /^- {6}"args": \["-y", "@modelcontextprotocol\/server-github"\],$/m);
+    assert.match(r.out, /^\+ {8}"stockade",$/m);
+    assert.match(r.out, /--- would create .*github\.policy\.json\n\{/);
+    assert.match(r.out, /would wrap github/);
+    assert.ok(readFileSync(file).equals(original));
+    assert.ok(!existsSync(`${file}.stockade-backup`));
+    assert.ok(!existsSync(join(file, '..', 'stockade')));
+  });
+
+  it('--absolute launches this node and this package bin', () => {
+    const file = copy('cursor', '.cursor/mcp.json');
+    wrapConfig(file, { absolute: true });
+    const doc = JSON.parse(readFileSync(file, 'utf8')) as { mcpServers: Record<string, Entry> };
+    assert.equal(doc.mcpServers.linear.command, process.execPath);
+    assert.match(doc.mcpServers.linear.args[0], /\/bin\/stockade\.js$/);
+    assert.equal(doc.mcpServers.linear.args[1], 'run');
+    // ...and is recognised as wrapped.
+    assert.equal(wrapConfig(file).changed, false);
+  });
+
+  it('refuses unknown formats and invalid JSON, changing nothing', async () => {
+    const file = copy('unknown', 'settings.json');
+    const original = readFileSync(file);
+    const r = await run([file]);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /unknown config format \(no `mcpServers` or `servers` object\); nothing changed/);
+    assert.ok(readFileSync(file).equals(original));
+    writeFileSync(file, '{ nope');
+    assert.match((await run([file])).err, /is not valid JSON/);
+  });
+
+  it('usage errors exit 2; --undo without a backup exits 1', async () => {
+    assert.equal((await run([])).code, 2);
+    assert.equal((await run(['--force', 'x.json'])).code, 2);
+    assert.equal((await run(['--undo', '--dry-run', 'x.json'])).code, 2);
+    const file = copy('cursor', '.cursor/mcp.json');
+    const r = await run(['--undo', file]);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /no backup/);
+  });
+
+  it('recognises secret-looking names', () => {
+    for (const n of ['GITHUB_TOKEN', 'BRAVE_API_KEY', 'DB_PASSWORD', 'client_secret', 'GITLAB_PAT', 'OPENAI_APIKEY']) {
+      assert.ok(looksLikeSecret(n, 'x'), n);
+    }
+    for (const n of ['DEBUG', 'KEYBOARD', 'TOKENIZER_MODEL', 'LOG_LEVEL']) assert.ok(!looksLikeSecret(n, 'x'), n);
+    assert.ok(!looksLikeSecret('SSH_KEY_PATH', '/home/me/.ssh/id'), 'a path is not a secret value');
+  });
+
+  it('parses JSONC without touching strings that look like comments', () => {
+    assert.deepEqual(parseJsonc('{"a":"http://x//y", /* c */ "b":[1,2,],}\n// end'), { a: 'http://x//y', b: [1, 2] });
+  });
+});

@@ -1,0 +1,369 @@
+// Policies that are valid: loading, schema agreement with ajv, merging rules, flags, profiles and
+// conversion to SandboxOptions.
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, extname, join } from 'node:path';
+import { describe, it } from 'node:test';
+import Ajv2020 from 'ajv/dist/2020';
+import {
+  closest,
+  effectivePolicy,
+  flagsToPolicy,
+  guessProfile,
+  loadPolicy,
+  mergeFlags,
+  mergePolicies,
+  nodeProfile,
+  type Policy,
+  PolicyError,
+  parsePolicyText,
+  parseSecretFlag,
+  parseSize,
+  policySchema,
+  policyToOptions,
+  pythonProfile,
+  toolMatches,
+  validatePolicy,
+} from '../lib/policy';
+import { FORMATS } from '../lib/policy/formats';
+import { which } from '../lib/policy/profiles';
+
+const fixtures = join(__dirname, '..', '..', 'test', 'fixtures', 'policies');
+
+describe('loading', () => {
+  it('reads the same policy from JSON and YAML', () => {
+    const json = loadPolicy(join(fixtures, 'good', 'github.json'));
+    const yaml = loadPolicy(join(fixtures, 'good', 'github.yaml'));
+    assert.deepEqual(yaml, json);
+    assert.deepEqual(json.mcp, { tools: ['get_*', 'search_repositories'] });
+  });
+
+  it('decides the format by content when the extension says nothing', () => {
+    assert.deepEqual(parsePolicyText('{"seccomp":"default"}', 'auto'), { seccomp: 'default' });
+    assert.deepEqual(parsePolicyText('seccomp: default\n', 'auto'), { seccomp: 'default' });
+    const tmp = mkdtempSync(join(tmpdir(), 'stockade-policy-'));
+    try {
+      writeFileSync(join(tmp, 'policy'), 'network: none\n');
+      assert.deepEqual(loadPolicy(join(tmp, 'policy')), { network: 'none' });
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  it('lists every issue in a PolicyError message, naming the file', () => {
+    const err = new PolicyError([{ path: '/a', message: '/a: x' }, { path: '/b', message: '/b: y' }], 'p.json');
+    assert.equal(err.message, 'invalid policy p.json:\n  /a: x\n  /b: y');
+  });
+});
+
+describe('schema', () => {
+  const ajv = new Ajv2020({ allErrors: true, strict: true });
+  for (const [name, [check]] of Object.entries(FORMATS)) ajv.addFormat(name, (v: string) => check(v) === null);
+  const schemaAccepts = ajv.compile(policySchema());
+
+  it('is a valid draft 2020-12 schema with a description on every property', () => {
+    const missing: string[] = [];
+    const visit = (node: Record<string, unknown>, path: string) => {
+      for (const [key, sub] of Object.entries((node.properties ?? {}) as Record<string, Record<string, unknown>>)) {
+        if (typeof sub.description !== 'string') missing.push(`${path}/${key}`);
+        visit(sub, `${path}/${key}`);
+        for (const alt of (sub.anyOf ?? []) as Record<string, unknown>[]) visit(alt, `${path}/${key}`);
+        if (sub.items) visit(sub.items as Record<string, unknown>, `${path}/${key}/*`);
+      }
+    };
+    visit(policySchema(), '');
+    assert.deepEqual(missing, []);
+  });
+
+  it('agrees with the validator on every fixture', () => {
+    for (const kind of ['good', 'bad']) {
+      for (const f of readdirSync(join(fixtures, kind)).filter((n) => ['.json', '.yaml'].includes(extname(n)))) {
+        let doc: unknown;
+        try {
+          doc = parsePolicyText(readFileSync(join(fixtures, kind, f), 'utf8'), extname(f) === '.json' ? 'json' : 'yaml');
+        } catch {
+          continue; // syntax errors never reach the schema
+        }
+        const ours = validatePolicy(doc).length === 0;
+        const semantic = ['secret-network-none.json', 'secret-in-env.yaml'].includes(f);
+        assert.equal(schemaAccepts(doc), kind === 'good' || semantic, `ajv on ${kind}/${f}`);
+        assert.equal(ours, kind === 'good', `validatePolicy on ${kind}/${f}`);
+      }
+    }
+  });
+
+  it('suggests the closest key only when it is plausibly a typo', () => {
+    assert.equal(closest('filesystm', ['filesystem', 'network']), 'filesystem');
+    assert.equal(closest('readonly', ['readOnly', 'readWrite']), 'readOnly');
+    assert.equal(closest('banana', ['filesystem', 'network']), undefined);
+  });
+});
+
+describe('formats', () => {
+  it('parses sizes in binary units', () => {
+    assert.equal(parseSize('64m'), 64 * 1024 * 1024);
+    assert.equal(parseSize('1.5G'), 1.5 * 1024 ** 3);
+    assert.equal(parseSize('4KiB'), 4096);
+    assert.equal(parseSize(100), 100);
+    assert.throws(() => parseSize('12q'), /invalid size `12q`/);
+  });
+
+  it('matches tool patterns with * only', () => {
+    assert.ok(toolMatches('get_*', 'get_issue'));
+    assert.ok(toolMatches('*', 'anything'));
+    assert.ok(!toolMatches('get_*', 'xget_issue'));
+    assert.ok(!toolMatches('a.b', 'aXb'), '. is literal');
+    assert.ok(toolMatches('echo', 'echo') && !toolMatches('echo', 'echo2'));
+  });
+});
+
+describe('merging', () => {
+  it('appends lists, replaces scalars, merges objects, replaces the command whole', () => {
+    const lower: Policy = {
+      command: ['node', 'a.js'],
+      args: ['--x'],
+      filesystem: { readOnly: ['/usr', '/opt'], home: 'tmpfs' },
+      env: { A: '1', B: '2' },
+      limits: { memory: '1g', pids: 10 },
+      network: { allow: ['a.com'] },
+      secrets: [{ name: 'T', hosts: ['a.com'] }, { name: 'U', hosts: ['b.com'] }],
+    };
+    const upper: Policy = {
+      command: ['python3', 'b.py'],
+      filesystem: { readOnly: ['/opt', '/data'], home: '/home/me/state' },
+      env: { B: 'two', C: true },
+      limits: { memory: '2g' },
+      network: { allow: ['b.com'] },
+      secrets: [{ name: 'T', hosts: ['c.com'] }],
+    };
+    assert.deepEqual(mergePolicies(lower, upper), {
+      command: ['python3', 'b.py'],
+      filesystem: { readOnly: ['/usr', '/opt', '/data'], home: '/home/me/state' },
+      env: { A: '1', B: 'two', C: true },
+      limits: { memory: '2g', pids: 10 },
+      network: { allow: ['a.com', 'b.com'] },
+      secrets: [{ name: 'U', hosts: ['b.com'] }, { name: 'T', hosts: ['c.com'] }],
+    });
+  });
+
+  it("a network string on top replaces the whole network; an allow list on top of 'none' replaces it", () => {
+    assert.equal(mergePolicies({ network: { allow: ['a.com'] } }, { network: 'none' }).network, 'none');
+    assert.deepEqual(mergePolicies({ network: 'none' }, { network: { allow: ['a.com'] } }).network, { allow: ['a.com'] });
+    assert.deepEqual(mergePolicies({ network: 'host' }, {}).network, 'host');
+  });
+
+  it('turns flags into a policy, resolving relative flag paths against the cwd', () => {
+    const p = flagsToPolicy(
+      {
+        ro: ['data', '/usr'],
+        rw: ['/tmp/out'],
+        env: ['DEBUG=1', 'HOME_DIR=', 'TERM'],
+        allowNet: ['api.github.com', '*.npmjs.org:443'],
+        resolve: ['api.github.com:443:127.0.0.1'],
+        secret: ['GITHUB_TOKEN@api.github.com:Authorization=token {secret}'],
+        tools: ['echo,get-sum', ' add '],
+        memory: '512m',
+        pids: '64',
+        cpu: '10',
+        openFiles: '256',
+        timeout: '1.5',
+        tmpSize: '32m',
+        home: 'state',
+        hostname: 'box',
+        profile: 'node',
+        cwd: '/work',
+        upstreamCa: ['ca.pem'],
+        audit: 'audit.jsonl',
+        verbose: true,
+        command: ['node', 'server.js'],
+      },
+      '/home/me',
+    );
+    assert.deepEqual(p, {
+      command: ['node', 'server.js'],
+      profile: 'node',
+      filesystem: { readOnly: ['/home/me/data', '/usr'], readWrite: ['/tmp/out'], home: '/home/me/state', tmpSize: '32m' },
+      network: { allow: ['api.github.com', '*.npmjs.org:443'], resolve: ['api.github.com:443:127.0.0.1'] },
+      env: { DEBUG: '1', HOME_DIR: '', TERM: true },
+      cwd: '/work',
+      secrets: [{ name: 'GITHUB_TOKEN', hosts: ['api.github.com'], inject: { header: 'Authorization', format: 'token {secret}' } }],
+      upstreamCa: ['/home/me/ca.pem'],
+      mcp: { tools: ['echo', 'get-sum', 'add'] },
+      audit: '/home/me/audit.jsonl',
+      verbose: true,
+      hostname: 'box',
+      limits: { memory: '512m', pids: 64, cpu: 10, openFiles: 256, timeout: 1.5 },
+    });
+  });
+
+  it('names the flag in errors', () => {
+    assert.throws(
+      () => flagsToPolicy({ allowNet: ['*bad.com'], pids: 'many', net: undefined, cwd: 'rel' }),
+      (err: PolicyError) => {
+        assert.deepEqual(
+          err.issues.map((i) => i.message),
+          [
+            '--allow-net: expected a host pattern (example.com, *.example.com, example.com:8443, 10.0.0.0/8), found "*bad.com": a wildcard must be the whole first label, as in `*.example.com`',
+            '--cwd: expected an absolute path, found "rel": the path is relative; policies take absolute paths only',
+            '--pids: expected a positive integer, found the string "many"',
+          ],
+        );
+        return true;
+      },
+    );
+    assert.throws(() => flagsToPolicy({ net: 'none', allowNet: ['a.com'] }), /--net none and --allow-net contradict/);
+    assert.throws(() => flagsToPolicy({ net: 'proxy' }), /--net: expected "none" or "host" .*found the string "proxy"/);
+    assert.throws(() => flagsToPolicy({ secret: ['TOKEN'] }), /--secret TOKEN: expected NAME@HOST/);
+  });
+
+  it('merges flags over a policy: flags win', () => {
+    const policy: Policy = {
+      command: ['node', 'old.js'],
+      args: ['--old'],
+      network: 'none',
+      filesystem: { readOnly: ['/a'] },
+      limits: { memory: '1g' },
+      env: { X: '1' },
+      mcp: { tools: ['echo'] },
+    };
+    const merged = mergeFlags(policy, { ro: ['/b'], allowNet: ['a.com'], memory: '2g', env: ['X=2'], tools: ['add'], command: ['node', 'new.js'] });
+    assert.deepEqual(merged, {
+      command: ['node', 'new.js'],
+      network: { allow: ['a.com'] },
+      filesystem: { readOnly: ['/a', '/b'] },
+      limits: { memory: '2g' },
+      env: { X: '2' },
+      mcp: { tools: ['echo', 'add'] },
+    });
+    assert.deepEqual(mergeFlags(policy, {}), policy, 'no flags, no change');
+    assert.equal(mergeFlags({ network: { allow: ['a.com'] } }, { net: 'host' }).network, 'host');
+  });
+
+  it('parses --secret with ports, several hosts and a header', () => {
+    assert.deepEqual(parseSecretFlag('T@a.com'), { name: 'T', hosts: ['a.com'] });
+    assert.deepEqual(parseSecretFlag('T@a.com:8443,*.b.com:X-Api-Key={secret}'), {
+      name: 'T',
+      hosts: ['a.com:8443', '*.b.com'],
+      inject: { header: 'X-Api-Key', format: '{secret}' },
+    });
+    assert.deepEqual(parseSecretFlag('T@a.com:Authorization=Bearer {secret}').inject, { header: 'Authorization', format: 'Bearer {secret}' });
+  });
+});
+
+describe('profiles', () => {
+  const cacheRoot = '/nonexistent-cache-root';
+
+  it('node: the real node prefix read-only, a private npm cache, HOME on tmpfs', () => {
+    const { fragment, mkdirs } = nodeProfile({ command: ['node', 'server.js'], cacheRoot });
+    const prefix = dirname(dirname(realpathSync(process.execPath)));
+    assert.ok(fragment.filesystem?.readOnly?.includes(prefix), `${prefix} in ${fragment.filesystem?.readOnly}`);
+    assert.equal(fragment.filesystem?.home, 'tmpfs');
+    assert.equal(mkdirs.length, 1);
+    assert.ok(mkdirs[0].startsWith(`${cacheRoot}/npm-`));
+    assert.deepEqual(fragment.filesystem?.readWrite, mkdirs);
+    assert.equal(fragment.env?.npm_config_cache, mkdirs[0]);
+    assert.ok(String(fragment.env?.PATH).startsWith(`${dirname(realpathSync(process.execPath))}:`));
+    assert.equal(fragment.network, undefined, 'plain node gets no network');
+  });
+
+  it('node: npx may reach the registry, and each command has its own cache', () => {
+    const a = nodeProfile({ command: ['npx', '-y', 'server-a'], cacheRoot });
+    const b = nodeProfile({ command: ['npx', '-y', 'server-b'], cacheRoot });
+    assert.deepEqual(a.fragment.network, { allow: ['registry.npmjs.org'] });
+    assert.notEqual(a.mkdirs[0], b.mkdirs[0]);
+    assert.deepEqual(nodeProfile({ command: ['npx', '-y', 'server-a'], cacheRoot }).mkdirs, a.mkdirs, 'stable');
+  });
+
+  it('python: the interpreter prefix read-only, uv and pip caches, PyPI for uvx', () => {
+    const python = which('python3');
+    assert.ok(python, 'this test needs python3 on PATH');
+    const { fragment, mkdirs } = pythonProfile({ command: ['uvx', 'mcp-server-fetch'], cacheRoot });
+    const out = require('node:child_process')
+      .execFileSync(python, ['-c', 'import sys; print(sys.base_prefix)'], { encoding: 'utf8' })
+      .trim() as string;
+    assert.ok(fragment.filesystem?.readOnly?.includes(out), `${out} in ${fragment.filesystem?.readOnly}`);
+    assert.deepEqual(fragment.filesystem?.readWrite, mkdirs);
+    assert.equal(fragment.env?.UV_CACHE_DIR, mkdirs[0]);
+    assert.equal(fragment.env?.PIP_CACHE_DIR, mkdirs[1]);
+    assert.deepEqual(fragment.network, { allow: ['pypi.org', 'files.pythonhosted.org'] });
+    assert.equal(pythonProfile({ command: ['python3', 'server.py'], cacheRoot }).fragment.network, undefined);
+  });
+
+  it('is merged under the policy: the user wins', () => {
+    const { policy, mkdirs } = effectivePolicy(
+      { profile: 'node', command: ['npx', '-y', 's'], network: 'none', filesystem: { readOnly: ['/data'] }, env: { PATH: '/mine' } },
+      { cacheRoot },
+    );
+    assert.equal(policy.network, 'none');
+    assert.ok(policy.filesystem?.readOnly?.includes('/data'));
+    assert.ok(policy.filesystem?.readOnly?.includes('/usr') || !existsSync('/usr'));
+    assert.equal(policy.env?.PATH, '/mine');
+    assert.equal(mkdirs.length, 1);
+    assert.ok(!existsSync(cacheRoot), 'effectivePolicy creates nothing');
+  });
+
+  it('guesses a profile from the command', () => {
+    assert.equal(guessProfile('npx'), 'node');
+    assert.equal(guessProfile('/usr/local/bin/node'), 'node');
+    assert.equal(guessProfile('uvx'), 'python');
+    assert.equal(guessProfile('python3.12'), 'python');
+    assert.equal(guessProfile('docker'), undefined);
+  });
+});
+
+describe('policyToOptions', () => {
+  it('converts units, binds a persistent home, adds secret hosts to the allow list', () => {
+    const launch = policyToOptions({
+      command: ['node', 'server.js'],
+      args: ['--verbose'],
+      filesystem: { readOnly: ['/srv'], home: '/home/me/.local/state/srv', tmpSize: '32m' },
+      network: { allow: ['registry.npmjs.org'] },
+      secrets: [{ name: 'T', hosts: ['api.example.com'] }],
+      limits: { memory: '512m', fileSize: '1m', timeout: 2.5, pids: 32 },
+      hostname: 'box',
+      cwd: '/srv',
+      upstreamCa: ['/etc/ca.pem'],
+      mcp: { tools: ['echo'] },
+      audit: '/var/log/stockade.jsonl',
+    });
+    assert.equal(launch.command, 'node');
+    assert.deepEqual(launch.args, ['server.js', '--verbose']);
+    assert.deepEqual(launch.tools, ['echo']);
+    assert.equal(launch.home, '/home/me/.local/state/srv');
+    assert.equal(launch.audit, '/var/log/stockade.jsonl');
+    assert.deepEqual(launch.options, {
+      filesystem: { readOnly: ['/srv'], readWrite: ['/home/me/.local/state/srv'], tmpSize: '32m' },
+      env: { HOME: '/home/me/.local/state/srv' },
+      cwd: '/srv',
+      hostname: 'box',
+      upstreamCa: ['/etc/ca.pem'],
+      secrets: [{ name: 'T', hosts: ['api.example.com'] }],
+      network: { allow: ['registry.npmjs.org', 'api.example.com'] },
+      limits: { memory: 512 * 1024 * 1024, fileSize: 1024 * 1024, wallTime: 2500, pids: 32 },
+    });
+  });
+
+  it('HOME=/tmp for a tmpfs home; no tools means the tool layer is off', () => {
+    const launch = policyToOptions({ command: ['cat'] });
+    assert.equal(launch.options.env?.HOME, '/tmp');
+    assert.equal(launch.tools, undefined);
+    assert.equal(launch.options.network, undefined);
+  });
+
+  it('creates the profile cache directories, private to the user', () => {
+    const cacheRoot = mkdtempSync(join(tmpdir(), 'stockade-cache-'));
+    try {
+      const launch = policyToOptions({ profile: 'node', command: ['npx', '-y', 'x'] }, { cacheRoot });
+      const cache = launch.options.filesystem?.readWrite?.[0] ?? '';
+      assert.ok(cache.startsWith(cacheRoot));
+      assert.equal(statSync(cache).mode & 0o777, 0o700);
+    } finally {
+      rmSync(cacheRoot, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a policy with no command', () => {
+    assert.throws(() => policyToOptions({}), /no command to run/);
+  });
+});

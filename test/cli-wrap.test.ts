@@ -70,7 +70,10 @@ describe('stockade wrap', () => {
     assert.deepEqual(readdirSync(dir).sort(), ['fetch.policy.json', 'files.policy.json', 'github.policy.json', 'weather.policy.json']);
 
     assert.match(r.out, /wrapped github: policy .*github\.policy\.json/);
-    assert.match(r.out, /secret GITHUB_PERSONAL_ACCESS_TOKEN: its value stays in the client config's env; the proxy injects it for api\.github\.com only/);
+    assert.match(
+      r.out,
+      /secret GITHUB_PERSONAL_ACCESS_TOKEN: its value stays in the client config's env; the proxy injects it for api\.github\.com only/,
+    );
     assert.match(r.out, new RegExp(`secret WEATHER_API_KEY: .*EDIT the policy: replace ${PLACEHOLDER_HOST.replace('.', '\\.')}`));
     assert.match(r.out, /left remote: remote url server at https:\/\/mcp\.example\.com\/sse/);
   });
@@ -79,11 +82,14 @@ describe('stockade wrap', () => {
     const file = copy('claude-code', '.mcp.json');
     const result = wrapConfig(file);
     assert.equal(result.format, 'claude-code');
-    assert.deepEqual(result.servers.map((s) => [s.name, s.action]), [
-      ['memory', 'wrapped'],
-      ['everything', 'already-wrapped'],
-      ['api', 'remote'],
-    ]);
+    assert.deepEqual(
+      result.servers.map((s) => [s.name, s.action]),
+      [
+        ['memory', 'wrapped'],
+        ['everything', 'already-wrapped'],
+        ['api', 'remote'],
+      ],
+    );
     const text = readFileSync(file, 'utf8');
     assert.ok(text.startsWith('{\n    "mcpServers": {\n        "memory": {\n            "type": "stdio",'));
     assert.ok(!text.endsWith('\n'));
@@ -97,7 +103,13 @@ describe('stockade wrap', () => {
     const r = await run([file]);
     assert.equal(r.code, 0, r.err);
     const text = readFileSync(file, 'utf8');
-    assert.ok(text.split('\n').slice(0, -1).every((l) => l.endsWith('\r')), 'CRLF kept');
+    assert.ok(
+      text
+        .split('\n')
+        .slice(0, -1)
+        .every((l) => l.endsWith('\r')),
+      'CRLF kept',
+    );
     const doc = JSON.parse(text) as { servers: Record<string, Entry>; inputs: unknown[] };
     assert.equal(doc.servers.py.type, 'stdio');
     assert.deepEqual(doc.servers.py.args, wrappedArgs(join(file, '..', 'stockade', 'py.policy.json'), 'python3', '-m', 'my_server'));

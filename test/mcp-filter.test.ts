@@ -40,10 +40,7 @@ function harness(tools: string[], maxMessageBytes?: number): Harness {
   const [toServerStream, toServer, serverFinished] = collector();
   const [toClientStream, toClient, clientFinished] = collector();
   const logs: Record<string, unknown>[] = [];
-  const logger = pino(
-    { level: 'info' },
-    { write: (line: string) => logs.push(JSON.parse(line) as Record<string, unknown>) },
-  );
+  const logger = pino({ level: 'info' }, { write: (line: string) => logs.push(JSON.parse(line) as Record<string, unknown>) });
   const filter = wireToolFilter(
     { fromClient: client, toClient: toClientStream, toServer: toServerStream, fromServer: server },
     { tools, logger, maxMessageBytes },
@@ -112,7 +109,10 @@ describe('tool filter', () => {
     await tick();
     const [resp] = parseLines(h.toClient()) as { id: number; result: { tools: { name: string }[]; nextCursor: string } }[];
     assert.equal(resp.id, 7);
-    assert.deepEqual(resp.result.tools.map((t) => t.name), ['echo', 'get-sum', 'get-env']);
+    assert.deepEqual(
+      resp.result.tools.map((t) => t.name),
+      ['echo', 'get-sum', 'get-env'],
+    );
     assert.equal(resp.result.nextCursor, 'c2');
   });
 
@@ -135,7 +135,10 @@ describe('tool filter', () => {
     assert.equal(resp.error.code, -32602);
     assert.match(resp.error.message, /tool "delete-all" is not allowed by the stockade policy/);
     assert.deepEqual(resp.error.data, { stockade: 'refused', tool: 'delete-all' });
-    assert.deepEqual(h.events.map((e) => [e.id, e.tool, e.outcome]), [[3, 'delete-all', 'refused']]);
+    assert.deepEqual(
+      h.events.map((e) => [e.id, e.tool, e.outcome]),
+      [[3, 'delete-all', 'refused']],
+    );
     assert.equal(h.logs[0].event, 'mcp.tool_call');
     assert.equal(h.logs[0].outcome, 'refused');
   });
@@ -150,7 +153,10 @@ describe('tool filter', () => {
     assert.equal(out.length, 1);
     assert.equal(out[0].id, 'a');
     assert.match(out[0].error.message, /without a tool name/);
-    assert.deepEqual(h.events.map((e) => e.outcome), ['refused', 'refused']);
+    assert.deepEqual(
+      h.events.map((e) => e.outcome),
+      ['refused', 'refused'],
+    );
   });
 
   it('forwards an allowed call and audits its outcome and duration by request id', async () => {
@@ -175,7 +181,10 @@ describe('tool filter', () => {
       ],
     );
     for (const e of h.events) assert.ok(e.durationMs >= 0);
-    assert.deepEqual(h.logs.map((l) => l.outcome), ['error', 'ok', 'error']);
+    assert.deepEqual(
+      h.logs.map((l) => l.outcome),
+      ['error', 'ok', 'error'],
+    );
   });
 
   it('reports calls still pending when the server exits', async () => {
@@ -183,7 +192,10 @@ describe('tool filter', () => {
     h.client.write(call(1, 'echo'));
     await tick();
     await h.endServer();
-    assert.deepEqual(h.events.map((e) => [e.outcome, e.reason]), [['error', 'server exited before answering']]);
+    assert.deepEqual(
+      h.events.map((e) => [e.outcome, e.reason]),
+      [['error', 'server exited before answering']],
+    );
   });
 
   it('ends the server stdin when the client ends, and the client stdout when the server ends', async () => {
@@ -217,7 +229,10 @@ describe('tool filter', () => {
     const sent = parseLines(h.toServer()) as unknown[][];
     assert.deepEqual(sent[1], [{ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'echo' } }]);
     const errs = parseLines(h.toClient()) as { id: number; error: { code: number } }[][];
-    assert.deepEqual(errs[0].map((e) => [e.id, e.error.code]), [[4, -32602]]);
+    assert.deepEqual(
+      errs[0].map((e) => [e.id, e.error.code]),
+      [[4, -32602]],
+    );
     // A batch response: the tools/list element is filtered, the call is audited.
     h.server.write(
       line([
@@ -227,8 +242,18 @@ describe('tool filter', () => {
     );
     await tick();
     const batchResp = parseLines(h.toClient())[1] as { result: { tools?: { name: string }[] } }[];
-    assert.deepEqual(batchResp[1].result.tools?.map((t) => t.name), ['echo']);
-    assert.deepEqual(h.events.map((e) => [e.id, e.outcome]), [[4, 'refused'], [undefined, 'refused'], [1, 'ok']]);
+    assert.deepEqual(
+      batchResp[1].result.tools?.map((t) => t.name),
+      ['echo'],
+    );
+    assert.deepEqual(
+      h.events.map((e) => [e.id, e.outcome]),
+      [
+        [4, 'refused'],
+        [undefined, 'refused'],
+        [1, 'ok'],
+      ],
+    );
   });
 
   it('does not forward client messages it cannot read unambiguously', async () => {
@@ -241,7 +266,10 @@ describe('tool filter', () => {
     await tick();
     assert.equal(h.toServer().length, 0);
     const out = parseLines(h.toClient()) as { id: null; error: { code: number; message: string } }[];
-    assert.deepEqual(out.map((o) => o.error.code), [-32700, -32600, -32600]);
+    assert.deepEqual(
+      out.map((o) => o.error.code),
+      [-32700, -32600, -32600],
+    );
     assert.match(out[1].error.message, /duplicate keys/);
   });
 
@@ -252,7 +280,10 @@ describe('tool filter', () => {
     h.client.write(call(2, 'echo', { blob: 'x'.repeat(3000) }).slice(100));
     await tick();
     const forwarded = parseLines(h.toServer()) as { id: number }[];
-    assert.deepEqual(forwarded.map((m) => m.id), [1]);
+    assert.deepEqual(
+      forwarded.map((m) => m.id),
+      [1],
+    );
     const errs = parseLines(h.toClient()) as { error: { message: string } }[];
     assert.match(errs[0].error.message, /larger than 1000 bytes/);
     const big = line({ jsonrpc: '2.0', id: 9, result: { text: 'y'.repeat(5000) } });
@@ -268,7 +299,10 @@ describe('tool filter', () => {
       line({ jsonrpc: '2.0', id: 1, method: 'tools/list' }) +
       call(2, 'echo', { message: 'h\u00e9\u4e16\ud83d\ude00' }) +
       call(3, 'rm') +
-      line([{ jsonrpc: '2.0', method: 'notifications/x' }, { jsonrpc: '2.0', id: 4, method: 'ping' }]);
+      line([
+        { jsonrpc: '2.0', method: 'notifications/x' },
+        { jsonrpc: '2.0', id: 4, method: 'ping' },
+      ]);
     const serverText =
       line({ jsonrpc: '2.0', id: 1, result: { tools: [{ name: 'echo' }, { name: 'rm' }] } }) +
       line({ jsonrpc: '2.0', id: 2, result: { content: [{ type: 'text', text: '\u4e16\ud83d\ude00' }] } });
@@ -331,7 +365,10 @@ describe('tool filter', () => {
     const [list] = parseLines(h.toClient()) as { result: { tools: { name: string }[] } }[];
     assert.equal(list.result.tools.length, 1000);
     assert.ok(list.result.tools.every((t) => t.name === 'echo'));
-    assert.deepEqual(h.events.map((e) => e.outcome), ['ok']);
+    assert.deepEqual(
+      h.events.map((e) => e.outcome),
+      ['ok'],
+    );
   });
 });
 

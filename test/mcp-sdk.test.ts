@@ -73,12 +73,15 @@ describe('tool filter with the MCP SDK client and server-everything', () => {
       .split('\n')
       .map((l) => JSON.parse(l) as { event: string; tool: string; outcome: string; durationMs: number; id: unknown });
     const calls = events.filter((e) => e.event === 'mcp.tool_call');
-    assert.deepEqual(calls.map((e) => [e.tool, e.outcome]), [
-      ['echo', 'ok'],
-      ['get-sum', 'ok'],
-      ['echo', 'ok'],
-      ['get-env', 'refused'],
-    ]);
+    assert.deepEqual(
+      calls.map((e) => [e.tool, e.outcome]),
+      [
+        ['echo', 'ok'],
+        ['get-sum', 'ok'],
+        ['echo', 'ok'],
+        ['get-env', 'refused'],
+      ],
+    );
     for (const e of calls) {
       assert.equal(typeof e.durationMs, 'number');
       assert.notEqual(e.id, undefined);

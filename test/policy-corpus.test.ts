@@ -27,7 +27,9 @@ describe('malformed policies', () => {
   it('the corpus is there', () => assert.ok(files.length >= 30, `only ${files.length} files in ${dir}`));
   for (const f of files) {
     it(f, () => {
-      const expected = readFileSync(join(dir, `${basename(f, extname(f))}.expected`), 'utf8').trimEnd().split('\n');
+      const expected = readFileSync(join(dir, `${basename(f, extname(f))}.expected`), 'utf8')
+        .trimEnd()
+        .split('\n');
       const actual = issuesOf(join(dir, f));
       assert.equal(actual.length, expected.length, `issues:\n${actual.join('\n')}`);
       expected.forEach((e, i) => {

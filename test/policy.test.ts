@@ -52,7 +52,13 @@ describe('loading', () => {
   });
 
   it('lists every issue in a PolicyError message, naming the file', () => {
-    const err = new PolicyError([{ path: '/a', message: '/a: x' }, { path: '/b', message: '/b: y' }], 'p.json');
+    const err = new PolicyError(
+      [
+        { path: '/a', message: '/a: x' },
+        { path: '/b', message: '/b: y' },
+      ],
+      'p.json',
+    );
     assert.equal(err.message, 'invalid policy p.json:\n  /a: x\n  /b: y');
   });
 });
@@ -127,7 +133,10 @@ describe('merging', () => {
       env: { A: '1', B: '2' },
       limits: { memory: '1g', pids: 10 },
       network: { allow: ['a.com'] },
-      secrets: [{ name: 'T', hosts: ['a.com'] }, { name: 'U', hosts: ['b.com'] }],
+      secrets: [
+        { name: 'T', hosts: ['a.com'] },
+        { name: 'U', hosts: ['b.com'] },
+      ],
     };
     const upper: Policy = {
       command: ['python3', 'b.py'],
@@ -143,7 +152,10 @@ describe('merging', () => {
       env: { A: '1', B: 'two', C: true },
       limits: { memory: '2g', pids: 10 },
       network: { allow: ['a.com', 'b.com'] },
-      secrets: [{ name: 'U', hosts: ['b.com'] }, { name: 'T', hosts: ['c.com'] }],
+      secrets: [
+        { name: 'U', hosts: ['b.com'] },
+        { name: 'T', hosts: ['c.com'] },
+      ],
     });
   });
 
@@ -227,7 +239,14 @@ describe('merging', () => {
       env: { X: '1' },
       mcp: { tools: ['echo'] },
     };
-    const merged = mergeFlags(policy, { ro: ['/b'], allowNet: ['a.com'], memory: '2g', env: ['X=2'], tools: ['add'], command: ['node', 'new.js'] });
+    const merged = mergeFlags(policy, {
+      ro: ['/b'],
+      allowNet: ['a.com'],
+      memory: '2g',
+      env: ['X=2'],
+      tools: ['add'],
+      command: ['node', 'new.js'],
+    });
     assert.deepEqual(merged, {
       command: ['node', 'new.js'],
       network: { allow: ['a.com'] },
@@ -247,7 +266,10 @@ describe('merging', () => {
       hosts: ['a.com:8443', '*.b.com'],
       inject: { header: 'X-Api-Key', format: '{secret}' },
     });
-    assert.deepEqual(parseSecretFlag('T@a.com:Authorization=Bearer {secret}').inject, { header: 'Authorization', format: 'Bearer {secret}' });
+    assert.deepEqual(parseSecretFlag('T@a.com:Authorization=Bearer {secret}').inject, {
+      header: 'Authorization',
+      format: 'Bearer {secret}',
+    });
   });
 });
 

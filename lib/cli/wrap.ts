@@ -83,7 +83,19 @@ const KNOWN_SECRET_HOSTS: [RegExp, string[]][] = [
   [/^STRIPE_/, ['api.stripe.com']],
 ];
 
-const SECRET_WORDS = new Set(['TOKEN', 'KEY', 'APIKEY', 'SECRET', 'PASSWORD', 'PASSWD', 'PASS', 'PAT', 'CREDENTIAL', 'CREDENTIALS', 'AUTH']);
+const SECRET_WORDS = new Set([
+  'TOKEN',
+  'KEY',
+  'APIKEY',
+  'SECRET',
+  'PASSWORD',
+  'PASSWD',
+  'PASS',
+  'PAT',
+  'CREDENTIAL',
+  'CREDENTIALS',
+  'AUTH',
+]);
 
 /** Does this env var look like a credential? (A value that is an absolute path is not one.) */
 export function looksLikeSecret(name: string, value: unknown): boolean {
@@ -276,7 +288,8 @@ export function wrapConfig(file: string, opts: WrapOptions = {}): WrapResult {
 /** Restores the backup byte for byte. Policy files are left in place (they may hold edits). */
 export function undoWrap(file: string): { backupFile: string } {
   const backupFile = `${file}${BACKUP_SUFFIX}`;
-  if (!existsSync(backupFile)) throw new WrapError(`no backup ${backupFile}: ${file} was not wrapped by stockade (or was already restored)`);
+  if (!existsSync(backupFile))
+    throw new WrapError(`no backup ${backupFile}: ${file} was not wrapped by stockade (or was already restored)`);
   const tmp = `${file}.stockade-tmp`;
   copyFileSync(backupFile, tmp);
   renameSync(tmp, file);
@@ -318,7 +331,8 @@ function report(result: WrapResult, io: CliIO, dryRun: boolean): void {
   }
   if (result.commentsDropped) w(`note: the comments in the config are not kept in the rewritten file (the backup has them)`);
   if (!result.changed) w('nothing to change');
-  else if (!dryRun) w(`backup: ${result.backupFile} (restore with: stockade wrap --undo ${basename(result.backupFile.slice(0, -BACKUP_SUFFIX.length))})`);
+  else if (!dryRun)
+    w(`backup: ${result.backupFile} (restore with: stockade wrap --undo ${basename(result.backupFile.slice(0, -BACKUP_SUFFIX.length))})`);
 }
 
 /** `argv` is what follows `wrap`. Exit status: 0 done, 1 error, 2 usage error. */
@@ -331,7 +345,11 @@ export async function main(argv: string[], io: CliIO = process): Promise<number>
   const unknown = argv.find((a) => a.startsWith('-') && !known.has(a));
   const files = argv.filter((a) => !a.startsWith('-'));
   if (unknown || files.length !== 1 || (argv.includes('--undo') && argv.includes('--dry-run'))) {
-    const why = unknown ? `unknown option ${unknown}` : files.length !== 1 ? 'expected exactly one CONFIG' : '--undo and --dry-run do not combine';
+    const why = unknown
+      ? `unknown option ${unknown}`
+      : files.length !== 1
+        ? 'expected exactly one CONFIG'
+        : '--undo and --dry-run do not combine';
     io.stderr.write(`stockade wrap: ${why}\n${USAGE}`);
     return 2;
   }

@@ -188,7 +188,13 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
       return null;
     }
     const reason = name === undefined ? 'tools/call without a tool name' : `tool "${name}" is not allowed by the stockade policy`;
-    audit({ id: msg.id === undefined ? undefined : (msg.id as string | number | null), tool: name ?? '', outcome: 'refused', durationMs: 0, reason });
+    audit({
+      id: msg.id === undefined ? undefined : (msg.id as string | number | null),
+      tool: name ?? '',
+      outcome: 'refused',
+      durationMs: 0,
+      reason,
+    });
     // A notification gets no response, even an error (JSON-RPC 2.0 §4.1).
     if (msg.id === undefined) return 'drop';
     return errorResponse(isRequestId(msg.id) ? msg.id : null, INVALID_PARAMS, reason, { stockade: 'refused', tool: name ?? null });
@@ -340,7 +346,13 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
     if (rest) writeClientRaw(rest);
     flushInjected();
     for (const call of pendingCalls.values()) {
-      audit({ id: call.id, tool: call.tool, outcome: 'error', durationMs: Date.now() - call.startedAt, reason: 'server exited before answering' });
+      audit({
+        id: call.id,
+        tool: call.tool,
+        outcome: 'error',
+        durationMs: Date.now() - call.startedAt,
+        reason: 'server exited before answering',
+      });
     }
     pendingCalls.clear();
     serverEnded = true;

@@ -188,6 +188,11 @@ export const FORMATS: Record<string, [FormatCheck, string, string]> = {
 /** Glob match for tool patterns: `*` matches any run of characters, nothing else is special. */
 export function toolMatches(pattern: string, name: string): boolean {
   if (!pattern.includes('*')) return pattern === name;
-  const re = new RegExp(`^${pattern.split('*').map((s) => s.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&')).join('.*')}$`);
+  const re = new RegExp(
+    `^${pattern
+      .split('*')
+      .map((s) => s.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&'))
+      .join('.*')}$`,
+  );
   return re.test(name);
 }

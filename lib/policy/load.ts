@@ -15,7 +15,12 @@ function readCapped(file: string): string {
     const size = fstatSync(fd).size;
     if (size > MAX_POLICY_BYTES) {
       throw new PolicyError(
-        [{ path: '', message: `the file is ${(size / 1024 / 1024).toFixed(1)} MiB; a policy may be at most 1 MiB (is this the right file?)` }],
+        [
+          {
+            path: '',
+            message: `the file is ${(size / 1024 / 1024).toFixed(1)} MiB; a policy may be at most 1 MiB (is this the right file?)`,
+          },
+        ],
         file,
       );
     }
@@ -62,7 +67,10 @@ export function parsePolicyText(text: string, format: 'json' | 'yaml' | 'auto', 
   if (problems.length > 0) {
     const e = problems[0];
     const where = e.linePos ? ` at line ${e.linePos[0].line}, column ${e.linePos[0].col}` : '';
-    throw new PolicyError([{ path: '', message: `not valid YAML${where}: ${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}` }], file);
+    throw new PolicyError(
+      [{ path: '', message: `not valid YAML${where}: ${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}` }],
+      file,
+    );
   }
   return doc.toJS({ maxAliasCount: 100 });
 }

@@ -203,7 +203,12 @@ export function flagsToPolicy(flags: RunFlags, cwd: string = process.cwd()): Pol
   }
   if (flags.upstreamCa?.length) p.upstreamCa = flags.upstreamCa.map(abs);
   if (flags.tools?.length) {
-    p.mcp = { tools: flags.tools.flatMap((t) => t.split(',')).map((t) => t.trim()).filter((t) => t !== '') };
+    p.mcp = {
+      tools: flags.tools
+        .flatMap((t) => t.split(','))
+        .map((t) => t.trim())
+        .filter((t) => t !== ''),
+    };
   }
   if (flags.audit !== undefined) p.audit = abs(flags.audit);
   if (flags.verbose) p.verbose = true;

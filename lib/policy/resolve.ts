@@ -84,9 +84,7 @@ export function policyToOptions(policy: Policy, ctx: ResolveContext = {}): Polic
   }
   if (network !== undefined) {
     options.network =
-      typeof network === 'string'
-        ? network
-        : { allow: [...network.allow], ...(network.resolve ? { resolve: network.resolve } : {}) };
+      typeof network === 'string' ? network : { allow: [...network.allow], ...(network.resolve ? { resolve: network.resolve } : {}) };
   }
   if (p.limits) {
     const l = p.limits;

@@ -22,9 +22,7 @@ export class PolicyError extends Error {
     readonly issues: PolicyIssue[],
     readonly file?: string,
   ) {
-    super(
-      `${file ? `invalid policy ${file}` : 'invalid policy'}:\n${issues.map((i) => `  ${i.message}`).join('\n')}`,
-    );
+    super(`${file ? `invalid policy ${file}` : 'invalid policy'}:\n${issues.map((i) => `  ${i.message}`).join('\n')}`);
     this.name = 'PolicyError';
   }
 }
@@ -198,7 +196,9 @@ function walk(s: Schema, v: unknown, path: string, out: PolicyIssue[]): void {
       }
     }
     if (typeof v === 'string') {
-      const words = branches.flatMap((b) => (b.const !== undefined ? [b.const] : (b.enum ?? []))).filter((w: unknown) => typeof w === 'string');
+      const words = branches
+        .flatMap((b) => (b.const !== undefined ? [b.const] : (b.enum ?? [])))
+        .filter((w: unknown) => typeof w === 'string');
       const hint = closest(v, words);
       if (hint) {
         out.push({ path, message: `${where}: expected ${expected(s)}, found ${found(v)}; did you mean ${show(hint)}?` });
@@ -218,7 +218,13 @@ function walk(s: Schema, v: unknown, path: string, out: PolicyIssue[]): void {
     return;
   }
   if (s.enum && !s.enum.includes(v)) {
-    const hint = typeof v === 'string' ? closest(v, s.enum.filter((e: unknown) => typeof e === 'string')) : undefined;
+    const hint =
+      typeof v === 'string'
+        ? closest(
+            v,
+            s.enum.filter((e: unknown) => typeof e === 'string'),
+          )
+        : undefined;
     out.push({
       path,
       message: `${where}: expected ${orList(s.enum.map(show))}, found ${found(v)}${hint ? `; did you mean ${show(hint)}?` : ''}`,
@@ -280,7 +286,9 @@ function walk(s: Schema, v: unknown, path: string, out: PolicyIssue[]): void {
           path: child,
           message: hint
             ? `unknown key \`${child}\`; did you mean \`${hint}\`?`
-            : `unknown key \`${child}\`; expected one of ${Object.keys(props).map((k) => `\`${k}\``).join(', ')}`,
+            : `unknown key \`${child}\`; expected one of ${Object.keys(props)
+                .map((k) => `\`${k}\``)
+                .join(', ')}`,
         });
       } else if (s.additionalProperties && typeof s.additionalProperties === 'object') {
         walk(s.additionalProperties, value, child, out);
@@ -291,7 +299,7 @@ function walk(s: Schema, v: unknown, path: string, out: PolicyIssue[]): void {
 
 // ---- ajv safety net ------------------------------------------------------------------------------
 
-let ajvValidate: ((doc: unknown) => boolean) & { errors?: unknown } | undefined;
+let ajvValidate: (((doc: unknown) => boolean) & { errors?: unknown }) | undefined;
 
 function ajvCheck(doc: unknown): PolicyIssue[] {
   if (!ajvValidate) {
@@ -334,7 +342,8 @@ function semanticChecks(p: Policy): PolicyIssue[] {
   }
   const names = new Set<string>();
   p.secrets?.forEach((s, i) => {
-    if (names.has(s.name)) issues.push({ path: `/secrets/${i}/name`, message: `/secrets/${i}/name: secret \`${s.name}\` is defined twice` });
+    if (names.has(s.name))
+      issues.push({ path: `/secrets/${i}/name`, message: `/secrets/${i}/name: secret \`${s.name}\` is defined twice` });
     names.add(s.name);
     if (p.env && s.name in p.env) {
       issues.push({

@@ -26,6 +26,11 @@ export interface SandboxFilesystem {
   readOnly?: string[];
   /** Host paths bound read-write at the same path inside. */
   readWrite?: string[];
+  /**
+   * HOME inside is /home/nobody: a private tmpfs ('tmpfs', the default) or a host directory
+   * bound read-write there, so that data survives restarts.
+   */
+  home?: 'tmpfs' | string;
   /** Size of the private /tmp (bytes, or a tmpfs size string such as '64m'). Default 64m. */
   tmpSize?: number | string;
 }

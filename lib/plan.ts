@@ -202,7 +202,7 @@ export function resolveSandbox(command: string, args: readonly string[], options
 
   const fsOptions = options.filesystem ?? {};
   if (typeof fsOptions !== 'object' || fsOptions === null) fail('filesystem', 'expected an object');
-  checkKeys(fsOptions, ['readOnly', 'readWrite', 'tmpSize'], 'filesystem');
+  checkKeys(fsOptions, ['readOnly', 'readWrite', 'tmpSize', 'home'], 'filesystem');
   const tmpSize = fsOptions.tmpSize === undefined ? 64 * 1024 ** 2 : size(fsOptions.tmpSize, 'filesystem.tmpSize');
 
   const mounts = new Map<string, NativeMount>();
@@ -223,11 +223,17 @@ export function resolveSandbox(command: string, args: readonly string[], options
   }
 
   add({ kind: MountKind.tmpfs, target: '/newroot/tmp', data: `mode=1777,size=${tmpSize}` });
-  add({
-    kind: MountKind.tmpfs,
-    target: `/newroot${SANDBOX_HOME}`,
-    data: `mode=0700,uid=${SANDBOX_UID},gid=${SANDBOX_UID},size=${tmpSize}`,
-  });
+  const home = fsOptions.home ?? 'tmpfs';
+  if (home === 'tmpfs') {
+    add({
+      kind: MountKind.tmpfs,
+      target: `/newroot${SANDBOX_HOME}`,
+      data: `mode=0700,uid=${SANDBOX_UID},gid=${SANDBOX_UID},size=${tmpSize}`,
+    });
+  } else {
+    const real = hostPath(home, 'filesystem.home');
+    add({ kind: MountKind.bind, source: `/oldroot${real}`, target: `/newroot${SANDBOX_HOME}`, readOnly: false, sourceIsDir: true });
+  }
   add({ kind: MountKind.tmpfs, target: '/newroot/dev', data: 'mode=0755,size=64k' });
   for (const d of devices) {
     add({

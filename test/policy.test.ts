@@ -355,8 +355,8 @@ describe('policyToOptions', () => {
     assert.equal(launch.home, '/home/me/.local/state/srv');
     assert.equal(launch.audit, '/var/log/stockade.jsonl');
     assert.deepEqual(launch.options, {
-      filesystem: { readOnly: ['/srv'], readWrite: ['/home/me/.local/state/srv'], tmpSize: '32m' },
-      env: { HOME: '/home/me/.local/state/srv' },
+      filesystem: { home: '/home/me/.local/state/srv', readOnly: ['/srv'], tmpSize: '32m' },
+      env: {},
       cwd: '/srv',
       hostname: 'box',
       upstreamCa: ['/etc/ca.pem'],
@@ -366,9 +366,10 @@ describe('policyToOptions', () => {
     });
   });
 
-  it('HOME=/tmp for a tmpfs home; no tools means the tool layer is off', () => {
+  it('a tmpfs home by default; no tools means the tool layer is off', () => {
     const launch = policyToOptions({ command: ['cat'] });
-    assert.equal(launch.options.env?.HOME, '/tmp');
+    assert.equal(launch.options.filesystem?.home, 'tmpfs');
+    assert.equal(launch.options.env?.HOME, undefined);
     assert.equal(launch.tools, undefined);
     assert.equal(launch.options.network, undefined);
   });

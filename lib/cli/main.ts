@@ -1,9 +1,11 @@
 // The `stockade` command: dispatches to one module per subcommand. A usage error prints one
 // line on stderr and exits 2.
-import { UsageError } from './args';
+import { UsageError } from './flags';
 
 const commands: Record<string, { summary: string; load: () => { main(argv: string[]): Promise<number> } }> = {
   run: { summary: 'run a command (an MCP server) in a sandbox', load: () => require('./run') },
+  check: { summary: 'validate a policy file and print the effective policy', load: () => require('./check') },
+  wrap: { summary: 'put every stdio server of an MCP client config behind stockade', load: () => require('./wrap') },
   doctor: { summary: 'check what this host supports, and how to fix what is missing', load: () => require('./doctor') },
 };
 

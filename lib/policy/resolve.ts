@@ -37,7 +37,7 @@ export interface PolicyLaunch {
   options: SandboxOptions;
   /** The MCP tool allowlist; undefined means the tool layer is off (stdio untouched). */
   tools?: string[];
-  /** HOME as the policy wants it: 'tmpfs' or a host dir (already bound read-write in options). */
+  /** HOME as the policy wants it: 'tmpfs' or a host dir (bound read-write at /home/nobody). */
   home: 'tmpfs' | string;
   seccomp: 'default';
   audit?: string;
@@ -48,8 +48,7 @@ export interface PolicyLaunch {
  * Turns a validated policy into spawnSandboxed() arguments. Applies the profile, creates the
  * profile's cache dirs (0700), converts units (sizes to bytes, timeout seconds to ms).
  *
- * HOME: SandboxOptions has no home mount yet, so 'tmpfs' sets HOME=/tmp (the sandbox's private
- * tmpfs) and a directory is bound read-write and becomes HOME. An explicit env.HOME wins.
+ * HOME: /home/nobody inside, a private tmpfs or the policy's directory bound read-write there.
  * Secrets: their hosts are added to the allow list; a secret is useless if its host is blocked.
  */
 export function policyToOptions(policy: Policy, ctx: ResolveContext = {}): PolicyLaunch {
@@ -63,9 +62,7 @@ export function policyToOptions(policy: Policy, ctx: ResolveContext = {}): Polic
   const fs = p.filesystem ?? {};
   const readWrite = [...(fs.readWrite ?? [])];
   const home = fs.home ?? 'tmpfs';
-  if (home !== 'tmpfs' && !readWrite.includes(home)) readWrite.push(home);
-  if (env.HOME === undefined) env.HOME = home === 'tmpfs' ? '/tmp' : home;
-  options.filesystem = {};
+  options.filesystem = { home };
   if (fs.readOnly?.length) options.filesystem.readOnly = [...fs.readOnly];
   if (readWrite.length) options.filesystem.readWrite = readWrite;
   if (fs.tmpSize !== undefined) options.filesystem.tmpSize = fs.tmpSize;

@@ -77,7 +77,9 @@ const KILLED = [
 ];
 
 // Other ABIs of x86_64, killed by the architecture check at the top of the filter.
-const KILLED_ABI = process.arch === 'x64' ? ['int80_unshare', 'x32_unshare'] : [];
+// i386 chroot (61) and setns (346) are allowed numbers on x86_64 (wait4, unassigned), so only
+// the architecture check stops them; i386 unshare (310) is x86_64's process_vm_readv.
+const KILLED_ABI = process.arch === 'x64' ? ['int80_unshare', 'int80_chroot', 'int80_setns', 'x32_unshare'] : [];
 
 // Rules that answer instead of killing, run together in one sandbox: name → exact outcome.
 const ANSWERED: [name: string, outcome: string, why: string][] = [
@@ -103,6 +105,15 @@ const ANSWERED: [name: string, outcome: string, why: string][] = [
   ['socket_vsock', 'errno=EAFNOSUPPORT', 'AF_VSOCK is EAFNOSUPPORT'],
   ['socket_alg', 'errno=EAFNOSUPPORT', 'AF_ALG is EAFNOSUPPORT'],
   ['socket_key', 'errno=EAFNOSUPPORT', 'AF_KEY is EAFNOSUPPORT'],
+  ['socket_packet_high', 'errno=EAFNOSUPPORT', 'AF_PACKET with bits above 32 (the kernel reads an int) is EAFNOSUPPORT'],
+  // socketpair() runs the family's create function before asking it for a pair, so the family
+  // rule covers it too (the refused ones would get EINVAL from the kernel for the bad type).
+  ['socketpair_unix', 'ok', 'socketpair(AF_UNIX) is allowed'],
+  ['socketpair_packet', 'errno=EAFNOSUPPORT', 'socketpair(AF_PACKET) is EAFNOSUPPORT'],
+  ['socketpair_vsock', 'errno=EAFNOSUPPORT', 'socketpair(AF_VSOCK) is EAFNOSUPPORT'],
+  ['socketpair_alg', 'errno=EAFNOSUPPORT', 'socketpair(AF_ALG) is EAFNOSUPPORT'],
+  ['socketpair_tipc', 'errno=EAFNOSUPPORT', 'socketpair(AF_TIPC), which makes real pairs, is EAFNOSUPPORT'],
+  ['socketpair_vsock_valid', 'errno=EAFNOSUPPORT', 'a valid socketpair(AF_VSOCK) never reaches vsock_create'],
   // 469 (file_setattr, Linux 6.17) is the highest number the filter knows: it must reach the
   // kernel (EINVAL for a zero-sized attr), and the next one must not.
   ['file_setattr', 'errno=EINVAL', 'the highest known syscall (469, file_setattr) reaches the kernel'],
@@ -144,9 +155,18 @@ const CONTROL: [name: string, errno: string][] = [
   ['ioctl_tioclinux', 'EBADF'],
   ['socket_packet', 'EINVAL'],
   ['socket_alg', 'EINVAL'],
+  ['socket_packet_high', 'EINVAL'],
+  ['socketpair_vsock', 'EINVAL'],
+  ['socketpair_tipc', 'EINVAL'],
   // int 0x80 works for a 64-bit process on this kernel (CONFIG_IA32_EMULATION): without the
   // architecture check, i386 unshare would reach the kernel.
-  ...(process.arch === 'x64' ? ([['int80_unshare', 'EINVAL']] as [string, string][]) : []),
+  ...(process.arch === 'x64'
+    ? ([
+        ['int80_unshare', 'EINVAL'],
+        ['int80_chroot', 'EFAULT'],
+        ['int80_setns', 'EBADF'],
+      ] as [string, string][])
+    : []),
 ];
 
 /** The result lines of a try-syscall run ("NAME ok", "NAME errno=E..."), keyed by NAME. */

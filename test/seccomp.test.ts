@@ -74,6 +74,8 @@ const KILLED = [
   'clone_newuser',
   'clone_newpid',
   'clone_newnet',
+  // from a second thread: the whole process dies, not only the thread
+  'unshare_in_thread',
 ];
 
 // Other ABIs of x86_64, killed by the architecture check at the top of the filter.

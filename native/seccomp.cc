@@ -12,12 +12,16 @@
 //   memory BPF cannot read, and glibc then falls back to clone() (threads keep working);
 // - ioctl TIOCSTI/TIOCLINUX (terminal input injection) answer EPERM; the command is compared
 //   on its low 32 bits, as the kernel reads it (unsigned int);
-// - personality() keeps only harmless values; socket() only AF_UNIX, AF_INET, AF_INET6,
-//   AF_NETLINK (no raw packet sockets, no obscure protocol families with a history of bugs);
+// - personality() keeps only harmless values; socket() and socketpair() only AF_UNIX, AF_INET,
+//   AF_INET6, AF_NETLINK (no raw packet sockets, no obscure protocol families with a history of
+//   bugs). socketpair() needs the rule as much as socket(): it creates both sockets through
+//   the family's own create function (autoloading its module) before it asks the family for a
+//   pair, and some families (AF_TIPC) do make one;
 // - numbers above the highest this table knows answer ENOSYS: a syscall added to a future
 //   kernel is refused until it has been reviewed.
 // The kernel (5.11+) caches the verdict of every syscall whose outcome does not depend on its
-// arguments, so the filter costs almost nothing outside clone, ioctl, personality and socket.
+// arguments, so the filter costs almost nothing outside clone, ioctl, personality and the
+// socket calls.
 #include <errno.h>
 #include <linux/audit.h>
 #include <linux/seccomp.h>
@@ -215,11 +219,14 @@ std::vector<struct sock_filter> buildDefault() {
     for (uint32_t p : kPersonalities) g.returnIfEqual(p, SECCOMP_RET_ALLOW);
     g.ret(errnoRet(EPERM));
   });
-  guarded(b, SYS_socket, [](Builder& g) {
+  // The family is argument 0 of both; the kernel reads it as an int (low 32 bits).
+  auto onlyAllowedFamilies = [](Builder& g) {
     g.load(arg(0));
     for (uint32_t family : kSocketFamilies) g.returnIfEqual(family, SECCOMP_RET_ALLOW);
     g.ret(errnoRet(EAFNOSUPPORT));
-  });
+  };
+  guarded(b, SYS_socket, onlyAllowedFamilies);
+  guarded(b, SYS_socketpair, onlyAllowedFamilies);
   b.returnIfAtLeast(kHighestKnown + 1, errnoRet(ENOSYS));
   b.ret(SECCOMP_RET_ALLOW);
   return std::move(b.program());

@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import * as path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { type RunResult, compileFixture, run } from './helpers';
+import { compileFixture, type RunResult, run } from './helpers';
 
 const execFileAsync = promisify(execFile);
 
@@ -248,7 +248,10 @@ describe('seccomp default profile', () => {
 
     before(async () => {
       // Plain child_process, as this user: no namespaces, no filter.
-      const { stdout } = await execFileAsync(binary, CONTROL.map(([name]) => name));
+      const { stdout } = await execFileAsync(
+        binary,
+        CONTROL.map(([name]) => name),
+      );
       seen = outcomes(stdout);
     });
 

@@ -10,3 +10,5 @@ export type {
 } from './options';
 export { type HostCheck, type HostReport, probeHost } from './probe';
 export { type SandboxExit, SandboxedProcess, spawnSandboxed } from './process';
+export { type ToolFilter, wireToolFilter } from './mcp';
+export { loadPolicy, mergeFlags, type Policy, PolicyError, policyToOptions, validatePolicy } from './policy';

@@ -1,4 +1,5 @@
 export { SandboxError, SandboxOptionsError } from './errors';
+export { type ToolFilter, wireToolFilter } from './mcp';
 export type {
   EgressOptions,
   SandboxFilesystem,
@@ -8,7 +9,6 @@ export type {
   SecretOptions,
   StdioSlot,
 } from './options';
+export { loadPolicy, mergeFlags, type Policy, PolicyError, policyToOptions, validatePolicy } from './policy';
 export { type HostCheck, type HostReport, probeHost } from './probe';
 export { type SandboxExit, SandboxedProcess, spawnSandboxed } from './process';
-export { type ToolFilter, wireToolFilter } from './mcp';
-export { loadPolicy, mergeFlags, type Policy, PolicyError, policyToOptions, validatePolicy } from './policy';

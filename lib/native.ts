@@ -81,7 +81,15 @@ export interface NativeHandle {
 
 export type NativeSpawnResult = { error: NativeError } | { pid: number; handle: NativeHandle; listenerFds: number[] };
 
+/** Serves a UDP socket bound inside a sandbox's netns (native/udp.cc); owns the fd. */
+export interface NativeUdpEndpoint {
+  /** Sends a datagram to `peer` (a sockaddr as received); returns 0 or an errno. */
+  send(data: Buffer, peer: Buffer): number;
+  close(): void;
+}
+
 interface Addon {
+  UdpEndpoint: new (fd: number, onMessage: (data: Buffer, peer: Buffer) => void) => NativeUdpEndpoint;
   spawn(plan: NativePlan, onExit: (code: number | null, signal: NodeJS.Signals | null) => void): NativeSpawnResult;
   pipe(): [number, number];
   probeNamespaces(): number;

@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "spawn.h"
+#include "udp.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -389,6 +390,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("pipe", Napi::Function::New(env, Pipe));
   exports.Set("probeNamespaces", Napi::Function::New(env, ProbeNamespaces));
   exports.Set("landlockAbi", Napi::Function::New(env, LandlockAbi));
+  exports.Set("UdpEndpoint", UdpEndpoint::Init(env));
   return exports;
 }
 

@@ -1,0 +1,28 @@
+// udp.h — UdpEndpoint, a JavaScript object serving an injected UDP socket (udp.cc).
+#pragma once
+
+#include <napi.h>
+#include <uv.h>
+
+namespace stockade {
+
+class UdpEndpoint : public Napi::ObjectWrap<UdpEndpoint> {
+ public:
+  static Napi::FunctionReference* constructor;
+  static Napi::Function Init(Napi::Env env);
+  explicit UdpEndpoint(const Napi::CallbackInfo& info);
+  ~UdpEndpoint() override;
+
+ private:
+  static void OnReadable(uv_poll_t* handle, int status, int events);
+  Napi::Value Send(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  void Stop();
+
+  Napi::Env env_ = nullptr;
+  int fd_ = -1;
+  uv_poll_t* poll_ = nullptr;
+  Napi::FunctionReference onMessage_;
+};
+
+}  // namespace stockade

@@ -11,16 +11,12 @@
 // failure, and touches no memory but its registers and the arguments' pointees.
 //
 // Use only from code that runs between clone() and execve() (functions named ...InChild and
-// what they call); the parent side keeps glibc and errno.
+// what they call); the parent side keeps glibc and errno. stockade-init (init.c), which has no
+// libc at all, uses the C core, stockade_syscall6().
 #pragma once
 
-#include <type_traits>
-
-namespace stockade {
-
-namespace detail {
-
-inline long syscall6(long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
+static inline long stockade_syscall6(long nr, long a1, long a2, long a3, long a4, long a5,
+                                     long a6) {
 #if defined(__x86_64__)
   long ret;
   register long r10 __asm__("r10") = a4;
@@ -51,6 +47,13 @@ inline long syscall6(long nr, long a1, long a2, long a3, long a4, long a5, long 
 #endif
 }
 
+#ifdef __cplusplus
+#include <type_traits>
+
+namespace stockade {
+
+namespace detail {
+
 template <typename T>
 inline long toArg(T value) {
   if constexpr (std::is_pointer_v<T>) {
@@ -69,7 +72,7 @@ template <typename... Args>
 inline long sys(long nr, Args... args) {
   static_assert(sizeof...(Args) <= 6, "a system call takes at most six arguments");
   long a[6] = {detail::toArg(args)...};
-  return detail::syscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+  return stockade_syscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
 
 // The errno of a raw result, or 0 on success.
@@ -78,3 +81,4 @@ inline int sysError(long result) {
 }
 
 }  // namespace stockade
+#endif  // __cplusplus

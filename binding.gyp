@@ -19,8 +19,14 @@
       "target_name": "stockade-init",
       "type": "executable",
       "sources": ["native/init.c"],
-      "cflags": ["-O2", "-Wall", "-Wextra", "-Werror", "-fstack-protector-strong"],
-      "ldflags": ["-static"]
+      "cflags!": ["-fPIC", "-pthread"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Werror", "-fstack-protector-strong", "-ffreestanding",
+                 "-fno-pie", "-fno-asynchronous-unwind-tables", "-fno-unwind-tables"],
+      "ldflags!": ["-rdynamic", "-pthread"],
+      "ldflags": ["-static", "-nostdlib", "-no-pie", "-Wl,--build-id=none"],
+      "conditions": [
+        ["target_arch=='x64'", {"cflags": ["-mstack-protector-guard=global"]}]
+      ]
     }
   ]
 }

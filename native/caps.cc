@@ -6,7 +6,8 @@
 // CAP_SETPCAP, which setresuid() away from uid 0 takes (host-root mode); capset() to zero and
 // no_new_privs need nothing. After both, the payload holds no capability in any set, cannot
 // regain one through execve (bounding set empty, NOROOT locked, no_new_privs), and file
-// capabilities and set-uid bits are ignored.
+// capabilities and set-uid bits are ignored. The ...InChild functions make raw system calls
+// (syscall.h): they run in the child, which shares the parent's memory and TLS.
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "syscall.h"
 
 namespace stockade {
 
@@ -33,20 +35,20 @@ int readLastCap() {
 int dropBoundingSetInChild(int lastCap) {
   const unsigned long bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE |
                              SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED | SECBIT_KEEP_CAPS_LOCKED;
-  if (prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) != 0) return errno;
+  if (int err = sysError(sys(SYS_prctl, PR_SET_SECUREBITS, bits, 0, 0, 0))) return err;
   for (int cap = 0; cap <= lastCap; ++cap) {
-    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) return errno;
+    int err = sysError(sys(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0));
+    if (err != 0 && err != EINVAL) return err;
   }
   return 0;
 }
 
 int dropCapabilitiesInChild() {
-  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
-    return errno;
+  int err = sysError(sys(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0));
+  if (err != 0 && err != EINVAL) return err;
   struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
   struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
-  if (syscall(SYS_capset, &header, data) != 0) return errno;
-  return 0;
+  return sysError(sys(SYS_capset, &header, data));
 }
 
 }  // namespace stockade

@@ -1,7 +1,9 @@
 // child.h — the steps of the child's checklist (child.cc) and of the parent side (spawn.cc),
 // one file per kernel concern. Functions named ...InChild run between clone() and execve():
-// they make system calls only (no allocation, no locks, no stdio) and return 0 or an errno,
-// with *index set for steps that work on a list.
+// they make raw system calls only (syscall.h: no glibc wrappers, no errno, no allocation, no
+// locks, no stdio) and return 0 or an errno, with *index set for steps that work on a list.
+// The child shares the parent's memory (CLONE_VM, see spawn.cc): it reads Plan and Prepared
+// through const references and writes only to its own stack.
 #pragma once
 
 #include <sys/types.h>
@@ -10,16 +12,25 @@
 
 namespace stockade {
 
+// The descriptors the child renumbers while it arranges the payload's fds (fds.cc). They live
+// on the child's stack: Prepared is the parent's memory, which the parent still reads and
+// closes, so the child must not write the new numbers there.
+struct ChildFds {
+  int error;   // write end of the error pipe, where failInChild() reports
+  int status;  // write end of stockade-init's status pipe, or -1
+  int init;    // O_PATH fd of stockade-init, or -1
+};
+
 // userns.cc
 int writeIdMapsFromParent(pid_t pid, const Plan& plan, bool hostRoot, std::string* failedPath);
 int setIdentityInChild(const Plan& plan, bool hostRoot);
 
 // mounts.cc
-int buildRootInChild(Plan& plan, Step* step, int* index);
+int buildRootInChild(const Plan& plan, Step* step, int* index);
 
 // net.cc
 void prepareRouteMessages(Prepared& prep);
-int setupNetworkInChild(const Plan& plan, Prepared& prep, Step* step, int* index);
+int setupNetworkInChild(const Plan& plan, const Prepared& prep, Step* step, int* index);
 int receiveListenersFromChild(int socket, size_t count, std::vector<int>* fds);
 
 // caps.cc
@@ -32,10 +43,10 @@ const struct sock_fprog* defaultFilter();
 int installFilterInChild(const struct sock_fprog* filter);
 
 // fds.cc
-int arrangeFdsInChild(const Plan& plan, Prepared& prep);
+int arrangeFdsInChild(const Plan& plan, const Prepared& prep, ChildFds* fds);
 
 // child.cc
-[[noreturn]] void runChild(Plan& plan, Prepared& prep);
-[[noreturn]] void failInChild(const Prepared& prep, Step step, int err, int index = -1);
+[[noreturn]] void runChild(const Plan& plan, const Prepared& prep);
+[[noreturn]] void failInChild(const ChildFds& fds, Step step, int err, int index = -1);
 
 }  // namespace stockade

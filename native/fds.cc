@@ -6,13 +6,15 @@
 // pipe at n and n+1 (stockade-init is told where) and stockade-init's own executable at n+2, and
 // every other fd closed. Sources that sit inside the target range are first moved above it, so no
 // dup3() overwrites a source another slot still needs (libuv's process.c does the same).
+// Runs in the child: raw system calls (syscall.h); the renumbered error pipe, status pipe and
+// stockade-init fds are written to the child's own ChildFds, never to the parent's Prepared.
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <sys/syscall.h>
-#include <unistd.h>
 
 #include "child.h"
+#include "syscall.h"
 
 #ifndef SYS_close_range
 #define SYS_close_range 436
@@ -21,50 +23,56 @@
 namespace stockade {
 
 static int closeFrom(unsigned first, unsigned last) {
-  if (syscall(SYS_close_range, first, last, 0) == 0) return 0;
-  if (errno != ENOSYS) return errno;
-  for (unsigned fd = first; fd <= last && fd < 65536; ++fd) close(static_cast<int>(fd));  // < 5.9
+  int err = sysError(sys(SYS_close_range, first, last, 0));
+  if (err != ENOSYS) return err;
+  for (unsigned fd = first; fd <= last && fd < 65536; ++fd) sys(SYS_close, fd);  // < 5.9
   return 0;
 }
 
-int arrangeFdsInChild(const Plan& plan, Prepared& prep) {
+// fcntl(F_DUPFD_CLOEXEC, at least `minimum`): the new fd, or -errno.
+static long moveAbove(int fd, int minimum) {
+  return sys(SYS_fcntl, fd, F_DUPFD_CLOEXEC, minimum);
+}
+
+int arrangeFdsInChild(const Plan& plan, const Prepared& prep, ChildFds* fds) {
   int sources[kMaxFds + 3];
   int n = static_cast<int>(plan.fds.size());
   for (int i = 0; i < n; ++i) sources[i] = plan.fds[i] < 0 ? prep.devNull : plan.fds[i];
   int total = n;
+  int errorFdInside = -1;
   if (plan.useInit) {
-    prep.errorFdInside = total;
-    sources[total++] = prep.errorPipe[1];
-    prep.statusFdInside = total;
-    sources[total++] = prep.statusPipe[1];
-    sources[total++] = prep.initFd;  // executed with execveat(); close-on-exec is fine for ELF
+    errorFdInside = total;
+    sources[total++] = fds->error;
+    sources[total++] = fds->status;
+    sources[total++] = fds->init;  // executed with execveat(); close-on-exec is fine for ELF
   }
-  if (!plan.useInit && prep.errorPipe[1] < total) {
-    int moved = fcntl(prep.errorPipe[1], F_DUPFD_CLOEXEC, total);
-    if (moved < 0) return errno;
-    prep.errorPipe[1] = moved;
+  if (!plan.useInit && fds->error < total) {
+    long moved = moveAbove(fds->error, total);
+    if (moved < 0) return sysError(moved);
+    fds->error = static_cast<int>(moved);
   }
   for (int i = 0; i < total; ++i) {
     if (sources[i] >= total) continue;
-    int moved = fcntl(sources[i], F_DUPFD_CLOEXEC, total);
-    if (moved < 0) return errno;
+    long moved = moveAbove(sources[i], total);
+    if (moved < 0) return sysError(moved);
     for (int j = i + 1; j < total; ++j)
-      if (sources[j] == sources[i]) sources[j] = moved;
-    sources[i] = moved;
+      if (sources[j] == sources[i]) sources[j] = static_cast<int>(moved);
+    sources[i] = static_cast<int>(moved);
   }
   for (int i = 0; i < total; ++i) {
     // Without stockade-init the error pipe stays where it is, close-on-exec, so that a
     // successful execve closes it; every fd in the layout itself must survive execve.
-    if (dup3(sources[i], i, 0) < 0) return errno;
+    if (int err = sysError(sys(SYS_dup3, sources[i], i, 0))) return err;
   }
   if (plan.useInit) {
     // From here on, failures are reported through the copy stockade-init will inherit.
-    prep.errorPipe[1] = prep.errorFdInside;
-    prep.initFd = total - 1;
-    if (fcntl(prep.initFd, F_SETFD, FD_CLOEXEC) != 0) return errno;
+    fds->error = errorFdInside;
+    fds->status = errorFdInside + 1;
+    fds->init = total - 1;
+    if (int err = sysError(sys(SYS_fcntl, fds->init, F_SETFD, FD_CLOEXEC))) return err;
     return closeFrom(total, ~0U);
   }
-  int keep = prep.errorPipe[1];
+  int keep = fds->error;
   if (keep > total) {
     if (int err = closeFrom(total, static_cast<unsigned>(keep - 1))) return err;
   }

@@ -8,6 +8,9 @@
 // socket. With routeAllLocal, `local 0.0.0.0/0 dev lo` (and ::/0) makes every address local, so
 // a listener on 0.0.0.0:443 accepts a connect() to any address on port 443, and getsockname()
 // on the accepted socket tells the original destination (checked unprivileged on 6.x kernels).
+//
+// The ...InChild half runs in the child, in the parent's address space: raw system calls only
+// (syscall.h), buffers on the child's stack. receiveListenersFromChild is the parent's half.
 #include <errno.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
@@ -15,9 +18,11 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "child.h"
+#include "syscall.h"
 
 namespace stockade {
 
@@ -55,96 +60,103 @@ void prepareRouteMessages(Prepared& prep) {
 }
 
 static int bringLoopbackUp() {
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return errno;
+  long fd = sys(SYS_socket, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return sysError(fd);
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
   memcpy(ifr.ifr_name, "lo", 3);
-  int err = 0;
-  if (ioctl(fd, SIOCGIFFLAGS, &ifr) != 0) {
-    err = errno;
-  } else {
+  int err = sysError(sys(SYS_ioctl, fd, SIOCGIFFLAGS, &ifr));
+  if (err == 0) {
     ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP | IFF_RUNNING);
-    if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0) err = errno;
+    err = sysError(sys(SYS_ioctl, fd, SIOCSIFFLAGS, &ifr));
   }
-  close(fd);
+  sys(SYS_close, fd);
   return err;
 }
 
 // Sends one netlink request and waits for its acknowledgement.
-static int netlinkRequest(int fd, const char* msg, size_t len) {
-  if (send(fd, msg, len, 0) != static_cast<ssize_t>(len)) return errno;
+static int netlinkRequest(long fd, const char* msg, size_t len) {
+  long sent = sys(SYS_sendto, fd, msg, len, 0, nullptr, 0);
+  if (sent < 0) return sysError(sent);
+  if (sent != static_cast<long>(len)) return EIO;
   char reply[256];
-  ssize_t n = recv(fd, reply, sizeof reply, 0);
-  if (n < 0) return errno;
+  long n = sys(SYS_recvfrom, fd, reply, sizeof reply, 0, nullptr, nullptr);
+  if (n < 0) return sysError(n);
   auto* header = reinterpret_cast<struct nlmsghdr*>(reply);
-  if (n < static_cast<ssize_t>(sizeof *header) || header->nlmsg_type != NLMSG_ERROR) return EPROTO;
+  if (n < static_cast<long>(sizeof *header) || header->nlmsg_type != NLMSG_ERROR) return EPROTO;
   auto* error = static_cast<struct nlmsgerr*>(NLMSG_DATA(header));
   return -error->error;
 }
 
 static int addLocalRoutes(const Prepared& prep) {
-  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-  if (fd < 0) return errno;
+  long fd = sys(SYS_socket, AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) return sysError(fd);
   const char* msgs = prep.routeMessages.data();
   size_t len4 = prep.routeMessage4Len;
   int err = netlinkRequest(fd, msgs, len4);
   if (err == 0) err = netlinkRequest(fd, msgs + len4, prep.routeMessages.size() - len4);
-  close(fd);
+  sys(SYS_close, fd);
   return err;
 }
 
-static int openListener(const Listener& spec) {
-  int fd = socket(spec.family, spec.type | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -errno;
+// Returns the listening fd, or -errno.
+static long openListener(const Listener& spec) {
+  long fd = sys(SYS_socket, spec.family, spec.type | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fd;
   int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  int rc;
+  sys(SYS_setsockopt, fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  long rc;
   if (spec.family == AF_INET6) {
-    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    sys(SYS_setsockopt, fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     struct sockaddr_in6 sa;
     memset(&sa, 0, sizeof sa);
     sa.sin6_family = AF_INET6;
     sa.sin6_port = htons(spec.port);
     memcpy(&sa.sin6_addr, spec.addr, 16);
-    rc = bind(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa);
+    rc = sys(SYS_bind, fd, &sa, sizeof sa);
   } else {
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
     sa.sin_port = htons(spec.port);
     memcpy(&sa.sin_addr, spec.addr, 4);
-    rc = bind(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa);
+    rc = sys(SYS_bind, fd, &sa, sizeof sa);
   }
-  if (rc == 0 && spec.type == SOCK_STREAM) rc = listen(fd, 511);
+  if (rc == 0 && spec.type == SOCK_STREAM) rc = sys(SYS_listen, fd, 511);
   if (rc != 0) {
-    int err = errno;
-    close(fd);
-    return -err;
+    sys(SYS_close, fd);
+    return rc;
   }
   return fd;
 }
 
 // The listener fds are sent in one SCM_RIGHTS message. Plan validation caps their number at
-// kMaxListeners, which fits the precomputed control buffer.
+// kMaxListeners; the control buffer is on the child's stack.
 static int sendListeners(const Prepared& prep, const int* fds, size_t count) {
+  union {
+    char bytes[CMSG_SPACE(kMaxListeners * sizeof(int))];
+    struct cmsghdr align;
+  } control;
+  memset(&control, 0, sizeof control);
   char byte = 'L';
   struct iovec iov = {&byte, 1};
   struct msghdr msg;
   memset(&msg, 0, sizeof msg);
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  msg.msg_control = const_cast<char*>(prep.cmsgBuffer.data());
+  msg.msg_control = control.bytes;
   msg.msg_controllen = CMSG_SPACE(count * sizeof(int));
   struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
   cmsg->cmsg_level = SOL_SOCKET;
   cmsg->cmsg_type = SCM_RIGHTS;
   cmsg->cmsg_len = CMSG_LEN(count * sizeof(int));
   memcpy(CMSG_DATA(cmsg), fds, count * sizeof(int));
-  return sendmsg(prep.listenerSocket[1], &msg, MSG_NOSIGNAL) == 1 ? 0 : errno;
+  long sent = sys(SYS_sendmsg, prep.listenerSocket[1], &msg, MSG_NOSIGNAL);
+  if (sent < 0) return sysError(sent);
+  return sent == 1 ? 0 : EIO;
 }
 
-int setupNetworkInChild(const Plan& plan, Prepared& prep, Step* step, int* index) {
+int setupNetworkInChild(const Plan& plan, const Prepared& prep, Step* step, int* index) {
   if (plan.shareNetwork) return 0;
   *step = Step::kLoopback;
   if (int err = bringLoopbackUp()) return err;
@@ -159,14 +171,14 @@ int setupNetworkInChild(const Plan& plan, Prepared& prep, Step* step, int* index
   size_t count = plan.listeners.size();
   for (size_t i = 0; i < count; ++i) {
     *index = static_cast<int>(i);
-    int fd = openListener(plan.listeners[i]);
-    if (fd < 0) return -fd;
-    fds[i] = fd;
+    long fd = openListener(plan.listeners[i]);
+    if (fd < 0) return sysError(fd);
+    fds[i] = static_cast<int>(fd);
   }
   *index = -1;
   *step = Step::kSendListeners;
   int err = sendListeners(prep, fds, count);
-  for (size_t i = 0; i < count; ++i) close(fds[i]);
+  for (size_t i = 0; i < count; ++i) sys(SYS_close, fds[i]);
   return err;
 }
 

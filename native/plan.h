@@ -71,7 +71,7 @@ struct MountOp {
   };
   Kind kind = kDir;
   std::string source;  // kBind: /oldroot/<host path>; kSymlink: link text
-  std::string target;  // /newroot/<path inside>; mutated in place by the child's mkdir -p
+  std::string target;  // /newroot/<path inside>
   std::string data;    // kTmpfs: mount options; kFile: content
   bool readOnly = true;
   bool sourceIsDir = true;
@@ -125,15 +125,16 @@ struct Plan {
   bool seccomp = true;
 };
 
-// Everything derived from a Plan that the child needs, ready before clone().
+// Everything derived from a Plan that the child needs, ready before clone(). From clone() until
+// the child has exec'd or died, the child reads this (and the Plan) in the parent's memory:
+// neither side may change it then (spawn.cc).
 struct Prepared {
   std::vector<char*> argv;  // NULL-terminated; points into Plan or initArgv
   std::vector<char*> envp;
   std::vector<std::string> initArgv;
   std::vector<char> routeMessages;  // two RTM_NEWROUTE messages, back to back
   size_t routeMessage4Len = 0;
-  std::vector<char> cmsgBuffer;  // room for SCM_RIGHTS with every listener fd
-  struct sock_fprog filter = {};
+  const struct sock_fprog* filter = nullptr;  // the seccomp program, or null
   int lastCap = 40;
   bool hostRoot = false;  // caller is root in the initial user namespace
   int devNull = -1;
@@ -143,8 +144,6 @@ struct Prepared {
   int syncPipe[2] = {-1, -1};
   int statusPipe[2] = {-1, -1};
   int listenerSocket[2] = {-1, -1};
-  int errorFdInside = -1;  // where fds.cc puts the error pipe for stockade-init
-  int statusFdInside = -1;
 };
 
 }  // namespace stockade

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "syscall.h"
 
 namespace stockade {
 
@@ -243,8 +244,8 @@ const struct sock_fprog* defaultFilter() {
 int installFilterInChild(const struct sock_fprog* filter) {
   // seccomp(2) rather than prctl: TSYNC is not wanted (one thread), and SPEC_ALLOW is not set,
   // so the kernel also applies its speculative-execution mitigations to the payload.
-  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, filter) != 0) return errno;
-  return 0;
+  // Raw (syscall.h): this runs in the child.
+  return sysError(sys(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, filter));
 }
 
 }  // namespace stockade

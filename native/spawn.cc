@@ -1,12 +1,55 @@
 // spawn.cc — the parent side: prepare, clone(), write the id maps, collect the outcome.
-// man 2 clone (CLONE_PIDFD, 5.2), man 2 pidfd_open (5.3), man 7 namespaces.
+// man 2 clone (CLONE_VM; CLONE_PIDFD, 5.2), man 2 pidfd_open (5.3), man 7 namespaces,
+// man 2 prctl (PR_SET_DUMPABLE).
 //
 // unshare(CLONE_NEWUSER) fails with EINVAL in a multi-threaded process such as Node, so the
-// namespaces are created by clone() itself, with fork semantics (no CLONE_VM): the child gets
-// its own copy of memory, so everything prepared here stays valid there without locks.
-// Signals are blocked around clone() so that no Node handler runs in the child before it
-// resets them. The parent then blocks on the error pipe until execve (EOF) or a failure
-// record: like libuv's uv_spawn, a spawn either fails synchronously or has exec'd.
+// namespaces are created by clone() itself. Signals are blocked around clone() so that no Node
+// handler runs in the child before it resets them. The parent then blocks on the error pipe
+// until execve (EOF) or a failure record: like libuv's uv_spawn, a spawn either fails
+// synchronously or has exec'd.
+//
+// Why CLONE_VM. With fork semantics the kernel copies Node's page tables (a large address space:
+// V8 heap reservations, code space, the binary) and marks every private page copy-on-write, the
+// parent then takes CoW faults on its own next writes, and the child's exit tears the copy down.
+// From Node that costs about 1.1 ms of a 1.7 ms clone-and-exit, more than all seven namespaces
+// together. With CLONE_VM the child runs in the parent's address space, on a stack of its own
+// mapped here, until execve gives it a fresh one — what glibc's posix_spawn and libuv's vfork
+// path do. Unlike them, not CLONE_VFORK: the parent must keep running while the child waits on
+// the sync pipe, to write /proc/PID/uid_map and gid_map (only a process outside the new user
+// namespace can map ids other than its own), and then to read the error pipe.
+//
+// What sharing the address space requires, and why each holds:
+// - The child has no TLS of its own: it runs with the parent thread's thread pointer, so it must
+//   not call glibc wrappers, which write errno there (and update the thread's cancellation
+//   state). Everything the child does goes through syscall.h; the parent side keeps glibc.
+// - Plan and Prepared are read by the child in place. From clone() until the child has left this
+//   address space, the parent neither frees nor changes them: it closes its copies of the child's
+//   pipe ends by number and forgets the numbers only afterwards (forgetChildEnds), and every
+//   error path kills and reaps the child before anything is freed. The child writes only to its
+//   own stack (the fd numbers it renumbers, its copy of each mount target for mkdir -p).
+// - "Has left": the error pipe's write end is close-on-exec, and the kernel closes it only after
+//   switching the child to its new mm (exec_mmap before do_close_on_exec) or, on exit, after
+//   exit_mm (do_exit drops the mm before the files). So EOF on the error pipe, or a reaped
+//   child, means the child no longer runs in this memory; only then is its stack unmapped.
+// - Signal dispositions: no CLONE_SIGHAND, so the kernel gives the child a copy of the handler
+//   table (copy_sighand), and the child's reset to SIG_DFL leaves Node's handlers untouched.
+//   No CLONE_FILES and no CLONE_FS either: the child's fd table, cwd, root and umask are its own.
+// - rseq: the kernel does not carry the parent's rseq registration over to a CLONE_VM child
+//   (rseq_fork), so it never writes the parent thread's rseq area on the child's behalf; the
+//   child's robust-futex list starts empty, so its exit walks none of Node's mutexes.
+// - Node's other threads (V8's GC and compiler threads, the libuv pool, inspector) keep running
+//   in the shared address space. They cannot reach the Plan, Prepared or the child's stack:
+//   those are C++ heap objects and an mmap owned by this call, which no other thread has a
+//   pointer to, and V8 does not move or free memory it did not allocate. The child does not take
+//   malloc's or any other lock, so a lock another thread holds cannot stall it — the hazard of
+//   fork() in a threaded process does not arise.
+// - Dumpability is a property of the mm, and the kernel clears it when a task of that mm changes
+//   its euid or egid (commit_creds). As host root the child's setresuid(0 -> 65534) would thus
+//   make Node itself non-dumpable (no core dumps, /proc/PID root-owned); the parent restores the
+//   flag once the child has exec'd. Unprivileged, the ids do not change (the caller is already
+//   65534 inside) and dropping capabilities does not count, so the flag is left alone.
+// - A synchronous fatal signal in the child before execve (a bug: SIGSEGV) kills only the child
+//   on 5.16+, where core dumps stopped zapping other processes that share the mm.
 #include "spawn.h"
 
 #include <errno.h>
@@ -14,6 +57,8 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -21,6 +66,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "syscall.h"
 
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
@@ -38,6 +84,40 @@ namespace {
 
 constexpr unsigned long kNamespaces =
     CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
+
+// The child's stack: 128 KiB is far more than the child path needs (no recursion; the largest
+// frame is a PATH_MAX copy of a mount target), and untouched pages cost nothing. A PROT_NONE
+// guard page below it turns an overflow into a fault in the child instead of a write into
+// whatever the parent has mapped underneath.
+constexpr size_t kChildStackSize = 128 * 1024;
+
+class ChildStack {
+ public:
+  ChildStack() {
+    guard_ = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    void* p = mmap(nullptr, guard_ + kChildStackSize, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (p == MAP_FAILED) {
+      err_ = errno;
+      return;
+    }
+    base_ = static_cast<char*>(p);
+    if (mprotect(base_ + guard_, kChildStackSize, PROT_READ | PROT_WRITE) != 0) err_ = errno;
+  }
+  ~ChildStack() {
+    if (base_ != nullptr) munmap(base_, guard_ + kChildStackSize);
+  }
+  ChildStack(const ChildStack&) = delete;
+  ChildStack& operator=(const ChildStack&) = delete;
+  int error() const { return err_; }  // 0 or the errno of mmap/mprotect
+  // Stacks grow down on x86_64 and aarch64; both want 16-byte alignment at the call.
+  void* top() const { return base_ + guard_ + kChildStackSize; }
+
+ private:
+  char* base_ = nullptr;
+  size_t guard_ = 0;
+  int err_ = 0;
+};
 
 void closeFd(int& fd) {
   if (fd >= 0) close(fd);
@@ -68,8 +148,7 @@ int prepare(Plan& plan, Prepared& prep) {
   for (auto& s : plan.envp) prep.envp.push_back(&s[0]);
   prep.envp.push_back(nullptr);
   if (plan.routeAllLocal) prepareRouteMessages(prep);
-  prep.cmsgBuffer.assign(CMSG_SPACE(kMaxListeners * sizeof(int)), 0);
-  if (plan.seccomp) defaultFilter();  // built once, before any clone()
+  if (plan.seccomp) prep.filter = defaultFilter();  // built once, before any clone()
 
   if (pipe2(prep.errorPipe, O_CLOEXEC) != 0 || pipe2(prep.syncPipe, O_CLOEXEC) != 0) return errno;
   if (plan.useInit) {
@@ -90,11 +169,28 @@ int prepare(Plan& plan, Prepared& prep) {
   return 0;
 }
 
-pid_t cloneChild(unsigned long flags, int* pidfd) {
-  // Raw clone with fork semantics. The pidfd lands in the third argument (parent_tid) on both
-  // x86_64 and aarch64.
-  return static_cast<pid_t>(
-      syscall(SYS_clone, flags | CLONE_PIDFD | SIGCHLD, nullptr, pidfd, nullptr, nullptr));
+struct ChildArgs {
+  const Plan* plan;
+  const Prepared* prep;
+};
+
+int childMain(void* arg) {
+  auto* args = static_cast<const ChildArgs*>(arg);
+  runChild(*args->plan, *args->prep);
+}
+
+int probeMain(void*) {
+  sys(SYS_exit_group, 0);
+  __builtin_unreachable();
+}
+
+// clone(CLONE_VM) on `stack` with fork-like exit signalling (SIGCHLD) and a pidfd, which the
+// kernel stores through parent_tid. glibc's clone() wrapper only sets up the child's stack and
+// calls `fn` there; in the child it touches neither TLS nor errno.
+pid_t cloneChild(unsigned long flags, const ChildStack& stack, int (*fn)(void*), void* arg,
+                 int* pidfd) {
+  return clone(fn, stack.top(), static_cast<int>(flags | CLONE_VM | CLONE_PIDFD | SIGCHLD), arg,
+               pidfd, nullptr, nullptr);
 }
 
 void reap(pid_t pid, int pidfd) {
@@ -102,6 +198,22 @@ void reap(pid_t pid, int pidfd) {
   int status;
   while (waitpid(pid, &status, __WALL) < 0 && errno == EINTR) {
   }
+}
+
+// The child's ends of the pipes, which the parent closed by number right after clone(): now
+// that the child has left this address space, the numbers may be dropped from Prepared.
+void forgetChildEnds(Prepared& prep) {
+  prep.errorPipe[1] = -1;
+  prep.syncPipe[0] = -1;
+  prep.syncPipe[1] = -1;
+  prep.statusPipe[1] = -1;
+  prep.listenerSocket[1] = -1;
+}
+
+// See "Dumpability" above: undo the kernel's reset after a child changed its ids.
+void restoreDumpable(int before) {
+  if ((before == 0 || before == 1) && prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != before)
+    prctl(PR_SET_DUMPABLE, before, 0, 0, 0);
 }
 
 }  // namespace
@@ -119,13 +231,20 @@ SpawnResult spawnSandbox(Plan& plan) {
     return fail(Step::kClone, err);
   }
 
+  ChildStack stack;
+  if (int err = stack.error()) {
+    closeAll(prep);
+    return fail(Step::kClone, err);
+  }
+  int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+
   unsigned long flags = kNamespaces | (plan.shareNetwork ? 0 : CLONE_NEWNET);
+  ChildArgs args = {&plan, &prep};
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   int pidfd = -1;
-  pid_t pid = cloneChild(flags, &pidfd);
-  if (pid == 0) runChild(plan, prep);
+  pid_t pid = cloneChild(flags, stack, childMain, &args, &pidfd);
   int cloneErr = errno;
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) {
@@ -133,21 +252,29 @@ SpawnResult spawnSandbox(Plan& plan) {
     return fail(Step::kClone, cloneErr);
   }
 
-  closeFd(prep.errorPipe[1]);
-  closeFd(prep.syncPipe[0]);
-  closeFd(prep.statusPipe[1]);
-  closeFd(prep.listenerSocket[1]);
+  // From here until the child has exec'd or died, `plan` and `prep` are the child's too: read
+  // them, close by number, change nothing (see the top of this file).
+  auto childGone = [&] {
+    forgetChildEnds(prep);
+    restoreDumpable(dumpable);
+  };
+  close(prep.errorPipe[1]);
+  close(prep.syncPipe[0]);
+  if (prep.statusPipe[1] >= 0) close(prep.statusPipe[1]);
+  if (prep.listenerSocket[1] >= 0) close(prep.listenerSocket[1]);
 
   if (int err = writeIdMapsFromParent(pid, plan, prep.hostRoot, &result.failedPath)) {
+    close(prep.syncPipe[1]);
     reap(pid, pidfd);
     close(pidfd);
+    childGone();
     closeAll(prep);
     return fail(Step::kIdMap, err);
   }
   char go = 'G';
   ssize_t written = write(prep.syncPipe[1], &go, 1);
   (void)written;  // a child that died already reports through the error pipe (or not at all)
-  closeFd(prep.syncPipe[1]);
+  close(prep.syncPipe[1]);
 
   // The listeners arrive before execve; a child that failed earlier closes the socket and its
   // error record explains why, so a failed receive only matters if no record follows.
@@ -165,8 +292,10 @@ SpawnResult spawnSandbox(Plan& plan) {
   if (n != 0 || receiveErr != 0) {
     for (int fd : result.listenerFds) close(fd);
     result.listenerFds.clear();
+    // A record arrives while the child still runs on `stack`: reap before anything is freed.
     reap(pid, pidfd);
     close(pidfd);
+    childGone();
     closeAll(prep);
     result.failed = true;
     if (n == sizeof record) {
@@ -178,6 +307,8 @@ SpawnResult spawnSandbox(Plan& plan) {
     return result;
   }
 
+  // EOF: the child has exec'd (or died) and so has left this address space.
+  childGone();
   result.pid = pid;
   result.pidfd = pidfd;
   result.statusFd = prep.statusPipe[0];
@@ -187,12 +318,13 @@ SpawnResult spawnSandbox(Plan& plan) {
 }
 
 int probeNamespaces() {
+  ChildStack stack;
+  if (int err = stack.error()) return err;
   int pidfd = -1;
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  pid_t pid = cloneChild(kNamespaces | CLONE_NEWNET, &pidfd);
-  if (pid == 0) syscall(SYS_exit_group, 0);
+  pid_t pid = cloneChild(kNamespaces | CLONE_NEWNET, stack, probeMain, nullptr, &pidfd);
   int err = errno;
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) return err;

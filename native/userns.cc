@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "syscall.h"
 
 namespace stockade {
 
@@ -55,12 +56,13 @@ int writeIdMapsFromParent(pid_t pid, const Plan& plan, bool hostRoot, std::strin
 }
 
 int setIdentityInChild(const Plan& plan, bool hostRoot) {
-  // Raw syscalls: glibc's set*id wrappers signal every thread glibc believes exists, and the
-  // child has only one of the parent's threads.
-  if (hostRoot && syscall(SYS_setgroups, 0, nullptr) != 0) return errno;
-  if (syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) != 0) return errno;
-  if (syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) != 0) return errno;
-  return 0;
+  // Raw syscalls (syscall.h): glibc's set*id wrappers signal every thread glibc believes exists,
+  // and write errno into the TLS the child shares with the parent thread.
+  if (hostRoot) {
+    if (int err = sysError(sys(SYS_setgroups, 0, nullptr))) return err;
+  }
+  if (int err = sysError(sys(SYS_setresgid, plan.gid, plan.gid, plan.gid))) return err;
+  return sysError(sys(SYS_setresuid, plan.uid, plan.uid, plan.uid));
 }
 
 }  // namespace stockade

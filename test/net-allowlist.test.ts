@@ -46,7 +46,7 @@ describe('normalizeHost', () => {
       ['user@good.test', /character not allowed in a host name/],
       ['good.test/path', /character not allowed in a host name/],
       ['-bad.test', /invalid label '-bad'/],
-      ['foo.0x7g', /invalid label '0x7g'/],
+      ['foo.0x7f', /numeric host that is not a valid IPv4 address/],
       ['1.2.3.4.5', /numeric host that is not a valid IPv4 address/],
       ['256.1.1.1', /numeric host that is not a valid IPv4 address/],
       ['[good.test]', /bracketed but not an IPv6 address/],

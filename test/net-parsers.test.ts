@@ -12,7 +12,7 @@ import { normalizeHost } from '../lib/net/hostname';
 import { parseClientHello } from '../lib/net/sni';
 import { sniff } from '../lib/net/sniff';
 import { parseGreeting, parseRequest, SOCKS_REPLY } from '../lib/net/socks';
-import { listen, portOf } from './helpers/net';
+import { dnsQuery, listen, portOf } from './helpers/net';
 
 /** A real ClientHello from node:tls for `servername`. */
 async function captureClientHello(servername?: string): Promise<Buffer> {
@@ -36,24 +36,6 @@ async function captureClientHello(servername?: string): Promise<Buffer> {
   client.destroy();
   server.close();
   return hello;
-}
-
-export function dnsQuery(name: string, qtype = 1, id = 0x1234): Buffer {
-  const labels = name.split('.').filter(Boolean);
-  const q = Buffer.alloc(12 + labels.reduce((n, l) => n + l.length + 1, 0) + 1 + 4);
-  q.writeUInt16BE(id, 0);
-  q.writeUInt16BE(0x0100, 2); // RD
-  q.writeUInt16BE(1, 4);
-  let p = 12;
-  for (const l of labels) {
-    q[p++] = l.length;
-    q.write(l, p, 'latin1');
-    p += l.length;
-  }
-  q[p++] = 0;
-  q.writeUInt16BE(qtype, p);
-  q.writeUInt16BE(1, p + 2);
-  return q;
 }
 
 describe('TLS ClientHello parser', () => {

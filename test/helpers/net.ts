@@ -182,3 +182,22 @@ export function closeServer(server: Server): Promise<void> {
     server.close(() => resolve());
   });
 }
+
+/** A DNS query message (RD set) for `name`. */
+export function dnsQuery(name: string, qtype = 1, id = 0x1234): Buffer {
+  const labels = name.split('.').filter(Boolean);
+  const q = Buffer.alloc(12 + labels.reduce((n, l) => n + l.length + 1, 0) + 1 + 4);
+  q.writeUInt16BE(id, 0);
+  q.writeUInt16BE(0x0100, 2); // RD
+  q.writeUInt16BE(1, 4);
+  let p = 12;
+  for (const l of labels) {
+    q[p++] = l.length;
+    q.write(l, p, 'latin1');
+    p += l.length;
+  }
+  q[p++] = 0;
+  q.writeUInt16BE(qtype, p);
+  q.writeUInt16BE(1, p + 2);
+  return q;
+}

@@ -8,7 +8,9 @@ import { Agent, request as httpRequest } from 'node:http';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
+import pino from 'pino';
 import { proxyEnv } from '../lib/net/env';
+import { EgressProxy } from '../lib/net/proxy';
 import { SOCKS4_REJECT, SOCKS_REPLY } from '../lib/net/socks';
 import {
   closeServer,
@@ -581,5 +583,60 @@ describe('limits and lifecycle', () => {
     await closed;
     assert.equal(p.proxy.connections, 0);
     await closeServer(echo);
+  });
+});
+
+describe('audit log and upstream failures', () => {
+  it('writes one pino line per decision with the audit fields', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ base: undefined, timestamp: false }, { write: (s: string) => lines.push(JSON.parse(s)) });
+    const proxy = new EgressProxy({ allow: [`good.test:${UP}`], resolve: [`good.test:${UP}:127.0.0.2`] }, 'sb-pino', logger);
+    const server = await listen(createServer());
+    proxy.serveHttpProxy(server);
+    await curl(['-x', `http://127.0.0.1:${portOf(server)}`, `http://good.test:${UP}/log`, `http://evil.test:${UP}/log`]);
+    await waitFor(() => lines.length === 2, 'two audit lines');
+    const shape = ({ level, event, sandbox, via, host, port, decision, rule, msg }: Record<string, unknown>) => ({ level, event, sandbox, via, host, port, decision, rule, msg });
+    assert.deepEqual(lines.map(shape), [
+      { level: 30, event: 'egress', sandbox: 'sb-pino', via: 'http', host: 'good.test', port: UP, decision: 'allow', rule: `good.test:${UP}`, msg: `egress allow good.test:${UP} (good.test:${UP})` },
+      { level: 30, event: 'egress', sandbox: 'sb-pino', via: 'http', host: 'evil.test', port: UP, decision: 'deny', rule: 'no allowlist entry matches evil.test', msg: `egress deny evil.test:${UP} (no allowlist entry matches evil.test)` },
+    ]);
+    assert.equal(typeof lines[0].bytesDown, 'number');
+    assert.equal(typeof lines[0].durationMs, 'number');
+    await proxy.close();
+  });
+
+  it('an allowed name that does not resolve: 502 (HTTP) and 0x04 (SOCKS)', async () => {
+    const r = await connectTunnel(fx.httpPort, 'nxdomain.good.test:443');
+    assert.match(r.head, /^HTTP\/1\.1 502 Bad Gateway\r\n[^]*stockade: cannot resolve nxdomain\.good\.test: ENOTFOUND\n$/);
+    r.socket.destroy();
+    const s = await socks5(fx.socksPort, socksDomain('nxdomain.good.test', 443));
+    assert.equal(s.reply[1], SOCKS_REPLY.HOST_UNREACHABLE);
+    s.socket.destroy();
+  });
+
+  it('an allowed upstream that refuses: 502 naming the address (HTTP) and 0x05 (SOCKS)', async () => {
+    const closed = await listen(createServer(), '127.0.0.2');
+    const port = portOf(closed);
+    await closeServer(closed);
+    const p = await startProxy({ allow: ['down.test:*'], resolve: [`down.test:*:127.0.0.2`] });
+    const r = await curl(['-x', `http://127.0.0.1:${p.httpPort}`, `http://down.test:${port}/`]);
+    assert.equal(r.stdout, `stockade: upstream down.test:${port} (127.0.0.2) failed: ECONNREFUSED\n`);
+    const s = await socks5(p.socksPort, socksDomain('down.test', port));
+    assert.equal(s.reply[1], SOCKS_REPLY.CONNECTION_REFUSED);
+    const rec = p.records.at(-1);
+    assert.deepEqual([rec?.decision, rec?.error], ['allow', 'ECONNREFUSED']);
+    s.socket.destroy();
+    await p.close();
+  });
+
+  it('proxyEnv gives both cases of the proxy variables and the preload', () => {
+    const env = proxyEnv(3128, { socksPort: 1080, nodeOptions: '--max-old-space-size=256' });
+    assert.equal(env.HTTP_PROXY, 'http://127.0.0.1:3128');
+    assert.equal(env.https_proxy, 'http://127.0.0.1:3128');
+    assert.equal(env.ALL_PROXY, 'socks5h://127.0.0.1:1080');
+    assert.equal(env.no_proxy, 'localhost,127.0.0.1,::1');
+    assert.equal(env.NODE_USE_ENV_PROXY, '1');
+    assert.match(env.NODE_OPTIONS, /^--max-old-space-size=256 --require=\/.*\/lib\/net\/preload\.js$/);
+    assert.throws(() => proxyEnv(0), /invalid proxy port: 0/);
   });
 });

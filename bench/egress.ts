@@ -93,7 +93,10 @@ function open(path: Path, sinkPort: number, proxyPort: number): Promise<Socket> 
         head += c.toString('latin1');
         if (!head.includes('\r\n\r\n')) return;
         s.removeListener('data', onData);
-        if (!head.startsWith('HTTP/1.1 200')) return reject(new Error(head));
+        if (!head.startsWith('HTTP/1.1 200')) {
+          reject(new Error(head));
+          return;
+        }
         resolve(s);
       };
       s.on('data', onData);

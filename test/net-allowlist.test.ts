@@ -16,7 +16,17 @@ describe('normalizeHost', () => {
   });
 
   it('treats every numeric IPv4 encoding as the address it means', () => {
-    for (const spelling of ['2130706433', '0x7f.1', '017700000001', '127.1', '0x7f000001', '127.0.0.1', '0177.0.0.01', '127.0.0.1.', '１２７.０.０.１']) {
+    for (const spelling of [
+      '2130706433',
+      '0x7f.1',
+      '017700000001',
+      '127.1',
+      '0x7f000001',
+      '127.0.0.1',
+      '0177.0.0.01',
+      '127.0.0.1.',
+      '１２７.０.０.１',
+    ]) {
       assert.deepEqual(normalizeHost(spelling), { kind: 'ip', host: '127.0.0.1', family: 4 }, spelling);
     }
     assert.deepEqual(normalizeHost('169.254.43518'), { kind: 'ip', host: '169.254.169.254', family: 4 });
@@ -78,9 +88,16 @@ describe('Allowlist', () => {
   ]);
 
   it('matches exact names on 80 and 443 only when no port is given', () => {
-    assert.deepEqual(list.match('API.example.com.', 443), { allowed: true, rule: 'api.example.com', host: { kind: 'name', host: 'api.example.com' } });
+    assert.deepEqual(list.match('API.example.com.', 443), {
+      allowed: true,
+      rule: 'api.example.com',
+      host: { kind: 'name', host: 'api.example.com' },
+    });
     assert.equal(list.match('api.example.com', 80).allowed, true);
-    assert.equal(list.match('api.example.com', 22).rule, 'port 22 not allowed for api.example.com ("api.example.com" allows ports 80, 443)');
+    assert.equal(
+      list.match('api.example.com', 22).rule,
+      'port 22 not allowed for api.example.com ("api.example.com" allows ports 80, 443)',
+    );
     assert.equal(list.match('x.api.example.com', 443).rule, 'no allowlist entry matches x.api.example.com');
   });
 
@@ -93,7 +110,10 @@ describe('Allowlist', () => {
 
   it('honours explicit and wildcard ports', () => {
     assert.equal(list.match('db.example.com', 5432).rule, 'db.example.com:5432');
-    assert.equal(list.match('db.example.com', 443).rule, 'port 443 not allowed for db.example.com ("db.example.com:5432" allows port 5432)');
+    assert.equal(
+      list.match('db.example.com', 443).rule,
+      'port 443 not allowed for db.example.com ("db.example.com:5432" allows port 5432)',
+    );
     assert.equal(list.match('any.example.com', 6379).rule, 'any.example.com:*');
   });
 
@@ -119,7 +139,10 @@ describe('Allowlist', () => {
     assert.throws(() => parseAllowEntry('*'), /^TypeError: invalid allowlist entry "\*": /);
     assert.throws(() => parseAllowEntry('a.*.example.com'), /invalid allowlist entry "a\.\*\.example\.com": "\*" is only allowed/);
     assert.throws(() => parseAllowEntry('example.com:99999'), /invalid allowlist entry "example\.com:99999": invalid port '99999'/);
-    assert.throws(() => parseAllowEntry('10.0.0.0/33'), /invalid allowlist entry "10\.0\.0\.0\/33": invalid CIDR '10\.0\.0\.0\/33': prefix longer than 32/);
+    assert.throws(
+      () => parseAllowEntry('10.0.0.0/33'),
+      /invalid allowlist entry "10\.0\.0\.0\/33": invalid CIDR '10\.0\.0\.0\/33': prefix longer than 32/,
+    );
     assert.throws(() => parseAllowEntry('exa mple.com'), /invalid allowlist entry "exa mple\.com": contains a control character/);
     assert.throws(() => parseAllowEntry(''), /invalid allowlist entry "": empty/);
     assert.throws(() => new Allowlist('x' as unknown as string[]), /allow must be an array of strings/);
@@ -160,7 +183,11 @@ describe('SSRF classifier', () => {
       class: 'link-local',
       rule: 'ssrf: 169.254.169.254 is a link-local address and no allowlist or resolve entry names it',
     });
-    assert.deepEqual(checkAddress('127.0.0.1', 'local.test:80:127.0.0.1'), { allowed: true, class: 'loopback', rule: 'local.test:80:127.0.0.1' });
+    assert.deepEqual(checkAddress('127.0.0.1', 'local.test:80:127.0.0.1'), {
+      allowed: true,
+      class: 'loopback',
+      rule: 'local.test:80:127.0.0.1',
+    });
     assert.equal(checkAddress('93.184.216.34', undefined).allowed, true);
   });
 });
@@ -181,7 +208,10 @@ describe('Resolver override', () => {
 
   it('rejects bad entries naming them', () => {
     assert.throws(() => new Resolver(['good.test:443']), /invalid resolve entry 'good\.test:443': expected NAME:PORT:ADDRESS/);
-    assert.throws(() => new Resolver(['good.test:443:example.com']), /invalid resolve entry 'good\.test:443:example\.com': 'example\.com' is not an IP address/);
+    assert.throws(
+      () => new Resolver(['good.test:443:example.com']),
+      /invalid resolve entry 'good\.test:443:example\.com': 'example\.com' is not an IP address/,
+    );
     assert.throws(() => new Resolver(['good.test:x:127.0.0.1']), /invalid port 'x'/);
     assert.throws(() => new Resolver(['127.0.0.1:80:127.0.0.2']), /an IP address cannot be overridden/);
   });

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { connect, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { closeServer, echoUpstream, openFds, portOf, type ProxyFixture, startProxy, waitFor } from './helpers/net';
+import { closeServer, echoUpstream, openFds, type ProxyFixture, portOf, startProxy, waitFor } from './helpers/net';
 
 let echo: Server;
 let EP = 0;
@@ -29,7 +29,8 @@ function tunnel(fx: ProxyFixture, kind: 'connect' | 'socks', payload: string): P
     s.on('data', (c: Buffer) => {
       buf += c.toString('latin1');
       if (stage === 0) {
-        const ready = kind === 'connect' ? buf.indexOf('\r\n\r\n') >= 0 && buf.startsWith('HTTP/1.1 200') : buf.length >= 12 && buf.charCodeAt(3) === 0;
+        const ready =
+          kind === 'connect' ? buf.indexOf('\r\n\r\n') >= 0 && buf.startsWith('HTTP/1.1 200') : buf.length >= 12 && buf.charCodeAt(3) === 0;
         if (!ready) return;
         buf = '';
         stage = 1;

@@ -108,9 +108,7 @@ export class Allowlist {
   namesAddress(address: string, port: number): AllowEntry | undefined {
     const ip = parseIp(address);
     if (!ip) return undefined;
-    return this.entries.find(
-      (e) => e.kind === 'cidr' && cidrContains(e.cidr as Cidr, ip) && (e.ports === 'any' || e.ports.includes(port)),
-    );
+    return this.entries.find((e) => e.kind === 'cidr' && cidrContains(e.cidr as Cidr, ip) && (e.ports === 'any' || e.ports.includes(port)));
   }
 
   /** Is this name allowed on any port? (The DNS responder answers such names.) */

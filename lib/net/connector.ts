@@ -212,7 +212,16 @@ export class Connector {
   ): Promise<void> {
     const interceptor = this.opts.interceptor;
     if (interceptor?.wants(d.host, d.port)) {
-      this.audit({ via, host: d.host, port: d.port, address: d.address, decision: 'allow', rule: d.rule, durationMs: Date.now() - started, intercepted: true });
+      this.audit({
+        via,
+        host: d.host,
+        port: d.port,
+        address: d.address,
+        decision: 'allow',
+        rule: d.rule,
+        durationMs: Date.now() - started,
+        intercepted: true,
+      });
       hooks.ready(undefined);
       interceptor.handle(client, { host: d.host, port: d.port, address: d.address }, head);
       return;
@@ -222,13 +231,31 @@ export class Connector {
       upstream = await this.connect(d);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      this.audit({ via, host: d.host, port: d.port, address: d.address, decision: 'allow', rule: d.rule, durationMs: Date.now() - started, error: e.code ?? e.message });
+      this.audit({
+        via,
+        host: d.host,
+        port: d.port,
+        address: d.address,
+        decision: 'allow',
+        rule: d.rule,
+        durationMs: Date.now() - started,
+        error: e.code ?? e.message,
+      });
       hooks.failed(e);
       return;
     }
     if (client.destroyed) {
       upstream.destroy();
-      this.audit({ via, host: d.host, port: d.port, address: d.address, decision: 'allow', rule: d.rule, durationMs: Date.now() - started, error: 'client went away' });
+      this.audit({
+        via,
+        host: d.host,
+        port: d.port,
+        address: d.address,
+        decision: 'allow',
+        rule: d.rule,
+        durationMs: Date.now() - started,
+        error: 'client went away',
+      });
       return;
     }
     hooks.ready(upstream);

@@ -9,7 +9,7 @@
 import type { Socket } from 'node:net';
 import type { Allowlist } from './allowlist';
 import { normalizeHost } from './hostname';
-import { type Cidr, cidrContains, formatIp, type IpAddress, parseCidr, parseIp } from './ip';
+import { type Cidr, cidrContains, formatIp, parseCidr, parseIp } from './ip';
 
 export const DEFAULT_DNS_POOL = '198.18.0.0/15';
 const TTL = 300;
@@ -54,9 +54,8 @@ export class DnsPool {
   }
 
   contains(address: string): boolean {
-    const ip: IpAddress | null = parseIp(address);
-    if (!ip || ip.family !== 4) return false;
-    return cidrContains(this.cidr, ip);
+    const ip = parseIp(address);
+    return ip !== null && ip.family === 4 && cidrContains(this.cidr, ip);
   }
 }
 

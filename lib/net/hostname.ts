@@ -47,6 +47,7 @@ export function normalizeHost(input: string): NormalizedHost {
   }
   // Anything ASCII outside letters, digits, '-', '_' and '.' is refused before the WHATWG host
   // parser sees it: domainToASCII would percent-decode 'a%2eb' into 'a.b'.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: any ASCII left over is refused
   if (/[\u0000-\u007f]/.test(host.replace(/[A-Za-z0-9._-]/g, ''))) {
     throw new HostError(input, 'contains a character not allowed in a host name');
   }
@@ -54,6 +55,7 @@ export function normalizeHost(input: string): NormalizedHost {
   if (host.endsWith('.')) host = host.slice(0, -1);
   const numeric = asNumericIPv4(host, input);
   if (numeric) return numeric;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: an all-ASCII test, controls were refused above
   const ascii = /^[\u0000-\u007f]*$/.test(host) ? host : domainToASCII(host);
   if (ascii === '') throw new HostError(input, 'not a valid internationalized domain name');
   // UTS 46 mapping can turn full-width digits and dots into an IPv4 literal: check again.

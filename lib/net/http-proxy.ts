@@ -6,8 +6,9 @@
 //
 // Node only enforces headersTimeout from a timer it starts when an http.Server listens, so the
 // head deadline (slowloris defence) is enforced here per connection instead.
-import { type IncomingMessage, type OutgoingHttpHeaders, request as httpRequest, type ServerResponse, createServer } from 'node:http';
+
 import type { Server as HttpServer } from 'node:http';
+import { createServer, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Connector, Decision } from './connector';
 import { hostOfHeader, safeName } from './connector';
@@ -44,6 +45,7 @@ function rawResponse(status: number, reason: string, body: string, extra: Record
 
 /** Strips CR/LF so a rule or host text can never split a header. */
 function headerSafe(s: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: these are what must go
   return s.replace(/[\u0000-\u001f\u007f]/g, '?');
 }
 
@@ -98,7 +100,9 @@ export class HttpProxy {
     clearTimeout(s.stockadeHeadTimer);
     s.stockadeHeadTimer = setTimeout(() => {
       if (!socket.destroyed) {
-        socket.end(rawResponse(408, 'Request Timeout', `stockade: request head not received within ${this.connector.limits.headersTimeout} ms\n`));
+        socket.end(
+          rawResponse(408, 'Request Timeout', `stockade: request head not received within ${this.connector.limits.headersTimeout} ms\n`),
+        );
         socket.destroy();
       }
     }, this.connector.limits.headersTimeout);
@@ -165,7 +169,16 @@ export class HttpProxy {
       upstream = await this.connector.connect(d);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-      this.connector.audit({ via: 'http', host: d.host, port: d.port, address: d.address, decision: 'allow', rule: d.rule, durationMs: Date.now() - started, error: code });
+      this.connector.audit({
+        via: 'http',
+        host: d.host,
+        port: d.port,
+        address: d.address,
+        decision: 'allow',
+        rule: d.rule,
+        durationMs: Date.now() - started,
+        error: code,
+      });
       req.resume();
       return this.deny(res, 502, d.host, d.port, `upstream ${d.host}:${d.port} (${d.address}) failed: ${code}`);
     }
@@ -188,7 +201,18 @@ export class HttpProxy {
       if (audited) return;
       audited = true;
       upstream.destroy();
-      this.connector.audit({ via: 'http', host: d.host, port: d.port, address: d.address, decision: 'allow', rule: d.rule, bytesUp, bytesDown, durationMs: Date.now() - started, ...(error ? { error } : {}) });
+      this.connector.audit({
+        via: 'http',
+        host: d.host,
+        port: d.port,
+        address: d.address,
+        decision: 'allow',
+        rule: d.rule,
+        bytesUp,
+        bytesDown,
+        durationMs: Date.now() - started,
+        ...(error ? { error } : {}),
+      });
     };
     const headers = forwardHeaders(req.rawHeaders, req.headers.connection);
     headers.host = req.headers.host ?? target.authority;
@@ -243,9 +267,7 @@ export class HttpProxy {
       return refuse(400, 'Bad Request', `stockade: ${rule}\n`, rule);
     }
     const fronting = this.hostHeaderProblem(req, host);
-    const d: Decision = fronting
-      ? { allowed: false, host, port, rule: fronting, status: 403 }
-      : await this.connector.decide(host, port);
+    const d: Decision = fronting ? { allowed: false, host, port, rule: fronting, status: 403 } : await this.connector.decide(host, port);
     if (!d.allowed) {
       this.connector.auditDenied('connect', d, started);
       return d.status === 403

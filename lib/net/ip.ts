@@ -24,7 +24,10 @@ function parseIPv6(text: string): Uint8Array {
   const lastColon = text.lastIndexOf(':');
   let tail = text;
   if (text.slice(lastColon + 1).includes('.')) {
-    const q = text.slice(lastColon + 1).split('.').map(Number);
+    const q = text
+      .slice(lastColon + 1)
+      .split('.')
+      .map(Number);
     tail = `${text.slice(0, lastColon + 1)}${((q[0] << 8) | q[1]).toString(16)}:${((q[2] << 8) | q[3]).toString(16)}`;
   }
   const [head, rest] = tail.includes('::') ? tail.split('::') : [tail, undefined];

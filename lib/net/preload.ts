@@ -14,7 +14,7 @@ function nativeEnvProxy(): boolean {
 
 function proxyFor(protocol: string): URL | undefined {
   const env = process.env;
-  const raw = protocol === 'https:' ? env.https_proxy ?? env.HTTPS_PROXY : env.http_proxy ?? env.HTTP_PROXY;
+  const raw = protocol === 'https:' ? (env.https_proxy ?? env.HTTPS_PROXY) : (env.http_proxy ?? env.HTTP_PROXY);
   try {
     return raw ? new URL(raw) : undefined;
   } catch {
@@ -45,7 +45,10 @@ function tunnelConnect(opts: ConnectOpts, cb: ConnectCb): void {
     cb(err, s);
   };
   const secure = (raw: Socket): void => {
-    if (!https) return finish(null, raw);
+    if (!https) {
+      finish(null, raw);
+      return;
+    }
     const t = tlsConnect({ socket: raw, servername, ALPNProtocols: ['http/1.1'] });
     t.once('secureConnect', () => finish(null, t));
     t.once('error', (e) => finish(e));

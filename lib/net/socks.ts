@@ -124,11 +124,17 @@ export function serveSocksConnection(connector: Connector, socket: Socket): void
   };
   const onData = (chunk: Buffer): void => {
     buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-    if (buf.length > 1024) return refuse(socksReply(SOCKS_REPLY.GENERAL_FAILURE), 'socks: handshake too long');
+    if (buf.length > 1024) {
+      refuse(socksReply(SOCKS_REPLY.GENERAL_FAILURE), 'socks: handshake too long');
+      return;
+    }
     if (stage === 'greeting') {
       const g = parseGreeting(buf);
       if (g.kind === 'need-more') return;
-      if (g.kind === 'socks4') return refuse(SOCKS4_REJECT, 'socks: SOCKS4 is not supported (use SOCKS5)');
+      if (g.kind === 'socks4') {
+        refuse(SOCKS4_REJECT, 'socks: SOCKS4 is not supported (use SOCKS5)');
+        return;
+      }
       if (g.kind === 'invalid') {
         clearTimeout(deadline);
         connector.audit({ via: 'socks', host: '', port: 0, decision: 'deny', rule: `socks: ${g.reason}`, durationMs: 0 });
@@ -136,7 +142,10 @@ export function serveSocksConnection(connector: Connector, socket: Socket): void
         socket.destroy();
         return;
       }
-      if (!g.noAuth) return refuse(SOCKS5_NO_METHOD, 'socks: client offered no "no authentication" method');
+      if (!g.noAuth) {
+        refuse(SOCKS5_NO_METHOD, 'socks: client offered no "no authentication" method');
+        return;
+      }
       socket.write(Buffer.from([0x05, 0x00]));
       buf = buf.subarray(g.length);
       stage = 'request';
@@ -144,7 +153,10 @@ export function serveSocksConnection(connector: Connector, socket: Socket): void
     if (stage === 'request') {
       const r = parseRequest(buf);
       if (r.kind === 'need-more') return;
-      if (r.kind === 'error') return refuse(socksReply(r.reply), `socks: ${r.reason}`);
+      if (r.kind === 'error') {
+        refuse(socksReply(r.reply), `socks: ${r.reason}`);
+        return;
+      }
       stage = 'busy';
       socket.removeListener('data', onData);
       socket.pause();
@@ -162,7 +174,9 @@ export function serveSocksConnection(connector: Connector, socket: Socket): void
     await connector.forward('socks', socket, d, head, started, {
       inspect: true,
       ready: (upstream) => {
-        socket.write(socksReply(SOCKS_REPLY.SUCCEEDED, upstream ? { address: upstream.localAddress, port: upstream.localPort } : undefined));
+        socket.write(
+          socksReply(SOCKS_REPLY.SUCCEEDED, upstream ? { address: upstream.localAddress, port: upstream.localPort } : undefined),
+        );
         socket.resume();
       },
       failed: (err) => socket.end(socksReply(replyForError((err as NodeJS.ErrnoException).code))),

@@ -36,11 +36,17 @@ export function serveTransparentConnection(connector: Connector, pool: DnsPool, 
     // might read as an empty response.
     socket.resetAndDestroy();
   };
-  if (!dest) return refuse('', 0, 'transparent: original destination unknown');
+  if (!dest) {
+    refuse('', 0, 'transparent: original destination unknown');
+    return;
+  }
 
   const go = async (host: string, head: Buffer, inspect: boolean): Promise<void> => {
     const d: Decision = await connector.decide(host, dest.port);
-    if (!d.allowed) return refuse(d.host, d.port, d.rule);
+    if (!d.allowed) {
+      refuse(d.host, d.port, d.rule);
+      return;
+    }
     await connector.forward('transparent', socket, d, head, started, {
       inspect,
       ready: () => socket.resume(),
@@ -62,7 +68,12 @@ export function serveTransparentConnection(connector: Connector, pool: DnsPool, 
   // Otherwise the client must say who it wants before we connect anywhere.
   let pending: Buffer = Buffer.alloc(0);
   const deadline = setTimeout(
-    () => refuse(dest.address, dest.port, `transparent: no TLS SNI or HTTP Host within ${connector.limits.headersTimeout} ms for ${dest.address}:${dest.port}`),
+    () =>
+      refuse(
+        dest.address,
+        dest.port,
+        `transparent: no TLS SNI or HTTP Host within ${connector.limits.headersTimeout} ms for ${dest.address}:${dest.port}`,
+      ),
     connector.limits.headersTimeout,
   );
   deadline.unref();
@@ -74,10 +85,14 @@ export function serveTransparentConnection(connector: Connector, pool: DnsPool, 
     socket.removeListener('data', onData);
     socket.pause();
     clearTimeout(deadline);
-    if (r.kind === 'invalid') return refuse(dest.address, dest.port, `transparent: malformed ${r.protocol}: ${r.reason}`);
+    if (r.kind === 'invalid') {
+      refuse(dest.address, dest.port, `transparent: malformed ${r.protocol}: ${r.reason}`);
+      return;
+    }
     const name = r.kind === 'tls' ? r.host : r.kind === 'http' && r.host !== null ? hostOfHeader(r.host) : null;
     if (name === null) {
-      return refuse(dest.address, dest.port, `transparent: no name for ${dest.address}:${dest.port} (not from the DNS pool, no SNI or Host)`);
+      refuse(dest.address, dest.port, `transparent: no name for ${dest.address}:${dest.port} (not from the DNS pool, no SNI or Host)`);
+      return;
     }
     void go(name, pending, false);
   };

@@ -9,9 +9,9 @@ import { createServer as createHttpsServer } from 'node:https';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { EgressOptions } from '../../lib/options';
 import type { EgressRecord } from '../../lib/net/connector';
 import { EgressProxy, type EgressProxyExtras } from '../../lib/net/proxy';
+import type { EgressOptions } from '../../lib/options';
 
 export const UPSTREAM_HOST = '127.0.0.2';
 
@@ -23,11 +23,29 @@ export function testCert(): { key: Buffer; cert: Buffer; certPath: string } {
   const dir = mkdtempSync(join(tmpdir(), 'stockade-net-'));
   const keyPath = join(dir, 'key.pem');
   const certPath = join(dir, 'cert.pem');
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', keyPath, '-out', certPath, '-days', '2', '-subj', '/CN=good.test',
-    '-addext', 'subjectAltName=DNS:good.test,DNS:*.good.test,DNS:other.test',
-  ], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      keyPath,
+      '-out',
+      certPath,
+      '-days',
+      '2',
+      '-subj',
+      '/CN=good.test',
+      '-addext',
+      'subjectAltName=DNS:good.test,DNS:*.good.test,DNS:other.test',
+    ],
+    { stdio: 'ignore' },
+  );
   certCache = { key: readFileSync(keyPath), cert: readFileSync(certPath), certPath };
   return certCache;
 }
@@ -118,14 +136,19 @@ export async function startProxy(options: EgressOptions, extras: EgressProxyExtr
 export function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(cmd, args, { env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env }, timeout: 20_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : -1) : 0;
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
       resolve({ code, stdout: String(stdout), stderr: String(stderr) });
     });
   });
 }
 
 /** Connects, writes `data`, and collects everything until the peer closes (or `ms` passes). */
-export function exchange(port: number, data: Buffer | string, ms = 3000, host = '127.0.0.1'): Promise<{ data: Buffer; error?: string; timedOut: boolean }> {
+export function exchange(
+  port: number,
+  data: Buffer | string,
+  ms = 3000,
+  host = '127.0.0.1',
+): Promise<{ data: Buffer; error?: string; timedOut: boolean }> {
   return new Promise((resolve) => {
     const s = connect({ host, port });
     const chunks: Buffer[] = [];

@@ -1,6 +1,7 @@
 // Public options of spawnSandboxed(): what a caller may ask for. lib/plan.ts turns them into the
 // flat, fully resolved NativePlan the addon executes; nothing here reaches C++ unvalidated.
 import type { Logger } from 'pino';
+import type { EgressLimits } from './net/connector';
 
 /** One stdio slot, as in child_process: a pipe to the parent, the parent's own fd, or /dev/null. */
 export type StdioSlot = 'pipe' | 'inherit' | 'ignore' | number;
@@ -47,6 +48,8 @@ export interface EgressOptions {
   allow: string[];
   /** Resolver override, curl's --resolve form: 'name:port:address' or { 'name:port': 'address' }. */
   resolve?: string[] | Record<string, string>;
+  /** Per-sandbox proxy limits (concurrent connections, header size, timeouts); see lib/net/connector.ts. */
+  limits?: EgressLimits;
 }
 
 /** A credential the proxy injects on the wire; the sandbox only ever sees a placeholder (issue #4). */

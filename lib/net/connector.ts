@@ -1,0 +1,388 @@
+// The part every front-end (HTTP proxy, SOCKS, transparent) shares: decide whether host:port may
+// be reached (normalize -> allowlist -> resolve -> SSRF guard -> not the proxy itself), open the
+// upstream connection to exactly the address that was checked, splice the two sockets with
+// byte counts and idle timeouts, check that SNI / Host inside a tunnel agree with its target,
+// and write one audit record per decision. Front-ends only speak their protocol.
+import { isIP, type Socket, connect as tcpConnect } from 'node:net';
+import type { Allowlist } from './allowlist';
+import { type NormalizedHost, normalizeHost, splitHostPort } from './hostname';
+import type { Resolver } from './resolve';
+import { sniff } from './sniff';
+import { checkAddress, classifyAddress } from './ssrf';
+
+export type Via = 'http' | 'connect' | 'socks' | 'transparent' | 'dns';
+
+/** One audit record: emitted as a pino line and as the EgressProxy 'egress' event. */
+export interface EgressRecord {
+  event: 'egress';
+  sandbox: string;
+  via: Via;
+  host: string;
+  port: number;
+  /** The address connected to (allowed connections). */
+  address?: string;
+  decision: 'allow' | 'deny';
+  /** The allowlist entry that matched, or the reason for the denial. */
+  rule: string;
+  bytesUp: number;
+  bytesDown: number;
+  durationMs: number;
+  /** Set when an allowed connection then failed (DNS, refused, timeout, reset). */
+  error?: string;
+  /** Set when the connection was handed to the credential interceptor. */
+  intercepted?: boolean;
+}
+
+export interface EgressLimits {
+  /** Concurrent client connections per proxy (all listeners together). Default 4096. */
+  maxConnections?: number;
+  /** Largest request head (request line + headers) in bytes. Default 16384. */
+  maxHeaderSize?: number;
+  /** Close a connection after this long without traffic in either direction (ms). Default 300000. */
+  idleTimeout?: number;
+  /** Time allowed for a complete request head or SOCKS/TLS handshake to arrive (ms). Default 10000. */
+  headersTimeout?: number;
+  /** Time allowed for the upstream TCP connect (ms). Default 10000. */
+  connectTimeout?: number;
+}
+
+export type ResolvedLimits = Required<EgressLimits>;
+
+export function resolveLimits(l: EgressLimits = {}): ResolvedLimits {
+  const out: ResolvedLimits = {
+    maxConnections: l.maxConnections ?? 4096,
+    maxHeaderSize: l.maxHeaderSize ?? 16384,
+    idleTimeout: l.idleTimeout ?? 300_000,
+    headersTimeout: l.headersTimeout ?? 10_000,
+    connectTimeout: l.connectTimeout ?? 10_000,
+  };
+  for (const [k, v] of Object.entries(out)) {
+    if (!Number.isInteger(v) || v <= 0) throw new TypeError(`invalid limits.${k}: ${v} (must be a positive integer)`);
+  }
+  return out;
+}
+
+/** What a connection hands to the credential interceptor (lib/secrets). */
+export interface EgressTarget {
+  host: string;
+  port: number;
+  address: string;
+}
+
+export interface Interceptor {
+  wants(host: string, port: number): boolean;
+  handle(client: Socket, target: EgressTarget, head: Buffer): void;
+}
+
+export type Decision =
+  | { allowed: true; host: string; port: number; rule: string; address: string; isName: boolean }
+  | { allowed: false; host: string; port: number; rule: string; status: 403 | 502 };
+
+export interface ConnectorOptions {
+  sandbox: string;
+  allowlist: Allowlist;
+  resolver: Resolver;
+  limits: ResolvedLimits;
+  interceptor?: Interceptor;
+  /** The proxy's own listening endpoints (refused as targets). */
+  ownEndpoints: () => { address: string; port: number }[];
+  audit: (record: EgressRecord) => void;
+}
+
+export class Connector {
+  /** Every socket the proxy owns (clients and upstreams), destroyed by close(). */
+  readonly sockets = new Set<Socket>();
+  closed = false;
+
+  constructor(readonly opts: ConnectorOptions) {}
+
+  get limits(): ResolvedLimits {
+    return this.opts.limits;
+  }
+
+  track(socket: Socket): void {
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+  }
+
+  /** Policy decision for a raw host (any spelling) and port. Never throws. */
+  async decide(rawHost: string, port: number): Promise<Decision> {
+    let host: NormalizedHost;
+    try {
+      host = normalizeHost(rawHost);
+    } catch (err) {
+      return { allowed: false, host: rawHost, port, rule: (err as Error).message, status: 403 };
+    }
+    return this.decideNormalized(host, port);
+  }
+
+  async decideNormalized(host: NormalizedHost, port: number): Promise<Decision> {
+    const deny = (rule: string, status: 403 | 502 = 403): Decision => ({ allowed: false, host: host.host, port, rule, status });
+    if (host.kind === 'ip') {
+      const self = this.isSelf(host.host, port);
+      if (self) return deny(self);
+    }
+    const match = this.opts.allowlist.matchNormalized(host, port);
+    if (!match.allowed) return deny(match.rule);
+    if (host.kind === 'ip') {
+      // Allowed by an address/CIDR entry, which also names it for the SSRF guard.
+      return { allowed: true, host: host.host, port, rule: match.rule, address: host.host, isName: false };
+    }
+    let addresses: { address: string; override?: string }[];
+    try {
+      addresses = await this.opts.resolver.resolve(host.host, port);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      return deny(`cannot resolve ${host.host}: ${code}`, 502);
+    }
+    if (addresses.length === 0) return deny(`cannot resolve ${host.host}: no addresses`, 502);
+    let firstRefusal = '';
+    for (const a of addresses) {
+      const self = this.isSelf(a.address, port);
+      if (self) return deny(self);
+      const namedBy = a.override ?? this.opts.allowlist.namesAddress(a.address, port)?.text;
+      const verdict = checkAddress(a.address, namedBy);
+      if (verdict.allowed) {
+        return { allowed: true, host: host.host, port, rule: match.rule, address: a.address, isName: true };
+      }
+      firstRefusal ||= `${verdict.rule} (${host.host} resolved to it)`;
+    }
+    return deny(firstRefusal);
+  }
+
+  private isSelf(address: string, port: number): string | undefined {
+    const kind = classifyAddress(address);
+    for (const own of this.opts.ownEndpoints()) {
+      if (own.port !== port) continue;
+      if (own.address === address || kind === 'loopback' || kind === 'unspecified') {
+        return `refused: ${address}:${port} is the proxy itself`;
+      }
+    }
+    return undefined;
+  }
+
+  /** Opens the upstream TCP connection to the checked address, with the connect timeout. */
+  connect(d: Extract<Decision, { allowed: true }>): Promise<Socket> {
+    return new Promise((resolve, reject) => {
+      const upstream = tcpConnect({ host: d.address, port: d.port, family: isIP(d.address) });
+      this.track(upstream);
+      const timer = setTimeout(() => {
+        upstream.destroy();
+        reject(Object.assign(new Error(`connect ETIMEDOUT ${d.address}:${d.port}`), { code: 'ETIMEDOUT' }));
+      }, this.limits.connectTimeout);
+      upstream.once('connect', () => {
+        clearTimeout(timer);
+        upstream.removeListener('error', reject);
+        resolve(upstream);
+      });
+      upstream.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+  }
+
+  audit(partial: Omit<EgressRecord, 'event' | 'sandbox' | 'bytesUp' | 'bytesDown'> & { bytesUp?: number; bytesDown?: number }): void {
+    this.opts.audit({ event: 'egress', sandbox: this.opts.sandbox, bytesUp: 0, bytesDown: 0, ...partial });
+  }
+
+  /** Audits a denial made before any upstream exists. */
+  auditDenied(via: Via, d: Extract<Decision, { allowed: false }>, started: number): void {
+    this.audit({ via, host: d.host, port: d.port, decision: 'deny', rule: d.rule, durationMs: Date.now() - started });
+  }
+
+  /**
+   * Hands an allowed connection on: to the interceptor if it wants the host, else upstream.
+   * `ready` is called once the client may be told "connected" (HTTP 200, SOCKS success) and
+   * receives the upstream socket (undefined when intercepted); `failed` when the upstream connect
+   * fails (the front-end answers 502 / a SOCKS error). `inspect` checks that the first bytes the
+   * client sends (TLS SNI, HTTP Host) name the same host as the decision.
+   */
+  async forward(
+    via: Via,
+    client: Socket,
+    d: Extract<Decision, { allowed: true }>,
+    head: Buffer,
+    started: number,
+    hooks: { ready: (upstream?: Socket) => void; failed: (err: Error) => void; inspect: boolean },
+  ): Promise<void> {
+    const interceptor = this.opts.interceptor;
+    if (interceptor?.wants(d.host, d.port)) {
+      this.audit({
+        via,
+        host: d.host,
+        port: d.port,
+        address: d.address,
+        decision: 'allow',
+        rule: d.rule,
+        durationMs: Date.now() - started,
+        intercepted: true,
+      });
+      hooks.ready(undefined);
+      interceptor.handle(client, { host: d.host, port: d.port, address: d.address }, head);
+      return;
+    }
+    let upstream: Socket;
+    try {
+      upstream = await this.connect(d);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      this.audit({
+        via,
+        host: d.host,
+        port: d.port,
+        address: d.address,
+        decision: 'allow',
+        rule: d.rule,
+        durationMs: Date.now() - started,
+        error: e.code ?? e.message,
+      });
+      hooks.failed(e);
+      return;
+    }
+    if (client.destroyed) {
+      upstream.destroy();
+      this.audit({
+        via,
+        host: d.host,
+        port: d.port,
+        address: d.address,
+        decision: 'allow',
+        rule: d.rule,
+        durationMs: Date.now() - started,
+        error: 'client went away',
+      });
+      return;
+    }
+    hooks.ready(upstream);
+    this.splice(via, client, upstream, d, head, started, hooks.inspect);
+  }
+
+  /** Pipes client <-> upstream, counting bytes; one audit record when both are closed. */
+  splice(
+    via: Via,
+    client: Socket,
+    upstream: Socket,
+    d: Extract<Decision, { allowed: true }>,
+    head: Buffer,
+    started: number,
+    inspect: boolean,
+  ): void {
+    let bytesUp = 0;
+    let bytesDown = 0;
+    let denial: string | undefined;
+    let error: string | undefined;
+    let done = false;
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      client.destroy();
+      upstream.destroy();
+      this.audit({
+        via,
+        host: d.host,
+        port: d.port,
+        address: d.address,
+        decision: denial ? 'deny' : 'allow',
+        rule: denial ?? d.rule,
+        bytesUp,
+        bytesDown,
+        durationMs: Date.now() - started,
+        ...(error && !denial ? { error } : {}),
+      });
+    };
+    const idle = this.limits.idleTimeout;
+    for (const s of [client, upstream]) {
+      s.setTimeout(idle, () => {
+        error = 'idle timeout';
+        finish();
+      });
+      s.setNoDelay(true);
+      s.on('error', (err: NodeJS.ErrnoException) => {
+        error ??= err.code ?? err.message;
+      });
+      s.once('close', finish);
+    }
+    upstream.on('data', (chunk: Buffer) => {
+      bytesDown += chunk.length;
+    });
+    upstream.pipe(client);
+
+    const startUp = (first: Buffer): void => {
+      if (first.length > 0) {
+        bytesUp += first.length;
+        upstream.write(first);
+      }
+      client.on('data', (chunk: Buffer) => {
+        bytesUp += chunk.length;
+      });
+      client.pipe(upstream);
+    };
+    if (!inspect || !d.isName) {
+      startUp(head);
+      return;
+    }
+    // Hold the client's bytes until we know what they are: the SNI of a ClientHello or the Host of
+    // a request must name the host the tunnel was opened for (no domain fronting).
+    let pending = head;
+    const check = (): boolean => {
+      const r = sniff(pending, this.limits.maxHeaderSize);
+      if (r.kind === 'need-more') return false;
+      const mismatch = this.checkAgreement(r, d.host);
+      if (mismatch) {
+        denial = mismatch;
+        finish();
+        return true;
+      }
+      startUp(pending);
+      return true;
+    };
+    if (pending.length > 0 && check()) return;
+    const onData = (chunk: Buffer): void => {
+      pending = Buffer.concat([pending, chunk]);
+      if (check()) client.removeListener('data', onData);
+    };
+    client.on('data', onData);
+  }
+
+  /** Undefined when the sniffed name agrees with `host`, else the refusal. */
+  checkAgreement(r: ReturnType<typeof sniff>, host: string): string | undefined {
+    if (r.kind === 'invalid') return `refused: malformed ${r.protocol} inside tunnel to ${host}: ${r.reason}`;
+    if (r.kind === 'tls' && r.host !== null) {
+      const sni = safeName(r.host);
+      if (sni !== host) return `sni-mismatch: TLS SNI ${JSON.stringify(r.host)} does not match target ${host}`;
+    }
+    if (r.kind === 'http' && r.host !== null) {
+      const h = safeName(hostOfHeader(r.host));
+      if (h !== host) return `host-mismatch: Host header ${JSON.stringify(r.host)} does not match target ${host}`;
+    }
+    return undefined;
+  }
+
+  destroyAll(): void {
+    this.closed = true;
+    for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
+  }
+}
+
+/** Normalized name or a marker that never equals a valid name. */
+export function safeName(raw: string): string {
+  try {
+    return normalizeHost(raw).host;
+  } catch {
+    return `\0invalid:${raw}`;
+  }
+}
+
+export function hostOfHeader(value: string): string {
+  try {
+    return splitHostPort(value).host;
+  } catch {
+    return `\0invalid:${value}`;
+  }
+}

@@ -1,0 +1,100 @@
+// Name resolution for the proxy: the resolver override first (curl's --resolve convention,
+// 'name:port:address[,address...]', or { 'name:port': 'address' } / { name: 'address' }), then
+// dns.lookup() for all addresses. The caller checks every address with the SSRF guard and then
+// connects to exactly the address it checked, so there is no second lookup to rebind.
+import { lookup } from 'node:dns/promises';
+import { normalizeHost } from './hostname';
+import { canonicalIp } from './ip';
+
+export interface ResolvedAddress {
+  address: string;
+  family: 4 | 6;
+  /** The override entry that produced it (counts as naming it for the SSRF guard). */
+  override?: string;
+}
+
+interface OverrideEntry {
+  text: string;
+  name: string;
+  port: number | '*';
+  addresses: string[];
+}
+
+export type LookupFn = (name: string) => Promise<{ address: string; family: number }[]>;
+
+const defaultLookup: LookupFn = (name) => lookup(name, { all: true, verbatim: true });
+
+export class Resolver {
+  private readonly overrides: OverrideEntry[];
+
+  constructor(
+    resolve: string[] | Record<string, string> | undefined,
+    private readonly lookupFn: LookupFn = defaultLookup,
+  ) {
+    this.overrides = parseOverrides(resolve);
+  }
+
+  /** The override entry for name:port, if any; lets DNS answer overridden names too. */
+  override(name: string, port: number): OverrideEntry | undefined {
+    return this.overrides.find((o) => o.name === name && (o.port === '*' || o.port === port));
+  }
+
+  /** All addresses for a normalized name; throws ENOTFOUND-style errors from dns.lookup. */
+  async resolve(name: string, port: number): Promise<ResolvedAddress[]> {
+    const o = this.override(name, port);
+    if (o) return o.addresses.map((a) => ({ address: a, family: a.includes(':') ? 6 : 4, override: o.text }));
+    const found = await this.lookupFn(name);
+    const out: ResolvedAddress[] = [];
+    for (const { address } of found) {
+      const c = canonicalIp(address);
+      if (c) out.push({ address: c, family: c.includes(':') ? 6 : 4 });
+    }
+    return out;
+  }
+}
+
+function parseOverrides(resolve: string[] | Record<string, string> | undefined): OverrideEntry[] {
+  if (resolve === undefined) return [];
+  const pairs: [string, string, string][] = [];
+  if (Array.isArray(resolve)) {
+    for (const text of resolve) {
+      if (typeof text !== 'string') throw new TypeError(`invalid resolve entry ${JSON.stringify(text)}: not a string`);
+      // name:port:address; the address may be an IPv6 literal full of colons, so split twice.
+      const first = text.indexOf(':');
+      const second = text.indexOf(':', first + 1);
+      if (first < 0 || second < 0) {
+        throw new TypeError(`invalid resolve entry '${text}': expected NAME:PORT:ADDRESS`);
+      }
+      pairs.push([text, `${text.slice(0, first)}:${text.slice(first + 1, second)}`, text.slice(second + 1)]);
+    }
+  } else if (resolve && typeof resolve === 'object') {
+    for (const [key, value] of Object.entries(resolve)) pairs.push([`${key}=${value}`, key, value]);
+  } else {
+    throw new TypeError('resolve must be an array of NAME:PORT:ADDRESS strings or an object');
+  }
+  return pairs.map(([text, key, value]) => {
+    const colon = key.lastIndexOf(':');
+    const nameText = colon < 0 ? key : key.slice(0, colon);
+    const portText = colon < 0 ? '*' : key.slice(colon + 1);
+    if (portText !== '*' && !(/^\d{1,5}$/.test(portText) && +portText >= 1 && +portText <= 65535)) {
+      throw new TypeError(`invalid resolve entry '${text}': invalid port '${portText}'`);
+    }
+    let name: string;
+    try {
+      const n = normalizeHost(nameText);
+      if (n.kind !== 'name') throw new Error('an IP address cannot be overridden');
+      name = n.host;
+    } catch (err) {
+      throw new TypeError(`invalid resolve entry '${text}': ${(err as Error).message}`);
+    }
+    const addresses = String(value)
+      .split(',')
+      .map((a) => {
+        const bare = a.trim().replace(/^\[(.*)\]$/, '$1');
+        const c = canonicalIp(bare);
+        if (!c) throw new TypeError(`invalid resolve entry '${text}': '${a}' is not an IP address`);
+        return c;
+      });
+    return { text, name, port: portText === '*' ? '*' : Number(portText), addresses };
+  });
+}

@@ -5,8 +5,10 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SandboxOptionsError } from './errors';
-import { initPath, MountKind, type NativeMount, type NativePlan } from './native';
-import type { SandboxLimits, SandboxOptions } from './options';
+import { type NativeMount, type NativePlan, MountKind, initPath } from './native';
+import { PRELOAD_PATH } from './net/env';
+import { type EgressPlan, egressEnv, planEgress } from './net/sandbox';
+import type { EgressOptions, SandboxLimits, SandboxOptions } from './options';
 
 /** Host directories bound read-only (or re-created as the same symlink) by default. */
 const systemDirs = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];
@@ -59,6 +61,8 @@ export interface ResolvedSandbox {
   wallTime?: number;
   /** Host paths bound into the sandbox (identity mapped), for command resolution. */
   visible: string[];
+  /** The listeners and ports of the egress proxy, when the network has an allow list. */
+  egress?: EgressPlan;
 }
 
 const knownOptions = new Set(['cwd', 'env', 'stdio', 'filesystem', 'network', 'limits', 'hostname', 'logger', 'secrets', 'upstreamCa']);
@@ -135,7 +139,12 @@ function etcFiles(hostname: string, resolvConf: string): NativeMount[] {
   ];
 }
 
-function buildEnv(env: SandboxOptions['env']): string[] {
+/**
+ * The payload's environment: defaults, then the caller's values, then what stockade itself must
+ * set (proxy variables, placeholders, trust paths), which the caller cannot override.
+ * NODE_OPTIONS is the exception: stockade's --require is appended to the caller's.
+ */
+function buildEnv(env: SandboxOptions['env'], forced?: (nodeOptions: string | undefined) => Record<string, string>): string[] {
   const out = new Map<string, string>([
     ['PATH', DEFAULT_PATH],
     ['HOME', SANDBOX_HOME],
@@ -157,6 +166,7 @@ function buildEnv(env: SandboxOptions['env']): string[] {
       }
     }
   }
+  if (forced) for (const [k, v] of Object.entries(forced(out.get('NODE_OPTIONS')))) out.set(k, v);
   return [...out].map(([k, v]) => `${k}=${v}`);
 }
 
@@ -176,7 +186,29 @@ function buildLimits(limits: SandboxLimits | undefined): NativePlan['limits'] {
   return out;
 }
 
-export function resolveSandbox(command: string, args: readonly string[], options: SandboxOptions): ResolvedSandbox {
+/** What credential injection adds to a sandbox: placeholders and trust variables, and the CA bundle. */
+export interface SandboxTrust {
+  env: Record<string, string>;
+  /** Host CAs plus the per-run CA, mounted as /etc/ssl/certs/ca-certificates.crt. */
+  bundle: string;
+}
+
+function egressOf(network: unknown): EgressPlan | undefined {
+  if (network === undefined || network === 'none' || network === 'host') return undefined;
+  if (typeof network !== 'object' || network === null || Array.isArray(network)) {
+    fail('network', `expected 'none', 'host' or { allow: [...] }, found ${JSON.stringify(network)}`);
+  }
+  checkKeys(network, ['allow', 'resolve', 'limits'], 'network');
+  const { allow } = network as EgressOptions;
+  if (!Array.isArray(allow) || allow.some((a) => typeof a !== 'string')) fail('network.allow', 'expected an array of host patterns');
+  try {
+    return planEgress(network as EgressOptions);
+  } catch (err) {
+    fail('network.allow', (err as Error).message);
+  }
+}
+
+export function resolveSandbox(command: string, args: readonly string[], options: SandboxOptions, trust?: SandboxTrust): ResolvedSandbox {
   if (typeof command !== 'string' || command === '' || command.includes('\0')) {
     fail('command', `expected a non-empty string, found ${JSON.stringify(command)}`);
   }
@@ -196,8 +228,9 @@ export function resolveSandbox(command: string, args: readonly string[], options
   }
 
   const network = options.network ?? 'none';
-  if (network !== 'none' && network !== 'host') {
-    fail('network', `expected 'none' or 'host', found ${JSON.stringify(network)}`);
+  const egress = egressOf(network);
+  if (options.secrets !== undefined && egress === undefined) {
+    fail('secrets', "credentials are injected by the egress proxy: give network an allow list (not 'none' or 'host')");
   }
 
   const fsOptions = options.filesystem ?? {};
@@ -209,6 +242,11 @@ export function resolveSandbox(command: string, args: readonly string[], options
   const add = (m: NativeMount | undefined) => m && mounts.set(m.target, m);
   for (const dir of systemDirs) add(mirror(dir));
   for (const p of etcBinds) add(mirror(p));
+  if (trust !== undefined) {
+    // The host's bundle plus the per-run CA, in place of the host's certificate directory.
+    mounts.delete('/newroot/etc/ssl/certs');
+    add({ kind: MountKind.file, target: '/newroot/etc/ssl/certs/ca-certificates.crt', data: trust.bundle, mode: 0o644 });
+  }
   if (network === 'host' && fs.existsSync('/etc/resolv.conf')) add(bindOf(fs.realpathSync('/etc/resolv.conf'), true));
   const visible = systemDirs.filter((d) => fs.existsSync(d));
 
@@ -260,7 +298,12 @@ export function resolveSandbox(command: string, args: readonly string[], options
   for (const f of procMaskedFiles) add({ kind: MountKind.maskFile, target: `/newroot/proc/${f}` });
   for (const d of procMaskedDirs) add({ kind: MountKind.maskDir, target: `/newroot/proc/${d}` });
   for (const d of procReadOnly) add({ kind: MountKind.readOnly, target: `/newroot/proc/${d}` });
-  for (const f of etcFiles(hostname, '')) {
+  if (egress !== undefined) {
+    // fetch() in Node < 22.21 needs a preload to honour the proxy variables (lib/net/env.ts).
+    const preload = fs.realpathSync(PRELOAD_PATH);
+    add({ kind: MountKind.bind, source: `/oldroot${preload}`, target: `/newroot${PRELOAD_PATH}`, readOnly: true, sourceIsDir: false });
+  }
+  for (const f of etcFiles(hostname, egress?.resolvConf ?? '')) {
     if (!mounts.has(f.target)) add(f);
   }
 
@@ -273,7 +316,7 @@ export function resolveSandbox(command: string, args: readonly string[], options
     fail('limits.wallTime', `expected a positive number of milliseconds, found ${JSON.stringify(wallTime)}`);
   }
 
-  const envp = buildEnv(options.env);
+  const envp = buildEnv(options.env, egress === undefined ? undefined : (nodeOptions) => ({ ...egressEnv(egress, nodeOptions), ...trust?.env }));
   const plan: Omit<NativePlan, 'fds'> = {
     file: command,
     argv: [command, ...args],
@@ -284,6 +327,8 @@ export function resolveSandbox(command: string, args: readonly string[], options
     rootOptions: 'mode=0755,size=1m',
     mounts: ordered,
     shareNetwork: network === 'host',
+    routeAllLocal: egress !== undefined,
+    listeners: egress?.listeners,
     limits,
     useInit: true,
     initPath: initPath(),
@@ -306,6 +351,7 @@ export function resolveSandbox(command: string, args: readonly string[], options
   return {
     plan,
     digest,
+    egress,
     wallTime,
     visible,
     describe(step, index) {

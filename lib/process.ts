@@ -11,7 +11,10 @@ import type { Logger } from 'pino';
 import { fromNative, SandboxError, SandboxOptionsError } from './errors';
 import { type NativeHandle, native } from './native';
 import type { SandboxOptions, StdioSlot } from './options';
+import { EgressAttachment } from './net/sandbox';
+import type { EgressOptions } from './options';
 import { type ResolvedSandbox, resolveCommand, resolveSandbox } from './plan';
+import { RunCa, resolveSecrets, SecretInterceptor, sandboxTrust } from './secrets';
 
 export interface SandboxExit {
   exitCode: number | null;
@@ -57,6 +60,11 @@ export class SandboxedProcess extends EventEmitter {
   listenerFds: number[] = [];
 
   private handle: NativeHandle | undefined;
+  private readonly options: SandboxOptions;
+  private egress: EgressAttachment | undefined;
+  private interceptor: SecretInterceptor | undefined;
+  /** A signal sent before the sandbox existed (credentials still being prepared). */
+  private pendingSignal: number | undefined;
   private spawnError: SandboxError | undefined;
   private exitPromise: Promise<SandboxExit> | undefined;
   private openStreams = 0;
@@ -72,8 +80,11 @@ export class SandboxedProcess extends EventEmitter {
     this.spawnargs = [command, ...args];
     const slots = normalizeStdio(options.stdio);
     const resolved = resolveSandbox(command, args, options);
+    // A secret missing on the host is an error now, naming the variable, before anything starts.
+    const secrets = options.secrets === undefined ? undefined : resolveSecrets(options.secrets);
     this.policyDigest = resolved.digest;
     this.logger = options.logger;
+    this.options = options;
 
     const parentEnds: (number | null)[] = [null, null, null];
     const childFds: number[] = [];
@@ -105,7 +116,25 @@ export class SandboxedProcess extends EventEmitter {
     // Writing to a sandbox that has exited must not crash the parent with EPIPE.
     this.stdin?.on('error', () => {});
 
-    this.start(resolved, childFds, slots);
+    if (secrets === undefined) {
+      this.start(resolved, childFds, slots);
+      return;
+    }
+    // Credentials: the per-run CA is made with WebCrypto, which is asynchronous, so the sandbox
+    // starts once it exists ('spawn' says when; pid is undefined until then).
+    RunCa.create().then(
+      (ca) => {
+        this.interceptor = new SecretInterceptor({ secrets, ca, upstreamCa: options.upstreamCa, logger: options.logger });
+        this.interceptor.on('violation', (v) => this.audit('warn', { event: 'violation', ...v }));
+        const trust = sandboxTrust(ca);
+        const withTrust = resolveSandbox(command, args, options, { env: { ...this.interceptor.placeholders, ...trust.env }, bundle: trust.bundle });
+        this.start(withTrust, childFds, slots);
+      },
+      (err: Error) => {
+        for (const [i, slot] of slots.entries()) if (slot === 'pipe') fs.closeSync(childFds[i]);
+        this.failAsync(new SandboxError({ errno: osConstants.errno.EINVAL, syscall: 'crypto.subtle', step: 'secrets', hint: err.message }));
+      },
+    );
   }
 
   private start(resolved: ResolvedSandbox, childFds: number[], slots: Slots): void {
@@ -135,6 +164,14 @@ export class SandboxedProcess extends EventEmitter {
     this.pid = result.pid;
     this.handle = result.handle;
     this.listenerFds = result.listenerFds;
+    if (resolved.egress !== undefined) {
+      this.egress = new EgressAttachment(this.options.network as EgressOptions, resolved.egress, result.listenerFds, String(result.pid), this.logger, {
+        interceptor: this.interceptor,
+      });
+      this.egress.proxy.on('egress', (record) => this.emit('egress', record));
+      this.listenerFds = [];
+    }
+    if (this.pendingSignal !== undefined) this.handle.kill(this.pendingSignal);
     if (resolved.wallTime !== undefined) {
       this.wallTimer = setTimeout(() => {
         this.audit('warn', { event: 'wall-time', pid: this.pid, limitMs: resolved.wallTime });
@@ -149,7 +186,7 @@ export class SandboxedProcess extends EventEmitter {
         pid: this.pid,
         command: this.spawnargs,
         policy: this.policyDigest,
-        network: plan.shareNetwork ? 'host' : 'none',
+        network: plan.shareNetwork ? 'host' : resolved.egress ? 'proxy' : 'none',
       });
       if (plan.shareNetwork)
         this.audit('warn', {
@@ -178,6 +215,9 @@ export class SandboxedProcess extends EventEmitter {
 
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.wallTimer) clearTimeout(this.wallTimer);
+    // The proxy's state dies with the sandbox: listeners, client and upstream sockets, the CA.
+    void this.egress?.close();
+    void this.interceptor?.close();
     this.exitCode = code;
     this.signalCode = signal;
     this.exited_ = true;
@@ -206,7 +246,12 @@ export class SandboxedProcess extends EventEmitter {
   /** Sends a signal to the sandbox's PID 1, which forwards it to the payload (SIGKILL ends all). */
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
     const n = signalNumber(signal);
-    if (this.handle === undefined) return false;
+    if (this.handle === undefined) {
+      if (this.pid !== undefined || this.spawnError !== undefined) return false;
+      this.pendingSignal = n;
+      this.killed = true;
+      return true;
+    }
     const err = this.handle.kill(n);
     if (err === 0) {
       this.killed = true;
@@ -217,10 +262,12 @@ export class SandboxedProcess extends EventEmitter {
 
   ref(): void {
     this.handle?.ref();
+    this.egress?.ref();
   }
 
   unref(): void {
     this.handle?.unref();
+    this.egress?.unref();
   }
 
   /** Resolves on 'close' with the exit status; rejects if the sandbox could not be started. */

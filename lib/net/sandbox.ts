@@ -1,0 +1,114 @@
+// Egress for one sandbox: which sockets the child binds inside its network namespace (the plan),
+// and serving them from this process once their fds have been handed up (the attachment).
+//
+// Inside the sandbox's netns:
+//   127.0.0.1:HTTP   the explicit HTTP proxy (HTTP_PROXY/HTTPS_PROXY point here)
+//   127.0.0.1:SOCKS  SOCKS5 (ALL_PROXY=socks5h://...)
+//   127.0.0.1:53     DNS over UDP (served natively: Node's dgram cannot adopt an fd) and TCP
+//   0.0.0.0:P, [::]:P  transparent listeners for 80, 443 and every port the allowlist names;
+//                    with `local 0.0.0.0/0 dev lo` (and ::/0) every address is local, so a
+//                    connect() to any address on P lands here, and the accepted socket's local
+//                    address is the original destination.
+// Nothing else listens, so any other port is refused at once, and no packet leaves the netns.
+import * as net from 'node:net';
+import type { Logger } from 'pino';
+import { type NativeListener, type NativeUdpEndpoint, native } from '../native';
+import type { EgressOptions } from '../options';
+import { Allowlist } from './allowlist';
+import { proxyEnv } from './env';
+import { EgressProxy, type EgressProxyExtras } from './proxy';
+
+type Role = 'http' | 'socks' | 'dns-udp' | 'dns-tcp' | 'transparent';
+
+export interface EgressPlan {
+  listeners: NativeListener[];
+  roles: Role[];
+  httpPort: number;
+  socksPort: number;
+  /** Ports the transparent listeners cover. */
+  transparentPorts: number[];
+  /** resolv.conf for the sandbox: the DNS responder. */
+  resolvConf: string;
+}
+
+const LOOPBACK = Buffer.from([127, 0, 0, 1]);
+const ANY4 = Buffer.alloc(4);
+const ANY6 = Buffer.alloc(16);
+
+/** Validates the egress options (TypeError naming the bad entry) and lays out the listeners. */
+export function planEgress(options: EgressOptions): EgressPlan {
+  const allowlist = new Allowlist(options.allow);
+  const ports = new Set([80, 443]);
+  for (const entry of allowlist.entries) if (entry.ports !== 'any') for (const p of entry.ports) ports.add(p);
+  ports.delete(53);
+  // The proxy's own ports must not collide with a transparent port.
+  const pick = (candidates: number[]) => candidates.find((p) => !ports.has(p)) ?? 0;
+  const httpPort = pick([3128, 8118, 39128, 49128]);
+  const socksPort = pick([1080, 39080, 49080]);
+  const listeners: NativeListener[] = [];
+  const roles: Role[] = [];
+  const add = (role: Role, type: 'tcp' | 'udp', address: Buffer, port: number) => {
+    listeners.push({ type, address, port });
+    roles.push(role);
+  };
+  add('http', 'tcp', LOOPBACK, httpPort);
+  add('socks', 'tcp', LOOPBACK, socksPort);
+  add('dns-udp', 'udp', LOOPBACK, 53);
+  add('dns-tcp', 'tcp', LOOPBACK, 53);
+  const transparentPorts = [...ports].sort((a, b) => a - b);
+  for (const port of transparentPorts) {
+    add('transparent', 'tcp', ANY4, port);
+    add('transparent', 'tcp', ANY6, port);
+  }
+  if (listeners.length > 64) throw new TypeError(`the allowlist names ${transparentPorts.length} ports; at most 29 distinct ports are supported`);
+  return { listeners, roles, httpPort, socksPort, transparentPorts, resolvConf: 'nameserver 127.0.0.1\noptions edns0\n' };
+}
+
+/** The environment cooperative clients use to find the proxy. */
+export function egressEnv(plan: EgressPlan, nodeOptions?: string): Record<string, string> {
+  return proxyEnv(plan.httpPort, { socksPort: plan.socksPort, nodeOptions });
+}
+
+/** Serves one sandbox's injected listeners through an EgressProxy; close() frees everything. */
+export class EgressAttachment {
+  readonly proxy: EgressProxy;
+  private readonly servers: net.Server[] = [];
+  private readonly udp: NativeUdpEndpoint[] = [];
+
+  constructor(options: EgressOptions, plan: EgressPlan, fds: number[], sandbox: string, logger?: Logger, extras?: EgressProxyExtras) {
+    this.proxy = new EgressProxy(options, sandbox, logger, extras);
+    const { UdpEndpoint } = native();
+    plan.roles.forEach((role, i) => {
+      const fd = fds[i];
+      if (role === 'dns-udp') {
+        const endpoint: NativeUdpEndpoint = new UdpEndpoint(fd, (msg, peer) => {
+          const answer = this.proxy.handleDnsQuery(msg);
+          if (answer) endpoint.send(answer, peer);
+        });
+        this.udp.push(endpoint);
+        return;
+      }
+      const server = net.createServer();
+      server.listen({ fd });
+      this.servers.push(server);
+      if (role === 'http') this.proxy.serveHttpProxy(server);
+      else if (role === 'socks') this.proxy.serveSocks(server);
+      else if (role === 'dns-tcp') this.proxy.serveDnsTcp(server);
+      else this.proxy.serveTransparent(server);
+    });
+  }
+
+  ref(): void {
+    for (const s of this.servers) s.ref();
+  }
+
+  unref(): void {
+    for (const s of this.servers) s.unref();
+  }
+
+  async close(): Promise<void> {
+    for (const u of this.udp) u.close();
+    this.udp.length = 0;
+    await this.proxy.close();
+  }
+}

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SandboxOptionsError } from './errors';
-import { type NativeMount, type NativePlan, MountKind, initPath } from './native';
+import { initPath, MountKind, type NativeMount, type NativePlan } from './native';
 import { PRELOAD_PATH } from './net/env';
 import { type EgressPlan, egressEnv, planEgress } from './net/sandbox';
 import type { EgressOptions, SandboxLimits, SandboxOptions } from './options';
@@ -316,7 +316,10 @@ export function resolveSandbox(command: string, args: readonly string[], options
     fail('limits.wallTime', `expected a positive number of milliseconds, found ${JSON.stringify(wallTime)}`);
   }
 
-  const envp = buildEnv(options.env, egress === undefined ? undefined : (nodeOptions) => ({ ...egressEnv(egress, nodeOptions), ...trust?.env }));
+  const envp = buildEnv(
+    options.env,
+    egress === undefined ? undefined : (nodeOptions) => ({ ...egressEnv(egress, nodeOptions), ...trust?.env }),
+  );
   const plan: Omit<NativePlan, 'fds'> = {
     file: command,
     argv: [command, ...args],

@@ -10,9 +10,8 @@ import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { fromNative, SandboxError, SandboxOptionsError } from './errors';
 import { type NativeHandle, native } from './native';
-import type { SandboxOptions, StdioSlot } from './options';
 import { EgressAttachment } from './net/sandbox';
-import type { EgressOptions } from './options';
+import type { EgressOptions, SandboxOptions, StdioSlot } from './options';
 import { type ResolvedSandbox, resolveCommand, resolveSandbox } from './plan';
 import { RunCa, resolveSecrets, SecretInterceptor, sandboxTrust } from './secrets';
 
@@ -127,7 +126,10 @@ export class SandboxedProcess extends EventEmitter {
         this.interceptor = new SecretInterceptor({ secrets, ca, upstreamCa: options.upstreamCa, logger: options.logger });
         this.interceptor.on('violation', (v) => this.audit('warn', { event: 'violation', ...v }));
         const trust = sandboxTrust(ca);
-        const withTrust = resolveSandbox(command, args, options, { env: { ...this.interceptor.placeholders, ...trust.env }, bundle: trust.bundle });
+        const withTrust = resolveSandbox(command, args, options, {
+          env: { ...this.interceptor.placeholders, ...trust.env },
+          bundle: trust.bundle,
+        });
         this.start(withTrust, childFds, slots);
       },
       (err: Error) => {
@@ -165,9 +167,16 @@ export class SandboxedProcess extends EventEmitter {
     this.handle = result.handle;
     this.listenerFds = result.listenerFds;
     if (resolved.egress !== undefined) {
-      this.egress = new EgressAttachment(this.options.network as EgressOptions, resolved.egress, result.listenerFds, String(result.pid), this.logger, {
-        interceptor: this.interceptor,
-      });
+      this.egress = new EgressAttachment(
+        this.options.network as EgressOptions,
+        resolved.egress,
+        result.listenerFds,
+        String(result.pid),
+        this.logger,
+        {
+          interceptor: this.interceptor,
+        },
+      );
       this.egress.proxy.on('egress', (record) => this.emit('egress', record));
       this.listenerFds = [];
     }

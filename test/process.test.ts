@@ -154,7 +154,7 @@ describe('options and errors', () => {
       [{ limits: { memory: -1 } }, /^options\.limits\.memory: expected a positive size/],
       [{ limits: { openFiles: 1.5 } }, /^options\.limits\.openFiles: expected a positive integer, found 1\.5$/],
       [{ hostname: 'bad host' }, /^options\.hostname: expected a hostname label/],
-      [{ network: 'everything' }, /^options\.network: expected 'none' or 'host'/],
+      [{ network: 'everything' }, /^options\.network: expected 'none', 'host' or \{ allow: \[\.\.\.\] \}, found "everything"$/],
       [{ stdio: ['pipe', 'pipe'] }, /^options\.stdio: expected 3 slots, found 2$/],
       [{ stdio: 'bogus' }, /^options\.stdio\[0\]: expected 'pipe', 'inherit', 'ignore' or an fd/],
       [{ colour: 'blue' }, /^options\.colour: unknown option/],

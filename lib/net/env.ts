@@ -5,10 +5,9 @@
 // Its bundled undici does contain EnvHttpProxyAgent, but only behind --expose-internals, which
 // NODE_OPTIONS refuses. NODE_USE_ENV_PROXY=1 is honoured by fetch from Node 24.0 / 22.21 on
 // (and by node:http(s) agents from 24.5), so it is set for those, and for older versions the
-// preload (preload.ts, compiled next to this file) installs a proxy dispatcher itself: undici's
-// EnvHttpProxyAgent when the program ships undici, else a CONNECT-tunnelling Agent built from
-// the bundled undici's own Agent class. Programs that ignore all of this are still caught by
-// transparent interception.
+// preload (preload.ts, compiled next to this file) installs a proxy dispatcher itself: a
+// CONNECT-tunnelling Agent built from the bundled undici's own Agent class. Programs that ignore
+// all of this are still caught by transparent interception.
 import { join } from 'node:path';
 
 export const PRELOAD_PATH = join(__dirname, 'preload.js');

@@ -95,21 +95,10 @@ function tunnelConnect(opts: ConnectOpts, cb: ConnectCb): void {
 function install(): void {
   if (nativeEnvProxy() || typeof globalThis.fetch !== 'function') return;
   if (!proxyFor('http:') && !proxyFor('https:')) return;
-  // 1. The program's own undici, if it has one: its EnvHttpProxyAgent is the reference behaviour,
-  //    and setGlobalDispatcher() writes the same global symbol Node's bundled fetch reads.
-  for (const base of [process.cwd(), ...(require.main?.paths ?? [])]) {
-    try {
-      const undici = require(require.resolve('undici', { paths: [base] }));
-      if (typeof undici.EnvHttpProxyAgent === 'function') {
-        undici.setGlobalDispatcher(new undici.EnvHttpProxyAgent());
-        return;
-      }
-    } catch {
-      // not there: try the next place, then the fallback
-    }
-  }
-  // 2. Node's bundled undici: its Agent class is reachable through the default global dispatcher,
-  //    which a fetch() of a data: URL creates synchronously (checked on Node 20.20).
+  // Node's bundled undici, always: a program's own undici (another major version) may not fit
+  // the dispatcher interface of the fetch built into this Node, and its EnvHttpProxyAgent prints
+  // an experimental warning on stderr. The bundled Agent class is reachable through the default
+  // global dispatcher, which a fetch() of a data: URL creates synchronously (checked on Node 20.20).
   void globalThis.fetch('data:,').catch(() => {});
   const current = (globalThis as Record<symbol, unknown>)[GLOBAL_DISPATCHER] as { constructor: new (o: object) => unknown } | undefined;
   if (!current) return;

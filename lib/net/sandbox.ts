@@ -60,7 +60,8 @@ export function planEgress(options: EgressOptions): EgressPlan {
     add('transparent', 'tcp', ANY4, port);
     add('transparent', 'tcp', ANY6, port);
   }
-  if (listeners.length > 64) throw new TypeError(`the allowlist names ${transparentPorts.length} ports; at most 29 distinct ports are supported`);
+  if (listeners.length > 64)
+    throw new TypeError(`the allowlist names ${transparentPorts.length} ports; at most 29 distinct ports are supported`);
   return { listeners, roles, httpPort, socksPort, transparentPorts, resolvConf: 'nameserver 127.0.0.1\noptions edns0\n' };
 }
 

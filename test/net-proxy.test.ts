@@ -341,6 +341,25 @@ describe('SOCKS5', () => {
     socket.destroy();
   });
 
+  it('IPv6 CONNECT to an address the list names reaches it (::1 upstream)', async () => {
+    const six = await echoUpstream('::1');
+    const port = portOf(six);
+    const p = await startProxy({ allow: [`[::1]:${port}`] });
+    const req = Buffer.alloc(22);
+    req.set([5, 1, 0, 4]);
+    req[19] = 1;
+    req.writeUInt16BE(port, 20);
+    const { reply, socket } = await socks5(p.socksPort, req);
+    assert.equal(reply[1], SOCKS_REPLY.SUCCEEDED);
+    socket.write('over-v6');
+    assert.equal(await readUntil(socket, 'over-v6'), 'over-v6');
+    socket.destroy();
+    await waitFor(() => p.records.length === 1, 'the IPv6 tunnel record');
+    assert.deepEqual([p.records[0].host, p.records[0].address, p.records[0].rule], ['::1', '::1', `[::1]:${port}`]);
+    await p.close();
+    await closeServer(six);
+  });
+
   it('SOCKS4 gets the SOCKS4 rejection (curl and raw), BIND gets 0x07', async () => {
     const c = await curl(['--socks4', `127.0.0.1:${fx.socksPort}`, `http://127.0.0.3:${IP3}/`]);
     assert.equal(c.code, 97);

@@ -36,10 +36,11 @@ const servers: Server[] = [];
 let fx: ProxyFixture;
 let lookups: string[] = [];
 
-function lastRecord(pred: (r: ProxyFixture['records'][number]) => boolean) {
-  const hit = [...fx.records].reverse().find(pred);
-  assert.ok(hit, `no audit record matching; have ${JSON.stringify(fx.records.slice(-3))}`);
-  return hit;
+/** The latest audit record matching `pred`, waiting for it: allowed tunnels are recorded at close. */
+async function lastRecord(pred: (r: ProxyFixture['records'][number]) => boolean) {
+  const find = () => [...fx.records].reverse().find(pred);
+  await waitFor(() => find() !== undefined, `an audit record matching ${pred}; last: ${JSON.stringify(fx.records.at(-1))}`);
+  return find() as ProxyFixture['records'][number];
 }
 
 function curl(args: string[]) {
@@ -149,7 +150,7 @@ describe('HTTP proxy: absolute-form', () => {
     assert.equal(post.stdout, `POST /p host=good.test:${UP} te=chunked body=x=1`);
     const chunked = await curl(['-x', `http://127.0.0.1:${fx.httpPort}`, `http://good.test:${UP}/chunked`]);
     assert.equal(chunked.stdout, 'part1,part2');
-    const rec = lastRecord((r) => r.via === 'http' && r.decision === 'allow');
+    const rec = await lastRecord((r) => r.via === 'http' && r.decision === 'allow');
     assert.equal(rec.rule, `good.test:${UP}`);
     assert.equal(rec.address, '127.0.0.2');
     assert.equal(rec.bytesDown, 11);
@@ -158,7 +159,7 @@ describe('HTTP proxy: absolute-form', () => {
   it('curl: a name not on the list gets 403 naming host and rule', async () => {
     const r = await curl(['-x', `http://127.0.0.1:${fx.httpPort}`, '-w', '\n%{http_code}', `http://evil.test:${UP}/`]);
     assert.equal(r.stdout, `stockade: egress to evil.test:${UP} denied: no allowlist entry matches evil.test\n\n403`);
-    const rec = lastRecord((r) => r.host === 'evil.test');
+    const rec = await lastRecord((r) => r.host === 'evil.test');
     assert.deepEqual(
       { decision: rec.decision, rule: rec.rule, via: rec.via, sandbox: rec.sandbox },
       { decision: 'deny', rule: 'no allowlist entry matches evil.test', via: 'http', sandbox: 'test-sandbox' },
@@ -229,7 +230,7 @@ describe('HTTP proxy: CONNECT', () => {
     const ok = await curl(['--cacert', certPath, '-x', `http://127.0.0.1:${fx.httpPort}`, `https://good.test:${TP}/s`]);
     assert.equal(ok.stdout, `TLS GET /s host=good.test:${TP}`, ok.stderr);
     await waitFor(() => fx.records.some((r) => r.via === 'connect' && r.port === TP && r.decision === 'allow'), 'the tunnel record');
-    const rec = lastRecord((r) => r.via === 'connect' && r.port === TP && r.decision === 'allow');
+    const rec = await lastRecord((r) => r.via === 'connect' && r.port === TP && r.decision === 'allow');
     assert.equal(rec.rule, `good.test:${TP}`);
     assert.ok(rec.bytesUp > 0 && rec.bytesDown > 0);
     const denied = await curl(['--cacert', certPath, '-x', `http://127.0.0.1:${fx.httpPort}`, `https://evil.test:${TP}/s`]);
@@ -311,7 +312,7 @@ describe('SOCKS5', () => {
     const denied = await curl(['--socks5-hostname', `127.0.0.1:${fx.socksPort}`, `http://evil.test:${UP}/s5`]);
     assert.equal(denied.code, 97);
     assert.match(denied.stderr, /Can't complete SOCKS5 connection to evil\.test\. \(2\)/);
-    assert.equal(lastRecord((r) => r.via === 'socks' && r.host === 'evil.test').rule, 'no allowlist entry matches evil.test');
+    assert.equal((await lastRecord((r) => r.via === 'socks' && r.host === 'evil.test')).rule, 'no allowlist entry matches evil.test');
   });
 
   it('curl --socks5 (client-side resolution) sends the IP: allowed by an address entry, refused without one', async () => {
@@ -326,7 +327,7 @@ describe('SOCKS5', () => {
     ]);
     assert.equal(denied.code, 97);
     assert.match(denied.stderr, /\(2\)/);
-    assert.equal(lastRecord((r) => r.via === 'socks' && r.host === '127.0.0.2').rule, 'no allowlist entry matches 127.0.0.2');
+    assert.equal((await lastRecord((r) => r.via === 'socks' && r.host === '127.0.0.2')).rule, 'no allowlist entry matches 127.0.0.2');
   });
 
   it('IPv6 address type is parsed and judged (::1 is on no list)', async () => {
@@ -336,8 +337,27 @@ describe('SOCKS5', () => {
     req.writeUInt16BE(UP, 20);
     const { reply, socket } = await socks5(fx.socksPort, req);
     assert.equal(reply[1], SOCKS_REPLY.NOT_ALLOWED);
-    assert.equal(lastRecord((r) => r.via === 'socks' && r.host === '::1').rule, 'no allowlist entry matches ::1');
+    assert.equal((await lastRecord((r) => r.via === 'socks' && r.host === '::1')).rule, 'no allowlist entry matches ::1');
     socket.destroy();
+  });
+
+  it('IPv6 CONNECT to an address the list names reaches it (::1 upstream)', async () => {
+    const six = await echoUpstream('::1');
+    const port = portOf(six);
+    const p = await startProxy({ allow: [`[::1]:${port}`] });
+    const req = Buffer.alloc(22);
+    req.set([5, 1, 0, 4]);
+    req[19] = 1;
+    req.writeUInt16BE(port, 20);
+    const { reply, socket } = await socks5(p.socksPort, req);
+    assert.equal(reply[1], SOCKS_REPLY.SUCCEEDED);
+    socket.write('over-v6');
+    assert.equal(await readUntil(socket, 'over-v6'), 'over-v6');
+    socket.destroy();
+    await waitFor(() => p.records.length === 1, 'the IPv6 tunnel record');
+    assert.deepEqual([p.records[0].host, p.records[0].address, p.records[0].rule], ['::1', '::1', `[::1]:${port}`]);
+    await p.close();
+    await closeServer(six);
   });
 
   it('SOCKS4 gets the SOCKS4 rejection (curl and raw), BIND gets 0x07', async () => {
@@ -346,7 +366,7 @@ describe('SOCKS5', () => {
     assert.match(c.stderr, /request rejected or failed/);
     const raw = await exchange(fx.socksPort, Buffer.from([4, 1, 0, 80, 127, 0, 0, 3, 0]));
     assert.deepEqual(raw.data, SOCKS4_REJECT);
-    assert.equal(lastRecord((r) => r.via === 'socks').rule, 'socks: SOCKS4 is not supported (use SOCKS5)');
+    assert.equal((await lastRecord((r) => r.via === 'socks')).rule, 'socks: SOCKS4 is not supported (use SOCKS5)');
     const bind = await socks5(fx.socksPort, socksDomain('good.test', UP, 2));
     assert.equal(bind.reply[1], SOCKS_REPLY.COMMAND_NOT_SUPPORTED);
     bind.socket.destroy();
@@ -368,7 +388,7 @@ describe('transparent interception', () => {
   it('takes the name from the Host header', async () => {
     const r = await exchange(UP, `GET /tr HTTP/1.1\r\nHost: good.test:${UP}\r\nConnection: close\r\n\r\n`);
     assert.match(r.data.toString(), new RegExp(`GET /tr host=good.test:${UP} te=- body=$`));
-    const rec = lastRecord((x) => x.via === 'transparent');
+    const rec = await lastRecord((x) => x.via === 'transparent');
     assert.deepEqual([rec.host, rec.port, rec.decision], ['good.test', UP, 'allow']);
   });
 
@@ -383,11 +403,11 @@ describe('transparent interception', () => {
   it('refuses (RST) a name off the list and a connection with no name', async () => {
     const evil = await exchange(UP, `GET / HTTP/1.1\r\nHost: evil.test\r\n\r\n`);
     assert.deepEqual([evil.error, evil.data.length], ['ECONNRESET', 0]);
-    assert.equal(lastRecord((x) => x.via === 'transparent').rule, 'no allowlist entry matches evil.test');
+    assert.equal((await lastRecord((x) => x.via === 'transparent')).rule, 'no allowlist entry matches evil.test');
     const opaque = await exchange(UP, 'SSH-2.0-x\r\n');
     assert.equal(opaque.error, 'ECONNRESET');
     assert.equal(
-      lastRecord((x) => x.via === 'transparent').rule,
+      (await lastRecord((x) => x.via === 'transparent')).rule,
       `transparent: no name for 127.0.0.1:${UP} (not from the DNS pool, no SNI or Host)`,
     );
   });
@@ -484,7 +504,7 @@ describe('SSRF guard', () => {
     // good.test -> 127.0.0.2 comes from the override; named.test -> 127.0.0.3 from DNS, named by 127.0.0.3/32.
     const named = await curl(['-x', `http://127.0.0.1:${fx.httpPort}`, `http://named.test:${IP3}/`]);
     assert.equal(named.stdout, 'ip3');
-    assert.equal(lastRecord((r) => r.host === 'named.test').address, '127.0.0.3');
+    assert.equal((await lastRecord((r) => r.host === 'named.test')).address, '127.0.0.3');
   });
 
   it('does not consult the host resolver for names off the list', async () => {
@@ -499,7 +519,7 @@ describe('bypass attempts', () => {
     const { reply, socket } = await socks5(fx.socksPort, socksDomain(Buffer.from(`good.test\0.evil.test`, 'latin1'), UP));
     assert.equal(reply[1], SOCKS_REPLY.NOT_ALLOWED);
     assert.equal(
-      lastRecord((r) => r.via === 'socks').rule,
+      (await lastRecord((r) => r.via === 'socks')).rule,
       'invalid host "good.test\\u0000.evil.test": contains a control character or whitespace',
     );
     socket.destroy();
@@ -544,7 +564,7 @@ describe('bypass attempts', () => {
     const t = tlsConnect({ socket, servername: 'other.test', rejectUnauthorized: false });
     const err = await new Promise<NodeJS.ErrnoException>((r) => t.once('error', r));
     assert.equal(err.code, 'ECONNRESET');
-    const rec = lastRecord((r) => r.via === 'connect' && r.decision === 'deny');
+    const rec = await lastRecord((r) => r.via === 'connect' && r.decision === 'deny');
     assert.equal(rec.rule, 'sni-mismatch: TLS SNI "other.test" does not match target good.test');
   });
 
@@ -557,7 +577,10 @@ describe('bypass attempts', () => {
     const { socket } = await connectTunnel(fx.httpPort, `good.test:${UP}`);
     socket.write('GET / HTTP/1.1\r\nHost: other.test\r\n\r\n');
     await new Promise((r) => socket.once('close', r));
-    assert.equal(lastRecord((r) => r.via === 'connect').rule, 'host-mismatch: Host header "other.test" does not match target good.test');
+    assert.equal(
+      (await lastRecord((r) => r.via === 'connect')).rule,
+      'host-mismatch: Host header "other.test" does not match target good.test',
+    );
   });
 });
 
@@ -639,6 +662,7 @@ describe('limits and lifecycle', () => {
     const p = await startProxy({ allow: [`echo.test:${EP}`], resolve: [`echo.test:${EP}:127.0.0.2`], limits: { idleTimeout: 300 } });
     const idle = await connectTunnel(p.httpPort, `echo.test:${EP}`);
     await new Promise((r) => idle.socket.once('close', r));
+    await waitFor(() => p.records.length === 1, 'the idle tunnel record');
     const rec = p.records.at(-1);
     assert.deepEqual([rec?.decision, rec?.error], ['allow', 'idle timeout']);
     const live = await connectTunnel(p.httpPort, `echo.test:${EP}`);

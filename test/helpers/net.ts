@@ -50,7 +50,17 @@ export function testCert(): { key: Buffer; cert: Buffer; certPath: string } {
   return certCache;
 }
 
+const accepted = new WeakMap<Server, Set<Socket>>();
+
 export function listen<T extends Server>(server: T, host = '127.0.0.1', port = 0): Promise<T> {
+  // Remember accepted sockets so closeServer() can end a test promptly even after a failure.
+  const sockets = new Set<Socket>();
+  accepted.set(server, sockets);
+  // For TLS servers too, 'connection' carries the raw TCP socket; destroying it ends the TLS one.
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen({ host, port, backlog: 2048 }, () => resolve(server));
@@ -201,8 +211,8 @@ export async function waitFor(pred: () => boolean, what: string, ms = 3000): Pro
 
 export function closeServer(server: Server): Promise<void> {
   return new Promise((resolve) => {
-    (server as Server & { closeAllConnections?: () => void }).closeAllConnections?.();
     server.close(() => resolve());
+    for (const socket of accepted.get(server) ?? []) socket.destroy();
   });
 }
 

@@ -67,6 +67,8 @@ export interface EgressTarget {
   host: string;
   port: number;
   address: string;
+  /** Port to connect to when the resolver override moves it; `port` otherwise. */
+  connectPort?: number;
 }
 
 export interface Interceptor {
@@ -75,7 +77,7 @@ export interface Interceptor {
 }
 
 export type Decision =
-  | { allowed: true; host: string; port: number; rule: string; address: string; isName: boolean }
+  | { allowed: true; host: string; port: number; rule: string; address: string; isName: boolean; connectPort?: number }
   | { allowed: false; host: string; port: number; rule: string; status: 403 | 502 };
 
 export interface ConnectorOptions {
@@ -144,7 +146,7 @@ export class Connector {
       // Allowed by an address/CIDR entry, which also names it for the SSRF guard.
       return { allowed: true, host: host.host, port, rule: match.rule, address: host.host, isName: false };
     }
-    let addresses: { address: string; override?: string }[];
+    let addresses: { address: string; override?: string; connectPort?: number }[];
     try {
       addresses = await this.opts.resolver.resolve(host.host, port);
     } catch (err) {
@@ -159,7 +161,7 @@ export class Connector {
       const namedBy = a.override ?? this.opts.allowlist.namesAddress(a.address, port)?.text;
       const verdict = checkAddress(a.address, namedBy);
       if (verdict.allowed) {
-        return { allowed: true, host: host.host, port, rule: match.rule, address: a.address, isName: true };
+        return { allowed: true, host: host.host, port, rule: match.rule, address: a.address, isName: true, connectPort: a.connectPort };
       }
       firstRefusal ||= `${verdict.rule} (${host.host} resolved to it)`;
     }
@@ -205,7 +207,12 @@ export class Connector {
             },
           }
         : undefined;
-      const upstream = tcpConnect({ host: d.address, port: d.port, family: isIP(d.address), ...(onread ? { onread } : {}) });
+      const upstream = tcpConnect({
+        host: d.address,
+        port: d.connectPort ?? d.port,
+        family: isIP(d.address),
+        ...(onread ? { onread } : {}),
+      });
       this.track(upstream);
       const timer = setTimeout(() => {
         upstream.destroy();
@@ -269,7 +276,9 @@ export class Connector {
         intercepted: true,
       });
       hooks.ready(undefined);
-      interceptor.handle(client, { host: d.host, port: d.port, address: d.address }, head);
+      const target: EgressTarget = { host: d.host, port: d.port, address: d.address };
+      if (d.connectPort !== undefined) target.connectPort = d.connectPort;
+      interceptor.handle(client, target, head);
       return;
     }
     let upstream: TunnelUpstream;

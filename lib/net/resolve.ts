@@ -9,6 +9,8 @@ import { canonicalIp } from './ip';
 export interface ResolvedAddress {
   address: string;
   family: 4 | 6;
+  /** Port to connect to instead of the requested one (override 'name:443:127.0.0.1:8443'). */
+  connectPort?: number;
   /** The override entry that produced it (counts as naming it for the SSRF guard). */
   override?: string;
 }
@@ -17,7 +19,7 @@ interface OverrideEntry {
   text: string;
   name: string;
   port: number | '*';
-  addresses: string[];
+  addresses: { address: string; connectPort?: number }[];
 }
 
 export type LookupFn = (name: string) => Promise<{ address: string; family: number }[]>;
@@ -42,7 +44,7 @@ export class Resolver {
   /** All addresses for a normalized name; throws ENOTFOUND-style errors from dns.lookup. */
   async resolve(name: string, port: number): Promise<ResolvedAddress[]> {
     const o = this.override(name, port);
-    if (o) return o.addresses.map((a) => ({ address: a, family: a.includes(':') ? 6 : 4, override: o.text }));
+    if (o) return o.addresses.map((a) => ({ ...a, family: a.address.includes(':') ? 6 : 4, override: o.text }));
     const found = await this.lookupFn(name);
     const out: ResolvedAddress[] = [];
     for (const { address } of found) {
@@ -63,7 +65,9 @@ function parseOverrides(resolve: string[] | Record<string, string> | undefined):
       const first = text.indexOf(':');
       const second = text.indexOf(':', first + 1);
       if (first < 0 || second < 0) {
-        throw new TypeError(`invalid resolve entry '${text}': expected NAME:PORT:ADDRESS`);
+        throw new TypeError(
+          `invalid resolve entry '${text}': expected NAME:PORT:ADDRESS, e.g. api.example.com:443:127.0.0.1 (or :127.0.0.1:8443 to connect to another port)`,
+        );
       }
       pairs.push([text, `${text.slice(0, first)}:${text.slice(first + 1, second)}`, text.slice(second + 1)]);
     }
@@ -87,13 +91,19 @@ function parseOverrides(resolve: string[] | Record<string, string> | undefined):
     } catch (err) {
       throw new TypeError(`invalid resolve entry '${text}': ${(err as Error).message}`);
     }
+    // An address may carry the port to connect to instead ('127.0.0.1:8443', '[::1]:8443'), so
+    // that a local stand-in on an unprivileged port can answer for a name on 443.
     const addresses = String(value)
       .split(',')
       .map((a) => {
-        const bare = a.trim().replace(/^\[(.*)\]$/, '$1');
+        const m = /^\s*(?:\[([^\]]+)\]|(\d+\.\d+\.\d+\.\d+))(?::(\d{1,5}))?\s*$/.exec(a);
+        const bare = m ? (m[1] ?? m[2]) : a.trim();
         const c = canonicalIp(bare);
         if (!c) throw new TypeError(`invalid resolve entry '${text}': '${a}' is not an IP address`);
-        return c;
+        if (m?.[3] === undefined) return { address: c };
+        const connectPort = Number(m[3]);
+        if (connectPort < 1 || connectPort > 65535) throw new TypeError(`invalid resolve entry '${text}': invalid port '${m[3]}'`);
+        return { address: c, connectPort };
       });
     return { text, name, port: portText === '*' ? '*' : Number(portText), addresses };
   });

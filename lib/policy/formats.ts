@@ -3,6 +3,7 @@
 // the error a user reads, so it names the offending part and, where one exists, the fix.
 // The same functions are registered with ajv, so the schema and our messages never disagree.
 import { isIP, isIPv4, isIPv6 } from 'node:net';
+import { Resolver } from '../net/resolve';
 
 export type FormatCheck = (value: string) => string | null;
 
@@ -101,14 +102,18 @@ export function checkHostPort(entry: string): string | null {
   return checkDnsName(entry.slice(0, colon)) ?? checkPort(entry.slice(colon + 1));
 }
 
-/** curl's --resolve form: `name:port:address`. */
+/**
+ * curl's --resolve form, `name:port:address`, where the address may carry a port to connect to
+ * instead (`api.example.com:443:127.0.0.1:8443`). The egress proxy's own parser decides, so the
+ * policy accepts exactly what the proxy will use.
+ */
 export function checkResolveEntry(entry: string): string | null {
-  const first = entry.indexOf(':');
-  const second = first < 0 ? -1 : entry.indexOf(':', first + 1);
-  if (second < 0) return 'expected `name:port:address`, e.g. api.example.com:443:127.0.0.1';
-  const reason = checkDnsName(entry.slice(0, first)) ?? checkPort(entry.slice(first + 1, second));
-  if (reason) return reason;
-  return checkIpAddress(entry.slice(second + 1).replace(/^\[(.*)\]$/, '$1'));
+  try {
+    new Resolver([entry]);
+    return null;
+  } catch (err) {
+    return (err as Error).message.replace(/^invalid resolve entry '[^']*': /, '');
+  }
 }
 
 export function checkIpAddress(addr: string): string | null {

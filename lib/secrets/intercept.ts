@@ -30,6 +30,8 @@ export interface InterceptTarget {
   port: number;
   /** The already SSRF-checked address to connect to. */
   address: string;
+  /** Port to connect to when the resolver override moves it; `port` otherwise. */
+  connectPort?: number;
 }
 
 export interface SecretInterceptorOptions {
@@ -491,7 +493,7 @@ export class SecretInterceptor extends EventEmitter {
   private tlsOptions(target: InterceptTarget): tls.ConnectionOptions {
     return {
       host: target.address,
-      port: target.port,
+      port: target.connectPort ?? target.port,
       // SNI must be a name; for an IP target none is sent and the certificate is checked for the IP.
       servername: isIP(target.host) ? undefined : target.host,
       secureContext: this.upstreamContext,

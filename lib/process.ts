@@ -175,6 +175,7 @@ export class SandboxedProcess extends EventEmitter {
         this.logger,
         {
           interceptor: this.interceptor,
+          guard: this.interceptor?.plaintextGuard(),
         },
       );
       this.egress.proxy.on('egress', (record) => this.emit('egress', record));

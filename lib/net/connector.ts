@@ -76,6 +76,22 @@ export interface Interceptor {
   handle(client: Socket, target: EgressTarget, head: Buffer): void;
 }
 
+/**
+ * Placeholders of secrets must not leave in plaintext (lib/secrets provides this): the proxy
+ * passes every byte a sandbox sends unencrypted — plain HTTP requests, non-TLS tunnels — through
+ * it, and refuses the connection at the first placeholder, before that chunk is forwarded.
+ * TLS to hosts without a secret passes untouched: it is opaque to the proxy, and a placeholder
+ * is worthless anyway; the rule is about plaintext, which any network hop can read.
+ */
+export interface PlaintextGuard {
+  /** The name of the secret whose placeholder occurs in `data`, if any. */
+  find(data: Buffer | string): string | undefined;
+  /** A scanner for a stream: `forward` is safe to send now; a split placeholder is held back. */
+  stream(): { push(chunk: Buffer): { forward: Buffer; match: { name: string } | null }; end(): Buffer };
+  /** Reports a refusal (an audit event and a 'violation' on the sandbox). */
+  violation(info: { secret: string; host: string; port: number; via: Via }): void;
+}
+
 export type Decision =
   | { allowed: true; host: string; port: number; rule: string; address: string; isName: boolean; connectPort?: number }
   | { allowed: false; host: string; port: number; rule: string; status: 403 | 502 };
@@ -88,6 +104,8 @@ export interface ConnectorOptions {
   interceptor?: Interceptor;
   /** The proxy's own listening endpoints (refused as targets). */
   ownEndpoints: () => { address: string; port: number }[];
+  /** Placeholders in plaintext are refused (credential injection on). */
+  guard?: PlaintextGuard;
   audit: (record: EgressRecord) => void;
 }
 
@@ -104,6 +122,10 @@ function sharedReadBuffer(): Buffer {
 }
 
 export class Connector {
+  get guard(): PlaintextGuard | undefined {
+    return this.opts.guard;
+  }
+
   /** Every socket the proxy owns (clients and upstreams), destroyed by close(). */
   readonly sockets = new Set<Socket>();
   closed = false;
@@ -383,7 +405,7 @@ export class Connector {
     });
     upstream.once('end', () => client.end());
 
-    const startUp = (first: Buffer): void => {
+    const plain = (first: Buffer): void => {
       if (first.length > 0) {
         bytesUp += first.length;
         upstream.write(first);
@@ -392,6 +414,42 @@ export class Connector {
         bytesUp += chunk.length;
       });
       client.pipe(upstream);
+    };
+    // With a guard, a stream that does not open with a TLS record is scanned chunk by chunk.
+    const guarded = (first: Buffer): void => {
+      const guard = this.opts.guard as PlaintextGuard;
+      const scanner = guard.stream();
+      const pass = (chunk: Buffer): boolean => {
+        const { forward, match } = scanner.push(chunk);
+        if (match) {
+          denial = `placeholder of secret ${match.name} sent in plaintext to ${d.host}:${d.port}`;
+          guard.violation({ secret: match.name, host: d.host, port: d.port, via });
+          if (bytesUp === 0 && !client.destroyed) client.end(refusal(denial));
+          else abort();
+          return false;
+        }
+        bytesUp += forward.length;
+        return forward.length === 0 || upstream.write(forward);
+      };
+      if (first.length > 0 && !pass(first)) return;
+      client.on('data', (chunk: Buffer) => {
+        if (denial) return;
+        if (!pass(chunk)) {
+          client.pause();
+          upstream.once('drain', () => client.resume());
+        }
+      });
+      client.once('end', () => {
+        if (denial) return;
+        const rest = scanner.end();
+        bytesUp += rest.length;
+        upstream.end(rest);
+      });
+    };
+    const startUp = (first: Buffer): void => {
+      if (!this.opts.guard) return plain(first);
+      if (first.length > 0) return first[0] === 0x16 ? plain(first) : guarded(first);
+      client.once('data', (chunk: Buffer) => (chunk[0] === 0x16 ? plain(chunk) : guarded(chunk)));
     };
     if (!inspect || !d.isName) {
       startUp(head);
@@ -456,4 +514,10 @@ export function hostOfHeader(value: string): string {
   } catch {
     return `\0invalid:${value}`;
   }
+}
+
+/** A 403 for a refused plaintext stream, when nothing of it has been forwarded yet. */
+function refusal(rule: string): string {
+  const body = `stockade: ${rule}\n`;
+  return `HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Stockade-Rule: ${rule.replace(/[^\x20-\x7e]/g, '?')}\r\nConnection: close\r\n\r\n${body}`;
 }

@@ -155,6 +155,16 @@ export class HttpProxy {
       }
       return this.deny(res, 400, '', 0, rule);
     }
+    // A placeholder in the request line or headers of plain HTTP is refused before anything else,
+    // whatever the host: no lookup, no connection.
+    const leaked = this.connector.guard?.find(`${req.url}\n${req.rawHeaders.join('\n')}`);
+    if (leaked) {
+      const rule = `placeholder of secret ${leaked} sent in plaintext to ${target.host}:${target.port}`;
+      this.connector.guard?.violation({ secret: leaked, host: target.host, port: target.port, via: 'http' });
+      this.connector.audit({ via: 'http', host: target.host, port: target.port, decision: 'deny', rule, durationMs: Date.now() - started });
+      req.resume();
+      return this.deny(res, 403, target.host, target.port, rule);
+    }
     const fronting = this.hostHeaderProblem(req, target.host);
     const d: Decision = fronting
       ? { allowed: false, host: target.host, port: target.port, rule: fronting, status: 403 }
@@ -214,6 +224,7 @@ export class HttpProxy {
         ...(error ? { error } : {}),
       });
     };
+    const guard = this.connector.guard;
     const headers = forwardHeaders(req.rawHeaders, req.headers.connection);
     headers.host = req.headers.host ?? target.authority;
     const upReq = httpRequest({
@@ -227,10 +238,34 @@ export class HttpProxy {
       error = 'idle timeout';
       upReq.destroy(new Error('idle timeout'));
     });
-    req.on('data', (c: Buffer) => {
-      bytesUp += c.length;
-    });
-    req.pipe(upReq);
+    if (guard) {
+      // The body is plaintext too: scanned before each chunk goes on.
+      const scanner = guard.stream();
+      req.on('data', (c: Buffer) => {
+        const { forward, match } = scanner.push(c);
+        if (match) {
+          const rule = `placeholder of secret ${match.name} sent in plaintext to ${d.host}:${d.port}`;
+          guard.violation({ secret: match.name, host: d.host, port: d.port, via: 'http' });
+          error = rule;
+          upReq.destroy();
+          if (!res.headersSent) this.deny(res, 403, d.host, d.port, rule);
+          else res.destroy();
+          req.resume();
+          return;
+        }
+        bytesUp += forward.length;
+        if (!upReq.write(forward)) {
+          req.pause();
+          upReq.once('drain', () => req.resume());
+        }
+      });
+      req.on('end', () => upReq.end(scanner.end()));
+    } else {
+      req.on('data', (c: Buffer) => {
+        bytesUp += c.length;
+      });
+      req.pipe(upReq);
+    }
     upReq.on('response', (upRes) => {
       const out: OutgoingHttpHeaders = forwardHeaders(upRes.rawHeaders, upRes.headers.connection);
       res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, out);

@@ -13,7 +13,7 @@ import type { Server, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { EgressOptions } from '../options';
 import { Allowlist } from './allowlist';
-import { Connector, type EgressRecord, type Interceptor, resolveLimits } from './connector';
+import { Connector, type EgressRecord, type Interceptor, type PlaintextGuard, resolveLimits } from './connector';
 import { DEFAULT_DNS_POOL, DnsPool, DnsResponder, serveDnsTcp } from './dns';
 import { HttpProxy } from './http-proxy';
 import { type LookupFn, Resolver } from './resolve';
@@ -25,6 +25,8 @@ export type { EgressLimits, EgressRecord, EgressTarget, Interceptor } from './co
 export interface EgressProxyExtras {
   /** Credential interceptor (lib/secrets): takes over allowed connections to hosts it wants. */
   interceptor?: Interceptor;
+  /** Refuses placeholders in plaintext (lib/secrets), for every connection not intercepted. */
+  guard?: PlaintextGuard;
   /** Address pool for DNS answers. Default 198.18.0.0/15. */
   dnsPool?: string;
   /** Host resolver used when no override matches. Default dns.lookup (all addresses). */
@@ -66,6 +68,7 @@ export class EgressProxy extends EventEmitter<EgressProxyEvents> {
       resolver,
       limits: resolveLimits(options.limits),
       interceptor: extras.interceptor,
+      guard: extras.guard,
       ownEndpoints: () => this.ownEndpoints(),
       audit: (record) => this.record(record),
     });

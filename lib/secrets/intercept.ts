@@ -19,6 +19,7 @@ import { isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
 import pino, { type Logger } from 'pino';
+import type { PlaintextGuard } from '../net/connector';
 import { type RunCa, readCaFiles, upstreamSecureContext } from './ca';
 import { makeScrubber, PlaceholderSet, StreamRedactor, scrubDeep } from './placeholder';
 import { type ResolvedSecret, secretIsFor } from './spec';
@@ -50,6 +51,7 @@ export interface SecretInterceptorOptions {
 }
 
 export type ViolationRule =
+  | 'placeholder-in-plaintext'
   | 'placeholder-wrong-host'
   | 'placeholder-in-header'
   | 'placeholder-in-url'
@@ -182,6 +184,22 @@ export class SecretInterceptor extends EventEmitter {
   /** Whether any placeholder of this run occurs in `data`: for the proxy's plain-HTTP checks. */
   containsPlaceholder(data: Buffer | string): boolean {
     return this.set.contains(data);
+  }
+
+  /** What the egress proxy applies to plaintext: placeholders there are refused and reported. */
+  plaintextGuard(): PlaintextGuard {
+    return {
+      find: (data) => this.set.find(data)?.name,
+      stream: () => this.set.stream(),
+      violation: ({ secret, host, port, via }) =>
+        this.violation(null, {
+          rule: 'placeholder-in-plaintext',
+          secret,
+          host,
+          port,
+          message: `stockade: the placeholder of secret ${secret} was sent in plaintext (${via}) to ${host}:${port}; secrets only travel over TLS to their hosts`,
+        }),
+    };
   }
 
   /** Names of the secrets whose placeholders occur in `data`. */

@@ -199,3 +199,47 @@ describe('server-memory with a persistent home', () => {
     }
   });
 });
+
+describe('stockade wrap, then the wrapped config launched for real', () => {
+  test('a Claude Code .mcp.json server runs sandboxed through the rewritten command', async () => {
+    const dir = sharedTempDir('wrap-launch');
+    const config = path.join(dir, '.mcp.json');
+    const server = entry('server-everything');
+    const original = `${JSON.stringify({ mcpServers: { everything: { command: process.execPath, args: [server, 'stdio'], env: { EXAMPLE_API_TOKEN: 'tok-123' } } } }, null, 2)}\n`;
+    fs.writeFileSync(config, original);
+    const { main: wrap } = await import('../lib/cli/wrap');
+    const io = { stdout: { write: () => true }, stderr: { write: () => true } };
+    assert.equal(await wrap(['--absolute', config], io), 0);
+    const wrapped = JSON.parse(fs.readFileSync(config, 'utf8')).mcpServers.everything as {
+      command: string;
+      args: string[];
+      env: Record<string, string>;
+    };
+    assert.ok(wrapped.args.includes('run') && wrapped.args.includes('--policy'), JSON.stringify(wrapped));
+    // The server's modules must be visible inside: grant them in the policy written beside the config.
+    const policyFile = wrapped.args[wrapped.args.indexOf('--policy') + 1];
+    const policy = JSON.parse(fs.readFileSync(policyFile, 'utf8'));
+    policy.filesystem = { ...(policy.filesystem ?? {}), readOnly: [...(policy.filesystem?.readOnly ?? []), modules] };
+    fs.writeFileSync(policyFile, JSON.stringify(policy, null, 2));
+
+    const transport = new StdioClientTransport({
+      command: wrapped.command,
+      args: wrapped.args,
+      env: { PATH: '/usr/bin:/bin', ...wrapped.env },
+      stderr: 'pipe',
+    });
+    const client = new Client({ name: 'stockade-test', version: '0.0.0' });
+    await client.connect(transport);
+    try {
+      assert.match(text(await client.callTool({ name: 'echo', arguments: { message: 'wrapped' } })), /wrapped/);
+      // The token became a proxy-injected secret: the server does not see its value.
+      const env = JSON.parse(text(await client.callTool({ name: 'get-env', arguments: {} })));
+      assert.notEqual(env.EXAMPLE_API_TOKEN, 'tok-123');
+    } finally {
+      await client.close();
+    }
+    assert.equal(await wrap(['--undo', config], io), 0);
+    assert.equal(fs.readFileSync(config, 'utf8'), original);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});

@@ -5,7 +5,7 @@ require('../dist/lib/cli/main')
   .then(
     (code) => process.exit(code),
     (err) => {
-      process.stderr.write(`stockade: ${err && err.stack ? err.stack : err}\n`);
+      process.stderr.write(`stockade: ${err?.stack ?? err}\n`);
       process.exit(70);
     },
   );

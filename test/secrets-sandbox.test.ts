@@ -14,7 +14,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { type SandboxOptions, spawnSandboxed } from '../lib';
 import { RunCa } from '../lib/secrets';
-import { repoRoot, sharedTempDir } from './helpers';
+import { isRoot, repoRoot, sharedTempDir } from './helpers';
 
 const launcher = path.join(repoRoot, 'bin', 'stockade.js');
 const modules = path.join(repoRoot, 'node_modules');
@@ -203,6 +203,13 @@ describe('server-github with a proxy-injected token', () => {
     const payload = sandbox.find((pid) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(githubServer));
     assert.ok(payload, 'the node server process');
     for (const pid of sandbox) {
+      const comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+      if (comm === 'stockade-init' && !isRoot) {
+        // PID 1 is not dumpable, so its /proc files belong to root: an unprivileged test cannot
+        // read them (as the payload cannot). As root the same checks run on it below.
+        assert.throws(() => fs.readFileSync(`/proc/${pid}/environ`), { code: 'EACCES' });
+        continue;
+      }
       const environ = fs.readFileSync(`/proc/${pid}/environ`);
       assert.equal(environ.includes(needle), false, `token in /proc/${pid}/environ`);
       assert.equal(memoryContains(pid, needle), false, `token in the memory of ${pid}`);

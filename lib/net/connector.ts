@@ -446,10 +446,11 @@ export class Connector {
         upstream.end(rest);
       });
     };
+    // A TLS record (0x16) is opaque: relayed as is. Anything else is plaintext for the guard.
+    const route = (first: Buffer): void => (!this.opts.guard || first[0] === 0x16 ? plain(first) : guarded(first));
     const startUp = (first: Buffer): void => {
-      if (!this.opts.guard) return plain(first);
-      if (first.length > 0) return first[0] === 0x16 ? plain(first) : guarded(first);
-      client.once('data', (chunk: Buffer) => (chunk[0] === 0x16 ? plain(chunk) : guarded(chunk)));
+      if (!this.opts.guard || first.length > 0) route(first);
+      else client.once('data', route);
     };
     if (!inspect || !d.isName) {
       startUp(head);

@@ -200,7 +200,8 @@ describe('server-github with a proxy-injected token', () => {
     // The launcher (stockade run) holds the token by design; its descendants are the sandbox.
     const sandbox = descendants(launcherPid).slice(1);
     assert.ok(sandbox.length >= 2, `expected stockade-init and node, found ${sandbox}`);
-    const payload = sandbox.find((pid) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(githubServer));
+    // stockade-init's argv names the server too: the payload is the process whose comm is node.
+    const payload = sandbox.find((pid) => fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'node');
     assert.ok(payload, 'the node server process');
     for (const pid of sandbox) {
       const comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();

@@ -13,7 +13,7 @@ import { type NativeHandle, native } from './native';
 import { EgressAttachment } from './net/sandbox';
 import type { EgressOptions, SandboxOptions, StdioSlot } from './options';
 import { type ResolvedSandbox, resolveCommand, resolveSandbox } from './plan';
-import { RunCa, resolveSecrets, SecretInterceptor, sandboxTrust } from './secrets';
+import type { SecretInterceptor } from './secrets';
 
 export interface SandboxExit {
   exitCode: number | null;
@@ -80,7 +80,9 @@ export class SandboxedProcess extends EventEmitter {
     const slots = normalizeStdio(options.stdio);
     const resolved = resolveSandbox(command, args, options);
     // A secret missing on the host is an error now, naming the variable, before anything starts.
-    const secrets = options.secrets === undefined ? undefined : resolveSecrets(options.secrets);
+    // lib/secrets (an X.509 library) is loaded only when secrets are used: ~90 ms of startup.
+    const lib = options.secrets === undefined ? undefined : (require('./secrets') as typeof import('./secrets'));
+    const secrets = lib?.resolveSecrets(options.secrets ?? []);
     this.policyDigest = resolved.digest;
     this.logger = options.logger;
     this.options = options;
@@ -115,17 +117,17 @@ export class SandboxedProcess extends EventEmitter {
     // Writing to a sandbox that has exited must not crash the parent with EPIPE.
     this.stdin?.on('error', () => {});
 
-    if (secrets === undefined) {
+    if (secrets === undefined || lib === undefined) {
       this.start(resolved, childFds, slots);
       return;
     }
     // Credentials: the per-run CA is made with WebCrypto, which is asynchronous, so the sandbox
     // starts once it exists ('spawn' says when; pid is undefined until then).
-    RunCa.create().then(
+    lib.RunCa.create().then(
       (ca) => {
-        this.interceptor = new SecretInterceptor({ secrets, ca, upstreamCa: options.upstreamCa, logger: options.logger });
+        this.interceptor = new lib.SecretInterceptor({ secrets, ca, upstreamCa: options.upstreamCa, logger: options.logger });
         this.interceptor.on('violation', (v) => this.audit('warn', { event: 'violation', ...v }));
-        const trust = sandboxTrust(ca);
+        const trust = lib.sandboxTrust(ca);
         const withTrust = resolveSandbox(command, args, options, {
           env: { ...this.interceptor.placeholders, ...trust.env },
           bundle: trust.bundle,

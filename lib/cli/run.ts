@@ -7,7 +7,7 @@ import { constants as osConstants } from 'node:os';
 import pino, { type Logger } from 'pino';
 import { SandboxOptionsError } from '../errors';
 import { wireToolFilter } from '../mcp';
-import { loadPolicy, mergeFlags, type PolicyLaunch, policyToOptions } from '../policy';
+import { loadPolicy, mergeFlags, type PolicyLaunch, policyToOptions, policyValidation } from '../policy';
 import { type SandboxedProcess, spawnSandboxed } from '../process';
 import { parseRunArgs, UsageError } from './flags';
 
@@ -70,6 +70,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const { flags, policyFile } = parseRunArgs(argv);
+  policyValidation.backstop = false;
   let launch: PolicyLaunch;
   try {
     launch = policyToOptions(mergeFlags(policyFile ? loadPolicy(policyFile) : {}, flags));

@@ -5,4 +5,13 @@ export { flagsToPolicy, mergeFlags, mergePolicies, parseSecretFlag, type RunFlag
 export { guessProfile, nodeProfile, type ProfileContext, type ProfileResult, profileFor, pythonProfile } from './profiles';
 export { type EffectivePolicy, effectivePolicy, type PolicyLaunch, policyToOptions, type ResolveContext } from './resolve';
 export type { Policy, PolicyFilesystem, PolicyLimits, PolicyNetwork, ProfileName } from './types';
-export { assertPolicy, closest, levenshtein, PolicyError, type PolicyIssue, policySchema, validatePolicy } from './validate';
+export {
+  assertPolicy,
+  closest,
+  levenshtein,
+  PolicyError,
+  type PolicyIssue,
+  policySchema,
+  policyValidation,
+  validatePolicy,
+} from './validate';

@@ -2,7 +2,7 @@
 // tags, duplicate keys rejected), then validated. Nothing is spawned from an unvalidated file.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { extname } from 'node:path';
-import { parseDocument } from 'yaml';
+import type { parseDocument as ParseDocument } from 'yaml';
 import type { Policy } from './types';
 import { PolicyError, validatePolicy } from './validate';
 
@@ -60,6 +60,8 @@ export function parsePolicyText(text: string, format: 'json' | 'yaml' | 'auto', 
       throw new PolicyError([{ path: '', message: `not valid JSON${where}: ${msg}` }], file);
     }
   }
+  // yaml is loaded for YAML policies only.
+  const { parseDocument } = require('yaml') as { parseDocument: typeof ParseDocument };
   const doc = parseDocument(body, { schema: 'core', uniqueKeys: true, prettyErrors: true, customTags: [] });
   // An unknown tag (!!js/function, !!python/object) is only a warning to the yaml package; in a
   // security policy it means the author expected something we will not do, so it is an error.

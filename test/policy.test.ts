@@ -226,7 +226,7 @@ describe('merging', () => {
     );
     assert.throws(() => flagsToPolicy({ net: 'none', allowNet: ['a.com'] }), /--net none and --allow-net contradict/);
     assert.throws(() => flagsToPolicy({ net: 'proxy' }), /--net: expected "none" or "host" .*found the string "proxy"/);
-    assert.throws(() => flagsToPolicy({ secret: ['TOKEN'] }), /--secret TOKEN: expected NAME@HOST/);
+    assert.throws(() => flagsToPolicy({ secret: ['TOKEN'] }), /--secret 'TOKEN': expected NAME@HOST/);
   });
 
   it('merges flags over a policy: flags win', () => {

@@ -11,6 +11,7 @@
 // allow list of just the flags' hosts: the flag is the later, explicit intent.
 import { resolve as resolvePath } from 'node:path';
 import type { SecretOptions } from '../options';
+import { parseSecretSpec } from '../secrets/spec';
 import type { Policy, PolicyNetwork } from './types';
 import { PolicyError, type PolicyIssue, validatePolicy } from './validate';
 
@@ -138,22 +139,12 @@ function numberOrString(v: string): number | string {
   return /^\d+(\.\d+)?$/.test(v.trim()) ? Number(v) : v;
 }
 
-/** `NAME@HOST[,HOST...][:HEADER=FORMAT]`; a host may carry a port (`host:8443`). */
+/**
+ * `--secret`: NAME@HOST[,HOST...] with an optional `:HEADER=FORMAT`, `?PARAM` or `:basic:USER`,
+ * and `NAME=env:VAR@...` / `NAME=file:PATH@...` for the source. lib/secrets owns the syntax.
+ */
 export function parseSecretFlag(spec: string): SecretOptions {
-  const at = spec.indexOf('@');
-  if (at <= 0) throw new TypeError(`--secret ${spec}: expected NAME@HOST[,HOST...][:HEADER=FORMAT]`);
-  const name = spec.slice(0, at);
-  let rest = spec.slice(at + 1);
-  let inject: SecretOptions['inject'];
-  // The header part starts at the first ':' followed by a header name and '=' (a port is digits).
-  const m = /:([A-Za-z][A-Za-z0-9-]*)=(.*)$/s.exec(rest);
-  if (m) {
-    inject = { header: m[1], format: m[2] };
-    rest = rest.slice(0, m.index);
-  }
-  const hosts = rest.split(',').filter((h) => h !== '');
-  if (hosts.length === 0) throw new TypeError(`--secret ${spec}: no host after '@'`);
-  return inject ? { name, hosts, inject } : { name, hosts };
+  return parseSecretSpec(spec);
 }
 
 /**

@@ -72,3 +72,18 @@ export function compileFixture(name: string, extraFlags: string[] = []): string 
 export function openFdCount(): number {
   return fs.readdirSync('/proc/self/fd').length;
 }
+
+/** Host pids of `root` and all its descendants, from /proc. */
+export function descendants(root: number): number[] {
+  const parent = new Map<number, number>();
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      parent.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {}
+  }
+  const out = [root];
+  for (let i = 0; i < out.length; i++) for (const [pid, ppid] of parent) if (ppid === out[i]) out.push(pid);
+  return out;
+}

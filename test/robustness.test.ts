@@ -9,22 +9,7 @@ import { describe, test } from 'node:test';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { spawnSandboxed } from '../lib';
-import { openFdCount, repoRoot, run } from './helpers';
-
-/** Host pids of `root` and all its descendants, from /proc. */
-function descendants(root: number): number[] {
-  const parent = new Map<number, number>();
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      parent.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {}
-  }
-  const out = [root];
-  for (let i = 0; i < out.length; i++) for (const [pid, ppid] of parent) if (ppid === out[i]) out.push(pid);
-  return out;
-}
+import { descendants, openFdCount, repoRoot, run } from './helpers';
 
 /** Running (not dead, not zombie) processes among `pids`. */
 function alive(pids: number[]): number[] {

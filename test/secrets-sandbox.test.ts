@@ -14,7 +14,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { type SandboxOptions, spawnSandboxed } from '../lib';
 import { RunCa } from '../lib/secrets';
-import { isRoot, repoRoot, sharedTempDir } from './helpers';
+import { descendants, isRoot, repoRoot, sharedTempDir } from './helpers';
 
 const launcher = path.join(repoRoot, 'bin', 'stockade.js');
 const modules = path.join(repoRoot, 'node_modules');
@@ -77,21 +77,6 @@ async function standIn(host: string, dir: string): Promise<{ port: number; caFil
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { port: (server.address() as AddressInfo).port, caFile, seen, close: () => server.close() };
-}
-
-/** Host pids of `root` and its descendants. */
-function descendants(root: number): number[] {
-  const parent = new Map<number, number>();
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      parent.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {}
-  }
-  const out = [root];
-  for (let i = 0; i < out.length; i++) for (const [pid, ppid] of parent) if (ppid === out[i]) out.push(pid);
-  return out;
 }
 
 /** Does the readable memory of `pid` contain `needle`? Reads /proc/PID/mem region by region. */

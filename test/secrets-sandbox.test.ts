@@ -153,6 +153,10 @@ describe('server-github with a proxy-injected token', () => {
         'GITHUB_PERSONAL_ACCESS_TOKEN@api.github.com',
         '--upstream-ca',
         api.caFile,
+        '--tools',
+        'search_repositories',
+        '--audit',
+        path.join(dir, 'audit.jsonl'),
         '--',
         'node',
         githubServer,
@@ -209,6 +213,27 @@ describe('server-github with a proxy-injected token', () => {
     assert.deepEqual(
       ['etc', 'tmp', 'home', 'dev/shm'].flatMap((d) => filesContaining(path.join(root, d), needle)),
       [],
+    );
+  });
+
+  test('the audit log correlates the egress with the tool call that caused it, and never holds the token', async () => {
+    // Egress records are written when the connection closes; the server keeps it alive for reuse.
+    await client.close();
+    const log = fs.readFileSync(path.join(dir, 'audit.jsonl'), 'utf8');
+    assert.equal(log.includes(token), false);
+    const events = log
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.ok(
+      events.some((e) => e.event === 'secret-injected' && e.secret === 'GITHUB_PERSONAL_ACCESS_TOKEN' && e.host === 'api.github.com'),
+    );
+    assert.ok(events.some((e) => e.event === 'mcp.tool_call' && e.tool === 'search_repositories' && e.outcome === 'ok'));
+    const correlated = events.find((e) => e.event === 'mcp.tool_egress' && e.egress.host === 'api.github.com');
+    assert.ok(correlated, log);
+    assert.deepEqual(
+      correlated.calls.map((c: { tool: string }) => c.tool),
+      ['search_repositories'],
     );
   });
 });

@@ -95,10 +95,18 @@ function launch_(launch: PolicyLaunch): Promise<number> {
     throw err;
   }
   if (filtered && child.stdin && child.stdout) {
-    wireToolFilter(
+    const filter = wireToolFilter(
       { fromClient: process.stdin, toClient: process.stdout, toServer: child.stdin, fromServer: child.stdout },
       { tools: launch.tools ?? [], logger },
     );
+    // Correlation: what the server did on the network, and which violations it committed, while
+    // tool calls were in flight. One line per event, naming the calls (request id and tool).
+    const during = (event: string, record: object) => {
+      const calls = filter.activeCalls();
+      if (calls.length > 0) logger?.info({ event, calls: calls.map((c) => ({ id: c.id, tool: c.tool })), ...record });
+    };
+    child.on('egress', (record: object) => during('mcp.tool_egress', { egress: record }));
+    child.on('audit', (record: { event?: string }) => record.event === 'violation' && during('mcp.tool_violation', { violation: record }));
   }
   return new Promise((resolve) => {
     const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];

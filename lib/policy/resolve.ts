@@ -2,8 +2,9 @@
 // check` can show the first without side effects:
 //   effectivePolicy: the profile merged under the policy (pure; reports dirs to create)
 //   policyToOptions: the effective policy as { command, args, options }, creating those dirs
-import { mkdirSync } from 'node:fs';
+import { chownSync, mkdirSync } from 'node:fs';
 import type { SandboxOptions } from '../options';
+import { SANDBOX_UID } from '../plan';
 import { parseSize } from './formats';
 import { mergePolicies } from './merge';
 import { profileFor } from './profiles';
@@ -56,7 +57,11 @@ export function policyToOptions(policy: Policy, ctx: ResolveContext = {}): Polic
   if (!p.command?.length) {
     throw new PolicyError([{ path: '/command', message: '/command: no command to run; give one in the policy or after `--`' }]);
   }
-  for (const dir of mkdirs) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  for (const dir of mkdirs) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // As host root the sandbox runs as host uid 65534, which must own its caches to use them.
+    if (process.getuid?.() === 0) chownSync(dir, SANDBOX_UID, SANDBOX_UID);
+  }
   const options: SandboxOptions = {};
   const env: Record<string, string | true> = { ...(p.env ?? {}) };
   const fs = p.filesystem ?? {};

@@ -32,6 +32,11 @@ function normalizeStdio(stdio: SandboxOptions['stdio']): Slots {
   return slots as Slots;
 }
 
+/** The sandbox's ends of its stdio pipes, once it has them (or will never run). */
+function closeChildEnds(slots: Slots, childFds: number[]): void {
+  for (const [i, slot] of slots.entries()) if (slot === 'pipe') fs.closeSync(childFds[i]);
+}
+
 function signalNumber(signal: NodeJS.Signals | number): number {
   if (typeof signal === 'number') {
     if (!Number.isInteger(signal) || signal < 0) throw new TypeError(`Unknown signal: ${signal}`);
@@ -123,8 +128,8 @@ export class SandboxedProcess extends EventEmitter {
     }
     // Credentials: the per-run CA is made with WebCrypto, which is asynchronous, so the sandbox
     // starts once it exists ('spawn' says when; pid is undefined until then).
-    lib.RunCa.create().then(
-      (ca) => {
+    lib.RunCa.create()
+      .then((ca) => {
         this.interceptor = new lib.SecretInterceptor({ secrets, ca, upstreamCa: options.upstreamCa, logger: options.logger });
         this.interceptor.on('violation', (v) => this.audit('warn', { event: 'violation', ...v }));
         const trust = lib.sandboxTrust(ca);
@@ -133,21 +138,18 @@ export class SandboxedProcess extends EventEmitter {
           bundle: trust.bundle,
         });
         this.start(withTrust, childFds, slots);
-      },
-      (err: Error) => {
-        for (const [i, slot] of slots.entries()) if (slot === 'pipe') fs.closeSync(childFds[i]);
-        this.failAsync(new SandboxError({ errno: osConstants.errno.EINVAL, syscall: 'crypto.subtle', step: 'secrets', hint: err.message }));
-      },
-    );
+      })
+      .catch((err: Error) => {
+        closeChildEnds(slots, childFds);
+        void this.interceptor?.close();
+        this.failAsync(new SandboxError({ errno: osConstants.errno.EINVAL, syscall: 'spawn', step: 'secrets', hint: err.message }));
+      });
   }
 
   private start(resolved: ResolvedSandbox, childFds: number[], slots: Slots): void {
-    const closeChildEnds = () => {
-      for (const [i, slot] of slots.entries()) if (slot === 'pipe') fs.closeSync(childFds[i]);
-    };
     const file = resolveCommand(this.spawnfile, resolved.plan.envp, resolved.plan.cwd, resolved.visible);
     if (file === undefined) {
-      closeChildEnds();
+      closeChildEnds(slots, childFds);
       const err = new SandboxError({
         errno: osConstants.errno.ENOENT,
         syscall: `spawn ${this.spawnfile}`,
@@ -160,7 +162,7 @@ export class SandboxedProcess extends EventEmitter {
     }
     const plan = { ...resolved.plan, file, fds: childFds };
     const result = native().spawn(plan, (code, signal) => this.onExit(code, signal));
-    closeChildEnds();
+    closeChildEnds(slots, childFds);
     if ('error' in result) {
       this.failAsync(fromNative(result.error, resolved.describe));
       return;

@@ -60,6 +60,8 @@ export interface SecretOptions {
   source?: { env: string } | { file: string } | { value: string };
   /** Hosts it is for, allowlist syntax ('api.github.com', '*.example.com'). */
   hosts: string[];
+  /** Also write the placeholder to this file inside the sandbox (a server that reads its token from a file). */
+  file?: string;
   /** Where it goes. Default: header 'Authorization' with format 'Bearer {secret}'. */
   inject?: { header: string; format: string } | { query: string } | { basic: { username: string } };
 }

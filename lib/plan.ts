@@ -189,6 +189,8 @@ function buildLimits(limits: SandboxLimits | undefined): NativePlan['limits'] {
 /** What credential injection adds to a sandbox: placeholders and trust variables, and the CA bundle. */
 export interface SandboxTrust {
   env: Record<string, string>;
+  /** Files holding a placeholder (path inside -> content). */
+  files?: Record<string, string>;
   /** Host CAs plus the per-run CA, mounted as /etc/ssl/certs/ca-certificates.crt. */
   bundle: string;
 }
@@ -246,6 +248,12 @@ export function resolveSandbox(command: string, args: readonly string[], options
     // The host's bundle plus the per-run CA, in place of the host's certificate directory.
     mounts.delete('/newroot/etc/ssl/certs');
     add({ kind: MountKind.file, target: '/newroot/etc/ssl/certs/ca-certificates.crt', data: trust.bundle, mode: 0o644 });
+    for (const [file, content] of Object.entries(trust.files ?? {})) {
+      if (!path.isAbsolute(file) || path.normalize(file) !== file || file.includes('\0')) {
+        fail('secrets', `file must be a normalized absolute path inside the sandbox, found ${JSON.stringify(file)}`);
+      }
+      add({ kind: MountKind.file, target: `/newroot${file}`, data: content, mode: 0o444 });
+    }
   }
   if (network === 'host' && fs.existsSync('/etc/resolv.conf')) add(bindOf(fs.realpathSync('/etc/resolv.conf'), true));
   const visible = systemDirs.filter((d) => fs.existsSync(d));

@@ -133,10 +133,11 @@ export class SandboxedProcess extends EventEmitter {
         this.interceptor = new lib.SecretInterceptor({ secrets, ca, upstreamCa: options.upstreamCa, logger: options.logger });
         this.interceptor.on('violation', (v) => this.audit('warn', { event: 'violation', ...v }));
         const trust = lib.sandboxTrust(ca);
-        const withTrust = resolveSandbox(command, args, options, {
-          env: { ...this.interceptor.placeholders, ...trust.env },
-          bundle: trust.bundle,
-        });
+        const placeholders = this.interceptor.placeholders;
+        const files = Object.fromEntries(
+          (options.secrets ?? []).filter((s) => s.file).map((s) => [s.file as string, `${placeholders[s.name]}\n`]),
+        );
+        const withTrust = resolveSandbox(command, args, options, { env: { ...placeholders, ...trust.env }, bundle: trust.bundle, files });
         this.start(withTrust, childFds, slots);
       })
       .catch((err: Error) => {

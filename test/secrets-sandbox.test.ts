@@ -207,7 +207,7 @@ describe('server-github with a proxy-injected token', () => {
     // The server sees a placeholder where the token would be.
     const env = fs.readFileSync(`/proc/${payload}/environ`, 'utf8').split('\0');
     const seen = env.find((e) => e.startsWith('GITHUB_PERSONAL_ACCESS_TOKEN='));
-    assert.match(seen ?? '', /^GITHUB_PERSONAL_ACCESS_TOKEN=stockade-ph-/);
+    assert.match(seen ?? '', /^GITHUB_PERSONAL_ACCESS_TOKEN=stockade-ph-github_personal_access_token-[0-9a-f]{32}$/);
     // Every file the sandbox can write or that stockade made for it.
     const root = `/proc/${payload}/root`;
     assert.deepEqual(
@@ -263,7 +263,7 @@ describe('hostile use of the placeholder', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  async function attempt(script: string) {
+  async function attempt(script: string, extra: Partial<SandboxOptions> = {}) {
     process.env.STOCKADE_TEST_TOKEN = token;
     const options: SandboxOptions = {
       network: {
@@ -277,6 +277,7 @@ describe('hostile use of the placeholder', () => {
       secrets: [{ name: 'STOCKADE_TEST_TOKEN', hosts: ['api.secret.test'] }],
       upstreamCa: [api.caFile],
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...extra,
     };
     const child = spawnSandboxed('sh', ['-c', script], options);
     const audit: Record<string, unknown>[] = [];
@@ -296,6 +297,35 @@ describe('hostile use of the placeholder', () => {
     assert.equal(r.stdout, '{"ok":true}', r.stderr);
     assert.equal(api.seen.at(-1)?.authorization, `Bearer ${token}`);
     assert.equal(api.seen.length, before + 1);
+  });
+
+  test('curl over HTTP/2, Node fetch and python3 urllib all get the injected header', async () => {
+    const before = api.seen.length;
+    const r = await attempt(
+      [
+        'curl -sS --http2 -o /dev/null -w "%{http_version}\\n" -H "Authorization: Bearer $STOCKADE_TEST_TOKEN" https://api.secret.test/h2',
+        `node -e "fetch('https://api.secret.test/fetch', { headers: { authorization: 'Bearer ' + process.env.STOCKADE_TEST_TOKEN } }).then((r) => r.text()).then(console.log)"`,
+        `python3 -c "import os, urllib.request as u; print(u.urlopen(u.Request('https://api.secret.test/py', headers={'Authorization': 'Bearer ' + os.environ['STOCKADE_TEST_TOKEN']})).read().decode())"`,
+      ].join('; '),
+    );
+    assert.equal(r.stdout, '2\n{"ok":true}\n{"ok":true}\n', r.stderr);
+    const seen = api.seen.slice(before);
+    assert.deepEqual(
+      seen.map((s) => [s.url, s.authorization]),
+      ['/h2', '/fetch', '/py'].map((u) => [u, `Bearer ${token}`]),
+    );
+  });
+
+  test('a placeholder file: the server reads the placeholder from a file, and the value goes on the wire', async () => {
+    const before = api.seen.length;
+    const r = await attempt(
+      'cat /home/nobody/.token; curl -sS -H "Authorization: Bearer $(cat /home/nobody/.token)" https://api.secret.test/file',
+      {
+        secrets: [{ name: 'STOCKADE_TEST_TOKEN', hosts: ['api.secret.test'], file: '/home/nobody/.token' }],
+      },
+    );
+    assert.match(r.stdout, /^stockade-ph-stockade_test_token-[0-9a-f]{32}\n\{"ok":true\}$/, r.stderr);
+    assert.equal(api.seen[before]?.authorization, `Bearer ${token}`);
   });
 
   test('in another header, in the body, in the query: refused with 403 and reported', async () => {

@@ -69,6 +69,7 @@ export class SandboxedProcess extends EventEmitter {
   private interceptor: SecretInterceptor | undefined;
   /** A signal sent before the sandbox existed (credentials still being prepared). */
   private pendingSignal: number | undefined;
+  private tornDown = false;
   private spawnError: SandboxError | undefined;
   private exitPromise: Promise<SandboxExit> | undefined;
   private openStreams = 0;
@@ -231,8 +232,15 @@ export class SandboxedProcess extends EventEmitter {
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.wallTimer) clearTimeout(this.wallTimer);
     // The proxy's state dies with the sandbox: listeners, client and upstream sockets, the CA.
-    void this.egress?.close();
-    void this.interceptor?.close();
+    // 'close' waits for it, so that every egress record of the sandbox has been emitted by then
+    // (allowed connections are recorded when they close).
+    Promise.all([this.egress?.close(), this.interceptor?.close()])
+      .catch(() => {})
+      .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      .then(() => {
+        this.tornDown = true;
+        this.maybeClose();
+      });
     this.exitCode = code;
     this.signalCode = signal;
     this.exited_ = true;
@@ -248,7 +256,7 @@ export class SandboxedProcess extends EventEmitter {
   }
 
   private maybeClose(): void {
-    if (!this.exited_ || this.openStreams > 0 || this.closed) return;
+    if (!this.exited_ || this.openStreams > 0 || !this.tornDown || this.closed) return;
     this.closed = true;
     this.emit('close', this.exitCode, this.signalCode);
   }

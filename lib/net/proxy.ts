@@ -99,6 +99,11 @@ export class EgressProxy extends EventEmitter<EgressProxyEvents> {
     return this.clients;
   }
 
+  /** Tunnels currently relayed in the kernel (also counted in `connections`). */
+  get kernelRelays(): number {
+    return this.connector.relays.size;
+  }
+
   /** Serves an HTTP proxy (CONNECT and absolute-form) on an already-listening server. */
   serveHttpProxy(server: Server): void {
     this.serve(server, 'http', (s) => this.http.accept(s));

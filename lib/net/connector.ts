@@ -412,18 +412,34 @@ export class Connector {
     };
     const startUp = (first: Buffer): void => {
       bytesUp += first.length;
-      if (this.opts.kernelRelay === false || !canHandOff(client) || !canHandOff(upstream)) {
+      if (this.opts.kernelRelay === false) {
         relayInJs(first);
         return;
       }
-      mode = 'handing';
-      const rest = stopReading(client);
-      stopReading(upstream);
-      bytesUp += rest.length;
-      const upHead = rest.length > 0 ? Buffer.concat([first, rest]) : first;
-      whenFlushed([client, upstream], () => {
-        // An error or close() while flushing destroyed both; their close handlers record it.
+      let upHead = first;
+      // Repeated after each wait for Node's writes to flush: a resume() issued before the
+      // hand-off (the front-end's ready hook, setSink) restarts reading on the next tick, so
+      // what was read meanwhile is collected again. The last pass stops reading and starts the
+      // relay in one synchronous step, so nothing can be read in between.
+      const handOver = (): void => {
+        // An error, the idle timeout or close() while flushing: their close handlers record it.
         if (client.destroyed || upstream.destroyed || this.closed) return;
+        if (!canHandOff(client) || !canHandOff(upstream)) {
+          relayInJs(upHead);
+          if (mode === 'handing') upstream.resume();
+          return;
+        }
+        mode = 'handing';
+        const rest = stopReading(client);
+        stopReading(upstream);
+        if (rest.length > 0) {
+          bytesUp += rest.length;
+          upHead = Buffer.concat([upHead, rest]);
+        }
+        if (client.writableLength > 0 || upstream.writableLength > 0) {
+          whenFlushed([client, upstream], handOver);
+          return;
+        }
         const relay = startKernelRelay(client, upstream, upHead, idle, (r) => {
           this.relays.delete(relay as NativeRelay);
           bytesUp += r.bytesUp;
@@ -443,7 +459,8 @@ export class Connector {
         this.relays.add(relay);
         this.handedOff.set(client, []);
         mode = 'kernel';
-      });
+      };
+      handOver();
     };
     if (!inspect || !d.isName) {
       startUp(head);

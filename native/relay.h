@@ -24,6 +24,7 @@ class Relay : public Napi::ObjectWrap<Relay> {
     size_t headSent = 0;
     bool eof = false;    // src sent FIN
     bool shut = false;   // FIN passed on to dst: this direction is done
+    bool grown = false;  // F_SETPIPE_SZ to kPipeSize tried (once, on the first full pipe)
     uint64_t bytes = 0;  // read from src (head not included)
     bool pending() const { return inPipe > 0 || headSent < head.size(); }
   };

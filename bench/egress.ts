@@ -6,6 +6,7 @@
 //   EGRESS_BENCH_BYTES  bytes per transfer (default 1 GiB)
 //   EGRESS_BENCH_CONNS  connections for the latency sample (default 500)
 //   EGRESS_BENCH_IDLE   idle tunnels for the memory sample (default 1000)
+//   EGRESS_BENCH_KERNEL_RELAY=0  keep tunnel bytes in JavaScript (the proxy's kernelRelay: false)
 import { fork } from 'node:child_process';
 import { connect, createServer, type Socket } from 'node:net';
 import { EgressProxy } from '../lib/net/proxy';
@@ -13,10 +14,11 @@ import { EgressProxy } from '../lib/net/proxy';
 const BYTES = Number(process.env.EGRESS_BENCH_BYTES ?? 2 ** 30);
 const CONNS = Number(process.env.EGRESS_BENCH_CONNS ?? 500);
 const IDLE = Number(process.env.EGRESS_BENCH_IDLE ?? 1000);
+const KERNEL_RELAY = process.env.EGRESS_BENCH_KERNEL_RELAY !== '0';
 const SINK_HOST = '127.0.0.2';
 const POOL_ADDR = '127.77.0.1';
 
-type Msg = { port?: number; proxyPort?: number; mem?: NodeJS.MemoryUsage; cmd?: string };
+type Msg = { port?: number; proxyPort?: number; mem?: NodeJS.MemoryUsage; cpu?: NodeJS.CpuUsage; cmd?: string };
 
 /** Sink: reads an 8-byte big-endian length, then sends that many bytes and closes. */
 function runSink(): void {
@@ -46,7 +48,7 @@ function runProxy(sinkPort: number): void {
     { allow: [`sink.test:${sinkPort}`], resolve: [`sink.test:${sinkPort}:${SINK_HOST}`], limits: { maxConnections: IDLE + 100 } },
     'bench',
     undefined,
-    { dnsPool: '127.77.0.0/16' },
+    { dnsPool: '127.77.0.0/16', kernelRelay: KERNEL_RELAY },
   );
   proxy.dnsPool.addressFor('sink.test'); // -> 127.77.0.1, as the DNS responder would hand out
   const http = createServer();
@@ -60,6 +62,7 @@ function runProxy(sinkPort: number): void {
   });
   process.on('message', (m: Msg) => {
     if (m.cmd === 'mem') process.send?.({ mem: process.memoryUsage() });
+    if (m.cmd === 'cpu') process.send?.({ cpu: process.cpuUsage() });
   });
 }
 
@@ -151,13 +154,22 @@ async function main(): Promise<void> {
   const rows: [string, string][] = [];
   const mib = (bps: number): string => `${(bps / 2 ** 20).toFixed(0)} MiB/s`;
 
+  // The proxy's CPU time (user + system) per GiB relayed: steadier than throughput on a busy host.
+  const proxyCpu = async (path: Path): Promise<[number, string]> => {
+    const before = (await ask(proxy.proc, 'cpu')).cpu as NodeJS.CpuUsage;
+    const bps = await transfer(path, sinkPort, proxyPort);
+    const used = (await ask(proxy.proc, 'cpu')).cpu as NodeJS.CpuUsage;
+    const ms = (used.user - before.user + used.system - before.system) / 1000 / (BYTES / 2 ** 30);
+    return [bps, `proxy CPU ${ms.toFixed(0)} ms/GiB`];
+  };
   const direct = await transfer('direct', sinkPort, proxyPort);
-  const tunnel = await transfer('connect', sinkPort, proxyPort);
-  const transparent = await transfer('transparent', sinkPort, proxyPort);
+  const [tunnel, tunnelCpu] = await proxyCpu('connect');
+  const [transparent, transparentCpu] = await proxyCpu('transparent');
   rows.push([`transfer size`, `${(BYTES / 2 ** 20).toFixed(0)} MiB`]);
+  rows.push(['relay', KERNEL_RELAY ? 'kernel (splice) where possible' : 'JavaScript (EGRESS_BENCH_KERNEL_RELAY=0)']);
   rows.push(['direct', mib(direct)]);
-  rows.push(['CONNECT tunnel', `${mib(tunnel)}  (ratio ${(tunnel / direct).toFixed(2)})`]);
-  rows.push(['transparent', `${mib(transparent)}  (ratio ${(transparent / direct).toFixed(2)})`]);
+  rows.push(['CONNECT tunnel', `${mib(tunnel)}  (ratio ${(tunnel / direct).toFixed(2)}), ${tunnelCpu}`]);
+  rows.push(['transparent', `${mib(transparent)}  (ratio ${(transparent / direct).toFixed(2)}), ${transparentCpu}`]);
 
   for (const path of ['direct', 'connect', 'transparent'] as Path[]) {
     const samples: number[] = [];

@@ -88,7 +88,23 @@ export interface NativeUdpEndpoint {
   close(): void;
 }
 
+/**
+ * Relays two connected sockets both ways with splice(2) (native/relay.cc). Constructed with the
+ * bytes already read from each side (written first) and the idle timeout; start() duplicates the
+ * two fds and returns 0 or an errno (then nothing was taken). onDone is called exactly once:
+ * the bytes read from the client and from the upstream by the relay, an errno (0: both sides
+ * closed normally, or close() was called) and whether the idle timeout ended it.
+ */
+export interface NativeRelay {
+  start(clientFd: number, upstreamFd: number): number;
+  /** Closes both sockets at once; reports through onDone if still running. */
+  close(): void;
+}
+
+export type RelayDone = (bytesUp: number, bytesDown: number, errno: number, timedOut: boolean) => void;
+
 interface Addon {
+  Relay: new (upHead: Buffer, downHead: Buffer, idleMs: number, onDone: RelayDone) => NativeRelay;
   UdpEndpoint: new (fd: number, onMessage: (data: Buffer, peer: Buffer) => void) => NativeUdpEndpoint;
   spawn(plan: NativePlan, onExit: (code: number | null, signal: NodeJS.Signals | null) => void): NativeSpawnResult;
   pipe(): [number, number];

@@ -6,7 +6,8 @@
 // Sandbox: kill(signal) through the pidfd (no pid-reuse race), ref()/unref() of the exit
 // watcher. Exit is noticed by polling the pidfd from the libuv loop (no waitpid(-1), no
 // thread), and reported once as onExit(exitCode, signal) with the payload's status as
-// stockade-init recorded it. Native code never logs; errors are data.
+// stockade-init recorded it. UdpEndpoint (udp.cc) and Relay (relay.cc) are classes exported
+// as they are. Native code never logs; errors are data.
 #include <errno.h>
 #include <fcntl.h>
 #include <napi.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "relay.h"
 #include "spawn.h"
 #include "udp.h"
 
@@ -391,6 +393,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("probeNamespaces", Napi::Function::New(env, ProbeNamespaces));
   exports.Set("landlockAbi", Napi::Function::New(env, LandlockAbi));
   exports.Set("UdpEndpoint", UdpEndpoint::Init(env));
+  exports.Set("Relay", Relay::Init(env));
   return exports;
 }
 

@@ -2,10 +2,13 @@
 // be reached (normalize -> allowlist -> resolve -> SSRF guard -> not the proxy itself), open the
 // upstream connection to exactly the address that was checked, splice the two sockets with
 // byte counts and idle timeouts, check that SNI / Host inside a tunnel agree with its target,
-// and write one audit record per decision. Front-ends only speak their protocol.
+// and write one audit record per decision. Front-ends only speak their protocol. Once a tunnel
+// has nothing left to inspect, its bytes move in the kernel (./relay.ts, native/relay.cc).
 import { isIP, type Socket, connect as tcpConnect } from 'node:net';
+import type { NativeRelay } from '../native';
 import type { Allowlist } from './allowlist';
 import { type NormalizedHost, normalizeHost, splitHostPort } from './hostname';
+import { canHandOff, startKernelRelay, stopReading, whenFlushed } from './relay';
 import type { Resolver } from './resolve';
 import { sniff } from './sniff';
 import { checkAddress, classifyAddress } from './ssrf';
@@ -107,6 +110,8 @@ export interface ConnectorOptions {
   /** Placeholders in plaintext are refused (credential injection on). */
   guard?: PlaintextGuard;
   audit: (record: EgressRecord) => void;
+  /** Relay inspected tunnels with splice(2) in the kernel when possible. Default true. */
+  kernelRelay?: boolean;
 }
 
 /** An upstream socket reading through the shared buffer; bytes go to the sink once it is set. */
@@ -128,6 +133,10 @@ export class Connector {
 
   /** Every socket the proxy owns (clients and upstreams), destroyed by close(). */
   readonly sockets = new Set<Socket>();
+  /** Every kernel relay running (they own sockets Node no longer has), closed by close(). */
+  readonly relays = new Set<NativeRelay>();
+  /** Client sockets handed to a kernel relay -> who waits for the connection's real end. */
+  private readonly handedOff = new WeakMap<Socket, (() => void)[]>();
   closed = false;
 
   constructor(readonly opts: ConnectorOptions) {}
@@ -143,6 +152,18 @@ export class Connector {
     }
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
+  }
+
+  /**
+   * Calls `fn` once the client connection is over: when its socket closes or, if a kernel relay
+   * took it over, when that relay ends. (The connection limit counts relayed tunnels too.)
+   */
+  whenGone(socket: Socket, fn: () => void): void {
+    socket.once('close', () => {
+      const waiters = this.handedOff.get(socket);
+      if (waiters) waiters.push(fn);
+      else fn();
+    });
   }
 
   /** Policy decision for a raw host (any spelling) and port. Never throws. */
@@ -342,7 +363,8 @@ export class Connector {
   /**
    * Relays client <-> upstream, counting bytes; one audit record once both are closed. A side
    * that ends normally has its FIN passed on after everything it sent has been flushed; an error,
-   * the idle timeout or a refusal destroys both at once.
+   * the idle timeout or a refusal destroys both at once. Once the first bytes are checked (or
+   * need no check), the tunnel goes to a kernel relay when it can, else stays in JavaScript.
    */
   splice(
     via: Via,
@@ -359,17 +381,10 @@ export class Connector {
     let denial: string | undefined;
     let error: string | undefined;
     let closed = 0;
-    const abort = (): void => {
-      client.destroy();
-      upstream.destroy();
-    };
-    const onClose = (other: Socket) => (hadError: boolean) => {
-      if (hadError || denial || error) other.destroy();
-      else if (!other.destroyed) {
-        // Pass the FIN on once what is queued for `other` has been written, then let it go.
-        other.end(() => other.destroy());
-      }
-      if (++closed < 2) return;
+    // inspect: holding the client's bytes; js: relayed here; handing: reads stopped, waiting for
+    // Node's writes to flush; kernel: a native Relay owns the connection (Node's sockets are gone).
+    let mode: 'inspect' | 'js' | 'handing' | 'kernel' = 'inspect';
+    const record = (): void =>
       this.audit({
         via,
         host: d.host,
@@ -382,6 +397,18 @@ export class Connector {
         durationMs: Date.now() - started,
         ...(error && !denial ? { error } : {}),
       });
+    const abort = (): void => {
+      client.destroy();
+      upstream.destroy();
+    };
+    const onClose = (other: Socket) => (hadError: boolean) => {
+      if (mode === 'kernel') return; // closed for the hand-off; the relay records the end
+      if (hadError || denial || error) other.destroy();
+      else if (!other.destroyed) {
+        // Pass the FIN on once what is queued for `other` has been written, then let it go.
+        other.end(() => other.destroy());
+      }
+      if (++closed === 2) record();
     };
     client.once('close', onClose(upstream));
     upstream.once('close', onClose(client));
@@ -400,16 +427,15 @@ export class Connector {
     tunnel.setSink((chunk) => {
       bytesDown += chunk.length;
       if (client.write(chunk)) return true;
-      client.once('drain', () => upstream.resume());
+      client.once('drain', () => mode !== 'handing' && upstream.resume());
       return false;
     });
     upstream.once('end', () => client.end());
 
-    const plain = (first: Buffer): void => {
-      if (first.length > 0) {
-        bytesUp += first.length;
-        upstream.write(first);
-      }
+    // `first` has been counted in bytesUp already.
+    const relayInJs = (first: Buffer): void => {
+      mode = 'js';
+      if (first.length > 0) upstream.write(first);
       client.on('data', (chunk: Buffer) => {
         bytesUp += chunk.length;
       });
@@ -417,6 +443,7 @@ export class Connector {
     };
     // With a guard, a stream that does not open with a TLS record is scanned chunk by chunk.
     const guarded = (first: Buffer): void => {
+      mode = 'js';
       const guard = this.opts.guard as PlaintextGuard;
       const scanner = guard.stream();
       const pass = (chunk: Buffer): boolean => {
@@ -446,8 +473,61 @@ export class Connector {
         upstream.end(rest);
       });
     };
+    // Once nothing more is to be inspected, the kernel relays (splice), or failing that, JS.
+    const relayOut = (first: Buffer): void => {
+      bytesUp += first.length;
+      if (this.opts.kernelRelay === false) {
+        relayInJs(first);
+        return;
+      }
+      let upHead = first;
+      // Repeated after each wait for Node's writes to flush: a resume() issued before the
+      // hand-off (the front-end's ready hook, setSink) restarts reading on the next tick, so
+      // what was read meanwhile is collected again. The last pass stops reading and starts the
+      // relay in one synchronous step, so nothing can be read in between.
+      const handOver = (): void => {
+        // An error, the idle timeout or close() while flushing: their close handlers record it.
+        if (client.destroyed || upstream.destroyed || this.closed) return;
+        if (!canHandOff(client) || !canHandOff(upstream)) {
+          relayInJs(upHead);
+          if (mode === 'handing') upstream.resume();
+          return;
+        }
+        mode = 'handing';
+        const rest = stopReading(client);
+        stopReading(upstream);
+        if (rest.length > 0) {
+          bytesUp += rest.length;
+          upHead = Buffer.concat([upHead, rest]);
+        }
+        if (client.writableLength > 0 || upstream.writableLength > 0) {
+          whenFlushed([client, upstream], handOver);
+          return;
+        }
+        const relay = startKernelRelay(client, upstream, upHead, idle, (r) => {
+          this.relays.delete(relay as NativeRelay);
+          bytesUp += r.bytesUp;
+          bytesDown += r.bytesDown;
+          error = r.error;
+          record();
+          const waiters = this.handedOff.get(client) ?? [];
+          this.handedOff.delete(client);
+          for (const fn of waiters) fn();
+        });
+        if (typeof relay === 'string') {
+          // e.g. EMFILE: the sockets are untouched; read them again and relay here.
+          relayInJs(upHead);
+          upstream.resume();
+          return;
+        }
+        this.relays.add(relay);
+        this.handedOff.set(client, []);
+        mode = 'kernel';
+      };
+      handOver();
+    };
     // A TLS record (0x16) is opaque: relayed as is. Anything else is plaintext for the guard.
-    const route = (first: Buffer): void => (!this.opts.guard || first[0] === 0x16 ? plain(first) : guarded(first));
+    const route = (first: Buffer): void => (!this.opts.guard || first[0] === 0x16 ? relayOut(first) : guarded(first));
     const startUp = (first: Buffer): void => {
       if (!this.opts.guard || first.length > 0) route(first);
       else client.once('data', route);
@@ -459,24 +539,24 @@ export class Connector {
     // Hold the client's bytes until we know what they are: the SNI of a ClientHello or the Host of
     // a request must name the host the tunnel was opened for (no domain fronting).
     let pending = head;
-    const check = (): boolean => {
+    const onData = (chunk: Buffer): void => {
+      pending = Buffer.concat([pending, chunk]);
+      check();
+    };
+    const check = (): void => {
       const r = sniff(pending, this.limits.maxHeaderSize);
-      if (r.kind === 'need-more') return false;
+      if (r.kind === 'need-more') return;
+      client.removeListener('data', onData);
       const mismatch = this.checkAgreement(r, d.host);
       if (mismatch) {
         denial = mismatch;
         abort();
-        return true;
+        return;
       }
       startUp(pending);
-      return true;
-    };
-    if (pending.length > 0 && check()) return;
-    const onData = (chunk: Buffer): void => {
-      pending = Buffer.concat([pending, chunk]);
-      if (check()) client.removeListener('data', onData);
     };
     client.on('data', onData);
+    if (pending.length > 0) check();
   }
 
   /** Undefined when the sniffed name agrees with `host`, else the refusal. */
@@ -497,6 +577,9 @@ export class Connector {
     this.closed = true;
     for (const s of this.sockets) s.destroy();
     this.sockets.clear();
+    // Each close() reports at once, which records the tunnel and removes it from the set.
+    for (const r of this.relays) r.close();
+    this.relays.clear();
   }
 }
 

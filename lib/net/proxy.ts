@@ -31,6 +31,12 @@ export interface EgressProxyExtras {
   dnsPool?: string;
   /** Host resolver used when no override matches. Default dns.lookup (all addresses). */
   lookup?: LookupFn;
+  /**
+   * Move the bytes of inspected tunnels (CONNECT, SOCKS, transparent, WebSocket upgrades) with
+   * splice(2) in the kernel instead of through JavaScript. Default true; false keeps every byte
+   * in JavaScript (e.g. to compare the two).
+   */
+  kernelRelay?: boolean;
 }
 
 type Kind = 'http' | 'socks' | 'transparent' | 'dns-tcp';
@@ -71,6 +77,7 @@ export class EgressProxy extends EventEmitter<EgressProxyEvents> {
       guard: extras.guard,
       ownEndpoints: () => this.ownEndpoints(),
       audit: (record) => this.record(record),
+      kernelRelay: extras.kernelRelay ?? true,
     });
     this.http = new HttpProxy(this.connector);
     this.dns = new DnsResponder(this.allowlist, this.dnsPool, (d) =>
@@ -93,6 +100,11 @@ export class EgressProxy extends EventEmitter<EgressProxyEvents> {
   /** Client connections currently open, across all served listeners. */
   get connections(): number {
     return this.clients;
+  }
+
+  /** Tunnels currently relayed in the kernel (also counted in `connections`). */
+  get kernelRelays(): number {
+    return this.connector.relays.size;
   }
 
   /** Serves an HTTP proxy (CONNECT and absolute-form) on an already-listening server. */
@@ -125,8 +137,8 @@ export class EgressProxy extends EventEmitter<EgressProxyEvents> {
   }
 
   /**
-   * Stops serving: closes the served listeners and destroys every client and upstream socket.
-   * Resolves once the listeners are closed.
+   * Stops serving: closes the served listeners, destroys every client and upstream socket and
+   * closes every kernel relay. Resolves once the listeners are closed.
    */
   async close(): Promise<void> {
     if (this.closing) return;
@@ -171,7 +183,8 @@ export class EgressProxy extends EventEmitter<EgressProxyEvents> {
         return;
       }
       this.clients++;
-      socket.once('close', () => this.clients--);
+      // Not 'close': a tunnel handed to a kernel relay outlives its Node socket.
+      this.connector.whenGone(socket, () => this.clients--);
       socket.on('error', () => {});
       this.connector.track(socket);
       handle(socket);

@@ -21,14 +21,8 @@
 
 #include "relay.h"
 #include "spawn.h"
+#include "sysnums.h"
 #include "udp.h"
-
-#ifndef P_PIDFD
-#define P_PIDFD 3
-#endif
-#ifndef SYS_pidfd_send_signal
-#define SYS_pidfd_send_signal 424
-#endif
 
 namespace stockade {
 namespace {

@@ -15,10 +15,7 @@
 
 #include "child.h"
 #include "syscall.h"
-
-#ifndef SYS_close_range
-#define SYS_close_range 436
-#endif
+#include "sysnums.h"
 
 namespace stockade {
 

@@ -21,6 +21,7 @@
 
 #include "child.h"
 #include "syscall.h"
+#include "sysnums.h"
 
 namespace stockade {
 
@@ -31,9 +32,6 @@ struct MountAttr {
 };
 constexpr uint64_t kAttrRdonly = 0x1, kAttrNosuid = 0x2, kAttrNodev = 0x4;
 constexpr int kAtRecursive = 0x8000;
-#ifndef SYS_mount_setattr
-#define SYS_mount_setattr 442
-#endif
 
 int mountIn(const char* source, const char* target, const char* type, unsigned long flags,
             const void* data) {

@@ -34,6 +34,7 @@
 
 #include "child.h"
 #include "syscall.h"
+#include "sysnums.h"
 
 namespace stockade {
 
@@ -49,31 +50,6 @@ constexpr bool kHasX32 = false;
 #error "stockade's seccomp tables cover x86_64 and aarch64"
 #endif
 
-// Syscalls newer than some distributions' headers; numbers are shared by x86_64 and the
-// generic table (aarch64) from 424 on.
-#ifndef SYS_open_tree
-#define SYS_open_tree 428
-#define SYS_move_mount 429
-#define SYS_fsopen 430
-#define SYS_fsconfig 431
-#define SYS_fsmount 432
-#define SYS_fspick 433
-#endif
-#ifndef SYS_clone3
-#define SYS_clone3 435
-#endif
-#ifndef SYS_pidfd_getfd
-#define SYS_pidfd_getfd 438
-#endif
-#ifndef SYS_mount_setattr
-#define SYS_mount_setattr 442
-#endif
-#ifndef SYS_quotactl_fd
-#define SYS_quotactl_fd 443
-#endif
-#ifndef SYS_open_tree_attr
-#define SYS_open_tree_attr 467
-#endif
 // The highest syscall number of Linux 6.18 (file_setattr). Above it: ENOSYS.
 constexpr uint32_t kHighestKnown = 469;
 

@@ -286,6 +286,25 @@ export class Connector {
     this.opts.audit({ event: 'egress', sandbox: this.opts.sandbox, bytesUp: 0, bytesDown: 0, ...partial });
   }
 
+  /** Audits an allowed decision: its end (bytes, error) or its hand-off to the interceptor. */
+  auditAllowed(
+    via: Via,
+    d: Extract<Decision, { allowed: true }>,
+    started: number,
+    outcome: Partial<Pick<EgressRecord, 'bytesUp' | 'bytesDown' | 'error' | 'intercepted'>> = {},
+  ): void {
+    this.audit({
+      via,
+      host: d.host,
+      port: d.port,
+      address: d.address,
+      decision: 'allow',
+      rule: d.rule,
+      durationMs: Date.now() - started,
+      ...outcome,
+    });
+  }
+
   /** Audits a denial made before any upstream exists. */
   auditDenied(via: Via, d: Extract<Decision, { allowed: false }>, started: number): void {
     this.audit({ via, host: d.host, port: d.port, decision: 'deny', rule: d.rule, durationMs: Date.now() - started });
@@ -308,16 +327,7 @@ export class Connector {
   ): Promise<void> {
     const interceptor = this.opts.interceptor;
     if (interceptor?.wants(d.host, d.port)) {
-      this.audit({
-        via,
-        host: d.host,
-        port: d.port,
-        address: d.address,
-        decision: 'allow',
-        rule: d.rule,
-        durationMs: Date.now() - started,
-        intercepted: true,
-      });
+      this.auditAllowed(via, d, started, { intercepted: true });
       hooks.ready(undefined);
       const target: EgressTarget = { host: d.host, port: d.port, address: d.address };
       if (d.connectPort !== undefined) target.connectPort = d.connectPort;
@@ -329,31 +339,13 @@ export class Connector {
       upstream = await this.connect(d, true);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      this.audit({
-        via,
-        host: d.host,
-        port: d.port,
-        address: d.address,
-        decision: 'allow',
-        rule: d.rule,
-        durationMs: Date.now() - started,
-        error: e.code ?? e.message,
-      });
+      this.auditAllowed(via, d, started, { error: e.code ?? e.message });
       hooks.failed(e);
       return;
     }
     if (client.destroyed) {
       upstream.socket.destroy();
-      this.audit({
-        via,
-        host: d.host,
-        port: d.port,
-        address: d.address,
-        decision: 'allow',
-        rule: d.rule,
-        durationMs: Date.now() - started,
-        error: 'client went away',
-      });
+      this.auditAllowed(via, d, started, { error: 'client went away' });
       return;
     }
     hooks.ready(upstream.socket);

@@ -179,16 +179,7 @@ export class HttpProxy {
       upstream = await this.connector.connect(d);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-      this.connector.audit({
-        via: 'http',
-        host: d.host,
-        port: d.port,
-        address: d.address,
-        decision: 'allow',
-        rule: d.rule,
-        durationMs: Date.now() - started,
-        error: code,
-      });
+      this.connector.auditAllowed('http', d, started, { error: code });
       req.resume();
       return this.deny(res, 502, d.host, d.port, `upstream ${d.host}:${d.port} (${d.address}) failed: ${code}`);
     }
@@ -211,18 +202,7 @@ export class HttpProxy {
       if (audited) return;
       audited = true;
       upstream.destroy();
-      this.connector.audit({
-        via: 'http',
-        host: d.host,
-        port: d.port,
-        address: d.address,
-        decision: 'allow',
-        rule: d.rule,
-        bytesUp,
-        bytesDown,
-        durationMs: Date.now() - started,
-        ...(error ? { error } : {}),
-      });
+      this.connector.auditAllowed('http', d, started, { bytesUp, bytesDown, ...(error ? { error } : {}) });
     };
     const guard = this.connector.guard;
     const headers = forwardHeaders(req.rawHeaders, req.headers.connection);

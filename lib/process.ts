@@ -60,8 +60,6 @@ export class SandboxedProcess extends EventEmitter {
   readonly spawnargs: string[];
   /** Digest of the sandbox definition, as logged in audit events. */
   readonly policyDigest: string;
-  /** Listener fds injected from the sandbox's network namespace (for the egress proxy). */
-  listenerFds: number[] = [];
 
   private handle: NativeHandle | undefined;
   private readonly options: SandboxOptions;
@@ -171,7 +169,6 @@ export class SandboxedProcess extends EventEmitter {
     }
     this.pid = result.pid;
     this.handle = result.handle;
-    this.listenerFds = result.listenerFds;
     if (resolved.egress !== undefined) {
       this.egress = new EgressAttachment(
         this.options.network as EgressOptions,
@@ -185,7 +182,6 @@ export class SandboxedProcess extends EventEmitter {
         },
       );
       this.egress.proxy.on('egress', (record) => this.emit('egress', record));
-      this.listenerFds = [];
     }
     if (this.pendingSignal !== undefined) this.handle.kill(this.pendingSignal);
     if (resolved.wallTime !== undefined) {

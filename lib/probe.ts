@@ -53,7 +53,7 @@ export function probeHost(): HostReport {
   else if (debianClone === '0') userNsFix = 'sysctl -w kernel.unprivileged_userns_clone=1';
   else if (apparmorRestrict === '1')
     userNsFix =
-      'Ubuntu 23.10+ restricts unprivileged user namespaces with AppArmor: install the AppArmor profile from `stockade doctor --apparmor-profile` into /etc/apparmor.d/ and reload it, or sysctl -w kernel.apparmor_restrict_unprivileged_userns=0';
+      'Ubuntu 23.10+ restricts unprivileged user namespaces with AppArmor: `stockade doctor --apparmor-profile | sudo tee /etc/apparmor.d/stockade-node && sudo apparmor_parser -r /etc/apparmor.d/stockade-node`, or sysctl -w kernel.apparmor_restrict_unprivileged_userns=0';
   else if (cloneErr !== 0)
     userNsFix =
       'user, mount, pid and network namespaces must be enabled in the kernel (CONFIG_USER_NS, CONFIG_NET_NS, ...), and a container runtime must allow them';

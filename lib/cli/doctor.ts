@@ -1,7 +1,37 @@
 // `stockade doctor`: what this host supports, and the fix for each missing piece.
+import * as fs from 'node:fs';
 import { type HostCheck, probeHost } from '../probe';
 
+/**
+ * An AppArmor profile that lets this node binary create user namespaces on Ubuntu 23.10+
+ * (kernel.apparmor_restrict_unprivileged_userns=1), in the form Ubuntu ships for such programs:
+ * unconfined otherwise, with the `userns` permission.
+ */
+export function apparmorProfile(nodePath = fs.realpathSync(process.execPath)): string {
+  return `# stockade: allow ${nodePath} to create user namespaces (Ubuntu 23.10+).
+# Install: sudo tee /etc/apparmor.d/stockade-node < this file; sudo apparmor_parser -r /etc/apparmor.d/stockade-node
+abi <abi/4.0>,
+include <tunables/global>
+
+profile stockade-node ${nodePath} flags=(unconfined) {
+  userns,
+
+  include if exists <local/stockade-node>
+}
+`;
+}
+
 export async function main(argv: string[]): Promise<number> {
+  if (argv.includes('--apparmor-profile')) {
+    process.stdout.write(apparmorProfile());
+    return 0;
+  }
+  if (argv.includes('--help')) {
+    process.stdout.write(
+      'Usage: stockade doctor [--json] [--apparmor-profile]\n\nChecks what this host supports and prints the fix for each missing piece.\n--apparmor-profile prints an AppArmor profile that lets this node create user namespaces (Ubuntu 23.10+).\n',
+    );
+    return 0;
+  }
   const report = probeHost();
   if (argv.includes('--json')) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

@@ -87,16 +87,27 @@ export async function main(argv: string[]): Promise<number> {
 function launch_(launch: PolicyLaunch): Promise<number> {
   const logger = auditLogger(launch);
   const filtered = launch.tools !== undefined;
-  let child: SandboxedProcess;
+  // Signal handlers before the spawn: the payload runs before spawnSandboxed() returns, and a
+  // signal that came in before the handler existed would kill the launcher by default (and the
+  // sandbox with it) instead of being forwarded. Handlers run from the event loop, after.
+  let child: SandboxedProcess | undefined;
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
+  const handlers = signals.map((s) => [s, () => child?.kill(s)] as const);
+  const unhook = () => {
+    for (const [s, h] of handlers) process.off(s, h);
+  };
+  for (const [s, h] of handlers) process.on(s, h);
   try {
     child = spawnSandboxed(launch.command, launch.args, { ...launch.options, stdio: filtered ? ['pipe', 'pipe', 2] : [0, 1, 2], logger });
   } catch (err) {
+    unhook();
     if (err instanceof SandboxOptionsError) throw new UsageError(err.message);
     throw err;
   }
-  if (filtered && child.stdin && child.stdout) {
+  const sandbox = child;
+  if (filtered && sandbox.stdin && sandbox.stdout) {
     const filter = wireToolFilter(
-      { fromClient: process.stdin, toClient: process.stdout, toServer: child.stdin, fromServer: child.stdout },
+      { fromClient: process.stdin, toClient: process.stdout, toServer: sandbox.stdin, fromServer: sandbox.stdout },
       { tools: launch.tools ?? [], logger },
     );
     // Correlation: what the server did on the network, and which violations it committed, while
@@ -105,19 +116,20 @@ function launch_(launch: PolicyLaunch): Promise<number> {
       const calls = filter.activeCalls();
       if (calls.length > 0) logger?.info({ event, calls: calls.map((c) => ({ id: c.id, tool: c.tool })), ...record });
     };
-    child.on('egress', (record: object) => during('mcp.tool_egress', { egress: record }));
-    child.on('audit', (record: { event?: string }) => record.event === 'violation' && during('mcp.tool_violation', { violation: record }));
+    sandbox.on('egress', (record: object) => during('mcp.tool_egress', { egress: record }));
+    sandbox.on(
+      'audit',
+      (record: { event?: string }) => record.event === 'violation' && during('mcp.tool_violation', { violation: record }),
+    );
   }
   return new Promise((resolve) => {
-    const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
-    const handlers = signals.map((s) => [s, () => child.kill(s)] as const);
-    for (const [s, h] of handlers) process.on(s, h);
-    child.on('error', (err) => {
+    sandbox.on('error', (err) => {
+      unhook();
       process.stderr.write(`stockade: ${err.message}\n`);
       resolve(127);
     });
-    child.on('close', (code, signal: NodeJS.Signals | null) => {
-      for (const [s, h] of handlers) process.off(s, h);
+    sandbox.on('close', (code, signal: NodeJS.Signals | null) => {
+      unhook();
       resolve(code ?? 128 + (signal ? (osConstants.signals as Record<string, number>)[signal] : 0));
     });
   });

@@ -1,0 +1,84 @@
+// `stockade run` as an MCP client config launches it: stdio handed over (not copied), the exit
+// code and death by signal propagated, signals forwarded, usage errors on one line.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { repoRoot } from './helpers';
+
+const launcher = path.join(repoRoot, 'bin', 'stockade.js');
+const run = (...args: string[]) => spawnSync(process.execPath, [launcher, 'run', ...args], { encoding: 'utf8', input: '' });
+
+test("the exit code is the payload's, and 128+N after death by signal N", () => {
+  assert.equal(run('--', 'sh', '-c', 'exit 7').status, 7);
+  assert.equal(run('--', 'sh', '-c', 'kill -SEGV $$').status, 139);
+  assert.equal(run('--', 'sh', '-c', 'kill -KILL $$').status, 137);
+});
+
+test("stdin, stdout and stderr are the launcher's own pipes, handed over without copying", async () => {
+  const child = spawn(
+    process.execPath,
+    [launcher, 'run', '--', 'sh', '-c', 'readlink /proc/self/fd/0 /proc/self/fd/1 /proc/self/fd/2; read line; echo "got $line"'],
+    {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    },
+  );
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  while (!out.includes('\n')) await once(child.stdout, 'data');
+  // The payload's fds are the very pipes the launcher was given (same inodes), not copies.
+  const mine = [0, 1, 2].map((fd) => fs.readlinkSync(`/proc/${child.pid}/fd/${fd}`));
+  child.stdin.end('hello\n');
+  await once(child, 'close');
+  const lines = out.trim().split('\n');
+  assert.deepEqual(lines.slice(0, 3), mine);
+  assert.ok(
+    mine.every((l) => /^(pipe|socket):\[\d+\]$/.test(l)),
+    mine.join(),
+  );
+  assert.equal(lines[3], 'got hello');
+});
+
+test('SIGTERM and SIGINT to the launcher reach the payload', async () => {
+  for (const [signal, code] of [
+    ['SIGTERM', 42],
+    ['SIGINT', 43],
+  ] as const) {
+    const child = spawn(
+      process.execPath,
+      [launcher, 'run', '--', 'sh', '-c', `trap 'exit 42' TERM; trap 'exit 43' INT; echo ready; while :; do sleep 0.05; done`],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    await once(child.stdout, 'data');
+    child.kill(signal);
+    const [status] = (await once(child, 'exit')) as [number];
+    assert.equal(status, code, signal);
+  }
+});
+
+test('a bad flag: one line on stderr, exit 2; --help: usage on stdout, exit 0', () => {
+  const bad = run('--frobnicate', '--', 'true');
+  assert.equal(bad.status, 2);
+  assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
+  assert.match(bad.stderr, /^stockade run: .*frobnicate/);
+  const missing = run('--ro', '/does/not/exist', '--', 'true');
+  assert.equal(missing.status, 2);
+  assert.equal(missing.stderr.trim().split('\n').length, 1, missing.stderr);
+  const help = run('--help');
+  assert.equal(help.status, 0);
+  assert.match(help.stdout, /^Usage: stockade run \[options\] -- COMMAND \[ARGS\.\.\.\]/);
+  const unknown = spawnSync(process.execPath, [launcher, 'frob'], { encoding: 'utf8' });
+  assert.equal(unknown.status, 2);
+  assert.equal(unknown.stderr, "stockade: unknown command 'frob' (see stockade --help)\n");
+});
+
+test('a command that does not exist inside: one line, exit 127', () => {
+  const r = run('--', 'no-such-program');
+  assert.equal(r.status, 127);
+  assert.match(r.stderr, /^stockade: ENOENT: no such file or directory, spawn no-such-program/);
+  assert.equal(r.stderr.trim().split('\n').length, 1);
+});

@@ -171,6 +171,17 @@ try { await fetch('https://evil.test:${httpsPort}/'); } catch (e) { console.log(
     );
   });
 
+  test('IPv6 too: any v6 address is local inside, and the Host header names the destination', async () => {
+    const r = await bare(`python3 -c "
+import socket
+s = socket.create_connection(('2001:db8::1', ${httpPort}))
+s.sendall(b'GET /v6 HTTP/1.1\\r\\nHost: good.test:${httpPort}\\r\\nConnection: close\\r\\n\\r\\n')
+print(s.recv(4096).decode().split('\\r\\n\\r\\n')[1])
+"`);
+    assert.equal(r.stdout, `GET /v6 host=good.test:${httpPort} te=- body=\n`, r.stderr);
+    assert.ok(r.records.some((x) => x.via === 'transparent' && x.host === 'good.test' && x.decision === 'allow'));
+  });
+
   test('a connection whose Host names another host is closed without a byte', async () => {
     const r = await bare(`python3 -c "
 import socket

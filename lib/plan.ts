@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { SandboxOptionsError } from './errors';
 import { initPath, MountKind, type NativeMount, type NativePlan } from './native';
 import { PRELOAD_PATH } from './net/env';
-import { type EgressPlan, egressEnv, planEgress } from './net/sandbox';
+import { type EgressPlan, egressEnv, PRELOAD_INSIDE, planEgress } from './net/sandbox';
 import type { EgressOptions, SandboxLimits, SandboxOptions } from './options';
 
 /** Host directories bound read-only (or re-created as the same symlink) by default. */
@@ -309,7 +309,7 @@ export function resolveSandbox(command: string, args: readonly string[], options
   if (egress !== undefined) {
     // fetch() in Node < 22.21 needs a preload to honour the proxy variables (lib/net/env.ts).
     const preload = fs.realpathSync(PRELOAD_PATH);
-    add({ kind: MountKind.bind, source: `/oldroot${preload}`, target: `/newroot${PRELOAD_PATH}`, readOnly: true, sourceIsDir: false });
+    add({ kind: MountKind.bind, source: `/oldroot${preload}`, target: `/newroot${PRELOAD_INSIDE}`, readOnly: true, sourceIsDir: false });
   }
   for (const f of etcFiles(hostname, egress?.resolvConf ?? '')) {
     if (!mounts.has(f.target)) add(f);

@@ -65,9 +65,15 @@ export function planEgress(options: EgressOptions): EgressPlan {
   return { listeners, roles, httpPort, socksPort, transparentPorts, resolvConf: 'nameserver 127.0.0.1\noptions edns0\n' };
 }
 
+/**
+ * Where the fetch preload is bound inside: a fixed path, so the sandbox does not learn where
+ * stockade is installed on the host (a home directory names its user).
+ */
+export const PRELOAD_INSIDE = '/etc/stockade/proxy-preload.js';
+
 /** The environment cooperative clients use to find the proxy. */
 export function egressEnv(plan: EgressPlan, nodeOptions?: string): Record<string, string> {
-  return proxyEnv(plan.httpPort, { socksPort: plan.socksPort, nodeOptions });
+  return proxyEnv(plan.httpPort, { socksPort: plan.socksPort, nodeOptions, preloadPath: PRELOAD_INSIDE });
 }
 
 /** Serves one sandbox's injected listeners through an EgressProxy; close() frees everything. */

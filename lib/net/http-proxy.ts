@@ -155,22 +155,8 @@ export class HttpProxy {
       }
       return this.deny(res, 400, '', 0, rule);
     }
-    // A placeholder in the request line or headers of plain HTTP is refused before anything else,
-    // whatever the host: no lookup, no connection.
-    const leaked = this.connector.guard?.find(`${req.url}\n${req.rawHeaders.join('\n')}`);
-    if (leaked) {
-      const rule = `placeholder of secret ${leaked} sent in plaintext to ${target.host}:${target.port}`;
-      this.connector.guard?.violation({ secret: leaked, host: target.host, port: target.port, via: 'http' });
-      this.connector.audit({ via: 'http', host: target.host, port: target.port, decision: 'deny', rule, durationMs: Date.now() - started });
-      req.resume();
-      return this.deny(res, 403, target.host, target.port, rule);
-    }
-    const fronting = this.hostHeaderProblem(req, target.host);
-    const d: Decision = fronting
-      ? { allowed: false, host: target.host, port: target.port, rule: fronting, status: 403 }
-      : await this.connector.decide(target.host, target.port);
+    const d = await this.decideRequest(req, target, started);
     if (!d.allowed) {
-      this.connector.auditDenied('http', d, started);
       req.resume();
       return this.deny(res, d.status, d.host, d.port, d.rule);
     }
@@ -264,6 +250,28 @@ export class HttpProxy {
     res.once('close', audit);
   }
 
+  /**
+   * The decision for a plain-HTTP request, ordinary or Upgrade: a placeholder in its request line
+   * or headers is refused before anything else, whatever the host (no lookup, no connection);
+   * then Host must agree with the target (no fronting); then the allowlist. Denials are audited.
+   */
+  private async decideRequest(req: IncomingMessage, target: { host: string; port: number }, started: number): Promise<Decision> {
+    const leaked = this.connector.guard?.find(`${req.url}\n${req.rawHeaders.join('\n')}`);
+    let d: Decision;
+    if (leaked) {
+      const rule = `placeholder of secret ${leaked} sent in plaintext to ${target.host}:${target.port}`;
+      this.connector.guard?.violation({ secret: leaked, host: target.host, port: target.port, via: 'http' });
+      d = { allowed: false, host: target.host, port: target.port, rule, status: 403 };
+    } else {
+      const fronting = this.hostHeaderProblem(req, target.host);
+      d = fronting
+        ? { allowed: false, host: target.host, port: target.port, rule: fronting, status: 403 }
+        : await this.connector.decide(target.host, target.port);
+    }
+    if (!d.allowed) this.connector.auditDenied('http', d, started);
+    return d;
+  }
+
   private async onConnect(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
     const started = Date.now();
     this.gotHead(socket);
@@ -314,12 +322,8 @@ export class HttpProxy {
       const rule = (err as Error).message;
       return refuse(400, 'Bad Request', `stockade: ${rule}\n`, rule);
     }
-    const fronting = this.hostHeaderProblem(req, target.host);
-    const d: Decision = fronting
-      ? { allowed: false, host: target.host, port: target.port, rule: fronting, status: 403 }
-      : await this.connector.decide(target.host, target.port);
+    const d = await this.decideRequest(req, target, started);
     if (!d.allowed) {
-      this.connector.auditDenied('http', d, started);
       return d.status === 403
         ? refuse(403, 'Forbidden', denialBody(d.host, d.port, d.rule), d.rule)
         : refuse(502, 'Bad Gateway', `stockade: ${d.rule}\n`, d.rule);

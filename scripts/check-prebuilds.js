@@ -10,7 +10,7 @@
 //     native/sysnums.h's fallbacks) equal the kernel's own <asm/unistd.h> for that architecture,
 //     by compiling _Static_asserts with that architecture's compiler.
 // Usage: node scripts/check-prebuilds.js [ARCH...]   (default: x64 arm64)
-'use strict';
+
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -56,7 +56,8 @@ function checkMachine(file, arch) {
   const elf = readElf(file);
   if (!elf) return fail(`${file}: not an ELF file`);
   if (!elf.class64 || !elf.little) return fail(`${file}: not a 64-bit little-endian ELF`);
-  if (elf.machine !== ARCHS[arch].machine) fail(`${file}: ELF machine ${elf.machine}, expected ${ARCHS[arch].machine} (${ARCHS[arch].name})`);
+  if (elf.machine !== ARCHS[arch].machine)
+    fail(`${file}: ELF machine ${elf.machine}, expected ${ARCHS[arch].machine} (${ARCHS[arch].name})`);
   return elf;
 }
 
@@ -87,7 +88,11 @@ function checkSyscallNumbers(arch) {
   }
   const lines = ['#include <sys/syscall.h>', '#include "sysnums.h"', '#include <asm/unistd.h>'];
   for (const n of [...names].sort()) {
-    lines.push(`#ifdef SYS_${n}`, `#ifdef __NR_${n}`, `_Static_assert(SYS_${n} == __NR_${n}, "SYS_${n} differs from the kernel's __NR_${n}");`);
+    lines.push(
+      `#ifdef SYS_${n}`,
+      `#ifdef __NR_${n}`,
+      `_Static_assert(SYS_${n} == __NR_${n}, "SYS_${n} differs from the kernel's __NR_${n}");`,
+    );
     // Newer than these kernel headers: only sysnums.h knows it, and from 424 on every
     // architecture shares the numbers.
     lines.push('#else', `_Static_assert(SYS_${n} >= 424, "SYS_${n} is unknown to the kernel headers");`, '#endif', '#endif');
@@ -115,12 +120,16 @@ for (const arch of archs) {
   if (failures.length) break;
   checkMachine(addon, arch);
   const initElf = checkMachine(init, arch);
-  if (initElf?.segments.some((t) => t === PT_INTERP || t === PT_DYNAMIC)) fail(`${init}: not static (has an interpreter or a dynamic section)`);
+  if (initElf?.segments.some((t) => t === PT_INTERP || t === PT_DYNAMIC))
+    fail(`${init}: not static (has an interpreter or a dynamic section)`);
   const { needed, versions } = checkAddon(addon);
   const count = checkSyscallNumbers(arch);
   const size = (f) => `${Math.round(fs.statSync(f).size / 1024)} KiB`;
   console.log(
-    `linux-${arch}: addon ${size(addon)} (${ARCHS[arch].name}; needs ${needed.join(' ')}; newest: ${['GLIBC_', 'GLIBCXX_', 'CXXABI_'].map((p) => versions.filter((v) => v.startsWith(p)).at(-1)).filter(Boolean).join(' ')}), stockade-init ${size(init)} (static); ${count} syscall numbers match the kernel headers`,
+    `linux-${arch}: addon ${size(addon)} (${ARCHS[arch].name}; needs ${needed.join(' ')}; newest: ${['GLIBC_', 'GLIBCXX_', 'CXXABI_']
+      .map((p) => versions.filter((v) => v.startsWith(p)).at(-1))
+      .filter(Boolean)
+      .join(' ')}), stockade-init ${size(init)} (static); ${count} syscall numbers match the kernel headers`,
   );
 }
 if (failures.length) {

@@ -9,7 +9,9 @@ import { SandboxOptionsError } from '../errors';
 import { wireToolFilter } from '../mcp';
 import { loadPolicy, mergeFlags, type PolicyLaunch, policyToOptions, policyValidation } from '../policy';
 import { type SandboxedProcess, spawnSandboxed } from '../process';
+import { describeCliError } from './errors';
 import { parseRunArgs, UsageError } from './flags';
+import { DenialReport, verboseStream } from './report';
 
 export function runUsage(): string {
   return `Usage: stockade run [options] -- COMMAND [ARGS...]
@@ -47,17 +49,28 @@ Policy and output:
   --profile node|python   what an interpreter needs (binary, prefix, caches)
   --hostname NAME         hostname inside (default stockade)
   --audit FILE            append the audit log (pino JSON lines) to FILE
-  --verbose               print audit events to stderr
+  --verbose               print every audit event to stderr, one readable line each
   --help                  show this help
 
-Example (an MCP client config "command"):
+Each denial (a blocked connection, a refused tool call, a limit, the timeout) is one line on
+stderr, and a summary follows at exit when anything was denied.
+
+Example (an MCP client config "command"; stockade-sandbox is the same program):
   stockade run --profile node -- npx -y @modelcontextprotocol/server-memory`;
 }
 
+const stderrLine = (line: string) => process.stderr.write(`${line}\n`);
+
 function auditLogger(launch: PolicyLaunch): Logger | undefined {
   const streams: pino.StreamEntry[] = [];
-  if (launch.audit !== undefined) streams.push({ stream: pino.destination({ dest: launch.audit, append: true, sync: true }) });
-  if (launch.verbose) streams.push({ stream: pino.destination({ dest: 2, sync: true }) });
+  if (launch.audit !== undefined) {
+    try {
+      streams.push({ stream: pino.destination({ dest: launch.audit, append: true, sync: true }) });
+    } catch (err) {
+      throw new UsageError(`--audit ${launch.audit}: ${describeCliError('', err).line.replace(/^stockade: /, '')}`);
+    }
+  }
+  if (launch.verbose) streams.push({ stream: verboseStream(stderrLine) });
   if (streams.length === 0) return undefined;
   return pino({ base: { component: 'stockade' } }, pino.multistream(streams));
 }
@@ -71,21 +84,14 @@ export async function main(argv: string[]): Promise<number> {
   }
   const { flags, policyFile } = parseRunArgs(argv);
   policyValidation.backstop = false;
-  let launch: PolicyLaunch;
-  try {
-    launch = policyToOptions(mergeFlags(policyFile ? loadPolicy(policyFile) : {}, flags));
-  } catch (err) {
-    if ((err as { code?: string }).code === 'ERR_STOCKADE_POLICY') {
-      process.stderr.write(`stockade run: ${(err as Error).message}\n`);
-      return 2;
-    }
-    throw err;
-  }
+  // An invalid policy throws a PolicyError, which main() reports (exit 2).
+  const launch: PolicyLaunch = policyToOptions(mergeFlags(policyFile ? loadPolicy(policyFile) : {}, flags));
   return launch_(launch);
 }
 
 function launch_(launch: PolicyLaunch): Promise<number> {
   const logger = auditLogger(launch);
+  const report = new DenialReport(stderrLine, !launch.verbose);
   const filtered = launch.tools !== undefined;
   // Signal handlers before the spawn: the payload runs before spawnSandboxed() returns, and a
   // signal that came in before the handler existed would kill the launcher by default (and the
@@ -105,31 +111,37 @@ function launch_(launch: PolicyLaunch): Promise<number> {
     throw err;
   }
   const sandbox = child;
+  sandbox.on('egress', (record) => report.egress(record));
+  sandbox.on('audit', (event) => report.audit(event));
   if (filtered && sandbox.stdin && sandbox.stdout) {
     const filter = wireToolFilter(
       { fromClient: process.stdin, toClient: process.stdout, toServer: sandbox.stdin, fromServer: sandbox.stdout },
       { tools: launch.tools ?? [], logger },
     );
+    filter.on('tool-call', (e) => report.tool(e));
     // Correlation: what the server did on the network, and which violations it committed, while
     // tool calls were in flight. One line per event, naming the calls (request id and tool).
     const during = (event: string, record: object) => {
       const calls = filter.activeCalls();
       if (calls.length > 0) logger?.info({ event, calls: calls.map((c) => ({ id: c.id, tool: c.tool })), ...record });
     };
-    sandbox.on('egress', (record: object) => during('mcp.tool_egress', { egress: record }));
+    sandbox.on('egress', (record: object) => during('tool-call-egress', { egress: record }));
     sandbox.on(
       'audit',
-      (record: { event?: string }) => record.event === 'violation' && during('mcp.tool_violation', { violation: record }),
+      (record: { event?: string }) => record.event === 'violation' && during('tool-call-violation', { violation: record }),
     );
   }
   return new Promise((resolve) => {
     sandbox.on('error', (err) => {
       unhook();
-      process.stderr.write(`stockade: ${err.message}\n`);
+      stderrLine(`stockade: ${err.message}`);
       resolve(127);
     });
     sandbox.on('close', (code, signal: NodeJS.Signals | null) => {
       unhook();
+      report.exit(signal);
+      const summary = report.summary();
+      if (summary) stderrLine(summary);
       resolve(code ?? 128 + (signal ? (osConstants.signals as Record<string, number>)[signal] : 0));
     });
   });

@@ -39,7 +39,7 @@ for arch in "${archs[@]}"; do
   ln -s "$root/node_modules" "$dir/node_modules"
   echo "== prebuild linux-$arch (${prefix:-native }g++)"
   CC="${prefix}gcc" CXX="${prefix}g++" LINK="${prefix}g++" AR="${prefix}ar" \
-    npx --no-install prebuildify --napi --tag-libc --strip --strip-bin "${prefix}strip" \
+    npx --no-install prebuildify --name stockade --napi --tag-libc --strip --strip-bin "${prefix}strip" \
     --arch "$arch" --platform linux --cwd "$dir" --out "$root" >"$dir.log" 2>&1 || { cat "$dir.log" >&2; exit 1; }
   cp "$dir/build/Release/stockade-init" "prebuilds/linux-$arch/stockade-init"
   "${prefix}strip" "prebuilds/linux-$arch/stockade-init"

@@ -26,7 +26,15 @@ report_skips() {
   fi
   rm -f "$skips"
 }
-trap report_skips EXIT
+# test/pack.test.ts packs once (two architectures take a while) into this directory, and the
+# unprivileged pass installs the same tarball.
+export STOCKADE_PACK_DIR=$(mktemp -d /tmp/stockade-pack.XXXXXX)
+chmod 755 "$STOCKADE_PACK_DIR"
+cleanup() {
+  report_skips
+  rm -rf "$STOCKADE_PACK_DIR"
+}
+trap cleanup EXIT
 
 echo "== sandbox tests as uid $(id -u)"
 node --test --test-concurrency=2 "${files[@]}"
@@ -40,7 +48,7 @@ if [ "$(id -u)" = 0 ] && [ -z "${STOCKADE_TEST_ROOT_ONLY:-}" ]; then
   unshare --mount --propagation private -- sh -c '
     mount --bind "$1" "$2" && shift 2 && cd "$0" &&
     exec setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps=-all \
-      env HOME=/tmp STOCKADE_TEST_UNPRIVILEGED=1 STOCKADE_TEST_SKIPS="$STOCKADE_TEST_SKIPS" node --test --test-concurrency=2 "$@"' \
+      env HOME=/tmp STOCKADE_TEST_UNPRIVILEGED=1 STOCKADE_TEST_SKIPS="$STOCKADE_TEST_SKIPS" STOCKADE_PACK_DIR="$STOCKADE_PACK_DIR" node --test --test-concurrency=2 "$@"' \
     "$view" "$PWD" "$view" "${files[@]}"
   rmdir "$view"
 fi

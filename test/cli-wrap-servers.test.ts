@@ -226,6 +226,7 @@ describe('JSONC is edited, not re-serialized', () => {
     // And the wrapped entry runs the same command under stockade.
     const out = execFileSync(
       doc.servers.shell.command,
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: VS Code's variable, expanded as VS Code would
       doc.servers.shell.args.map((a) => a.replace('${workspaceFolder}', dir)),
       { encoding: 'utf8' },
     );

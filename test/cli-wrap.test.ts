@@ -115,7 +115,7 @@ describe('stockade wrap', () => {
     assert.equal(doc.mcpServers.everything.command, process.execPath);
   });
 
-  it('VS Code: the `servers` key, JSONC comments kept, CRLF line ends, policy under ${workspaceFolder}', async () => {
+  it('VS Code: the `servers` key, JSONC comments kept, CRLF line ends, policy under the workspace folder', async () => {
     const file = copy('vscode', '.vscode/mcp.json');
     const r = await run([file]);
     assert.equal(r.code, 0, r.err);

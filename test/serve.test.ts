@@ -2,8 +2,11 @@
 // 127.0.0.1, each session a real sandbox on the real kernel running a real registry server
 // (@modelcontextprotocol/server-memory, whose knowledge graph is a file in its HOME).
 import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import * as fs from 'node:fs';
 import { request } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
@@ -11,7 +14,8 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import * as jose from 'jose';
 import pino from 'pino';
-import { newToken } from '../lib/serve/auth';
+import { RunCa } from '../lib/secrets/ca';
+import { Authenticator, newToken } from '../lib/serve/auth';
 import { parseServeConfig, type ServeConfigError } from '../lib/serve/config';
 import { Gateway } from '../lib/serve/gateway';
 import { repoRoot, sharedTempDir } from './helpers';
@@ -278,6 +282,95 @@ describe('stockade serve: a sandbox per principal behind streamable HTTP', () =>
     assert.match(metrics, /^stockade_tool_calls_total [1-9]\d*$/m);
     assert.match(metrics, /^stockade_denials_total\{kind="auth"\} [1-9]/m);
     assert.match(metrics, /^stockade_denials_total\{kind="origin"\} [1-9]/m);
+  });
+});
+
+describe('stockade serve over TLS', () => {
+  test('with a certificate the gateway speaks only HTTPS', async () => {
+    const dir = sharedTempDir('serve-tls');
+    const ca = await RunCa.create({ commonName: 'stockade test CA' });
+    const leaf = await ca.leaf('127.0.0.1');
+    fs.writeFileSync(path.join(dir, 'cert.pem'), leaf.certPem);
+    fs.writeFileSync(path.join(dir, 'key.pem'), leaf.keyPem);
+    const token = newToken('tls-user');
+    fs.writeFileSync(path.join(dir, 'tokens'), `${token.line}\n`);
+    const config = parseServeConfig(
+      {
+        listen: { port: 0 },
+        tls: { cert: 'cert.pem', key: 'key.pem' },
+        auth: { tokens: { file: 'tokens' } },
+        servers: { cat: { command: ['/bin/cat'] } },
+      },
+      dir,
+    );
+    const gateway = new Gateway(config);
+    try {
+      const { port } = await gateway.listen();
+      const status = await new Promise<number>((resolve, reject) => {
+        httpsRequest({ host: '127.0.0.1', port, path: '/healthz', ca: ca.certPem }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        })
+          .on('error', reject)
+          .end();
+      });
+      assert.equal(status, 200);
+      // Plain HTTP to the TLS port gets no answer a client could take for MCP.
+      await assert.rejects(raw(port, 'GET', '/healthz', {}));
+    } finally {
+      await gateway.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('stockade serve on the command line', () => {
+  const launcher = path.join(repoRoot, 'bin', 'stockade.js');
+
+  test('--new-token prints a token and the digest line that admits it', async () => {
+    const out = spawnSync(process.execPath, [launcher, 'serve', '--new-token', 'ops'], { encoding: 'utf8' });
+    assert.equal(out.status, 0);
+    const token = out.stdout.trim();
+    const line = out.stderr.trim().split('\n').pop() ?? '';
+    assert.match(line, /^ops sha256:[0-9a-f]{64}$/);
+    const admitted = await new Authenticator({ tokens: { env: 'STOCKADE_TEST_TOKENS' } })
+      .authenticate(`Bearer ${token}`)
+      .catch(() => undefined);
+    assert.equal(admitted, undefined, 'no tokens configured yet');
+    process.env.STOCKADE_TEST_TOKENS = line;
+    try {
+      assert.deepEqual(await new Authenticator({ tokens: { env: 'STOCKADE_TEST_TOKENS' } }).authenticate(`Bearer ${token}`), {
+        id: 'ops',
+        via: 'token',
+      });
+    } finally {
+      delete process.env.STOCKADE_TEST_TOKENS;
+    }
+  });
+
+  test('a bad config is one line per problem and exit 2; SIGTERM stops a running gateway with 0', async () => {
+    const dir = sharedTempDir('serve-cli');
+    try {
+      fs.writeFileSync(path.join(dir, 'bad.yaml'), 'servers: {}\n');
+      const bad = spawnSync(process.execPath, [launcher, 'serve', path.join(dir, 'bad.yaml')], { encoding: 'utf8' });
+      assert.equal(bad.status, 2);
+      assert.match(bad.stderr, /^stockade serve: invalid serve config .*bad\.yaml:\n {2}\/auth: /);
+      assert.doesNotMatch(bad.stderr, /^\s+at /m, 'no stack trace');
+      fs.writeFileSync(path.join(dir, 'tokens'), `${newToken('x').line}\n`);
+      fs.writeFileSync(
+        path.join(dir, 'ok.yaml'),
+        'listen: { port: 0 }\nauth: { tokens: { file: tokens } }\nservers: { cat: { command: [/bin/cat] } }\n',
+      );
+      const child = spawn(process.execPath, [launcher, 'serve', path.join(dir, 'ok.yaml')], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d) => (stderr += d));
+      await until(() => /listening on http:\/\/127\.0\.0\.1:\d+\/mcp\/\{cat\}/.test(stderr), 'the listening line');
+      child.kill('SIGTERM');
+      const [code] = await once(child, 'exit');
+      assert.equal(code, 0);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -324,6 +324,55 @@ describe('stockade serve over TLS', () => {
   });
 });
 
+describe('stockade serve with per-principal credentials', () => {
+  test("each principal's sandbox gets that principal's secret, and none without one", async () => {
+    const dir = sharedTempDir('serve-secrets');
+    const withKey = newToken('has-key');
+    const without = newToken('no-key');
+    fs.writeFileSync(path.join(dir, 'tokens'), `${withKey.line}\n${without.line}\n`);
+    fs.mkdirSync(path.join(dir, 'secrets', 'has-key'), { recursive: true, mode: 0o700 });
+    fs.writeFileSync(path.join(dir, 'secrets', 'has-key', 'API_TOKEN'), 'tenant-token\n', { mode: 0o600 });
+    const records: Record<string, unknown>[] = [];
+    const sink = new PassThrough();
+    sink.on('data', (d: Buffer) => {
+      for (const l of d.toString().split('\n')) if (l) records.push(JSON.parse(l));
+    });
+    const config = parseServeConfig(
+      {
+        listen: { port: 0 },
+        secretsDir: 'secrets',
+        auth: { tokens: { file: 'tokens' } },
+        servers: {
+          cat: {
+            command: ['node', memoryEntry],
+            filesystem: { readOnly: [modules] },
+            network: { allow: ['api.example.test'] },
+            secrets: [{ name: 'API_TOKEN', hosts: ['api.example.test'] }],
+          },
+        },
+      },
+      dir,
+    );
+    const gateway = new Gateway(config, { logger: pino(sink) });
+    try {
+      const { port } = await gateway.listen();
+      const refused = await raw(port, 'POST', '/mcp/cat', { ...mcpHeaders, authorization: `Bearer ${without.token}` }, INIT);
+      assert.equal(refused.status, 403);
+      assert.equal(JSON.parse(refused.body).error.message, 'the gateway has no credential API_TOKEN for you on server cat');
+      assert.doesNotMatch(refused.body, /secrets\//, 'no gateway path in what the client sees');
+      assert.equal(gateway.tenants.size, 0);
+      assert.ok(records.some((r) => r.event === 'serve.session_refused' && r.principal === 'no-key'));
+      const ok = await raw(port, 'POST', '/mcp/cat', { ...mcpHeaders, authorization: `Bearer ${withKey.token}` }, INIT);
+      assert.equal(ok.status, 200, ok.body);
+      assert.equal(gateway.tenants.countFor('has-key'), 1);
+      assert.doesNotMatch(JSON.stringify(records), /tenant-token/, 'the value is never logged');
+    } finally {
+      await gateway.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('stockade serve on the command line', () => {
   const launcher = path.join(repoRoot, 'bin', 'stockade.js');
 

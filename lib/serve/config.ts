@@ -54,6 +54,12 @@ export interface ServeConfig {
   origins: string[];
   /** Per principal and server: the sandbox's persistent HOME lives below here. */
   stateDir: string;
+  /**
+   * Per-principal credentials: a server's secret NAME comes from secretsDir/PRINCIPAL/NAME (the
+   * principal's name percent-encoded) instead of the gateway's environment, so each tenant's
+   * sandbox carries that tenant's token and no one else's. A missing file refuses the session.
+   */
+  secretsDir?: string;
   auth: { tokens?: { file: string } | { env: string }; oauth?: OAuthConfig };
   limits: ServeLimits;
   servers: Record<string, Policy>;
@@ -70,7 +76,7 @@ export const DEFAULT_SERVE_LIMITS: ServeLimits = {
 };
 
 const SERVER_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
-const TOP_KEYS = ['listen', 'tls', 'origins', 'stateDir', 'auth', 'limits', 'servers'];
+const TOP_KEYS = ['listen', 'tls', 'origins', 'stateDir', 'secretsDir', 'auth', 'limits', 'servers'];
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -148,6 +154,8 @@ export function parseServeConfig(doc: unknown, base: string, file?: string): Ser
   }
 
   const stateDir = abs(doc.stateDir === undefined ? 'state' : (str(doc.stateDir, '/stateDir') ?? 'state'));
+
+  const secretsDir = doc.secretsDir === undefined ? undefined : str(doc.secretsDir, '/secretsDir');
 
   const auth: ServeConfig['auth'] = {};
   if (!isObj(doc.auth)) bad('/auth', 'expected { tokens, oauth }: a gateway never serves unauthenticated');
@@ -241,5 +249,15 @@ export function parseServeConfig(doc: unknown, base: string, file?: string): Ser
     }
 
   if (issues.length > 0) throw new ServeConfigError(issues, file);
-  return { listen, ...(tls ? { tls } : {}), origins, stateDir, auth, limits, servers, ...(file ? { file } : {}) };
+  return {
+    listen,
+    ...(tls ? { tls } : {}),
+    origins,
+    stateDir,
+    ...(secretsDir ? { secretsDir: abs(secretsDir) } : {}),
+    auth,
+    limits,
+    servers,
+    ...(file ? { file } : {}),
+  };
 }

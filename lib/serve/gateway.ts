@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { AuthError, Authenticator, type Principal } from './auth';
 import type { ServeConfig } from './config';
-import { CapacityError, Tenants } from './tenants';
+import { CapacityError, TenantStartError, Tenants } from './tenants';
 
 export interface GatewayOptions {
   logger?: Logger;
@@ -39,7 +39,7 @@ export class Gateway {
   ) {
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.auth = new Authenticator(config.auth);
-    this.tenants = new Tenants(config.servers, config.stateDir, config.limits, this.logger, {
+    this.tenants = new Tenants(config.servers, config.stateDir, config.secretsDir, config.limits, this.logger, {
       onToolCall: () => this.counters.toolCalls++,
       onDenial: (_t, kind) => this.deny(kind),
     });
@@ -158,6 +158,11 @@ export class Gateway {
       try {
         t = this.tenants.open(principal, server);
       } catch (err) {
+        if (err instanceof TenantStartError) {
+          this.deny('credential');
+          this.logger.warn({ event: 'serve.session_refused', principal: principal.id, server, reason: err.detail });
+          return this.reply(res, 403, { jsonrpc: '2.0', id: null, error: { code: -32000, message: err.message } });
+        }
         if (!(err instanceof CapacityError)) throw err;
         this.deny(`capacity_${err.scope}`);
         this.logger.warn({ event: 'serve.capacity_refused', principal: principal.id, server, scope: err.scope });

@@ -37,6 +37,19 @@ export class CapacityError extends Error {
   }
 }
 
+/** A session that cannot start for this principal (e.g. no credential of theirs for the server). */
+export class TenantStartError extends Error {
+  constructor(
+    /** What the client is told: nothing about the gateway's paths. */
+    message: string,
+    /** What the audit log gets. */
+    readonly detail: string,
+  ) {
+    super(message);
+    this.name = 'TenantStartError';
+  }
+}
+
 export interface Tenant {
   /** Sandbox id, in every audit record of this sandbox. */
   id: string;
@@ -63,6 +76,7 @@ export class Tenants {
   constructor(
     private readonly servers: Record<string, Policy>,
     private readonly stateDir: string,
+    private readonly secretsDir: string | undefined,
     private readonly limits: ServeLimits,
     private readonly logger: Logger,
     private readonly events: TenantEvents,
@@ -104,6 +118,10 @@ export class Tenants {
     const logger = this.logger.child({ principal: principal.id, server, sandbox: id });
     const home = this.homeFor(principal, server);
     const launch = policyToOptions({ ...policy, filesystem: { ...(policy.filesystem ?? {}), home } });
+    if (this.secretsDir !== undefined && launch.options.secrets) {
+      const own = join(this.secretsDir, encodeURIComponent(principal.id));
+      launch.options.secrets = launch.options.secrets.map((s) => ({ ...s, source: { file: join(own, s.name) } }));
+    }
     // Required lazily: `stockade run` never loads the HTTP transport.
     const { StreamableHTTPServerTransport } =
       require('@modelcontextprotocol/sdk/server/streamableHttp.js') as typeof import('@modelcontextprotocol/sdk/server/streamableHttp.js');
@@ -115,7 +133,17 @@ export class Tenants {
       onsessionclosed: () => this.stop(tenant, 'session closed by the client'),
       maxRequestBodySize: this.limits.requestBytes,
     });
-    const child = spawnSandboxed(launch.command, launch.args, { ...launch.options, stdio: ['pipe', 'pipe', 'pipe'], logger });
+    let child: SandboxedProcess;
+    try {
+      child = spawnSandboxed(launch.command, launch.args, { ...launch.options, stdio: ['pipe', 'pipe', 'pipe'], logger });
+    } catch (err) {
+      const e = err as Error & { code?: string; secret?: string };
+      if (e.name !== 'SecretError' && !e.code?.startsWith('ESECRET')) throw err;
+      throw new TenantStartError(
+        `the gateway has no credential ${e.secret ?? ''} for you on server ${server}`.replace('  ', ' '),
+        e.message,
+      );
+    }
     const tenant: Tenant = { id, principal, server, transport, child, lastUsed: Date.now(), inFlight: new Map(), stopping: false };
     this.live.add(tenant);
     this.bridge(tenant, launch.tools, logger);
@@ -142,8 +170,11 @@ export class Tenants {
   }
 
   private reapIdle(): void {
-    const cutoff = Date.now() - this.limits.idleSeconds * 1000;
-    for (const t of this.live) if (t.lastUsed < cutoff && t.inFlight.size === 0) this.stop(t, 'idle');
+    // A session waiting on an answer gets six times as long (a slow tool call is not idle), but
+    // not forever: a server that never answers cannot keep its sandbox alive by that.
+    const now = Date.now();
+    const idle = this.limits.idleSeconds * 1000;
+    for (const t of this.live) if (now - t.lastUsed > (t.inFlight.size === 0 ? idle : 6 * idle)) this.stop(t, 'idle');
   }
 
   /** stateDir/SERVER/PRINCIPAL-DIGEST: a principal's name may hold anything, its digest cannot. */

@@ -714,7 +714,7 @@ describe('audit log and upstream failures', () => {
         msg: `egress allow good.test:${UP} (good.test:${UP})`,
       },
       {
-        level: 30,
+        level: 40, // denials at warn
         event: 'egress',
         sandbox: 'sb-pino',
         via: 'http',

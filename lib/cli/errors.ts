@@ -46,7 +46,7 @@ export function describeCliError(command: string, err: unknown, operationCode = 
   // A policy's problems are a list, one per line; any other message is folded into one line.
   const raw = e?.message ?? String(err);
   const message = e?.code === 'ERR_STOCKADE_POLICY' ? raw : raw.replace(/\s*\n\s*/g, ' ');
-  if (err instanceof UsageError || e?.code === 'ERR_SANDBOX_OPTIONS' || e?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+  if (err instanceof UsageError || e?.code === 'ERR_SANDBOX_OPTIONS') {
     return { line: `${prefix}${message}`, exitCode: 2 };
   }
   if (e?.code === 'ERR_STOCKADE_POLICY') return { line: `${prefix}${message}`, exitCode: 2 };

@@ -101,7 +101,8 @@ export class DenialReport {
   }
 }
 
-const HIDDEN = new Set(['level', 'time', 'pid', 'hostname', 'component', 'event', 'msg', 'v']);
+// The launcher's logger has no pid/hostname base fields, so a `pid` is the sandbox's: shown.
+const HIDDEN = new Set(['level', 'time', 'component', 'event', 'msg']);
 const LEVELS: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
 
 /** One pino JSON record as a readable line (--verbose). */

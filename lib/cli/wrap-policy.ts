@@ -135,6 +135,8 @@ export function grantCommandFiles(command: string, args: string[]): Grant[] {
   // (an argument that merely looks like a path may be anything).
   const files = [...(isAbsolute(command) ? [command] : []), ...args.filter((a) => isAbsolute(a) && existsSync(a) && !isDir(a))];
   for (const file of files) {
+    // The system directories are in every sandbox already (read-only).
+    if (/^\/(usr|bin|sbin|lib|lib64)\//.test(file)) continue;
     const dir = dirname(file);
     // A script needs its dependencies: the whole project (package.json, pyproject.toml...), and
     // for a package installed in node_modules, the project that installed it (npm hoists the

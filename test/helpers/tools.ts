@@ -10,14 +10,20 @@ import { tmpdir } from 'node:os';
 import { basename, delimiter, join } from 'node:path';
 import { test } from 'node:test';
 
-export type Tool = 'curl' | 'python3' | 'redis' | 'static-cc';
+export type Tool = 'curl' | 'python3' | 'redis' | 'static-cc' | 'cross-cc';
 
 const INSTALL: Record<Tool, string> = {
   curl: 'apt-get install curl',
   python3: 'apt-get install python3',
   redis: 'apt-get install redis-server (redis-server and redis-cli)',
   'static-cc': 'apt-get install gcc libc6-dev (cc -static)',
+  // Packing builds both architectures' prebuilds: the other one is cross-compiled.
+  'cross-cc': `apt-get install g++-${crossTriple()} (packing cross-compiles the other architecture)`,
 };
+
+function crossTriple(): string {
+  return process.arch === 'arm64' ? 'x86-64-linux-gnu' : 'aarch64-linux-gnu';
+}
 
 /** The sandbox sees the host's /usr and /bin, so tools run inside must live there. */
 function inSystemPath(program: string): boolean {
@@ -52,7 +58,9 @@ function has(tool: Tool): boolean {
           ? onPath('python3') && inSystemPath('python3')
           : tool === 'redis'
             ? onPath('redis-server') && inSystemPath('redis-cli')
-            : staticCcWorks();
+            : tool === 'cross-cc'
+              ? onPath(`${crossTriple().replace('x86-64', 'x86_64')}-g++`)
+              : staticCcWorks();
     present.set(tool, p);
   }
   return p;

@@ -28,8 +28,10 @@ registry serves that day, in front of your servers).`;
 }
 
 export async function main(argv: string[]): Promise<number> {
-  quietOnClosedStdout();
   const [name, ...rest] = argv;
+  // Not for `run`: its stdout is the payload's, handed over as the fd; opening it as a stream
+  // here would let libuv change the flags of the open file the payload shares.
+  if (name !== 'run') quietOnClosedStdout();
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(`${usage()}\n`);
     return name === undefined ? 2 : 0;

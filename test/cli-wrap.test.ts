@@ -2,7 +2,7 @@
 // the policies written, idempotence, --dry-run, and a byte-for-byte --undo.
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { looksLikeSecret, main, PLACEHOLDER_HOST, parseJsonc, wrapConfig } from '../lib/cli/wrap';
@@ -105,8 +105,10 @@ describe('stockade wrap', () => {
     );
     const memory = loadPolicy(join(file, '..', 'stockade', 'memory.policy.json'));
     assert.deepEqual(memory.env, { MEMORY_FILE_PATH: true });
-    // The state file's directory is granted read-write, so the server can write it.
-    assert.deepEqual(memory.filesystem, { readWrite: ['/tmp'] });
+    // The state file's directory is granted read-write, so the server can write it — unless it
+    // is the home directory (the unprivileged pass runs with HOME=/tmp), which is never granted.
+    if (homedir() === '/tmp') assert.equal(memory.filesystem, undefined);
+    else assert.deepEqual(memory.filesystem, { readWrite: ['/tmp'] });
     // The old launcher fetched an unrelated npm package: replaced, the rest kept.
     assert.deepEqual(
       doc.mcpServers.everything.args,

@@ -2,6 +2,7 @@
 // knows nothing about policy: lib/plan.ts builds the plan, and every value here has already
 // been validated.
 import * as path from 'node:path';
+import { libDir } from './layout';
 
 /** Mount operations, in the order the child applies them (native/plan.h, MountOp::Kind). */
 export const MountKind = {
@@ -121,7 +122,7 @@ interface Addon {
   landlockAbi(): number;
 }
 
-const packageRoot = path.join(__dirname, '..', '..');
+const packageRoot = path.join(libDir, '..', '..');
 
 let addon: Addon | undefined;
 let addonPath: string | undefined;

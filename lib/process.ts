@@ -10,7 +10,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { fromNative, SandboxError, SandboxOptionsError } from './errors';
 import { type NativeHandle, type NativeSpawnResult, native } from './native';
-import { EgressAttachment } from './net/sandbox';
+import type { EgressAttachment } from './net/sandbox';
 import type { EgressOptions, SandboxOptions, StdioSlot } from './options';
 import { type ResolvedSandbox, resolveCommand, resolveSandbox } from './plan';
 import type { SecretInterceptor } from './secrets';
@@ -181,6 +181,8 @@ export class SandboxedProcess extends EventEmitter {
     this.pid = result.pid;
     this.handle = result.handle;
     if (resolved.egress !== undefined) {
+      // The proxy is loaded with the first sandbox that has an allow list (cold start of `run`).
+      const { EgressAttachment } = require('./net/sandbox') as typeof import('./net/sandbox');
       this.egress = new EgressAttachment(
         this.options.network as EgressOptions,
         resolved.egress,

@@ -3,10 +3,13 @@
 // stdin/stdout/stderr are handed to the payload as they are (no copying: the MCP stdio stream is
 // untouched) unless the tool layer is on (--tools), signals are forwarded, and the exit code is
 // the payload's (128 + N after death by signal N, as a shell reports it).
+//
+// Cold start is most of what the launcher adds to an MCP server's start, so what a plain `run`
+// does not use is loaded only when asked for: pino with --audit/--verbose, the tool layer with
+// --tools (and, in lib/process.ts, the egress proxy with an allow list).
 import { constants as osConstants } from 'node:os';
-import pino, { type Logger } from 'pino';
+import type { Logger, StreamEntry } from 'pino';
 import { SandboxOptionsError } from '../errors';
-import { wireToolFilter } from '../mcp';
 import { loadPolicy, mergeFlags, type PolicyLaunch, policyToOptions, policyValidation } from '../policy';
 import { type SandboxedProcess, spawnSandboxed } from '../process';
 import { parseRunArgs, UsageError } from './flags';
@@ -55,7 +58,9 @@ Example (an MCP client config "command"):
 }
 
 function auditLogger(launch: PolicyLaunch): Logger | undefined {
-  const streams: pino.StreamEntry[] = [];
+  if (launch.audit === undefined && !launch.verbose) return undefined;
+  const pino = require('pino') as typeof import('pino');
+  const streams: StreamEntry[] = [];
   if (launch.audit !== undefined) streams.push({ stream: pino.destination({ dest: launch.audit, append: true, sync: true }) });
   if (launch.verbose) streams.push({ stream: pino.destination({ dest: 2, sync: true }) });
   if (streams.length === 0) return undefined;
@@ -106,6 +111,7 @@ function launch_(launch: PolicyLaunch): Promise<number> {
   }
   const sandbox = child;
   if (filtered && sandbox.stdin && sandbox.stdout) {
+    const { wireToolFilter } = require('../mcp') as typeof import('../mcp');
     const filter = wireToolFilter(
       { fromClient: process.stdin, toClient: process.stdout, toServer: sandbox.stdin, fromServer: sandbox.stdout },
       { tools: launch.tools ?? [], logger },

@@ -102,7 +102,10 @@ async function main(): Promise<void> {
   };
   const py = python();
   if (py) modes['direct, SSBD+STIBP forced'] = direct([py, '-c', forceMitigations, ...ddArgs]);
-  const s = section('seccomp', `per-syscall cost, dd bs=1 count=${BYTES} (${2 * BYTES} syscalls), ${ROUNDS} rounds, interleaved (ns/syscall)`);
+  const s = section(
+    'seccomp',
+    `per-syscall cost, dd bs=1 count=${BYTES} (${2 * BYTES} syscalls), ${ROUNDS} rounds, interleaved (ns/syscall)`,
+  );
   s.modes = await interleave(modes, { rounds: ROUNDS, perRound: 1, warmup: 1, unit: 'ns/syscall' });
   s.ratios.push(ratio(s.modes, 'sandbox, seccomp', 'direct'), ratio(s.modes, 'sandbox, seccomp', 'sandbox, no filter'));
   if (py) s.ratios.push(ratio(s.modes, 'direct, SSBD+STIBP forced', 'direct'));

@@ -184,6 +184,16 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
   return r.ok();
 }
 
+// Calls a JS callback from the event loop. The status is not turned into a C++ Napi::Error (which
+// is fatal under NAPI_DISABLE_CPP_EXCEPTIONS when it cannot be built): a callback fails either
+// because it threw, which Node has already reported as an uncaught exception, or because a
+// Worker is being terminated while it runs, and then there is nobody left to tell.
+void CallBack(Napi::Env env, const Napi::FunctionReference& fn,
+              std::initializer_list<napi_value> args) {
+  napi_value result;
+  napi_make_callback(env, nullptr, env.Global(), fn.Value(), args.size(), args.begin(), &result);
+}
+
 // ---- the handle of a running sandbox ----
 
 class Sandbox : public Napi::ObjectWrap<Sandbox> {
@@ -260,7 +270,7 @@ class Sandbox : public Napi::ObjectWrap<Sandbox> {
     Napi::Value sig = signal > 0 ? Napi::String::New(env, SignalName(signal)) : env.Null();
     Napi::FunctionReference onExit = std::move(onExit_);
     Napi::ObjectWrap<Sandbox>::Unref();
-    onExit.MakeCallback(env.Global(), {exitCode, sig});
+    CallBack(env, onExit, {exitCode, sig});
   }
 
   static std::string SignalName(int sig) {
@@ -318,10 +328,22 @@ struct AddonData {
   Napi::FunctionReference sandboxClass;
   std::unique_ptr<Spawner> spawner;  // made at the first spawn
   Napi::Env env = nullptr;
+  napi_async_cleanup_hook_handle teardown = nullptr;
 
   // The environment is torn down: the spawner thread finishes what it is doing and exits, and
-  // sandboxes that were spawned but not yet handed to JS are killed and reaped.
-  static void OnEnvTeardown(void* arg) { static_cast<AddonData*>(arg)->spawner.reset(); }
+  // sandboxes that were spawned but not yet handed to JS are killed and reaped. An async hook:
+  // Node waits for the spawner's uv handle to be closed before it unloads the addon, whose
+  // code the close callback is (a plain hook let a Worker's teardown call into unmapped code).
+  static void OnEnvTeardown(napi_async_cleanup_hook_handle, void* arg) {
+    auto* self = static_cast<AddonData*>(arg);
+    if (!self->spawner) return Done(self);
+    self->spawner->shutdown(&AddonData::Done, self);
+  }
+  static void Done(void* arg) {
+    auto* self = static_cast<AddonData*>(arg);
+    self->spawner.reset();
+    napi_remove_async_cleanup_hook(self->teardown);
+  }
 };
 
 struct Job : SpawnJob {
@@ -356,7 +378,7 @@ void DeliverSpawn(std::unique_ptr<SpawnJob> done, void* data) {
   }
   Napi::FunctionReference onSpawn = std::move(job->onSpawn);
   job.reset();
-  onSpawn.MakeCallback(env.Global(), {out});
+  CallBack(env, onSpawn, {out});
 }
 
 // spawn(plan, onExit, onSpawn): checks the plan's shape (a TypeError otherwise) and queues it;
@@ -446,7 +468,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   data->env = env;
   data->sandboxClass = Napi::Persistent(Sandbox::Init(env));
   env.SetInstanceData(data);  // deleted by Node after the cleanup hooks
-  napi_add_env_cleanup_hook(env, &AddonData::OnEnvTeardown, data);
+  napi_add_async_cleanup_hook(env, &AddonData::OnEnvTeardown, data, &data->teardown);
   exports.Set("spawn", Napi::Function::New(env, Spawn));
   exports.Set("pipe", Napi::Function::New(env, Pipe));
   exports.Set("probeNamespaces", Napi::Function::New(env, ProbeNamespaces));

@@ -38,7 +38,7 @@ Spawner::Spawner(uv_loop_t* loop, Deliver deliver, void* data)
   uv_unref(reinterpret_cast<uv_handle_t*>(async_));  // keeps the loop alive only while in flight
 }
 
-Spawner::~Spawner() {
+void Spawner::shutdown(void (*closed)(void*), void* arg) {
   stop();
   for (auto* q : {&done_, &todo_}) {
     for (auto& job : *q) {
@@ -56,10 +56,16 @@ Spawner::~Spawner() {
     }
     q->clear();
   }
-  uv_close(reinterpret_cast<uv_handle_t*>(async_),
-           [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
   pthread_cond_destroy(&wake_);
   pthread_mutex_destroy(&mu_);
+  closed_ = closed;
+  closedArg_ = arg;
+  uv_close(reinterpret_cast<uv_handle_t*>(async_), [](uv_handle_t* h) {
+    auto* self = static_cast<Spawner*>(h->data);
+    delete reinterpret_cast<uv_async_t*>(h);
+    self->async_ = nullptr;
+    self->closed_(self->closedArg_);
+  });
 }
 
 int Spawner::submit(std::unique_ptr<SpawnJob> job) {

@@ -37,8 +37,11 @@ class Spawner {
 
   // Environment teardown: finishes the job at hand, joins the thread (whose exit sends
   // PR_SET_PDEATHSIG to every sandbox it spawned), kills, reaps and releases every sandbox that
-  // was not delivered, and closes the async handle.
-  ~Spawner();
+  // was not delivered, and closes the async handle; `closed(arg)` runs once it is closed, after
+  // which the Spawner may be deleted. Called from an async cleanup hook (addon.cc), so that the
+  // close callback runs before Node unloads the addon.
+  void shutdown(void (*closed)(void*), void* arg);
+  ~Spawner() = default;
 
  private:
   void stop();
@@ -54,6 +57,8 @@ class Spawner {
   pthread_t thread_{};
   bool started_ = false;
   size_t inFlight_ = 0;  // loop thread only: submitted, not yet delivered
+  void (*closed_)(void*) = nullptr;
+  void* closedArg_ = nullptr;
 
   pthread_mutex_t mu_ = PTHREAD_MUTEX_INITIALIZER;
   pthread_cond_t wake_ = PTHREAD_COND_INITIALIZER;

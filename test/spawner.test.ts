@@ -84,7 +84,7 @@ describe('spawning off the JS thread', () => {
   test('20 spawns in flight at once each get their own sandbox and output, in order', async () => {
     const children = Array.from({ length: 20 }, (_, i) => spawnSandboxed('/bin/sh', ['-c', `echo ${i}; cat /proc/1/comm`]));
     const order: number[] = [];
-    children.forEach((c, i) => c.once('spawn', () => order.push(i)));
+    for (const [i, c] of children.entries()) c.once('spawn', () => order.push(i));
     const outputs = await Promise.all(
       children.map(
         (c) =>

@@ -11,8 +11,8 @@
 import { type ChildProcess, execFile, fork } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as https from 'node:https';
-import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { EgressProxy } from '../lib/net/proxy';

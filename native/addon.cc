@@ -1,8 +1,10 @@
 // addon.cc — the JavaScript binding; the only file that includes napi.h.
 //
-// spawn(plan, onExit) checks the shape of a plan built by lib/plan.ts (a usage TypeError
-// otherwise; policy was validated in TypeScript), runs spawn.cc, and returns either
-// { error: { step, errno, index, path } } or { pid, handle, listenerFds }. The handle is a
+// spawn(plan, onExit, onSpawn) checks the shape of a plan built by lib/plan.ts (a usage
+// TypeError otherwise; policy was validated in TypeScript), queues it on the environment's
+// spawner thread (spawner.cc, which runs spawn.cc) and returns; onSpawn then gets, from the
+// event loop, either { error: { step, errno, index, path } } or { pid, handle, listenerFds }.
+// State is per environment (AddonData: the Sandbox class, the spawner). The handle is a
 // Sandbox: kill(signal) through the pidfd (no pid-reuse race), ref()/unref() of the exit
 // watcher. Exit is noticed by polling the pidfd from the libuv loop (no waitpid(-1), no
 // thread), and reported once as onExit(exitCode, signal) with the payload's status as

@@ -92,8 +92,9 @@ export async function main(argv: string[]): Promise<number> {
 function launch_(launch: PolicyLaunch): Promise<number> {
   const logger = auditLogger(launch);
   const filtered = launch.tools !== undefined;
-  // Signal handlers before the spawn: the payload runs before spawnSandboxed() returns, and a
-  // signal that came in before the handler existed would kill the launcher by default (and the
+  // Signal handlers before the spawn: the payload may run before 'spawn' is emitted (a signal
+  // then is held by SandboxedProcess until the sandbox exists), and a signal that came in before
+  // the handler existed would kill the launcher by default (and the
   // sandbox with it) instead of being forwarded. Handlers run from the event loop, after.
   let child: SandboxedProcess | undefined;
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];

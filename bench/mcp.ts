@@ -6,6 +6,7 @@
 // start to `initialized`, interleaved the same way.
 //
 //   MCP_ROUNDS (default 8), MCP_CALLS (calls per mode per round, default 200), MCP_STARTS (default 4 per round)
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
@@ -18,32 +19,30 @@ const ROUNDS = knob('MCP_ROUNDS', 8);
 const CALLS = knob('MCP_CALLS', 200);
 const STARTS = knob('MCP_STARTS', 4);
 
-const modes: Record<string, string[]> = {
-  direct: [server, 'stdio'],
-  'stockade run': [launcher, 'run', '--ro', path.join(root, 'node_modules'), '--', process.execPath, server, 'stdio'],
+// Each mode: the command the SDK client starts, and its arguments.
+const modes: Record<string, [string, string[]]> = {
+  direct: [process.execPath, [server, 'stdio']],
+  'stockade run': [process.execPath, [launcher, 'run', '--ro', path.join(root, 'node_modules'), '--', process.execPath, server, 'stdio']],
   'stockade run --tools': [
-    launcher,
-    'run',
-    '--ro',
-    path.join(root, 'node_modules'),
-    '--tools',
-    'echo',
-    '--',
     process.execPath,
-    server,
-    'stdio',
+    [launcher, 'run', '--ro', path.join(root, 'node_modules'), '--tools', 'echo', '--', process.execPath, server, 'stdio'],
   ],
 };
+// The sandbox is a session of its own (setsid, so that no terminal can be pushed input). Where
+// the kernel groups the scheduler by session (sched_autogroup_enabled), that alone moves the
+// server to another autogroup, whose wakeups then compete with every other session's: the
+// direct server in a session of its own isolates that cost from the sandbox's.
+if (fs.existsSync('/usr/bin/setsid')) modes['direct, own session (setsid)'] = ['/usr/bin/setsid', [process.execPath, server, 'stdio']];
 
-async function connect(args: string[]): Promise<Client> {
+async function connect([command, args]: [string, string[]]): Promise<Client> {
   const client = new Client({ name: 'stockade-bench', version: '0' });
-  await client.connect(new StdioClientTransport({ command: process.execPath, args, stderr: 'ignore' }));
+  await client.connect(new StdioClientTransport({ command, args, stderr: 'ignore' }));
   return client;
 }
 
 async function main(): Promise<void> {
   const clients: Record<string, Client> = {};
-  for (const [name, args] of Object.entries(modes)) clients[name] = await connect(args);
+  for (const [name, mode] of Object.entries(modes)) clients[name] = await connect(mode);
   let n = 0;
   const calls: Record<string, Sampler> = Object.fromEntries(
     Object.keys(modes).map((name) => [
@@ -58,15 +57,23 @@ async function main(): Promise<void> {
   const rt = section('mcp', `MCP echo round trip: ${ROUNDS} rounds x ${CALLS} sequential calls per mode, interleaved (µs per call)`);
   rt.modes = await interleave(calls, { rounds: ROUNDS, perRound: 1, warmup: 1, unit: 'µs/call' });
   rt.ratios.push(ratio(rt.modes, 'stockade run', 'direct'), ratio(rt.modes, 'stockade run --tools', 'direct'));
+  if (rt.modes['direct, own session (setsid)']) {
+    rt.ratios.push(
+      ratio(rt.modes, 'direct, own session (setsid)', 'direct'),
+      ratio(rt.modes, 'stockade run', 'direct, own session (setsid)'),
+    );
+    const auto = '/proc/sys/kernel/sched_autogroup_enabled';
+    rt.figures.sched_autogroup_enabled = fs.existsSync(auto) ? fs.readFileSync(auto, 'utf8').trim() : 'absent';
+  }
   for (const c of Object.values(clients)) await c.close();
   report(rt);
 
   const starts: Record<string, Sampler> = Object.fromEntries(
-    Object.entries(modes).map(([name, args]) => [
+    Object.entries(modes).map(([name, mode]) => [
       name,
       async () => {
         const t = performance.now();
-        const c = await connect(args);
+        const c = await connect(mode);
         const ms = performance.now() - t;
         await c.close();
         return ms;

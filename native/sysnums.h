@@ -41,3 +41,6 @@
 #ifndef P_PIDFD
 #define P_PIDFD 3
 #endif
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif

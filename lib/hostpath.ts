@@ -55,7 +55,7 @@ export function resolveHostPath(typed: string, writable: readonly string[]): str
       stat = fs.lstatSync(next);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
-      throw new HostPathError(`'${typed}' cannot be used on the host (${code}${next === typed ? '' : ` at '${next}'`})`, code);
+      throw new HostPathError(`'${typed}' cannot be used on the host (${code})`, code);
     }
     if (stat.isSymbolicLink()) {
       const root = writableRootOf(next, writable);
@@ -72,7 +72,7 @@ export function resolveHostPath(typed: string, writable: readonly string[]): str
       continue;
     }
     if (rest.length > 0 && !stat.isDirectory()) {
-      throw new HostPathError(`'${typed}' cannot be used on the host (ENOTDIR at '${next}')`, 'ENOTDIR');
+      throw new HostPathError(`'${typed}' cannot be used on the host (ENOTDIR)`, 'ENOTDIR');
     }
     done = next;
   }

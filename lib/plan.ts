@@ -13,6 +13,7 @@ import { type EgressPlan, egressEnv, PRELOAD_INSIDE, planEgress } from './net/sa
 import type { EgressOptions, SandboxLimits, SandboxOptions } from './options';
 
 export { SANDBOX_HOME, SANDBOX_UID } from './layout';
+
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** RLIMIT_* numbers (identical on x86_64 and aarch64). */
@@ -173,7 +174,8 @@ function placeTargets(ordered: NativeMount[], fields: Map<string, string>): Nati
   for (const m of ordered) {
     let parent: NativeMount | undefined;
     for (const o of out) {
-      if (o.target !== m.target && within(m.target, o.target) && (parent === undefined || o.target.length > parent.target.length)) parent = o;
+      if (o.target !== m.target && within(m.target, o.target) && (parent === undefined || o.target.length > parent.target.length))
+        parent = o;
     }
     const field = fields.get(m.target) ?? (parent && fields.get(parent.target)) ?? 'filesystem';
     if (parent?.kind === MountKind.symlink) {
@@ -189,7 +191,8 @@ function placeTargets(ordered: NativeMount[], fields: Map<string, string>): Nati
     const wantDir = m.kind === MountKind.bind ? entryType(m.source as string) === 'dir' : m.kind !== MountKind.file;
     const ok = wantDir ? found === 'dir' : found === 'file' || found === 'other';
     if (!ok) {
-      const what = found === undefined ? 'nothing' : found === 'symlink' ? 'a symlink on the way' : `a ${found === 'dir' ? 'directory' : 'file'}`;
+      const what =
+        found === undefined ? 'nothing' : found === 'symlink' ? 'a symlink on the way' : `a ${found === 'dir' ? 'directory' : 'file'}`;
       fail(
         field,
         `'${m.target}' (a ${kindNames[m.kind] ?? 'mount'}) lies in the host directory bound from '${parent.source}', where the host has ${what} at '${host}'; setup never creates anything in a host directory nor follows a symlink there, so it is bound only over an existing ${wantDir ? 'directory' : 'file'}: create '${host}' first, or use a path outside that grant`,

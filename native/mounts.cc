@@ -57,8 +57,7 @@ constexpr uint64_t kAttrIdmap = 0x00100000;  // 5.12
 constexpr int kAtRecursive = 0x8000;
 constexpr int kOpenTreeClone = 1;
 constexpr int kMoveFromEmptyPath = 0x4, kMoveToEmptyPath = 0x40;
-constexpr uint64_t kResolveNoMagiclinks = 0x02, kResolveNoSymlinks = 0x04,
-                   kResolveBeneath = 0x08;
+constexpr uint64_t kResolveNoMagiclinks = 0x02, kResolveNoSymlinks = 0x04, kResolveBeneath = 0x08;
 
 int mountIn(const char* source, const char* target, const char* type, unsigned long flags,
             const void* data) {
@@ -201,7 +200,8 @@ uint64_t bindAttrs(bool readOnly, bool devices) {
 // mount, mount_setattr applies the flags before anything can see the mount; AT_RECURSIVE makes
 // submounts read-only too.
 long cloneTree(long source, uint64_t attrs, int usernsFd = -1) {
-  long mnt = sys(SYS_open_tree, source, "", AT_EMPTY_PATH | kOpenTreeClone | O_CLOEXEC | kAtRecursive);
+  long mnt =
+      sys(SYS_open_tree, source, "", AT_EMPTY_PATH | kOpenTreeClone | O_CLOEXEC | kAtRecursive);
   if (mnt < 0) return mnt;
   MountAttr attr = {attrs, 0, 0, 0};
   if (usernsFd >= 0) {
@@ -217,8 +217,7 @@ long cloneTree(long source, uint64_t attrs, int usernsFd = -1) {
 }
 
 int attach(long mnt, long target) {
-  return sysError(
-      sys(SYS_move_mount, mnt, "", target, "", kMoveFromEmptyPath | kMoveToEmptyPath));
+  return sysError(sys(SYS_move_mount, mnt, "", target, "", kMoveFromEmptyPath | kMoveToEmptyPath));
 }
 
 int bindFd(long source, long target, uint64_t attrs) {
@@ -254,7 +253,8 @@ void scratchName(int index, char (&name)[16]) {
 long writeScratchFile(long scratch, int index, const std::string& content, uint32_t mode) {
   char name[16];
   scratchName(index, name);
-  long fd = sys(SYS_openat, scratch, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  long fd =
+      sys(SYS_openat, scratch, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return fd;
   const char* p = content.data();
   size_t left = content.size();
@@ -283,8 +283,8 @@ int makeSymlink(long newroot, const MountOp& op) {
   char* slash = strrchr(copy.path, '/');
   if (slash == nullptr || slash[1] == '\0') return EINVAL;
   *slash = '\0';
-  ScopedFd parent(openNoFollow(newroot, copy.path[0] == '\0' ? "/" : copy.path, op.createTarget,
-                               Leaf::kDir));
+  ScopedFd parent(
+      openNoFollow(newroot, copy.path[0] == '\0' ? "/" : copy.path, op.createTarget, Leaf::kDir));
   if (int err = parent.err()) return err;
   return sysError(sys(SYS_symlinkat, op.source.c_str(), parent.fd, slash + 1));
 }
@@ -365,6 +365,7 @@ int applyMount(const MountOp& op, int index, long prepared, const Roots& roots) 
 int prepareMountsFromParent(const Plan& plan, Prepared& prep, int* index) {
   prep.mountFds.assign(plan.mounts.size(), -1);
   int userns = -1;
+  ScopedFd root(-1);
   for (size_t i = 0; i < plan.mounts.size(); ++i) {
     const MountOp& op = plan.mounts[i];
     if (op.kind != MountOp::kBind || !op.idmap) continue;
@@ -374,8 +375,13 @@ int prepareMountsFromParent(const Plan& plan, Prepared& prep, int* index) {
     if (!prep.hostRoot) return EPERM;
     if (userns < 0) {
       if (int err = openIdmapUsernsFromParent(plan, &userns)) return err;
+      root.fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+      if (root.fd < 0) {
+        close(userns);
+        return errno;
+      }
     }
-    long source = openHostPath(AT_FDCWD, op.source);
+    long source = openHostPath(root.fd, op.source);
     if (source < 0) {
       close(userns);
       return sysError(source);

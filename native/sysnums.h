@@ -44,3 +44,6 @@
 #ifndef SYS_openat2
 #define SYS_openat2 437
 #endif
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452
+#endif

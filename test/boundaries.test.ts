@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { isRoot, run, sh, sharedTempDir } from './helpers';
+import { run, sh, sharedTempDir } from './helpers';
 
 const py = (code: string) => run('/usr/bin/python3', ['-c', code]);
 

@@ -43,7 +43,14 @@ function mkdirs(...dirsToMake: string[]): void {
 function treeDigest(root: string, skip: (p: string) => boolean = () => false): Map<string, string> {
   const out = new Map<string, string>();
   const walk = (dir: string) => {
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch (err) {
+      out.set(dir, (err as NodeJS.ErrnoException).code ?? 'error'); // unreadable for this caller
+      return;
+    }
+    for (const e of entries) {
       const p = path.join(dir, e.name);
       if (skip(p)) continue;
       if (e.isDirectory()) walk(p);

@@ -7,7 +7,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { libDir } from '../layout';
+import { libDir } from '../location';
 import { spawnSandboxed } from '../process';
 
 interface Rpc {

@@ -19,7 +19,7 @@
 //     wrap keeps it, so --undo always returns to the pre-stockade file, byte for byte.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
-import { libDir } from '../layout';
+import { libDir } from '../location';
 import { guessProfile } from '../policy/profiles';
 import type { Policy } from '../policy/types';
 import type { CliIO } from './check';

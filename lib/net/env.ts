@@ -9,7 +9,7 @@
 // CONNECT-tunnelling Agent built from the bundled undici's own Agent class. Programs that ignore
 // all of this are still caught by transparent interception.
 import { join } from 'node:path';
-import { libDir } from '../layout';
+import { libDir } from '../location';
 
 export const PRELOAD_PATH = join(libDir, 'net', 'preload.js');
 

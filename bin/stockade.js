@@ -29,7 +29,9 @@ try {
 cli.main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err) => {
-    process.stderr.write(`stockade: ${err?.stack ?? err}\n`);
+    // lib/cli/main.ts reports every error it knows as one line; this is the last resort for one
+    // thrown outside it: still one line (EX_SOFTWARE).
+    process.stderr.write(`stockade: internal error: ${err?.message ?? err} (a bug in stockade: please report it)\n`);
     process.exit(70);
   },
 );

@@ -277,9 +277,17 @@ class Sandbox : public Napi::ObjectWrap<Sandbox> {
     CallBack(env, onExit, {exitCode, sig});
   }
 
+  // A table rather than sigabbrev_np(3), which needs glibc 2.32: the prebuilt addon links only
+  // symbols of glibc <= 2.28 (what Node's own Linux binaries require; scripts/check-prebuilds.js).
   static std::string SignalName(int sig) {
-    const char* abbrev = sigabbrev_np(sig);
-    return abbrev ? std::string("SIG") + abbrev : "SIG" + std::to_string(sig);
+    static constexpr const char* kNames[] = {
+        nullptr,  "HUP",  "INT",    "QUIT", "ILL",   "TRAP", "ABRT", "BUS",
+        "FPE",    "KILL", "USR1",   "SEGV", "USR2",  "PIPE", "ALRM", "TERM",
+        "STKFLT", "CHLD", "CONT",   "STOP", "TSTP",  "TTIN", "TTOU", "URG",
+        "XCPU",   "XFSZ", "VTALRM", "PROF", "WINCH", "IO",   "PWR",  "SYS"};
+    if (sig > 0 && sig < static_cast<int>(sizeof kNames / sizeof kNames[0]))
+      return std::string("SIG") + kNames[sig];
+    return "SIG" + std::to_string(sig);
   }
 
   void Stop() {

@@ -242,11 +242,14 @@ SpawnResult spawnSandbox(Plan& plan) {
   ChildArgs args = {&plan, &prep};
   sigset_t all, old;
   sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
+  // sigprocmask, not pthread_sigmask: in glibc both set the calling thread's mask (and keep
+  // glibc's internal signals unblocked), but pthread_sigmask in libc proper is a GLIBC_2.32
+  // symbol, and the prebuilt addon must load on glibc 2.28.
+  sigprocmask(SIG_SETMASK, &all, &old);
   int pidfd = -1;
   pid_t pid = cloneChild(flags, stack, childMain, &args, &pidfd);
   int cloneErr = errno;
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  sigprocmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) {
     closeAll(prep);
     return fail(Step::kClone, cloneErr);
@@ -323,10 +326,10 @@ int probeNamespaces() {
   int pidfd = -1;
   sigset_t all, old;
   sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
+  sigprocmask(SIG_SETMASK, &all, &old);
   pid_t pid = cloneChild(kNamespaces | CLONE_NEWNET, stack, probeMain, nullptr, &pidfd);
   int err = errno;
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  sigprocmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) return err;
   int status;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {

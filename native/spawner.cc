@@ -72,9 +72,13 @@ int Spawner::submit(std::unique_ptr<SpawnJob> job) {
   if (!started_) {
     sigset_t all, old;
     sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);  // inherited by the new thread
-    int err = pthread_create(&thread_, nullptr, &Spawner::threadMain, this);
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    // libuv's thread calls and sigprocmask rather than pthread_create and pthread_sigmask: in
+    // glibc >= 2.34 those are GLIBC_2.34/2.32 symbols, and the prebuilt addon must load on glibc
+    // 2.28 (scripts/check-prebuilds.js); Node exports libuv, and sigprocmask sets this thread's
+    // mask exactly as pthread_sigmask does in glibc.
+    sigprocmask(SIG_SETMASK, &all, &old);  // inherited by the new thread
+    int err = -uv_thread_create(&thread_, [](void* self) { Spawner::threadMain(self); }, this);
+    sigprocmask(SIG_SETMASK, &old, nullptr);
     if (err != 0) return err;
     started_ = true;
   }
@@ -131,7 +135,7 @@ void Spawner::stop() {
   stopping_ = true;
   pthread_cond_signal(&wake_);
   pthread_mutex_unlock(&mu_);
-  pthread_join(thread_, nullptr);
+  uv_thread_join(&thread_);
   started_ = false;
 }
 

@@ -95,11 +95,11 @@ int openIdmapUsernsFromParent(const Plan& plan, int* usernsFd) {
   }
   sigset_t all, old;
   sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
+  sigprocmask(SIG_SETMASK, &all, &old);  // not pthread_sigmask: see spawn.cc
   pid_t pid = clone(holdUsernsMain, static_cast<char*>(stack) + kStack,
                     CLONE_VM | CLONE_NEWUSER | SIGCHLD, hold);
   int err = pid < 0 ? errno : 0;
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  sigprocmask(SIG_SETMASK, &old, nullptr);
   std::string ignored;
   if (err == 0) {
     std::string uidMap = std::to_string(geteuid()) + " " + std::to_string(plan.hostUid) + " 1\n";

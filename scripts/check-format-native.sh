@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# Fails when a native source differs from what clang-format (.clang-format) would write.
+# Fails when a native source differs from what clang-format (.clang-format) would write. The
+# clang-format is the project's own, from npm (@wasm-fmt/clang-format, a WebAssembly build): the
+# same version on every machine and architecture, nothing to install beside Node. A system
+# clang-format of another version may format some constructs differently.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v clang-format >/dev/null; then
-  echo "clang-format is not installed (Debian/Ubuntu: apt-get install clang-format)" >&2
-  exit 1
-fi
-clang-format --dry-run --Werror native/*.cc native/*.h native/*.c
+exec node_modules/.bin/clang-format --dry-run --Werror native/*.cc native/*.h native/*.c

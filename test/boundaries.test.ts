@@ -5,6 +5,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { run, sh, sharedTempDir } from './helpers';
+import { needs } from './helpers/tools';
 
 const py = (code: string) => run('/usr/bin/python3', ['-c', code]);
 
@@ -138,7 +139,7 @@ describe('processes', () => {
     assert.ok(pids.includes(1) && pids.includes(2));
   });
 
-  test('a host process cannot be signalled: ESRCH', async () => {
+  test('a host process cannot be signalled: ESRCH', { skip: needs('python3') }, async () => {
     // The test runner's host pid does not exist in the sandbox's pid namespace.
     const r = await run('/usr/bin/python3', [
       '-c',
@@ -206,28 +207,28 @@ describe('network (mode none)', () => {
     abstract.close();
   });
 
-  test('a server on the host 127.0.0.1 is unreachable: ECONNREFUSED', async () => {
+  test('a server on the host 127.0.0.1 is unreachable: ECONNREFUSED', { skip: needs('python3') }, async () => {
     const r = await py(
       `import socket\ns = socket.socket()\ntry:\n  s.connect(('127.0.0.1', ${port}))\n  print('connected', s.recv(100))\nexcept OSError as e:\n  print(e.errno)`,
     );
     assert.equal(r.stdout.trim(), '111'); // ECONNREFUSED: the sandbox's own loopback has no listener
   });
 
-  test('a host abstract unix socket is unreachable: ECONNREFUSED', async () => {
+  test('a host abstract unix socket is unreachable: ECONNREFUSED', { skip: needs('python3') }, async () => {
     const r = await py(
       `import socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n  s.connect(${JSON.stringify(abstractName)})\n  print('connected')\nexcept OSError as e:\n  print(e.errno)`,
     );
     assert.equal(r.stdout.trim(), '111');
   });
 
-  test('no interface but lo, and no route out: ENETUNREACH', async () => {
+  test('no interface but lo, and no route out: ENETUNREACH', { skip: needs('python3') }, async () => {
     const r = await py(
       `import socket, os\nprint(sorted(os.listdir('/sys/class/net')) if os.path.exists('/sys/class/net') else [n for _, n in socket.if_nameindex()])\ns = socket.socket()\ntry:\n  s.connect(('192.0.2.1', 80))\nexcept OSError as e:\n  print(e.errno)`,
     );
     assert.equal(r.stdout.trim(), "['lo']\n101");
   });
 
-  test('loopback works inside the sandbox', async () => {
+  test('loopback works inside the sandbox', { skip: needs('python3') }, async () => {
     const r = await py(
       `import socket\nl = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()\nc = socket.create_connection(l.getsockname())\na, _ = l.accept(); a.sendall(b'pong'); print(c.recv(4).decode())`,
     );

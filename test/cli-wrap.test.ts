@@ -2,11 +2,12 @@
 // the policies written, idempotence, --dry-run, and a byte-for-byte --undo.
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { looksLikeSecret, main, PLACEHOLDER_HOST, parseJsonc, wrapConfig } from '../lib/cli/wrap';
 import { loadPolicy } from '../lib/policy';
+import { repoRoot } from './helpers';
 
 const fixtures = join(__dirname, '..', '..', 'test', 'fixtures', 'wrap');
 const tmpRoot = mkdtempSync(join(tmpdir(), 'stockade-wrap-'));
@@ -28,8 +29,9 @@ async function run(argv: string[]): Promise<{ code: number; out: string; err: st
 
 type Entry = { command: string; args: string[]; env?: Record<string, string>; type?: string; url?: string };
 
+const launcherBin = join(repoRoot, 'bin', 'stockade.js');
 function wrappedArgs(policyFile: string, ...cmd: string[]): string[] {
-  return ['-y', 'stockade', 'run', '--policy', policyFile, '--', ...cmd];
+  return [launcherBin, 'run', '--policy', policyFile, '--', ...cmd];
 }
 
 const samples: [string, string, string][] = [
@@ -48,7 +50,8 @@ describe('stockade wrap', () => {
     const doc = JSON.parse(readFileSync(file, 'utf8')) as { mcpServers: Record<string, Entry>; globalShortcut: string };
     const dir = join(file, '..', 'stockade');
     const s = doc.mcpServers;
-    assert.equal(s.github.command, 'npx');
+    // This installed launcher by absolute path: no npx lookup, no other package of that name.
+    assert.equal(s.github.command, process.execPath);
     assert.deepEqual(s.github.args, wrappedArgs(join(dir, 'github.policy.json'), 'npx', '-y', '@modelcontextprotocol/server-github'));
     // The secret's value stays in the client config, where the launcher reads it.
     assert.equal(s.github.env?.GITHUB_PERSONAL_ACCESS_TOKEN, 'ghp_example');
@@ -78,7 +81,7 @@ describe('stockade wrap', () => {
     assert.match(r.out, /left remote: remote url server at https:\/\/mcp\.example\.com\/sse/);
   });
 
-  it('Claude Code: keeps indentation, type and the missing final newline; skips wrapped servers', async () => {
+  it('Claude Code: keeps indentation, type and the missing final newline; fixes a legacy `npx -y stockade` launcher', async () => {
     const file = copy('claude-code', '.mcp.json');
     const result = wrapConfig(file);
     assert.equal(result.format, 'claude-code');
@@ -86,7 +89,7 @@ describe('stockade wrap', () => {
       result.servers.map((s) => [s.name, s.action]),
       [
         ['memory', 'wrapped'],
-        ['everything', 'already-wrapped'],
+        ['everything', 'relaunched'],
         ['api', 'remote'],
       ],
     );
@@ -95,10 +98,26 @@ describe('stockade wrap', () => {
     assert.ok(!text.endsWith('\n'));
     const doc = JSON.parse(text) as { mcpServers: Record<string, Entry> };
     assert.equal(doc.mcpServers.memory.env?.MEMORY_FILE_PATH, '/tmp/m\u00e9moire.json');
-    assert.deepEqual(loadPolicy(join(file, '..', 'stockade', 'memory.policy.json')).env, { MEMORY_FILE_PATH: true });
+    // A project config refers to its policy relative to the project, so both can be committed.
+    assert.deepEqual(
+      doc.mcpServers.memory.args,
+      wrappedArgs('stockade/memory.policy.json', 'npx', '-y', '@modelcontextprotocol/server-memory'),
+    );
+    const memory = loadPolicy(join(file, '..', 'stockade', 'memory.policy.json'));
+    assert.deepEqual(memory.env, { MEMORY_FILE_PATH: true });
+    // The state file's directory is granted read-write, so the server can write it — unless it
+    // is the home directory (the unprivileged pass runs with HOME=/tmp), which is never granted.
+    if (homedir() === '/tmp') assert.equal(memory.filesystem, undefined);
+    else assert.deepEqual(memory.filesystem, { readWrite: ['/tmp'] });
+    // The old launcher fetched an unrelated npm package: replaced, the rest kept.
+    assert.deepEqual(
+      doc.mcpServers.everything.args,
+      wrappedArgs('/x/stockade/everything.policy.json', 'npx', '-y', '@modelcontextprotocol/server-everything'),
+    );
+    assert.equal(doc.mcpServers.everything.command, process.execPath);
   });
 
-  it('VS Code: the `servers` key, JSONC comments, CRLF line ends', async () => {
+  it('VS Code: the `servers` key, JSONC comments kept, CRLF line ends, policy under the workspace folder', async () => {
     const file = copy('vscode', '.vscode/mcp.json');
     const r = await run([file]);
     assert.equal(r.code, 0, r.err);
@@ -110,14 +129,16 @@ describe('stockade wrap', () => {
         .every((l) => l.endsWith('\r')),
       'CRLF kept',
     );
-    const doc = JSON.parse(text) as { servers: Record<string, Entry>; inputs: unknown[] };
+    assert.match(text, /\/\/ MCP servers for this workspace\r\n/);
+    assert.match(text, /\/\* local dev \*\//);
+    const doc = parseJsonc(text) as { servers: Record<string, Entry>; inputs: unknown[] };
     assert.equal(doc.servers.py.type, 'stdio');
-    assert.deepEqual(doc.servers.py.args, wrappedArgs(join(file, '..', 'stockade', 'py.policy.json'), 'python3', '-m', 'my_server'));
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: VS Code's variable, written literally
+    assert.deepEqual(doc.servers.py.args, wrappedArgs('${workspaceFolder}/.vscode/stockade/py.policy.json', 'python3', '-m', 'my_server'));
     // biome-ignore lint/suspicious/noTemplateCurlyInString: VS Code's input syntax, not a template
     assert.equal(doc.servers.py.env?.SERVICE_TOKEN, '${input:token}');
     assert.equal(doc.servers.sse.url, 'http://localhost:3000/sse');
     assert.equal(doc.inputs.length, 1);
-    assert.match(r.out, /comments in the config are not kept/);
     assert.match(r.out, /left sse: remote sse server/);
   });
 
@@ -125,10 +146,13 @@ describe('stockade wrap', () => {
     const file = copy('cursor', '.cursor/mcp.json');
     const r = await run([file]);
     assert.equal(r.code, 0, r.err);
-    assert.ok(readFileSync(file, 'utf8').includes('\n\t\t"linear": {\n\t\t\t"command": "npx",'));
+    assert.ok(readFileSync(file, 'utf8').includes(`\n\t\t"linear": {\n\t\t\t"command": ${JSON.stringify(process.execPath)},`));
     assert.match(r.out, /left broken: not a stdio server entry \(no `command`\)/);
     const policy = loadPolicy(join(file, '..', 'stockade', 'linear.policy.json'));
-    assert.deepEqual(policy.secrets, [{ name: 'LINEAR_API_KEY', hosts: ['api.linear.app'] }]);
+    // Linear takes its API key in Authorization without a scheme.
+    assert.deepEqual(policy.secrets, [
+      { name: 'LINEAR_API_KEY', hosts: ['api.linear.app'], inject: { header: 'Authorization', format: '{secret}' } },
+    ]);
     assert.deepEqual(policy.env, { DEBUG: true });
   });
 
@@ -165,7 +189,7 @@ describe('stockade wrap', () => {
     assert.equal(r.code, 0, r.err);
     assert.ok(r.out.startsWith(`--- ${file}\n+++ ${file} (wrapped)\n@@ -`));
     assert.match(r.out, /^- {6}"args": \["-y", "@modelcontextprotocol\/server-github"\],$/m);
-    assert.match(r.out, /^\+ {8}"stockade",$/m);
+    assert.match(r.out, /^\+ {8}"run",$/m);
     assert.match(r.out, /--- would create .*github\.policy\.json\n\{/);
     assert.match(r.out, /would wrap github/);
     assert.ok(readFileSync(file).equals(original));
@@ -173,14 +197,13 @@ describe('stockade wrap', () => {
     assert.ok(!existsSync(join(file, '..', 'stockade')));
   });
 
-  it('--absolute launches this node and this package bin', () => {
+  it('--portable writes npx with this exact version, recognised as wrapped afterwards', () => {
     const file = copy('cursor', '.cursor/mcp.json');
-    wrapConfig(file, { absolute: true });
+    wrapConfig(file, { portable: true });
     const doc = JSON.parse(readFileSync(file, 'utf8')) as { mcpServers: Record<string, Entry> };
-    assert.equal(doc.mcpServers.linear.command, process.execPath);
-    assert.match(doc.mcpServers.linear.args[0], /\/bin\/stockade\.js$/);
-    assert.equal(doc.mcpServers.linear.args[1], 'run');
-    // ...and is recognised as wrapped.
+    const version = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
+    assert.equal(doc.mcpServers.linear.command, 'npx');
+    assert.deepEqual(doc.mcpServers.linear.args.slice(0, 3), ['-y', `stockade-sandbox@${version}`, 'run']);
     assert.equal(wrapConfig(file).changed, false);
   });
 
@@ -199,6 +222,7 @@ describe('stockade wrap', () => {
     assert.equal((await run([])).code, 2);
     assert.equal((await run(['--force', 'x.json'])).code, 2);
     assert.equal((await run(['--undo', '--dry-run', 'x.json'])).code, 2);
+    assert.equal((await run(['--undo', '--portable', 'x.json'])).code, 2);
     const file = copy('cursor', '.cursor/mcp.json');
     const r = await run(['--undo', file]);
     assert.equal(r.code, 1);
@@ -206,14 +230,28 @@ describe('stockade wrap', () => {
   });
 
   it('recognises secret-looking names', () => {
-    for (const n of ['GITHUB_TOKEN', 'BRAVE_API_KEY', 'DB_PASSWORD', 'client_secret', 'GITLAB_PAT', 'OPENAI_APIKEY']) {
+    for (const n of [
+      'GITHUB_TOKEN',
+      'BRAVE_API_KEY',
+      'DB_PASSWORD',
+      'client_secret',
+      'GITLAB_PAT',
+      'OPENAI_APIKEY',
+      'PGPASSWORD',
+      'MYSQL_PWD',
+    ]) {
       assert.ok(looksLikeSecret(n, 'x'), n);
     }
     for (const n of ['DEBUG', 'KEYBOARD', 'TOKENIZER_MODEL', 'LOG_LEVEL']) assert.ok(!looksLikeSecret(n, 'x'), n);
     assert.ok(!looksLikeSecret('SSH_KEY_PATH', '/home/me/.ssh/id'), 'a path is not a secret value');
   });
 
-  it('parses JSONC without touching strings that look like comments', () => {
-    assert.deepEqual(parseJsonc('{"a":"http://x//y", /* c */ "b":[1,2,],}\n// end'), { a: 'http://x//y', b: [1, 2] });
+  it('parses JSONC without touching strings that look like comments or trailing commas', () => {
+    assert.deepEqual(parseJsonc('{"a":"http://x//y", /* c */ "b":[1,2,],"c":"echo a, ]"}\n// end'), {
+      a: 'http://x//y',
+      b: [1, 2],
+      c: 'echo a, ]',
+    });
+    assert.throws(() => parseJsonc('{"a": 1,\n "b": }'), /ValueExpected at line 2, column 7/);
   });
 });

@@ -14,6 +14,7 @@ import { type SandboxOptions, spawnSandboxed } from '../lib';
 import type { EgressRecord } from '../lib/net/connector';
 import { openFdCount, repoRoot, sharedTempDir } from './helpers';
 import { httpsUpstream, httpUpstream, listen, portOf, testCert, UPSTREAM_HOST } from './helpers/net';
+import { needs } from './helpers/tools';
 
 let http: HttpServer;
 let https: net.Server;
@@ -72,7 +73,7 @@ const bare = (script: string) =>
   ]);
 
 describe('cooperative clients (proxy variables)', () => {
-  test('curl: an allowed name over HTTP and HTTPS; another name gets a 403 naming the rule', async () => {
+  test('curl: an allowed name over HTTP and HTTPS; another name gets a 403 naming the rule', { skip: needs('curl') }, async () => {
     const r = await egress('sh', [
       '-c',
       `curl -sS http://good.test:${httpPort}/a; echo; curl -sS --cacert ${ca} https://good.test:${httpsPort}/b; echo; curl -sS -w ' %{http_code}' http://evil.test:${httpPort}/c`,
@@ -108,7 +109,7 @@ proxy refused CONNECT evil.test:${httpPort}: HTTP/1.1 403 Forbidden stockade: eg
     );
   });
 
-  test('python3 urllib: allowed, and HTTPError 403 for another name', async () => {
+  test('python3 urllib: allowed, and HTTPError 403 for another name', { skip: needs('python3') }, async () => {
     const r = await py(`import urllib.request, urllib.error
 print(urllib.request.urlopen('http://good.test:${httpPort}/p').read().decode())
 try:
@@ -122,7 +123,7 @@ except urllib.error.HTTPError as e:
     );
   });
 
-  test('curl through SOCKS5 (ALL_PROXY socks5h): allowed; another name refused with reply 2', async () => {
+  test('curl through SOCKS5 (ALL_PROXY socks5h): allowed; another name refused with reply 2', { skip: needs('curl') }, async () => {
     const r = await egress('sh', [
       '-c',
       `curl -sS --proxy "$ALL_PROXY" http://good.test:${httpPort}/s; echo; curl -sS --proxy "$ALL_PROXY" http://evil.test:${httpPort}/s; echo " rc=$?"`,
@@ -134,7 +135,7 @@ except urllib.error.HTTPError as e:
 });
 
 describe('clients that ignore proxy variables (transparent interception)', () => {
-  test('a raw TCP client reaches the allowed name; another name does not resolve', async () => {
+  test('a raw TCP client reaches the allowed name; another name does not resolve', { skip: needs('python3') }, async () => {
     const r = await egress('sh', [
       '-c',
       `unset HTTP_PROXY HTTPS_PROXY ALL_PROXY http_proxy https_proxy all_proxy; python3 -c "
@@ -171,7 +172,7 @@ try { await fetch('https://evil.test:${httpsPort}/'); } catch (e) { console.log(
     );
   });
 
-  test('IPv6 too: any v6 address is local inside, and the Host header names the destination', async () => {
+  test('IPv6 too: any v6 address is local inside, and the Host header names the destination', { skip: needs('python3') }, async () => {
     const r = await bare(`python3 -c "
 import socket
 s = socket.create_connection(('2001:db8::1', ${httpPort}))
@@ -182,7 +183,7 @@ print(s.recv(4096).decode().split('\\r\\n\\r\\n')[1])
     assert.ok(r.records.some((x) => x.via === 'transparent' && x.host === 'good.test' && x.decision === 'allow'));
   });
 
-  test('a connection whose Host names another host is closed without a byte', async () => {
+  test('a connection whose Host names another host is closed without a byte', { skip: needs('python3') }, async () => {
     const r = await bare(`python3 -c "
 import socket
 s = socket.create_connection(('good.test', ${httpPort}))
@@ -197,7 +198,7 @@ except ConnectionResetError:
   });
 });
 
-describe('non-HTTP TCP by name and port', () => {
+describe('non-HTTP TCP by name and port', { skip: needs('redis') }, () => {
   let redis: ReturnType<typeof spawn> | undefined;
   let redisPort: number;
   before(async () => {
@@ -223,7 +224,7 @@ describe('non-HTTP TCP by name and port', () => {
   });
   after(() => redis?.kill());
 
-  test('redis-cli reaches a real redis-server by name; another port of the same name is refused', async () => {
+  test('redis-cli reaches a real redis-server by name; another port of the same name is refused', { skip: needs('redis') }, async () => {
     const r = await egress(
       'sh',
       ['-c', `redis-cli -h cache.test -p ${redisPort} ping; redis-cli -h cache.test -p ${redisPort + 1} ping 2>&1; echo rc=$?`],
@@ -235,7 +236,9 @@ describe('non-HTTP TCP by name and port', () => {
 });
 
 describe('DNS', () => {
-  test('allowed names resolve into the private pool; others get NXDOMAIN and never reach the host resolver', async () => {
+  test('allowed names resolve into the private pool; others get NXDOMAIN and never reach the host resolver', {
+    skip: needs('curl'),
+  }, async () => {
     // Every host lookup this process makes is a GETADDRINFOREQWRAP: there must be none.
     let lookups = 0;
     const hook = createHook({ init: (_id, type) => void (type === 'GETADDRINFOREQWRAP' && lookups++) }).enable();
@@ -260,7 +263,7 @@ describe('DNS', () => {
 });
 
 describe('bypass attempts', () => {
-  test('an IP literal of a loopback or private address is refused (403 naming the rule)', async () => {
+  test('an IP literal of a loopback or private address is refused (403 naming the rule)', { skip: needs('curl') }, async () => {
     const r = await egress('sh', [
       '-c',
       `for u in http://127.0.0.1:${httpPort}/ http://10.0.0.1/ http://169.254.169.254/latest/meta-data/ http://2130706433:${httpPort}/; do curl --noproxy '' -sS -w ' %{http_code}\n' $u; done`,
@@ -274,13 +277,15 @@ describe('bypass attempts', () => {
     );
   });
 
-  test('the same IP literal without the proxy reaches a transparent listener and is reset: it carries no name', async () => {
+  test('the same IP literal without the proxy reaches a transparent listener and is reset: it carries no name', {
+    skip: needs('curl'),
+  }, async () => {
     const r = await egress('sh', ['-c', `curl -sS http://127.0.0.1:${httpPort}/; echo rc=$?`]);
     assert.match(r.stderr, /Connection reset by peer/);
     assert.match(r.stdout, /rc=56/);
   });
 
-  test('a name that resolves to loopback is refused by the SSRF guard', async () => {
+  test('a name that resolves to loopback is refused by the SSRF guard', { skip: needs('curl') }, async () => {
     const r = await egress('sh', ['-c', `curl --noproxy '' -sS -w ' %{http_code}' http://localhost:${httpPort}/`], {
       network: { allow: [`localhost:${httpPort}`] },
     });
@@ -290,7 +295,7 @@ describe('bypass attempts', () => {
     );
   });
 
-  test('NUL-byte and trailing-dot names, CONNECT to the proxy itself, SOCKS4: each refused', async () => {
+  test('NUL-byte and trailing-dot names, CONNECT to the proxy itself, SOCKS4: each refused', { skip: needs('python3') }, async () => {
     const r = await py(`import socket, os
 port = int(os.environ['HTTP_PROXY'].rsplit(':', 1)[1])
 socks = int(os.environ['ALL_PROXY'].rsplit(':', 1)[1])
@@ -308,7 +313,7 @@ print(ask(bytes([4, 1]) + (${httpPort}).to_bytes(2, 'big') + bytes([127, 0, 0, 2
     assert.equal(socks4, '005b0000000000000000'.slice(0, socks4.length));
   });
 
-  test('SNI that disagrees with the CONNECT target closes the tunnel', async () => {
+  test('SNI that disagrees with the CONNECT target closes the tunnel', { skip: needs('python3') }, async () => {
     const r = await py(`import socket, ssl, os
 port = int(os.environ['HTTP_PROXY'].rsplit(':', 1)[1])
 s = socket.create_connection(('127.0.0.1', port))
@@ -330,7 +335,7 @@ except (ssl.SSLError, OSError) as e:
     );
   });
 
-  test("a direct connection to the host's own addresses goes nowhere", async () => {
+  test("a direct connection to the host's own addresses goes nowhere", { skip: needs('python3') }, async () => {
     const addresses = Object.values(os.networkInterfaces())
       .flat()
       .filter((a) => a && !a.internal && a.family === 'IPv4')
@@ -351,7 +356,7 @@ for port in (22, ${httpPort}):
 });
 
 describe('load', () => {
-  test('1,000 concurrent connections across 20 sandboxes: all served, no fd left behind', async () => {
+  test('1,000 concurrent connections across 20 sandboxes: all served, no fd left behind', { skip: needs('python3') }, async () => {
     const fds = openFdCount();
     const script = `import socket, concurrent.futures
 def one(i):

@@ -164,7 +164,7 @@ describe('the tool layer (--tools) under stockade run', () => {
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l));
-    const calls = events.filter((e) => e.event === 'mcp.tool_call');
+    const calls = events.filter((e) => e.event === 'tool-call');
     assert.deepEqual(
       calls.map((e) => [e.tool, e.outcome]),
       [
@@ -209,23 +209,20 @@ describe('stockade wrap, then the wrapped config launched for real', () => {
     fs.writeFileSync(config, original);
     const { main: wrap } = await import('../lib/cli/wrap');
     const io = { stdout: { write: () => true }, stderr: { write: () => true } };
-    assert.equal(await wrap(['--absolute', config], io), 0);
+    assert.equal(await wrap([config], io), 0);
     const wrapped = JSON.parse(fs.readFileSync(config, 'utf8')).mcpServers.everything as {
       command: string;
       args: string[];
       env: Record<string, string>;
     };
     assert.ok(wrapped.args.includes('run') && wrapped.args.includes('--policy'), JSON.stringify(wrapped));
-    // The server's modules must be visible inside: grant them in the policy written beside the config.
-    const policyFile = wrapped.args[wrapped.args.indexOf('--policy') + 1];
-    const policy = JSON.parse(fs.readFileSync(policyFile, 'utf8'));
-    policy.filesystem = { ...(policy.filesystem ?? {}), readOnly: [...(policy.filesystem?.readOnly ?? []), modules] };
-    fs.writeFileSync(policyFile, JSON.stringify(policy, null, 2));
-
+    // The server's own files are granted by wrap (the script's project: this checkout, read-only),
+    // and the policy is referred to relative to the project, which is where Claude Code starts it.
     const transport = new StdioClientTransport({
       command: wrapped.command,
       args: wrapped.args,
       env: { PATH: '/usr/bin:/bin', ...wrapped.env },
+      cwd: dir,
       stderr: 'pipe',
     });
     const client = new Client({ name: 'stockade-test', version: '0.0.0' });

@@ -28,6 +28,7 @@ import {
   testCert,
   waitFor,
 } from './helpers/net';
+import { needs } from './helpers/tools';
 
 let UP = 0; // plain HTTP upstream on 127.0.0.2
 let TP = 0; // HTTPS upstream on 127.0.0.2
@@ -135,7 +136,7 @@ after(async () => {
 });
 
 describe('HTTP proxy: absolute-form', () => {
-  it('curl: GET and a chunked POST to an allowed name', async () => {
+  it('curl: GET and a chunked POST to an allowed name', { skip: needs('curl') }, async () => {
     const get = await curl(['-x', `http://127.0.0.1:${fx.httpPort}`, `http://good.test:${UP}/a?b=1`]);
     assert.equal(get.stdout, `GET /a?b=1 host=good.test:${UP} te=- body=`);
     const post = await curl([
@@ -156,7 +157,7 @@ describe('HTTP proxy: absolute-form', () => {
     assert.equal(rec.bytesDown, 11);
   });
 
-  it('curl: a name not on the list gets 403 naming host and rule', async () => {
+  it('curl: a name not on the list gets 403 naming host and rule', { skip: needs('curl') }, async () => {
     const r = await curl(['-x', `http://127.0.0.1:${fx.httpPort}`, '-w', '\n%{http_code}', `http://evil.test:${UP}/`]);
     assert.equal(r.stdout, `stockade: egress to evil.test:${UP} denied: no allowlist entry matches evil.test\n\n403`);
     const rec = await lastRecord((r) => r.host === 'evil.test');
@@ -190,7 +191,7 @@ describe('HTTP proxy: absolute-form', () => {
     agent.destroy();
   });
 
-  it('python3 urllib with the proxy environment: allowed, and 403 for another name', async () => {
+  it('python3 urllib with the proxy environment: allowed, and 403 for another name', { skip: needs('python3') }, async () => {
     const script = [
       'import sys, urllib.request, urllib.error',
       'for url in sys.argv[1:]:',
@@ -225,7 +226,7 @@ describe('HTTP proxy: absolute-form', () => {
 });
 
 describe('HTTP proxy: CONNECT', () => {
-  it('curl https through the tunnel to an allowed name; 403 for another', async () => {
+  it('curl https through the tunnel to an allowed name; 403 for another', { skip: needs('curl') }, async () => {
     const { certPath } = testCert();
     const ok = await curl(['--cacert', certPath, '-x', `http://127.0.0.1:${fx.httpPort}`, `https://good.test:${TP}/s`]);
     assert.equal(ok.stdout, `TLS GET /s host=good.test:${TP}`, ok.stderr);
@@ -238,7 +239,7 @@ describe('HTTP proxy: CONNECT', () => {
     assert.match(denied.stderr, /CONNECT tunnel failed, response 403/);
   });
 
-  it('curl -p (CONNECT for plain http) and python3 urllib https', async () => {
+  it('curl -p (CONNECT for plain http) and python3 urllib https', { skip: needs('curl', 'python3') }, async () => {
     const tunnel = await curl(['-p', '-x', `http://127.0.0.1:${fx.httpPort}`, `http://good.test:${UP}/t`]);
     assert.equal(tunnel.stdout, `GET /t host=good.test:${UP} te=- body=`);
     const script = [
@@ -306,7 +307,7 @@ describe('HTTP proxy: CONNECT', () => {
 });
 
 describe('SOCKS5', () => {
-  it('curl --socks5-hostname reaches an allowed name; another name gets reply 0x02', async () => {
+  it('curl --socks5-hostname reaches an allowed name; another name gets reply 0x02', { skip: needs('curl') }, async () => {
     const ok = await curl(['--socks5-hostname', `127.0.0.1:${fx.socksPort}`, `http://good.test:${UP}/s5`]);
     assert.equal(ok.stdout, `GET /s5 host=good.test:${UP} te=- body=`);
     const denied = await curl(['--socks5-hostname', `127.0.0.1:${fx.socksPort}`, `http://evil.test:${UP}/s5`]);
@@ -315,7 +316,9 @@ describe('SOCKS5', () => {
     assert.equal((await lastRecord((r) => r.via === 'socks' && r.host === 'evil.test')).rule, 'no allowlist entry matches evil.test');
   });
 
-  it('curl --socks5 (client-side resolution) sends the IP: allowed by an address entry, refused without one', async () => {
+  it('curl --socks5 (client-side resolution) sends the IP: allowed by an address entry, refused without one', {
+    skip: needs('curl'),
+  }, async () => {
     const ok = await curl(['--socks5', `127.0.0.1:${fx.socksPort}`, '--resolve', `ip3.test:${IP3}:127.0.0.3`, `http://ip3.test:${IP3}/`]);
     assert.equal(ok.stdout, 'ip3');
     const denied = await curl([
@@ -360,7 +363,7 @@ describe('SOCKS5', () => {
     await closeServer(six);
   });
 
-  it('SOCKS4 gets the SOCKS4 rejection (curl and raw), BIND gets 0x07', async () => {
+  it('SOCKS4 gets the SOCKS4 rejection (curl and raw), BIND gets 0x07', { skip: needs('curl') }, async () => {
     const c = await curl(['--socks4', `127.0.0.1:${fx.socksPort}`, `http://127.0.0.3:${IP3}/`]);
     assert.equal(c.code, 97);
     assert.match(c.stderr, /request rejected or failed/);
@@ -484,7 +487,7 @@ describe('transparent interception', () => {
 });
 
 describe('SSRF guard', () => {
-  it('refuses a name that resolves to loopback or the metadata address', async () => {
+  it('refuses a name that resolves to loopback or the metadata address', { skip: needs('curl') }, async () => {
     const loop = await connectTunnel(fx.httpPort, `local.test:${UP}`);
     assert.match(loop.head, /^HTTP\/1\.1 403 Forbidden\r\n/);
     assert.ok(
@@ -500,14 +503,14 @@ describe('SSRF guard', () => {
     );
   });
 
-  it('allows a private address the policy names (override or address entry)', async () => {
+  it('allows a private address the policy names (override or address entry)', { skip: needs('curl') }, async () => {
     // good.test -> 127.0.0.2 comes from the override; named.test -> 127.0.0.3 from DNS, named by 127.0.0.3/32.
     const named = await curl(['-x', `http://127.0.0.1:${fx.httpPort}`, `http://named.test:${IP3}/`]);
     assert.equal(named.stdout, 'ip3');
     assert.equal((await lastRecord((r) => r.host === 'named.test')).address, '127.0.0.3');
   });
 
-  it('does not consult the host resolver for names off the list', async () => {
+  it('does not consult the host resolver for names off the list', { skip: needs('curl') }, async () => {
     lookups = [];
     await curl(['-x', `http://127.0.0.1:${fx.httpPort}`, `http://secret-data.exfil.test/`]);
     assert.deepEqual(lookups, []);
@@ -525,7 +528,9 @@ describe('bypass attempts', () => {
     socket.destroy();
   });
 
-  it('trailing dots: one is the same host, two are an empty label, a wildcard still excludes the apex', async () => {
+  it('trailing dots: one is the same host, two are an empty label, a wildcard still excludes the apex', {
+    skip: needs('curl'),
+  }, async () => {
     const one = await curl(['-x', `http://127.0.0.1:${fx.httpPort}`, `http://good.test.:${UP}/dot`]);
     assert.equal(one.stdout, `GET /dot host=good.test.:${UP} te=- body=`);
     const two = await connectTunnel(fx.httpPort, `good.test..:${UP}`);
@@ -603,7 +608,7 @@ describe('hostile input', () => {
     );
   });
 
-  it('slowloris: a trickling head gets 408 after headersTimeout while others are served', async () => {
+  it('slowloris: a trickling head gets 408 after headersTimeout while others are served', { skip: needs('curl') }, async () => {
     const p = await startProxy({ allow: [`good.test:${UP}`], resolve: [`good.test:${UP}:127.0.0.2`], limits: { headersTimeout: 400 } });
     const slow = connect({ host: '127.0.0.1', port: p.httpPort });
     const slowSocks = connect({ host: '127.0.0.1', port: p.socksPort });
@@ -622,7 +627,7 @@ describe('hostile input', () => {
     await p.close();
   });
 
-  it('random and mutated bytes to the HTTP and SOCKS listeners: no crash, still serving', async () => {
+  it('random and mutated bytes to the HTTP and SOCKS listeners: no crash, still serving', { skip: needs('curl') }, async () => {
     const seeds = [
       `GET http://good.test:${UP}/ HTTP/1.1\r\nHost: good.test:${UP}\r\n\r\n`,
       `CONNECT good.test:${UP} HTTP/1.1\r\n\r\n`,
@@ -677,7 +682,7 @@ describe('limits and lifecycle', () => {
 });
 
 describe('audit log and upstream failures', () => {
-  it('writes one pino line per decision with the audit fields', async () => {
+  it('writes one pino line per decision with the audit fields', { skip: needs('curl') }, async () => {
     const lines: Record<string, unknown>[] = [];
     const logger = pino({ base: undefined, timestamp: false }, { write: (s: string) => lines.push(JSON.parse(s)) });
     const proxy = new EgressProxy({ allow: [`good.test:${UP}`], resolve: [`good.test:${UP}:127.0.0.2`] }, 'sb-pino', logger);
@@ -709,7 +714,7 @@ describe('audit log and upstream failures', () => {
         msg: `egress allow good.test:${UP} (good.test:${UP})`,
       },
       {
-        level: 30,
+        level: 40, // denials at warn
         event: 'egress',
         sandbox: 'sb-pino',
         via: 'http',
@@ -734,7 +739,7 @@ describe('audit log and upstream failures', () => {
     s.socket.destroy();
   });
 
-  it('an allowed upstream that refuses: 502 naming the address (HTTP) and 0x05 (SOCKS)', async () => {
+  it('an allowed upstream that refuses: 502 naming the address (HTTP) and 0x05 (SOCKS)', { skip: needs('curl') }, async () => {
     const closed = await listen(createServer(), '127.0.0.2');
     const port = portOf(closed);
     await closeServer(closed);

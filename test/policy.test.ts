@@ -28,6 +28,7 @@ import {
 } from '../lib/policy';
 import { FORMATS } from '../lib/policy/formats';
 import { which } from '../lib/policy/profiles';
+import { needs } from './helpers/tools';
 
 const fixtures = join(__dirname, '..', '..', 'test', 'fixtures', 'policies');
 
@@ -297,7 +298,7 @@ describe('profiles', () => {
     assert.deepEqual(nodeProfile({ command: ['npx', '-y', 'server-a'], cacheRoot }).mkdirs, a.mkdirs, 'stable');
   });
 
-  it('python: the interpreter prefix read-only, uv and pip caches, PyPI for uvx', () => {
+  it('python: the interpreter prefix read-only, uv and pip caches, PyPI for uvx', { skip: needs('python3') }, () => {
     const python = which('python3');
     assert.ok(python, 'this test needs python3 on PATH');
     const { fragment, mkdirs } = pythonProfile({ command: ['uvx', 'mcp-server-fetch'], cacheRoot });

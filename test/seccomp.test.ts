@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { compileFixture, type RunResult, run } from './helpers';
+import { needs } from './helpers/tools';
 
 const execFileAsync = promisify(execFile);
 
@@ -182,7 +183,7 @@ function outcomes(stdout: string): Map<string, string> {
   return map;
 }
 
-describe('seccomp default profile', () => {
+describe('seccomp default profile', { skip: needs('static-cc') }, () => {
   let dir = '';
   let binary = '';
 

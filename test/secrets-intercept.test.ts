@@ -23,6 +23,7 @@ import {
   tlsThroughProxy,
   type Upstream,
 } from './helpers/secrets-harness';
+import { needs } from './helpers/tools';
 
 const TOKEN = 'ghp_REALtokenVALUE0123456789abcdef';
 const BRAVE = 'brave-REAL-key-42';
@@ -189,7 +190,7 @@ after(async () => {
 });
 
 for (const version of ['--http1.1', '--http2']) {
-  test(`curl ${version}: Authorization injected, response echo masked`, async () => {
+  test(`curl ${version}: Authorization injected, response echo masked`, { skip: needs('curl') }, async () => {
     const { stdout } = await run(
       'curl',
       [
@@ -323,7 +324,7 @@ tls.connect = function (...a) {
   }
 });
 
-test('python3 urllib through HTTPS_PROXY with SSL_CERT_FILE', async () => {
+test('python3 urllib through HTTPS_PROXY with SSL_CERT_FILE', { skip: needs('python3') }, async () => {
   const script = `
 import os, json, urllib.request
 req = urllib.request.Request(os.environ['URL'], headers={'X-Subscription-Token': os.environ['BRAVE']})

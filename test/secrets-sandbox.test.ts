@@ -15,6 +15,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { type SandboxOptions, spawnSandboxed } from '../lib';
 import { RunCa } from '../lib/secrets';
 import { descendants, isRoot, repoRoot, sharedTempDir } from './helpers';
+import { needs } from './helpers/tools';
 
 const launcher = path.join(repoRoot, 'bin', 'stockade.js');
 const modules = path.join(repoRoot, 'node_modules');
@@ -228,8 +229,8 @@ describe('server-github with a proxy-injected token', () => {
     assert.ok(
       events.some((e) => e.event === 'secret-injected' && e.secret === 'GITHUB_PERSONAL_ACCESS_TOKEN' && e.host === 'api.github.com'),
     );
-    assert.ok(events.some((e) => e.event === 'mcp.tool_call' && e.tool === 'search_repositories' && e.outcome === 'ok'));
-    const correlated = events.find((e) => e.event === 'mcp.tool_egress' && e.egress.host === 'api.github.com');
+    assert.ok(events.some((e) => e.event === 'tool-call' && e.tool === 'search_repositories' && e.outcome === 'ok'));
+    const correlated = events.find((e) => e.event === 'tool-call-egress' && e.egress.host === 'api.github.com');
     assert.ok(correlated, log);
     assert.deepEqual(
       correlated.calls.map((c: { tool: string }) => c.tool),
@@ -291,7 +292,7 @@ describe('hostile use of the placeholder', () => {
     return { stdout, stderr, violations: audit.filter((e) => e.event === 'violation').map((e) => e.rule) };
   }
 
-  test('the right header on the right host carries the real value', async () => {
+  test('the right header on the right host carries the real value', { skip: needs('curl') }, async () => {
     const before = api.seen.length;
     const r = await attempt('curl -sS -H "Authorization: Bearer $STOCKADE_TEST_TOKEN" https://api.secret.test/ok');
     assert.equal(r.stdout, '{"ok":true}', r.stderr);
@@ -299,7 +300,7 @@ describe('hostile use of the placeholder', () => {
     assert.equal(api.seen.length, before + 1);
   });
 
-  test('curl over HTTP/2, Node fetch and python3 urllib all get the injected header', async () => {
+  test('curl over HTTP/2, Node fetch and python3 urllib all get the injected header', { skip: needs('curl', 'python3') }, async () => {
     const before = api.seen.length;
     const r = await attempt(
       [
@@ -316,7 +317,9 @@ describe('hostile use of the placeholder', () => {
     );
   });
 
-  test('a placeholder file: the server reads the placeholder from a file, and the value goes on the wire', async () => {
+  test('a placeholder file: the server reads the placeholder from a file, and the value goes on the wire', {
+    skip: needs('curl'),
+  }, async () => {
     const before = api.seen.length;
     const r = await attempt(
       'cat /home/nobody/.token; curl -sS -H "Authorization: Bearer $(cat /home/nobody/.token)" https://api.secret.test/file',
@@ -328,7 +331,7 @@ describe('hostile use of the placeholder', () => {
     assert.equal(api.seen[before]?.authorization, `Bearer ${token}`);
   });
 
-  test('in another header, in the body, in the query: refused with 403 and reported', async () => {
+  test('in another header, in the body, in the query: refused with 403 and reported', { skip: needs('curl') }, async () => {
     const before = api.seen.length;
     const r = await attempt(
       [
@@ -343,7 +346,9 @@ describe('hostile use of the placeholder', () => {
     assert.equal(api.seen.length, before);
   });
 
-  test('to another host, or over plain HTTP (also after a redirect, or without the proxy): refused and reported', async () => {
+  test('to another host, or over plain HTTP (also after a redirect, or without the proxy): refused and reported', {
+    skip: needs('curl'),
+  }, async () => {
     const r = await attempt(
       [
         'curl -sS -w " %{http_code}\\n" -H "Authorization: Bearer $STOCKADE_TEST_TOKEN" http://plain.test/x',

@@ -149,7 +149,7 @@ describe('stockade serve: a sandbox per principal behind streamable HTTP', () =>
   });
 
   test('the audit names the principal and the sandbox on every tool call', async () => {
-    const calls = records.filter((r) => r.event === 'mcp.tool_call');
+    const calls = records.filter((r) => r.event === 'tool-call');
     assert.ok(calls.length >= 3);
     for (const c of calls) {
       assert.ok(c.principal === 'alice' || c.principal === 'bob', JSON.stringify(c));
@@ -318,7 +318,7 @@ describe('stockade serve reaps idle sandboxes', () => {
       assert.equal(res.status, 200);
       assert.equal(gateway.tenants.size, 1);
       await until(() => gateway.tenants.size === 0, 'the idle sandbox to be reaped');
-      assert.ok(records.some((r) => r.event === 'serve.sandbox_stop' && r.principal === 'idler' && r.reason === 'idle'));
+      assert.ok(records.some((r) => r.event === 'serve-sandbox-stop' && r.principal === 'idler' && r.reason === 'idle'));
       const stale = await raw(
         port,
         'POST',
@@ -414,7 +414,7 @@ describe('stockade serve with per-principal credentials', () => {
       assert.equal(JSON.parse(refused.body).error.message, 'the gateway has no credential API_TOKEN for you on server cat');
       assert.doesNotMatch(refused.body, /secrets\//, 'no gateway path in what the client sees');
       assert.equal(gateway.tenants.size, 0);
-      assert.ok(records.some((r) => r.event === 'serve.session_refused' && r.principal === 'no-key'));
+      assert.ok(records.some((r) => r.event === 'serve-session-refused' && r.principal === 'no-key'));
       const ok = await raw(port, 'POST', '/mcp/cat', { ...mcpHeaders, authorization: `Bearer ${withKey.token}` }, INIT);
       assert.equal(ok.status, 200, ok.body);
       assert.equal(gateway.tenants.countFor('has-key'), 1);

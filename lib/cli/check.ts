@@ -23,7 +23,7 @@ export async function main(argv: string[], io: CliIO = process): Promise<number>
   }
   const unknown = argv.find((a) => a.startsWith('-') && a !== '-');
   if (unknown || argv.length !== 1) {
-    io.stderr.write(`${unknown ? `stockade check: unknown option ${unknown}` : 'stockade check: expected exactly one FILE'}\n${USAGE}`);
+    io.stderr.write(`stockade check: ${unknown ? `unknown option ${unknown}` : 'expected exactly one FILE'} (see stockade check --help)\n`);
     return 2;
   }
   try {

@@ -3,13 +3,9 @@
 // flag set and the policy fields cannot drift: every flag here has a policy field.
 import { parseArgs } from 'node:util';
 import type { RunFlags } from '../policy/merge';
+import { UsageError } from './errors';
 
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
-}
+export { UsageError };
 
 const OPTIONS = {
   ro: { type: 'string', multiple: true },

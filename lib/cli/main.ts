@@ -1,6 +1,7 @@
-// The `stockade` command: dispatches to one module per subcommand. A usage error prints one
-// line on stderr and exits 2.
-import { UsageError } from './flags';
+// The `stockade` command (installed as `stockade-sandbox` and `stockade`): dispatches to one
+// module per subcommand. Every error is one line on stderr (lib/cli/errors.ts): exit 2 for a
+// usage error, never a stack trace.
+import { describeCliError, quietOnClosedStdout } from './errors';
 
 const commands: Record<string, { summary: string; load: () => { main(argv: string[]): Promise<number> } }> = {
   run: { summary: 'run a command (an MCP server) in a sandbox', load: () => require('./run') },
@@ -21,11 +22,16 @@ Confines untrusted processes — MCP servers above all — in a Linux kernel san
 Commands:
 ${names.map((n) => `  ${n.padEnd(width)}${commands[n].summary}`).join('\n')}
 
-Run 'stockade <command> --help' for the options of a command.`;
+Run 'stockade <command> --help' for the options of a command. Without installing:
+npx stockade-sandbox@VERSION <command> (pin the version: an unpinned npx runs whatever the
+registry serves that day, in front of your servers).`;
 }
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
+  // Not for `run`: its stdout is the payload's, handed over as the fd; opening it as a stream
+  // here would let libuv change the flags of the open file the payload shares.
+  if (name !== 'run') quietOnClosedStdout();
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(`${usage()}\n`);
     return name === undefined ? 2 : 0;
@@ -42,10 +48,8 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await command.load().main(rest);
   } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`stockade ${name}: ${err.message}\n`);
-      return 2;
-    }
-    throw err;
+    const { line, exitCode } = describeCliError(name, err, name === 'run' ? 2 : 1);
+    process.stderr.write(`${line}\n`);
+    return exitCode;
   }
 }

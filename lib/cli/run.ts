@@ -17,6 +17,7 @@ import type { SandboxOptions } from '../options';
 import { loadPolicy, mergeFlags, type PolicyLaunch, policyToOptions, policyValidation } from '../policy';
 import { type SandboxedProcess, spawnSandboxed } from '../process';
 import { parseRunArgs, UsageError } from './flags';
+import { DenialReport, verboseStream } from './report';
 
 export function runUsage(): string {
   return `Usage: stockade run [options] -- COMMAND [ARGS...]
@@ -55,10 +56,13 @@ Policy and output:
   --profile node|python   what an interpreter needs (binary, prefix, caches)
   --hostname NAME         hostname inside (default stockade)
   --audit FILE            append the audit log (pino JSON lines) to FILE
-  --verbose               print audit events to stderr
+  --verbose               print every audit event to stderr, one readable line each
   --help                  show this help
 
-Example (an MCP client config "command"):
+Each denial (a blocked connection, a refused tool call, a limit, the timeout) is one line on
+stderr, and a summary follows at exit when anything was denied.
+
+Example (an MCP client config "command"; stockade-sandbox is the same program):
   stockade run --profile node -- npx -y @modelcontextprotocol/server-memory`;
 }
 
@@ -110,6 +114,8 @@ export function openAuditFile(file: string, options: SandboxOptions): number {
   return fd;
 }
 
+const stderrLine = (line: string) => process.stderr.write(`${line}\n`);
+
 function auditLogger(launch: PolicyLaunch): Logger | undefined {
   if (launch.audit === undefined && !launch.verbose) return undefined;
   const pino = require('pino') as typeof import('pino');
@@ -117,7 +123,7 @@ function auditLogger(launch: PolicyLaunch): Logger | undefined {
   if (launch.audit !== undefined) {
     streams.push({ stream: pino.destination({ fd: openAuditFile(launch.audit, launch.options), sync: true }) });
   }
-  if (launch.verbose) streams.push({ stream: pino.destination({ dest: 2, sync: true }) });
+  if (launch.verbose) streams.push({ stream: verboseStream(stderrLine) });
   if (streams.length === 0) return undefined;
   return pino({ base: { component: 'stockade' } }, pino.multistream(streams));
 }
@@ -131,21 +137,14 @@ export async function main(argv: string[]): Promise<number> {
   }
   const { flags, policyFile } = parseRunArgs(argv);
   policyValidation.backstop = false;
-  let launch: PolicyLaunch;
-  try {
-    launch = policyToOptions(mergeFlags(policyFile ? loadPolicy(policyFile) : {}, flags));
-  } catch (err) {
-    if ((err as { code?: string }).code === 'ERR_STOCKADE_POLICY') {
-      process.stderr.write(`stockade run: ${(err as Error).message}\n`);
-      return 2;
-    }
-    throw err;
-  }
+  // An invalid policy throws a PolicyError, which main() reports (exit 2).
+  const launch: PolicyLaunch = policyToOptions(mergeFlags(policyFile ? loadPolicy(policyFile) : {}, flags));
   return launch_(launch);
 }
 
 function launch_(launch: PolicyLaunch): Promise<number> {
   const logger = auditLogger(launch);
+  const report = new DenialReport(stderrLine, !launch.verbose);
   const filtered = launch.tools !== undefined;
   // Signal handlers before the spawn: the payload may run before 'spawn' is emitted (a signal
   // then is held by SandboxedProcess until the sandbox exists), and a signal that came in before
@@ -166,32 +165,38 @@ function launch_(launch: PolicyLaunch): Promise<number> {
     throw err;
   }
   const sandbox = child;
+  sandbox.on('egress', (record) => report.egress(record));
+  sandbox.on('audit', (event) => report.audit(event));
   if (filtered && sandbox.stdin && sandbox.stdout) {
     const { wireToolFilter } = require('../mcp') as typeof import('../mcp');
     const filter = wireToolFilter(
       { fromClient: process.stdin, toClient: process.stdout, toServer: sandbox.stdin, fromServer: sandbox.stdout },
       { tools: launch.tools ?? [], logger },
     );
+    filter.on('tool-call', (e) => report.tool(e));
     // Correlation: what the server did on the network, and which violations it committed, while
     // tool calls were in flight. One line per event, naming the calls (request id and tool).
     const during = (event: string, record: object) => {
       const calls = filter.activeCalls();
       if (calls.length > 0) logger?.info({ event, calls: calls.map((c) => ({ id: c.id, tool: c.tool })), ...record });
     };
-    sandbox.on('egress', (record: object) => during('mcp.tool_egress', { egress: record }));
+    sandbox.on('egress', (record: object) => during('tool-call-egress', { egress: record }));
     sandbox.on(
       'audit',
-      (record: { event?: string }) => record.event === 'violation' && during('mcp.tool_violation', { violation: record }),
+      (record: { event?: string }) => record.event === 'violation' && during('tool-call-violation', { violation: record }),
     );
   }
   return new Promise((resolve) => {
     sandbox.on('error', (err) => {
       unhook();
-      process.stderr.write(`stockade: ${err.message}\n`);
+      stderrLine(`stockade: ${err.message}`);
       resolve(127);
     });
     sandbox.on('close', (code, signal: NodeJS.Signals | null) => {
       unhook();
+      report.exit(signal);
+      const summary = report.summary();
+      if (summary) stderrLine(summary);
       resolve(code ?? 128 + (signal ? (osConstants.signals as Record<string, number>)[signal] : 0));
     });
   });

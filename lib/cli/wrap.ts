@@ -1,44 +1,55 @@
-// `stockade wrap CONFIG [--dry-run] [--undo] [--absolute]`: put every stdio MCP server of a client
-// config behind `stockade run`, with a starting policy per server written next to the config.
+// `stockade wrap CONFIG [--dry-run] [--undo] [--portable]`: put every stdio MCP server of a
+// client config behind `stockade run`, with a starting policy per server (lib/cli/wrap-policy.ts).
 //
-// Formats: Claude Desktop (claude_desktop_config.json), Claude Code (.mcp.json), Cursor
-// (~/.cursor/mcp.json), all under `mcpServers`; VS Code (.vscode/mcp.json) under `servers`.
+// Formats: Claude Desktop (claude_desktop_config.json), Claude Code (.mcp.json in a project;
+// ~/.claude.json with user-scoped `mcpServers` and project-scoped `projects.<dir>.mcpServers`),
+// Cursor (~/.cursor/mcp.json), all under `mcpServers`; VS Code (.vscode/mcp.json) under `servers`.
 //
 // Decisions, all reported to the user:
-//   - Launcher: `npx -y stockade run ...` by default. It works on any machine with npm and after
-//     node upgrades; the cost is npx's resolution at each start. `--absolute` writes the current
-//     node binary and this package's bin instead (faster, but tied to this install).
-//   - Secrets: env vars whose names look like credentials (TOKEN, KEY, SECRET, PASSWORD, ...)
-//     stay in the client config's env, which is where the launcher reads them; the policy names
-//     them as proxy-injected secrets, so the server only ever sees a placeholder. The host they
-//     are for is filled in for well-known names; otherwise it is `FILL-IN-HOST.invalid`, a name
-//     that can never resolve, and the user is told to edit it.
-//   - Other env vars are passed through by name (`true`): their values stay in the client config.
+//   - Launcher: this installed launcher by absolute path (this node and this package's
+//     bin/stockade.js): no npx lookup at each start (about 450 ms), works offline, and cannot
+//     drift to another version. `--portable` writes `npx -y stockade-sandbox@VERSION` instead,
+//     pinned to this exact version, for configs shared between machines. Run from npx's cache
+//     (which npm may clean), wrap writes the portable form.
+//   - Project configs (.vscode/mcp.json, a project's .mcp.json) refer to their policies by a
+//     path relative to the project, so the config and its policies can be committed together.
+//   - Secrets: env vars whose names look like credentials stay in the client config's env,
+//     which is where the launcher reads them; the policy names them as proxy-injected secrets,
+//     so the server only ever sees a placeholder.
 //   - Existing policy files are never overwritten (they may hold the user's edits).
 //   - The backup (CONFIG.stockade-backup) is the config as it was before the first wrap; a later
 //     wrap keeps it, so --undo always returns to the pre-stockade file, byte for byte.
+//   - The config is edited in place with jsonc-parser: only the rewritten server entries change;
+//     comments, key order, indentation and line ends elsewhere stay as they were.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { applyEdits, type FormattingOptions, type JSONPath, modify, type ParseError, parse, printParseErrorCode } from 'jsonc-parser';
 import { libDir } from '../location';
-import { guessProfile } from '../policy/profiles';
-import type { Policy } from '../policy/types';
 import type { CliIO } from './check';
 import { unifiedDiff } from './diff';
+import { UsageError } from './errors';
+import { type Grant, PLACEHOLDER_HOST, startingPolicy, type WrapSecret } from './wrap-policy';
 
-export type ConfigFormat = 'claude-desktop' | 'claude-code' | 'vscode' | 'cursor' | 'mcpServers';
+export { looksLikeSecret, PLACEHOLDER_HOST, startingPolicy, type WrapSecret } from './wrap-policy';
+
+export type ConfigFormat = 'claude-desktop' | 'claude-code' | 'claude-code-user' | 'vscode' | 'cursor' | 'mcpServers';
 
 export type ServerAction =
-  | { name: string; action: 'wrapped'; policyFile: string; policyCreated: boolean; secrets: WrapSecret[] }
-  | { name: string; action: 'already-wrapped' }
-  | { name: string; action: 'remote'; detail: string }
-  | { name: string; action: 'unknown'; detail: string };
-
-export interface WrapSecret {
-  name: string;
-  hosts: string[];
-  /** True when the host is a placeholder the user must replace. */
-  needsHost: boolean;
-}
+  | {
+      name: string;
+      /** The project directory of a Claude Code project-scoped server. */
+      scope?: string;
+      action: 'wrapped';
+      policyFile: string;
+      policyCreated: boolean;
+      secrets: WrapSecret[];
+      grants: Grant[];
+      warnings: string[];
+    }
+  | { name: string; scope?: string; action: 'relaunched'; detail: string }
+  | { name: string; scope?: string; action: 'already-wrapped' }
+  | { name: string; scope?: string; action: 'remote'; detail: string }
+  | { name: string; scope?: string; action: 'unknown'; detail: string };
 
 export interface WrapResult {
   format: ConfigFormat;
@@ -50,14 +61,15 @@ export interface WrapResult {
   diff: string;
   /** Policy files written (or that would be, with dryRun), with their content. */
   policies: { file: string; content: string }[];
-  /** The config had comments (JSONC) that the rewritten file no longer has (the backup does). */
-  commentsDropped: boolean;
+  launcher: Launcher;
+  /** A project config (policies referred to relative to the project). */
+  project: boolean;
 }
 
 export interface WrapOptions {
   dryRun?: boolean;
-  /** Use this node binary and the package's bin path instead of `npx -y stockade`. */
-  absolute?: boolean;
+  /** `npx -y stockade-sandbox@VERSION` instead of this install's launcher by absolute path. */
+  portable?: boolean;
 }
 
 export class WrapError extends Error {
@@ -68,52 +80,21 @@ export class WrapError extends Error {
 }
 
 export const BACKUP_SUFFIX = '.stockade-backup';
-export const PLACEHOLDER_HOST = 'FILL-IN-HOST.invalid';
+export const PACKAGE_NAME = 'stockade-sandbox';
 
-/** Hosts of well-known credentials, so the common servers work without editing. */
-const KNOWN_SECRET_HOSTS: [RegExp, string[]][] = [
-  [/^(GITHUB|GH)_/, ['api.github.com']],
-  [/^GITLAB_/, ['gitlab.com']],
-  [/^SLACK_/, ['slack.com']],
-  [/^OPENAI_/, ['api.openai.com']],
-  [/^ANTHROPIC_/, ['api.anthropic.com']],
-  [/^BRAVE_/, ['api.search.brave.com']],
-  [/^NOTION_/, ['api.notion.com']],
-  [/^LINEAR_/, ['api.linear.app']],
-  [/^SENTRY_/, ['sentry.io']],
-  [/^STRIPE_/, ['api.stripe.com']],
-];
-
-const SECRET_WORDS = new Set([
-  'TOKEN',
-  'KEY',
-  'APIKEY',
-  'SECRET',
-  'PASSWORD',
-  'PASSWD',
-  'PASS',
-  'PAT',
-  'CREDENTIAL',
-  'CREDENTIALS',
-  'AUTH',
-]);
-
-/** Does this env var look like a credential? (A value that is an absolute path is not one.) */
-export function looksLikeSecret(name: string, value: unknown): boolean {
-  if (typeof value === 'string' && value.startsWith('/')) return false;
-  return name
-    .toUpperCase()
-    .split(/[^A-Z0-9]+/)
-    .some((part) => SECRET_WORDS.has(part));
-}
+// dist/lib is the bundle's and the library's directory alike (lib/location.ts).
+const packageRoot = [join(libDir, '../..'), join(libDir, '..')].find((r) => existsSync(join(r, 'package.json'))) ?? join(libDir, '../..');
+const packageVersion = (): string => (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
 
 export function detectFormat(file: string, doc: unknown): ConfigFormat | undefined {
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return undefined;
   const d = doc as Record<string, unknown>;
   const name = basename(file);
   const parent = basename(dirname(resolve(file)));
-  const hasMcpServers = typeof d.mcpServers === 'object' && d.mcpServers !== null;
-  const hasServers = typeof d.servers === 'object' && d.servers !== null;
+  const isObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
+  const hasMcpServers = isObject(d.mcpServers);
+  const hasServers = isObject(d.servers);
+  if (name === '.claude.json' && (hasMcpServers || isObject(d.projects))) return 'claude-code-user';
   if (name === 'claude_desktop_config.json' && hasMcpServers) return 'claude-desktop';
   if (name === '.mcp.json' && hasMcpServers) return 'claude-code';
   if (name === 'mcp.json' && parent === '.vscode' && hasServers) return 'vscode';
@@ -123,147 +104,205 @@ export function detectFormat(file: string, doc: unknown): ConfigFormat | undefin
   return undefined;
 }
 
-/** VS Code's mcp.json is JSONC: strip comments and trailing commas (outside strings) first. */
-export function parseJsonc(text: string): unknown {
-  let out = '';
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (c === '"') {
-      const start = i;
-      for (i++; i < text.length && text[i] !== '"'; i++) if (text[i] === '\\') i++;
-      out += text.slice(start, i + 1);
-    } else if (c === '/' && text[i + 1] === '/') {
-      while (i < text.length && text[i] !== '\n') i++;
-      out += '\n';
-    } else if (c === '/' && text[i + 1] === '*') {
-      const end = text.indexOf('*/', i + 2);
-      i = end < 0 ? text.length : end + 1;
-    } else {
-      out += c;
+/** A config committed with its project: policies are referred to relative to the project. */
+function isProjectConfig(file: string, format: ConfigFormat): boolean {
+  return format === 'claude-code' || (format === 'vscode' && basename(dirname(resolve(file))) === '.vscode');
+}
+
+type Entry = Record<string, unknown>;
+
+/** Every table of servers in the document: its JSON path, and the project it belongs to. */
+function serverTables(
+  format: ConfigFormat,
+  doc: Record<string, unknown>,
+): { path: JSONPath; servers: Record<string, unknown>; scope?: string }[] {
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  const tables: { path: JSONPath; servers: Record<string, unknown>; scope?: string }[] = [];
+  const key = format === 'vscode' ? 'servers' : 'mcpServers';
+  if (isObject(doc[key])) tables.push({ path: [key], servers: doc[key] });
+  // Claude Code keeps servers added with `claude mcp add` (local scope) per project directory.
+  if (format === 'claude-code-user' && isObject(doc.projects)) {
+    for (const [dir, project] of Object.entries(doc.projects)) {
+      if (isObject(project) && isObject(project.mcpServers))
+        tables.push({ path: ['projects', dir, 'mcpServers'], servers: project.mcpServers, scope: dir });
     }
   }
-  return JSON.parse(out.replace(/,(\s*[}\]])/g, '$1'));
+  return tables;
 }
 
-function detectIndent(text: string): string | number {
-  const m = /^([ \t]+)"/m.exec(text);
-  if (!m) return 2;
-  return m[1].startsWith('\t') ? '\t' : m[1].length;
+export interface Launcher {
+  command: string;
+  prefix: string[];
+  kind: 'installed' | 'portable';
+  /** Why the portable form was chosen without being asked for. */
+  note?: string;
 }
 
-function isWrapped(command: string, args: string[]): boolean {
-  if (basename(command) === 'stockade') return true;
+/** The program a wrapped entry runs: this install by absolute path, or a pinned npx. */
+export function launcherFor(portable: boolean, root = packageRoot): Launcher {
+  const pinned: Launcher = { command: 'npx', prefix: ['-y', `${PACKAGE_NAME}@${packageVersion()}`], kind: 'portable' };
+  if (portable) return pinned;
+  if (root.split('/').includes('_npx')) {
+    return {
+      ...pinned,
+      note: `running from npx's cache, which npm may clean: wrote ${pinned.prefix[1]} (install it, npm i -g ${PACKAGE_NAME}, for faster starts)`,
+    };
+  }
+  return { command: process.execPath, prefix: [join(root, 'bin', 'stockade.js')], kind: 'installed' };
+}
+
+/**
+ * Does this entry already run through stockade? 'legacy': through `npx -y stockade`, which an
+ * earlier wrap wrote and which fetches an unrelated package of that name: its launcher is
+ * replaced, the rest of its command line kept.
+ */
+function wrappedState(command: string, args: string[]): 'no' | 'yes' | 'legacy' {
+  const program = basename(command);
+  if (program === 'stockade' || program === PACKAGE_NAME || program === 'stockade.js') return 'yes';
+  if (args[0] !== undefined && /(^|\/)bin\/stockade\.js$/.test(args[0]) && args[1] === 'run') return 'yes';
   const head = args.slice(0, 3);
-  return (
-    (head.includes('stockade') && args.includes('run')) ||
-    (args[0] !== undefined && /(^|\/)bin\/stockade\.js$/.test(args[0]) && args[1] === 'run')
-  );
+  if (head.some((a) => a === PACKAGE_NAME || a.startsWith(`${PACKAGE_NAME}@`)) && args.includes('run')) return 'yes';
+  if (program === 'npx' && head.includes('stockade') && args.includes('run')) return 'legacy';
+  return 'no';
 }
 
 function safeName(name: string): string {
-  return name.replace(/[^A-Za-z0-9._-]/g, '_') || 'server';
+  return name.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_') || 'server';
 }
 
-/** The starting policy for one server: profile, pass-through env, secrets, granted paths. */
-export function startingPolicy(command: string, args: string[], env: Record<string, unknown>): { policy: Policy; secrets: WrapSecret[] } {
-  const policy: Policy = { $schema: 'https://unpkg.com/stockade/stockade.schema.json' };
-  const profile = guessProfile(command);
-  if (profile) policy.profile = profile;
-  // Absolute directories on the command line are what a server like server-filesystem is meant
-  // to work on; grant them read-write so it works as before (narrow them by editing).
-  const dirs = args.filter((a) => isAbsolute(a) && existsSync(a) && statSync(a).isDirectory());
-  if (dirs.length) policy.filesystem = { readWrite: dirs };
-  // A program given by absolute path outside any profile needs its own directory to be visible.
-  if (!profile && isAbsolute(command)) policy.filesystem = { ...policy.filesystem, readOnly: [dirname(command)] };
-  const secrets: WrapSecret[] = [];
-  const passEnv: Record<string, true> = {};
-  for (const [name, value] of Object.entries(env)) {
-    if (looksLikeSecret(name, value)) {
-      const known = KNOWN_SECRET_HOSTS.find(([re]) => re.test(name.toUpperCase()));
-      secrets.push({ name, hosts: known ? known[1] : [PLACEHOLDER_HOST], needsHost: !known });
-    } else if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
-      passEnv[name] = true;
-    }
+function formatting(text: string): FormattingOptions {
+  const m = /^([ \t]+)"/m.exec(text);
+  const tabs = m?.[1].startsWith('\t') ?? false;
+  return { insertSpaces: !tabs, tabSize: tabs ? 1 : (m?.[1].length ?? 2), eol: text.includes('\r\n') ? '\r\n' : '\n' };
+}
+
+/** JSONC (comments, trailing commas), as VS Code and Claude Code accept it. */
+export function parseJsonc(text: string): unknown {
+  const errors: ParseError[] = [];
+  const doc = parse(text, errors, { allowTrailingComma: true, disallowComments: false, allowEmptyContent: false });
+  if (errors.length) {
+    const { error, offset } = errors[0];
+    const before = text.slice(0, offset).split('\n');
+    throw new SyntaxError(`${printParseErrorCode(error)} at line ${before.length}, column ${before[before.length - 1].length + 1}`);
   }
-  if (Object.keys(passEnv).length) policy.env = passEnv;
-  if (secrets.length) {
-    policy.network = { allow: [...new Set(secrets.flatMap((s) => s.hosts))] };
-    policy.secrets = secrets.map((s) => ({ name: s.name, hosts: s.hosts }));
+  return doc;
+}
+
+function readConfig(file: string): { original: Buffer; text: string; doc: Record<string, unknown>; format: ConfigFormat } {
+  let st: ReturnType<typeof statSync>;
+  try {
+    st = statSync(file);
+  } catch (err) {
+    throw new WrapError(
+      `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}: give the path of an MCP client config`,
+    );
   }
-  return { policy, secrets };
-}
-
-function launcher(absolute: boolean): { command: string; prefix: string[] } {
-  if (!absolute) return { command: 'npx', prefix: ['-y', 'stockade'] };
-  // dist/lib -> package root; lib when run from source.
-  const root = [join(libDir, '../..'), join(libDir, '..')].find((r) => existsSync(join(r, 'package.json')));
-  return { command: process.execPath, prefix: [join(root ?? join(libDir, '../..'), 'bin', 'stockade.js')] };
-}
-
-/** Plans (and unless dryRun, performs) the wrap of one config file. */
-export function wrapConfig(file: string, opts: WrapOptions = {}): WrapResult {
+  if (st.isDirectory()) {
+    throw new WrapError(
+      `${file} is a directory: give the config file itself (e.g. ${join(file, '.mcp.json')} or ${join(file, '.vscode', 'mcp.json')})`,
+    );
+  }
+  if (!st.isFile()) throw new WrapError(`${file} is not a regular file`);
   const original = readFileSync(file);
   const text = original.toString('utf8');
   let doc: unknown;
   try {
     doc = parseJsonc(text);
   } catch (err) {
-    throw new WrapError(`${file} is not valid JSON: ${(err as Error).message}`);
-  }
-  let commentsDropped = false;
-  try {
-    JSON.parse(text);
-  } catch {
-    commentsDropped = true;
+    throw new WrapError(`${file} is not valid JSON: ${(err as Error).message}; nothing changed`);
   }
   const format = detectFormat(file, doc);
-  if (!format) {
-    throw new WrapError(`${file}: unknown config format (no \`mcpServers\` or \`servers\` object); nothing changed`);
-  }
-  const key = format === 'vscode' ? 'servers' : 'mcpServers';
-  const servers = (doc as Record<string, Record<string, Record<string, unknown>>>)[key];
+  if (!format) throw new WrapError(`${file}: unknown config format (no \`mcpServers\` or \`servers\` object); nothing changed`);
+  return { original, text, doc: doc as Record<string, unknown>, format };
+}
+
+/** Where the policies go, and how the config refers to them. */
+function policyPlace(file: string, format: ConfigFormat): { dir: string; ref: (policyFile: string) => string } {
   const configDir = dirname(resolve(file));
-  const policyDir = join(configDir, 'stockade');
-  const { command: launchCommand, prefix } = launcher(opts.absolute ?? false);
+  // ~/.claude.json sits in the home directory: its policies go beside Claude Code's own files.
+  const dir = format === 'claude-code-user' ? join(configDir, '.claude', 'stockade') : join(configDir, 'stockade');
+  if (!isProjectConfig(file, format)) return { dir, ref: (p) => p };
+  // VS Code expands ${workspaceFolder}; Claude Code starts project servers in the project dir.
+  if (format === 'vscode') {
+    const project = dirname(configDir);
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: VS Code's variable syntax, written literally
+    return { dir, ref: (p) => `\${workspaceFolder}/${relative(project, p)}` };
+  }
+  return { dir, ref: (p) => relative(configDir, p) };
+}
+
+/** Plans (and unless dryRun, performs) the wrap of one config file. */
+export function wrapConfig(file: string, opts: WrapOptions = {}): WrapResult {
+  const { original, text, doc, format } = readConfig(file);
+  const project = isProjectConfig(file, format);
+  const place = policyPlace(file, format);
+  const launcher = launcherFor(opts.portable ?? false);
+  const fmt = formatting(text);
   const actions: ServerAction[] = [];
   const policies: { file: string; content: string }[] = [];
   const usedNames = new Set<string>();
-  for (const [name, entry] of Object.entries(servers)) {
-    if (!entry || typeof entry !== 'object' || Array.isArray(entry)) {
-      actions.push({ name, action: 'unknown', detail: 'not an object' });
-      continue;
+  let newText = text;
+  const rewrite = (path: JSONPath, entry: Entry) => {
+    newText = applyEdits(newText, modify(newText, path, entry, { formattingOptions: fmt }));
+  };
+  for (const table of serverTables(format, doc)) {
+    const scope = table.scope !== undefined ? { scope: table.scope } : {};
+    for (const [name, value] of Object.entries(table.servers)) {
+      if (!value || typeof value !== 'object' || Array.isArray(value)) {
+        actions.push({ name, ...scope, action: 'unknown', detail: 'not an object' });
+        continue;
+      }
+      const entry = value as Entry;
+      const type = typeof entry.type === 'string' ? entry.type : undefined;
+      if (typeof entry.url === 'string' || (type && type !== 'stdio')) {
+        actions.push({
+          name,
+          ...scope,
+          action: 'remote',
+          detail: `${type ?? 'url'} server${typeof entry.url === 'string' ? ` at ${entry.url}` : ''}`,
+        });
+        continue;
+      }
+      if (typeof entry.command !== 'string') {
+        actions.push({ name, ...scope, action: 'unknown', detail: 'no `command`' });
+        continue;
+      }
+      const args = Array.isArray(entry.args) ? entry.args.filter((a): a is string => typeof a === 'string') : [];
+      const state = wrappedState(entry.command, args);
+      if (state === 'yes') {
+        actions.push({ name, ...scope, action: 'already-wrapped' });
+        continue;
+      }
+      if (state === 'legacy') {
+        const rest = args.slice(args.indexOf('run'));
+        rewrite([...table.path, name], { ...entry, command: launcher.command, args: [...launcher.prefix, ...rest] });
+        actions.push({
+          name,
+          ...scope,
+          action: 'relaunched',
+          detail: 'its launcher was `npx -y stockade`, an unrelated package of that name',
+        });
+        continue;
+      }
+      let base = table.scope !== undefined ? `${safeName(basename(table.scope))}-${safeName(name)}` : safeName(name);
+      while (usedNames.has(base)) base = `${base}_`;
+      usedNames.add(base);
+      const policyFile = join(place.dir, `${base}.policy.json`);
+      const env = entry.env && typeof entry.env === 'object' ? (entry.env as Record<string, unknown>) : {};
+      const { policy, secrets, grants, warnings } = startingPolicy(entry.command, args, env);
+      const policyCreated = !existsSync(policyFile);
+      if (policyCreated) policies.push({ file: policyFile, content: `${JSON.stringify(policy, null, 2)}\n` });
+      // Keep every other field (env, type, cwd, envFile...) where it was; only the program changes.
+      const wrapped = {
+        ...entry,
+        command: launcher.command,
+        args: [...launcher.prefix, 'run', '--policy', place.ref(policyFile), '--', entry.command, ...args],
+      };
+      rewrite([...table.path, name], wrapped);
+      actions.push({ name, ...scope, action: 'wrapped', policyFile, policyCreated, secrets, grants, warnings });
     }
-    const type = typeof entry.type === 'string' ? entry.type : undefined;
-    if (typeof entry.url === 'string' || (type && type !== 'stdio')) {
-      actions.push({ name, action: 'remote', detail: `${type ?? 'url'} server${typeof entry.url === 'string' ? ` at ${entry.url}` : ''}` });
-      continue;
-    }
-    if (typeof entry.command !== 'string') {
-      actions.push({ name, action: 'unknown', detail: 'no `command`' });
-      continue;
-    }
-    const args = Array.isArray(entry.args) ? entry.args.filter((a): a is string => typeof a === 'string') : [];
-    if (isWrapped(entry.command, args)) {
-      actions.push({ name, action: 'already-wrapped' });
-      continue;
-    }
-    let base = safeName(name);
-    while (usedNames.has(base)) base = `${base}_`;
-    usedNames.add(base);
-    const policyFile = join(policyDir, `${base}.policy.json`);
-    const env = entry.env && typeof entry.env === 'object' ? (entry.env as Record<string, unknown>) : {};
-    const { policy, secrets } = startingPolicy(entry.command, args, env);
-    const policyCreated = !existsSync(policyFile);
-    if (policyCreated) policies.push({ file: policyFile, content: `${JSON.stringify(policy, null, 2)}\n` });
-    // Keep every other field (env, type, cwd, envFile...) where it was; only the program changes.
-    servers[name] = { ...entry, command: launchCommand, args: [...prefix, 'run', '--policy', policyFile, '--', entry.command, ...args] };
-    actions.push({ name, action: 'wrapped', policyFile, policyCreated, secrets });
   }
-  const changed = actions.some((a) => a.action === 'wrapped');
-  const indent = detectIndent(text);
-  // Keep the file's own conventions: indentation, CRLF line ends, a final newline or not.
-  const eol = text.includes('\r\n') ? '\r\n' : '\n';
-  const newText = changed ? `${JSON.stringify(doc, null, indent).replace(/\n/g, eol)}${text.endsWith('\n') ? eol : ''}` : text;
+  const changed = newText !== text;
   const backupFile = `${file}${BACKUP_SUFFIX}`;
   const result: WrapResult = {
     format,
@@ -272,12 +311,13 @@ export function wrapConfig(file: string, opts: WrapOptions = {}): WrapResult {
     backupFile,
     diff: changed ? unifiedDiff(text, newText, file, `${file} (wrapped)`) : '',
     policies,
-    commentsDropped: commentsDropped && changed,
+    launcher,
+    project,
   };
   if (opts.dryRun || !changed) return result;
   // The backup is the pre-stockade file: never replace it with an already-wrapped one.
   if (!existsSync(backupFile)) writeFileSync(backupFile, original, { flag: 'wx', mode: statSync(file).mode & 0o777 });
-  mkdirSync(policyDir, { recursive: true });
+  mkdirSync(place.dir, { recursive: true });
   for (const p of policies) writeFileSync(p.file, p.content, { flag: 'wx' });
   // Write-then-rename, so a client reading the config never sees half a file.
   const tmp = `${file}.stockade-tmp`;
@@ -298,42 +338,91 @@ export function undoWrap(file: string): { backupFile: string } {
   return { backupFile };
 }
 
-const USAGE = `usage: stockade wrap CONFIG [--dry-run] [--undo] [--absolute]
+const USAGE = `usage: stockade wrap CONFIG [--dry-run] [--portable]
+       stockade wrap --undo CONFIG
 
-Rewrites every stdio MCP server in CONFIG (Claude Desktop, Claude Code, VS Code or Cursor) to
-run through \`stockade run\`, writing a starting policy per server to stockade/NAME.policy.json
-next to CONFIG. Remote (url) servers and unknown entries are left alone.
+Rewrites every stdio MCP server in CONFIG (Claude Desktop, Claude Code's .mcp.json or
+~/.claude.json, VS Code or Cursor) to run through \`stockade run\`, writing a starting policy per
+server to stockade/NAME.policy.json next to CONFIG. Remote (url) servers and unknown entries are
+left alone.
 
-  --dry-run   print the diff and the policies that would be written; change nothing
-  --undo      restore CONFIG from its backup (CONFIG${BACKUP_SUFFIX}), byte for byte
-  --absolute  launch with this node and this install's bin instead of \`npx -y stockade\`
+  --dry-run    print the diff and the policies that would be written; change nothing
+  --undo       restore CONFIG from its backup (CONFIG${BACKUP_SUFFIX}), byte for byte
+  --portable   launch with \`npx -y ${PACKAGE_NAME}@VERSION\` (this exact version) instead of
+               this install by absolute path: for a config shared between machines
 `;
 
-function report(result: WrapResult, io: CliIO, dryRun: boolean): void {
+/** Quotes a path for a POSIX shell when it needs it. */
+function shellQuote(s: string): string {
+  return /^[A-Za-z0-9_./@%+=:,-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+function describeSecret(sec: WrapSecret): string {
+  if (sec.needsHost) {
+    return `  secret ${sec.name}: its value stays in the client config's env; the server sees a placeholder. EDIT the policy: replace ${PLACEHOLDER_HOST} with the host(s) ${sec.name} is sent to`;
+  }
+  const inject = sec.inject;
+  const how =
+    inject === undefined
+      ? 'Authorization: Bearer {secret}'
+      : 'header' in inject
+        ? `${inject.header}: ${inject.format}`
+        : 'query' in inject
+          ? `query parameter ${inject.query}`
+          : 'basic auth';
+  return `  secret ${sec.name}: its value stays in the client config's env; the proxy injects it for ${sec.hosts.join(', ')} only (${how})`;
+}
+
+function report(result: WrapResult, file: string, io: CliIO, dryRun: boolean): void {
   const w = (s: string) => io.stdout.write(`${s}\n`);
   const verb = dryRun ? 'would wrap' : 'wrapped';
   for (const s of result.servers) {
+    const name = s.scope !== undefined ? `${s.name} (project ${s.scope})` : s.name;
     if (s.action === 'wrapped') {
-      w(`${verb} ${s.name}: policy ${s.policyFile}${s.policyCreated ? '' : ' (exists, kept)'}`);
-      for (const sec of s.secrets) {
-        w(
-          sec.needsHost
-            ? `  secret ${sec.name}: its value stays in the client config's env; the server sees a placeholder. EDIT the policy: replace ${PLACEHOLDER_HOST} with the host(s) ${sec.name} is sent to`
-            : `  secret ${sec.name}: its value stays in the client config's env; the proxy injects it for ${sec.hosts.join(', ')} only (default header: Authorization: Bearer {secret})`,
-        );
-      }
+      w(`${verb} ${name}: policy ${s.policyFile}${s.policyCreated ? '' : ' (exists, kept)'}`);
+      if (s.policyCreated) for (const g of s.grants) w(`  granted ${g.mode === 'rw' ? 'read-write' : 'read-only'} ${g.path} (${g.why})`);
+      for (const sec of s.secrets) w(describeSecret(sec));
+      for (const warning of s.warnings) w(`  warning: ${warning}`);
+    } else if (s.action === 'relaunched') {
+      w(
+        `${dryRun ? 'would fix' : 'fixed'} ${name}: ${s.detail}; now ${result.launcher.kind === 'installed' ? 'this install' : result.launcher.prefix[1]}`,
+      );
     } else if (s.action === 'already-wrapped') {
-      w(`left ${s.name}: already runs through stockade`);
+      w(`left ${name}: already runs through stockade`);
     } else if (s.action === 'remote') {
-      w(`left ${s.name}: remote ${s.detail} (stockade sandboxes local stdio servers only)`);
+      w(`left ${name}: remote ${s.detail} (stockade sandboxes local stdio servers only)`);
     } else {
-      w(`left ${s.name}: not a stdio server entry (${s.detail})`);
+      w(`left ${name}: not a stdio server entry (${s.detail})`);
     }
   }
-  if (result.commentsDropped) w(`note: the comments in the config are not kept in the rewritten file (the backup has them)`);
-  if (!result.changed) w('nothing to change');
-  else if (!dryRun)
-    w(`backup: ${result.backupFile} (restore with: stockade wrap --undo ${basename(result.backupFile.slice(0, -BACKUP_SUFFIX.length))})`);
+  if (!result.changed) {
+    w('nothing to change');
+    return;
+  }
+  const l = result.launcher;
+  w(
+    l.kind === 'installed'
+      ? `launcher: ${l.command} ${l.prefix[0]} (this install; --portable writes npx -y ${PACKAGE_NAME}@VERSION instead)`
+      : `launcher: npx -y ${l.prefix[1]}${l.note ? ` (${l.note})` : ''}`,
+  );
+  if (result.project) {
+    w(
+      `policies are referred to relative to the project${l.kind === 'installed' ? '; to commit this config, wrap it with --portable (the launcher path is this machine)' : ', so the config and stockade/ can be committed'}`,
+    );
+  }
+  if (!dryRun) w(`backup: ${result.backupFile} (restore with: stockade wrap --undo ${shellQuote(resolve(file))})`);
+}
+
+function parseWrapArgs(argv: string[]): { file: string; undo: boolean; dryRun: boolean; portable: boolean } {
+  // --absolute: the default now; accepted so that scripts written for earlier versions work.
+  const known = new Set(['--dry-run', '--undo', '--portable', '--absolute']);
+  const unknown = argv.find((a) => a.startsWith('-') && !known.has(a));
+  if (unknown) throw new UsageError(`unknown option ${unknown} (see stockade wrap --help)`);
+  const files = argv.filter((a) => !a.startsWith('-'));
+  if (files.length !== 1) throw new UsageError('expected exactly one CONFIG (see stockade wrap --help)');
+  const flags = { undo: argv.includes('--undo'), dryRun: argv.includes('--dry-run'), portable: argv.includes('--portable') };
+  if (flags.undo && (flags.dryRun || flags.portable)) throw new UsageError('--undo combines with no other option');
+  return { file: files[0], ...flags };
 }
 
 /** `argv` is what follows `wrap`. Exit status: 0 done, 1 error, 2 usage error. */
@@ -342,37 +431,31 @@ export async function main(argv: string[], io: CliIO = process): Promise<number>
     io.stdout.write(USAGE);
     return 0;
   }
-  const known = new Set(['--dry-run', '--undo', '--absolute']);
-  const unknown = argv.find((a) => a.startsWith('-') && !known.has(a));
-  const files = argv.filter((a) => !a.startsWith('-'));
-  if (unknown || files.length !== 1 || (argv.includes('--undo') && argv.includes('--dry-run'))) {
-    const why = unknown
-      ? `unknown option ${unknown}`
-      : files.length !== 1
-        ? 'expected exactly one CONFIG'
-        : '--undo and --dry-run do not combine';
-    io.stderr.write(`stockade wrap: ${why}\n${USAGE}`);
+  let args: ReturnType<typeof parseWrapArgs>;
+  try {
+    args = parseWrapArgs(argv);
+  } catch (err) {
+    io.stderr.write(`stockade wrap: ${(err as Error).message}\n`);
     return 2;
   }
-  const file = files[0];
+  const { file, undo, dryRun, portable } = args;
   try {
-    if (argv.includes('--undo')) {
+    if (undo) {
       undoWrap(file);
       io.stdout.write(`restored ${file} from its backup; policy files in ${join(dirname(resolve(file)), 'stockade')} were kept\n`);
       return 0;
     }
-    const dryRun = argv.includes('--dry-run');
-    const result = wrapConfig(file, { dryRun, absolute: argv.includes('--absolute') });
+    const result = wrapConfig(file, { dryRun, portable });
     if (dryRun) {
       io.stdout.write(result.diff);
       for (const p of result.policies) io.stdout.write(`--- would create ${p.file}\n${p.content}`);
     }
-    report(result, io, dryRun);
+    report(result, file, io, dryRun);
     return 0;
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    if (err instanceof WrapError || e.code === 'ENOENT' || e.code === 'EACCES') {
-      io.stderr.write(`stockade wrap: ${e.message}\n`);
+    if (err instanceof WrapError || e.code === 'ENOENT' || e.code === 'EACCES' || e.code === 'EEXIST') {
+      io.stderr.write(`stockade wrap: ${e.message.split('\n')[0]}\n`);
       return 1;
     }
     throw err;

@@ -205,7 +205,11 @@ export class EgressProxy extends EventEmitter<EgressProxyEvents> {
   }
 
   private record(record: EgressRecord): void {
-    this.logger?.info(record, `egress ${record.decision} ${record.host}:${record.port} (${record.rule})`);
+    // Denials at warn, so a log filtered by level still shows them.
+    this.logger?.[record.decision === 'deny' ? 'warn' : 'info'](
+      record,
+      `egress ${record.decision} ${record.host}:${record.port} (${record.rule})`,
+    );
     this.emit('egress', record);
   }
 }

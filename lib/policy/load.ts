@@ -87,7 +87,7 @@ export function loadPolicy(file: string): Policy {
   } catch (err) {
     if (err instanceof PolicyError) throw err;
     const e = err as NodeJS.ErrnoException;
-    throw new PolicyError([{ path: '', message: `cannot read the policy file: ${e.code ?? ''} ${e.message}`.trim() }], file);
+    throw new PolicyError([{ path: '', message: `cannot read the policy file: ${e.message}` }], file);
   }
   const doc = parsePolicyText(text, format, file);
   const issues = validatePolicy(doc);

@@ -46,7 +46,7 @@ export class Gateway {
     const handler = (req: IncomingMessage, res: ServerResponse) => {
       this.handle(req, res).catch((err: Error) => {
         // Nothing a client sends may take the gateway down: the request fails, the rest go on.
-        this.logger.error({ event: 'serve.request_error', error: err.message });
+        this.logger.error({ event: 'serve-request-error', error: err.message });
         if (!res.headersSent) this.reply(res, 500, { error: 'internal error' });
         else res.destroy();
       });
@@ -95,7 +95,7 @@ export class Gateway {
     const origin = req.headers.origin;
     if (origin !== undefined && !this.config.origins.includes(origin)) {
       this.deny('origin');
-      this.logger.warn({ event: 'serve.origin_refused', origin });
+      this.logger.warn({ event: 'serve-origin-refused', origin });
       return this.reply(res, 403, { error: `Origin ${origin} is not allowed` });
     }
     if (req.method === 'GET' && path === '/healthz') return this.reply(res, 200, { status: 'ok', sandboxes: this.tenants.size });
@@ -122,14 +122,14 @@ export class Gateway {
     } catch (err) {
       if (!(err instanceof AuthError)) throw err;
       this.deny('auth');
-      this.logger.warn({ event: 'serve.auth_refused', server, reason: err.message });
+      this.logger.warn({ event: 'serve-auth-refused', server, reason: err.message });
       const params = [`error="${err.oauthError}"`, `error_description="${err.message}"`];
       if (this.config.auth.oauth) params.push(`resource_metadata="${this.publicBase(req)}/.well-known/oauth-protected-resource${path}"`);
       return this.reply(res, 401, { error: err.message }, { 'www-authenticate': `Bearer ${params.join(', ')}` });
     }
     if (!this.takeToken(principal.id)) {
       this.deny('rate');
-      this.logger.warn({ event: 'serve.rate_limited', principal: principal.id, server });
+      this.logger.warn({ event: 'serve-rate-limited', principal: principal.id, server });
       return this.reply(res, 429, { error: 'too many requests' }, { 'retry-after': '1' });
     }
 
@@ -160,12 +160,12 @@ export class Gateway {
       } catch (err) {
         if (err instanceof TenantStartError) {
           this.deny('credential');
-          this.logger.warn({ event: 'serve.session_refused', principal: principal.id, server, reason: err.detail });
+          this.logger.warn({ event: 'serve-session-refused', principal: principal.id, server, reason: err.detail });
           return this.reply(res, 403, { jsonrpc: '2.0', id: null, error: { code: -32000, message: err.message } });
         }
         if (!(err instanceof CapacityError)) throw err;
         this.deny(`capacity_${err.scope}`);
-        this.logger.warn({ event: 'serve.capacity_refused', principal: principal.id, server, scope: err.scope });
+        this.logger.warn({ event: 'serve-capacity-refused', principal: principal.id, server, scope: err.scope });
         return this.reply(res, err.scope === 'principal' ? 429 : 503, {
           jsonrpc: '2.0',
           id: null,

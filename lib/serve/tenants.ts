@@ -146,7 +146,7 @@ export class Tenants {
     const tenant: Tenant = { id, principal, server, transport, child, lastUsed: Date.now(), inFlight: new Map(), stopping: false };
     this.live.add(tenant);
     this.bridge(tenant, launch.tools, logger);
-    logger.info({ event: 'serve.sandbox_start', home });
+    logger.info({ event: 'serve-sandbox-start', home });
     return tenant;
   }
 
@@ -154,7 +154,7 @@ export class Tenants {
   stop(t: Tenant, reason: string): void {
     if (t.stopping) return;
     t.stopping = true;
-    this.logger.info({ event: 'serve.sandbox_stop', principal: t.principal.id, server: t.server, sandbox: t.id, reason });
+    this.logger.info({ event: 'serve-sandbox-stop', principal: t.principal.id, server: t.server, sandbox: t.id, reason });
     if (t.transport.sessionId) this.bySession.delete(t.transport.sessionId);
     t.transport.close().catch(() => {});
     t.child.kill('SIGKILL');
@@ -200,7 +200,7 @@ export class Tenants {
         { tools, logger },
       );
       filter.on('tool-call', (e: { outcome: string }) => e.outcome === 'refused' && this.events.onDenial(t, 'tool'));
-      filter.on('error', (err: Error) => logger.warn({ event: 'serve.bridge_error', error: err.message }));
+      filter.on('error', (err: Error) => logger.warn({ event: 'serve-bridge-error', error: err.message }));
       toServer = clientSide;
       fromServer = serverSide;
     }
@@ -211,7 +211,7 @@ export class Tenants {
       if (m.method !== undefined && m.id !== undefined) t.inFlight.set(key(m.id), m.id);
       if (m.method === 'tools/call' && typeof m.params?.name === 'string') {
         // With an allowlist the filter audits each call with its outcome; without one, here.
-        if (tools === undefined) logger.info({ event: 'mcp.tool_call', tool: m.params.name, id: m.id });
+        if (tools === undefined) logger.info({ event: 'tool-call', tool: m.params.name, id: m.id });
         this.events.onToolCall(t, m.params.name);
       }
       toServer.write(`${JSON.stringify(message)}\n`);
@@ -220,21 +220,21 @@ export class Tenants {
       maxLineBytes: MAX_SERVER_MESSAGE_BYTES,
       onLine: (line) => this.fromServer(t, line, logger),
       onOversize: (_piece, end) => {
-        if (end) logger.warn({ event: 'serve.server_message_dropped', reason: `longer than ${MAX_SERVER_MESSAGE_BYTES} bytes` });
+        if (end) logger.warn({ event: 'serve-server-message-dropped', reason: `longer than ${MAX_SERVER_MESSAGE_BYTES} bytes` });
       },
     });
     fromServer.on('data', (chunk: Buffer) => splitter.push(chunk));
     child.stderr?.on('data', (d: Buffer) =>
-      logger.info({ event: 'serve.server_stderr', text: d.toString('utf8', 0, Math.min(d.length, 4096)) }),
+      logger.info({ event: 'serve-server-stderr', text: d.toString('utf8', 0, Math.min(d.length, 4096)) }),
     );
     child.on('egress', (r: { decision?: string }) => r.decision === 'deny' && this.events.onDenial(t, 'egress'));
     child.on('error', (err) => {
-      logger.error({ event: 'serve.sandbox_error', error: err.message });
+      logger.error({ event: 'serve-sandbox-error', error: err.message });
       this.stop(t, 'spawn failed');
       this.forget(t);
     });
     child.on('close', (exitCode, signal) => {
-      logger.info({ event: 'serve.sandbox_exit', exitCode, signal });
+      logger.info({ event: 'serve-sandbox-exit', exitCode, signal });
       this.stop(t, 'server exited');
       this.forget(t);
     });
@@ -255,7 +255,7 @@ export class Tenants {
     try {
       message = JSON.parse(line.toString('utf8')) as JSONRPCMessage;
     } catch {
-      logger.warn({ event: 'serve.server_message_dropped', reason: 'not JSON' });
+      logger.warn({ event: 'serve-server-message-dropped', reason: 'not JSON' });
       return;
     }
     const m = message as { id?: RequestId; method?: string; result?: unknown; error?: unknown };
@@ -263,7 +263,7 @@ export class Tenants {
     if (m.method === undefined && m.id !== undefined) {
       // A response: only to a request of this session still waiting, matched by value and type.
       if (!t.inFlight.delete(JSON.stringify(m.id))) {
-        logger.warn({ event: 'serve.server_message_dropped', reason: 'a response to no pending request' });
+        logger.warn({ event: 'serve-server-message-dropped', reason: 'a response to no pending request' });
         return;
       }
     } else {
@@ -272,7 +272,7 @@ export class Tenants {
       for (const id of t.inFlight.values()) related = id;
     }
     t.transport.send(message, related !== undefined ? { relatedRequestId: related } : undefined).catch((err: Error) => {
-      logger.warn({ event: 'serve.server_message_dropped', reason: err.message });
+      logger.warn({ event: 'serve-server-message-dropped', reason: err.message });
     });
   }
 }

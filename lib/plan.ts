@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { denyMounts } from './deny';
 import { SandboxOptionsError } from './errors';
 import { initPath, MountKind, type NativeMount, type NativePlan } from './native';
 import { PRELOAD_PATH } from './net/env';
@@ -237,7 +238,7 @@ export function resolveSandbox(command: string, args: readonly string[], options
 
   const fsOptions = options.filesystem ?? {};
   if (typeof fsOptions !== 'object' || fsOptions === null) fail('filesystem', 'expected an object');
-  checkKeys(fsOptions, ['readOnly', 'readWrite', 'tmpSize', 'home'], 'filesystem');
+  checkKeys(fsOptions, ['readOnly', 'readWrite', 'tmpSize', 'home', 'deny', 'denyDefaults'], 'filesystem');
   const tmpSize = fsOptions.tmpSize === undefined ? 64 * 1024 ** 2 : size(fsOptions.tmpSize, 'filesystem.tmpSize');
 
   const mounts = new Map<string, NativeMount>();
@@ -257,6 +258,7 @@ export function resolveSandbox(command: string, args: readonly string[], options
   }
   if (network === 'host' && fs.existsSync('/etc/resolv.conf')) add(bindOf(fs.realpathSync('/etc/resolv.conf'), true));
   const visible = systemDirs.filter((d) => fs.existsSync(d));
+  const granted: string[] = [];
 
   for (const key of ['readOnly', 'readWrite'] as const) {
     const list = fsOptions[key] ?? [];
@@ -265,6 +267,7 @@ export function resolveSandbox(command: string, args: readonly string[], options
       const real = hostPath(p, `filesystem.${key}[${i}]`);
       add(bindOf(real, key === 'readOnly'));
       visible.push(real);
+      granted.push(real);
     });
   }
 
@@ -280,6 +283,11 @@ export function resolveSandbox(command: string, args: readonly string[], options
     const real = hostPath(home, 'filesystem.home');
     add({ kind: MountKind.bind, source: `/oldroot${real}`, target: `/newroot${SANDBOX_HOME}`, readOnly: false, sourceIsDir: true });
   }
+  // Deny inside a grant (lib/deny.ts): masks over credentials under the granted directories.
+  if (fsOptions.deny !== undefined && !Array.isArray(fsOptions.deny)) fail('filesystem.deny', 'expected an array of absolute paths');
+  const denyGrants = granted.map((g) => ({ host: g, inside: g }));
+  if (home !== 'tmpfs') denyGrants.push({ host: hostPath(home, 'filesystem.home'), inside: SANDBOX_HOME });
+  for (const m of denyMounts(denyGrants, granted, fsOptions.deny ?? [], fsOptions.denyDefaults !== false)) add(m);
   add({ kind: MountKind.tmpfs, target: '/newroot/dev', data: 'mode=0755,size=64k' });
   for (const d of devices) {
     add({

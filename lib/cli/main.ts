@@ -5,6 +5,7 @@ import { UsageError } from './flags';
 const commands: Record<string, { summary: string; load: () => { main(argv: string[]): Promise<number> } }> = {
   run: { summary: 'run a command (an MCP server) in a sandbox', load: () => require('./run') },
   check: { summary: 'validate a policy file and print the effective policy', load: () => require('./check') },
+  approve: { summary: 'approve a policy that grew, and tools that changed since they were pinned', load: () => require('./approve') },
   wrap: { summary: 'put every stdio server of an MCP client config behind stockade', load: () => require('./wrap') },
   demo: { summary: 'watch a hostile MCP server attack, unconfined and under stockade', load: () => require('./demo') },
   doctor: { summary: 'check what this host supports, and how to fix what is missing', load: () => require('./doctor') },

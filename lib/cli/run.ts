@@ -10,6 +10,7 @@ import { wireToolFilter } from '../mcp';
 import { loadPolicy, mergeFlags, type PolicyLaunch, policyToOptions, policyValidation } from '../policy';
 import { type SandboxedProcess, spawnSandboxed } from '../process';
 import { parseRunArgs, UsageError } from './flags';
+import { type LaunchTrust, launchTrust } from './trust';
 
 export function runUsage(): string {
   return `Usage: stockade run [options] -- COMMAND [ARGS...]
@@ -24,6 +25,8 @@ COMMAND's (128+N if it died by signal N).
 Filesystem:
   --ro PATH               bind a host path read-only at the same path (repeatable)
   --rw PATH               bind a host path read-write at the same path (repeatable)
+  --deny PATH             keep a path under a grant invisible (repeatable; .env*, .ssh, .aws,
+                          .npmrc, .git/config and more are hidden by default)
   --home tmpfs|DIR        HOME (/home/nobody): a private tmpfs (default) or a host dir, read-write
   --tmp-size SIZE         size of the private /tmp and home tmpfs (default 64m)
   --cwd DIR               working directory inside (default /)
@@ -72,21 +75,28 @@ export async function main(argv: string[]): Promise<number> {
   const { flags, policyFile } = parseRunArgs(argv);
   policyValidation.backstop = false;
   let launch: PolicyLaunch;
+  let trust: LaunchTrust | undefined;
+  let logger: Logger | undefined;
   try {
-    launch = policyToOptions(mergeFlags(policyFile ? loadPolicy(policyFile) : {}, flags));
+    const filePolicy = policyFile ? loadPolicy(policyFile) : {};
+    launch = policyToOptions(mergeFlags(filePolicy, flags));
+    logger = auditLogger(launch);
+    const say = (line: string) => process.stderr.write(`${line}\n`);
+    if (policyFile) trust = launchTrust(policyFile, filePolicy, launch, logger, say);
   } catch (err) {
-    if ((err as { code?: string }).code === 'ERR_STOCKADE_POLICY') {
-      process.stderr.write(`stockade run: ${(err as Error).message}\n`);
+    const code = (err as { code?: string }).code;
+    if (code === 'ERR_STOCKADE_POLICY' || code === 'ERR_STOCKADE_NOT_APPROVED' || code === 'ERR_STOCKADE_APPROVAL_FILE') {
+      process.stderr.write(code === 'ERR_STOCKADE_POLICY' ? `stockade run: ${(err as Error).message}\n` : `${(err as Error).message}\n`);
       return 2;
     }
     throw err;
   }
-  return launch_(launch);
+  return launch_(launch, logger, trust);
 }
 
-function launch_(launch: PolicyLaunch): Promise<number> {
-  const logger = auditLogger(launch);
-  const filtered = launch.tools !== undefined;
+function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: LaunchTrust | undefined): Promise<number> {
+  // Pinned tools need the tool layer; with no --tools it allows every tool and only the pins decide.
+  const filtered = launch.tools !== undefined || trust !== undefined;
   // Signal handlers before the spawn: the payload runs before spawnSandboxed() returns, and a
   // signal that came in before the handler existed would kill the launcher by default (and the
   // sandbox with it) instead of being forwarded. Handlers run from the event loop, after.
@@ -108,7 +118,7 @@ function launch_(launch: PolicyLaunch): Promise<number> {
   if (filtered && sandbox.stdin && sandbox.stdout) {
     const filter = wireToolFilter(
       { fromClient: process.stdin, toClient: process.stdout, toServer: sandbox.stdin, fromServer: sandbox.stdout },
-      { tools: launch.tools ?? [], logger },
+      { tools: launch.tools ?? ['*'], logger, ...(trust ? { gate: trust.gate } : {}) },
     );
     // Correlation: what the server did on the network, and which violations it committed, while
     // tool calls were in flight. One line per event, naming the calls (request id and tool).

@@ -43,6 +43,16 @@ export interface ToolFilterOptions {
   maxMessageBytes?: number;
   /** Requests remembered while waiting for their response (oldest forgotten first). Default 10000. */
   maxPending?: number;
+  /** A second check after the allowlist, e.g. pinned tool definitions (lib/mcp/pins.ts). */
+  gate?: ToolGate;
+}
+
+/** Decides, after the allowlist, which listed tools the client sees and which calls pass. */
+export interface ToolGate {
+  /** One page of a tools/list result (allowed tools only); returns the same array to change nothing. */
+  filterList(tools: Json[], hasNextCursor: boolean): Json[];
+  /** The refusal reason for a call of an allowed tool, or undefined to forward it. */
+  refuseCall(name: string): string | undefined;
 }
 
 export type ToolCallOutcome = 'ok' | 'error' | 'refused';
@@ -81,7 +91,7 @@ const PARSE_ERROR = -32700;
 const INVALID_REQUEST = -32600;
 const INVALID_PARAMS = -32602; // what MCP servers answer for an unknown tool
 
-type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type JsonObject = { [k: string]: Json };
 
 function isObject(v: Json | undefined): v is JsonObject {
@@ -179,7 +189,8 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
     if (msg.method !== 'tools/call') return null;
     const params = msg.params;
     const name = isObject(params) && typeof params.name === 'string' ? params.name : undefined;
-    if (name !== undefined && isAllowed(name)) {
+    const gated = name !== undefined && isAllowed(name) ? options.gate?.refuseCall(name) : undefined;
+    if (name !== undefined && isAllowed(name) && gated === undefined) {
       if (id !== undefined) {
         const call: ActiveToolCall = { id, tool: name, startedAt: Date.now() };
         remember(pendingCalls, idKey(id), call);
@@ -187,7 +198,8 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
       }
       return null;
     }
-    const reason = name === undefined ? 'tools/call without a tool name' : `tool "${name}" is not allowed by the stockade policy`;
+    const reason =
+      gated ?? (name === undefined ? 'tools/call without a tool name' : `tool "${name}" is not allowed by the stockade policy`);
     audit({
       id: msg.id === undefined ? undefined : (msg.id as string | number | null),
       tool: name ?? '',
@@ -281,7 +293,8 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
     if (!pendingLists.delete(key)) return null;
     const result = msg.result;
     if (!isObject(result) || !Array.isArray(result.tools)) return null;
-    const tools = result.tools.filter((t) => isObject(t) && typeof t.name === 'string' && isAllowed(t.name));
+    let tools = result.tools.filter((t) => isObject(t) && typeof t.name === 'string' && isAllowed(t.name));
+    if (options.gate) tools = options.gate.filterList(tools, result.nextCursor !== undefined && result.nextCursor !== null);
     if (tools.length === result.tools.length) return null;
     return { ...msg, result: { ...result, tools } };
   };

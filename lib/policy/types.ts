@@ -10,6 +10,10 @@ export interface PolicyFilesystem {
   /** 'tmpfs' (default) or an absolute host directory bound read-write, so data persists. */
   home?: 'tmpfs' | string;
   tmpSize?: number | string;
+  /** Paths under a grant that stay invisible (an empty file or directory bound over them). */
+  deny?: string[];
+  /** false turns off the built-in denials (.env*, .git/config, .ssh, .aws, .npmrc, ...). Default true. */
+  denyDefaults?: boolean;
 }
 
 export interface PolicyNetworkProxy {

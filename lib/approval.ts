@@ -161,6 +161,11 @@ export function writeApproval(files: ApprovalFiles, policy: Policy, tools: ToolP
   return approval;
 }
 
+/** `stockade wrap`: the policies it writes are approved as written (the user ran wrap). */
+export function approveWrittenPolicy(policyFile: string, policy: Policy): void {
+  writeApproval(approvalFiles(policyFile), policy, undefined);
+}
+
 export function removePending(files: ApprovalFiles): void {
   fs.rmSync(files.pending, { force: true });
 }

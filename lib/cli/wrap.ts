@@ -17,8 +17,10 @@
 //   - Existing policy files are never overwritten (they may hold the user's edits).
 //   - The backup (CONFIG.stockade-backup) is the config as it was before the first wrap; a later
 //     wrap keeps it, so --undo always returns to the pre-stockade file, byte for byte.
+
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { approveWrittenPolicy } from '../approval';
 import { guessProfile } from '../policy/profiles';
 import type { Policy } from '../policy/types';
 import type { CliIO } from './check';
@@ -277,7 +279,10 @@ export function wrapConfig(file: string, opts: WrapOptions = {}): WrapResult {
   // The backup is the pre-stockade file: never replace it with an already-wrapped one.
   if (!existsSync(backupFile)) writeFileSync(backupFile, original, { flag: 'wx', mode: statSync(file).mode & 0o777 });
   mkdirSync(policyDir, { recursive: true });
-  for (const p of policies) writeFileSync(p.file, p.content, { flag: 'wx' });
+  for (const p of policies) {
+    writeFileSync(p.file, p.content, { flag: 'wx' });
+    approveWrittenPolicy(p.file, JSON.parse(p.content));
+  }
   // Write-then-rename, so a client reading the config never sees half a file.
   const tmp = `${file}.stockade-tmp`;
   writeFileSync(tmp, newText, { mode: statSync(file).mode & 0o777 });

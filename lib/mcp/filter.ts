@@ -22,6 +22,7 @@ import type { Logger } from 'pino';
 import { toolMatches } from '../policy/formats';
 import { LineSplitter } from './framing';
 import { hasDuplicateKeys } from './json';
+import { isInputRequired, requestProtocolVersion } from './protocol';
 
 export interface ToolFilterStreams {
   /** Messages from the MCP client (the launcher's stdin). */
@@ -55,7 +56,8 @@ export interface ToolGate {
   refuseCall(name: string): string | undefined;
 }
 
-export type ToolCallOutcome = 'ok' | 'error' | 'refused';
+/** 'input-required': a 2026-07-28 InputRequiredResult; the client's retry is a call of its own. */
+export type ToolCallOutcome = 'ok' | 'error' | 'refused' | 'input-required';
 
 export interface ToolCallEvent {
   /** JSON-RPC id of the tools/call request (undefined for a notification). */
@@ -66,12 +68,15 @@ export interface ToolCallEvent {
   durationMs: number;
   /** Why: the refusal reason, or the error message of an error outcome. */
   reason?: string;
+  /** The revision a 2026-07-28-style request named in its _meta. */
+  protocolVersion?: string;
 }
 
 export interface ActiveToolCall {
   id: string | number | null;
   tool: string;
   startedAt: number;
+  protocolVersion?: string;
 }
 
 /**
@@ -192,7 +197,8 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
     const gated = name !== undefined && isAllowed(name) ? options.gate?.refuseCall(name) : undefined;
     if (name !== undefined && isAllowed(name) && gated === undefined) {
       if (id !== undefined) {
-        const call: ActiveToolCall = { id, tool: name, startedAt: Date.now() };
+        const version = requestProtocolVersion(params);
+        const call: ActiveToolCall = { id, tool: name, startedAt: Date.now(), ...(version ? { protocolVersion: version } : {}) };
         remember(pendingCalls, idKey(id), call);
         emitter.emit('tool-call-start', call);
       }
@@ -276,8 +282,11 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
     } else if (isObject(msg.result) && msg.result.isError === true) {
       // A tool-level failure (MCP reports it in the result, not as a JSON-RPC error).
       outcome = 'error';
+    } else if (isInputRequired(msg.result)) {
+      outcome = 'input-required';
     }
-    audit({ id: call.id, tool: call.tool, outcome, durationMs: Date.now() - call.startedAt, ...(reason ? { reason } : {}) });
+    const version = call.protocolVersion ? { protocolVersion: call.protocolVersion } : {};
+    audit({ id: call.id, tool: call.tool, outcome, durationMs: Date.now() - call.startedAt, ...(reason ? { reason } : {}), ...version });
   };
 
   /** Returns the replacement for a server message, or null to forward the original bytes. */

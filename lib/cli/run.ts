@@ -10,6 +10,7 @@ import { wireToolFilter } from '../mcp';
 import { loadPolicy, mergeFlags, type PolicyLaunch, policyToOptions, policyValidation } from '../policy';
 import { type SandboxedProcess, spawnSandboxed } from '../process';
 import { parseRunArgs, UsageError } from './flags';
+import { installPinned, PackagePinError } from './package-pin';
 import { type LaunchTrust, launchTrust } from './trust';
 
 export function runUsage(): string {
@@ -79,13 +80,24 @@ export async function main(argv: string[]): Promise<number> {
   let logger: Logger | undefined;
   try {
     const filePolicy = policyFile ? loadPolicy(policyFile) : {};
-    launch = policyToOptions(mergeFlags(filePolicy, flags));
+    const merged = mergeFlags(filePolicy, flags);
+    launch = policyToOptions(merged);
     logger = auditLogger(launch);
     const say = (line: string) => process.stderr.write(`${line}\n`);
     if (policyFile) trust = launchTrust(policyFile, filePolicy, launch, logger, say);
+    if (merged.package) {
+      const net = merged.network;
+      launch = await installPinned(launch, merged.package, typeof net === 'object' && net.allow.includes('registry.npmjs.org'));
+    }
   } catch (err) {
+    if (err instanceof SandboxOptionsError) throw new UsageError(err.message);
     const code = (err as { code?: string }).code;
-    if (code === 'ERR_STOCKADE_POLICY' || code === 'ERR_STOCKADE_NOT_APPROVED' || code === 'ERR_STOCKADE_APPROVAL_FILE') {
+    if (
+      err instanceof PackagePinError ||
+      code === 'ERR_STOCKADE_POLICY' ||
+      code === 'ERR_STOCKADE_NOT_APPROVED' ||
+      code === 'ERR_STOCKADE_APPROVAL_FILE'
+    ) {
       process.stderr.write(code === 'ERR_STOCKADE_POLICY' ? `stockade run: ${(err as Error).message}\n` : `${(err as Error).message}\n`);
       return 2;
     }

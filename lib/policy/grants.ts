@@ -44,6 +44,7 @@ export function policyGrants(p: Policy): PolicyGrants {
   };
   add(`command ${JSON.stringify([...(p.command ?? []), ...(p.args ?? [])])}`);
   if (p.profile) add(`profile ${p.profile}`);
+  if (p.package) add(`package ${p.package.name}@${p.package.version} ${p.package.integrity}`);
   for (const d of p.filesystem?.readOnly ?? []) add(`filesystem.readOnly ${d}`);
   for (const d of p.filesystem?.readWrite ?? []) add(`filesystem.readWrite ${d}`);
   if (p.filesystem?.home !== undefined && p.filesystem.home !== 'tmpfs') add(`filesystem.home ${p.filesystem.home}`);

@@ -33,12 +33,21 @@ export interface PolicyLimits {
   timeout?: number;
 }
 
+/** An exact registry package a `npx -y NAME` server must be (lib/cli/package-pin.ts). */
+export interface PackagePin {
+  name: string;
+  version: string;
+  /** npm's dist.integrity of the tarball: 'sha512-<base64>'. */
+  integrity: string;
+}
+
 export interface Policy {
   $schema?: string;
   command?: string[];
   args?: string[];
   cwd?: string;
   profile?: ProfileName;
+  package?: PackagePin;
   filesystem?: PolicyFilesystem;
   network?: PolicyNetwork;
   env?: Record<string, string | true>;

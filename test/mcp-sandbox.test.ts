@@ -221,6 +221,9 @@ describe('stockade wrap, then the wrapped config launched for real', () => {
     const policy = JSON.parse(fs.readFileSync(policyFile, 'utf8'));
     policy.filesystem = { ...(policy.filesystem ?? {}), readOnly: [...(policy.filesystem?.readOnly ?? []), modules] };
     fs.writeFileSync(policyFile, JSON.stringify(policy, null, 2));
+    // wrap approved the policy it wrote; the grant added here is growth, approved like a user would.
+    const { main: approve } = await import('../lib/cli/approve');
+    assert.equal(await approve([policyFile, '--yes'], { ...io, stdin: process.stdin }), 0);
 
     const transport = new StdioClientTransport({
       command: wrapped.command,

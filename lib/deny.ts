@@ -10,7 +10,8 @@
 // Host paths are resolved as if an attacker chose them (a read-write grant may hold whatever a
 // previous run left): each component is checked with lstat, and a denied path reached through a
 // symlink is refused with an error rather than left visible, since a mount cannot be put on a
-// symlink and its target may be anywhere.
+// symlink and its target may be anywhere. The child opens each mask's target again without
+// following symlinks (native/mounts.cc), so a swap after this check fails the start instead.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SandboxOptionsError } from './errors';
@@ -73,9 +74,7 @@ function lstatBelow(root: string, rel: string, field: string): fs.Stats | undefi
 }
 
 function maskOf(inside: string, st: fs.Stats): NativeMount {
-  return st.isDirectory()
-    ? { kind: MountKind.maskDir, target: `/newroot${inside}` }
-    : { kind: MountKind.maskFile, target: `/newroot${inside}` };
+  return st.isDirectory() ? { kind: MountKind.maskDir, target: inside } : { kind: MountKind.maskFile, target: inside };
 }
 
 /**

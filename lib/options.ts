@@ -41,6 +41,11 @@ export interface SandboxFilesystem {
   deny?: string[];
   /** false turns the default denials off. Default true. */
   denyDefaults?: boolean;
+  /**
+   * Grants holding a unix socket or a FIFO are refused unless this is true: a read-only bind
+   * does not stop connect() to a socket or writes to a FIFO (docker.sock, $XDG_RUNTIME_DIR, /run).
+   */
+  allowSockets?: boolean;
 }
 
 /**

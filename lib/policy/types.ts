@@ -14,6 +14,8 @@ export interface PolicyFilesystem {
   deny?: string[];
   /** false turns off the built-in denials (.env*, .git/config, .ssh, .aws, .npmrc, ...). Default true. */
   denyDefaults?: boolean;
+  /** Grants holding a unix socket or FIFO are refused unless this is true. */
+  allowSockets?: boolean;
 }
 
 export interface PolicyNetworkProxy {

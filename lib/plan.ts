@@ -192,7 +192,9 @@ function placeTargets(ordered: NativeMount[], fields: Map<string, string>): Nati
     if (m.kind === MountKind.symlink) continue;
     const host = path.join(parent.source, path.relative(parent.target, m.target));
     const found = entryType(host);
-    const wantDir = m.kind === MountKind.bind ? entryType(m.source as string) === 'dir' : m.kind !== MountKind.file;
+    // A mask over a denied file (lib/deny.ts) sits on a file, like a synthesized one.
+    const wantDir =
+      m.kind === MountKind.bind ? entryType(m.source as string) === 'dir' : m.kind !== MountKind.file && m.kind !== MountKind.maskFile;
     const ok = wantDir ? found === 'dir' : found === 'file' || found === 'other';
     if (!ok) {
       const what =

@@ -35,6 +35,13 @@ export interface SandboxFilesystem {
   /** Size of the private /tmp (bytes, or a tmpfs size string such as '64m'). Default 64m. */
   tmpSize?: number | string;
   /**
+   * Paths under a granted directory that stay invisible: an empty read-only directory or an empty
+   * file is bound over each one that exists. Added to the default denials (lib/deny.ts).
+   */
+  deny?: string[];
+  /** false turns the default denials off. Default true. */
+  denyDefaults?: boolean;
+  /**
    * Grants holding a unix socket or a FIFO are refused unless this is true: a read-only bind
    * does not stop connect() to a socket or writes to a FIFO (docker.sock, $XDG_RUNTIME_DIR, /run).
    */
@@ -57,12 +64,24 @@ export interface EgressOptions {
   limits?: EgressLimits;
 }
 
+/**
+ * Where a secret's real value comes from, read by the launcher on the host (lib/secrets/sources.ts),
+ * never by the sandbox: an environment variable, a file only the caller can read, the first line
+ * of a command's output (`pass show github`), the desktop keyring through `secret-tool`, or a value.
+ */
+export type SecretSource =
+  | { env: string }
+  | { file: string }
+  | { command: string[] }
+  | { keyring: Record<string, string> }
+  | { value: string };
+
 /** A credential the proxy injects on the wire; the sandbox only ever sees a placeholder (issue #4). */
 export interface SecretOptions {
   /** Env var name the server expects (it receives the placeholder there). */
   name: string;
   /** Where the real value comes from on the host. Default: the launcher's env var `name`. */
-  source?: { env: string } | { file: string } | { value: string };
+  source?: SecretSource;
   /** Hosts it is for, allowlist syntax ('api.github.com', '*.example.com'). */
   hosts: string[];
   /** Also write the placeholder to this file inside the sandbox (a server that reads its token from a file). */

@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { denyMounts } from './deny';
 import { SandboxOptionsError } from './errors';
 import { entryType, findSocketOrFifo, HostPathError, resolveHostPath, within } from './hostpath';
 import { CA_BUNDLE, devMounts, etcBinds, etcFiles, procMounts, SANDBOX_HOME, SANDBOX_UID, synthesized, systemDirs } from './layout';
@@ -191,7 +192,9 @@ function placeTargets(ordered: NativeMount[], fields: Map<string, string>): Nati
     if (m.kind === MountKind.symlink) continue;
     const host = path.join(parent.source, path.relative(parent.target, m.target));
     const found = entryType(host);
-    const wantDir = m.kind === MountKind.bind ? entryType(m.source as string) === 'dir' : m.kind !== MountKind.file;
+    // A mask over a denied file (lib/deny.ts) sits on a file, like a synthesized one.
+    const wantDir =
+      m.kind === MountKind.bind ? entryType(m.source as string) === 'dir' : m.kind !== MountKind.file && m.kind !== MountKind.maskFile;
     const ok = wantDir ? found === 'dir' : found === 'file' || found === 'other';
     if (!ok) {
       const what =
@@ -313,7 +316,7 @@ export function resolveSandbox(command: string, args: readonly string[], options
 
   const fsOptions = options.filesystem ?? {};
   if (typeof fsOptions !== 'object' || fsOptions === null) fail('filesystem', 'expected an object');
-  checkKeys(fsOptions, ['readOnly', 'readWrite', 'tmpSize', 'home', 'allowSockets'], 'filesystem');
+  checkKeys(fsOptions, ['readOnly', 'readWrite', 'tmpSize', 'home', 'allowSockets', 'deny', 'denyDefaults'], 'filesystem');
   const tmpSize = fsOptions.tmpSize === undefined ? 64 * 1024 ** 2 : size(fsOptions.tmpSize, 'filesystem.tmpSize');
   const grants = resolveGrants(fsOptions);
 
@@ -354,6 +357,10 @@ export function resolveSandbox(command: string, args: readonly string[], options
   } else {
     add({ kind: MountKind.bind, source: home.host, target: SANDBOX_HOME, readOnly: false, idmap: home.idmap });
   }
+  // Deny inside a grant (lib/deny.ts): masks over credentials under the granted directories.
+  if (fsOptions.deny !== undefined && !Array.isArray(fsOptions.deny)) fail('filesystem.deny', 'expected an array of absolute paths');
+  const explicit = grants.list.map((g) => g.host);
+  for (const m of denyMounts(grants.list, explicit, fsOptions.deny ?? [], fsOptions.denyDefaults !== false)) add(m);
   for (const m of devMounts(tmpSize)) add(m);
   for (const m of procMounts()) add(m);
   if (egress !== undefined) {

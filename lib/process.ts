@@ -88,7 +88,10 @@ export class SandboxedProcess extends EventEmitter {
     // A secret missing on the host is an error now, naming the variable, before anything starts.
     // lib/secrets (an X.509 library) is loaded only when secrets are used: ~90 ms of startup.
     const lib = options.secrets === undefined ? undefined : (require('./secrets') as typeof import('./secrets'));
-    const secrets = lib?.resolveSecrets(options.secrets ?? []);
+    // A secret file must not be anything the sandbox can see (lib/secrets/sources.ts).
+    const home = options.filesystem?.home;
+    const grants = [...resolved.visible, ...(home !== undefined && home !== 'tmpfs' ? [home] : [])];
+    const secrets = lib?.resolveSecrets(options.secrets ?? [], process.env, { grants });
     this.policyDigest = resolved.digest;
     this.logger = options.logger;
     this.options = options;

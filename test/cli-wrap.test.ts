@@ -70,7 +70,20 @@ describe('stockade wrap', () => {
     const weather = loadPolicy(join(dir, 'weather.policy.json'));
     assert.deepEqual(weather.secrets, [{ name: 'WEATHER_API_KEY', hosts: [PLACEHOLDER_HOST] }]);
     assert.deepEqual(weather.filesystem, { readOnly: ['/opt/weather/bin'] });
-    assert.deepEqual(readdirSync(dir).sort(), ['fetch.policy.json', 'files.policy.json', 'github.policy.json', 'weather.policy.json']);
+    assert.deepEqual(readdirSync(dir).sort(), [
+      'fetch.approved.json',
+      'fetch.policy.json',
+      'files.approved.json',
+      'files.policy.json',
+      'github.approved.json',
+      'github.policy.json',
+      'weather.approved.json',
+      'weather.policy.json',
+    ]);
+    // wrap approves what it wrote: the launcher refuses these policies once they grow.
+    const approval = JSON.parse(readFileSync(join(dir, 'github.approved.json'), 'utf8'));
+    assert.ok(approval.grants.entries.includes('secret GITHUB_PERSONAL_ACCESS_TOKEN for api.github.com'));
+    assert.equal(approval.tools, undefined);
 
     assert.match(r.out, /wrapped github: policy .*github\.policy\.json/);
     assert.match(
@@ -174,7 +187,8 @@ describe('stockade wrap', () => {
       assert.ok(readFileSync(file).equals(original), 'restored byte for byte');
       assert.ok(!existsSync(`${file}.stockade-backup`));
       // Wrapping again after an undo keeps the user's (possibly edited) policies.
-      const policy = join(file, '..', 'stockade', readdirSync(join(file, '..', 'stockade'))[0]);
+      const policies = readdirSync(join(file, '..', 'stockade')).filter((f) => f.endsWith('.policy.json'));
+      const policy = join(file, '..', 'stockade', policies[0]);
       writeFileSync(policy, '{"profile":"node"}\n');
       const rewrap = await run([file]);
       assert.match(rewrap.out, /\(exists, kept\)/);

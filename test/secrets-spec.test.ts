@@ -88,7 +88,7 @@ test('resolveSecrets: a missing env var is an error naming it, not the value', (
 test('resolveSecrets: file and value sources, unreadable file named', () => {
   const dir = mkdtempSync(join(tmpdir(), 'stockade-spec-'));
   const file = join(dir, 'token');
-  writeFileSync(file, 'file-token-value\n');
+  writeFileSync(file, 'file-token-value\n', { mode: 0o600 });
   const [a, b] = resolveSecrets([
     { name: 'A', source: { file }, hosts: ['a.example.com'] },
     { name: 'B', source: { value: 'inline' }, hosts: ['b.example.com'], inject: { header: 'X-Api-Key', format: '{secret}' } },

@@ -10,6 +10,7 @@ export { UsageError };
 const OPTIONS = {
   ro: { type: 'string', multiple: true },
   rw: { type: 'string', multiple: true },
+  deny: { type: 'string', multiple: true },
   env: { type: 'string', multiple: true },
   cwd: { type: 'string' },
   net: { type: 'string' },
@@ -54,6 +55,7 @@ export function parseRunArgs(argv: string[]): ParsedRunArgs {
   const flags: RunFlags = {
     ro: v.ro,
     rw: v.rw,
+    deny: v.deny,
     env: v.env,
     cwd: v.cwd,
     net: v.net,

@@ -6,6 +6,8 @@ import { describeCliError, quietOnClosedStdout } from './errors';
 const commands: Record<string, { summary: string; load: () => { main(argv: string[]): Promise<number> } }> = {
   run: { summary: 'run a command (an MCP server) in a sandbox', load: () => require('./run') },
   check: { summary: 'validate a policy file and print the effective policy', load: () => require('./check') },
+  approve: { summary: 'approve a policy that grew, and tools that changed since they were pinned', load: () => require('./approve') },
+  update: { summary: "move an npx server's package pin to the version the registry has now", load: () => require('./update') },
   wrap: { summary: 'put every stdio server of an MCP client config behind stockade', load: () => require('./wrap') },
   demo: { summary: 'watch a hostile MCP server attack, unconfined and under stockade', load: () => require('./demo') },
   serve: { summary: 'serve sandboxed MCP servers over streamable HTTP, a sandbox per principal', load: () => require('./serve') },

@@ -17,7 +17,9 @@ import type { SandboxOptions } from '../options';
 import { loadPolicy, mergeFlags, type PolicyLaunch, policyToOptions, policyValidation } from '../policy';
 import { type SandboxedProcess, spawnSandboxed } from '../process';
 import { parseRunArgs, UsageError } from './flags';
+import { installPinned, PackagePinError } from './package-pin';
 import { DenialReport, verboseStream } from './report';
+import { type LaunchTrust, launchTrust } from './trust';
 
 export function runUsage(): string {
   return `Usage: stockade run [options] -- COMMAND [ARGS...]
@@ -32,6 +34,8 @@ COMMAND's (128+N if it died by signal N).
 Filesystem:
   --ro PATH               bind a host path read-only at the same path (repeatable)
   --rw PATH               bind a host path read-write at the same path (repeatable)
+  --deny PATH             keep a path under a grant invisible (repeatable; .env*, .ssh, .aws,
+                          .npmrc, .git/config and more are hidden by default)
   --home tmpfs|DIR        HOME (/home/nobody): a private tmpfs (default) or a host dir, read-write
   --tmp-size SIZE         size of the private /tmp and home tmpfs (default 64m)
   --cwd DIR               working directory inside (default /)
@@ -137,15 +141,41 @@ export async function main(argv: string[]): Promise<number> {
   }
   const { flags, policyFile } = parseRunArgs(argv);
   policyValidation.backstop = false;
-  // An invalid policy throws a PolicyError, which main() reports (exit 2).
-  const launch: PolicyLaunch = policyToOptions(mergeFlags(policyFile ? loadPolicy(policyFile) : {}, flags));
-  return launch_(launch);
+  let launch: PolicyLaunch;
+  let trust: LaunchTrust | undefined;
+  let logger: Logger | undefined;
+  try {
+    const filePolicy = policyFile ? loadPolicy(policyFile) : {};
+    const merged = mergeFlags(filePolicy, flags);
+    launch = policyToOptions(merged);
+    logger = auditLogger(launch);
+    const say = (line: string) => process.stderr.write(`${line}\n`);
+    if (policyFile) trust = launchTrust(policyFile, filePolicy, launch, logger, say);
+    if (merged.package) {
+      const net = merged.network;
+      launch = await installPinned(launch, merged.package, typeof net === 'object' && net.allow.includes('registry.npmjs.org'));
+    }
+  } catch (err) {
+    if (err instanceof SandboxOptionsError) throw new UsageError(err.message);
+    const code = (err as { code?: string }).code;
+    if (
+      err instanceof PackagePinError ||
+      code === 'ERR_STOCKADE_POLICY' ||
+      code === 'ERR_STOCKADE_NOT_APPROVED' ||
+      code === 'ERR_STOCKADE_APPROVAL_FILE'
+    ) {
+      process.stderr.write(code === 'ERR_STOCKADE_POLICY' ? `stockade run: ${(err as Error).message}\n` : `${(err as Error).message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  return launch_(launch, logger, trust);
 }
 
-function launch_(launch: PolicyLaunch): Promise<number> {
-  const logger = auditLogger(launch);
+function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: LaunchTrust | undefined): Promise<number> {
+  // Pinned tools need the tool layer; with no --tools it allows every tool and only the pins decide.
+  const filtered = launch.tools !== undefined || trust !== undefined;
   const report = new DenialReport(stderrLine, !launch.verbose);
-  const filtered = launch.tools !== undefined;
   // Signal handlers before the spawn: the payload may run before 'spawn' is emitted (a signal
   // then is held by SandboxedProcess until the sandbox exists), and a signal that came in before
   // the handler existed would kill the launcher by default (and the
@@ -171,7 +201,7 @@ function launch_(launch: PolicyLaunch): Promise<number> {
     const { wireToolFilter } = require('../mcp') as typeof import('../mcp');
     const filter = wireToolFilter(
       { fromClient: process.stdin, toClient: process.stdout, toServer: sandbox.stdin, fromServer: sandbox.stdout },
-      { tools: launch.tools ?? [], logger },
+      { tools: launch.tools ?? ['*'], logger, ...(trust ? { gate: trust.gate } : {}) },
     );
     filter.on('tool-call', (e) => report.tool(e));
     // Correlation: what the server did on the network, and which violations it committed, while

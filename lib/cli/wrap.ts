@@ -24,6 +24,7 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { applyEdits, type FormattingOptions, type JSONPath, modify, type ParseError, parse, printParseErrorCode } from 'jsonc-parser';
+import { approveWrittenPolicy } from '../approval';
 import { libDir } from '../location';
 import type { CliIO } from './check';
 import { unifiedDiff } from './diff';
@@ -318,7 +319,10 @@ export function wrapConfig(file: string, opts: WrapOptions = {}): WrapResult {
   // The backup is the pre-stockade file: never replace it with an already-wrapped one.
   if (!existsSync(backupFile)) writeFileSync(backupFile, original, { flag: 'wx', mode: statSync(file).mode & 0o777 });
   mkdirSync(place.dir, { recursive: true });
-  for (const p of policies) writeFileSync(p.file, p.content, { flag: 'wx' });
+  for (const p of policies) {
+    writeFileSync(p.file, p.content, { flag: 'wx' });
+    approveWrittenPolicy(p.file, JSON.parse(p.content));
+  }
   // Write-then-rename, so a client reading the config never sees half a file.
   const tmp = `${file}.stockade-tmp`;
   writeFileSync(tmp, newText, { mode: statSync(file).mode & 0o777 });

@@ -22,6 +22,7 @@ import type { Logger } from 'pino';
 import { toolMatches } from '../policy/formats';
 import { LineSplitter } from './framing';
 import { hasDuplicateKeys } from './json';
+import { isInputRequired, requestProtocolVersion } from './protocol';
 
 export interface ToolFilterStreams {
   /** Messages from the MCP client (the launcher's stdin). */
@@ -43,9 +44,20 @@ export interface ToolFilterOptions {
   maxMessageBytes?: number;
   /** Requests remembered while waiting for their response (oldest forgotten first). Default 10000. */
   maxPending?: number;
+  /** A second check after the allowlist, e.g. pinned tool definitions (lib/mcp/pins.ts). */
+  gate?: ToolGate;
 }
 
-export type ToolCallOutcome = 'ok' | 'error' | 'refused';
+/** Decides, after the allowlist, which listed tools the client sees and which calls pass. */
+export interface ToolGate {
+  /** One page of a tools/list result (allowed tools only); returns the same array to change nothing. */
+  filterList(tools: Json[], hasNextCursor: boolean): Json[];
+  /** The refusal reason for a call of an allowed tool, or undefined to forward it. */
+  refuseCall(name: string): string | undefined;
+}
+
+/** 'input-required': a 2026-07-28 InputRequiredResult; the client's retry is a call of its own. */
+export type ToolCallOutcome = 'ok' | 'error' | 'refused' | 'input-required';
 
 export interface ToolCallEvent {
   /** JSON-RPC id of the tools/call request (undefined for a notification). */
@@ -56,12 +68,15 @@ export interface ToolCallEvent {
   durationMs: number;
   /** Why: the refusal reason, or the error message of an error outcome. */
   reason?: string;
+  /** The revision a 2026-07-28-style request named in its _meta. */
+  protocolVersion?: string;
 }
 
 export interface ActiveToolCall {
   id: string | number | null;
   tool: string;
   startedAt: number;
+  protocolVersion?: string;
 }
 
 /**
@@ -81,7 +96,7 @@ const PARSE_ERROR = -32700;
 const INVALID_REQUEST = -32600;
 const INVALID_PARAMS = -32602; // what MCP servers answer for an unknown tool
 
-type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type JsonObject = { [k: string]: Json };
 
 function isObject(v: Json | undefined): v is JsonObject {
@@ -179,15 +194,18 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
     if (msg.method !== 'tools/call') return null;
     const params = msg.params;
     const name = isObject(params) && typeof params.name === 'string' ? params.name : undefined;
-    if (name !== undefined && isAllowed(name)) {
+    const gated = name !== undefined && isAllowed(name) ? options.gate?.refuseCall(name) : undefined;
+    if (name !== undefined && isAllowed(name) && gated === undefined) {
       if (id !== undefined) {
-        const call: ActiveToolCall = { id, tool: name, startedAt: Date.now() };
+        const version = requestProtocolVersion(params);
+        const call: ActiveToolCall = { id, tool: name, startedAt: Date.now(), ...(version ? { protocolVersion: version } : {}) };
         remember(pendingCalls, idKey(id), call);
         emitter.emit('tool-call-start', call);
       }
       return null;
     }
-    const reason = name === undefined ? 'tools/call without a tool name' : `tool "${name}" is not allowed by the stockade policy`;
+    const reason =
+      gated ?? (name === undefined ? 'tools/call without a tool name' : `tool "${name}" is not allowed by the stockade policy`);
     audit({
       id: msg.id === undefined ? undefined : (msg.id as string | number | null),
       tool: name ?? '',
@@ -264,8 +282,11 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
     } else if (isObject(msg.result) && msg.result.isError === true) {
       // A tool-level failure (MCP reports it in the result, not as a JSON-RPC error).
       outcome = 'error';
+    } else if (isInputRequired(msg.result)) {
+      outcome = 'input-required';
     }
-    audit({ id: call.id, tool: call.tool, outcome, durationMs: Date.now() - call.startedAt, ...(reason ? { reason } : {}) });
+    const version = call.protocolVersion ? { protocolVersion: call.protocolVersion } : {};
+    audit({ id: call.id, tool: call.tool, outcome, durationMs: Date.now() - call.startedAt, ...(reason ? { reason } : {}), ...version });
   };
 
   /** Returns the replacement for a server message, or null to forward the original bytes. */
@@ -281,7 +302,8 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
     if (!pendingLists.delete(key)) return null;
     const result = msg.result;
     if (!isObject(result) || !Array.isArray(result.tools)) return null;
-    const tools = result.tools.filter((t) => isObject(t) && typeof t.name === 'string' && isAllowed(t.name));
+    let tools = result.tools.filter((t) => isObject(t) && typeof t.name === 'string' && isAllowed(t.name));
+    if (options.gate) tools = options.gate.filterList(tools, result.nextCursor !== undefined && result.nextCursor !== null);
     if (tools.length === result.tools.length) return null;
     return { ...msg, result: { ...result, tools } };
   };

@@ -6,7 +6,10 @@ export {
   type ToolFilter,
   type ToolFilterOptions,
   type ToolFilterStreams,
+  type ToolGate,
   wireToolFilter,
 } from './filter';
 export { LineSplitter, type LineSplitterOptions } from './framing';
 export { hasDuplicateKeys } from './json';
+export { canonicalJson, PinGate, type ToolPin, type ToolPins, toolDigest, type WithheldTool } from './pins';
+export { isInputRequired, requestProtocolVersion } from './protocol';

@@ -171,6 +171,12 @@ export function checkToolPattern(pattern: string): string | null {
   return null;
 }
 
+/** A keyring attribute name for `secret-tool lookup`: never an option (no leading `-`). */
+export function checkKeyringAttribute(name: string): string | null {
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(name)) return 'an attribute name is letters, digits and `_ . -`, not starting with `-`';
+  return null;
+}
+
 /** format name -> [checker, what a user should have written, the same in the plural]. */
 export const FORMATS: Record<string, [FormatCheck, string, string]> = {
   'absolute-path': [checkAbsolutePath, 'an absolute path', 'absolute paths'],
@@ -188,6 +194,7 @@ export const FORMATS: Record<string, [FormatCheck, string, string]> = {
   'secret-format': [checkSecretFormat, 'a header format containing {secret}', 'header formats'],
   'uts-hostname': [checkUtsHostname, 'a hostname', 'hostnames'],
   'tool-pattern': [checkToolPattern, 'a tool name or pattern', 'tool names or patterns'],
+  'keyring-attribute': [checkKeyringAttribute, 'a keyring attribute name', 'keyring attribute names'],
 };
 
 /** Glob match for tool patterns: `*` matches any run of characters, nothing else is special. */

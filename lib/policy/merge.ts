@@ -78,6 +78,7 @@ export function mergePolicies(lower: Policy, upper: Policy): Policy {
 export interface RunFlags {
   ro?: string[];
   rw?: string[];
+  deny?: string[];
   env?: string[];
   cwd?: string;
   net?: string;
@@ -108,6 +109,7 @@ const FLAG_FOR_PATH: [string, string][] = [
   ['/filesystem/readOnly', '--ro'],
   ['/filesystem/readWrite', '--rw'],
   ['/filesystem/home', '--home'],
+  ['/filesystem/deny', '--deny'],
   ['/filesystem/tmpSize', '--tmp-size'],
   ['/filesystem/allowSockets', '--allow-sockets'],
   ['/network/allow', '--allow-net'],
@@ -160,10 +162,18 @@ export function flagsToPolicy(flags: RunFlags, cwd: string = process.cwd()): Pol
   const issues: PolicyIssue[] = [];
   if (flags.command?.length) p.command = [...flags.command];
   if (flags.profile !== undefined) p.profile = flags.profile as Policy['profile'];
-  if (flags.ro?.length || flags.rw?.length || flags.home !== undefined || flags.tmpSize !== undefined || flags.allowSockets) {
+  if (
+    flags.ro?.length ||
+    flags.rw?.length ||
+    flags.deny?.length ||
+    flags.home !== undefined ||
+    flags.tmpSize !== undefined ||
+    flags.allowSockets
+  ) {
     p.filesystem = {};
     if (flags.ro?.length) p.filesystem.readOnly = flags.ro.map(abs);
     if (flags.rw?.length) p.filesystem.readWrite = flags.rw.map(abs);
+    if (flags.deny?.length) p.filesystem.deny = flags.deny.map(abs);
     if (flags.home !== undefined) p.filesystem.home = flags.home === 'tmpfs' ? 'tmpfs' : abs(flags.home);
     if (flags.tmpSize !== undefined) p.filesystem.tmpSize = numberOrString(flags.tmpSize);
     if (flags.allowSockets) p.filesystem.allowSockets = true;

@@ -10,6 +10,10 @@ export interface PolicyFilesystem {
   /** 'tmpfs' (default) or an absolute host directory bound read-write, so data persists. */
   home?: 'tmpfs' | string;
   tmpSize?: number | string;
+  /** Paths under a grant that stay invisible (an empty file or directory bound over them). */
+  deny?: string[];
+  /** false turns off the built-in denials (.env*, .git/config, .ssh, .aws, .npmrc, ...). Default true. */
+  denyDefaults?: boolean;
   /** Grants holding a unix socket or FIFO are refused unless this is true. */
   allowSockets?: boolean;
 }
@@ -31,12 +35,21 @@ export interface PolicyLimits {
   timeout?: number;
 }
 
+/** An exact registry package a `npx -y NAME` server must be (lib/cli/package-pin.ts). */
+export interface PackagePin {
+  name: string;
+  version: string;
+  /** npm's dist.integrity of the tarball: 'sha512-<base64>'. */
+  integrity: string;
+}
+
 export interface Policy {
   $schema?: string;
   command?: string[];
   args?: string[];
   cwd?: string;
   profile?: ProfileName;
+  package?: PackagePin;
   filesystem?: PolicyFilesystem;
   network?: PolicyNetwork;
   env?: Record<string, string | true>;

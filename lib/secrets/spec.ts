@@ -2,16 +2,16 @@
 // SecretOptions of the API, and their resolution to real values on the host. Everything here runs
 // before the sandbox exists, so a missing env var or unreadable file fails the launch with an error
 // naming it instead of starting a server that cannot authenticate.
-import { readFileSync } from 'node:fs';
 import type { SecretOptions } from '../options';
 import { makePlaceholder } from './placeholder';
+import { readSecretSource, type SourceContext } from './sources';
 
 /** Thrown for a bad declaration or an unavailable source. Never carries the secret's value. */
 export class SecretError extends Error {
-  readonly code: 'ESECRETSPEC' | 'ESECRETENV' | 'ESECRETFILE' | 'ESECRETVALUE';
+  readonly code: 'ESECRETSPEC' | 'ESECRETENV' | 'ESECRETFILE' | 'ESECRETCOMMAND' | 'ESECRETVALUE';
   /** The secret's declared name (the env var the server expects). */
   readonly secret: string | undefined;
-  /** For ESECRETENV the variable, for ESECRETFILE the path. */
+  /** For ESECRETENV the variable, for ESECRETFILE the path, for ESECRETCOMMAND the program. */
   readonly path: string | undefined;
 
   constructor(code: SecretError['code'], message: string, secret?: string, path?: string) {
@@ -180,40 +180,15 @@ export function parseSecretSpec(spec: string): SecretOptions {
   return options;
 }
 
-function loadValue(opt: SecretOptions, env: NodeJS.ProcessEnv): { value: string; source: string } {
-  const src = opt.source ?? { env: opt.name };
-  if ('env' in src) {
-    const value = env[src.env];
-    if (value === undefined || value === '') {
-      throw new SecretError(
-        'ESECRETENV',
-        `secret ${opt.name}: environment variable ${src.env} is not set in the launcher's environment`,
-        opt.name,
-        src.env,
-      );
-    }
-    return { value, source: `env ${src.env}` };
-  }
-  if ('file' in src) {
-    let text: string;
-    try {
-      text = readFileSync(src.file, 'utf8');
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      throw new SecretError('ESECRETFILE', `secret ${opt.name}: cannot read ${src.file}: ${e.code ?? e.message}`, opt.name, src.file);
-    }
-    // Token files almost always end in a newline that is not part of the token.
-    return { value: text.replace(/\r?\n$/, ''), source: `file ${src.file}` };
-  }
-  if ('value' in src && typeof src.value === 'string') return { value: src.value, source: 'value' };
-  throw specError(`secret ${opt.name}: source must be { env }, { file } or { value }`, opt.name);
-}
-
 /**
  * Validates declarations, loads every value and draws a placeholder for each. Throws SecretError
  * on the first problem, naming the secret and the variable or file, never the value.
  */
-export function resolveSecrets(list: readonly SecretOptions[], env: NodeJS.ProcessEnv = process.env): ResolvedSecret[] {
+export function resolveSecrets(
+  list: readonly SecretOptions[],
+  env: NodeJS.ProcessEnv = process.env,
+  context: Omit<SourceContext, 'env'> = {},
+): ResolvedSecret[] {
   const seen = new Set<string>();
   const out: ResolvedSecret[] = [];
   for (const opt of list) {
@@ -224,7 +199,7 @@ export function resolveSecrets(list: readonly SecretOptions[], env: NodeJS.Proce
       throw specError(`secret ${opt.name}: hosts must list at least one host`, opt.name);
     const hosts = opt.hosts.map((h) => parseHostPattern(h, opt.name));
     const inject = validateInjection(opt.name, opt.inject);
-    const { value, source } = loadValue(opt, env);
+    const { value, source } = readSecretSource(opt.name, opt.source ?? { env: opt.name }, { ...context, env });
     if (value.length === 0) throw new SecretError('ESECRETVALUE', `secret ${opt.name}: the value from ${source} is empty`, opt.name);
     // The value is written into a header or a URL: a CR/LF would let it split the request.
     // biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point

@@ -104,7 +104,7 @@ export interface NativeRelay {
 export type RelayDone = (bytesUp: number, bytesDown: number, errno: number, timedOut: boolean) => void;
 
 interface Addon {
-  Relay: new (upHead: Buffer, downHead: Buffer, idleMs: number, onDone: RelayDone) => NativeRelay;
+  Relay: new (upHead: Buffer, downHead: Buffer, idleMs: number, onDone: RelayDone, growPipes?: boolean) => NativeRelay;
   UdpEndpoint: new (fd: number, onMessage: (data: Buffer, peer: Buffer) => void) => NativeUdpEndpoint;
   spawn(plan: NativePlan, onExit: (code: number | null, signal: NodeJS.Signals | null) => void): NativeSpawnResult;
   pipe(): [number, number];

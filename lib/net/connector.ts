@@ -6,6 +6,7 @@
 import { isIP, type Socket, connect as tcpConnect } from 'node:net';
 import type { NativeRelay } from '../native';
 import type { Allowlist } from './allowlist';
+import { Budget, hostBudget } from './budget';
 import {
   Decider,
   type Decision,
@@ -76,9 +77,12 @@ export class Connector {
   closed = false;
 
   private readonly decider: Decider;
+  /** This sandbox's file descriptors (./budget.ts), drawn from the host budget too. */
+  readonly fds: Budget;
 
   constructor(readonly opts: ConnectorOptions) {
     this.decider = new Decider(opts);
+    this.fds = new Budget(`sandbox file descriptor budget (limits.maxFds)`, () => opts.limits.maxFds, hostBudget.fds);
   }
 
   get limits(): ResolvedLimits {
@@ -148,6 +152,11 @@ export class Connector {
             },
           }
         : undefined;
+      if (!this.fds.take(1)) {
+        const why = this.fds.refusal(1);
+        reject(new Error(`budget: ${why} reached`));
+        return;
+      }
       const upstream = tcpConnect({
         host: d.address,
         port: d.connectPort ?? d.port,
@@ -155,6 +164,7 @@ export class Connector {
         ...(onread ? { onread } : {}),
       });
       this.track(upstream);
+      upstream.once('close', () => this.fds.give(1));
       const timer = setTimeout(() => {
         upstream.destroy();
         reject(Object.assign(new Error(`connect ETIMEDOUT ${d.address}:${d.port}`), { code: 'ETIMEDOUT' }));
@@ -178,6 +188,37 @@ export class Connector {
         reject(err);
       });
     });
+  }
+
+  /**
+   * Runs a front-end's async handler so that nothing it throws reaches the process: an
+   * exception caused by what a sandbox or an upstream sent closes that connection and is
+   * audited as a denial (`internal error: ...`), the other connections and sandboxes go on.
+   */
+  fence(work: Promise<void> | void, socket: Socket, via: Via): void {
+    if (!work) return;
+    work.catch((err: unknown) => {
+      socket.destroy();
+      this.audit({
+        via,
+        host: '',
+        port: 0,
+        decision: 'deny',
+        rule: `internal error: ${(err as Error)?.message ?? String(err)}`,
+        durationMs: 0,
+      });
+    });
+  }
+
+  /** A socket listener fenced like fence(): a throw closes `socket` and is audited. */
+  fenced<A extends unknown[]>(socket: Socket, via: Via, fn: (...args: A) => void): (...args: A) => void {
+    return (...args: A) => {
+      try {
+        fn(...args);
+      } catch (err) {
+        this.fence(Promise.reject(err), socket, via);
+      }
+    };
   }
 
   audit(partial: Omit<EgressRecord, 'event' | 'sandbox' | 'bytesUp' | 'bytesDown'> & { bytesUp?: number; bytesDown?: number }): void {

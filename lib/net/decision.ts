@@ -34,8 +34,16 @@ export interface EgressRecord {
 }
 
 export interface EgressLimits {
-  /** Concurrent client connections per proxy (all listeners together). Default 4096. */
+  /** Concurrent client connections per proxy (all listeners together). Default 1024. */
   maxConnections?: number;
+  /**
+   * File descriptors this sandbox's proxy may hold: client and upstream sockets, kernel relay
+   * pipes (./budget.ts counts them). Default 4096. Every proxy of the process also draws from
+   * one host budget, half the process's RLIMIT_NOFILE.
+   */
+  maxFds?: number;
+  /** Names the DNS responder keeps an address for (least recently used recycled). Default 4096. */
+  dnsNames?: number;
   /** Largest request head (request line + headers) in bytes. Default 16384. */
   maxHeaderSize?: number;
   /** Close a connection after this long without traffic in either direction (ms). Default 300000. */
@@ -50,7 +58,9 @@ export type ResolvedLimits = Required<EgressLimits>;
 
 export function resolveLimits(l: EgressLimits = {}): ResolvedLimits {
   const out: ResolvedLimits = {
-    maxConnections: l.maxConnections ?? 4096,
+    maxConnections: l.maxConnections ?? 1024,
+    maxFds: l.maxFds ?? 4096,
+    dnsNames: l.dnsNames ?? 4096,
     maxHeaderSize: l.maxHeaderSize ?? 16384,
     idleTimeout: l.idleTimeout ?? 300_000,
     headersTimeout: l.headersTimeout ?? 10_000,

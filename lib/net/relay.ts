@@ -117,14 +117,21 @@ export function startKernelRelay(
   upstream: Socket,
   upHead: Buffer,
   idleMs: number,
+  growPipes: boolean,
   done: (r: KernelRelayResult) => void,
 ): NativeRelay | string {
   const R = Relay();
   if (!R) return 'ENOSYS';
-  const relay = new R(upHead, Buffer.alloc(0), idleMs, (bytesUp, bytesDown, errno, timedOut) => {
-    const error = timedOut ? 'idle timeout' : errno !== 0 ? getSystemErrorName(-errno) : undefined;
-    done({ bytesUp, bytesDown, ...(error ? { error } : {}) });
-  });
+  const relay = new R(
+    upHead,
+    Buffer.alloc(0),
+    idleMs,
+    (bytesUp, bytesDown, errno, timedOut) => {
+      const error = timedOut ? 'idle timeout' : errno !== 0 ? getSystemErrorName(-errno) : undefined;
+      done({ bytesUp, bytesDown, ...(error ? { error } : {}) });
+    },
+    growPipes,
+  );
   const err = relay.start(fdOf(client), fdOf(upstream));
   if (err !== 0) return getSystemErrorName(-err);
   // libuv has no read or write pending on either (reads stopped, writes flushed), so closing

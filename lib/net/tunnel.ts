@@ -5,6 +5,7 @@
 // JavaScript when it cannot.
 import type { Socket } from 'node:net';
 import type { NativeRelay } from '../native';
+import { hostBudget, RELAY_FDS, RELAY_GROWN_PIPE_PAGES, RELAY_PIPE_PAGES } from './budget';
 import type { Connector, TunnelUpstream } from './connector';
 import type { Decision, PlaintextGuard, Via } from './decision';
 import { canHandOff, startKernelRelay, stopReading, whenFlushed } from './relay';
@@ -75,8 +76,11 @@ export function spliceTunnel(
       abort();
     });
   }
+  // Set while a TLS tunnel under the guard waits for the upstream to answer in TLS.
+  let watchDown: ((chunk: Buffer) => void) | undefined;
   tunnel.setSink((chunk) => {
     bytesDown += chunk.length;
+    watchDown?.(chunk);
     if (client.write(chunk)) return true;
     client.once('drain', () => mode !== 'handing' && upstream.resume());
     return false;
@@ -92,8 +96,12 @@ export function spliceTunnel(
     });
     client.pipe(upstream);
   };
-  // With a guard, a stream that does not open with a TLS record is scanned chunk by chunk.
-  const guarded = (first: Buffer): void => {
+  // With a guard, a stream that does not open with a TLS record is scanned chunk by chunk, for
+  // as long as it lasts. One that opens with a ClientHello is scanned too until the upstream
+  // answers with a TLS record: a ClientHello followed by plaintext to a plaintext listener
+  // (which never answers in TLS) stays under the scanner; once both ends speak TLS the bytes
+  // are ciphertext, and the tunnel goes to the kernel relay.
+  const guarded = (first: Buffer, tls: boolean): void => {
     mode = 'js';
     const guard = c.opts.guard as PlaintextGuard;
     const scanner = guard.stream();
@@ -109,26 +117,45 @@ export function spliceTunnel(
       bytesUp += forward.length;
       return forward.length === 0 || upstream.write(forward);
     };
-    if (first.length > 0 && !pass(first)) return;
-    client.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer): void => {
       if (denial) return;
       if (!pass(chunk)) {
         client.pause();
         upstream.once('drain', () => client.resume());
       }
-    });
-    client.once('end', () => {
+    };
+    const onEnd = (): void => {
       if (denial) return;
       const rest = scanner.end();
       bytesUp += rest.length;
       upstream.end(rest);
-    });
+    };
+    if (first.length > 0 && !pass(first)) return;
+    client.on('data', onData);
+    client.once('end', onEnd);
+    if (!tls) return;
+    let answered = false;
+    watchDown = (chunk) => {
+      watchDown = undefined;
+      // A TLS record from the server: handshake (0x16) or alert (0x15), version 3.x.
+      if (answered || !(chunk[0] === 0x16 || chunk[0] === 0x15) || chunk[1] !== 0x03) return;
+      answered = true;
+      // Not from inside the read callback: the hand-off stops reading this very socket.
+      setImmediate(() => {
+        if (denial || client.destroyed || upstream.destroyed) return;
+        client.removeListener('data', onData);
+        client.removeListener('end', onEnd);
+        relayOut(scanner.end(), true);
+      });
+    };
   };
   // Once nothing more is to be inspected, the kernel relays (splice), or failing that, JS.
-  const relayOut = (first: Buffer): void => {
+  // `resumed`: the tunnel was relayed in JS before (guarded); its upstream may be paused.
+  const relayOut = (first: Buffer, resumed = false): void => {
     bytesUp += first.length;
     if (c.opts.kernelRelay === false) {
       relayInJs(first);
+      if (resumed) upstream.resume();
       return;
     }
     let upHead = first;
@@ -136,12 +163,15 @@ export function spliceTunnel(
     // hand-off (the front-end's ready hook, setSink) restarts reading on the next tick, so
     // what was read meanwhile is collected again. The last pass stops reading and starts the
     // relay in one synchronous step, so nothing can be read in between.
+    const inJs = (): void => {
+      relayInJs(upHead);
+      if (mode === 'handing' || resumed) upstream.resume();
+    };
     const handOver = (): void => {
       // An error, the idle timeout or close() while flushing: their close handlers record it.
       if (client.destroyed || upstream.destroyed || c.closed) return;
       if (!canHandOff(client) || !canHandOff(upstream)) {
-        relayInJs(upHead);
-        if (mode === 'handing') upstream.resume();
+        inJs();
         return;
       }
       mode = 'handing';
@@ -155,7 +185,26 @@ export function spliceTunnel(
         whenFlushed([client, upstream], handOver);
         return;
       }
-      const relay = startKernelRelay(client, upstream, upHead, idle, (r) => {
+      // The relay's pipes and the duplicates it holds come from this sandbox's and the host's
+      // budgets, 1 MiB pipes only while the host's pipe budget has room for them; a relay that
+      // does not fit stays in JavaScript, which needs neither.
+      const pipes = hostBudget.pipePages;
+      const pages = pipes.take(RELAY_GROWN_PIPE_PAGES) ? RELAY_GROWN_PIPE_PAGES : pipes.take(RELAY_PIPE_PAGES) ? RELAY_PIPE_PAGES : 0;
+      if (pages === 0) {
+        inJs();
+        return;
+      }
+      if (!c.fds.take(RELAY_FDS)) {
+        pipes.give(pages);
+        inJs();
+        return;
+      }
+      const release = (): void => {
+        c.fds.give(RELAY_FDS);
+        pipes.give(pages);
+      };
+      const relay = startKernelRelay(client, upstream, upHead, idle, pages === RELAY_GROWN_PIPE_PAGES, (r) => {
+        release();
         c.relays.delete(relay as NativeRelay);
         bytesUp += r.bytesUp;
         bytesDown += r.bytesDown;
@@ -167,6 +216,7 @@ export function spliceTunnel(
       });
       if (typeof relay === 'string') {
         // e.g. EMFILE: the sockets are untouched; read them again and relay here.
+        release();
         relayInJs(upHead);
         upstream.resume();
         return;
@@ -178,7 +228,7 @@ export function spliceTunnel(
     handOver();
   };
   // A TLS record (0x16) is opaque: relayed as is. Anything else is plaintext for the guard.
-  const route = (first: Buffer): void => (!c.opts.guard || first[0] === 0x16 ? relayOut(first) : guarded(first));
+  const route = (first: Buffer): void => (c.opts.guard ? guarded(first, first[0] === 0x16) : relayOut(first));
   const startUp = (first: Buffer): void => {
     if (!c.opts.guard || first.length > 0) route(first);
     else client.once('data', route);
@@ -190,10 +240,10 @@ export function spliceTunnel(
   // Hold the client's bytes until we know what they are: the SNI of a ClientHello or the Host of
   // a request must name the host the tunnel was opened for (no domain fronting).
   let pending = head;
-  const onData = (chunk: Buffer): void => {
+  const onData = c.fenced(client, via, (chunk: Buffer): void => {
     pending = Buffer.concat([pending, chunk]);
     check();
-  };
+  });
   const check = (): void => {
     const r = sniff(pending, c.limits.maxHeaderSize);
     if (r.kind === 'need-more') return;

@@ -110,6 +110,15 @@ function launch_(launch: PolicyLaunch): Promise<number> {
       { fromClient: process.stdin, toClient: process.stdout, toServer: sandbox.stdin, fromServer: sandbox.stdout },
       { tools: launch.tools ?? [], logger },
     );
+    // The client went away (closed our stdout: EPIPE): the filter ended the server's stdin, as a
+    // client shutting a stdio server down does; a server still running 2 s later gets SIGTERM.
+    // The launcher exits with the server's status either way.
+    const stop = () => setTimeout(() => sandbox.exitCode === null && sandbox.kill('SIGTERM'), 2000).unref();
+    filter.on('client-closed', stop);
+    filter.on('error', (err: Error) => {
+      logger?.warn({ event: 'mcp.stream_error', err: err.message }, 'tool layer stream error');
+      stop();
+    });
     // Correlation: what the server did on the network, and which violations it committed, while
     // tool calls were in flight. One line per event, naming the calls (request id and tool).
     const during = (event: string, record: object) => {

@@ -18,10 +18,11 @@ import * as https from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type * as tls from 'node:tls';
+import * as zlib from 'node:zlib';
 import pino, { type Logger } from 'pino';
 import type { PlaintextGuard } from '../net/decision';
 import { type RunCa, readCaFiles, upstreamSecureContext } from './ca';
-import { makeScrubber, PlaceholderSet, StreamRedactor, scrubDeep } from './placeholder';
+import { makeScrubber, PlaceholderSet, StreamRedactor, scrubDeep, secretForms } from './placeholder';
 import {
   type HeaderPairs,
   HOP_BY_HOP,
@@ -72,6 +73,7 @@ export class SecretInterceptor extends EventEmitter {
   private readonly servers = new Map<string, Promise<http2.Http2SecureServer>>();
   private readonly sockets = new Set<Duplex>();
   private closed = false;
+  private formsCache: string[] | undefined;
 
   constructor(options: SecretInterceptorOptions) {
     super();
@@ -347,7 +349,7 @@ export class SecretInterceptor extends EventEmitter {
       up.on('response', (upRes) => {
         clearTimeout(timer);
         settled = true;
-        this.relayResponse(res, upRes.statusCode ?? 502, rawPairs(upRes.rawHeaders), upRes);
+        this.relayResponse(res, upRes.statusCode ?? 502, rawPairs(upRes.rawHeaders), upRes, req.method ?? 'GET');
         upRes.on('end', () => resolve());
       });
       res.on('close', () => {
@@ -420,7 +422,7 @@ export class SecretInterceptor extends EventEmitter {
           for (const [k, v] of Object.entries(t)) if (!k.startsWith(':') && v !== undefined) clean[k] = this.redactHeader(String(v));
           (res as http2.Http2ServerResponse).addTrailers?.(clean);
         });
-        this.relayResponse(res, Number(h[':status'] ?? 502), pairs, up);
+        this.relayResponse(res, Number(h[':status'] ?? 502), pairs, up, req.method ?? 'GET');
         up.on('end', () => resolve());
       });
       res.on('close', () => {
@@ -481,19 +483,34 @@ export class SecretInterceptor extends EventEmitter {
     return inj.kind === 'header' ? `header ${inj.header}` : inj.kind === 'basic' ? 'basic authorization' : `query parameter ${inj.param}`;
   }
 
+  /** Every form of every secret the proxy sends (secretForms), longest first. */
+  private get forms(): string[] {
+    this.formsCache ??= this.secrets
+      .flatMap((s) => secretForms(s.value, s.inject.kind === 'basic' ? s.inject.username : undefined))
+      .sort((a, b) => b.length - a.length);
+    return this.formsCache;
+  }
+
   private redactHeader(v: string): string {
     let out = v;
-    for (const s of this.secrets) if (out.includes(s.value)) out = out.split(s.value).join('*'.repeat(s.value.length));
+    for (const f of this.forms) if (out.includes(f)) out = out.split(f).join('*'.repeat(f.length));
     return out;
   }
 
-  /** Sends the upstream's response to the client, with real values masked out of headers and body. */
-  private relayResponse(res: Res, status: number, pairs: HeaderPairs, body: NodeJS.ReadableStream): void {
+  /**
+   * Sends the upstream's response to the client, with every form of a real value masked out of
+   * headers and body. The request asked for `accept-encoding: identity` (./rewrite.ts); an
+   * upstream that compresses anyway is decoded here before the scan (gzip, deflate, br), and an
+   * encoding the proxy cannot read is a 502, since a secret inside it could not be masked.
+   */
+  private relayResponse(res: Res, status: number, pairs: HeaderPairs, body: NodeJS.ReadableStream, method: string): void {
     const h2 = res instanceof http2.Http2ServerResponse;
     const headers: Record<string, string | string[]> = {};
+    let encoding = '';
     for (const [k, v] of pairs) {
       const l = k.toLowerCase();
       if (HOP_BY_HOP.has(l)) continue;
+      if (l === 'content-encoding') encoding = `${encoding}${encoding ? ',' : ''}${v}`.toLowerCase();
       // Location and friends are passed through as they are (only a real value is masked): which
       // host a redirect may lead to is the proxy's decision when the client follows it.
       const clean = this.redactHeader(v);
@@ -501,21 +518,59 @@ export class SecretInterceptor extends EventEmitter {
       headers[l] = prev === undefined ? clean : Array.isArray(prev) ? [...prev, clean] : [prev, clean];
     }
     if (h2) delete headers['keep-alive'];
+    const noBody = method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
+    const codings = encoding
+      .split(',')
+      .map((c) => c.trim())
+      .filter((c) => c && c !== 'identity');
+    let source: NodeJS.ReadableStream = body;
+    if (codings.length > 0 && !noBody) {
+      const decoders: Duplex[] = [];
+      for (const c of codings.reverse()) {
+        const d =
+          c === 'gzip' || c === 'x-gzip'
+            ? zlib.createGunzip()
+            : c === 'deflate'
+              ? zlib.createInflate()
+              : c === 'br'
+                ? zlib.createBrotliDecompress()
+                : null;
+        if (!d) {
+          (body as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
+          this.reply(res, 502, {
+            error: 'upstream-encoding',
+            message: `stockade: the upstream answered with content-encoding ${encoding}, which the proxy cannot scan for secrets`,
+          });
+          return;
+        }
+        decoders.push(d);
+      }
+      delete headers['content-encoding'];
+      delete headers['content-length'];
+      for (const d of decoders) {
+        d.on('error', () => res.destroy());
+        source = (source as NodeJS.ReadableStream).pipe(d);
+      }
+    }
     try {
       (res as http.ServerResponse).writeHead(status, headers);
     } catch (err) {
-      res.destroy(err as Error);
+      (body as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
+      this.reply(res, 502, {
+        error: 'upstream-malformed',
+        message: `stockade: the upstream sent a response the proxy cannot relay: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      });
       return;
     }
-    const redact = new StreamRedactor(this.secrets.map((s) => s.value));
-    body.on('data', (chunk: Buffer) => {
+    const redact = new StreamRedactor(this.forms);
+    source.on('data', (chunk: Buffer) => {
       const out = redact.push(chunk);
       if (out.length && !(res as http.ServerResponse).write(out)) {
-        body.pause();
-        res.once('drain', () => body.resume());
+        source.pause();
+        res.once('drain', () => source.resume());
       }
     });
-    body.on('end', () => res.end(redact.end()));
+    source.on('end', () => res.end(redact.end()));
   }
 
   // ---- WebSocket and other HTTP/1.1 upgrades ---------------------------------------------------
@@ -575,13 +630,17 @@ export class SecretInterceptor extends EventEmitter {
       for (const [k, v] of rawPairs(upRes.rawHeaders)) {
         if (!HOP_BY_HOP.has(k.toLowerCase()) && k.toLowerCase() !== 'content-length') text += `${k}: ${this.redactHeader(v)}\r\n`;
       }
-      const chunks: Buffer[] = [];
-      upRes.on('data', (c: Buffer) => chunks.push(c));
-      upRes.on('end', () => {
-        const redact = new StreamRedactor(this.secrets.map((s) => s.value));
-        const body = Buffer.concat([redact.push(Buffer.concat(chunks)), redact.end()]);
-        socket.end(Buffer.concat([Buffer.from(`${text}content-length: ${body.length}\r\nconnection: close\r\n\r\n`), body]));
+      // Streamed, not collected: the upstream decides how long the body is.
+      socket.write(`${text}connection: close\r\n\r\n`);
+      const redact = new StreamRedactor(this.forms);
+      upRes.on('data', (c: Buffer) => {
+        const out = redact.push(c);
+        if (out.length && !socket.write(out)) {
+          upRes.pause();
+          socket.once('drain', () => upRes.resume());
+        }
       });
+      upRes.on('end', () => socket.end(redact.end()));
     });
     up.on('error', (err) => {
       const e = err as NodeJS.ErrnoException;

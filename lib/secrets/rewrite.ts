@@ -154,6 +154,8 @@ export function rewriteRequest(
     const basic = lname === 'authorization' ? /^\s*basic\s+([A-Za-z0-9+/=_-]+)\s*$/i.exec(value) : null;
     if (basic) names = [...new Set([...names, ...secrets.set.names(Buffer.from(basic[1], 'base64').toString('latin1'))])];
     if (names.length === 0) {
+      // The response must come back in a form the proxy can scan for the real value: identity.
+      if (lname === 'accept-encoding') continue;
       if (!rebuilt.has(lname)) headers.push([name, value]);
       continue;
     }
@@ -209,5 +211,6 @@ export function rewriteRequest(
     }
     path = `${pathname}?${parts.join('&')}`;
   }
+  headers.push(['accept-encoding', 'identity']);
   return { path, authority: auth, headers, injected };
 }

@@ -110,6 +110,8 @@ interface Addon {
   pipe(): [number, number];
   probeNamespaces(): number;
   landlockAbi(): number;
+  /** Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the soft limit now, or -errno. */
+  raiseOpenFileLimit(): number;
 }
 
 const packageRoot = path.join(__dirname, '..', '..');

@@ -7,6 +7,7 @@ import { constants as osConstants } from 'node:os';
 import pino, { type Logger } from 'pino';
 import { SandboxOptionsError } from '../errors';
 import { wireToolFilter } from '../mcp';
+import { native } from '../native';
 import { loadPolicy, mergeFlags, type PolicyLaunch, policyToOptions, policyValidation } from '../policy';
 import { type SandboxedProcess, spawnSandboxed } from '../process';
 import { parseRunArgs, UsageError } from './flags';
@@ -86,6 +87,13 @@ export async function main(argv: string[]): Promise<number> {
 
 function launch_(launch: PolicyLaunch): Promise<number> {
   const logger = auditLogger(launch);
+  // The proxies hold sockets and relay pipes for the sandbox: use what the hard limit grants
+  // (lib/net/budget.ts lets them hold half of it).
+  try {
+    native().raiseOpenFileLimit();
+  } catch {
+    // No addon: spawnSandboxed reports that below.
+  }
   const filtered = launch.tools !== undefined;
   // Signal handlers before the spawn: the payload runs before spawnSandboxed() returns, and a
   // signal that came in before the handler existed would kill the launcher by default (and the

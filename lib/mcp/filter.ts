@@ -301,7 +301,7 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
 
   /** Returns the replacement for a server message, or null to forward the original bytes. */
   const rewriteServerMessage = (msg: Json): Json | null => {
-    if (!isObject(msg) || msg.method !== undefined || msg.id === undefined) return null;
+    if (!isObject(msg) || msg.method !== undefined) return null;
     // Matched by exact JSON value and type: "1" is not 1.
     const key = isRequestId(msg.id) ? idKey(msg.id) : undefined;
     const call = key === undefined ? undefined : pendingCalls.get(key);
@@ -314,8 +314,8 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
     const result = msg.result;
     if (!isObject(result) || !Array.isArray(result.tools)) return null;
     if (!listed) {
-      // A tools list that answers no tools/list of the client exactly (another id type, a
-      // replay): a lenient client may still take it for the answer, so it is filtered all the same.
+      // A tools list that answers no tools/list of the client exactly (another id type, no id,
+      // a replay): a lenient client may still take it for the answer, so it is filtered all the same.
       log?.warn({ event: 'mcp.unmatched_tools_list', id: msg.id }, 'tools list in a response to no pending tools/list');
     }
     const tools = result.tools.filter((t) => isObject(t) && typeof t.name === 'string' && isAllowed(t.name));

@@ -43,10 +43,9 @@ function rawResponse(status: number, reason: string, body: string, extra: Record
     .join('\r\n')}\r\n\r\n${body}`;
 }
 
-/** Strips CR/LF so a rule or host text can never split a header. */
+/** Keeps printable ASCII only, so a rule or host text can never split or break a header. */
 function headerSafe(s: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: these are what must go
-  return s.replace(/[\u0000-\u001f\u007f]/g, '?');
+  return s.replace(/[^\x20-\x7e]/g, '?');
 }
 
 /** Parses an absolute-form http:// target. Throws HostError / Error naming the problem. */
@@ -135,11 +134,17 @@ export class HttpProxy {
 
   private deny(res: ServerResponse, status: number, host: string, port: number, rule: string): void {
     const body = status === 403 ? denialBody(host, port, rule) : `stockade: ${rule}\n`;
-    res.writeHead(status, {
-      'Content-Type': 'text/plain; charset=utf-8',
-      'Content-Length': Buffer.byteLength(body),
-      'X-Stockade-Rule': headerSafe(rule),
-    });
+    try {
+      res.writeHead(status, {
+        'Content-Type': 'text/plain; charset=utf-8',
+        'Content-Length': Buffer.byteLength(body),
+        'X-Stockade-Rule': headerSafe(rule),
+      });
+    } catch {
+      // Headers already sent (a failure mid-response): all that is left is to cut it.
+      res.destroy();
+      return;
+    }
     res.end(body);
   }
 
@@ -247,7 +252,8 @@ export class HttpProxy {
       } catch (err) {
         error = `malformed upstream response: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
         upRes.destroy();
-        res.removeHeader('content-length');
+        // writeHead() kept the reason phrase it refused; the 502 gets its own.
+        res.statusMessage = '';
         this.deny(res, 502, d.host, d.port, `upstream ${d.host}:${d.port} (${d.address}) sent a ${error}`);
         audit();
         return;

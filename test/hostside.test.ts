@@ -17,6 +17,7 @@ import {
   exchange,
   httpsUpstream,
   listen,
+  openFds,
   portOf,
   readUntil,
   startProxy,
@@ -212,6 +213,29 @@ describe('hostile sandboxes', () => {
       await closeServer(plain);
       await closeServer(https);
     }
+  });
+
+  it('a connection flood past maxConnections: refused at once, fd and memory growth bounded, all given back', async () => {
+    const p = await startProxy({ allow: ['good.test'], limits: { maxConnections: 100 } });
+    const fds0 = openFds();
+    const rss0 = process.memoryUsage().rss;
+    const sockets: Socket[] = [];
+    let reset = 0;
+    for (let i = 0; i < 600; i++) {
+      const s = connect({ host: '127.0.0.1', port: p.httpPort });
+      s.on('error', () => {});
+      s.on('close', () => reset++);
+      sockets.push(s);
+    }
+    await waitFor(() => reset === 500 && p.proxy.connections === 100, '500 refusals and 100 held connections', 20_000);
+    // Ours and the proxy's end of each held connection, and nothing for the refused ones.
+    const grown = openFds() - fds0;
+    assert.ok(grown <= 2 * 100 + 16, `fds grew by ${grown}`);
+    assert.ok(process.memoryUsage().rss - rss0 < 64 * 2 ** 20);
+    assert.equal(p.records.filter((r) => r.rule === 'limit: more than 100 concurrent connections').length, 500);
+    for (const s of sockets) s.destroy();
+    await waitFor(() => p.proxy.connections === 0 && openFds() <= fds0 + 4, 'every fd to be given back', 10_000);
+    await p.close();
   });
 
   it('the fd budget: connections past limits.maxFds are refused with an audit record, and released ones come back', async () => {

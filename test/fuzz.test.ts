@@ -11,14 +11,14 @@ import { once } from 'node:events';
 import * as http2 from 'node:http2';
 import { connect, createServer } from 'node:net';
 import { PassThrough, Writable } from 'node:stream';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import * as tls from 'node:tls';
 import { gzipSync } from 'node:zlib';
 import { wireToolFilter } from '../lib/mcp';
 import { RunCa } from '../lib/secrets/ca';
 import { SecretInterceptor } from '../lib/secrets/intercept';
 import { resolveSecrets } from '../lib/secrets/spec';
-import { closeServer, dnsQuery, exchange, listen, portOf, readUntil, startProxy, UPSTREAM_HOST } from './helpers/net';
+import { closeServer, collectUncaught, dnsQuery, exchange, listen, portOf, readUntil, startProxy, UPSTREAM_HOST } from './helpers/net';
 
 const CASES = Number(process.env.STOCKADE_FUZZ_CASES ?? 60);
 const SEED = Number(process.env.STOCKADE_FUZZ_SEED ?? Date.now() % 2 ** 31);
@@ -84,15 +84,8 @@ function mutate(seed: Buffer): Buffer {
   return b;
 }
 
-const uncaught: unknown[] = [];
-const onUncaught = (err: unknown) => uncaught.push(err);
-process.on('uncaughtException', onUncaught);
-process.on('unhandledRejection', onUncaught);
-after(() => {
-  process.off('uncaughtException', onUncaught);
-  process.off('unhandledRejection', onUncaught);
-  assert.deepEqual(uncaught, []);
-});
+// Anything thrown out of an event handler would surface here instead of killing the runner.
+const uncaught = collectUncaught();
 
 /** Runs `fn` for every case, a few at a time. */
 async function each(n: number, parallel: number, fn: (i: number) => Promise<unknown>): Promise<void> {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import * as tls from 'node:tls';
 import type { PlaintextGuard } from '../lib/net/decision';
 import { DnsPool } from '../lib/net/dns';
@@ -13,6 +13,7 @@ import { EgressProxy } from '../lib/net/proxy';
 import { makePlaceholder, PlaceholderSet } from '../lib/secrets/placeholder';
 import {
   closeServer,
+  collectUncaught,
   dnsQuery,
   exchange,
   httpsUpstream,
@@ -27,15 +28,7 @@ import {
 } from './helpers/net';
 
 // Anything thrown out of an event handler would surface here instead of killing the runner.
-const uncaught: unknown[] = [];
-const onUncaught = (err: unknown) => uncaught.push(err);
-process.on('uncaughtException', onUncaught);
-process.on('unhandledRejection', onUncaught);
-after(() => {
-  process.off('uncaughtException', onUncaught);
-  process.off('unhandledRejection', onUncaught);
-  assert.deepEqual(uncaught, []);
-});
+const uncaught = collectUncaught();
 
 /** A raw TCP upstream answering every connection with `answer`, then closing. */
 async function rawUpstream(answer: (n: number) => Buffer | string): Promise<Server> {

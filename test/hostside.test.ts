@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import * as tls from 'node:tls';
+import { hostBudget } from '../lib/net/budget';
 import type { PlaintextGuard } from '../lib/net/decision';
 import { DnsPool } from '../lib/net/dns';
 import { EgressProxy } from '../lib/net/proxy';
@@ -15,6 +16,7 @@ import {
   closeServer,
   collectUncaught,
   dnsQuery,
+  echoUpstream,
   exchange,
   httpsUpstream,
   listen,
@@ -229,6 +231,36 @@ describe('hostile sandboxes', () => {
     for (const s of sockets) s.destroy();
     await waitFor(() => p.proxy.connections === 0 && openFds() <= fds0 + 4, 'every fd to be given back', 10_000);
     await p.close();
+  });
+
+  it('a tunnel that does not fit the host pipe budget is relayed in JavaScript, bytes intact', async () => {
+    const up = await echoUpstream();
+    const hp = `echo.test:${portOf(up)}`;
+    const p = await startProxy({ allow: [hp], resolve: [`${hp}:${UPSTREAM_HOST}`] });
+    const pipes = hostBudget.pipePages;
+    const taken = pipes.limit - pipes.used;
+    assert.ok(pipes.take(taken));
+    try {
+      const s = connect({ host: '127.0.0.1', port: p.httpPort });
+      s.write(`CONNECT ${hp} HTTP/1.1\r\nHost: ${hp}\r\n\r\n`);
+      await readUntil(s, '\r\n\r\n');
+      const payload = Buffer.alloc(4 * 2 ** 20, 'x');
+      const got: Buffer[] = [];
+      let n = 0;
+      s.on('data', (c: Buffer) => {
+        got.push(c);
+        n += c.length;
+      });
+      s.write(payload);
+      await waitFor(() => n >= payload.length, 'the echo', 10_000);
+      assert.ok(Buffer.concat(got).equals(payload));
+      assert.equal(p.proxy.kernelRelays, 0);
+      s.destroy();
+    } finally {
+      pipes.give(taken);
+      await p.close();
+      await closeServer(up);
+    }
   });
 
   it('the fd budget: connections past limits.maxFds are refused with an audit record, and released ones come back', async () => {

@@ -16,6 +16,7 @@ interface StreamHandle {
   fd?: number;
   reading?: boolean;
   readStop?: () => number;
+  readStart?: () => number;
 }
 
 interface SocketInternals {
@@ -90,6 +91,20 @@ export function stopReading(s: Socket): Buffer {
   h.reading = false;
   h.readStop?.();
   return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+}
+
+/**
+ * Undoes stopReading() when the hand-off does not happen (a budget has no room, the relay could
+ * not start): libuv reads the handle again. resume() alone is not enough: the read() calls of
+ * stopReading() may have left the stream believing a read is pending, so it never asks again.
+ */
+export function resumeReading(s: Socket): void {
+  const h = (s as unknown as SocketInternals)._handle;
+  if (!s.destroyed && h && !h.reading && typeof h.readStart === 'function') {
+    h.reading = true;
+    h.readStart();
+  }
+  s.resume();
 }
 
 /** Calls `fn` once everything Node was asked to write on `sockets` is in the kernel. */

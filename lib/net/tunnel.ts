@@ -8,7 +8,7 @@ import type { NativeRelay } from '../native';
 import { hostBudget, RELAY_FDS, RELAY_GROWN_PIPE_PAGES, RELAY_PIPE_PAGES } from './budget';
 import type { Connector, TunnelUpstream } from './connector';
 import type { Decision, PlaintextGuard, Via } from './decision';
-import { canHandOff, startKernelRelay, stopReading, whenFlushed } from './relay';
+import { canHandOff, resumeReading, startKernelRelay, stopReading, whenFlushed } from './relay';
 import { sniff } from './sniff';
 
 /**
@@ -164,8 +164,12 @@ export function spliceTunnel(
     // what was read meanwhile is collected again. The last pass stops reading and starts the
     // relay in one synchronous step, so nothing can be read in between.
     const inJs = (): void => {
+      const stopped = mode === 'handing';
       relayInJs(upHead);
-      if (mode === 'handing' || resumed) upstream.resume();
+      if (stopped) {
+        resumeReading(client);
+        resumeReading(upstream);
+      } else if (resumed) upstream.resume();
     };
     const handOver = (): void => {
       // An error, the idle timeout or close() while flushing: their close handlers record it.
@@ -217,8 +221,7 @@ export function spliceTunnel(
       if (typeof relay === 'string') {
         // e.g. EMFILE: the sockets are untouched; read them again and relay here.
         release();
-        relayInJs(upHead);
-        upstream.resume();
+        inJs();
         return;
       }
       c.relays.add(relay);

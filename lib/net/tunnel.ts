@@ -193,7 +193,9 @@ export function spliceTunnel(
       // budgets, 1 MiB pipes only while the host's pipe budget has room for them; a relay that
       // does not fit stays in JavaScript, which needs neither.
       const pipes = hostBudget.pipePages;
-      const pages = pipes.take(RELAY_GROWN_PIPE_PAGES) ? RELAY_GROWN_PIPE_PAGES : pipes.take(RELAY_PIPE_PAGES) ? RELAY_PIPE_PAGES : 0;
+      // Growable pipes get at most half the budget, so bulk tunnels leave room for many others.
+      const growable = pipes.used + RELAY_GROWN_PIPE_PAGES <= pipes.limit / 2 && pipes.take(RELAY_GROWN_PIPE_PAGES);
+      const pages = growable ? RELAY_GROWN_PIPE_PAGES : pipes.take(RELAY_PIPE_PAGES) ? RELAY_PIPE_PAGES : 0;
       if (pages === 0) {
         inJs();
         return;

@@ -105,7 +105,7 @@ export interface NativeRelay {
 export type RelayDone = (bytesUp: number, bytesDown: number, errno: number, timedOut: boolean) => void;
 
 interface Addon {
-  Relay: new (upHead: Buffer, downHead: Buffer, idleMs: number, onDone: RelayDone) => NativeRelay;
+  Relay: new (upHead: Buffer, downHead: Buffer, idleMs: number, onDone: RelayDone, growPipes?: boolean) => NativeRelay;
   UdpEndpoint: new (fd: number, onMessage: (data: Buffer, peer: Buffer) => void) => NativeUdpEndpoint;
   /**
    * Queues the spawn on the environment's spawner thread (native/spawner.cc) and returns at once;
@@ -120,6 +120,8 @@ interface Addon {
   pipe(): [number, number];
   probeNamespaces(): number;
   landlockAbi(): number;
+  /** Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the soft limit now, or -errno. */
+  raiseOpenFileLimit(): number;
 }
 
 const packageRoot = path.join(libDir, '..', '..');

@@ -15,6 +15,7 @@
 #include <napi.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -474,6 +475,21 @@ static Napi::Value LandlockAbi(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), abi >= 0 ? abi : -errno);
 }
 
+// raiseOpenFileLimit() -> the RLIMIT_NOFILE soft limit after raising it to the hard limit (as
+// Go's runtime does at start), or -errno. The launcher's proxies hold sockets and relay pipes
+// for every sandbox; the hard limit is what the administrator granted, the soft one (often
+// 1024) only a default for select(2)-era programs. man 2 setrlimit.
+static Napi::Value RaiseOpenFileLimit(const Napi::CallbackInfo& info) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return Napi::Number::New(info.Env(), -errno);
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = old;
+  }
+  return Napi::Number::New(info.Env(), static_cast<double>(rl.rlim_cur));
+}
+
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   using namespace stockade;
   auto* data = new AddonData;
@@ -485,6 +501,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("pipe", Napi::Function::New(env, Pipe));
   exports.Set("probeNamespaces", Napi::Function::New(env, ProbeNamespaces));
   exports.Set("landlockAbi", Napi::Function::New(env, LandlockAbi));
+  exports.Set("raiseOpenFileLimit", Napi::Function::New(env, RaiseOpenFileLimit));
   exports.Set("UdpEndpoint", UdpEndpoint::Init(env));
   exports.Set("Relay", Relay::Init(env));
   return exports;

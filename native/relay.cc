@@ -57,7 +57,9 @@ Napi::Function Relay::Init(Napi::Env env) {
       {InstanceMethod("start", &Relay::Start), InstanceMethod("close", &Relay::Close)});
 }
 
-// new Relay(upHead: Buffer, downHead: Buffer, idleMs: number, onDone): nothing is opened yet.
+// new Relay(upHead: Buffer, downHead: Buffer, idleMs: number, onDone[, growPipes: boolean]):
+// nothing is opened yet. growPipes false keeps both pipes at the default 64 KiB (the caller's
+// pipe budget has no room for 1 MiB ones, see lib/net/budget.ts).
 Relay::Relay(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Relay>(info) {
   Napi::Env env = info.Env();
   if (info.Length() < 4 || !info[0].IsBuffer() || !info[1].IsBuffer() || !info[2].IsNumber() ||
@@ -78,6 +80,9 @@ Relay::Relay(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Relay>(info) {
     dir_[i].head.assign(b.Data(), b.Length());
   }
   idleMs_ = static_cast<uint64_t>(idle);
+  if (info.Length() > 4 && info[4].IsBoolean() && !info[4].As<Napi::Boolean>().Value()) {
+    for (auto& d : dir_) d.grown = true;  // "already tried": never grows
+  }
   onDone_ = Napi::Persistent(info[3].As<Napi::Function>());
   env_ = env;
 }

@@ -89,8 +89,7 @@ describe('tool filter', () => {
       '{"jsonrpc":"2.0","id":"r1","result":{}}\n';
     const fromServer =
       '{"jsonrpc":"2.0","id":0,"result":{"big":12345678901234567890,"f":1.0}}\n' +
-      '{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info"}}\n' +
-      'this is not json\n';
+      '{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info"}}\n';
     h.client.write(fromClient);
     h.server.write(fromServer);
     await tick();
@@ -116,13 +115,83 @@ describe('tool filter', () => {
     assert.equal(resp.result.nextCursor, 'c2');
   });
 
-  it('leaves a tools/list response with the same id but from another request alone', async () => {
+  it('filters a tools list in a response whose id matches no tools/list exactly ("1" for 1)', async () => {
+    // The official SDK client matches response ids loosely (Number(id)): a server answering the
+    // tools/list with id 1 as "1" must not get its unfiltered list to the model.
     const h = harness(['echo']);
-    // id 7 was never a tools/list request: a response with tools in it is not ours to edit.
-    const resp = line({ jsonrpc: '2.0', id: 7, result: { tools: [{ name: 'other' }] } });
-    h.server.write(resp);
+    h.client.write(line({ jsonrpc: '2.0', id: 1, method: 'tools/list' }));
     await tick();
-    assert.equal(h.toClient().toString(), resp);
+    h.server.write(line({ jsonrpc: '2.0', id: '1', result: { tools: [{ name: 'echo' }, { name: 'rm' }] } }));
+    h.server.write(line({ jsonrpc: '2.0', id: 7, result: { tools: [{ name: 'other' }] } }));
+    await tick();
+    const out = parseLines(h.toClient()) as { id: unknown; result: { tools: { name: string }[] } }[];
+    assert.deepEqual(
+      out.map((m) => [m.id, m.result.tools.map((t) => t.name)]),
+      [
+        ['1', ['echo']],
+        [7, []],
+      ],
+    );
+    assert.ok(h.logs.some((l) => l.event === 'mcp.unmatched_tools_list'));
+  });
+
+  it('refuses deep nesting both ways with a JSON-RPC error, and survives 200,000 levels', async () => {
+    const h = harness(['echo']);
+    const deep = (n: number) => `${'['.repeat(n)}${']'.repeat(n)}`;
+    h.client.write(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"a":${deep(200_000)}}}}\n`);
+    h.client.write(line({ jsonrpc: '2.0', id: 2, method: 'tools/list' }));
+    await tick();
+    assert.deepEqual(
+      (parseLines(h.toServer()) as { id: number }[]).map((m) => m.id),
+      [2],
+    );
+    h.server.write(`{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"rm","x":${deep(200_000)}}]}}\n`);
+    await tick();
+    const errs = parseLines(h.toClient()) as { id: null; error: { code: number; message: string } }[];
+    assert.equal(errs.length, 2);
+    assert.match(errs[0].error.message, /nested deeper than 128 levels; message not forwarded/);
+    assert.equal(errs[0].error.code, -32600);
+    assert.match(errs[1].error.message, /the server sent a message nested deeper than 128 levels/);
+    assert.equal(errs[1].id, null);
+  });
+
+  it('a server message the client could parse differently never reaches it as sent', async () => {
+    const h = harness(['echo']);
+    h.client.write(line({ jsonrpc: '2.0', id: 1, method: 'tools/list' }));
+    await tick();
+    // NaN: Python's json accepts it, JSON.parse does not; duplicate keys: parsers pick either.
+    h.server.write('{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"rm"}]},"x":NaN}\n');
+    h.server.write('{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"rm"}]},"result":{"ok":1}}\n');
+    h.server.write(
+      Buffer.concat([Buffer.from('{"jsonrpc":"2.0","method":"n","params":{"s":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}}\n')]),
+    );
+    await tick();
+    const out = h.toClient().toString('utf8').split('\n').filter(Boolean);
+    assert.equal(out.length, 3);
+    assert.match(JSON.parse(out[0]).error.message, /not valid JSON/);
+    assert.equal(out[1], '{"jsonrpc":"2.0","id":5,"result":{"ok":1}}');
+    assert.equal(out[2], '{"jsonrpc":"2.0","method":"n","params":{"s":"\ufffd\ufffd"}}'.replace(/\\ufffd/g, '\ufffd'));
+  });
+
+  it('EPIPE on the client side ends the session: the server stdin is ended, no error escapes', async () => {
+    const client = new PassThrough();
+    const server = new PassThrough();
+    const [toServerStream, , serverFinished] = collector();
+    const toClient = new Writable({
+      write(_c, _e, cb) {
+        cb(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
+      },
+    });
+    const filter = wireToolFilter({ fromClient: client, toClient, toServer: toServerStream, fromServer: server }, { tools: ['echo'] });
+    const closed = new Promise((r) => filter.once('client-closed', r));
+    server.write(line({ jsonrpc: '2.0', method: 'notifications/x' }));
+    const err = (await closed) as NodeJS.ErrnoException;
+    assert.equal(err.code, 'EPIPE');
+    await serverFinished;
+    // What the server writes afterwards is read and dropped (it must not block on a full pipe).
+    server.write('x'.repeat(1 << 20));
+    await tick();
+    assert.equal(server.readableLength, 0);
   });
 
   it('refuses a call to a tool not allowed, without reaching the server', async () => {
@@ -273,7 +342,7 @@ describe('tool filter', () => {
     assert.match(out[1].error.message, /duplicate keys/);
   });
 
-  it('refuses a client message larger than the limit, but streams a large server message through', async () => {
+  it('refuses a client message larger than the limit, and drops a server message larger than it', async () => {
     const h = harness(['echo'], 1000);
     h.client.write(call(1, 'echo', { blob: 'x'.repeat(600) }));
     h.client.write(call(2, 'echo', { blob: 'x'.repeat(300) }).slice(0, 100));
@@ -286,11 +355,15 @@ describe('tool filter', () => {
     );
     const errs = parseLines(h.toClient()) as { error: { message: string } }[];
     assert.match(errs[0].error.message, /larger than 1000 bytes/);
-    const big = line({ jsonrpc: '2.0', id: 9, result: { text: 'y'.repeat(5000) } });
+    const big = line({ jsonrpc: '2.0', id: 9, result: { tools: [{ name: 'rm' }], text: 'y'.repeat(5000) } });
     h.server.write(big.slice(0, 2000));
     h.server.write(big.slice(2000));
+    h.server.write(line({ jsonrpc: '2.0', id: 10, result: {} }));
     await tick();
-    assert.ok(h.toClient().toString().endsWith(big));
+    const out = parseLines(h.toClient()) as { id: unknown; error?: { message: string } }[];
+    assert.equal(out.length, 3);
+    assert.match(out[1].error?.message ?? '', /the server sent a message larger than 1000 bytes/);
+    assert.equal(out[2].id, 10);
   });
 
   it('copes with a message split at every byte boundary', async () => {

@@ -14,6 +14,7 @@ import * as tls from 'node:tls';
 import pino from 'pino';
 import { RunCa } from '../lib/secrets/ca';
 import { SecretInterceptor, type SecretViolation, type SecretInterceptor as SI } from '../lib/secrets/intercept';
+import { secretForms } from '../lib/secrets/placeholder';
 import { resolveSecrets } from '../lib/secrets/spec';
 import {
   type ProxyStandIn,
@@ -242,6 +243,44 @@ test('node https: basic auth with the placeholder as password is rebuilt with th
   const r = await h1('/', { headers: { Authorization: `Basic ${Buffer.from(`mallory:${ph.BASIC_PW}`).toString('base64')}` } });
   assert.equal(r.status, 200);
   assert.equal(lastSeen().headers.authorization, `Basic ${Buffer.from(`alice:${BASIC_PW}`).toString('base64')}`);
+});
+
+test('an upstream echoing the secret gzip-encoded, in a Location, as Basic base64 or JSON-escaped: masked in every form', async () => {
+  for (const headers of [
+    { authorization: `Bearer ${ph.TOKEN}`, 'accept-encoding': 'gzip, br', 'x-subscription-token': ph.BRAVE },
+    { authorization: `Basic ${Buffer.from(`alice:${ph.BASIC_PW}`).toString('base64')}`, 'accept-encoding': 'gzip' },
+  ] as Record<string, string>[]) {
+    const r = await h1(`/echo-all?key=${ph.QKEY}`, { headers });
+    assert.equal(r.status, 302);
+    // The proxy asked for identity and decoded the gzip the upstream sent anyway before scanning.
+    assert.equal(r.headers['content-encoding'], undefined);
+    const echo = JSON.parse(r.body) as { auth: string; basic: string; acceptEncoding: string; url: string };
+    assert.equal(echo.acceptEncoding, 'identity');
+    assert.match(echo.auth, /^(Bearer|Basic) \*+$/);
+    if (echo.basic) assert.equal(echo.basic, `alice:${'*'.repeat(BASIC_PW.length)}`);
+    assert.ok(echo.url.includes(`key=${'*'.repeat(QKEY.length)}`));
+    assert.ok(String(r.headers['x-echo']).endsWith('*'.repeat(20)));
+    assertNoLeakToClient(r);
+    const location = decodeURIComponent(String(r.headers.location));
+    for (const v of ALL_VALUES) assert.ok(!location.includes(v), `Location leaks: ${location}`);
+  }
+});
+
+test('secretForms: every form the proxy itself produces', () => {
+  const forms = secretForms('a b/c"\u00e9', 'u');
+  for (const f of [
+    'a b/c"\u00e9',
+    'a%20b%2Fc%22%C3%A9',
+    'a%20b%2fc%22%c3%a9',
+    'a+b%2Fc%22%C3%A9',
+    'a b/c\\"\u00e9',
+    'a b\\/c\\"\u00e9',
+    'a b/c\\"\\u00e9',
+  ]) {
+    assert.ok(forms.includes(f), `missing ${f}`);
+  }
+  assert.ok(forms.includes(Buffer.from('u:a b/c"\u00e9').toString('base64')));
+  for (let i = 1; i < forms.length; i++) assert.ok(forms[i - 1].length >= forms[i].length);
 });
 
 test('node http2 client: injected over HTTP/2 end to end, echo masked', async () => {

@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import type { Logger, StreamEntry } from 'pino';
 import { SandboxOptionsError } from '../errors';
 import { resolveHostPath, within } from '../hostpath';
+import { native } from '../native';
 import type { SandboxOptions } from '../options';
 import { loadPolicy, mergeFlags, type PolicyLaunch, policyToOptions, policyValidation } from '../policy';
 import { type SandboxedProcess, spawnSandboxed } from '../process';
@@ -173,6 +174,13 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: LaunchTrust | undefined): Promise<number> {
+  // The proxies hold sockets and relay pipes for the sandbox: use what the hard limit grants
+  // (lib/net/budget.ts lets them hold half of it).
+  try {
+    native().raiseOpenFileLimit();
+  } catch {
+    // No addon: spawnSandboxed reports that below.
+  }
   // Pinned tools need the tool layer; with no --tools it allows every tool and only the pins decide.
   const filtered = launch.tools !== undefined || trust !== undefined;
   const report = new DenialReport(stderrLine, !launch.verbose);
@@ -204,6 +212,15 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
       { tools: launch.tools ?? ['*'], logger, ...(trust ? { gate: trust.gate } : {}) },
     );
     filter.on('tool-call', (e) => report.tool(e));
+    // The client went away (closed our stdout: EPIPE): the filter ended the server's stdin, as a
+    // client shutting a stdio server down does; a server still running 2 s later gets SIGTERM.
+    // The launcher exits with the server's status either way.
+    const stop = () => setTimeout(() => sandbox.exitCode === null && sandbox.kill('SIGTERM'), 2000).unref();
+    filter.on('client-closed', stop);
+    filter.on('error', (err: Error) => {
+      logger?.warn({ event: 'mcp.stream_error', err: err.message }, 'tool layer stream error');
+      stop();
+    });
     // Correlation: what the server did on the network, and which violations it committed, while
     // tool calls were in flight. One line per event, naming the calls (request id and tool).
     const during = (event: string, record: object) => {

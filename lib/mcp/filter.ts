@@ -9,9 +9,15 @@
 //     error and never reaches the server (this is the enforcement);
 //   - the response to a tools/list shows only allowed tools (so the model is not offered tools
 //     it cannot call);
-//   - client messages the filter cannot read unambiguously (invalid JSON, duplicate keys, larger
-//     than maxMessageBytes) are answered with an error and not forwarded: a lenient server
-//     parser (Python's json accepts NaN) could otherwise see a call the filter did not.
+//   - client messages the filter cannot read unambiguously (invalid JSON or UTF-8, duplicate keys,
+//     nesting deeper than maxDepth, larger than maxMessageBytes) are answered with an error and
+//     not forwarded: a lenient server parser (Python's json accepts NaN) could otherwise see a
+//     call the filter did not;
+//   - the client never parses a server message the filter did not: invalid JSON, too deep or too
+//     large is dropped (the client gets an error with id null instead), duplicate keys or invalid
+//     UTF-8 go out re-serialized from what the filter read, and a tools list in any response is
+//     filtered, whatever its id (the SDK client matches ids loosely, "1" to 1: the filter
+//     matches exactly, so it cannot rely on ids to find the list).
 // Every other message, from either side, is forwarded byte for byte, in order, with
 // backpressure. Batches (JSON arrays) are handled element by element.
 //
@@ -21,7 +27,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { toolMatches } from '../policy/formats';
 import { LineSplitter } from './framing';
-import { hasDuplicateKeys } from './json';
+import { inspectJson, MAX_JSON_DEPTH } from './json';
 import { isInputRequired, requestProtocolVersion } from './protocol';
 
 export interface ToolFilterStreams {
@@ -46,6 +52,8 @@ export interface ToolFilterOptions {
   maxPending?: number;
   /** A second check after the allowlist, e.g. pinned tool definitions (lib/mcp/pins.ts). */
   gate?: ToolGate;
+  /** Deepest nesting of arrays and objects read, default 128. Deeper messages are refused. */
+  maxDepth?: number;
 }
 
 /** Decides, after the allowlist, which listed tools the client sees and which calls pass. */
@@ -81,8 +89,9 @@ export interface ActiveToolCall {
 
 /**
  * Events: 'tool-call-start' (ActiveToolCall) when an allowed call is forwarded, 'tool-call'
- * (ToolCallEvent) when it completes or is refused, 'error' (Error) if a stream fails, 'close'
- * when both directions have ended.
+ * (ToolCallEvent) when it completes or is refused, 'client-closed' when the client went away
+ * (EPIPE on toClient, or an error reading fromClient: the server's stdin is ended, as on EOF),
+ * 'error' (Error) if another stream error happens, 'close' when both directions have ended.
  */
 export interface ToolFilter extends EventEmitter {
   /** Calls forwarded and not yet answered: lets the launcher tag egress events with the call. */
@@ -95,6 +104,7 @@ export interface ToolFilter extends EventEmitter {
 const PARSE_ERROR = -32700;
 const INVALID_REQUEST = -32600;
 const INVALID_PARAMS = -32602; // what MCP servers answer for an unknown tool
+const INTERNAL_ERROR = -32603;
 
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type JsonObject = { [k: string]: Json };
@@ -117,20 +127,31 @@ function errorResponse(id: string | number | null, code: number, message: string
   return { jsonrpc: '2.0', id, error };
 }
 
-/** Per-direction writer with backpressure: pauses the source while the sink is full. */
-function makeWriter(source: Readable, sink: Writable): (buf: Buffer) => void {
+/**
+ * Writer with backpressure: pauses the sources while the sink is full. The client's stdout is
+ * written from both sides (server messages, and the filter's own answers to client messages), so
+ * a client that sends refused calls and never reads stops being read too.
+ */
+function makeWriter(sources: Readable[], sink: Writable): (buf: Buffer) => void {
   let waiting = false;
   return (buf: Buffer) => {
+    if (sink.destroyed || sink.writableEnded) return;
     // One chunk may hold many messages: pause once and wait for one 'drain', not one per write.
     if (!sink.write(buf) && !waiting) {
       waiting = true;
-      source.pause();
+      for (const s of sources) s.pause();
       sink.once('drain', () => {
         waiting = false;
-        source.resume();
+        for (const s of sources) s.resume();
       });
     }
   };
+}
+
+/** The text of a line, and whether it was valid UTF-8 (decoding replaced nothing). */
+function decode(line: Buffer): { text: string; utf8: boolean } {
+  const text = line.toString('utf8');
+  return { text, utf8: !text.includes('\uFFFD') || Buffer.from(text, 'utf8').equals(line) };
 }
 
 const NL = Buffer.from('\n');
@@ -141,6 +162,7 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
   const log = options.logger;
   const maxBytes = options.maxMessageBytes ?? 64 * 1024 * 1024;
   const maxPending = options.maxPending ?? 10000;
+  const maxDepth = options.maxDepth ?? MAX_JSON_DEPTH;
   const emitter = new EventEmitter() as ToolFilter;
 
   const isAllowed = (name: string) => allowed.some((p) => toolMatches(p, name));
@@ -157,8 +179,8 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
     else map.add(key);
   };
 
-  const writeServer = makeWriter(fromClient, toServer);
-  const writeClientRaw = makeWriter(fromServer, toClient);
+  const writeServer = makeWriter([fromClient], toServer);
+  const writeClientRaw = makeWriter([fromServer, fromClient], toClient);
 
   // Messages the filter itself sends to the client must not land inside a server message that
   // is being streamed through (oversize mode), so they wait for the server side's line end.
@@ -219,7 +241,7 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
   };
 
   const onClientLine = (line: Buffer) => {
-    const text = line.toString('utf8');
+    const { text, utf8 } = decode(line);
     if (text.trim() === '') {
       writeServer(Buffer.concat([line, NL]));
       return;
@@ -231,8 +253,17 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
       refuseUnreadable(`not valid JSON: ${(err as Error).message}`, PARSE_ERROR);
       return;
     }
-    if (hasDuplicateKeys(text)) {
+    const shape = inspectJson(text, maxDepth);
+    if (shape === 'too-deep') {
+      refuseUnreadable(`message nested deeper than ${maxDepth} levels`, INVALID_REQUEST);
+      return;
+    }
+    if (shape === 'duplicate-keys') {
       refuseUnreadable('message has duplicate keys, which parsers read differently', INVALID_REQUEST);
+      return;
+    }
+    if (!utf8) {
+      refuseUnreadable('message is not valid UTF-8, which parsers read differently', PARSE_ERROR);
       return;
     }
     if (!Array.isArray(msg)) {
@@ -291,44 +322,71 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
 
   /** Returns the replacement for a server message, or null to forward the original bytes. */
   const rewriteServerMessage = (msg: Json): Json | null => {
-    if (!isObject(msg) || msg.method !== undefined || !isRequestId(msg.id)) return null;
-    const key = idKey(msg.id);
-    const call = pendingCalls.get(key);
-    if (call) {
+    if (!isObject(msg) || msg.method !== undefined) return null;
+    // Matched by exact JSON value and type: "1" is not 1.
+    const key = isRequestId(msg.id) ? idKey(msg.id) : undefined;
+    const call = key === undefined ? undefined : pendingCalls.get(key);
+    if (key !== undefined && call) {
       pendingCalls.delete(key);
       completeCall(msg, call);
       return null;
     }
-    if (!pendingLists.delete(key)) return null;
+    const listed = key !== undefined && pendingLists.delete(key);
     const result = msg.result;
     if (!isObject(result) || !Array.isArray(result.tools)) return null;
+    if (!listed) {
+      // A tools list that answers no tools/list of the client exactly (another id type, no id,
+      // a replay): a lenient client may still take it for the answer, so it is filtered all the same.
+      log?.warn({ event: 'mcp.unmatched_tools_list', id: msg.id }, 'tools list in a response to no pending tools/list');
+    }
     let tools = result.tools.filter((t) => isObject(t) && typeof t.name === 'string' && isAllowed(t.name));
     if (options.gate) tools = options.gate.filterList(tools, result.nextCursor !== undefined && result.nextCursor !== null);
     if (tools.length === result.tools.length) return null;
     return { ...msg, result: { ...result, tools } };
   };
 
+  const refuseServerMessage = (reason: string) => {
+    log?.warn({ event: 'mcp.refused_server_message', reason }, 'server message not forwarded');
+    emitter.emit('refused-message', { reason, from: 'server' });
+    sendToClient(errorResponse(null, INTERNAL_ERROR, `stockade: the server sent ${reason}; message not forwarded`));
+  };
+
   const onServerLine = (line: Buffer) => {
-    let replacement: Json | null = null;
-    const first = line.find((b) => b !== 0x20 && b !== 0x09 && b !== 0x0d);
-    if (first === 0x7b /* { */ || first === 0x5b /* [ */) {
-      try {
-        const msg = JSON.parse(line.toString('utf8')) as Json;
-        if (Array.isArray(msg)) {
-          let changed = false;
-          const out = msg.map((m) => {
-            const r = rewriteServerMessage(m);
-            if (r !== null) changed = true;
-            return r ?? m;
-          });
-          if (changed) replacement = out;
-        } else {
-          replacement = rewriteServerMessage(msg);
-        }
-      } catch {
-        // Not JSON: the server's business; the client will complain.
-      }
+    const { text, utf8 } = decode(line);
+    if (text.trim() === '') {
+      writeClientRaw(Buffer.concat([line, NL]));
+      flushInjected();
+      return;
     }
+    let msg: Json;
+    try {
+      msg = JSON.parse(text) as Json;
+    } catch {
+      // A lenient client parser (NaN, comments, single quotes) could read what the filter did not.
+      refuseServerMessage('a message that is not valid JSON');
+      flushInjected();
+      return;
+    }
+    const shape = inspectJson(text, maxDepth);
+    if (shape === 'too-deep') {
+      refuseServerMessage(`a message nested deeper than ${maxDepth} levels`);
+      flushInjected();
+      return;
+    }
+    let replacement: Json | null;
+    if (Array.isArray(msg)) {
+      let changed = false;
+      const out = msg.map((m) => {
+        const r = rewriteServerMessage(m);
+        if (r !== null) changed = true;
+        return r ?? m;
+      });
+      replacement = changed ? out : null;
+    } else {
+      replacement = rewriteServerMessage(msg);
+    }
+    // Duplicate keys or invalid UTF-8: the client gets the message as the filter read it.
+    if (replacement === null && (shape === 'duplicate-keys' || !utf8)) replacement = msg;
     writeClientRaw(replacement === null ? Buffer.concat([line, NL]) : Buffer.concat([Buffer.from(JSON.stringify(replacement)), NL]));
     flushInjected();
   };
@@ -336,11 +394,12 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
   const serverSide = new LineSplitter({
     maxLineBytes: maxBytes,
     onLine: onServerLine,
-    // A huge server message is streamed through unread. Only list filtering is lost (calls are
-    // still refused on the way in), and buffering it would let the server exhaust our memory.
-    onOversize: (piece, end) => {
-      writeClientRaw(end ? Buffer.concat([piece, NL]) : piece);
-      if (end) flushInjected();
+    // A message too large to read whole is dropped: streaming it through unread would let the
+    // server hand the client a tools list the filter never saw.
+    onOversize: (_piece, end) => {
+      if (!end) return;
+      refuseServerMessage(`a message larger than ${maxBytes} bytes`);
+      flushInjected();
     },
   });
 
@@ -378,10 +437,24 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
     }
     pendingCalls.clear();
     serverEnded = true;
-    toClient.end();
+    if (!toClient.destroyed) toClient.end();
     maybeClose();
   };
+  let clientGone = false;
+  // The client closed our stdout (EPIPE) or its stdin failed: the session is over. The server's
+  // stdin is ended, as an MCP client does to shut a stdio server down; what the server still
+  // writes is read and discarded so it is not blocked on a full pipe.
+  const onClientGone = (err?: Error) => {
+    if (clientGone) return;
+    clientGone = true;
+    fromClient.off('data', onClientData);
+    if (!toServer.writableEnded) toServer.end();
+    if (!toClient.destroyed) toClient.destroy();
+    fromServer.resume();
+    emitter.emit('client-closed', err);
+  };
   const onError = (err: Error) => emitter.emit('error', err);
+  const onClientError = (err: NodeJS.ErrnoException) => onClientGone(err);
   // EPIPE on the server's stdin means it exited; its stdout's end reports that, not an error.
   const onServerStdinError = (err: NodeJS.ErrnoException) => {
     if (err.code !== 'EPIPE') emitter.emit('error', err);
@@ -389,23 +462,23 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
 
   fromClient.on('data', onClientData);
   fromClient.on('end', onClientEnd);
-  fromClient.on('error', onError);
+  fromClient.on('error', onClientError);
   fromServer.on('data', onServerData);
   fromServer.on('end', onServerEnd);
   fromServer.on('error', onError);
   toServer.on('error', onServerStdinError);
-  toClient.on('error', onError);
+  toClient.on('error', onClientError);
 
   emitter.activeCalls = () => [...pendingCalls.values()];
   emitter.close = () => {
     fromClient.off('data', onClientData);
     fromClient.off('end', onClientEnd);
-    fromClient.off('error', onError);
+    fromClient.off('error', onClientError);
     fromServer.off('data', onServerData);
     fromServer.off('end', onServerEnd);
     fromServer.off('error', onError);
     toServer.off('error', onServerStdinError);
-    toClient.off('error', onError);
+    toClient.off('error', onClientError);
   };
   return emitter;
 }

@@ -17,32 +17,67 @@ const TTL = 300;
 export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
 export const QTYPE = { A: 1, AAAA: 28 } as const;
 
-/** Hands out one stable IPv4 address per name from a CIDR and maps addresses back to names. */
+/** Names a sandbox's pool remembers at once, by default (see DnsPool). */
+export const DEFAULT_DNS_NAMES = 4096;
+
+/**
+ * Hands out one stable IPv4 address per name from a CIDR and maps addresses back to names. At
+ * most `maxNames` are remembered: past that the least recently used name gives its address back
+ * (a program that still holds it reaches nothing or a later name — both allowed — and a new
+ * lookup of the old name gets a new address), so a sandbox that asks for names without end
+ * (under a wildcard entry) costs bounded memory and new names keep resolving. Addresses are
+ * handed out round-robin over the whole CIDR, so a freed one is not reused soon.
+ */
 export class DnsPool {
   private readonly cidr: Cidr;
   private readonly size: number;
+  private readonly base: number;
+  /** Name -> address, least recently used first. */
   private readonly byName = new Map<string, string>();
   private readonly byAddress = new Map<string, string>();
+  private cursor = 0;
+  readonly maxNames: number;
+  /** Names given back to make room (for the audit: a sandbox enumerating names). */
+  recycled = 0;
 
-  constructor(cidr: string = DEFAULT_DNS_POOL) {
+  constructor(cidr: string = DEFAULT_DNS_POOL, maxNames = DEFAULT_DNS_NAMES) {
     this.cidr = parseCidr(cidr);
     if (this.cidr.family !== 4 || this.cidr.prefix > 30) {
       throw new TypeError(`invalid DNS pool '${cidr}': must be an IPv4 CIDR of /30 or larger`);
     }
     // The network and broadcast addresses are skipped.
     this.size = 2 ** (32 - this.cidr.prefix) - 2;
+    this.base = Buffer.from(this.cidr.bytes).readUInt32BE(0);
+    if (!Number.isInteger(maxNames) || maxNames < 1) throw new TypeError(`invalid DNS pool size ${maxNames}`);
+    this.maxNames = Math.min(maxNames, this.size);
   }
 
-  /** The name's address, allocating one on first use; null when the pool is exhausted. */
+  /** Names currently holding an address. */
+  get names(): number {
+    return this.byName.size;
+  }
+
+  /** The name's address, allocating one on first use (recycling the least recently used). */
   addressFor(name: string): string | null {
     const known = this.byName.get(name);
-    if (known) return known;
-    if (this.byName.size >= this.size) return null;
-    const base = Buffer.from(this.cidr.bytes).readUInt32BE(0);
-    const n = (base + this.byName.size + 1) >>> 0;
-    const bytes = Buffer.alloc(4);
-    bytes.writeUInt32BE(n);
-    const address = formatIp({ family: 4, bytes });
+    if (known) {
+      this.byName.delete(name);
+      this.byName.set(name, known);
+      return known;
+    }
+    if (this.byName.size >= this.maxNames) {
+      const [oldest, address] = this.byName.entries().next().value as [string, string];
+      this.byName.delete(oldest);
+      this.byAddress.delete(address);
+      this.recycled++;
+    }
+    let address: string;
+    do {
+      const bytes = Buffer.alloc(4);
+      bytes.writeUInt32BE((this.base + this.cursor + 1) >>> 0);
+      this.cursor = (this.cursor + 1) % this.size;
+      address = formatIp({ family: 4, bytes });
+    } while (this.byAddress.has(address));
     this.byName.set(name, address);
     this.byAddress.set(address, name);
     return address;
@@ -196,6 +231,9 @@ export function serveDnsTcp(socket: Socket, handle: (msg: Buffer) => Buffer | nu
   let buf: Buffer = Buffer.alloc(0);
   socket.setTimeout(idleMs, () => socket.destroy());
   socket.on('error', () => {});
+  // Backpressure: a client that sends queries and never reads the answers stops being read
+  // once its answers fill the socket's buffer (Node queues every write otherwise: 350 MB in 8 s).
+  socket.on('drain', () => socket.resume());
   socket.on('data', (chunk: Buffer) => {
     buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
     while (buf.length >= 2) {
@@ -203,14 +241,22 @@ export function serveDnsTcp(socket: Socket, handle: (msg: Buffer) => Buffer | nu
       if (buf.length < 2 + len) break;
       const msg = buf.subarray(2, 2 + len);
       buf = buf.subarray(2 + len);
-      const reply = handle(msg);
+      let reply: Buffer | null;
+      try {
+        reply = handle(msg);
+      } catch {
+        reply = null;
+      }
       if (!reply) {
         socket.destroy();
         return;
       }
       const head = Buffer.alloc(2);
       head.writeUInt16BE(reply.length);
-      socket.write(Buffer.concat([head, reply]));
+      if (!socket.write(Buffer.concat([head, reply]))) socket.pause();
     }
+    // What is left is at most one partial message (< 64 KiB + 2); a copy, so the chunk it came
+    // from is not kept alive.
+    if (buf.length > 0) buf = Buffer.from(buf);
   });
 }

@@ -43,10 +43,9 @@ function rawResponse(status: number, reason: string, body: string, extra: Record
     .join('\r\n')}\r\n\r\n${body}`;
 }
 
-/** Strips CR/LF so a rule or host text can never split a header. */
+/** Keeps printable ASCII only, so a rule or host text can never split or break a header. */
 function headerSafe(s: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: these are what must go
-  return s.replace(/[\u0000-\u001f\u007f]/g, '?');
+  return s.replace(/[^\x20-\x7e]/g, '?');
 }
 
 /** Parses an absolute-form http:// target. Throws HostError / Error naming the problem. */
@@ -73,9 +72,15 @@ export class HttpProxy {
     const limits = connector.limits;
     this.server = createServer({ maxHeaderSize: limits.maxHeaderSize, keepAliveTimeout: limits.idleTimeout });
     this.server.timeout = limits.idleTimeout;
-    this.server.on('request', (req, res) => this.onRequest(req, res));
-    this.server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onConnect(req, socket, head));
-    this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onUpgrade(req, socket, head));
+    // Every handler is fenced: whatever a sandbox or an upstream sends, an exception (or a
+    // rejected promise) closes that one connection with an audit record, never the process.
+    this.server.on('request', (req, res) => connector.fence(this.onRequest(req, res), req.socket, 'http'));
+    this.server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) =>
+      connector.fence(this.onConnect(req, socket, head), socket, 'connect'),
+    );
+    this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) =>
+      connector.fence(this.onUpgrade(req, socket, head), socket, 'http'),
+    );
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
       if (socket.writable && !socket.destroyed) {
         const oversized = err.code === 'HPE_HEADER_OVERFLOW';
@@ -129,11 +134,17 @@ export class HttpProxy {
 
   private deny(res: ServerResponse, status: number, host: string, port: number, rule: string): void {
     const body = status === 403 ? denialBody(host, port, rule) : `stockade: ${rule}\n`;
-    res.writeHead(status, {
-      'Content-Type': 'text/plain; charset=utf-8',
-      'Content-Length': Buffer.byteLength(body),
-      'X-Stockade-Rule': headerSafe(rule),
-    });
+    try {
+      res.writeHead(status, {
+        'Content-Type': 'text/plain; charset=utf-8',
+        'Content-Length': Buffer.byteLength(body),
+        'X-Stockade-Rule': headerSafe(rule),
+      });
+    } catch {
+      // Headers already sent (a failure mid-response): all that is left is to cut it.
+      res.destroy();
+      return;
+    }
     res.end(body);
   }
 
@@ -234,7 +245,19 @@ export class HttpProxy {
     }
     upReq.on('response', (upRes) => {
       const out: OutgoingHttpHeaders = forwardHeaders(upRes.rawHeaders, upRes.headers.connection);
-      res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, out);
+      try {
+        // Throws on what llhttp lets through but a response may not carry: a status outside
+        // 100-999 (`HTTP/1.1 000`), a reason phrase or header Node refuses to write.
+        res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, out);
+      } catch (err) {
+        error = `malformed upstream response: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+        upRes.destroy();
+        // writeHead() kept the reason phrase it refused; the 502 gets its own.
+        res.statusMessage = '';
+        this.deny(res, 502, d.host, d.port, `upstream ${d.host}:${d.port} (${d.address}) sent a ${error}`);
+        audit();
+        return;
+      }
       upRes.on('data', (c: Buffer) => {
         bytesDown += c.length;
       });

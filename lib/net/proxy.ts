@@ -67,12 +67,14 @@ export class EgressProxy extends EventEmitter<EgressProxyEvents> {
     this.logger = logger;
     this.allowlist = new Allowlist(options.allow);
     const resolver = new Resolver(options.resolve, extras.lookup);
-    this.dnsPool = new DnsPool(extras.dnsPool ?? DEFAULT_DNS_POOL);
+
+    const limits = resolveLimits(options.limits);
+    this.dnsPool = new DnsPool(extras.dnsPool ?? DEFAULT_DNS_POOL, limits.dnsNames);
     this.connector = new Connector({
       sandbox,
       allowlist: this.allowlist,
       resolver,
-      limits: resolveLimits(options.limits),
+      limits,
       interceptor: extras.interceptor,
       guard: extras.guard,
       ownEndpoints: () => this.ownEndpoints(),
@@ -165,7 +167,13 @@ export class EgressProxy extends EventEmitter<EgressProxyEvents> {
         socket.destroy();
         return;
       }
-      if (this.clients >= limits.maxConnections) {
+      const over =
+        this.clients >= limits.maxConnections
+          ? `limit: more than ${limits.maxConnections} concurrent connections`
+          : this.connector.fds.take(1)
+            ? undefined
+            : `budget: ${this.connector.fds.refusal(1)} reached`;
+      if (over) {
         this.record({
           event: 'egress',
           sandbox: this.sandbox,
@@ -173,7 +181,7 @@ export class EgressProxy extends EventEmitter<EgressProxyEvents> {
           host: '',
           port: 0,
           decision: 'deny',
-          rule: `limit: more than ${limits.maxConnections} concurrent connections`,
+          rule: over,
           bytesUp: 0,
           bytesDown: 0,
           durationMs: 0,
@@ -184,10 +192,17 @@ export class EgressProxy extends EventEmitter<EgressProxyEvents> {
       }
       this.clients++;
       // Not 'close': a tunnel handed to a kernel relay outlives its Node socket.
-      this.connector.whenGone(socket, () => this.clients--);
+      this.connector.whenGone(socket, () => {
+        this.clients--;
+        this.connector.fds.give(1);
+      });
       socket.on('error', () => {});
       this.connector.track(socket);
-      handle(socket);
+      try {
+        handle(socket);
+      } catch (err) {
+        this.connector.fence(Promise.reject(err), socket, kind === 'http' ? 'http' : kind === 'dns-tcp' ? 'dns' : kind);
+      }
     };
     this.acceptors.set(server, listener);
     server.on('connection', listener);

@@ -16,6 +16,7 @@ interface StreamHandle {
   fd?: number;
   reading?: boolean;
   readStop?: () => number;
+  readStart?: () => number;
 }
 
 interface SocketInternals {
@@ -92,6 +93,20 @@ export function stopReading(s: Socket): Buffer {
   return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
 }
 
+/**
+ * Undoes stopReading() when the hand-off does not happen (a budget has no room, the relay could
+ * not start): libuv reads the handle again. resume() alone is not enough: the read() calls of
+ * stopReading() may have left the stream believing a read is pending, so it never asks again.
+ */
+export function resumeReading(s: Socket): void {
+  const h = (s as unknown as SocketInternals)._handle;
+  if (!s.destroyed && h && !h.reading && typeof h.readStart === 'function') {
+    h.reading = true;
+    h.readStart();
+  }
+  s.resume();
+}
+
 /** Calls `fn` once everything Node was asked to write on `sockets` is in the kernel. */
 export function whenFlushed(sockets: Socket[], fn: () => void): void {
   const waiting = sockets.filter((s) => s.writableLength > 0 && !s.destroyed);
@@ -117,14 +132,21 @@ export function startKernelRelay(
   upstream: Socket,
   upHead: Buffer,
   idleMs: number,
+  growPipes: boolean,
   done: (r: KernelRelayResult) => void,
 ): NativeRelay | string {
   const R = Relay();
   if (!R) return 'ENOSYS';
-  const relay = new R(upHead, Buffer.alloc(0), idleMs, (bytesUp, bytesDown, errno, timedOut) => {
-    const error = timedOut ? 'idle timeout' : errno !== 0 ? getSystemErrorName(-errno) : undefined;
-    done({ bytesUp, bytesDown, ...(error ? { error } : {}) });
-  });
+  const relay = new R(
+    upHead,
+    Buffer.alloc(0),
+    idleMs,
+    (bytesUp, bytesDown, errno, timedOut) => {
+      const error = timedOut ? 'idle timeout' : errno !== 0 ? getSystemErrorName(-errno) : undefined;
+      done({ bytesUp, bytesDown, ...(error ? { error } : {}) });
+    },
+    growPipes,
+  );
   const err = relay.start(fdOf(client), fdOf(upstream));
   if (err !== 0) return getSystemErrorName(-err);
   // libuv has no read or write pending on either (reads stopped, writes flushed), so closing

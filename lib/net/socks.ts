@@ -122,7 +122,7 @@ export function serveSocksConnection(connector: Connector, socket: Socket): void
     socket.end(reply);
     socket.removeListener('data', onData);
   };
-  const onData = (chunk: Buffer): void => {
+  const onData = connector.fenced(socket, 'socks', (chunk: Buffer): void => {
     buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
     if (buf.length > 1024) {
       refuse(socksReply(SOCKS_REPLY.GENERAL_FAILURE), 'socks: handshake too long');
@@ -161,9 +161,9 @@ export function serveSocksConnection(connector: Connector, socket: Socket): void
       socket.removeListener('data', onData);
       socket.pause();
       clearTimeout(deadline);
-      void connect(r.host, r.port, buf.subarray(r.length));
+      connector.fence(connect(r.host, r.port, buf.subarray(r.length)), socket, 'socks');
     }
-  };
+  });
   const connect = async (host: string, port: number, head: Buffer): Promise<void> => {
     const d: Decision = await connector.decide(host, port);
     if (!d.allowed) {

@@ -58,11 +58,11 @@ export function serveTransparentConnection(connector: Connector, pool: DnsPool, 
   if (pooled) {
     // The name is known from DNS: connect now (server-speaks-first protocols such as MySQL or
     // SMTP need that), and let splice() check any SNI/Host against it.
-    void go(pooled, Buffer.alloc(0), true);
+    connector.fence(go(pooled, Buffer.alloc(0), true), socket, 'transparent');
     return;
   }
   if (connector.opts.allowlist.namesAddress(dest.address, dest.port)) {
-    void go(dest.address, Buffer.alloc(0), false);
+    connector.fence(go(dest.address, Buffer.alloc(0), false), socket, 'transparent');
     return;
   }
   // Otherwise the client must say who it wants before we connect anywhere.
@@ -78,7 +78,7 @@ export function serveTransparentConnection(connector: Connector, pool: DnsPool, 
   );
   deadline.unref();
   socket.once('close', () => clearTimeout(deadline));
-  const onData = (chunk: Buffer): void => {
+  const onData = connector.fenced(socket, 'transparent', (chunk: Buffer): void => {
     pending = Buffer.concat([pending, chunk]);
     const r = sniff(pending, connector.limits.maxHeaderSize);
     if (r.kind === 'need-more') return;
@@ -94,7 +94,7 @@ export function serveTransparentConnection(connector: Connector, pool: DnsPool, 
       refuse(dest.address, dest.port, `transparent: no name for ${dest.address}:${dest.port} (not from the DNS pool, no SNI or Host)`);
       return;
     }
-    void go(name, pending, false);
-  };
+    connector.fence(go(name, pending, false), socket, 'transparent');
+  });
   socket.on('data', onData);
 }

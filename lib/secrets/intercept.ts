@@ -15,25 +15,28 @@ import { EventEmitter } from 'node:events';
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as https from 'node:https';
-import { isIP, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import * as tls from 'node:tls';
+import type * as tls from 'node:tls';
+import * as zlib from 'node:zlib';
 import pino, { type Logger } from 'pino';
-import type { PlaintextGuard } from '../net/connector';
+import type { PlaintextGuard } from '../net/decision';
 import { type RunCa, readCaFiles, upstreamSecureContext } from './ca';
-import { makeScrubber, PlaceholderSet, StreamRedactor, scrubDeep } from './placeholder';
+import { makeScrubber, PlaceholderSet, StreamRedactor, scrubDeep, secretForms } from './placeholder';
+import {
+  type HeaderPairs,
+  HOP_BY_HOP,
+  type InterceptTarget,
+  rawPairs,
+  rewriteRequest,
+  type SecretViolation,
+  type UpstreamRequest,
+  Violation,
+} from './rewrite';
 import { type ResolvedSecret, secretIsFor } from './spec';
+import { targetKey, UpstreamError, UpstreamPool } from './upstream';
 
-/** Where the sandbox's connection was going, as the proxy established it. */
-export interface InterceptTarget {
-  /** Host name (from CONNECT, SNI or the DNS pool): what the leaf is for and the upstream SNI. */
-  host: string;
-  port: number;
-  /** The already SSRF-checked address to connect to. */
-  address: string;
-  /** Port to connect to when the resolver override moves it; `port` otherwise. */
-  connectPort?: number;
-}
+export type { InterceptTarget, SecretViolation, ViolationRule } from './rewrite';
 
 export interface SecretInterceptorOptions {
   secrets: readonly ResolvedSecret[];
@@ -50,94 +53,10 @@ export interface SecretInterceptorOptions {
   handshakeTimeout?: number;
 }
 
-export type ViolationRule =
-  | 'placeholder-in-plaintext'
-  | 'placeholder-wrong-host'
-  | 'placeholder-in-header'
-  | 'placeholder-in-url'
-  | 'placeholder-in-body'
-  | 'host-mismatch'
-  | 'sni-mismatch';
-
-export interface SecretViolation {
-  rule: ViolationRule;
-  /** The secret whose placeholder was misused, if any. */
-  secret?: string;
-  host: string;
-  port: number;
-  method?: string;
-  /** Request path without the query string (it may hold other secrets of the client). */
-  path?: string;
-  message: string;
-}
-
-// Connection-specific headers (RFC 9110 7.6.1, RFC 9113 8.2.2): they describe one hop, and node's
-// HTTP/2 layer throws on them, so they are never copied from one side to the other.
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authorization',
-  'transfer-encoding',
-  'upgrade',
-  'te',
-  'trailer',
-  'http2-settings',
-  'host',
-  // We answered (or node answered) 100-continue to the client already.
-  'expect',
-]);
-
 const TLS_VERIFY_CODE = /^(CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED|SELF_SIGNED_CERT|ERR_TLS_CERT_ALTNAME|HOSTNAME_MISMATCH|ERR_SSL_)/;
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
-type HeaderPairs = Array<[string, string]>;
-
-interface Plan {
-  path: string;
-  authority: string;
-  headers: HeaderPairs;
-  injected: string[];
-}
-
-class Violation extends Error {
-  constructor(readonly info: SecretViolation) {
-    super(info.message);
-  }
-}
-
-class UpstreamError extends Error {
-  constructor(
-    readonly status: number,
-    readonly kind: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-function safeDecode(s: string): string {
-  try {
-    return decodeURIComponent(s.replace(/\+/g, ' '));
-  } catch {
-    return s;
-  }
-}
-
-/** Splits an :authority / Host value into host and port (default 443); handles [v6]:port. */
-function parseAuthority(value: string): { host: string; port: number } | null {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+))(?::(\d{1,5}))?$/.exec(value.trim());
-  if (!m) return null;
-  return { host: (m[1] ?? m[2]).toLowerCase().replace(/\.$/, ''), port: m[3] ? Number(m[3]) : 443 };
-}
-
-function rawPairs(raw: string[]): HeaderPairs {
-  const out: HeaderPairs = [];
-  for (let i = 0; i + 1 < raw.length; i += 2) out.push([raw[i], raw[i + 1]]);
-  return out;
-}
-
 /** Dispatches TLS connections for secret-carrying hosts; see the file header. */
 export class SecretInterceptor extends EventEmitter {
   /** Env entries for the sandbox: each secret's name mapped to its placeholder. */
@@ -148,15 +67,13 @@ export class SecretInterceptor extends EventEmitter {
   private readonly ca: RunCa;
   private readonly log: Logger;
   private readonly scrubText: (s: string) => string;
-  private readonly upstreamContext: tls.SecureContext;
-  private readonly agent: https.Agent;
+  private readonly upstream: UpstreamPool;
   private readonly upstreamTimeout: number;
   private readonly handshakeTimeout: number;
   private readonly servers = new Map<string, Promise<http2.Http2SecureServer>>();
-  private readonly sessions = new Map<string, Promise<http2.ClientHttp2Session | null>>();
-  private readonly h1Only = new Set<string>();
   private readonly sockets = new Set<Duplex>();
   private closed = false;
+  private formsCache: string[] | undefined;
 
   constructor(options: SecretInterceptorOptions) {
     super();
@@ -170,9 +87,10 @@ export class SecretInterceptor extends EventEmitter {
       this.secrets.map((s) => ({ name: s.name, value: s.value, basicUser: s.inject.kind === 'basic' ? s.inject.username : undefined })),
     );
     const extra = [...readCaFiles(options.upstreamCa ?? []), ...(options.upstreamCaPem ?? [])];
-    this.upstreamContext = upstreamSecureContext(extra);
-    this.agent = new https.Agent({ keepAlive: true, maxFreeSockets: 16, scheduling: 'lifo' });
     this.upstreamTimeout = options.upstreamTimeout ?? 120_000;
+    this.upstream = new UpstreamPool(upstreamSecureContext(extra), this.upstreamTimeout, (target, err) =>
+      this.audit('warn', { event: 'secret-upstream-error', host: target.host, err }, 'upstream HTTP/2 session error'),
+    );
     this.handshakeTimeout = options.handshakeTimeout ?? 10_000;
   }
 
@@ -244,13 +162,10 @@ export class SecretInterceptor extends EventEmitter {
     this.closed = true;
     for (const s of this.sockets) s.destroy();
     this.sockets.clear();
-    const sessions = await Promise.all([...this.sessions.values()].map((p) => p.catch(() => null)));
-    for (const s of sessions) s?.destroy();
-    this.sessions.clear();
+    await this.upstream.close();
     const servers = await Promise.all([...this.servers.values()].map((p) => p.catch(() => null)));
     for (const s of servers) s?.removeAllListeners();
     this.servers.clear();
-    this.agent.destroy();
   }
 
   private track(s: Duplex): void {
@@ -262,12 +177,8 @@ export class SecretInterceptor extends EventEmitter {
     this.log[level](scrubDeep(record, this.scrubText), this.scrubText(msg));
   }
 
-  private key(t: InterceptTarget): string {
-    return `${t.host.toLowerCase()}\0${t.port}\0${t.address}`;
-  }
-
   private serverFor(target: InterceptTarget): Promise<http2.Http2SecureServer> {
-    const key = this.key(target);
+    const key = targetKey(target);
     let p = this.servers.get(key);
     if (!p) {
       p = this.createServer({ ...target, host: target.host.toLowerCase().replace(/\.$/, '') });
@@ -334,123 +245,6 @@ export class SecretInterceptor extends EventEmitter {
     res.end(text);
   }
 
-  /**
-   * Checks one request's authority, headers and URL, and builds what goes upstream. Throws a
-   * Violation for any placeholder outside the place its secret is configured for.
-   */
-  private plan(
-    target: InterceptTarget,
-    method: string,
-    url: string,
-    authority: string | undefined,
-    raw: HeaderPairs,
-    keep: Set<string>,
-  ): Plan {
-    const base = { host: target.host, port: target.port, method, path: url.split('?')[0] };
-    const fail = (rule: ViolationRule, message: string, secret?: string): never => {
-      throw new Violation({ ...base, rule, secret, message: `stockade: ${message}` });
-    };
-    let auth = authority ?? (target.port === 443 ? target.host : `${target.host}:${target.port}`);
-    // An absolute-form target (`GET https://other.example/ HTTP/1.1`) takes precedence over Host at
-    // the upstream (RFC 9112 3.2.2), so its authority is what must agree; it is sent on in origin form.
-    const abs = /^https?:\/\/([^/?#]*)([^#]*)/i.exec(url);
-    if (abs) {
-      if (/@/.test(abs[1])) fail('host-mismatch', 'request target with userinfo is not allowed');
-      auth = abs[1];
-      url = abs[2].startsWith('/') ? abs[2] : `/${abs[2]}`;
-    } else if (!url.startsWith('/') && !(url === '*' && method === 'OPTIONS')) {
-      fail('host-mismatch', `request target '${url.slice(0, 100)}' is not a path`);
-    }
-    const a = parseAuthority(auth);
-    if (!a || a.host !== target.host || a.port !== target.port) {
-      fail('host-mismatch', `request for '${auth}' on a connection to ${target.host}:${target.port}; host and connection must agree`);
-    }
-    const usable = (name: string, where: string): ResolvedSecret => {
-      const s = this.byName.get(name) as ResolvedSecret;
-      if (!secretIsFor(s, target.host, target.port)) {
-        fail(
-          'placeholder-wrong-host',
-          `the placeholder of secret ${name} was sent to ${target.host}, which it is not for (in ${where})`,
-          name,
-        );
-      }
-      return s;
-    };
-    const injected: string[] = [];
-    const headers: HeaderPairs = [];
-    const rebuilt = new Set<string>();
-    for (const [name, value] of raw) {
-      const lname = name.toLowerCase();
-      if (lname.startsWith(':') || (HOP_BY_HOP.has(lname) && !keep.has(lname))) continue;
-      const inName = this.set.names(name);
-      if (inName.length) fail('placeholder-in-header', `the placeholder of secret ${inName[0]} appears in a header name`, inName[0]);
-      let names = this.set.names(value);
-      // Basic credentials hide the placeholder in base64; look inside so they are rebuilt too.
-      const basic = lname === 'authorization' ? /^\s*basic\s+([A-Za-z0-9+/=_-]+)\s*$/i.exec(value) : null;
-      if (basic) names = [...new Set([...names, ...this.set.names(Buffer.from(basic[1], 'base64').toString('latin1'))])];
-      if (names.length === 0) {
-        if (!rebuilt.has(lname)) headers.push([name, value]);
-        continue;
-      }
-      if (names.length > 1) fail('placeholder-in-header', `header ${lname} carries placeholders of ${names.join(' and ')}`, names[0]);
-      const s = usable(names[0], `header ${lname}`);
-      const inj = s.inject;
-      let rebuiltValue: string | undefined;
-      if (inj.kind === 'header' && inj.header === lname) rebuiltValue = inj.format.replace('{secret}', () => s.value);
-      if (inj.kind === 'basic' && lname === 'authorization') {
-        rebuiltValue = `Basic ${Buffer.from(`${inj.username}:${s.value}`).toString('base64')}`;
-      }
-      if (rebuiltValue === undefined) {
-        const where =
-          inj.kind === 'header' ? `header ${inj.header}` : inj.kind === 'basic' ? 'basic authorization' : `query parameter ${inj.param}`;
-        fail(
-          'placeholder-in-header',
-          `the placeholder of secret ${s.name} appears in header ${lname}; it is only injected into ${where}`,
-          s.name,
-        );
-      }
-      // The header is rebuilt from the trusted format, whatever the client wrapped around the
-      // placeholder; a second copy of the same header is dropped so only the trusted one remains.
-      for (let i = headers.length - 1; i >= 0; i--) if (headers[i][0].toLowerCase() === lname) headers.splice(i, 1);
-      if (!rebuilt.has(lname)) headers.push([name, rebuiltValue as string]);
-      rebuilt.add(lname);
-      if (!injected.includes(s.name)) injected.push(s.name);
-    }
-
-    let path = url;
-    const q = url.indexOf('?');
-    const pathname = q < 0 ? url : url.slice(0, q);
-    const inPath = this.set.names(pathname).concat(this.set.names(safeDecode(pathname)));
-    if (inPath.length) {
-      usable(inPath[0], 'the URL path');
-      fail('placeholder-in-url', `the placeholder of secret ${inPath[0]} appears in the URL path`, inPath[0]);
-    }
-    if (q >= 0) {
-      const parts = url.slice(q + 1).split('&');
-      for (let i = 0; i < parts.length; i++) {
-        const eq = parts[i].indexOf('=');
-        const k = safeDecode(eq < 0 ? parts[i] : parts[i].slice(0, eq));
-        const v = eq < 0 ? '' : safeDecode(parts[i].slice(eq + 1));
-        const found = [...new Set([...this.set.names(parts[i]), ...this.set.names(k), ...this.set.names(v)])];
-        if (found.length === 0) continue;
-        const s = usable(found[0], 'the URL query');
-        if (found.length === 1 && s.inject.kind === 'query' && s.inject.param === k && v === s.placeholder) {
-          parts[i] = `${parts[i].slice(0, eq)}=${encodeURIComponent(s.value)}`;
-          if (!injected.includes(s.name)) injected.push(s.name);
-          continue;
-        }
-        const where = s.inject.kind === 'query' ? `query parameter ${s.inject.param}` : 'a header';
-        fail(
-          'placeholder-in-url',
-          `the placeholder of secret ${s.name} appears in the URL query; it is only injected into ${where}`,
-          s.name,
-        );
-      }
-      path = `${pathname}?${parts.join('&')}`;
-    }
-    return { path, authority: auth, headers, injected };
-  }
-
   private noteInjected(target: InterceptTarget, names: string[]): void {
     for (const secret of names) {
       this.audit('info', { event: 'secret-injected', secret, host: target.host }, 'secret injected');
@@ -471,9 +265,17 @@ export class SecretInterceptor extends EventEmitter {
       this.reply(res, 501, { error: 'not-supported', message: 'stockade: CONNECT inside an intercepted connection is not supported' });
       return;
     }
-    let plan: Plan;
+    let plan: UpstreamRequest;
     try {
-      plan = this.plan(target, method, url, authority, rawPairs(req.rawHeaders), new Set(h2 ? ['te'] : []));
+      plan = rewriteRequest(
+        { set: this.set, byName: this.byName },
+        target,
+        method,
+        url,
+        authority,
+        rawPairs(req.rawHeaders),
+        new Set(h2 ? ['te'] : []),
+      );
     } catch (err) {
       if (err instanceof Violation) this.violation(res, err.info);
       // Not expected; but an exception in a request handler would take the whole launcher down.
@@ -481,9 +283,11 @@ export class SecretInterceptor extends EventEmitter {
       return;
     }
     this.noteInjected(target, plan.injected);
-    const useH2 = h2 && !this.h1Only.has(this.key(target));
+    const useH2 = h2 && !this.upstream.isH1Only(target);
     const forward = useH2
-      ? this.sessionFor(target).then((s) => (s ? this.forwardH2(target, s, req, res, plan) : this.forwardH1(target, req, res, plan)))
+      ? this.upstream
+          .sessionFor(target)
+          .then((s) => (s ? this.forwardH2(target, s, req, res, plan) : this.forwardH1(target, req, res, plan)))
       : this.forwardH1(target, req, res, plan);
     forward.catch((err) => this.upstreamFailed(target, res, err));
   }
@@ -508,19 +312,8 @@ export class SecretInterceptor extends EventEmitter {
     this.reply(res, status, { error: kind, message });
   }
 
-  private tlsOptions(target: InterceptTarget): tls.ConnectionOptions {
-    return {
-      host: target.address,
-      port: target.connectPort ?? target.port,
-      // SNI must be a name; for an IP target none is sent and the certificate is checked for the IP.
-      servername: isIP(target.host) ? undefined : target.host,
-      secureContext: this.upstreamContext,
-      checkServerIdentity: (_host, cert) => tls.checkServerIdentity(target.host, cert),
-    };
-  }
-
   /** Sends one request over HTTP/1.1 upstream (keep-alive pool); works for either client version. */
-  private forwardH1(target: InterceptTarget, req: Req, res: Res, plan: Plan): Promise<void> {
+  private forwardH1(target: InterceptTarget, req: Req, res: Res, plan: UpstreamRequest): Promise<void> {
     return new Promise((resolve, reject) => {
       const headers: http.OutgoingHttpHeaders = { host: plan.authority };
       for (const [k, v] of plan.headers) {
@@ -528,7 +321,13 @@ export class SecretInterceptor extends EventEmitter {
         const prev = headers[l];
         headers[l] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : l === 'cookie' ? `${prev}; ${v}` : [String(prev), v];
       }
-      const up = https.request({ ...this.tlsOptions(target), agent: this.agent, method: req.method, path: plan.path, headers });
+      const up = https.request({
+        ...this.upstream.tlsOptions(target),
+        agent: this.upstream.agent,
+        method: req.method,
+        path: plan.path,
+        headers,
+      });
       // Set when we stop the request ourselves (a violation in the body): the errors that follow are ours.
       let aborted = false;
       let settled = false;
@@ -550,7 +349,7 @@ export class SecretInterceptor extends EventEmitter {
       up.on('response', (upRes) => {
         clearTimeout(timer);
         settled = true;
-        this.relayResponse(res, upRes.statusCode ?? 502, rawPairs(upRes.rawHeaders), upRes);
+        this.relayResponse(res, upRes.statusCode ?? 502, rawPairs(upRes.rawHeaders), upRes, req.method ?? 'GET');
         upRes.on('end', () => resolve());
       });
       res.on('close', () => {
@@ -565,7 +364,7 @@ export class SecretInterceptor extends EventEmitter {
   }
 
   /** Sends one request over a shared HTTP/2 session upstream (streams, trailers: gRPC works). */
-  private forwardH2(target: InterceptTarget, session: http2.ClientHttp2Session, req: Req, res: Res, plan: Plan): Promise<void> {
+  private forwardH2(target: InterceptTarget, session: http2.ClientHttp2Session, req: Req, res: Res, plan: UpstreamRequest): Promise<void> {
     return new Promise((resolve, reject) => {
       const headers: http2.OutgoingHttpHeaders = {
         ':method': req.method,
@@ -623,7 +422,7 @@ export class SecretInterceptor extends EventEmitter {
           for (const [k, v] of Object.entries(t)) if (!k.startsWith(':') && v !== undefined) clean[k] = this.redactHeader(String(v));
           (res as http2.Http2ServerResponse).addTrailers?.(clean);
         });
-        this.relayResponse(res, Number(h[':status'] ?? 502), pairs, up);
+        this.relayResponse(res, Number(h[':status'] ?? 502), pairs, up, req.method ?? 'GET');
         up.on('end', () => resolve());
       });
       res.on('close', () => {
@@ -684,19 +483,34 @@ export class SecretInterceptor extends EventEmitter {
     return inj.kind === 'header' ? `header ${inj.header}` : inj.kind === 'basic' ? 'basic authorization' : `query parameter ${inj.param}`;
   }
 
+  /** Every form of every secret the proxy sends (secretForms), longest first. */
+  private get forms(): string[] {
+    this.formsCache ??= this.secrets
+      .flatMap((s) => secretForms(s.value, s.inject.kind === 'basic' ? s.inject.username : undefined))
+      .sort((a, b) => b.length - a.length);
+    return this.formsCache;
+  }
+
   private redactHeader(v: string): string {
     let out = v;
-    for (const s of this.secrets) if (out.includes(s.value)) out = out.split(s.value).join('*'.repeat(s.value.length));
+    for (const f of this.forms) if (out.includes(f)) out = out.split(f).join('*'.repeat(f.length));
     return out;
   }
 
-  /** Sends the upstream's response to the client, with real values masked out of headers and body. */
-  private relayResponse(res: Res, status: number, pairs: HeaderPairs, body: NodeJS.ReadableStream): void {
+  /**
+   * Sends the upstream's response to the client, with every form of a real value masked out of
+   * headers and body. The request asked for `accept-encoding: identity` (./rewrite.ts); an
+   * upstream that compresses anyway is decoded here before the scan (gzip, deflate, br), and an
+   * encoding the proxy cannot read is a 502, since a secret inside it could not be masked.
+   */
+  private relayResponse(res: Res, status: number, pairs: HeaderPairs, body: NodeJS.ReadableStream, method: string): void {
     const h2 = res instanceof http2.Http2ServerResponse;
     const headers: Record<string, string | string[]> = {};
+    let encoding = '';
     for (const [k, v] of pairs) {
       const l = k.toLowerCase();
       if (HOP_BY_HOP.has(l)) continue;
+      if (l === 'content-encoding') encoding = `${encoding}${encoding ? ',' : ''}${v}`.toLowerCase();
       // Location and friends are passed through as they are (only a real value is masked): which
       // host a redirect may lead to is the proxy's decision when the client follows it.
       const clean = this.redactHeader(v);
@@ -704,70 +518,59 @@ export class SecretInterceptor extends EventEmitter {
       headers[l] = prev === undefined ? clean : Array.isArray(prev) ? [...prev, clean] : [prev, clean];
     }
     if (h2) delete headers['keep-alive'];
+    const noBody = method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
+    const codings = encoding
+      .split(',')
+      .map((c) => c.trim())
+      .filter((c) => c && c !== 'identity');
+    let source: NodeJS.ReadableStream = body;
+    if (codings.length > 0 && !noBody) {
+      const decoders: Duplex[] = [];
+      for (const c of codings.reverse()) {
+        const d =
+          c === 'gzip' || c === 'x-gzip'
+            ? zlib.createGunzip()
+            : c === 'deflate'
+              ? zlib.createInflate()
+              : c === 'br'
+                ? zlib.createBrotliDecompress()
+                : null;
+        if (!d) {
+          (body as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
+          this.reply(res, 502, {
+            error: 'upstream-encoding',
+            message: `stockade: the upstream answered with content-encoding ${encoding}, which the proxy cannot scan for secrets`,
+          });
+          return;
+        }
+        decoders.push(d);
+      }
+      delete headers['content-encoding'];
+      delete headers['content-length'];
+      for (const d of decoders) {
+        d.on('error', () => res.destroy());
+        source = (source as NodeJS.ReadableStream).pipe(d);
+      }
+    }
     try {
       (res as http.ServerResponse).writeHead(status, headers);
     } catch (err) {
-      res.destroy(err as Error);
+      (body as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
+      this.reply(res, 502, {
+        error: 'upstream-malformed',
+        message: `stockade: the upstream sent a response the proxy cannot relay: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      });
       return;
     }
-    const redact = new StreamRedactor(this.secrets.map((s) => s.value));
-    body.on('data', (chunk: Buffer) => {
+    const redact = new StreamRedactor(this.forms);
+    source.on('data', (chunk: Buffer) => {
       const out = redact.push(chunk);
       if (out.length && !(res as http.ServerResponse).write(out)) {
-        body.pause();
-        res.once('drain', () => body.resume());
+        source.pause();
+        res.once('drain', () => source.resume());
       }
     });
-    body.on('end', () => res.end(redact.end()));
-  }
-
-  /** An upstream HTTP/2 session per target, or null when the upstream only speaks HTTP/1.1. */
-  private sessionFor(target: InterceptTarget): Promise<http2.ClientHttp2Session | null> {
-    const key = this.key(target);
-    const cached = this.sessions.get(key);
-    if (cached) {
-      // A session that got GOAWAY or died between requests must not take the next request with it.
-      const alive = cached.then((s) => (s === null || (!s.closed && !s.destroyed) ? s : undefined));
-      return alive.then((s) => {
-        if (s !== undefined) return s;
-        if (this.sessions.get(key) === cached) this.sessions.delete(key);
-        return this.sessionFor(target);
-      });
-    }
-    const p = new Promise<http2.ClientHttp2Session | null>((resolve, reject) => {
-      const socket = tls.connect({ ...this.tlsOptions(target), ALPNProtocols: ['h2', 'http/1.1'] });
-      const timer = setTimeout(
-        () => socket.destroy(new UpstreamError(504, 'upstream-timeout', `stockade: TLS to ${target.host} timed out`)),
-        this.upstreamTimeout,
-      );
-      socket.once('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-      socket.once('secureConnect', () => {
-        clearTimeout(timer);
-        if (socket.alpnProtocol !== 'h2') {
-          // Remember, so HTTP/2 clients of this target go straight to the HTTP/1.1 pool next time.
-          this.h1Only.add(key);
-          socket.destroy();
-          resolve(null);
-          return;
-        }
-        const session = http2.connect(`https://${target.host}:${target.port}`, { createConnection: () => socket });
-        session.on('error', (err) =>
-          this.audit('warn', { event: 'secret-upstream-error', host: target.host, err }, 'upstream HTTP/2 session error'),
-        );
-        const drop = () => {
-          if (this.sessions.get(key) === p) this.sessions.delete(key);
-        };
-        session.on('close', drop);
-        session.on('goaway', drop);
-        resolve(session);
-      });
-    });
-    p.catch(() => this.sessions.delete(key));
-    this.sessions.set(key, p);
-    return p;
+    source.on('end', () => res.end(redact.end()));
   }
 
   // ---- WebSocket and other HTTP/1.1 upgrades ---------------------------------------------------
@@ -781,9 +584,10 @@ export class SecretInterceptor extends EventEmitter {
           `x-stockade-error: ${String(body.rule ?? body.error)}\r\nconnection: close\r\n\r\n${text}`,
       );
     };
-    let plan: Plan;
+    let plan: UpstreamRequest;
     try {
-      plan = this.plan(
+      plan = rewriteRequest(
+        { set: this.set, byName: this.byName },
         target,
         req.method ?? 'GET',
         req.url ?? '/',
@@ -805,7 +609,7 @@ export class SecretInterceptor extends EventEmitter {
     this.noteInjected(target, plan.injected);
     const headers: http.OutgoingHttpHeaders = { host: plan.authority };
     for (const [k, v] of plan.headers) headers[k.toLowerCase()] = v;
-    const up = https.request({ ...this.tlsOptions(target), agent: false, method: req.method, path: plan.path, headers });
+    const up = https.request({ ...this.upstream.tlsOptions(target), agent: false, method: req.method, path: plan.path, headers });
     up.on('upgrade', (upRes, upSocket, upHead) => {
       upSocket.on('error', () => socket.destroy());
       socket.on('error', () => upSocket.destroy());
@@ -826,13 +630,17 @@ export class SecretInterceptor extends EventEmitter {
       for (const [k, v] of rawPairs(upRes.rawHeaders)) {
         if (!HOP_BY_HOP.has(k.toLowerCase()) && k.toLowerCase() !== 'content-length') text += `${k}: ${this.redactHeader(v)}\r\n`;
       }
-      const chunks: Buffer[] = [];
-      upRes.on('data', (c: Buffer) => chunks.push(c));
-      upRes.on('end', () => {
-        const redact = new StreamRedactor(this.secrets.map((s) => s.value));
-        const body = Buffer.concat([redact.push(Buffer.concat(chunks)), redact.end()]);
-        socket.end(Buffer.concat([Buffer.from(`${text}content-length: ${body.length}\r\nconnection: close\r\n\r\n`), body]));
+      // Streamed, not collected: the upstream decides how long the body is.
+      socket.write(`${text}connection: close\r\n\r\n`);
+      const redact = new StreamRedactor(this.forms);
+      upRes.on('data', (c: Buffer) => {
+        const out = redact.push(c);
+        if (out.length && !socket.write(out)) {
+          upRes.pause();
+          socket.once('drain', () => upRes.resume());
+        }
       });
+      upRes.on('end', () => socket.end(redact.end()));
     });
     up.on('error', (err) => {
       const e = err as NodeJS.ErrnoException;

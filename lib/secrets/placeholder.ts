@@ -169,18 +169,42 @@ export class StreamRedactor {
 }
 
 /**
+ * Every form in which the proxy itself put a secret on the wire, as an upstream echoing it back
+ * (an error message, a redirect, a debug endpoint) would most likely write it: the value (a
+ * header format), base64 of `user:value` (Basic), percent-encoded (query parameter; upper- and
+ * lowercase hex), form-encoded (space as +), and each of those as a JSON string escapes it
+ * (`\/` included, as PHP writes). What an upstream does beyond that (hashing, another base64
+ * alphabet, splitting the value) no proxy can recognize; see README, credentials.
+ */
+export function secretForms(value: string, basicUser?: string): string[] {
+  if (!value) return [];
+  const base = [value];
+  if (basicUser !== undefined) base.push(Buffer.from(`${basicUser}:${value}`).toString('base64'));
+  const out = new Set<string>();
+  for (const f of base) {
+    const pct = encodeURIComponent(f);
+    for (const v of [f, pct, pct.replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase()), pct.replace(/%20/g, '+')]) {
+      out.add(v);
+      const json = JSON.stringify(v).slice(1, -1);
+      out.add(json);
+      out.add(json.replace(/\//g, '\\/'));
+      // \u-escaped non-ASCII, as JSON encoders with ensure_ascii (Python's default) write it.
+      out.add(json.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+    }
+  }
+  // Longest first, so a form containing another is masked whole.
+  return [...out].filter((f) => f.length > 0).sort((a, b) => b.length - a.length);
+}
+
+/**
  * Returns a function that removes every real value from a string, for log lines and error
  * messages. Also covers the forms a value travels in: URL-encoded and base64 (Basic auth).
  */
 export function makeScrubber(secrets: readonly { name: string; value: string; basicUser?: string }[]): (text: string) => string {
   const forms: Array<[string, string]> = [];
   for (const s of secrets) {
-    if (!s.value) continue;
     const tag = `[redacted ${s.name}]`;
-    forms.push([s.value, tag]);
-    const enc = encodeURIComponent(s.value);
-    if (enc !== s.value) forms.push([enc, tag]);
-    if (s.basicUser !== undefined) forms.push([Buffer.from(`${s.basicUser}:${s.value}`).toString('base64'), tag]);
+    for (const f of secretForms(s.value, s.basicUser)) forms.push([f, tag]);
   }
   // Longest first, so a value containing another value is replaced whole.
   forms.sort((a, b) => b[0].length - a[0].length);

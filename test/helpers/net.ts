@@ -2,6 +2,7 @@
 // can take the same port on 127.0.0.1), a self-signed certificate from the openssl CLI, a proxy
 // with its listeners, and small raw-socket helpers. Nothing here touches an address outside
 // 127.0.0.0/8.
+import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
@@ -9,6 +10,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after } from 'node:test';
 import type { EgressRecord } from '../../lib/net/connector';
 import { EgressProxy, type EgressProxyExtras } from '../../lib/net/proxy';
 import type { EgressOptions } from '../../lib/options';
@@ -233,4 +235,21 @@ export function dnsQuery(name: string, qtype = 1, id = 0x1234): Buffer {
   q.writeUInt16BE(qtype, p);
   q.writeUInt16BE(1, p + 2);
   return q;
+}
+
+/**
+ * Collects uncaught exceptions and unhandled rejections for the rest of this test file (instead
+ * of the runner dying of them), and fails the file at its end if there were any.
+ */
+export function collectUncaught(): unknown[] {
+  const uncaught: unknown[] = [];
+  const onUncaught = (err: unknown) => uncaught.push(err);
+  process.on('uncaughtException', onUncaught);
+  process.on('unhandledRejection', onUncaught);
+  after(() => {
+    process.off('uncaughtException', onUncaught);
+    process.off('unhandledRejection', onUncaught);
+    assert.deepEqual(uncaught, []);
+  });
+  return uncaught;
 }

@@ -7,6 +7,7 @@ import * as http2 from 'node:http2';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
+import * as zlib from 'node:zlib';
 import { RunCa } from '../../lib/secrets/ca';
 import type { SecretInterceptor } from '../../lib/secrets/intercept';
 
@@ -34,6 +35,9 @@ export interface Upstream {
  *   /redirect        302 to https://elsewhere.test.local/landing
  *   /trailers        (HTTP/2) 200 with trailers, like gRPC
  *   /echo-auth       200, echoing the Authorization header in a response header and the body
+ *   /echo-all        302 to a Location carrying what it got (percent-encoded), a gzip body
+ *                    whatever the request asked for, echoing headers, query and the decoded Basic
+ *                    credentials JSON-escaped
  *   /ws (upgrade)    101, then echoes bytes back
  *   anything else    200 {"ok":true}
  * h1Only: an HTTPS/1.1-only server (no ALPN h2), to exercise the HTTP/2 to HTTP/1.1 fallback.
@@ -68,6 +72,24 @@ export async function startUpstream(names: string[], opts: { h1Only?: boolean; c
         res.writeHead(200, { 'content-type': 'application/grpc' });
         res.addTrailers({ 'grpc-status': '0', 'grpc-message': 'fine' });
         res.end('payload');
+      } else if (req.url?.startsWith('/echo-all')) {
+        const auth = String(req.headers.authorization ?? '');
+        const basic = /^Basic (.*)$/.exec(auth);
+        const echo = {
+          auth,
+          token: String(req.headers['x-subscription-token'] ?? ''),
+          url: req.url,
+          basic: basic ? Buffer.from(basic[1], 'base64').toString() : '',
+          acceptEncoding: String(req.headers['accept-encoding'] ?? ''),
+        };
+        const body = zlib.gzipSync(JSON.stringify(echo));
+        r.writeHead(302, {
+          location: `https://elsewhere.test.local/?e=${encodeURIComponent(JSON.stringify(echo))}`,
+          'x-echo': auth,
+          'content-encoding': 'gzip',
+          'content-length': body.length,
+        });
+        r.end(body);
       } else if (req.url === '/echo-auth') {
         const auth = String(req.headers.authorization ?? '');
         const body = JSON.stringify({ youSent: auth });

@@ -1,0 +1,206 @@
+// The pure decision pipeline every front-end (HTTP proxy, SOCKS, transparent) shares: may host:port
+// be reached? normalize -> allowlist -> resolve -> SSRF guard -> not the proxy itself; and do the
+// SNI / Host a tunnel carries agree with the target it was opened for? Nothing here opens a
+// socket: the I/O that carries a decision out is ./connector.ts (upstream connect, audit) and
+// ./tunnel.ts (the relay, the plaintext guard, the kernel hand-off).
+import type { Socket } from 'node:net';
+import type { Allowlist } from './allowlist';
+import { type NormalizedHost, normalizeHost, splitHostPort } from './hostname';
+import type { Resolver } from './resolve';
+import type { sniff } from './sniff';
+import { checkAddress, classifyAddress } from './ssrf';
+
+export type Via = 'http' | 'connect' | 'socks' | 'transparent' | 'dns';
+
+/** One audit record: emitted as a pino line and as the EgressProxy 'egress' event. */
+export interface EgressRecord {
+  event: 'egress';
+  sandbox: string;
+  via: Via;
+  host: string;
+  port: number;
+  /** The address connected to (allowed connections). */
+  address?: string;
+  decision: 'allow' | 'deny';
+  /** The allowlist entry that matched, or the reason for the denial. */
+  rule: string;
+  bytesUp: number;
+  bytesDown: number;
+  durationMs: number;
+  /** Set when an allowed connection then failed (DNS, refused, timeout, reset). */
+  error?: string;
+  /** Set when the connection was handed to the credential interceptor. */
+  intercepted?: boolean;
+}
+
+export interface EgressLimits {
+  /** Concurrent client connections per proxy (all listeners together). Default 1024. */
+  maxConnections?: number;
+  /**
+   * File descriptors this sandbox's proxy may hold: client and upstream sockets, kernel relay
+   * pipes (./budget.ts counts them). Default 4096. Every proxy of the process also draws from
+   * one host budget, half the process's RLIMIT_NOFILE.
+   */
+  maxFds?: number;
+  /** Names the DNS responder keeps an address for (least recently used recycled). Default 4096. */
+  dnsNames?: number;
+  /** Largest request head (request line + headers) in bytes. Default 16384. */
+  maxHeaderSize?: number;
+  /** Close a connection after this long without traffic in either direction (ms). Default 300000. */
+  idleTimeout?: number;
+  /** Time allowed for a complete request head or SOCKS/TLS handshake to arrive (ms). Default 10000. */
+  headersTimeout?: number;
+  /** Time allowed for the upstream TCP connect (ms). Default 10000. */
+  connectTimeout?: number;
+}
+
+export type ResolvedLimits = Required<EgressLimits>;
+
+export function resolveLimits(l: EgressLimits = {}): ResolvedLimits {
+  const out: ResolvedLimits = {
+    maxConnections: l.maxConnections ?? 1024,
+    maxFds: l.maxFds ?? 4096,
+    dnsNames: l.dnsNames ?? 4096,
+    maxHeaderSize: l.maxHeaderSize ?? 16384,
+    idleTimeout: l.idleTimeout ?? 300_000,
+    headersTimeout: l.headersTimeout ?? 10_000,
+    connectTimeout: l.connectTimeout ?? 10_000,
+  };
+  for (const [k, v] of Object.entries(out)) {
+    if (!Number.isInteger(v) || v <= 0) throw new TypeError(`invalid limits.${k}: ${v} (must be a positive integer)`);
+  }
+  return out;
+}
+
+/** What a connection hands to the credential interceptor (lib/secrets). */
+export interface EgressTarget {
+  host: string;
+  port: number;
+  address: string;
+  /** Port to connect to when the resolver override moves it; `port` otherwise. */
+  connectPort?: number;
+}
+
+export interface Interceptor {
+  wants(host: string, port: number): boolean;
+  handle(client: Socket, target: EgressTarget, head: Buffer): void;
+}
+
+/**
+ * Placeholders of secrets must not leave in plaintext (lib/secrets provides this): the proxy
+ * passes every byte a sandbox sends unencrypted — plain HTTP requests, non-TLS tunnels — through
+ * it, and refuses the connection at the first placeholder, before that chunk is forwarded.
+ * TLS to hosts without a secret passes untouched: it is opaque to the proxy, and a placeholder
+ * is worthless anyway; the rule is about plaintext, which any network hop can read.
+ */
+export interface PlaintextGuard {
+  /** The name of the secret whose placeholder occurs in `data`, if any. */
+  find(data: Buffer | string): string | undefined;
+  /** A scanner for a stream: `forward` is safe to send now; a split placeholder is held back. */
+  stream(): { push(chunk: Buffer): { forward: Buffer; match: { name: string } | null }; end(): Buffer };
+  /** Reports a refusal (an audit event and a 'violation' on the sandbox). */
+  violation(info: { secret: string; host: string; port: number; via: Via }): void;
+}
+
+export type Decision =
+  | { allowed: true; host: string; port: number; rule: string; address: string; isName: boolean; connectPort?: number }
+  | { allowed: false; host: string; port: number; rule: string; status: 403 | 502 };
+
+export interface DeciderOptions {
+  allowlist: Allowlist;
+  resolver: Resolver;
+  /** The proxy's own listening endpoints (refused as targets). */
+  ownEndpoints: () => { address: string; port: number }[];
+}
+
+/** The decision pipeline of one sandbox's proxy. */
+export class Decider {
+  constructor(readonly opts: DeciderOptions) {}
+
+  /** Policy decision for a raw host (any spelling) and port. Never throws. */
+  async decide(rawHost: string, port: number): Promise<Decision> {
+    let host: NormalizedHost;
+    try {
+      host = normalizeHost(rawHost);
+    } catch (err) {
+      return { allowed: false, host: rawHost, port, rule: (err as Error).message, status: 403 };
+    }
+    return this.decideNormalized(host, port);
+  }
+
+  async decideNormalized(host: NormalizedHost, port: number): Promise<Decision> {
+    const deny = (rule: string, status: 403 | 502 = 403): Decision => ({ allowed: false, host: host.host, port, rule, status });
+    if (host.kind === 'ip') {
+      const self = this.isSelf(host.host, port);
+      if (self) return deny(self);
+    }
+    const match = this.opts.allowlist.matchNormalized(host, port);
+    if (!match.allowed) return deny(match.rule);
+    if (host.kind === 'ip') {
+      // Allowed by an address/CIDR entry, which also names it for the SSRF guard.
+      return { allowed: true, host: host.host, port, rule: match.rule, address: host.host, isName: false };
+    }
+    let addresses: { address: string; override?: string; connectPort?: number }[];
+    try {
+      addresses = await this.opts.resolver.resolve(host.host, port);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      return deny(`cannot resolve ${host.host}: ${code}`, 502);
+    }
+    if (addresses.length === 0) return deny(`cannot resolve ${host.host}: no addresses`, 502);
+    let firstRefusal = '';
+    for (const a of addresses) {
+      const self = this.isSelf(a.address, port);
+      if (self) return deny(self);
+      const namedBy = a.override ?? this.opts.allowlist.namesAddress(a.address, port)?.text;
+      const verdict = checkAddress(a.address, namedBy);
+      if (verdict.allowed) {
+        return { allowed: true, host: host.host, port, rule: match.rule, address: a.address, isName: true, connectPort: a.connectPort };
+      }
+      firstRefusal ||= `${verdict.rule} (${host.host} resolved to it)`;
+    }
+    return deny(firstRefusal);
+  }
+
+  private isSelf(address: string, port: number): string | undefined {
+    const kind = classifyAddress(address);
+    for (const own of this.opts.ownEndpoints()) {
+      if (own.port !== port) continue;
+      if (own.address === address || kind === 'loopback' || kind === 'unspecified') {
+        return `refused: ${address}:${port} is the proxy itself`;
+      }
+    }
+    return undefined;
+  }
+
+  /** Undefined when the sniffed name agrees with `host`, else the refusal. */
+  checkAgreement(r: ReturnType<typeof sniff>, host: string): string | undefined {
+    if (r.kind === 'invalid') return `refused: malformed ${r.protocol} inside tunnel to ${host}: ${r.reason}`;
+    if (r.kind === 'tls' && r.host !== null) {
+      const sni = safeName(r.host);
+      if (sni !== host) return `sni-mismatch: TLS SNI ${JSON.stringify(r.host)} does not match target ${host}`;
+    }
+    if (r.kind === 'http' && r.host !== null) {
+      const h = safeName(hostOfHeader(r.host));
+      if (h !== host) return `host-mismatch: Host header ${JSON.stringify(r.host)} does not match target ${host}`;
+    }
+    return undefined;
+  }
+}
+
+/** Normalized name or a marker that never equals a valid name. */
+export function safeName(raw: string): string {
+  try {
+    return normalizeHost(raw).host;
+  } catch {
+    return `\0invalid:${raw}`;
+  }
+}
+
+export function hostOfHeader(value: string): string {
+  try {
+    return splitHostPort(value).host;
+  } catch {
+    return `\0invalid:${value}`;
+  }
+}

@@ -1,0 +1,276 @@
+// Bounded fuzzing of every direction hostile bytes reach the host side from: sandbox -> proxy
+// (HTTP, CONNECT, SOCKS5, DNS over UDP and TCP, transparent), upstream -> proxy and interceptor
+// (status lines, headers, chunking, compression, HTTP/2 frames), server -> tool layer (JSON-RPC).
+// Inputs are mutations of valid seeds from a seeded PRNG (the seed is printed: rerun one with
+// STOCKADE_FUZZ_SEED). The property everywhere: nothing escapes as an exception, the proxy still
+// answers a valid request afterwards, and the MCP client never receives a line it cannot parse
+// or a tool outside the allowlist. `npm test` runs a small budget; `npm run fuzz` a larger one
+// (STOCKADE_FUZZ_CASES, default 2000 per direction there).
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import * as http2 from 'node:http2';
+import { connect, createServer } from 'node:net';
+import { PassThrough, Writable } from 'node:stream';
+import { describe, it } from 'node:test';
+import * as tls from 'node:tls';
+import { gzipSync } from 'node:zlib';
+import { wireToolFilter } from '../lib/mcp';
+import { RunCa } from '../lib/secrets/ca';
+import { SecretInterceptor } from '../lib/secrets/intercept';
+import { resolveSecrets } from '../lib/secrets/spec';
+import { closeServer, collectUncaught, dnsQuery, exchange, listen, portOf, readUntil, startProxy, UPSTREAM_HOST } from './helpers/net';
+
+const CASES = Number(process.env.STOCKADE_FUZZ_CASES ?? 60);
+const SEED = Number(process.env.STOCKADE_FUZZ_SEED ?? Date.now() % 2 ** 31);
+console.log(`# fuzz: ${CASES} cases per direction, seed ${SEED}`);
+
+/** mulberry32: small, seeded, good enough to pick mutations. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+const rand = prng(SEED);
+const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
+const INTERESTING = [
+  '\r\n',
+  '\n',
+  '\0',
+  ':',
+  ' ',
+  '0',
+  '-1',
+  '99999999999999999999',
+  '%',
+  '\u00ff',
+  '\r\n\r\n',
+  'Transfer-Encoding: chunked\r\n',
+];
+
+/** A mutation of `seed`: flipped, inserted, deleted or duplicated bytes, truncation, junk. */
+function mutate(seed: Buffer): Buffer {
+  let b = Buffer.from(seed);
+  const n = 1 + Math.floor(rand() * 4);
+  for (let i = 0; i < n; i++) {
+    const at = Math.floor(rand() * (b.length + 1));
+    switch (Math.floor(rand() * 7)) {
+      case 0:
+        if (b.length) b[at % b.length] = Math.floor(rand() * 256);
+        break;
+      case 1:
+        b = Buffer.concat([b.subarray(0, at), Buffer.from(pick(INTERESTING), 'latin1'), b.subarray(at)]);
+        break;
+      case 2:
+        b = Buffer.concat([b.subarray(0, at), b.subarray(at + Math.floor(rand() * 16))]);
+        break;
+      case 3:
+        b = b.subarray(0, at);
+        break;
+      case 4:
+        b = Buffer.concat([b.subarray(0, at), b.subarray(Math.max(0, at - 8), at), b.subarray(at)]);
+        break;
+      case 5:
+        b = Buffer.concat([b, Buffer.from(Array.from({ length: Math.floor(rand() * 64) }, () => Math.floor(rand() * 256)))]);
+        break;
+      default:
+        if (b.length > 1) b[at % b.length] ^= 1 << Math.floor(rand() * 8);
+    }
+  }
+  return b;
+}
+
+// Anything thrown out of an event handler would surface here instead of killing the runner.
+const uncaught = collectUncaught();
+
+/** Runs `fn` for every case, a few at a time. */
+async function each(n: number, parallel: number, fn: (i: number) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (next < n) await fn(next++);
+    }),
+  );
+}
+
+describe('fuzz: sandbox -> proxy', () => {
+  it('HTTP, CONNECT, SOCKS5, DNS (UDP and TCP) and transparent survive mutated requests', async () => {
+    const up = await listen(
+      createServer((s) => {
+        s.on('error', () => {});
+        s.on('data', () => s.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'));
+      }),
+      UPSTREAM_HOST,
+    );
+    const hp = `good.test:${portOf(up)}`;
+    const p = await startProxy({ allow: [hp, '*.good.test'], resolve: [`${hp}:${UPSTREAM_HOST}`], limits: { headersTimeout: 300 } });
+    const dnsTcp = await listen(createServer());
+    p.proxy.serveDnsTcp(dnsTcp);
+    const transparent = await listen(createServer());
+    p.proxy.serveTransparent(transparent);
+    const q = dnsQuery('a.good.test');
+    const seeds: [number, Buffer][] = [
+      [p.httpPort, Buffer.from(`GET http://${hp}/x?y=1 HTTP/1.1\r\nHost: ${hp}\r\nContent-Length: 3\r\n\r\nabc`)],
+      [p.httpPort, Buffer.from(`POST http://${hp}/ HTTP/1.1\r\nHost: ${hp}\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n`)],
+      [p.httpPort, Buffer.from(`CONNECT ${hp} HTTP/1.1\r\nHost: ${hp}\r\n\r\nGET / HTTP/1.1\r\nHost: good.test\r\n\r\n`)],
+      [
+        p.socksPort,
+        Buffer.concat([Buffer.from([5, 1, 0, 5, 1, 0, 3, 9]), Buffer.from('good.test'), Buffer.from([portOf(up) >> 8, portOf(up) & 255])]),
+      ],
+      [portOf(dnsTcp), Buffer.concat([Buffer.from([0, q.length]), q, Buffer.from([0, q.length]), q])],
+      [portOf(transparent), Buffer.from('GET / HTTP/1.1\r\nHost: good.test\r\n\r\n')],
+    ];
+    await each(CASES * seeds.length, 8, async (i) => {
+      const [port, seed] = seeds[i % seeds.length];
+      await exchange(port, mutate(seed), 400);
+    });
+    for (let i = 0; i < CASES * 20; i++) p.proxy.handleDnsQuery(mutate(q));
+    const ok = await exchange(p.httpPort, seeds[0][1]);
+    assert.match(ok.data.toString(), /^HTTP\/1\.1 200 OK/);
+    await p.close();
+    await Promise.all([closeServer(up), closeServer(dnsTcp), closeServer(transparent)]);
+    assert.deepEqual(uncaught, []);
+  });
+});
+
+describe('fuzz: upstream -> proxy and interceptor', () => {
+  const responses = [
+    Buffer.from('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello'),
+    Buffer.from(
+      'HTTP/1.1 302 Found\r\nLocation: https://x.test/?a=b\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n',
+    ),
+    Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 25\r\n\r\n'), gzipSync('hello hello')]),
+    Buffer.from('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'),
+  ];
+
+  it('the HTTP proxy survives mutated status lines, headers, chunking and compression', async () => {
+    let n = 0;
+    const up = await listen(
+      createServer((s) => {
+        s.on('error', () => {});
+        const answer = mutate(responses[n++ % responses.length]);
+        s.once('data', () => s.end(answer));
+      }),
+      UPSTREAM_HOST,
+    );
+    const hp = `bad.test:${portOf(up)}`;
+    const p = await startProxy({ allow: [hp], resolve: [`${hp}:${UPSTREAM_HOST}`], limits: { idleTimeout: 500 } });
+    await each(CASES * 2, 8, () => exchange(p.httpPort, `GET http://${hp}/ HTTP/1.1\r\nHost: ${hp}\r\nConnection: close\r\n\r\n`, 1000));
+    const r = await exchange(p.httpPort, 'GET http://nope.test/ HTTP/1.1\r\nHost: nope.test\r\n\r\n');
+    assert.match(r.data.toString(), /^HTTP\/1\.1 403 /);
+    await p.close();
+    await closeServer(up);
+    assert.deepEqual(uncaught, []);
+  });
+
+  it('the interceptor survives mutated HTTP/1.1 responses and HTTP/2 frames from a TLS upstream', async () => {
+    const ca = await RunCa.create({ commonName: 'fuzz upstream CA' });
+    const leaf = await ca.leaf('api.fuzz.test');
+    // HTTP/2: the server preface (an empty SETTINGS frame), then mutated HEADERS/DATA frames.
+    const h2Frames = Buffer.from([
+      ...[0, 0, 0, 4, 0, 0, 0, 0, 0], // SETTINGS
+      ...[0, 0, 0, 4, 1, 0, 0, 0, 0], // SETTINGS ack
+      ...[0, 0, 1, 1, 4, 0, 0, 0, 1, 0x88], // HEADERS stream 1, END_HEADERS, :status 200 (indexed)
+      ...[0, 0, 5, 0, 1, 0, 0, 0, 1, 104, 101, 108, 108, 111], // DATA "hello", END_STREAM
+    ]);
+    let n = 0;
+    const upstream = await listen(
+      tls.createServer({ key: leaf.keyPem, cert: `${leaf.certPem}\n${ca.certPem}`, ALPNProtocols: ['h2', 'http/1.1'] }, (s) => {
+        s.on('error', () => {});
+        const i = n++;
+        s.once('data', () => {
+          if (s.alpnProtocol === 'h2') s.end(i % 4 === 0 ? h2Frames : mutate(h2Frames));
+          else s.end(mutate(responses[i % responses.length]));
+        });
+      }),
+      '127.0.0.1',
+    );
+    const host = `api.fuzz.test:${portOf(upstream)}`;
+    const secrets = resolveSecrets([{ name: 'TOKEN', hosts: [host] }], { TOKEN: 'real-fuzz-token' });
+    const runCa = await RunCa.create();
+    const interceptor = new SecretInterceptor({ secrets, ca: runCa, upstreamCaPem: [ca.certPem], upstreamTimeout: 1000 });
+    const p = await startProxy({ allow: [host], resolve: [`${host}:127.0.0.1`] }, { interceptor });
+    const request = async (i: number): Promise<void> => {
+      const s = connect({ host: '127.0.0.1', port: p.httpPort });
+      s.on('error', () => {});
+      try {
+        s.write(`CONNECT ${host} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+        await readUntil(s, '\r\n\r\n');
+        const useH2 = i % 2 === 0;
+        const t = tls.connect({ socket: s, servername: 'api.fuzz.test', ca: runCa.certPem, ALPNProtocols: useH2 ? ['h2'] : ['http/1.1'] });
+        t.on('error', () => {});
+        await once(t, 'secureConnect');
+        if (useH2) {
+          const session = http2.connect(`https://${host}`, { createConnection: () => t });
+          session.on('error', () => {});
+          const stream = session.request({ ':path': '/', authorization: `Bearer ${interceptor.placeholders.TOKEN}` });
+          stream.on('error', () => {});
+          stream.resume();
+          await Promise.race([once(stream, 'close'), new Promise((r) => setTimeout(r, 2000))]);
+          session.destroy();
+        } else {
+          t.write(`GET / HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${interceptor.placeholders.TOKEN}\r\n\r\n`);
+          t.resume();
+          await Promise.race([once(t, 'close'), new Promise((r) => setTimeout(r, 2000))]);
+        }
+      } catch {
+        // A refused or cut connection is a fine outcome; an exception in the proxy is not.
+      } finally {
+        s.destroy();
+      }
+    };
+    await each(Math.max(8, Math.floor(CASES / 2)), 4, request);
+    await interceptor.close();
+    await p.close();
+    await closeServer(upstream);
+    assert.deepEqual(uncaught, []);
+  });
+});
+
+describe('fuzz: server -> tool layer', () => {
+  it('the client never receives a line it cannot parse, nor a tool outside the allowlist', async () => {
+    const client = new PassThrough();
+    const server = new PassThrough();
+    const out: Buffer[] = [];
+    const toClient = new Writable({
+      write(c, _e, cb) {
+        out.push(Buffer.from(c));
+        cb();
+      },
+    });
+    const toServer = new Writable({
+      write(_c, _e, cb) {
+        cb();
+      },
+    });
+    const filter = wireToolFilter(
+      { fromClient: client, toClient, toServer, fromServer: server },
+      { tools: ['echo'], maxMessageBytes: 4096 },
+    );
+    filter.on('error', (err) => uncaught.push(err));
+    const seeds = [
+      '{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo"},{"name":"rm","inputSchema":{"type":"object"}}]}}',
+      '[{"jsonrpc":"2.0","id":"1","result":{"tools":[{"name":"rm"}]}},{"jsonrpc":"2.0","method":"n"}]',
+      '{"jsonrpc":"2.0","id":2,"result":{"content":[{"type":"text","text":"h\\u00e9"}],"isError":false}}',
+      '{"jsonrpc":"2.0","id":3,"method":"sampling/createMessage","params":{"messages":[[[[{}]]]]}}',
+    ];
+    for (let i = 0; i < CASES * 10; i++) {
+      client.write(`{"jsonrpc":"2.0","id":${i % 5},"method":"tools/list"}\n`);
+      server.write(Buffer.concat([mutate(Buffer.from(pick(seeds))), Buffer.from('\n')]));
+    }
+    await new Promise((r) => setImmediate(r));
+    server.end();
+    await once(toClient, 'finish');
+    for (const line of Buffer.concat(out).toString('utf8').split('\n')) {
+      if (line.trim() === '') continue;
+      const msg = JSON.parse(line) as unknown;
+      const tools = (msg as { result?: { tools?: unknown } })?.result?.tools;
+      if (Array.isArray(tools)) for (const t of tools) assert.equal((t as { name?: unknown }).name, 'echo', line);
+    }
+    assert.deepEqual(uncaught, []);
+  });
+});

@@ -5,7 +5,8 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SandboxOptionsError } from './errors';
-import { initPath, MountKind, type NativeMount, type NativePlan } from './native';
+import { landlockPlan } from './landlock';
+import { initPath, MountKind, type NativeMount, type NativePlan, SeccompProfileNumber } from './native';
 import { PRELOAD_PATH } from './net/env';
 import { type EgressPlan, egressEnv, PRELOAD_INSIDE, planEgress } from './net/sandbox';
 import type { EgressOptions, SandboxLimits, SandboxOptions } from './options';
@@ -63,9 +64,31 @@ export interface ResolvedSandbox {
   visible: string[];
   /** The listeners and ports of the egress proxy, when the network has an allow list. */
   egress?: EgressPlan;
+  seccomp: SeccompProfile;
 }
 
-const knownOptions = new Set(['cwd', 'env', 'stdio', 'filesystem', 'network', 'limits', 'hostname', 'logger', 'secrets', 'upstreamCa']);
+export type SeccompProfile = keyof typeof SeccompProfileNumber;
+
+/** The one validator of the seccomp profile name (API option, policy field, --seccomp). */
+export function seccompProfileOf(value: unknown, field: string): SeccompProfile {
+  if (value === undefined) return 'default';
+  if (value === 'default' || value === 'strict') return value;
+  fail(field, `expected 'default' or 'strict', found ${JSON.stringify(value)}`);
+}
+
+const knownOptions = new Set([
+  'cwd',
+  'env',
+  'stdio',
+  'filesystem',
+  'network',
+  'limits',
+  'hostname',
+  'logger',
+  'secrets',
+  'upstreamCa',
+  'seccomp',
+]);
 
 function fail(field: string, message: string): never {
   throw new SandboxOptionsError(field, message);
@@ -229,6 +252,7 @@ export function resolveSandbox(command: string, args: readonly string[], options
     fail('cwd', `expected an absolute path inside the sandbox, found ${JSON.stringify(cwd)}`);
   }
 
+  const seccomp = seccompProfileOf(options.seccomp, 'seccomp');
   const network = options.network ?? 'none';
   const egress = egressOf(network);
   if (options.secrets !== undefined && egress === undefined) {
@@ -344,6 +368,8 @@ export function resolveSandbox(command: string, args: readonly string[], options
     useInit: true,
     initPath: initPath(),
     seccomp: true,
+    seccompProfile: SeccompProfileNumber[seccomp],
+    landlock: landlockPlan(ordered),
   };
   const digest = createHash('sha256')
     .update(
@@ -354,6 +380,7 @@ export function resolveSandbox(command: string, args: readonly string[], options
         mounts: ordered.map((m) => [m.kind, m.source, m.target, m.readOnly]),
         limits,
         network,
+        ...(seccomp === 'default' ? {} : { seccomp }),
       }),
     )
     .digest('hex')
@@ -365,6 +392,7 @@ export function resolveSandbox(command: string, args: readonly string[], options
     egress,
     wallTime,
     visible,
+    seccomp,
     describe(step, index) {
       if (step === 'mount' && ordered[index] !== undefined) {
         const m = ordered[index];
@@ -374,6 +402,7 @@ export function resolveSandbox(command: string, args: readonly string[], options
       if (step === 'rlimit') return Object.values(rlimits).find((r) => r.resource === limits?.[index]?.resource)?.name ?? 'RLIMIT_CORE';
       if (step === 'chdir') return cwd;
       if (step === 'exec') return command;
+      if (step === 'landlock' && index >= 0) return plan.landlock?.rules[index]?.path;
       return undefined;
     },
   };

@@ -105,6 +105,8 @@ function launch_(launch: PolicyLaunch): Promise<number> {
     throw err;
   }
   const sandbox = child;
+  // A refused syscall, named: `stockade: killed: unshare(CLONE_NEWUSER) is not allowed in the sandbox`.
+  sandbox.on('violation', (v: { message: string }) => process.stderr.write(`stockade: ${v.message}\n`));
   if (filtered && sandbox.stdin && sandbox.stdout) {
     const filter = wireToolFilter(
       { fromClient: process.stdin, toClient: process.stdout, toServer: sandbox.stdin, fromServer: sandbox.stdout },

@@ -19,9 +19,11 @@
  * number and its six arguments, so the launcher can say `unshare(CLONE_NEWUSER)` — then
  * either answers the errno the profile gives that call (socket: EAFNOSUPPORT; ioctl,
  * personality: EPERM; the first refusal of each syscall number is reported, later ones are
- * answered silently, so a loop cannot flood the launcher) or kills every process of the
- * sandbox and exits as if the payload had died of SIGSYS, which is what the profile without a
- * supervisor does. The notified call waits in the kernel meanwhile: it never runs.
+ * answered silently, so a loop cannot flood the launcher) or kills the calling process with
+ * SIGSYS, as SECCOMP_RET_KILL_PROCESS would: its parent sees the same "killed by SIGSYS". The
+ * notified call waits in the kernel meanwhile: it never runs. A SIGSYS the process could catch,
+ * ignore or block (its /proc status says so) becomes a SIGKILL, and so does a second
+ * notification from the same thread (a handler installed meanwhile interrupted the wait).
  *
  * Why this mechanism (the alternatives, and why not):
  * - SECCOMP_RET_KILL_PROCESS alone: the kernel kills at once, but nobody learns which call;
@@ -147,12 +149,58 @@ static int supervisorAnswer(int nr) {
   return 0;
 }
 
-/* One seccomp notification: report it, then answer it or end the sandbox. Returns -1 when the
- * sandbox must end with SIGSYS. */
-static int supervise(int notifyFd, int statusFd, uint64_t* reported) {
+/* The hexadecimal value after `key` in a /proc status text, or all bits set if absent. */
+static uint64_t statusMask(const char* text, long n, const char* key) {
+  for (long i = 0; i < n; ++i) {
+    if (i > 0 && text[i - 1] != '\n') continue;
+    long k = 0;
+    while (key[k] != '\0' && i + k < n && text[i + k] == key[k]) ++k;
+    if (key[k] != '\0') continue;
+    uint64_t v = 0;
+    for (long j = i + k; j < n && text[j] != '\n'; ++j) {
+      char c = text[j];
+      if (c >= '0' && c <= '9')
+        v = v * 16 + (uint64_t)(c - '0');
+      else if (c >= 'a' && c <= 'f')
+        v = v * 16 + (uint64_t)(c - 'a' + 10);
+    }
+    return v;
+  }
+  return ~(uint64_t)0;
+}
+
+/* Whether SIGSYS would kill thread `tid` by its default action: neither blocked by it nor
+ * ignored or caught by its process. Read from /proc/TID/status; unreadable counts as no. */
+static int sigsysIsFatal(uint32_t tid) {
+  char path[32] = "/proc/";
+  char digits[12];
+  int nd = 0;
+  do {
+    digits[nd++] = (char)('0' + tid % 10);
+    tid /= 10;
+  } while (tid > 0 && nd < 11);
+  int at = 6;
+  while (nd > 0) path[at++] = digits[--nd];
+  const char* tail = "/status";
+  for (int i = 0; tail[i] != '\0'; ++i) path[at++] = tail[i];
+  path[at] = '\0';
+  long fd = sys4(SYS_openat, -100 /* AT_FDCWD */, (long)path, 02000000 /* O_CLOEXEC */, 0);
+  if (fd < 0) return 0;
+  static char text[4096];
+  long n = sys3(SYS_read, fd, (long)text, sizeof text);
+  sys1(SYS_close, fd);
+  if (n <= 0) return 0;
+  uint64_t bit = 1ULL << (SIGSYS_ - 1);
+  uint64_t masks = statusMask(text, n, "SigBlk:") | statusMask(text, n, "SigIgn:") |
+                   statusMask(text, n, "SigCgt:");
+  return (masks & bit) == 0;
+}
+
+/* One seccomp notification: report it, then answer it or kill the caller. */
+static void supervise(int notifyFd, int statusFd, uint64_t* reported, uint32_t* lastKilled) {
   struct SeccompNotif n;
   zero(&n, sizeof n); /* the kernel insists on a zeroed buffer */
-  if (sys3(SYS_ioctl, notifyFd, SECCOMP_IOCTL_NOTIF_RECV_, (long)&n) < 0) return 0;
+  if (sys3(SYS_ioctl, notifyFd, SECCOMP_IOCTL_NOTIF_RECV_, (long)&n) < 0) return;
   int error = supervisorAnswer(n.nr);
   unsigned slot = (unsigned)n.nr < 512 ? (unsigned)n.nr : 511;
   int first = (reported[slot / 64] & (1ULL << (slot % 64))) == 0;
@@ -169,14 +217,15 @@ static int supervise(int notifyFd, int statusFd, uint64_t* reported) {
     sys3(SYS_write, statusFd, (long)&r, sizeof r);
   }
   if (error == 0) {
-    /* Every process but PID 1, before the listener closes with PID 1's exit (which would
-     * answer the waiting call ENOSYS and let it return to user space). */
-    sys3(SYS_kill, -1, SIGKILL, 0);
-    return -1;
+    /* kill() of a thread id signals its whole process. The notification stays unanswered:
+     * the call dies with its process. */
+    int sigsys = n.pid != *lastKilled && sigsysIsFatal(n.pid);
+    *lastKilled = n.pid;
+    sys3(SYS_kill, n.pid, sigsys ? SIGSYS_ : SIGKILL, 0);
+    return;
   }
   struct SeccompNotifResp resp = {n.id, 0, -error, 0};
   sys3(SYS_ioctl, notifyFd, SECCOMP_IOCTL_NOTIF_SEND_, (long)&resp);
-  return 0;
 }
 
 static int finish(int statusFd, int rawStatus) {
@@ -229,12 +278,12 @@ __attribute__((noinline)) static int run(int argc, char** argv, char** envp) {
 
   uint64_t reported[512 / 64];
   zero(reported, sizeof reported);
+  uint32_t lastKilled = 0;
   for (;;) {
     struct PollFd fds[2] = {{(int)signals, POLLIN_, 0}, {notifyFd, POLLIN_, 0}};
     if (sys4(SYS_ppoll, (long)fds, notifyFd >= 0 ? 2 : 1, 0, 0) < 0) continue;
-    if (notifyFd >= 0 && (fds[1].revents & POLLIN_) != 0 &&
-        supervise(notifyFd, statusFd, reported) < 0)
-      return finish(statusFd, SIGSYS_); /* the wait status of a death by SIGSYS */
+    if (notifyFd >= 0 && (fds[1].revents & POLLIN_) != 0)
+      supervise(notifyFd, statusFd, reported, &lastKilled);
     if ((fds[0].revents & POLLIN_) == 0) continue;
     uint32_t info[32]; /* struct signalfd_siginfo: 128 bytes, ssi_signo first */
     if (sys3(SYS_read, signals, (long)info, sizeof info) != sizeof info) continue;

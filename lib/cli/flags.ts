@@ -34,6 +34,7 @@ const OPTIONS = {
   'tmp-size': { type: 'string' },
   home: { type: 'string' },
   profile: { type: 'string' },
+  seccomp: { type: 'string' },
 } as const;
 
 export interface ParsedRunArgs {
@@ -76,6 +77,7 @@ export function parseRunArgs(argv: string[]): ParsedRunArgs {
     tmpSize: v['tmp-size'],
     home: v.home,
     profile: v.profile,
+    seccomp: v.seccomp,
     command: command.length ? command : undefined,
   };
   for (const k of Object.keys(flags) as (keyof RunFlags)[]) if (flags[k] === undefined) delete flags[k];

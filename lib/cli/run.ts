@@ -45,6 +45,7 @@ MCP:
 Policy and output:
   --policy FILE           a policy file (JSON or YAML, see stockade.schema.json); flags win
   --profile node|python   what an interpreter needs (binary, prefix, caches)
+  --seccomp default|strict  the system-call filter: a deny list (default) or an allow list
   --hostname NAME         hostname inside (default stockade)
   --audit FILE            append the audit log (pino JSON lines) to FILE
   --verbose               print audit events to stderr

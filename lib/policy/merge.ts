@@ -98,6 +98,7 @@ export interface RunFlags {
   tmpSize?: string;
   home?: string;
   profile?: string;
+  seccomp?: string;
   /** The command and its arguments (everything after `--`). */
   command?: string[];
 }
@@ -124,6 +125,7 @@ const FLAG_FOR_PATH: [string, string][] = [
   ['/limits/openFiles', '--open-files'],
   ['/limits/timeout', '--timeout'],
   ['/profile', '--profile'],
+  ['/seccomp', '--seccomp'],
   ['/command', '--'],
 ];
 
@@ -158,6 +160,7 @@ export function flagsToPolicy(flags: RunFlags, cwd: string = process.cwd()): Pol
   const issues: PolicyIssue[] = [];
   if (flags.command?.length) p.command = [...flags.command];
   if (flags.profile !== undefined) p.profile = flags.profile as Policy['profile'];
+  if (flags.seccomp !== undefined) p.seccomp = flags.seccomp as Policy['seccomp'];
   if (flags.ro?.length || flags.rw?.length || flags.home !== undefined || flags.tmpSize !== undefined) {
     p.filesystem = {};
     if (flags.ro?.length) p.filesystem.readOnly = flags.ro.map(abs);

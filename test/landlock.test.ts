@@ -83,11 +83,7 @@ describe('Landlock rules, applied outside the mount layer', { skip: abi < 2 && `
     [`truncate:${p('rw/new')}`, 'ok', 'a read-write bind allows truncation'],
     [`mkdir:${p('rw/dir')}`, 'ok', 'a read-write bind takes directories'],
     [`rename:${p('rw/new')}:${p('rw/dir/new')}`, 'ok', 'rename across directories of a read-write bind (REFER)'],
-    [
-      `rename:${p('rw/dir/new')}:${p('hidden/moved')}`,
-      'errno=EACCES',
-      'nothing is moved out of the grants',
-    ],
+    [`rename:${p('rw/dir/new')}:${p('hidden/moved')}`, 'errno=EACCES', 'nothing is moved out of the grants'],
     [`read:${p('hidden/secret')}`, 'errno=EACCES', 'a host file outside every mount is not readable'],
     [`write:${p('hidden/secret')}`, 'errno=EACCES', 'a host file outside every mount is not writable'],
     [`exec:${p('hidden/program')}`, 'errno=EACCES', 'a host program outside every mount does not run'],

@@ -17,6 +17,7 @@ const benches: Record<string, () => Promise<void>> = {
   egress: script('egress'),
   secrets: script('secrets'),
   mcp: script('mcp'),
+  seccomp: script('seccomp'),
 };
 
 async function main(): Promise<void> {

@@ -97,7 +97,8 @@ export function probeHost(): HostReport {
         : abi === 1
           ? 'Landlock ABI 1: not used (it cannot allow renames across directories; Linux 5.19+ has ABI 2)'
           : `Landlock unavailable (${util.getSystemErrorName(abi)}): sandboxes run without this second filesystem layer`,
-    fix: abi >= 2 ? undefined : 'optional: Linux 5.19+ booted with Landlock among the LSMs (lsm=...,landlock) adds a second filesystem layer',
+    fix:
+      abi >= 2 ? undefined : 'optional: Linux 5.19+ booted with Landlock among the LSMs (lsm=...,landlock) adds a second filesystem layer',
   };
 
   // cgroup v2 delegation: our own cgroup's subtree_control is writable by us (systemd gives

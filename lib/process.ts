@@ -324,7 +324,7 @@ export class SandboxedProcess extends EventEmitter {
  */
 function layersInForce(resolved: ResolvedSandbox, landlockAbi: number, named: boolean): string[] {
   const layers = [
-    'namespaces (user, mount, pid, ipc, uts, cgroup' + (resolved.plan.shareNetwork ? ')' : ', net)'),
+    `namespaces (user, mount, pid, ipc, uts, cgroup${resolved.plan.shareNetwork ? ')' : ', net)'}`,
     'no capabilities, no_new_privs',
     `seccomp ${resolved.seccomp}${named ? ', violations named' : ''}`,
   ];

@@ -276,14 +276,18 @@ class Sandbox : public Napi::ObjectWrap<Sandbox> {
   static void OnStatusReadable(uv_poll_t* handle, int, int) {
     auto* self = static_cast<Sandbox*>(handle->data);
     Napi::HandleScope scope(self->env_);
-    self->ReadRecords();
+    // At end-of-file (stockade-init gone) the pipe stays readable: stop watching it, so the
+    // loop does not spin until the pidfd reports the exit.
+    if (self->ReadRecords() && self->statusPoll_ != nullptr) uv_poll_stop(self->statusPoll_);
   }
 
   // Reads every whole record stockade-init has written: violations go to onViolation, the exit
   // record is kept for Collect(). A partial record cannot happen (each is one atomic write).
-  void ReadRecords() {
+  // Returns whether the pipe is at end-of-file.
+  bool ReadRecords() {
     StockadeInitRecord record;
-    while (statusFd_ >= 0 && read(statusFd_, &record, sizeof record) == sizeof record) {
+    ssize_t n = -1;
+    while (statusFd_ >= 0 && (n = read(statusFd_, &record, sizeof record)) == sizeof record) {
       if (record.kind == kInitRecordExit) {
         exitStatus_ = record.status;
         haveExitStatus_ = true;
@@ -301,6 +305,7 @@ class Sandbox : public Napi::ObjectWrap<Sandbox> {
         onViolation_.MakeCallback(env.Global(), {v});
       }
     }
+    return statusFd_ >= 0 && n == 0;
   }
 
   void Collect() {

@@ -75,6 +75,7 @@ enum { kStepInit = 29, kStepExec = 26 }; /* plan.h: Step::kInit, Step::kExec */
  */
 #define SECCOMP_IOCTL_NOTIF_RECV_ 0xc0502100UL
 #define SECCOMP_IOCTL_NOTIF_SEND_ 0xc0182101UL
+#define SECCOMP_IOCTL_NOTIF_ID_VALID_ 0x40082102UL /* _IOW('!', 2, __u64) */
 
 struct SeccompNotif {
   uint64_t id;
@@ -219,7 +220,10 @@ static void supervise(int notifyFd, int statusFd, uint64_t* reported, uint32_t* 
   if (error == 0) {
     /* kill() of a thread id signals its whole process. The notification stays unanswered:
      * the call dies with its process. */
+    /* The caller still waits in this very notification, so n.pid is still its thread (not a
+     * reused number): checked after the /proc read, right before the kill. */
     int sigsys = n.pid != *lastKilled && sigsysIsFatal(n.pid);
+    if (sys3(SYS_ioctl, notifyFd, SECCOMP_IOCTL_NOTIF_ID_VALID_, (long)&n.id) != 0) return;
     *lastKilled = n.pid;
     sys3(SYS_kill, n.pid, sigsys ? SIGSYS_ : SIGKILL, 0);
     return;

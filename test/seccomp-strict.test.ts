@@ -156,3 +156,35 @@ describe('strict profile: the MCP servers of the suite, through stockade run --s
     );
   });
 });
+
+describe('choosing the profile: one validator for the option, the policy field and --seccomp', () => {
+  test("the API option: 'strict' and 'default' are taken, anything else throws naming the field", () => {
+    assert.throws(() => spawnSandboxed('/bin/true', [], { seccomp: 'lenient' as 'strict' }), {
+      name: 'SandboxOptionsError',
+      message: /seccomp: expected 'default' or 'strict', found "lenient"/,
+    });
+  });
+
+  test('the policy field and the flag reach the sandbox options', async () => {
+    const { mergeFlags, policyToOptions, validatePolicy } = await import('../lib/policy');
+    const { parseRunArgs } = await import('../lib/cli/flags');
+    assert.deepEqual(validatePolicy({ command: ['x'], seccomp: 'strict' }), []);
+    assert.equal(validatePolicy({ command: ['x'], seccomp: 'lenient' }).length, 1);
+    assert.equal(policyToOptions({ command: ['/bin/true'], seccomp: 'strict' }).options.seccomp, 'strict');
+    const { flags } = parseRunArgs(['--seccomp', 'strict', '--', '/bin/true']);
+    assert.equal(policyToOptions(mergeFlags({}, flags)).options.seccomp, 'strict');
+  });
+
+  test('stockade doctor reports the Landlock ABI and what it enforces', async () => {
+    const { probeHost } = await import('../lib');
+    const report = probeHost();
+    if (report.landlock.abi >= 2) {
+      assert.ok(report.landlock.enforced.includes('filesystem rules mirroring the mounts'));
+      assert.match(report.landlock.detail, new RegExp(`^Landlock ABI ${report.landlock.abi}, enforced under the mounts: `));
+    } else {
+      assert.deepEqual(report.landlock.enforced, []);
+      assert.match(report.landlock.detail, /not used|unavailable/);
+    }
+    assert.match(report.seccomp.detail, /violations are (not )?named/);
+  });
+});

@@ -6,11 +6,14 @@
 // the same binary outside the sandbox and shows those ordinary errors.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { type SandboxOptions, type SeccompViolation, spawnSandboxed } from '../lib';
-import { compileFixture, type RunResult, run } from './helpers';
+import { compileFixture, type RunResult, run, sharedTempDir } from './helpers';
 
 const execFileAsync = promisify(execFile);
 
@@ -406,5 +409,44 @@ describe('the launcher names the violation on stderr', () => {
     assert.equal((r as { code?: number }).code, 128 + 31);
     assert.equal(r.stdout, 'trying clone_newuser\n');
     assert.equal(r.stderr, 'stockade: killed: clone(CLONE_NEWUSER) is not allowed in the sandbox\n');
+  });
+});
+
+describe('a violation during an MCP tool call', () => {
+  test('mcp.tool_violation names the tool call in flight and the refused syscall', async () => {
+    // The bundled hostile server (stockade demo) runs `unshare -r` in its escape_namespaces tool.
+    const server = path.join(__dirname, '..', 'lib', 'demo', 'hostile-server.js');
+    const dir = sharedTempDir('tool-violation');
+    const audit = path.join(dir, 'audit.jsonl');
+    const bin = path.join(__dirname, '..', '..', 'bin', 'stockade.js');
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [bin, 'run', '--ro', path.dirname(server), '--tools', 'escape_namespaces', '--audit', audit, '--', 'node', server, '{}'],
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      stderr: 'pipe',
+    });
+    const client = new Client({ name: 'stockade-test', version: '0.0.0' });
+    try {
+      await client.connect(transport);
+      const result = (await client.callTool({ name: 'escape_namespaces', arguments: {} })) as { content: { text: string }[] };
+      assert.match(result.content[0].text, /killed by SIGSYS/);
+    } finally {
+      await client.close();
+    }
+    const events = fs
+      .readFileSync(audit, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    fs.rmSync(dir, { recursive: true, force: true });
+    const during = events.find((e) => e.event === 'mcp.tool_violation');
+    assert.ok(during, JSON.stringify(events));
+    assert.deepEqual(
+      during.calls.map((c: { tool: string }) => c.tool),
+      ['escape_namespaces'],
+    );
+    assert.equal(during.violation.syscall, 'unshare');
+    assert.equal(during.violation.argument, 'CLONE_NEWUSER');
+    assert.equal(during.violation.message, 'killed: unshare(CLONE_NEWUSER) is not allowed in the sandbox');
   });
 });

@@ -82,7 +82,7 @@ static void dieWithParent(const Prepared& prep, const ChildFds& fds) {
 
   // 3b. Landlock, mirroring the mounts just built (landlock.cc): opened by their paths inside
   //     the new root, entered while the child still holds CAP_SYS_ADMIN in its user namespace
-  //     (landlock_restrict_self needs that or no_new_privs), after the listeners are bound.
+  //     (landlock_restrict_self needs that or no_new_privs).
   //     stockade-init's executable and the payload's stdio files get rules of their own.
   if (prep.landlockAbi > 0) {
     constexpr uint64_t kExecute = 1ull << 0, kWrite = 1ull << 1, kRead = 1ull << 2;

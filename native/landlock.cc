@@ -1,4 +1,5 @@
-// landlock.cc — Landlock under the mounts: a second, independent filesystem and network layer.
+// landlock.cc — Landlock under the mounts: a second, independent filesystem layer, and the
+// sandbox's signals and abstract unix sockets scoped to it.
 // man 7 landlock, man 2 landlock_create_ruleset (5.13), landlock_add_rule, landlock_restrict_self;
 // Documentation/userspace-api/landlock.rst for the ABI history.
 //
@@ -23,7 +24,7 @@
 //            runs after execve) reach the kernel's audit log where one is collected.
 // Pathname unix sockets: connect() to a socket file needs no Landlock right on ABI <= 7 (only
 // creating one, MAKE_SOCK); no released kernel restricts it yet, so a socket inside a read-only
-// grant stays reachable there. Newer ABIs are not guessed at: an unknown ABI is used as 7.
+// grant stays reachable there. Newer ABIs are not guessed at: an ABI above 7 is used as 7.
 //
 // TCP. Landlock's network rules name ports only — not addresses, not who bound the port. In
 // `none` and proxy mode the network namespace already confines every connect() to listeners
@@ -35,8 +36,8 @@
 // escape hatch. So TCP is left to the namespace, and the ruleset handles no network rights.
 //
 // The domain is entered after the mounts and the network setup (the rules are opened by their
-// paths inside the new root, and the injected listeners are bound before TCP is restricted) and
-// before seccomp. Every fd opened here is O_CLOEXEC and closed before returning.
+// paths inside the new root) and before seccomp. Every fd opened here is O_CLOEXEC and closed
+// before returning.
 #include "landlock.h"
 
 #include <errno.h>
@@ -113,7 +114,8 @@ int landlockRestrictInChild(const LandlockPlan& plan, int abi, const LandlockFdR
   for (size_t i = 0; i < plan.rules.size(); ++i) {
     const LandlockRule& rule = plan.rules[i];
     long target = sys(SYS_openat, AT_FDCWD, rule.path.c_str(), O_PATH | O_CLOEXEC, 0);
-    if (target == -ENOENT) continue;  // e.g. /lib32 on a host without it: nothing to grant
+    // Missing (/lib32 on a host without it) or out of the payload's reach: nothing to grant.
+    if (target == -ENOENT || target == -EACCES) continue;
     if (target < 0) {
       *index = static_cast<int>(i);
       return fail(sysError(target));

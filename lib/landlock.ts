@@ -27,9 +27,7 @@ export const FS = {
 
 /** Every right: all are handled, so each is denied unless a rule below grants it. */
 const HANDLED = 0xffff;
-const readOnlyFile = FS.execute | FS.readFile;
-const readOnlyDir = readOnlyFile | FS.readDir;
-const readWriteFile = readOnlyFile | FS.writeFile | FS.truncate;
+const readOnlyDir = FS.execute | FS.readFile | FS.readDir;
 /** Device nodes are neither made nor needed (nodev, no CAP_MKNOD), so MAKE_CHAR/BLOCK stay out. */
 const readWriteDir =
   readOnlyDir |
@@ -49,12 +47,12 @@ const device = FS.readFile | FS.writeFile | FS.truncate | FS.ioctlDev;
 function rightsOf(m: NativeMount): number | undefined {
   switch (m.kind) {
     case MountKind.bind:
+      // A bind of a file gets the file rights of these (native/landlock.cc narrows them).
       if (m.devices) return device;
-      if (m.sourceIsDir === false) return m.readOnly === false ? readWriteFile : readOnlyFile;
       return m.readOnly === false ? readWriteDir : readOnlyDir;
     case MountKind.tmpfs:
       // /dev itself is a tmpfs only root inside could write: listing it is all the payload does.
-      return m.target === '/newroot/dev' ? FS.readDir : readWriteDir;
+      return m.target === '/dev' ? FS.readDir : readWriteDir;
     case MountKind.proc:
       // Writable files of the payload's own processes (/proc/self/oom_score_adj, comm, ...);
       // the masked and read-only parts are mounts over it, and procfs is mounted noexec.
@@ -64,18 +62,17 @@ function rightsOf(m: NativeMount): number | undefined {
     case MountKind.file:
       return FS.readFile;
     default:
-      // Directories on the read-only root, symlinks (Landlock checks what they resolve to) and
-      // the masks under /proc (covered by the /proc rule, and read-only mounts anyway).
+      // Symlinks (Landlock checks what they resolve to) and the masks under /proc (covered by the /proc rule, and read-only mounts anyway).
       return undefined;
   }
 }
 
-/** The Landlock part of the native plan, for the mounts of one sandbox (targets under /newroot). */
+/** The Landlock part of the native plan, for the mounts of one sandbox. */
 export function landlockPlan(mounts: readonly NativeMount[]): NativeLandlock {
   const rules = [{ path: '/', access: FS.readDir }];
   for (const m of mounts) {
     const access = rightsOf(m);
-    if (access !== undefined) rules.push({ path: m.target.slice('/newroot'.length), access });
+    if (access !== undefined) rules.push({ path: m.target, access });
   }
   return { handledFs: HANDLED, rules, scope: true, allowStdio: true };
 }

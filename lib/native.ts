@@ -9,28 +9,28 @@ export const MountKind = {
   tmpfs: 1,
   proc: 2,
   devpts: 3,
-  dir: 4,
-  file: 5,
-  symlink: 6,
-  maskFile: 7,
-  maskDir: 8,
-  readOnly: 9,
+  file: 4,
+  symlink: 5,
+  maskFile: 6,
+  maskDir: 7,
+  readOnly: 8,
 } as const;
 
 export interface NativeMount {
   kind: (typeof MountKind)[keyof typeof MountKind];
-  /** bind: '/oldroot' + host path; symlink: the link's text. */
+  /** bind: the canonical host path (opened without following symlinks); symlink: the link's text. */
   source?: string;
-  /** '/newroot' + path inside. */
+  /** The path inside the sandbox. */
   target: string;
   /** tmpfs: mount options; file: content. */
   data?: string | Buffer;
   readOnly?: boolean;
-  sourceIsDir?: boolean;
-  /** A bind of device nodes (/dev/null, ...): the mount keeps device access (no MS_NODEV). */
+  /** A bind of device nodes (/dev/null, ...): the mount keeps device access (no nodev). */
   devices?: boolean;
-  /** MS_* flags the source mount is locked with (used only before Linux 5.12). */
-  lockedFlags?: number;
+  /** false: the target lies under a host bind and must exist there (nothing is created). Default true. */
+  createTarget?: boolean;
+  /** bind, as host root: through an idmapped mount (caller's ids -> the payload's). */
+  idmap?: boolean;
   mode?: number;
 }
 
@@ -211,5 +211,6 @@ export const stepNames: Record<number, { step: string; syscall: string }> = {
   27: { step: 'id-map', syscall: 'write' },
   28: { step: 'clone', syscall: 'clone' },
   29: { step: 'init', syscall: 'fork' },
-  30: { step: 'landlock', syscall: 'landlock_add_rule' },
+  30: { step: 'idmap-mount', syscall: 'mount_setattr' },
+  31: { step: 'landlock', syscall: 'landlock_add_rule' },
 };

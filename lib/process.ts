@@ -149,7 +149,7 @@ export class SandboxedProcess extends EventEmitter {
   }
 
   private start(resolved: ResolvedSandbox, childFds: number[], slots: Slots): void {
-    const file = resolveCommand(this.spawnfile, resolved.plan.envp, resolved.plan.cwd, resolved.visible);
+    const file = resolveCommand(this.spawnfile, resolved.plan.envp, resolved.plan.cwd, resolved.visible, resolved.writable);
     if (file === undefined) {
       closeChildEnds(slots, childFds);
       const err = new SandboxError({

@@ -136,11 +136,13 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
     op.target = m.str("target");
     op.data = m.str("data", true);
     op.readOnly = m.flag("readOnly", true);
-    op.sourceIsDir = m.flag("sourceIsDir", true);
     op.devices = m.flag("devices", false);
-    op.lockedFlags = static_cast<uint32_t>(m.num("lockedFlags", true, 0));
+    op.createTarget = m.flag("createTarget", true);
+    op.idmap = m.flag("idmap", false);
     op.mode = static_cast<uint32_t>(m.num("mode", true, 0755));
     if (op.target.size() < 2 || op.target[0] != '/') m.fail("target", "an absolute path");
+    if (op.kind == MountOp::kBind && (op.source.size() < 2 || op.source[0] != '/'))
+      m.fail("source", "an absolute host path");
     plan.mounts.push_back(std::move(op));
   });
   plan.shareNetwork = r.flag("shareNetwork", false);

@@ -121,8 +121,8 @@ int landlockRestrictInChild(const LandlockPlan& plan, int abi, const LandlockFdR
       return fail(sysError(target));
     }
     int err = addPathRule(fd, static_cast<int>(target), rule.access & known);
-    // A rule on a file may carry file rights only: the plan's file binds are files on the host,
-    // but what sits at the path inside is what counts.
+    // A rule on a file may carry file rights only (EINVAL otherwise): binds are planned with
+    // directory rights, and what sits at the path inside decides.
     if (err == EINVAL)
       err = addPathRule(fd, static_cast<int>(target), rule.access & known & kFileRights);
     sys(SYS_close, target);

@@ -18,6 +18,12 @@
 //   socket for AF_INET (EAFNOSUPPORT). socketpair() needs the rule as much as socket(): it
 //   creates both sockets through the family's own create function (autoloading its module)
 //   before it asks the family for a pair, and some families (AF_TIPC) do make one.
+// - both: no set-user-ID or set-group-ID bit on a file (chmod family, and open/mknod creating
+//   one) answers EPERM: what the payload creates in a read-write grant is a host file, owned by
+//   the caller — by root when host root grants its own directory (an idmapped mount,
+//   mounts.cc) — and a set-ID bit on it would hand the caller's identity to any local user who
+//   runs it. openat2() carries its mode in memory BPF cannot read, so it answers ENOSYS (callers
+//   fall back to openat). These are argument checks too: they come after the five above.
 // - default: syscalls that reconfigure namespaces, mounts, the kernel or other processes' memory
 //   are refused as kills (kKilled); everything else is allowed.
 // - strict: only the syscalls of kStrictAllowed are allowed (the table says why each is there);
@@ -28,7 +34,7 @@
 //
 // "Refused as a kill": with a supervisor (stockade-init, see init.c), the filter returns
 // SECCOMP_RET_USER_NOTIF for these and for the argument refusals above, and the supervisor
-// names the syscall, then kills the sandbox or answers the errno; without one, the filter itself
+// names the syscall, then kills the caller or answers the errno; without one, the filter itself
 // returns SECCOMP_RET_KILL_PROCESS or the errno. Either way the refused call never runs: a
 // notified syscall waits in the kernel until the supervisor answers, and if the supervisor's
 // listener is gone the kernel answers ENOSYS itself.
@@ -37,16 +43,19 @@
 // syscall that the filter allows whatever its arguments (an emulation of the filter at load
 // time), and skips running it for those: so the length of the lists costs nothing for them.
 // What runs the filter is the argument-checked syscalls (clone, ioctl, personality, socket,
-// socketpair) and the refused ones. The argument blocks come first, so an ioctl() passes the
-// architecture check and its own block only (bench/seccomp.ts measures it): a balanced decision
-// tree over the numbers would shorten only the refused paths, which end the sandbox anyway.
+// socketpair, the chmod/open/mknod family) and the refused ones. The argument blocks come first, so
+// an ioctl() passes the architecture check and its own block only (bench/seccomp.ts measures it): a
+// balanced decision tree over the numbers would shorten only the refused paths, which end the
+// sandbox anyway.
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/audit.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <stddef.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -145,97 +154,265 @@ constexpr uint32_t kKilled[] = {
 // siblings (pread64 with preadv, stat with statx) so that a libc or runtime update that picks
 // the sibling keeps working. clone, ioctl, personality, socket and socketpair are allowed with
 // the argument checks of both profiles.
+// One syscall a line, as the table is read:
+// clang-format off
 constexpr uint32_t kStrictAllowed[] = {
     // --- files: open, read, write, seek, close
-    SYS_openat, SYS_read, SYS_write, SYS_readv, SYS_writev, SYS_pread64, SYS_pwrite64, SYS_preadv,
-    SYS_pwritev, SYS_preadv2, SYS_pwritev2, SYS_lseek, SYS_close,
+    SYS_openat,
+    SYS_read,
+    SYS_write,
+    SYS_readv,
+    SYS_writev,
+    SYS_pread64,
+    SYS_pwrite64,
+    SYS_preadv,
+    SYS_pwritev,
+    SYS_preadv2,
+    SYS_pwritev2,
+    SYS_lseek,
+    SYS_close,
     SYS_close_range,  // fd hygiene before exec (python subprocess, node child_process)
-    SYS_sendfile,     // fs.copyFile, shutil.copy
-    SYS_copy_file_range, SYS_splice, SYS_tee, SYS_fsync, SYS_fdatasync, SYS_sync_file_range,
-    SYS_fallocate, SYS_fadvise64, SYS_ftruncate, SYS_truncate,
-    SYS_flock,         // npm, sqlite
+    SYS_sendfile,  // fs.copyFile, shutil.copy
+    SYS_copy_file_range,
+    SYS_splice,
+    SYS_tee,
+    SYS_fsync,
+    SYS_fdatasync,
+    SYS_sync_file_range,
+    SYS_fallocate,
+    SYS_fadvise64,
+    SYS_ftruncate,
+    SYS_truncate,
+    SYS_flock,  // npm, sqlite
     SYS_memfd_create,  // V8 and wasm code pages, python multiprocessing
     // --- file metadata and directories
-    SYS_newfstatat, SYS_fstat,
+    SYS_newfstatat,
+    SYS_fstat,
     SYS_statx,  // libuv's stat
-    SYS_statfs, SYS_fstatfs, SYS_faccessat, SYS_faccessat2, SYS_readlinkat, SYS_getdents64,
-    SYS_getcwd, SYS_chdir, SYS_fchdir, SYS_mkdirat, SYS_unlinkat, SYS_renameat, SYS_renameat2,
-    SYS_linkat, SYS_symlinkat,
+    SYS_statfs,
+    SYS_fstatfs,
+    SYS_faccessat,
+    SYS_faccessat2,
+    SYS_readlinkat,
+    SYS_getdents64,
+    SYS_getcwd,
+    SYS_chdir,
+    SYS_fchdir,
+    SYS_mkdirat,
+    SYS_unlinkat,
+    SYS_renameat,
+    SYS_renameat2,
+    SYS_linkat,
+    SYS_symlinkat,
     SYS_mknodat,  // mkfifo (device nodes need CAP_MKNOD, which the sandbox lacks)
-    SYS_fchmod, SYS_fchmodat, SYS_fchmodat2, SYS_fchown,
+    SYS_fchmod,
+    SYS_fchmodat,
+    SYS_fchmodat2,
+    SYS_fchown,
     SYS_fchownat,  // to the caller's own ids only, without capabilities
-    SYS_utimensat, SYS_umask,
+    SYS_utimensat,
+    SYS_umask,
     SYS_getxattr,  // reading attributes (ls, cp -a, python shutil.copystat)
-    SYS_lgetxattr, SYS_fgetxattr, SYS_listxattr, SYS_llistxattr, SYS_flistxattr,
+    SYS_lgetxattr,
+    SYS_fgetxattr,
+    SYS_listxattr,
+    SYS_llistxattr,
+    SYS_flistxattr,
     SYS_inotify_init1,  // fs.watch, file watchers of MCP servers
-    SYS_inotify_add_watch, SYS_inotify_rm_watch,
+    SYS_inotify_add_watch,
+    SYS_inotify_rm_watch,
     // --- descriptors and event loops (libuv, asyncio)
-    SYS_dup, SYS_dup3, SYS_fcntl, SYS_pipe2, SYS_epoll_create1, SYS_epoll_ctl, SYS_epoll_pwait,
-    SYS_epoll_pwait2, SYS_ppoll, SYS_pselect6, SYS_eventfd2,
+    SYS_dup,
+    SYS_dup3,
+    SYS_fcntl,
+    SYS_pipe2,
+    SYS_epoll_create1,
+    SYS_epoll_ctl,
+    SYS_epoll_pwait,
+    SYS_epoll_pwait2,
+    SYS_ppoll,
+    SYS_pselect6,
+    SYS_eventfd2,
     SYS_signalfd4,  // stockade-init
-    SYS_timerfd_create, SYS_timerfd_settime, SYS_timerfd_gettime,
+    SYS_timerfd_create,
+    SYS_timerfd_settime,
+    SYS_timerfd_gettime,
     // --- memory
-    SYS_brk, SYS_mmap, SYS_munmap, SYS_mremap, SYS_mprotect, SYS_madvise, SYS_msync, SYS_mincore,
+    SYS_brk,
+    SYS_mmap,
+    SYS_munmap,
+    SYS_mremap,
+    SYS_mprotect,
+    SYS_madvise,
+    SYS_msync,
+    SYS_mincore,
     SYS_mlock,  // bounded by RLIMIT_MEMLOCK
     SYS_munlock,
     SYS_membarrier,  // V8, JIT code patching
     SYS_pkey_alloc,  // V8 (memory protection keys for JIT pages)
-    SYS_pkey_free, SYS_pkey_mprotect, SYS_get_mempolicy,
+    SYS_pkey_free,
+    SYS_pkey_mprotect,
+    SYS_get_mempolicy,
     // --- processes and threads
     SYS_execve,
     SYS_execveat,  // stockade-init is started with it
-    SYS_exit, SYS_exit_group, SYS_wait4, SYS_waitid, SYS_set_tid_address, SYS_set_robust_list,
-    SYS_get_robust_list, SYS_rseq, SYS_futex, SYS_futex_waitv, SYS_sched_yield,
+    SYS_exit,
+    SYS_exit_group,
+    SYS_wait4,
+    SYS_waitid,
+    SYS_set_tid_address,
+    SYS_set_robust_list,
+    SYS_get_robust_list,
+    SYS_rseq,
+    SYS_futex,
+    SYS_futex_waitv,
+    SYS_sched_yield,
     SYS_sched_getaffinity,  // os.cpus(), libuv's thread pool size
-    SYS_sched_setaffinity, SYS_sched_getparam, SYS_sched_getscheduler,
+    SYS_sched_setaffinity,
+    SYS_sched_getparam,
+    SYS_sched_getscheduler,
     SYS_sched_setscheduler,  // lowering only, without CAP_SYS_NICE
-    SYS_sched_get_priority_max, SYS_sched_get_priority_min, SYS_getpriority, SYS_setpriority,
-    SYS_prlimit64, SYS_getrlimit,
+    SYS_sched_get_priority_max,
+    SYS_sched_get_priority_min,
+    SYS_getpriority,
+    SYS_setpriority,
+    SYS_prlimit64,
+    SYS_getrlimit,
     SYS_setrlimit,  // lowering only, without CAP_SYS_RESOURCE
-    SYS_getrusage, SYS_times,
+    SYS_getrusage,
+    SYS_times,
     SYS_prctl,  // PR_SET_NAME, PR_SET_PDEATHSIG, ...; no_new_privs holds, capabilities are gone
-    SYS_capget, SYS_getpid, SYS_gettid, SYS_getppid, SYS_getpgid, SYS_setpgid, SYS_getsid,
-    SYS_setsid, SYS_getuid, SYS_geteuid, SYS_getgid, SYS_getegid, SYS_getresuid, SYS_getresgid,
-    SYS_getgroups, SYS_uname,
+    SYS_capget,
+    SYS_getpid,
+    SYS_gettid,
+    SYS_getppid,
+    SYS_getpgid,
+    SYS_setpgid,
+    SYS_getsid,
+    SYS_setsid,
+    SYS_getuid,
+    SYS_geteuid,
+    SYS_getgid,
+    SYS_getegid,
+    SYS_getresuid,
+    SYS_getresgid,
+    SYS_getgroups,
+    SYS_uname,
     SYS_sysinfo,  // os.totalmem()
-    SYS_getcpu, SYS_getrandom,
+    SYS_getcpu,
+    SYS_getrandom,
     SYS_pidfd_open,  // libuv 1.4x, python's subprocess
     SYS_pidfd_send_signal,
-    SYS_seccomp,                  // a payload's own filter can only refuse more
+    SYS_seccomp,  // a payload's own filter can only refuse more
     SYS_landlock_create_ruleset,  // a payload's own Landlock domain can only restrict more
-    SYS_landlock_add_rule, SYS_landlock_restrict_self,
+    SYS_landlock_add_rule,
+    SYS_landlock_restrict_self,
     // --- signals
-    SYS_rt_sigaction, SYS_rt_sigprocmask, SYS_rt_sigreturn, SYS_rt_sigsuspend, SYS_rt_sigpending,
-    SYS_rt_sigtimedwait, SYS_rt_sigqueueinfo, SYS_rt_tgsigqueueinfo, SYS_sigaltstack,
+    SYS_rt_sigaction,
+    SYS_rt_sigprocmask,
+    SYS_rt_sigreturn,
+    SYS_rt_sigsuspend,
+    SYS_rt_sigpending,
+    SYS_rt_sigtimedwait,
+    SYS_rt_sigqueueinfo,
+    SYS_rt_tgsigqueueinfo,
+    SYS_sigaltstack,
     SYS_kill,  // within the sandbox's pid namespace (and Landlock's signal scope)
-    SYS_tgkill, SYS_tkill, SYS_setitimer, SYS_getitimer, SYS_timer_create, SYS_timer_settime,
-    SYS_timer_gettime, SYS_timer_getoverrun, SYS_timer_delete,
+    SYS_tgkill,
+    SYS_tkill,
+    SYS_setitimer,
+    SYS_getitimer,
+    SYS_timer_create,
+    SYS_timer_settime,
+    SYS_timer_gettime,
+    SYS_timer_getoverrun,
+    SYS_timer_delete,
     // --- time
-    SYS_clock_gettime, SYS_clock_getres, SYS_clock_nanosleep, SYS_nanosleep, SYS_gettimeofday,
+    SYS_clock_gettime,
+    SYS_clock_getres,
+    SYS_clock_nanosleep,
+    SYS_nanosleep,
+    SYS_gettimeofday,
     // --- sockets (the family is checked at socket(); the network namespace does the rest)
-    SYS_bind, SYS_listen, SYS_accept, SYS_accept4, SYS_connect, SYS_getsockname, SYS_getpeername,
-    SYS_getsockopt, SYS_setsockopt, SYS_sendto, SYS_recvfrom, SYS_sendmsg, SYS_recvmsg,
-    SYS_sendmmsg, SYS_recvmmsg, SYS_shutdown,
+    SYS_bind,
+    SYS_listen,
+    SYS_accept,
+    SYS_accept4,
+    SYS_connect,
+    SYS_getsockname,
+    SYS_getpeername,
+    SYS_getsockopt,
+    SYS_setsockopt,
+    SYS_sendto,
+    SYS_recvfrom,
+    SYS_sendmsg,
+    SYS_recvmsg,
+    SYS_sendmmsg,
+    SYS_recvmmsg,
+    SYS_shutdown,
 #if defined(__x86_64__)
     // --- x86_64's older spellings of the calls above (glibc and static binaries still use
     //     some: python's os.fork is clone, but busybox and older binaries call these)
-    SYS_open, SYS_creat, SYS_stat, SYS_lstat, SYS_access, SYS_readlink, SYS_getdents, SYS_mkdir,
-    SYS_rmdir, SYS_unlink, SYS_rename, SYS_link, SYS_symlink, SYS_chmod, SYS_chown, SYS_lchown,
-    SYS_mknod, SYS_utime, SYS_utimes, SYS_futimesat, SYS_pipe, SYS_dup2, SYS_poll, SYS_select,
-    SYS_epoll_create, SYS_epoll_wait, SYS_eventfd, SYS_signalfd, SYS_inotify_init, SYS_fork,
+    SYS_open,
+    SYS_creat,
+    SYS_stat,
+    SYS_lstat,
+    SYS_access,
+    SYS_readlink,
+    SYS_getdents,
+    SYS_mkdir,
+    SYS_rmdir,
+    SYS_unlink,
+    SYS_rename,
+    SYS_link,
+    SYS_symlink,
+    SYS_chmod,
+    SYS_chown,
+    SYS_lchown,
+    SYS_mknod,
+    SYS_utime,
+    SYS_utimes,
+    SYS_futimesat,
+    SYS_pipe,
+    SYS_dup2,
+    SYS_poll,
+    SYS_select,
+    SYS_epoll_create,
+    SYS_epoll_wait,
+    SYS_eventfd,
+    SYS_signalfd,
+    SYS_inotify_init,
+    SYS_fork,
     SYS_vfork,  // posix_spawn (python subprocess, node's libuv on some paths)
-    SYS_getpgrp, SYS_alarm, SYS_pause, SYS_time,
+    SYS_getpgrp,
+    SYS_alarm,
+    SYS_pause,
+    SYS_time,
     SYS_arch_prctl,  // TLS setup of every x86_64 process
 #endif
 };
+// clang-format on
 
 // Strict: refused with an errno rather than a kill, because ordinary programs call them and
 // carry on when refused. EPERM: changing identity or host names (no capability would allow it
 // anyway, so the answer is the one the kernel would give). ENOSYS: clone3 (see above).
+// One syscall a line, as the table is read:
+// clang-format off
 constexpr uint32_t kStrictEperm[] = {
-    SYS_setuid,   SYS_setgid,   SYS_setreuid,  SYS_setregid, SYS_setresuid,   SYS_setresgid,
-    SYS_setfsuid, SYS_setfsgid, SYS_setgroups, SYS_capset,   SYS_sethostname, SYS_setdomainname,
+    SYS_setuid,
+    SYS_setgid,
+    SYS_setreuid,
+    SYS_setregid,
+    SYS_setresuid,
+    SYS_setresgid,
+    SYS_setfsuid,
+    SYS_setfsgid,
+    SYS_setgroups,
+    SYS_capset,
+    SYS_sethostname,
+    SYS_setdomainname,
 };
+// clang-format on
 
 constexpr uint32_t kCloneNewFlags = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC |
                                     CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET;
@@ -296,6 +473,11 @@ class Builder {
     add(BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, k, 0, 1));
     ret(action);
   }
+  // if (!(A & k)) return action;
+  void returnUnlessAnyBit(uint32_t k, uint32_t action) {
+    add(BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, k, 1, 0));
+    ret(action);
+  }
   // if (A != nr) skip the next `length` instructions.
   void skipUnless(uint32_t nr, uint8_t length) {
     add(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr, 0, length));
@@ -354,6 +536,30 @@ void emitCommon(Builder& b, const Actions& act) {
   };
   guarded(b, SYS_socket, familyAndType);
   guarded(b, SYS_socketpair, familyAndType);
+  // Set-ID bits: the mode is argument `modeArg`; for open calls only when they create a file.
+  auto noSetId = [](int modeArg, int flagsArg = -1) {
+    return [=](Builder& g) {
+      if (flagsArg >= 0) {
+        g.load(arg(flagsArg));
+        g.returnUnlessAnyBit(O_CREAT | (O_TMPFILE & ~O_DIRECTORY), SECCOMP_RET_ALLOW);
+      }
+      g.load(arg(modeArg));
+      g.returnIfAnyBit(S_ISUID | S_ISGID, errnoRet(EPERM));
+      g.ret(SECCOMP_RET_ALLOW);
+    };
+  };
+  guarded(b, SYS_fchmod, noSetId(1));
+  guarded(b, SYS_fchmodat, noSetId(2));
+  guarded(b, SYS_fchmodat2, noSetId(2));
+  guarded(b, SYS_openat, noSetId(3, 2));
+  guarded(b, SYS_mknodat, noSetId(2));
+#if defined(__x86_64__)
+  guarded(b, SYS_chmod, noSetId(1));
+  guarded(b, SYS_open, noSetId(2, 1));
+  guarded(b, SYS_creat, noSetId(1));
+  guarded(b, SYS_mknod, noSetId(1));
+#endif
+  b.returnIfEqual(SYS_openat2, errnoRet(ENOSYS));
 }
 
 std::vector<struct sock_filter> build(SeccompProfile profile, bool notify) {

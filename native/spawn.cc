@@ -123,6 +123,7 @@ void closeAll(Prepared& prep) {
   closeFd(prep.devNull);
   closeFd(prep.initFd);
   closeFd(prep.parentPidfd);
+  for (int& fd : prep.mountFds) closeFd(fd);
 }
 
 // Builds every array and buffer the child will read; returns an errno.
@@ -227,6 +228,13 @@ SpawnResult spawnSandbox(Plan& plan) {
   if (int err = prepare(plan, prep)) {
     closeAll(prep);
     return fail(Step::kClone, err);
+  }
+  int mountIndex = -1;
+  if (int err = prepareMountsFromParent(plan, prep, &mountIndex)) {
+    closeAll(prep);
+    fail(Step::kIdmapMount, err);
+    result.error.index = mountIndex;
+    return result;
   }
 
   ChildStack stack;

@@ -33,6 +33,7 @@ const OPTIONS = {
   timeout: { type: 'string' },
   'tmp-size': { type: 'string' },
   home: { type: 'string' },
+  'allow-sockets': { type: 'boolean' },
   profile: { type: 'string' },
   seccomp: { type: 'string' },
 } as const;
@@ -76,6 +77,7 @@ export function parseRunArgs(argv: string[]): ParsedRunArgs {
     timeout: v.timeout,
     tmpSize: v['tmp-size'],
     home: v.home,
+    allowSockets: v['allow-sockets'],
     profile: v.profile,
     seccomp: v.seccomp,
     command: command.length ? command : undefined,

@@ -2,6 +2,7 @@
 // knows nothing about policy: lib/plan.ts builds the plan, and every value here has already
 // been validated.
 import * as path from 'node:path';
+import { libDir } from './location';
 
 /** Mount operations, in the order the child applies them (native/plan.h, MountOp::Kind). */
 export const MountKind = {
@@ -144,18 +145,24 @@ export type RelayDone = (bytesUp: number, bytesDown: number, errno: number, time
 interface Addon {
   Relay: new (upHead: Buffer, downHead: Buffer, idleMs: number, onDone: RelayDone) => NativeRelay;
   UdpEndpoint: new (fd: number, onMessage: (data: Buffer, peer: Buffer) => void) => NativeUdpEndpoint;
+  /**
+   * Queues the spawn on the environment's spawner thread (native/spawner.cc) and returns at once;
+   * onSpawn follows from the event loop once the payload has exec'd or the setup failed. The
+   * plan's fds are duplicated before this returns: the caller may close its own.
+   */
   spawn(
     plan: NativePlan,
     onExit: (code: number | null, signal: NodeJS.Signals | null) => void,
+    onSpawn: (result: NativeSpawnResult) => void,
     onViolation?: (violation: NativeViolation) => void,
-  ): NativeSpawnResult;
+  ): void;
   pipe(): [number, number];
   probeNamespaces(): number;
   landlockAbi(): number;
   seccompNotify(): boolean;
 }
 
-const packageRoot = path.join(__dirname, '..', '..');
+const packageRoot = path.join(libDir, '..', '..');
 
 let addon: Addon | undefined;
 let addonPath: string | undefined;

@@ -167,12 +167,15 @@ function resolveGrants(fsOptions: NonNullable<SandboxOptions['filesystem']>): { 
 
 /** A host system path as the host has it: a symlink is re-created, anything else bound read-only. */
 function mirror(p: string): NativeMount | undefined {
-  let stat: fs.Stats;
+  let stat: fs.Stats | undefined;
   try {
-    stat = fs.lstatSync(p);
+    // throwIfNoEntry: a missing system directory (/lib32, /libx32) is common, and an exception
+    // with its stack trace was the largest single cost of resolving a plan (spawn's JS thread time).
+    stat = fs.lstatSync(p, { throwIfNoEntry: false });
   } catch {
     return undefined;
   }
+  if (stat === undefined) return undefined;
   if (stat.isSymbolicLink()) return { kind: MountKind.symlink, source: fs.readlinkSync(p), target: p };
   return { kind: MountKind.bind, source: p, target: p, readOnly: true };
 }

@@ -10,8 +10,8 @@ import type { Readable, Writable } from 'node:stream';
 import * as util from 'node:util';
 import type { Logger } from 'pino';
 import { fromNative, SandboxError, SandboxOptionsError } from './errors';
-import { type NativeHandle, type NativeViolation, native } from './native';
-import { EgressAttachment } from './net/sandbox';
+import { type NativeHandle, type NativeSpawnResult, type NativeViolation, native } from './native';
+import type { EgressAttachment } from './net/sandbox';
 import type { EgressOptions, SandboxOptions, StdioSlot } from './options';
 import { type ResolvedSandbox, resolveCommand, resolveSandbox } from './plan';
 import type { SecretInterceptor } from './secrets';
@@ -69,6 +69,8 @@ export class SandboxedProcess extends EventEmitter {
   private interceptor: SecretInterceptor | undefined;
   /** A signal sent before the sandbox existed (credentials still being prepared). */
   private pendingSignal: number | undefined;
+  /** unref() before the sandbox existed: applied to its handles once they do. */
+  private unrefed = false;
   private tornDown = false;
   private spawnError: SandboxError | undefined;
   private exitPromise: Promise<SandboxExit> | undefined;
@@ -163,12 +165,18 @@ export class SandboxedProcess extends EventEmitter {
       return;
     }
     const plan = { ...resolved.plan, file, fds: childFds };
-    const result = native().spawn(
+    // The spawn runs on the addon's spawner thread; the event loop goes on meanwhile (the
+    // sandbox's pid, like its 'spawn' event, comes once the payload has exec'd).
+    native().spawn(
       plan,
       (code, signal) => this.onExit(code, signal),
+      (result) => this.spawned(result, resolved),
       (v) => this.onViolation(v),
     );
-    closeChildEnds(slots, childFds);
+    closeChildEnds(slots, childFds); // the addon holds duplicates until the child has its own
+  }
+
+  private spawned(result: NativeSpawnResult, resolved: ResolvedSandbox): void {
     if ('error' in result) {
       this.failAsync(fromNative(result.error, resolved.describe));
       return;
@@ -177,6 +185,8 @@ export class SandboxedProcess extends EventEmitter {
     this.handle = result.handle;
     const layers = layersInForce(resolved, result.landlockAbi, result.seccompNotify);
     if (resolved.egress !== undefined) {
+      // The proxy is loaded with the first sandbox that has an allow list (cold start of `run`).
+      const { EgressAttachment } = require('./net/sandbox') as typeof import('./net/sandbox');
       this.egress = new EgressAttachment(
         this.options.network as EgressOptions,
         resolved.egress,
@@ -191,6 +201,7 @@ export class SandboxedProcess extends EventEmitter {
       this.egress.proxy.on('egress', (record) => this.emit('egress', record));
     }
     if (this.pendingSignal !== undefined) this.handle.kill(this.pendingSignal);
+    if (this.unrefed) this.unref();
     if (resolved.wallTime !== undefined) {
       this.wallTimer = setTimeout(() => {
         this.audit('warn', { event: 'wall-time', pid: this.pid, limitMs: resolved.wallTime });
@@ -198,25 +209,23 @@ export class SandboxedProcess extends EventEmitter {
       }, resolved.wallTime);
       this.wallTimer.unref();
     }
-    // Audit events go out with 'spawn', once the caller has had a chance to listen.
-    process.nextTick(() => {
-      this.audit('info', {
-        event: 'sandbox-start',
-        pid: this.pid,
-        command: this.spawnargs,
-        policy: this.policyDigest,
-        network: plan.shareNetwork ? 'host' : resolved.egress ? 'proxy' : 'none',
-        layers,
-      });
-      if (plan.shareNetwork)
-        this.audit('warn', {
-          event: 'network-host',
-          pid: this.pid,
-          policy: this.policyDigest,
-          message: 'sandbox shares the host network (explicitly requested)',
-        });
-      this.emit('spawn');
+    const shareNetwork = resolved.plan.shareNetwork;
+    this.audit('info', {
+      event: 'sandbox-start',
+      pid: this.pid,
+      command: this.spawnargs,
+      policy: this.policyDigest,
+      network: shareNetwork ? 'host' : resolved.egress ? 'proxy' : 'none',
+      layers,
     });
+    if (shareNetwork)
+      this.audit('warn', {
+        event: 'network-host',
+        pid: this.pid,
+        policy: this.policyDigest,
+        message: 'sandbox shares the host network (explicitly requested)',
+      });
+    this.emit('spawn');
   }
 
   private onViolation(v: NativeViolation): void {
@@ -294,11 +303,13 @@ export class SandboxedProcess extends EventEmitter {
   }
 
   ref(): void {
+    this.unrefed = false;
     this.handle?.ref();
     this.egress?.ref();
   }
 
   unref(): void {
+    this.unrefed = true;
     this.handle?.unref();
     this.egress?.unref();
   }

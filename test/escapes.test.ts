@@ -10,7 +10,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fromNative, type SandboxError } from '../lib/errors';
-import { initPath, native } from '../lib/native';
+import { initPath, type NativeSpawnResult, native } from '../lib/native';
 import { resolveSandbox } from '../lib/plan';
 import { PLACEHOLDER_PREFIX } from '../lib/secrets/placeholder';
 import { isRoot, repoRoot, sh, sharedTempDir } from './helpers';
@@ -89,7 +89,7 @@ describe('grants name what the user named, and stay that', () => {
     assert.deepEqual(fs.readFileSync(key), keyBytes);
   });
 
-  test('what is bound is what was checked: a symlink planted after the check fails the spawn with ELOOP', () => {
+  test('what is bound is what was checked: a symlink planted after the check fails the spawn with ELOOP', async () => {
     const { base } = scene('toctou');
     const rw = path.join(base, 'rw');
     const ref = path.join(rw, 'sub', 'ref');
@@ -99,7 +99,9 @@ describe('grants name what the user named, and stay that', () => {
     fs.renameSync(path.join(rw, 'sub'), path.join(rw, 'old'));
     fs.mkdirSync(path.join(rw, 'sub'));
     fs.symlinkSync(path.join(base, 'secret'), ref);
-    const result = native().spawn({ ...resolved.plan, file: '/usr/bin/true', fds: [-1, -1, -1] }, () => {});
+    const result = await new Promise<NativeSpawnResult>((resolve) =>
+      native().spawn({ ...resolved.plan, file: '/usr/bin/true', fds: [-1, -1, -1] }, () => {}, resolve),
+    );
     assert.ok('error' in result, 'the spawn must fail');
     const err = fromNative(result.error, resolved.describe);
     assert.equal(err.code, 'ELOOP');

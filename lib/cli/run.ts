@@ -3,13 +3,16 @@
 // stdin/stdout/stderr are handed to the payload as they are (no copying: the MCP stdio stream is
 // untouched) unless the tool layer is on (--tools), signals are forwarded, and the exit code is
 // the payload's (128 + N after death by signal N, as a shell reports it).
+//
+// Cold start is most of what the launcher adds to an MCP server's start, so what a plain `run`
+// does not use is loaded only when asked for: pino with --audit/--verbose, the tool layer with
+// --tools (and, in lib/process.ts, the egress proxy with an allow list).
 import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
-import pino, { type Logger } from 'pino';
+import type { Logger, StreamEntry } from 'pino';
 import { SandboxOptionsError } from '../errors';
 import { resolveHostPath, within } from '../hostpath';
-import { wireToolFilter } from '../mcp';
 import type { SandboxOptions } from '../options';
 import { loadPolicy, mergeFlags, type PolicyLaunch, policyToOptions, policyValidation } from '../policy';
 import { type SandboxedProcess, spawnSandboxed } from '../process';
@@ -109,7 +112,9 @@ export function openAuditFile(file: string, options: SandboxOptions): number {
 }
 
 function auditLogger(launch: PolicyLaunch): Logger | undefined {
-  const streams: pino.StreamEntry[] = [];
+  if (launch.audit === undefined && !launch.verbose) return undefined;
+  const pino = require('pino') as typeof import('pino');
+  const streams: StreamEntry[] = [];
   if (launch.audit !== undefined) {
     streams.push({ stream: pino.destination({ fd: openAuditFile(launch.audit, launch.options), sync: true }) });
   }
@@ -143,8 +148,9 @@ export async function main(argv: string[]): Promise<number> {
 function launch_(launch: PolicyLaunch): Promise<number> {
   const logger = auditLogger(launch);
   const filtered = launch.tools !== undefined;
-  // Signal handlers before the spawn: the payload runs before spawnSandboxed() returns, and a
-  // signal that came in before the handler existed would kill the launcher by default (and the
+  // Signal handlers before the spawn: the payload may run before 'spawn' is emitted (a signal
+  // then is held by SandboxedProcess until the sandbox exists), and a signal that came in before
+  // the handler existed would kill the launcher by default (and the
   // sandbox with it) instead of being forwarded. Handlers run from the event loop, after.
   let child: SandboxedProcess | undefined;
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
@@ -164,6 +170,7 @@ function launch_(launch: PolicyLaunch): Promise<number> {
   // A refused syscall, named: `stockade: killed: unshare(CLONE_NEWUSER) is not allowed in the sandbox`.
   sandbox.on('violation', (v: { message: string }) => process.stderr.write(`stockade: ${v.message}\n`));
   if (filtered && sandbox.stdin && sandbox.stdout) {
+    const { wireToolFilter } = require('../mcp') as typeof import('../mcp');
     const filter = wireToolFilter(
       { fromClient: process.stdin, toClient: process.stdout, toServer: sandbox.stdin, fromServer: sandbox.stdout },
       { tools: launch.tools ?? [], logger },

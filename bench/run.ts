@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { load, machine, type Section } from './harness';
 
-const benches = ['spawn', 'coldstart', 'mcp', 'seccomp', 'egress', 'secrets', 'scale'];
+const benches = ['spawn', 'coldstart', 'mcp', 'seccomp', 'seccomp-profiles', 'egress', 'secrets', 'scale'];
 
 function main(): number {
   const argv = process.argv.slice(2);

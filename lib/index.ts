@@ -12,3 +12,4 @@ export type {
 export { loadPolicy, mergeFlags, type Policy, PolicyError, policyToOptions, validatePolicy } from './policy';
 export { type HostCheck, type HostReport, probeHost } from './probe';
 export { type SandboxExit, SandboxedProcess, spawnSandboxed } from './process';
+export type { SeccompViolation } from './violations';

@@ -42,6 +42,19 @@ export interface NativeListener {
   port: number;
 }
 
+/** The Landlock rules (native/landlock.h); paths as the sandbox sees them, rights LANDLOCK_ACCESS_FS_*. */
+export interface NativeLandlock {
+  handledFs: number;
+  rules: { path: string; access: number }[];
+  /** ABI 6: abstract unix sockets and signals stay inside the sandbox's domain. */
+  scope?: boolean;
+  /** The payload's stdio files and terminals get a read-write rule (reopening /dev/stdout). */
+  allowStdio?: boolean;
+}
+
+/** Seccomp profiles by number (native/plan.h, SeccompProfile). */
+export const SeccompProfileNumber = { default: 0, strict: 1 } as const;
+
 export interface NativePlan {
   file: string;
   argv: string[];
@@ -64,6 +77,21 @@ export interface NativePlan {
   useInit?: boolean;
   initPath?: string;
   seccomp?: boolean;
+  seccompProfile?: number;
+  /** Absent: no Landlock. Used when the kernel has ABI 2 or later. */
+  landlock?: NativeLandlock;
+}
+
+/** A refused syscall, as stockade-init's seccomp supervisor saw it (native/initproto.h). */
+export interface NativeViolation {
+  nr: number;
+  /** AUDIT_ARCH_* of the call. */
+  arch: number;
+  args: bigint[];
+  /** 0: the sandbox was killed; otherwise the errno the call was answered with. */
+  errno: number;
+  /** The caller's pid inside the sandbox. */
+  pid: number;
 }
 
 export interface NativeError {
@@ -80,7 +108,17 @@ export interface NativeHandle {
   unref(): void;
 }
 
-export type NativeSpawnResult = { error: NativeError } | { pid: number; handle: NativeHandle; listenerFds: number[] };
+export type NativeSpawnResult =
+  | { error: NativeError }
+  | {
+      pid: number;
+      handle: NativeHandle;
+      listenerFds: number[];
+      /** The Landlock ABI the sandbox runs under, 0 for none. */
+      landlockAbi: number;
+      /** stockade-init supervises the seccomp filter: violations are named. */
+      seccompNotify: boolean;
+    };
 
 /** Serves a UDP socket bound inside a sandbox's netns (native/udp.cc); owns the fd. */
 export interface NativeUdpEndpoint {
@@ -116,12 +154,14 @@ interface Addon {
     plan: NativePlan,
     onExit: (code: number | null, signal: NodeJS.Signals | null) => void,
     onSpawn: (result: NativeSpawnResult) => void,
+    onViolation?: (violation: NativeViolation) => void,
   ): void;
   pipe(): [number, number];
   probeNamespaces(): number;
   landlockAbi(): number;
   /** Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the soft limit now, or -errno. */
   raiseOpenFileLimit(): number;
+  seccompNotify(): boolean;
 }
 
 const packageRoot = path.join(libDir, '..', '..');
@@ -181,4 +221,5 @@ export const stepNames: Record<number, { step: string; syscall: string }> = {
   28: { step: 'clone', syscall: 'clone' },
   29: { step: 'init', syscall: 'fork' },
   30: { step: 'idmap-mount', syscall: 'mount_setattr' },
+  31: { step: 'landlock', syscall: 'landlock_add_rule' },
 };

@@ -108,6 +108,11 @@ export interface SandboxOptions {
   secrets?: SecretOptions[];
   /** Extra CA certificates (PEM file paths) the proxy trusts for upstream servers. */
   upstreamCa?: string[];
+  /**
+   * System-call filter: 'default' (a deny list of what no sandboxed program needs) or 'strict'
+   * (an allow list of what Node, Python and common MCP servers use; the rest is killed).
+   */
+  seccomp?: 'default' | 'strict';
   /** pino logger for audit events. Default: silent. */
   logger?: Logger;
 }

@@ -7,8 +7,9 @@ import * as path from 'node:path';
 import { denyMounts } from './deny';
 import { SandboxOptionsError } from './errors';
 import { entryType, findSocketOrFifo, HostPathError, resolveHostPath, within } from './hostpath';
+import { landlockPlan } from './landlock';
 import { CA_BUNDLE, devMounts, etcBinds, etcFiles, procMounts, SANDBOX_HOME, SANDBOX_UID, synthesized, systemDirs } from './layout';
-import { initPath, MountKind, type NativeMount, type NativePlan } from './native';
+import { initPath, MountKind, type NativeMount, type NativePlan, SeccompProfileNumber } from './native';
 import { PRELOAD_PATH } from './net/env';
 import { type EgressPlan, egressEnv, PRELOAD_INSIDE, planEgress } from './net/sandbox';
 import type { EgressOptions, SandboxLimits, SandboxOptions } from './options';
@@ -41,9 +42,31 @@ export interface ResolvedSandbox {
   writable: string[];
   /** The listeners and ports of the egress proxy, when the network has an allow list. */
   egress?: EgressPlan;
+  seccomp: SeccompProfile;
 }
 
-const knownOptions = new Set(['cwd', 'env', 'stdio', 'filesystem', 'network', 'limits', 'hostname', 'logger', 'secrets', 'upstreamCa']);
+export type SeccompProfile = keyof typeof SeccompProfileNumber;
+
+/** The one validator of the seccomp profile name (API option, policy field, --seccomp). */
+export function seccompProfileOf(value: unknown, field: string): SeccompProfile {
+  if (value === undefined) return 'default';
+  if (value === 'default' || value === 'strict') return value;
+  fail(field, `expected 'default' or 'strict', found ${JSON.stringify(value)}`);
+}
+
+const knownOptions = new Set([
+  'cwd',
+  'env',
+  'stdio',
+  'filesystem',
+  'network',
+  'limits',
+  'hostname',
+  'logger',
+  'secrets',
+  'upstreamCa',
+  'seccomp',
+]);
 
 function fail(field: string, message: string): never {
   throw new SandboxOptionsError(field, message);
@@ -308,6 +331,7 @@ export function resolveSandbox(command: string, args: readonly string[], options
     fail('cwd', `expected an absolute path inside the sandbox, found ${JSON.stringify(cwd)}`);
   }
 
+  const seccomp = seccompProfileOf(options.seccomp, 'seccomp');
   const network = options.network ?? 'none';
   const egress = egressOf(network);
   if (options.secrets !== undefined && egress === undefined) {
@@ -404,6 +428,8 @@ export function resolveSandbox(command: string, args: readonly string[], options
     useInit: true,
     initPath: initPath(),
     seccomp: true,
+    seccompProfile: SeccompProfileNumber[seccomp],
+    landlock: landlockPlan(ordered),
   };
   const digest = createHash('sha256')
     .update(
@@ -414,6 +440,7 @@ export function resolveSandbox(command: string, args: readonly string[], options
         mounts: ordered.map((m) => [m.kind, m.source, m.target, m.readOnly, m.idmap]),
         limits,
         network,
+        ...(seccomp === 'default' ? {} : { seccomp }),
       }),
     )
     .digest('hex')
@@ -426,6 +453,7 @@ export function resolveSandbox(command: string, args: readonly string[], options
     wallTime,
     visible,
     writable: grants.writable,
+    seccomp,
     describe(step, index) {
       if ((step === 'mount' || step === 'idmap-mount') && ordered[index] !== undefined) {
         const m = ordered[index];
@@ -434,6 +462,7 @@ export function resolveSandbox(command: string, args: readonly string[], options
       if (step === 'rlimit') return Object.values(rlimits).find((r) => r.resource === limits?.[index]?.resource)?.name ?? 'RLIMIT_CORE';
       if (step === 'chdir') return cwd;
       if (step === 'exec') return command;
+      if (step === 'landlock' && index >= 0) return plan.landlock?.rules[index]?.path;
       return undefined;
     },
   };

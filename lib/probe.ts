@@ -20,7 +20,8 @@ export interface HostReport {
   ready: boolean;
   userNamespaces: HostCheck;
   seccomp: HostCheck;
-  landlock: HostCheck & { abi: number };
+  /** The ABI, and what stockade enforces with it (empty when Landlock is not used). */
+  landlock: HostCheck & { abi: number; enforced: string[] };
   cgroupDelegation: HostCheck;
   apparmor: HostCheck;
   kernelVersion: HostCheck;
@@ -68,18 +69,36 @@ export function probeHost(): HostReport {
 
   const actions = read('/proc/sys/kernel/seccomp/actions_avail') ?? '';
   const seccompOk = actions.includes('kill_process') && actions.includes('errno');
+  const named = addon.seccompNotify();
   const seccomp: HostCheck = {
     ok: seccompOk,
-    detail: seccompOk ? `seccomp filters available (${actions})` : 'seccomp filter actions kill_process/errno missing',
+    detail: seccompOk
+      ? `seccomp filters available (${actions}); ${named ? 'violations are named (user_notif)' : 'violations are not named (no user_notif: Linux 5.0+)'}`
+      : 'seccomp filter actions kill_process/errno missing',
     fix: seccompOk ? undefined : 'a kernel with CONFIG_SECCOMP_FILTER, 4.14 or newer',
   };
 
   const abi = addon.landlockAbi();
+  const enforced: string[] = [];
+  if (abi >= 2) {
+    enforced.push('filesystem rules mirroring the mounts');
+    if (abi >= 3) enforced.push('truncation');
+    if (abi >= 5) enforced.push('device ioctls');
+    if (abi >= 6) enforced.push('signals and abstract unix sockets scoped to the sandbox');
+    if (abi >= 7) enforced.push('denials logged to the kernel audit log');
+  }
   const landlock = {
-    ok: abi > 0,
+    ok: abi >= 2,
     abi,
-    detail: abi > 0 ? `Landlock ABI ${abi}` : `Landlock unavailable (${util.getSystemErrorName(abi)})`,
-    fix: abi > 0 ? undefined : 'optional: boot with lsm=...,landlock (5.13+) for an extra filesystem layer in later versions',
+    enforced,
+    detail:
+      abi >= 2
+        ? `Landlock ABI ${abi}, enforced under the mounts: ${enforced.join(', ')}`
+        : abi === 1
+          ? 'Landlock ABI 1: not used (it cannot allow renames across directories; Linux 5.19+ has ABI 2)'
+          : `Landlock unavailable (${util.getSystemErrorName(abi)}): sandboxes run without this second filesystem layer`,
+    fix:
+      abi >= 2 ? undefined : 'optional: Linux 5.19+ booted with Landlock among the LSMs (lsm=...,landlock) adds a second filesystem layer',
   };
 
   // cgroup v2 delegation: our own cgroup's subtree_control is writable by us (systemd gives

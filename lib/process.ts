@@ -1,19 +1,21 @@
 // SandboxedProcess: a ChildProcess-shaped handle on one sandbox. Same events ('spawn', 'exit',
 // 'close', 'error'), same fields (pid, stdin/stdout/stderr, stdio, exitCode, signalCode,
-// killed), same kill() semantics, plus `exited`, a promise for those who await, and 'audit'
-// events mirroring the pino audit log.
+// killed), same kill() semantics, plus `exited`, a promise for those who await, 'audit'
+// events mirroring the pino audit log, and 'violation' events naming each refused syscall.
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
+import * as util from 'node:util';
 import type { Logger } from 'pino';
 import { fromNative, SandboxError, SandboxOptionsError } from './errors';
-import { type NativeHandle, type NativeSpawnResult, native } from './native';
+import { type NativeHandle, type NativeSpawnResult, type NativeViolation, native } from './native';
 import type { EgressAttachment } from './net/sandbox';
 import type { EgressOptions, SandboxOptions, StdioSlot } from './options';
 import { type ResolvedSandbox, resolveCommand, resolveSandbox } from './plan';
 import type { SecretInterceptor } from './secrets';
+import { describeViolation } from './violations';
 
 export interface SandboxExit {
   exitCode: number | null;
@@ -172,6 +174,7 @@ export class SandboxedProcess extends EventEmitter {
       plan,
       (code, signal) => this.onExit(code, signal),
       (result) => this.spawned(result, resolved),
+      (v) => this.onViolation(v),
     );
     closeChildEnds(slots, childFds); // the addon holds duplicates until the child has its own
   }
@@ -183,6 +186,7 @@ export class SandboxedProcess extends EventEmitter {
     }
     this.pid = result.pid;
     this.handle = result.handle;
+    const layers = layersInForce(resolved, result.landlockAbi, result.seccompNotify);
     if (resolved.egress !== undefined) {
       // The proxy is loaded with the first sandbox that has an allow list (cold start of `run`).
       const { EgressAttachment } = require('./net/sandbox') as typeof import('./net/sandbox');
@@ -215,6 +219,7 @@ export class SandboxedProcess extends EventEmitter {
       command: this.spawnargs,
       policy: this.policyDigest,
       network: shareNetwork ? 'host' : resolved.egress ? 'proxy' : 'none',
+      layers,
     });
     if (shareNetwork)
       this.audit('warn', {
@@ -224,6 +229,12 @@ export class SandboxedProcess extends EventEmitter {
         message: 'sandbox shares the host network (explicitly requested)',
       });
     this.emit('spawn');
+  }
+
+  private onViolation(v: NativeViolation): void {
+    const violation = describeViolation(v);
+    this.audit('warn', { event: 'violation', pid: this.pid, policy: this.policyDigest, ...violation });
+    this.emit('violation', violation);
   }
 
   private failAsync(err: SandboxError): void {
@@ -319,6 +330,29 @@ export class SandboxedProcess extends EventEmitter {
     }
     return this.exitPromise;
   }
+}
+
+/**
+ * The layers that confine a sandbox, for its start event: always the namespaces, the dropped
+ * privileges and seccomp; Landlock where the kernel has it (and why not, where it does not).
+ */
+function layersInForce(resolved: ResolvedSandbox, landlockAbi: number, named: boolean): string[] {
+  const layers = [
+    `namespaces (user, mount, pid, ipc, uts, cgroup${resolved.plan.shareNetwork ? ')' : ', net)'}`,
+    'no capabilities, no_new_privs',
+    `seccomp ${resolved.seccomp}${named ? ', violations named' : ''}`,
+  ];
+  if (landlockAbi > 0) {
+    layers.push(`landlock ABI ${landlockAbi}: filesystem${landlockAbi >= 6 ? ', signals and abstract unix sockets scoped' : ''}`);
+  } else {
+    const abi = native().landlockAbi();
+    layers.push(
+      abi === 1
+        ? 'landlock unavailable (ABI 1 cannot allow renames; 5.19+ needed)'
+        : `landlock unavailable (${abi < 0 ? util.getSystemErrorName(abi) : 'ABI 0'})`,
+    );
+  }
+  return layers;
 }
 
 /**

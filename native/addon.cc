@@ -22,6 +22,9 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "child.h"
+#include "initproto.h"
+#include "landlock.h"
 #include "relay.h"
 #include "spawn.h"
 #include "spawner.h"
@@ -99,6 +102,13 @@ class Reader {
     message_ = path_ + "." + key + " must be " + expected;
   }
   const std::string& message() const { return message_; }
+  // Takes the first failure of a nested reader as its own.
+  void absorb(const Reader& inner) {
+    if (ok_ && !inner.ok_) {
+      ok_ = false;
+      message_ = inner.message_;
+    }
+  }
 
  private:
   Napi::Env env_;
@@ -183,6 +193,31 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
   plan.useInit = r.flag("useInit", true);
   plan.initPath = r.str("initPath", !plan.useInit);
   plan.seccomp = r.flag("seccomp", true);
+  int64_t profile = r.num("seccompProfile", true, 0);
+  if (profile != 0 && profile != 1) r.fail("seccompProfile", "0 (default) or 1 (strict)");
+  plan.seccompProfile = static_cast<SeccompProfile>(profile);
+  Napi::Value landlock = r.raw("landlock");
+  if (!landlock.IsUndefined()) {
+    if (!landlock.IsObject()) {
+      r.fail("landlock", "an object");
+    } else {
+      Reader l(env, landlock.As<Napi::Object>(), "plan.landlock");
+      LandlockPlan& ll = plan.landlock;
+      ll.enabled = true;
+      ll.handledFs = static_cast<uint64_t>(l.num("handledFs"));
+      l.objects("rules", [&](Reader& rule, uint32_t) {
+        LandlockRule out;
+        out.path = rule.str("path");
+        out.access = static_cast<uint64_t>(rule.num("access"));
+        if (out.path.empty() || out.path[0] != '/' || out.path.find('\0') != std::string::npos)
+          rule.fail("path", "an absolute path");
+        ll.rules.push_back(std::move(out));
+      });
+      ll.scope = l.flag("scope", true);
+      ll.allowStdio = l.flag("allowStdio", true);
+      r.absorb(l);
+    }
+  }
   if (plan.file.empty() || plan.file[0] != '/') r.fail("file", "an absolute path");
   if (plan.argv.empty()) r.fail("argv", "a non-empty array");
   *message = r.message();
@@ -214,7 +249,7 @@ class Sandbox : public Napi::ObjectWrap<Sandbox> {
 
   ~Sandbox() override { Stop(); }
 
-  void Start(Napi::Env env, const SpawnResult& r, Napi::Function onExit) {
+  void Start(Napi::Env env, const SpawnResult& r, Napi::Function onExit, Napi::Value onViolation) {
     env_ = env;
     pid_ = r.pid;
     pidfd_ = r.pidfd;
@@ -226,6 +261,16 @@ class Sandbox : public Napi::ObjectWrap<Sandbox> {
     napi_get_uv_event_loop(env, &loop);
     uv_poll_init(loop, poll_, pidfd_);
     uv_poll_start(poll_, UV_READABLE, &Sandbox::OnReadable);
+    // stockade-init's violation records arrive while the sandbox runs (initproto.h).
+    if (statusFd_ >= 0) fcntl(statusFd_, F_SETFL, fcntl(statusFd_, F_GETFL) | O_NONBLOCK);
+    if (statusFd_ >= 0 && onViolation.IsFunction()) {
+      onViolation_ = Napi::Persistent(onViolation.As<Napi::Function>());
+      statusPoll_ = new uv_poll_t;
+      statusPoll_->data = this;
+      uv_poll_init(loop, statusPoll_, statusFd_);
+      uv_poll_start(statusPoll_, UV_READABLE, &Sandbox::OnStatusReadable);
+      uv_unref(reinterpret_cast<uv_handle_t*>(statusPoll_));  // the pidfd watcher keeps us alive
+    }
     Napi::ObjectWrap<Sandbox>::Ref();  // alive while the exit watcher runs
     napi_add_env_cleanup_hook(env, &Sandbox::OnEnvTeardown, this);
   }
@@ -242,6 +287,41 @@ class Sandbox : public Napi::ObjectWrap<Sandbox> {
     static_cast<Sandbox*>(handle->data)->Collect();
   }
 
+  static void OnStatusReadable(uv_poll_t* handle, int, int) {
+    auto* self = static_cast<Sandbox*>(handle->data);
+    Napi::HandleScope scope(self->env_);
+    // At end-of-file (stockade-init gone) the pipe stays readable: stop watching it, so the
+    // loop does not spin until the pidfd reports the exit.
+    if (self->ReadRecords() && self->statusPoll_ != nullptr) uv_poll_stop(self->statusPoll_);
+  }
+
+  // Reads every whole record stockade-init has written: violations go to onViolation, the exit
+  // record is kept for Collect(). A partial record cannot happen (each is one atomic write).
+  // Returns whether the pipe is at end-of-file.
+  bool ReadRecords() {
+    StockadeInitRecord record;
+    ssize_t n = -1;
+    while (statusFd_ >= 0 && (n = read(statusFd_, &record, sizeof record)) == sizeof record) {
+      if (record.kind == kInitRecordExit) {
+        exitStatus_ = record.status;
+        haveExitStatus_ = true;
+      } else if (record.kind == kInitRecordViolation && !onViolation_.IsEmpty()) {
+        Napi::Env env = env_;
+        Napi::Object v = Napi::Object::New(env);
+        v.Set("nr", record.nr);
+        v.Set("arch", record.arch);
+        Napi::Array args = Napi::Array::New(env, 6);
+        for (uint32_t i = 0; i < 6; ++i)
+          args.Set(i, Napi::BigInt::New(env, static_cast<uint64_t>(record.args[i])));
+        v.Set("args", args);
+        v.Set("errno", record.error);
+        v.Set("pid", record.pid);
+        onViolation_.MakeCallback(env.Global(), {v});
+      }
+    }
+    return statusFd_ >= 0 && n == 0;
+  }
+
   void Collect() {
     siginfo_t info;
     memset(&info, 0, sizeof info);
@@ -256,9 +336,13 @@ class Sandbox : public Napi::ObjectWrap<Sandbox> {
       signal = info.si_status;
     }
     // stockade-init wrote the payload's own status; without it (init killed, e.g. by SIGKILL
-    // from kill()) init's status is the sandbox's.
-    int32_t raw;
-    if (statusFd_ >= 0 && read(statusFd_, &raw, sizeof raw) == sizeof raw) {
+    // from kill()) init's status is the sandbox's. Violations still in the pipe come first.
+    {
+      Napi::HandleScope scope(env_);
+      ReadRecords();
+    }
+    int32_t raw = exitStatus_;
+    if (haveExitStatus_) {
       if (WIFEXITED(raw)) {
         code = WEXITSTATUS(raw);
         signal = 0;
@@ -292,12 +376,14 @@ class Sandbox : public Napi::ObjectWrap<Sandbox> {
   }
 
   void Stop() {
-    if (poll_ != nullptr) {
-      uv_poll_stop(poll_);
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_),
+    for (uv_poll_t** p : {&poll_, &statusPoll_}) {
+      if (*p == nullptr) continue;
+      uv_poll_stop(*p);
+      uv_close(reinterpret_cast<uv_handle_t*>(*p),
                [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-      poll_ = nullptr;
+      *p = nullptr;
     }
+    onViolation_.Reset();
     if (pidfd_ >= 0) close(pidfd_);
     if (statusFd_ >= 0) close(statusFd_);
     pidfd_ = statusFd_ = -1;
@@ -331,7 +417,11 @@ class Sandbox : public Napi::ObjectWrap<Sandbox> {
   int pidfd_ = -1;
   int statusFd_ = -1;
   uv_poll_t* poll_ = nullptr;
+  uv_poll_t* statusPoll_ = nullptr;
   Napi::FunctionReference onExit_;
+  Napi::FunctionReference onViolation_;
+  int32_t exitStatus_ = 0;
+  bool haveExitStatus_ = false;
 };
 
 // ---- spawning, off the JS thread (spawner.cc) ----
@@ -362,6 +452,7 @@ struct AddonData {
 struct Job : SpawnJob {
   Napi::FunctionReference onExit;
   Napi::FunctionReference onSpawn;
+  Napi::FunctionReference onViolation;  // empty when not given
 };
 
 // On the JS thread, once the spawner has run the job: onSpawn(result) with the result shape
@@ -382,21 +473,25 @@ void DeliverSpawn(std::unique_ptr<SpawnJob> done, void* data) {
     out.Set("error", error);
   } else {
     Napi::Object handle = addon->sandboxClass.New({});
-    Sandbox::Unwrap(handle)->Start(env, r, job->onExit.Value());
+    Sandbox::Unwrap(handle)->Start(
+        env, r, job->onExit.Value(),
+        job->onViolation.IsEmpty() ? env.Undefined() : job->onViolation.Value());
     Napi::Array fds = Napi::Array::New(env, r.listenerFds.size());
     for (size_t i = 0; i < r.listenerFds.size(); ++i) fds.Set(i, r.listenerFds[i]);
     out.Set("pid", r.pid);
     out.Set("handle", handle);
     out.Set("listenerFds", fds);
+    out.Set("landlockAbi", r.landlockAbi);
+    out.Set("seccompNotify", r.seccompNotify);
   }
   Napi::FunctionReference onSpawn = std::move(job->onSpawn);
   job.reset();
   CallBack(env, onSpawn, {out});
 }
 
-// spawn(plan, onExit, onSpawn): checks the plan's shape (a TypeError otherwise) and queues it;
-// onSpawn(result) follows from the event loop. The payload's stdio fds are duplicated here,
-// synchronously, so the caller may close its own as soon as spawn() returns (as it may after
+// spawn(plan, onExit, onSpawn[, onViolation]): checks the plan's shape (a TypeError otherwise) and
+// queues it; onSpawn(result) follows from the event loop. The payload's stdio fds are duplicated
+// here, synchronously, so the caller may close its own as soon as spawn() returns (as it may after
 // child_process.spawn()).
 Napi::Value Spawn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -429,6 +524,8 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   }
   job->onExit = Napi::Persistent(info[1].As<Napi::Function>());
   job->onSpawn = Napi::Persistent(info[2].As<Napi::Function>());
+  if (info.Length() > 3 && info[3].IsFunction())
+    job->onViolation = Napi::Persistent(info[3].As<Napi::Function>());
   if (!addon->spawner) {
     uv_loop_t* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
@@ -469,10 +566,12 @@ Napi::Value ProbeNamespaces(const Napi::CallbackInfo& info) {
 
 // landlockAbi() -> the Landlock ABI version, or -errno (EOPNOTSUPP: disabled at boot).
 static Napi::Value LandlockAbi(const Napi::CallbackInfo& info) {
-  constexpr long kSysLandlockCreateRuleset = 444;  // same number on x86_64 and aarch64
-  constexpr unsigned kVersionFlag = 1;             // LANDLOCK_CREATE_RULESET_VERSION
-  long abi = syscall(kSysLandlockCreateRuleset, nullptr, 0, kVersionFlag);
-  return Napi::Number::New(info.Env(), abi >= 0 ? abi : -errno);
+  return Napi::Number::New(info.Env(), stockade::landlockAbi());
+}
+
+// seccompNotify() -> whether violations can be named here (SECCOMP_RET_USER_NOTIF, 5.0).
+static Napi::Value SeccompNotify(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), stockade::seccompNotifyAvailable());
 }
 
 // raiseOpenFileLimit() -> the RLIMIT_NOFILE soft limit after raising it to the hard limit (as
@@ -502,6 +601,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("probeNamespaces", Napi::Function::New(env, ProbeNamespaces));
   exports.Set("landlockAbi", Napi::Function::New(env, LandlockAbi));
   exports.Set("raiseOpenFileLimit", Napi::Function::New(env, RaiseOpenFileLimit));
+  exports.Set("seccompNotify", Napi::Function::New(env, SeccompNotify));
   exports.Set("UdpEndpoint", UdpEndpoint::Init(env));
   exports.Set("Relay", Relay::Init(env));
   return exports;

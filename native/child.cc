@@ -80,6 +80,25 @@ static void dieWithParent(const Prepared& prep, const ChildFds& fds) {
   // 3. Network: lo up, transparent routing, the proxy's listeners handed to the parent.
   if (int err = setupNetworkInChild(plan, prep, &step, &index)) failInChild(fds, step, err, index);
 
+  // 3b. Landlock, mirroring the mounts just built (landlock.cc): opened by their paths inside
+  //     the new root, entered while the child still holds CAP_SYS_ADMIN in its user namespace
+  //     (landlock_restrict_self needs that or no_new_privs).
+  //     stockade-init's executable and the payload's stdio files get rules of their own.
+  if (prep.landlockAbi > 0) {
+    constexpr uint64_t kExecute = 1ull << 0, kWrite = 1ull << 1, kRead = 1ull << 2;
+    constexpr uint64_t kTruncate = 1ull << 14, kIoctlDev = 1ull << 15;
+    LandlockFdRule fdRules[kMaxFds + 1];
+    int nFdRules = 0;
+    fdRules[nFdRules++] = {prep.initFd, kExecute | kRead};
+    if (plan.landlock.allowStdio) {
+      for (int fd : plan.fds)
+        fdRules[nFdRules++] = {fd < 0 ? prep.devNull : fd, kRead | kWrite | kTruncate | kIoctlDev};
+    }
+    if (int err =
+            landlockRestrictInChild(plan.landlock, prep.landlockAbi, fdRules, nFdRules, &index))
+      failInChild(fds, Step::kLandlock, err, index);
+  }
+
   // 4. Hostname, a session of its own (no controlling terminal to push input into), rlimits.
   if (int err = sysError(sys(SYS_sethostname, plan.hostname.data(), plan.hostname.size())))
     failInChild(fds, Step::kHostname, err);
@@ -104,10 +123,22 @@ static void dieWithParent(const Prepared& prep, const ChildFds& fds) {
   if (int err = arrangeFdsInChild(plan, prep, &fds)) failInChild(fds, Step::kFds, err);
 
   // 7. seccomp, then execve. System calls after the filter: write and exit_group (on
-  //    failure), rt_sigprocmask, execveat (stockade-init) or execve (the payload). All are
-  //    allowed by the default profile.
+  //    failure), dup3, fcntl and close (the supervisor's listener to its planned number, right
+  //    after stockade-init's executable), rt_sigprocmask, execveat (stockade-init) or execve
+  //    (the payload). Both profiles allow all of them.
   if (prep.filter != nullptr) {
-    if (int err = installFilterInChild(prep.filter)) failInChild(fds, Step::kSeccomp, err);
+    int listener = -1;
+    if (int err = installFilterInChild(prep.filter, prep.notify, &listener))
+      failInChild(fds, Step::kSeccomp, err);
+    if (listener >= 0) {
+      // Not close-on-exec: stockade-init inherits it (and sets close-on-exec itself, so the
+      // payload never holds it).
+      int planned = fds.init + 1;
+      long rc = listener == planned ? sys(SYS_fcntl, listener, F_SETFD, 0)
+                                    : sys(SYS_dup3, listener, planned, 0);
+      if (int err = sysError(rc)) failInChild(fds, Step::kSeccomp, err);
+      if (listener != planned) sys(SYS_close, listener);
+    }
   }
   uint64_t none = 0;
   sys(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof none);

@@ -41,8 +41,9 @@ int dropBoundingSetInChild(int lastCap);
 int dropCapabilitiesInChild();
 
 // seccomp.cc
-const struct sock_fprog* defaultFilter();
-int installFilterInChild(const struct sock_fprog* filter);
+const struct sock_fprog* filterFor(SeccompProfile profile, bool notify);
+bool seccompNotifyAvailable();
+int installFilterInChild(const struct sock_fprog* filter, bool notify, int* listener);
 
 // fds.cc
 int arrangeFdsInChild(const Plan& plan, const Prepared& prep, ChildFds* fds);

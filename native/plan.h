@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "landlock.h"
+
 namespace stockade {
 
 // One step of the child's checklist. The number travels to the parent in a ChildError and is
@@ -47,6 +49,7 @@ enum class Step : int32_t {
   kClone,          // parent: clone()
   kInit,           // stockade-init: fork of the payload
   kIdmapMount,     // parent: an idmapped mount for a read-write grant (index says which)
+  kLandlock,       // building the Landlock ruleset (index: which rule) or entering it
 };
 
 // What the child writes on the CLOEXEC error pipe when a step fails. EOF instead means execve
@@ -97,6 +100,9 @@ struct Listener {
   uint16_t port = 0;
 };
 
+// The seccomp profiles (seccomp.cc); the numbers are lib/native.ts's.
+enum class SeccompProfile : int32_t { kDefault = 0, kStrict = 1 };
+
 struct Limit {
   int32_t resource;
   struct rlimit value;
@@ -130,6 +136,10 @@ struct Plan {
   bool useInit = true;   // stockade-init as PID 1
   std::string initPath;  // host path of the stockade-init executable
   bool seccomp = true;
+
+  // Defense in depth (landlock.h, seccomp.cc)
+  SeccompProfile seccompProfile = SeccompProfile::kDefault;
+  LandlockPlan landlock;
 };
 
 // Everything derived from a Plan that the child needs, ready before clone(). From clone() until
@@ -142,6 +152,8 @@ struct Prepared {
   std::vector<char> routeMessages;  // two RTM_NEWROUTE messages, back to back
   size_t routeMessage4Len = 0;
   const struct sock_fprog* filter = nullptr;  // the seccomp program, or null
+  bool notify = false;  // the filter notifies stockade-init (a listener fd is made for it)
+  int landlockAbi = 0;  // the ABI the child uses, 0 when Landlock is not used
   int lastCap = 40;
   bool hostRoot = false;  // caller is root in the initial user namespace
   int devNull = -1;

@@ -133,7 +133,10 @@ int prepare(Plan& plan, Prepared& prep) {
   prep.lastCap = readLastCap();
   if (plan.useInit) {
     int n = static_cast<int>(plan.fds.size());
-    prep.initArgv = {"stockade-init", std::to_string(n), std::to_string(n + 1), plan.file};
+    // The seccomp listener, if any, lands right after stockade-init's own fd (child.cc).
+    prep.notify = plan.seccomp && seccompNotifyAvailable();
+    prep.initArgv = {"stockade-init", std::to_string(n), std::to_string(n + 1),
+                     prep.notify ? std::to_string(n + 3) : "-", plan.file};
     for (auto& s : prep.initArgv) prep.argv.push_back(&s[0]);
   }
   for (auto& s : plan.argv) prep.argv.push_back(&s[0]);
@@ -141,7 +144,11 @@ int prepare(Plan& plan, Prepared& prep) {
   for (auto& s : plan.envp) prep.envp.push_back(&s[0]);
   prep.envp.push_back(nullptr);
   if (plan.routeAllLocal) prepareRouteMessages(prep);
-  if (plan.seccomp) prep.filter = defaultFilter();  // built once, before any clone()
+  if (plan.seccomp) prep.filter = filterFor(plan.seccompProfile, prep.notify);  // built once
+  if (plan.landlock.enabled) {
+    int abi = landlockAbi();
+    prep.landlockAbi = abi >= 2 ? abi : 0;  // ABI 1 cannot allow renames (landlock.cc)
+  }
 
   if (pipe2(prep.errorPipe, O_CLOEXEC) != 0 || pipe2(prep.syncPipe, O_CLOEXEC) != 0) return errno;
   if (plan.useInit) {
@@ -315,6 +322,8 @@ SpawnResult spawnSandbox(Plan& plan) {
   result.pid = pid;
   result.pidfd = pidfd;
   result.statusFd = prep.statusPipe[0];
+  result.landlockAbi = prep.landlockAbi;
+  result.seccompNotify = prep.notify;
   prep.statusPipe[0] = -1;
   closeAll(prep);
   return result;

@@ -17,6 +17,10 @@ struct SpawnResult {
   int pidfd = -1;
   int statusFd = -1;
   std::vector<int> listenerFds;
+  // The layers in force: the Landlock ABI used (0: none), whether stockade-init supervises the
+  // seccomp filter (violations are then named).
+  int landlockAbi = 0;
+  bool seccompNotify = false;
   // Failure: the step, errno and list index the child (or the parent) reported.
   bool failed = false;
   ChildError error = {};

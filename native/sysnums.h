@@ -32,6 +32,9 @@
 #ifndef SYS_quotactl_fd
 #define SYS_quotactl_fd 443
 #endif
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452
+#endif
 #ifndef SYS_open_tree_attr
 #define SYS_open_tree_attr 467
 #endif

@@ -208,7 +208,7 @@ describe('tool filter', () => {
       h.events.map((e) => [e.id, e.tool, e.outcome]),
       [[3, 'delete-all', 'refused']],
     );
-    assert.equal(h.logs[0].event, 'tool-call');
+    assert.equal(h.logs[0].event, 'mcp.tool_call');
     assert.equal(h.logs[0].outcome, 'refused');
   });
 

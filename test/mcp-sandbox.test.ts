@@ -164,7 +164,7 @@ describe('the tool layer (--tools) under stockade run', () => {
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l));
-    const calls = events.filter((e) => e.event === 'tool-call');
+    const calls = events.filter((e) => e.event === 'mcp.tool_call');
     assert.deepEqual(
       calls.map((e) => [e.tool, e.outcome]),
       [

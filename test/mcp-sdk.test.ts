@@ -72,7 +72,7 @@ describe('tool filter with the MCP SDK client and server-everything', () => {
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as { event: string; tool: string; outcome: string; durationMs: number; id: unknown });
-    const calls = events.filter((e) => e.event === 'tool-call');
+    const calls = events.filter((e) => e.event === 'mcp.tool_call');
     assert.deepEqual(
       calls.map((e) => [e.tool, e.outcome]),
       [

@@ -229,8 +229,8 @@ describe('server-github with a proxy-injected token', () => {
     assert.ok(
       events.some((e) => e.event === 'secret-injected' && e.secret === 'GITHUB_PERSONAL_ACCESS_TOKEN' && e.host === 'api.github.com'),
     );
-    assert.ok(events.some((e) => e.event === 'tool-call' && e.tool === 'search_repositories' && e.outcome === 'ok'));
-    const correlated = events.find((e) => e.event === 'tool-call-egress' && e.egress.host === 'api.github.com');
+    assert.ok(events.some((e) => e.event === 'mcp.tool_call' && e.tool === 'search_repositories' && e.outcome === 'ok'));
+    const correlated = events.find((e) => e.event === 'mcp.tool_egress' && e.egress.host === 'api.github.com');
     assert.ok(correlated, log);
     assert.deepEqual(
       correlated.calls.map((c: { tool: string }) => c.tool),

@@ -149,7 +149,7 @@ describe('stockade serve: a sandbox per principal behind streamable HTTP', () =>
   });
 
   test('the audit names the principal and the sandbox on every tool call', async () => {
-    const calls = records.filter((r) => r.event === 'tool-call');
+    const calls = records.filter((r) => r.event === 'mcp.tool_call');
     assert.ok(calls.length >= 3);
     for (const c of calls) {
       assert.ok(c.principal === 'alice' || c.principal === 'bob', JSON.stringify(c));

@@ -32,6 +32,7 @@ const OPTIONS = {
   home: { type: 'string' },
   'allow-sockets': { type: 'boolean' },
   profile: { type: 'string' },
+  seccomp: { type: 'string' },
 } as const;
 
 export interface ParsedRunArgs {
@@ -76,6 +77,7 @@ export function parseRunArgs(argv: string[]): ParsedRunArgs {
     home: v.home,
     allowSockets: v['allow-sockets'],
     profile: v.profile,
+    seccomp: v.seccomp,
     command: command.length ? command : undefined,
   };
   for (const k of Object.keys(flags) as (keyof RunFlags)[]) if (flags[k] === undefined) delete flags[k];

@@ -59,6 +59,7 @@ MCP:
 Policy and output:
   --policy FILE           a policy file (JSON or YAML, see stockade.schema.json); flags win
   --profile node|python   what an interpreter needs (binary, prefix, caches)
+  --seccomp default|strict  the system-call filter: a deny list (default) or an allow list
   --hostname NAME         hostname inside (default stockade)
   --audit FILE            append the audit log (pino JSON lines) to FILE
   --verbose               print every audit event to stderr, one readable line each
@@ -205,6 +206,8 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
   const sandbox = child;
   sandbox.on('egress', (record) => report.egress(record));
   sandbox.on('audit', (event) => report.audit(event));
+  // A refused syscall, named: `stockade: killed: unshare(CLONE_NEWUSER) is not allowed in the sandbox`.
+  sandbox.on('violation', (v: { message: string }) => process.stderr.write(`stockade: ${v.message}\n`));
   if (filtered && sandbox.stdin && sandbox.stdout) {
     const { wireToolFilter } = require('../mcp') as typeof import('../mcp');
     const filter = wireToolFilter(
@@ -227,10 +230,10 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
       const calls = filter.activeCalls();
       if (calls.length > 0) logger?.info({ event, calls: calls.map((c) => ({ id: c.id, tool: c.tool })), ...record });
     };
-    sandbox.on('egress', (record: object) => during('tool-call-egress', { egress: record }));
+    sandbox.on('egress', (record: object) => during('mcp.tool_egress', { egress: record }));
     sandbox.on(
       'audit',
-      (record: { event?: string }) => record.event === 'violation' && during('tool-call-violation', { violation: record }),
+      (record: { event?: string }) => record.event === 'violation' && during('mcp.tool_violation', { violation: record }),
     );
   }
   return new Promise((resolve) => {

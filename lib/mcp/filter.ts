@@ -198,7 +198,7 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
   const audit = (event: ToolCallEvent) => {
     if (log) {
       const level = event.outcome === 'refused' ? 'warn' : 'info';
-      log[level]({ event: 'tool-call', ...event }, `tool ${event.tool} ${event.outcome}`);
+      log[level]({ event: 'mcp.tool_call', ...event }, `tool ${event.tool} ${event.outcome}`);
     }
     emitter.emit('tool-call', event);
   };
@@ -288,7 +288,7 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
   };
 
   const refuseUnreadable = (reason: string, code: number) => {
-    log?.warn({ event: 'tool-message-refused', reason }, 'client message not forwarded');
+    log?.warn({ event: 'mcp.refused_message', reason }, 'client message not forwarded');
     emitter.emit('refused-message', { reason });
     sendToClient(errorResponse(null, code, `stockade: ${reason}; message not forwarded`));
   };

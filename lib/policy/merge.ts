@@ -100,6 +100,7 @@ export interface RunFlags {
   home?: string;
   allowSockets?: boolean;
   profile?: string;
+  seccomp?: string;
   /** The command and its arguments (everything after `--`). */
   command?: string[];
 }
@@ -128,6 +129,7 @@ const FLAG_FOR_PATH: [string, string][] = [
   ['/limits/openFiles', '--open-files'],
   ['/limits/timeout', '--timeout'],
   ['/profile', '--profile'],
+  ['/seccomp', '--seccomp'],
   ['/command', '--'],
 ];
 
@@ -162,6 +164,7 @@ export function flagsToPolicy(flags: RunFlags, cwd: string = process.cwd()): Pol
   const issues: PolicyIssue[] = [];
   if (flags.command?.length) p.command = [...flags.command];
   if (flags.profile !== undefined) p.profile = flags.profile as Policy['profile'];
+  if (flags.seccomp !== undefined) p.seccomp = flags.seccomp as Policy['seccomp'];
   if (
     flags.ro?.length ||
     flags.rw?.length ||

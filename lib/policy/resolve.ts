@@ -40,7 +40,7 @@ export interface PolicyLaunch {
   tools?: string[];
   /** HOME as the policy wants it: 'tmpfs' or a host dir (bound read-write at /home/nobody). */
   home: 'tmpfs' | string;
-  seccomp: 'default';
+  seccomp: 'default' | 'strict';
   audit?: string;
   verbose: boolean;
 }
@@ -77,6 +77,7 @@ export function policyToOptions(policy: Policy, ctx: ResolveContext = {}): Polic
   options.env = env;
   if (p.cwd !== undefined) options.cwd = p.cwd;
   if (p.hostname !== undefined) options.hostname = p.hostname;
+  if (p.seccomp !== undefined && p.seccomp !== 'default') options.seccomp = p.seccomp;
   if (p.upstreamCa?.length) options.upstreamCa = [...p.upstreamCa];
   let network = p.network;
   if (p.secrets?.length) {

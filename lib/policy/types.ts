@@ -56,7 +56,7 @@ export interface Policy {
   secrets?: SecretOptions[];
   upstreamCa?: string[];
   limits?: PolicyLimits;
-  seccomp?: 'default';
+  seccomp?: 'default' | 'strict';
   hostname?: string;
   mcp?: { tools?: string[] };
   audit?: string;

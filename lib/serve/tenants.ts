@@ -211,7 +211,7 @@ export class Tenants {
       if (m.method !== undefined && m.id !== undefined) t.inFlight.set(key(m.id), m.id);
       if (m.method === 'tools/call' && typeof m.params?.name === 'string') {
         // With an allowlist the filter audits each call with its outcome; without one, here.
-        if (tools === undefined) logger.info({ event: 'tool-call', tool: m.params.name, id: m.id });
+        if (tools === undefined) logger.info({ event: 'mcp.tool_call', tool: m.params.name, id: m.id });
         this.events.onToolCall(t, m.params.name);
       }
       toServer.write(`${JSON.stringify(message)}\n`);

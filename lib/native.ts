@@ -63,6 +63,12 @@ export interface NativePlan {
   useInit?: boolean;
   initPath?: string;
   seccomp?: boolean;
+  /** The v2 cgroup to clone the child into (a directory fd), or -1. */
+  cgroupFd?: number;
+  /** cgroup.procs files (v1) the parent writes the child's pid to before it proceeds. */
+  cgroupProcsFds?: number[];
+  /** /proc/sys/user limits the child sets in its own user namespace. */
+  budgets?: { path: string; value: string }[];
 }
 
 export interface NativeError {
@@ -104,6 +110,8 @@ export interface NativeRelay {
 export type RelayDone = (bytesUp: number, bytesDown: number, errno: number, timedOut: boolean) => void;
 
 interface Addon {
+  /** Calls onOom() on every OOM in a cgroup v1 memory cgroup (native/oomwatch.cc); throws with .errno. */
+  OomWatch: new (eventControlFd: number, oomControlFd: number, onOom: () => void) => { close(): void };
   Relay: new (upHead: Buffer, downHead: Buffer, idleMs: number, onDone: RelayDone) => NativeRelay;
   UdpEndpoint: new (fd: number, onMessage: (data: Buffer, peer: Buffer) => void) => NativeUdpEndpoint;
   spawn(plan: NativePlan, onExit: (code: number | null, signal: NodeJS.Signals | null) => void): NativeSpawnResult;
@@ -168,4 +176,6 @@ export const stepNames: Record<number, { step: string; syscall: string }> = {
   27: { step: 'id-map', syscall: 'write' },
   28: { step: 'clone', syscall: 'clone' },
   29: { step: 'init', syscall: 'fork' },
+  30: { step: 'cgroup', syscall: 'write' },
+  31: { step: 'kernel-budget', syscall: 'write' },
 };

@@ -9,7 +9,8 @@ import { constants as osConstants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { fromNative, SandboxError, SandboxOptionsError } from './errors';
-import { type NativeHandle, native } from './native';
+import { SandboxCgroup } from './limits';
+import { type NativeHandle, type NativePlan, native } from './native';
 import { EgressAttachment } from './net/sandbox';
 import type { EgressOptions, SandboxOptions, StdioSlot } from './options';
 import { type ResolvedSandbox, resolveCommand, resolveSandbox } from './plan';
@@ -74,6 +75,9 @@ export class SandboxedProcess extends EventEmitter {
   private exited_ = false;
   private closed = false;
   private wallTimer: NodeJS.Timeout | undefined;
+  private cgroup: SandboxCgroup | undefined;
+  private oomWatch: { close(): void } | undefined;
+  private resolved: ResolvedSandbox | undefined;
   private readonly logger: Logger | undefined;
 
   /** @internal use spawnSandboxed() */
@@ -161,9 +165,20 @@ export class SandboxedProcess extends EventEmitter {
       return;
     }
     const plan = { ...resolved.plan, file, fds: childFds };
+    this.resolved = resolved;
+    try {
+      this.joinCgroup(plan);
+    } catch (err) {
+      closeChildEnds(slots, childFds);
+      this.failAsync(err as SandboxError);
+      return;
+    }
     const result = native().spawn(plan, (code, signal) => this.onExit(code, signal));
     closeChildEnds(slots, childFds);
+    this.cgroup?.closeFds();
     if ('error' in result) {
+      this.oomWatch?.close();
+      void this.cgroup?.remove();
       this.failAsync(fromNative(result.error, resolved.describe));
       return;
     }
@@ -199,6 +214,7 @@ export class SandboxedProcess extends EventEmitter {
         command: this.spawnargs,
         policy: this.policyDigest,
         network: plan.shareNetwork ? 'host' : resolved.egress ? 'proxy' : 'none',
+        limits: resolved.limits.report,
       });
       if (plan.shareNetwork)
         this.audit('warn', {
@@ -209,6 +225,63 @@ export class SandboxedProcess extends EventEmitter {
         });
       this.emit('spawn');
     });
+  }
+
+  /**
+   * The sandbox's cgroups (lib/limits), made before the spawn and handed to the addon as fds. On
+   * cgroup v1 the OOM watch is registered now, before the payload can allocate: v1 kills one
+   * process on OOM, so the launcher ends the whole sandbox, as v2's memory.oom.group does.
+   */
+  private joinCgroup(plan: NativePlan): void {
+    const spec = this.resolved?.limits.cgroup;
+    if (spec === undefined) return;
+    this.cgroup = new SandboxCgroup(spec.where, spec.settings);
+    Object.assign(plan, this.cgroup.planFds());
+    const memory = this.cgroup.v1Memory();
+    if (memory === undefined) return;
+    const control = fs.openSync(`${memory}/cgroup.event_control`, fs.constants.O_WRONLY);
+    const oom = fs.openSync(`${memory}/memory.oom_control`, fs.constants.O_RDONLY);
+    try {
+      this.oomWatch = new (native().OomWatch)(control, oom, () => {
+        this.oomWatch?.close();
+        this.handle?.kill(osConstants.signals.SIGKILL);
+      });
+    } catch (err) {
+      void this.cgroup.remove();
+      throw new SandboxError({ errno: (err as { errno?: number }).errno ?? osConstants.errno.EINVAL, syscall: 'write', step: 'cgroup', path: `${memory}/cgroup.event_control` });
+    } finally {
+      fs.closeSync(control);
+      fs.closeSync(oom);
+    }
+  }
+
+  /** OOM kills and refused forks, as violations: read once the sandbox has ended. */
+  private reportCgroupEvents(): void {
+    if (this.cgroup === undefined) return;
+    const { oomKills, pidsRefused } = this.cgroup.events();
+    const report = this.resolved?.limits.report;
+    if (oomKills > 0) {
+      this.audit('warn', {
+        event: 'violation',
+        kind: 'oom',
+        pid: this.pid,
+        policy: this.policyDigest,
+        limit: report?.memory?.value,
+        count: oomKills,
+        message: `the sandbox ran out of memory (limit ${report?.memory?.value} bytes, ${report?.memory?.by}) and was killed`,
+      });
+    }
+    if (pidsRefused > 0) {
+      this.audit('warn', {
+        event: 'violation',
+        kind: 'pids-limit',
+        pid: this.pid,
+        policy: this.policyDigest,
+        limit: report?.pids?.value,
+        count: pidsRefused,
+        message: `the sandbox reached its limit of ${report?.pids?.value} processes and threads; ${pidsRefused} fork/clone calls were refused`,
+      });
+    }
   }
 
   private failAsync(err: SandboxError): void {
@@ -227,10 +300,12 @@ export class SandboxedProcess extends EventEmitter {
 
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.wallTimer) clearTimeout(this.wallTimer);
+    this.oomWatch?.close();
+    this.reportCgroupEvents();
     // The proxy's state dies with the sandbox: listeners, client and upstream sockets, the CA.
     // 'close' waits for it, so that every egress record of the sandbox has been emitted by then
     // (allowed connections are recorded when they close).
-    Promise.all([this.egress?.close(), this.interceptor?.close()])
+    Promise.all([this.egress?.close(), this.interceptor?.close(), this.cgroup?.remove()])
       .catch(() => {})
       .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
       .then(() => {

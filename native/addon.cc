@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "oomwatch.h"
 #include "relay.h"
 #include "spawn.h"
 #include "sysnums.h"
@@ -177,6 +178,31 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
   plan.useInit = r.flag("useInit", true);
   plan.initPath = r.str("initPath", !plan.useInit);
   plan.seccomp = r.flag("seccomp", true);
+  plan.cgroupFd = static_cast<int>(r.num("cgroupFd", true, -1));
+  Napi::Value procs = r.raw("cgroupProcsFds");
+  if (!procs.IsUndefined()) {
+    if (!procs.IsArray()) {
+      r.fail("cgroupProcsFds", "an array of fds");
+    } else {
+      auto a = procs.As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); ++i) {
+        Napi::Value e = a.Get(i);
+        if (!e.IsNumber()) {
+          r.fail("cgroupProcsFds", "an array of fds");
+          break;
+        }
+        plan.cgroupProcsFds.push_back(e.As<Napi::Number>().Int32Value());
+      }
+    }
+  }
+  r.objects("budgets", [&](Reader& b, uint32_t) {
+    Budget budget;
+    budget.path = b.str("path");
+    budget.value = b.str("value");
+    if (budget.path.find('\0') != std::string::npos || budget.path.rfind("/proc/sys/user/", 0) != 0)
+      b.fail("path", "a path under /proc/sys/user/");
+    plan.budgets.push_back(std::move(budget));
+  });
   if (plan.file.empty() || plan.file[0] != '/') r.fail("file", "an absolute path");
   if (plan.argv.empty()) r.fail("argv", "a non-empty array");
   *message = r.message();
@@ -388,6 +414,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("landlockAbi", Napi::Function::New(env, LandlockAbi));
   exports.Set("UdpEndpoint", UdpEndpoint::Init(env));
   exports.Set("Relay", Relay::Init(env));
+  exports.Set("OomWatch", OomWatch::Init(env));
   return exports;
 }
 

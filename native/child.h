@@ -45,6 +45,14 @@ int installFilterInChild(const struct sock_fprog* filter);
 // fds.cc
 int arrangeFdsInChild(const Plan& plan, const Prepared& prep, ChildFds* fds);
 
+// limits.cc
+int setBudgetsInChild(const Plan& plan, int* index);
+
+// cgroup.cc
+pid_t cloneIntoCgroup(unsigned long flags, void* stackBase, size_t stackSize, int cgroupFd,
+                      int (*fn)(void*), void* arg, int* pidfd);
+int joinCgroupsFromParent(pid_t pid, const Plan& plan, bool v2Too, int* index);
+
 // child.cc
 [[noreturn]] void runChild(const Plan& plan, const Prepared& prep);
 [[noreturn]] void failInChild(const ChildFds& fds, Step step, int err, int index = -1);

@@ -46,6 +46,8 @@ enum class Step : int32_t {
   kIdMap,          // parent: writing /proc/PID/{setgroups,uid_map,gid_map}
   kClone,          // parent: clone()
   kInit,           // stockade-init: fork of the payload
+  kCgroup,         // parent: clone3 into the v2 cgroup, or writing cgroup.procs (index: which)
+  kBudget,         // one /proc/sys/user limit of the sandbox's user namespace (index says which)
 };
 
 // What the child writes on the CLOEXEC error pipe when a step fails. EOF instead means execve
@@ -95,6 +97,13 @@ struct Limit {
   struct rlimit value;
 };
 
+// One ucount limit of the sandbox's own user namespace (man 7 user_namespaces, /proc/sys/user):
+// `path` is /proc/sys/user/<name>, `value` the decimal text written there.
+struct Budget {
+  std::string path;
+  std::string value;
+};
+
 struct Plan {
   // Payload
   std::string file;  // absolute path inside the sandbox
@@ -123,6 +132,13 @@ struct Plan {
   bool useInit = true;   // stockade-init as PID 1
   std::string initPath;  // host path of the stockade-init executable
   bool seccomp = true;
+
+  // Limits (lib/limits). The v2 cgroup the child is cloned into (a directory fd, or -1); the
+  // cgroup.procs files of v1 hierarchies the parent writes the child's pid to before the sync
+  // point; the budgets the child sets in its user namespace before anything else.
+  int cgroupFd = -1;
+  std::vector<int> cgroupProcsFds;
+  std::vector<Budget> budgets;
 };
 
 // Everything derived from a Plan that the child needs, ready before clone(). From clone() until

@@ -111,7 +111,11 @@ export type RelayDone = (bytesUp: number, bytesDown: number, errno: number, time
 
 interface Addon {
   /** Calls onOom() on every OOM in a cgroup v1 memory cgroup (native/oomwatch.cc); throws with .errno. */
-  OomWatch: new (eventControlFd: number, oomControlFd: number, onOom: () => void) => { close(): void };
+  OomWatch: new (
+    eventControlFd: number,
+    oomControlFd: number,
+    onOom: () => void,
+  ) => { close(): void };
   Relay: new (upHead: Buffer, downHead: Buffer, idleMs: number, onDone: RelayDone) => NativeRelay;
   UdpEndpoint: new (fd: number, onMessage: (data: Buffer, peer: Buffer) => void) => NativeUdpEndpoint;
   spawn(plan: NativePlan, onExit: (code: number | null, signal: NodeJS.Signals | null) => void): NativeSpawnResult;

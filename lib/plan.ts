@@ -5,10 +5,10 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SandboxOptionsError } from './errors';
+import { type LimitsPlan, planLimits, RLIMIT, type ValidLimits } from './limits';
 import { initPath, MountKind, type NativeMount, type NativePlan } from './native';
 import { PRELOAD_PATH } from './net/env';
 import { type EgressPlan, egressEnv, PRELOAD_INSIDE, planEgress } from './net/sandbox';
-import { type LimitsPlan, planLimits, RLIMIT, type ValidLimits } from './limits';
 import type { EgressOptions, SandboxLimits, SandboxOptions } from './options';
 
 /** Host directories bound read-only (or re-created as the same symlink) by default. */

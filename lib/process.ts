@@ -248,7 +248,12 @@ export class SandboxedProcess extends EventEmitter {
       });
     } catch (err) {
       void this.cgroup.remove();
-      throw new SandboxError({ errno: (err as { errno?: number }).errno ?? osConstants.errno.EINVAL, syscall: 'write', step: 'cgroup', path: `${memory}/cgroup.event_control` });
+      throw new SandboxError({
+        errno: (err as { errno?: number }).errno ?? osConstants.errno.EINVAL,
+        syscall: 'write',
+        step: 'cgroup',
+        path: `${memory}/cgroup.event_control`,
+      });
     } finally {
       fs.closeSync(control);
       fs.closeSync(oom);

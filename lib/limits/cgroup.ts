@@ -6,8 +6,8 @@
 //
 // Where the cgroups go. Every sandbox gets `<parent>/<launcher pid>-<n>` in each hierarchy it
 // uses; <parent> is STOCKADE_CGROUP_PARENT (an absolute cgroup path, the same in every
-// hierarchy, like Docker's --cgroup-parent; or a path relative to the caller's own cgroup),
-// by default `stockade` under the caller's own cgroup (/proc/self/cgroup). That one rule covers
+// hierarchy, like Docker's --cgroup-parent; or a path relative to the caller's own cgroup;
+// `none` for no cgroups at all), by default `stockade` under the caller's own cgroup (/proc/self/cgroup). That one rule covers
 // both cases the issue names:
 // - As host root, the caller may write anywhere, and a subtree of its own cgroup keeps the
 //   sandboxes accounted where the caller is (a service's sandboxes stay inside the service).
@@ -221,13 +221,23 @@ export function placement(h: Hierarchy, wanted: Controller[]): Placement {
   if (cached !== undefined) return cached;
   const parent = parentDir(h, setting);
   let reason: string | undefined;
-  if (parent === undefined) {
+  if (setting === 'none') {
+    reason = 'STOCKADE_CGROUP_PARENT=none: no cgroups';
+  } else if (parent === undefined) {
     reason = `STOCKADE_CGROUP_PARENT=${setting} leaves the hierarchy at ${h.mount}`;
   } else {
     try {
       fs.mkdirSync(parent, { recursive: true, mode: 0o755 });
       fs.accessSync(parent, fs.constants.W_OK);
-      if (h.version === 2 && wanted.length > 0) reason = enableV2(h, parent, wanted);
+      if (h.version === 2) {
+        // v2 moves a process (clone3 CLONE_INTO_CGROUP included) only for a writer of cgroup.procs
+        // in the common ancestor of where it is and where it goes: a delegatee must live inside
+        // its delegated subtree.
+        let common = h.own;
+        while (common !== h.mount && !`${parent}/`.startsWith(`${common}/`)) common = path.dirname(common);
+        fs.accessSync(path.join(common, 'cgroup.procs'), fs.constants.W_OK);
+        if (wanted.length > 0) reason = enableV2(h, parent, wanted);
+      }
       if (reason === undefined) sweepStale(parent);
     } catch (err) {
       reason = `${parent} is not writable by uid ${process.getuid?.()} (${errorCode(err)}): no delegated cgroup`;

@@ -88,7 +88,7 @@ function writeText(file: string, text: string): void {
 
 /** /proc/self/mountinfo: mount point, root within its file system, type and super options. */
 export function mounts(): { root: string; point: string; type: string; options: string[]; mountOptions: string[] }[] {
-  const unescape = (s: string) => s.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
+  const decode = (s: string) => s.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
   return (readText('/proc/self/mountinfo') ?? '')
     .split('\n')
     .filter((l) => l !== '')
@@ -96,7 +96,7 @@ export function mounts(): { root: string; point: string; type: string; options: 
       const [left, right = ''] = line.split(' - ');
       const f = left.split(' ');
       const [type, , superOptions = ''] = right.split(' ');
-      return { root: unescape(f[3]), point: unescape(f[4]), type, options: superOptions.split(','), mountOptions: f[5].split(',') };
+      return { root: decode(f[3]), point: decode(f[4]), type, options: superOptions.split(','), mountOptions: f[5].split(',') };
     });
 }
 

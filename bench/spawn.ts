@@ -1,6 +1,9 @@
 // Spawn latency: spawnSandboxed('/bin/true') with full isolation vs child_process.spawn in the
 // same process and run (and vs bwrap when installed). Prints median and p95 and the ratios;
-// asserts nothing.
+// asserts nothing. spawnSandboxed runs with its default limits (a cgroup per sandbox where the
+// host gives one: memory, pids), with cpus as well (a cpu cgroup too), and with cgroups off
+// (STOCKADE_CGROUP_PARENT=none: rlimits and user-namespace budgets only), to show what the
+// cgroups cost.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
@@ -37,6 +40,21 @@ const sandboxSpawn: Runner = async () => {
   await child.exited;
 };
 
+/** The default spawn with cgroups off, or with a cpus limit on top. */
+function sandboxWith(mode: 'no-cgroups' | 'cpus'): Runner {
+  return async () => {
+    const before = process.env.STOCKADE_CGROUP_PARENT;
+    if (mode === 'no-cgroups') process.env.STOCKADE_CGROUP_PARENT = 'none';
+    try {
+      const child = spawnSandboxed('/bin/true', [], { stdio: 'ignore', limits: mode === 'cpus' ? { cpus: 1 } : undefined });
+      await child.exited;
+    } finally {
+      if (before === undefined) delete process.env.STOCKADE_CGROUP_PARENT;
+      else process.env.STOCKADE_CGROUP_PARENT = before;
+    }
+  };
+}
+
 function bwrapPath(): string | undefined {
   for (const p of ['/usr/bin/bwrap', '/usr/local/bin/bwrap']) if (fs.existsSync(p)) return p;
   return undefined;
@@ -47,12 +65,20 @@ export async function benchSpawn(iterations = Number(process.env.SPAWN_ITERATION
   // Interleave the rounds so that machine noise hits every contender alike.
   const node: number[] = [];
   const sandbox: number[] = [];
+  const noCgroups: number[] = [];
+  const cpus: number[] = [];
+  const { probeLimits } = await import('../lib/probe');
+  const cpuHeld = probeLimits().held.includes('cpu');
   blocked = [];
   for (let round = 0; round < 3; round++) {
     node.push(...(await measure(nodeSpawn, iterations / 3)));
     sandbox.push(...(await measure(sandboxSpawn, iterations / 3)));
+    noCgroups.push(...(await measure(sandboxWith('no-cgroups'), iterations / 3)));
+    if (cpuHeld) cpus.push(...(await measure(sandboxWith('cpus'), iterations / 3)));
   }
-  rows.push(['child_process.spawn', node], ['spawnSandboxed', sandbox]);
+  console.log(`\nlimits: ${probeLimits().detail}`);
+  rows.push(['child_process.spawn', node], ['spawnSandboxed', sandbox], ['  cgroups off', noCgroups]);
+  if (cpuHeld) rows.push(['  + cpus (cpu cgroup)', cpus]);
   const bwrap = bwrapPath();
   if (bwrap) {
     const args = [

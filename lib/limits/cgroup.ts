@@ -100,11 +100,25 @@ export function mounts(): { root: string; point: string; type: string; options: 
     });
 }
 
-/** Where memory, pids and cpu live on this host, and the caller's cgroup in each hierarchy. */
+let layoutCache: { key: string; layout: CgroupLayout } | undefined;
+
+/**
+ * Where memory, pids and cpu live on this host, and the caller's cgroup in each hierarchy.
+ * Reading the mount table costs about a millisecond on a busy host, so the answer is kept
+ * for as long as this process stays in the same cgroups.
+ */
 export function cgroupLayout(): CgroupLayout {
+  const self = readText('/proc/self/cgroup') ?? '';
+  if (layoutCache?.key === self) return layoutCache.layout;
+  const layout = readLayout(self);
+  layoutCache = { key: self, layout };
+  return layout;
+}
+
+function readLayout(self: string): CgroupLayout {
   // /proc/self/cgroup: "0::/path" for v2, "N:cpu,cpuacct:/path" for each v1 hierarchy.
   const entries: { names: string[]; cgroup: string }[] = [];
-  for (const line of (readText('/proc/self/cgroup') ?? '').split('\n')) {
+  for (const line of self.split('\n')) {
     const m = /^\d+:([^:]*):(.*)$/.exec(line);
     if (m) entries.push({ names: m[1] === '' ? [] : m[1].split(','), cgroup: m[2] });
   }

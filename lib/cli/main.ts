@@ -7,6 +7,7 @@ const commands: Record<string, { summary: string; load: () => { main(argv: strin
   check: { summary: 'validate a policy file and print the effective policy', load: () => require('./check') },
   wrap: { summary: 'put every stdio server of an MCP client config behind stockade', load: () => require('./wrap') },
   demo: { summary: 'watch a hostile MCP server attack, unconfined and under stockade', load: () => require('./demo') },
+  serve: { summary: 'serve sandboxed MCP servers over streamable HTTP, a sandbox per principal', load: () => require('./serve') },
   doctor: { summary: 'check what this host supports, and how to fix what is missing', load: () => require('./doctor') },
 };
 

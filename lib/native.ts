@@ -65,8 +65,8 @@ export interface NativePlan {
   seccomp?: boolean;
   /** The v2 cgroup to clone the child into (a directory fd), or -1. */
   cgroupFd?: number;
-  /** cgroup.procs files (v1) the parent writes the child's pid to before it proceeds. */
-  cgroupProcsFds?: number[];
+  /** `tasks` files of v1 cgroups the child moves itself into before it proceeds (native/cgroup.cc). */
+  cgroupTasksFds?: number[];
   /** /proc/sys/user limits the child sets in its own user namespace. */
   budgets?: { path: string; value: string }[];
 }

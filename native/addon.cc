@@ -179,19 +179,19 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
   plan.initPath = r.str("initPath", !plan.useInit);
   plan.seccomp = r.flag("seccomp", true);
   plan.cgroupFd = static_cast<int>(r.num("cgroupFd", true, -1));
-  Napi::Value procs = r.raw("cgroupProcsFds");
+  Napi::Value procs = r.raw("cgroupTasksFds");
   if (!procs.IsUndefined()) {
     if (!procs.IsArray()) {
-      r.fail("cgroupProcsFds", "an array of fds");
+      r.fail("cgroupTasksFds", "an array of fds");
     } else {
       auto a = procs.As<Napi::Array>();
       for (uint32_t i = 0; i < a.Length(); ++i) {
         Napi::Value e = a.Get(i);
         if (!e.IsNumber()) {
-          r.fail("cgroupProcsFds", "an array of fds");
+          r.fail("cgroupTasksFds", "an array of fds");
           break;
         }
-        plan.cgroupProcsFds.push_back(e.As<Napi::Number>().Int32Value());
+        plan.cgroupTasksFds.push_back(e.As<Napi::Number>().Int32Value());
       }
     }
   }

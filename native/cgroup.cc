@@ -10,10 +10,18 @@
 //   sit in memory a filter cannot read), but that filter is installed in the child, long after.
 //   Where clone3 itself is missing (before 5.7, or an outer container's seccomp profile makes it
 //   ENOSYS, as Docker's does), the parent falls back to the v1 way below.
-// - cgroup v1 (and that fallback): the parent writes the child's pid to each hierarchy's
-//   cgroup.procs while the child waits on its sync pipe, before it has done anything: until
-//   then it has only run in the parent's memory (CLONE_VM), whose pages are charged to the
-//   parent anyway, and it has not forked.
+// - cgroup v1: the child moves itself, first thing after its sync point, before it has done
+//   anything else: until then it has only run in the parent's memory (CLONE_VM), whose pages
+//   are charged to the parent anyway, and it has not forked. It writes "0" to each hierarchy's
+//   `tasks` file (descriptors TypeScript opened, which the child's copy of the fd table holds).
+//   Why not the parent writing the child's pid to cgroup.procs: moving a whole thread group
+//   takes the global cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period
+//   — measured at 12-16 ms per spawn on the busy development VM, more than the whole spawn —
+//   while a single thread moving itself ("0" to `tasks`) skips that lock (kernel/cgroup/
+//   cgroup.c, cgroup_procs_write_start: "If we migrate a single thread, we don't care about
+//   threadgroup stability"). The child is a thread group of one, so this moves all of it.
+// - The clone3 fallback: the parent writes the child's pid to the v2 cgroup's cgroup.procs
+//   while the child waits on its sync pipe.
 //
 // Why clone3 needs assembly here: with CLONE_VM the child must start on a stack of its own, and
 // clone3 returns twice from one call — in the child on that new stack, where the C function
@@ -31,6 +39,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "syscall.h"
 
 #ifndef SYS_clone3
 #define SYS_clone3 435  // same number on x86_64 and aarch64
@@ -109,26 +118,24 @@ pid_t cloneIntoCgroup(unsigned long flags, void* stackBase, size_t stackSize, in
   return static_cast<pid_t>(rc);
 }
 
-// Writes `pid` to cgroup.procs of every hierarchy the plan names (and, after a clone3 fallback,
-// to the v2 cgroup's). v1 lets a process move another whose uid it shares, which holds here:
-// the child still has the caller's credentials outside its user namespace.
-int joinCgroupsFromParent(pid_t pid, const Plan& plan, bool v2Too, int* index) {
+// After a clone3 fallback: writes `pid` to the v2 cgroup's cgroup.procs.
+int joinV2CgroupFromParent(pid_t pid, const Plan& plan) {
   char text[16];
   int len = snprintf(text, sizeof text, "%d", static_cast<int>(pid));
-  for (size_t i = 0; i < plan.cgroupProcsFds.size(); ++i) {
-    if (write(plan.cgroupProcsFds[i], text, static_cast<size_t>(len)) != len) {
-      *index = static_cast<int>(i);
-      return errno;
-    }
-  }
-  if (v2Too && plan.cgroupFd >= 0) {
-    int fd = openat(plan.cgroupFd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
-    int err = 0;
-    if (fd < 0) return errno;
-    if (write(fd, text, static_cast<size_t>(len)) != len) err = errno;
-    close(fd);
-    *index = -1;
-    return err;
+  int fd = openat(plan.cgroupFd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int err = write(fd, text, static_cast<size_t>(len)) == len ? 0 : errno;
+  close(fd);
+  return err;
+}
+
+// The child, into each v1 cgroup: "0" (this thread) to the hierarchy's `tasks`. v1 allows it
+// to whoever may write the file and shares the uid of the task moved, which is itself; the fd
+// was opened with the caller's credentials, which the check uses.
+int joinCgroupsInChild(const Plan& plan, int* index) {
+  for (size_t i = 0; i < plan.cgroupTasksFds.size(); ++i) {
+    *index = static_cast<int>(i);
+    if (int err = sysError(sys(SYS_write, plan.cgroupTasksFds[i], "0", 1))) return err;
   }
   return 0;
 }

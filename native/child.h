@@ -51,7 +51,8 @@ int setBudgetsInChild(const Plan& plan, int* index);
 // cgroup.cc
 pid_t cloneIntoCgroup(unsigned long flags, void* stackBase, size_t stackSize, int cgroupFd,
                       int (*fn)(void*), void* arg, int* pidfd);
-int joinCgroupsFromParent(pid_t pid, const Plan& plan, bool v2Too, int* index);
+int joinV2CgroupFromParent(pid_t pid, const Plan& plan);
+int joinCgroupsInChild(const Plan& plan, int* index);
 
 // child.cc
 [[noreturn]] void runChild(const Plan& plan, const Prepared& prep);

@@ -134,10 +134,10 @@ struct Plan {
   bool seccomp = true;
 
   // Limits (lib/limits). The v2 cgroup the child is cloned into (a directory fd, or -1); the
-  // cgroup.procs files of v1 hierarchies the parent writes the child's pid to before the sync
-  // point; the budgets the child sets in its user namespace before anything else.
+  // `tasks` files of v1 hierarchies the child moves itself into right after the sync point
+  // (cgroup.cc); the budgets the child sets in its user namespace before anything else.
   int cgroupFd = -1;
-  std::vector<int> cgroupProcsFds;
+  std::vector<int> cgroupTasksFds;
   std::vector<Budget> budgets;
 };
 

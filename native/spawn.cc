@@ -278,16 +278,13 @@ SpawnResult spawnSandbox(Plan& plan) {
     closeAll(prep);
     return fail(Step::kIdMap, err);
   }
-  int cgroupIndex = -1;
-  if (int err = joinCgroupsFromParent(pid, plan, joinV2, &cgroupIndex)) {
+  if (int err = joinV2 ? joinV2CgroupFromParent(pid, plan) : 0) {
     close(prep.syncPipe[1]);
     reap(pid, pidfd);
     close(pidfd);
     childGone();
     closeAll(prep);
-    result.failed = true;
-    result.error = {static_cast<int32_t>(Step::kCgroup), err, cgroupIndex};
-    return result;
+    return fail(Step::kCgroup, err);
   }
   char go = 'G';
   ssize_t written = write(prep.syncPipe[1], &go, 1);

@@ -361,11 +361,12 @@ export class SandboxCgroup {
 
   /**
    * Descriptors for the addon: the v2 cgroup's directory (clone3 CLONE_INTO_CGROUP) and the v1
-   * cgroups' cgroup.procs files (written at the sync point). Close them once the spawn returned.
+   * cgroups' `tasks` files (the child moves itself at its sync point). Close them once the
+   * spawn returned.
    */
-  planFds(): { cgroupFd: number; cgroupProcsFds: number[] } {
+  planFds(): { cgroupFd: number; cgroupTasksFds: number[] } {
     let cgroupFd = -1;
-    const cgroupProcsFds: number[] = [];
+    const cgroupTasksFds: number[] = [];
     for (const { hierarchy, dir } of this.dirs) {
       if (hierarchy.version === 2) {
         this.step('open', dir, () => {
@@ -373,15 +374,15 @@ export class SandboxCgroup {
         });
         this.fds.push(cgroupFd);
       } else {
-        const file = path.join(dir, 'cgroup.procs');
+        const file = path.join(dir, 'tasks');
         this.step('open', file, () => {
           const fd = fs.openSync(file, fs.constants.O_WRONLY);
-          cgroupProcsFds.push(fd);
+          cgroupTasksFds.push(fd);
           this.fds.push(fd);
         });
       }
     }
-    return { cgroupFd, cgroupProcsFds };
+    return { cgroupFd, cgroupTasksFds };
   }
 
   closeFds(): void {

@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as util from 'node:util';
 import { cgroupMechanism, kernelBudgets } from './limits';
+import { cgroupLayout, placement } from './limits/cgroup';
 import { native } from './native';
 
 export interface HostCheck {
@@ -22,8 +23,10 @@ export interface HostReport {
   userNamespaces: HostCheck;
   seccomp: HostCheck;
   landlock: HostCheck & { abi: number };
-  /** Which cgroups hold the sandbox's memory, pids and cpu (v1, v2, delegated or not), and the fallbacks. */
   cgroupDelegation: HostCheck;
+  /** What holds the sandbox's memory, pids and cpu here, as a check ... */
+  limitsCheck: HostCheck;
+  /** ... and in detail. */
   limits: LimitsProbe;
   apparmor: HostCheck;
   kernelVersion: HostCheck;
@@ -120,14 +123,29 @@ export function probeHost(): HostReport {
     fix: abi > 0 ? undefined : 'optional: boot with lsm=...,landlock (5.13+) for an extra filesystem layer in later versions',
   };
 
-  const limits = probeLimits();
+  // cgroup v2 delegation: whether this process may make cgroups in the unified hierarchy (as root,
+  // or in a subtree systemd delegated: user@UID.service, Delegate=yes), and what it offers.
+  const unified = cgroupLayout().unified;
+  const v2 = unified === undefined ? undefined : placement(unified, []);
+  const offers = unified?.offers.length ? unified.offers.join(', ') : 'no memory, pids or cpu controller';
   const cgroupDelegation: HostCheck = {
+    ok: v2?.ok === true,
+    detail:
+      unified === undefined
+        ? 'no cgroup v2 hierarchy mounted'
+        : v2?.ok
+          ? `cgroup v2, ${unified.own} is writable (${offers})`
+          : `cgroup v2, ${v2?.reason} (${offers})`,
+    fix: v2?.ok ? undefined : 'optional: run under `systemd-run --user --scope -p Delegate=yes` for a delegated cgroup',
+  };
+  const limits = probeLimits();
+  const limitsCheck: HostCheck = {
     ok: limits.held.length === 3,
     detail: limits.detail,
     fix:
       limits.held.length === 3
         ? undefined
-        : 'optional: run as root, or under a delegated cgroup (`systemd-run --user --scope -p Delegate=yes stockade run ...`, or STOCKADE_CGROUP_PARENT naming a cgroup this user may write); without one, memory and CPU of the whole sandbox are not held (README: Limits)',
+        : 'optional: run as root, or under a delegated cgroup (`systemd-run --user --scope -p Delegate=yes stockade run ...`, or STOCKADE_CGROUP_PARENT naming a cgroup this user may write); without one, memory and CPU of the whole sandbox are not held (README: Resource limits)',
   };
 
   const apparmorEnabled = read('/sys/module/apparmor/parameters/enabled') === 'Y';
@@ -155,6 +173,7 @@ export function probeHost(): HostReport {
     seccomp,
     landlock,
     cgroupDelegation,
+    limitsCheck,
     limits,
     apparmor,
     kernelVersion,

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { type SandboxOptions, SandboxOptionsError, spawnSandboxed } from '../lib';
 import { cgroupLayout } from '../lib/limits/cgroup';
-import { probeLimits } from '../lib/probe';
+import { probeHost, probeLimits } from '../lib/probe';
 import { isRoot, openFdCount, type RunResult, repoRoot } from './helpers';
 
 const unprivileged = process.env.STOCKADE_TEST_UNPRIVILEGED === '1';
@@ -111,6 +111,31 @@ describe('limits: what holds them is visible', () => {
     }
     assert.equal(limits.budgets?.max_user_namespaces, 0);
     assert.ok((limits.budgets?.max_inotify_instances ?? 0) >= 1);
+  });
+});
+
+describe('limits: the sandbox is in its own cgroups from the start', () => {
+  test('in every hierarchy that holds a controller, and born in its v2 cgroup (clone3)', async () => {
+    const layout = cgroupLayout();
+    const child = spawnSandboxed('python3', ['-c', 'import sys; print(open("/proc/self/cgroup").read(), flush=True); sys.stdin.read()'], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const inside = await new Promise<string>((resolve) => child.stdout?.once('data', (d: Buffer) => resolve(d.toString())));
+    const host = fs.readFileSync(`/proc/${child.pid}/cgroup`, 'utf8');
+    child.stdin?.end();
+    await child.exited;
+    const name = new RegExp(`/stockade/${process.pid}-\\d+$`);
+    for (const c of mechanism.held.filter((h) => h !== 'cpu')) {
+      const line = host.split('\n').find((l) => l.split(':')[1]?.split(',').includes(c));
+      assert.match(line ?? '', name, `${c}: ${host}`);
+    }
+    const v2 = layout.unified && probeHost().cgroupDelegation.ok;
+    if (v2) {
+      assert.match(host.split('\n').find((l) => l.startsWith('0::')) ?? '', name);
+      // Cloned into it: its cgroup namespace is rooted there, so it sees itself at the root.
+      assert.match(inside, /^0::\/$/m);
+    }
+    if (isRoot) assert.ok(v2 || layout.unified === undefined, 'as root the v2 hierarchy takes a sandbox cgroup');
   });
 });
 

@@ -43,7 +43,8 @@ export async function main(argv: string[]): Promise<number> {
     ['seccomp', report.seccomp, true],
     ['AppArmor', report.apparmor, true],
     ['Landlock', report.landlock, false],
-    ['limits (cgroups)', report.cgroupDelegation, false],
+    ['cgroup v2 delegation', report.cgroupDelegation, false],
+    ['limits', report.limitsCheck, false],
   ];
   const lines = [`stockade doctor — Linux ${report.kernel} (${report.arch}), running as uid ${report.uid}`];
   for (const [name, check, required] of rows) {

@@ -127,7 +127,7 @@ function readLayout(self: string): CgroupLayout {
   const dirOf = (mount: { root: string; point: string }, cgroup: string) => {
     // A mount of a sub-tree (a container's) shows cgroups relative to its root.
     const rel = mount.root === '/' ? cgroup : cgroup.startsWith(mount.root) ? cgroup.slice(mount.root.length) : undefined;
-    return rel === undefined ? undefined : path.join(mount.point, rel);
+    return rel === undefined ? undefined : path.resolve(mount.point, `.${rel}`);
   };
   for (const m of mounts()) {
     if (m.type === 'cgroup2' && layout.unified === undefined) {

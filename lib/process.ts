@@ -179,7 +179,8 @@ export class SandboxedProcess extends EventEmitter {
     if ('error' in result) {
       this.oomWatch?.close();
       void this.cgroup?.remove();
-      this.failAsync(fromNative(result.error, resolved.describe));
+      const cgroupFiles = this.cgroup?.dirs.filter((d) => d.hierarchy.version === 1).map((d) => `${d.dir}/tasks`) ?? [];
+      this.failAsync(fromNative(result.error, (step, index) => (step === 'cgroup' ? cgroupFiles[index] : resolved.describe(step, index))));
       return;
     }
     this.pid = result.pid;

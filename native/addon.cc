@@ -71,6 +71,20 @@ class Reader {
     }
     return out;
   }
+  // An array of int32 (fds) at `key`; absent is empty when optional.
+  std::vector<int> ints(const char* key, bool optional = false) {
+    std::vector<int> out;
+    Napi::Value v = obj_.Get(key);
+    if (optional && v.IsUndefined()) return out;
+    if (!v.IsArray()) return fail(key, "an array of fds"), out;
+    auto a = v.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      Napi::Value e = a.Get(i);
+      if (!e.IsNumber()) return fail(key, "an array of fds"), out;
+      out.push_back(e.As<Napi::Number>().Int32Value());
+    }
+    return out;
+  }
   // Calls each(reader, index) for every object of the array at `key`.
   template <typename F>
   void objects(const char* key, F each) {
@@ -153,21 +167,8 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
     plan.listeners.push_back(spec);
   });
   if (plan.listeners.size() > kMaxListeners) r.fail("listeners", "at most 64 entries");
-  Napi::Value fds = r.raw("fds");
-  if (!fds.IsArray()) {
-    r.fail("fds", "an array of fds");
-  } else {
-    auto a = fds.As<Napi::Array>();
-    for (uint32_t i = 0; i < a.Length(); ++i) {
-      Napi::Value e = a.Get(i);
-      if (!e.IsNumber()) {
-        r.fail("fds", "an array of fds");
-        break;
-      }
-      plan.fds.push_back(e.As<Napi::Number>().Int32Value());
-    }
-    if (plan.fds.size() > static_cast<size_t>(kMaxFds)) r.fail("fds", "at most 64 entries");
-  }
+  plan.fds = r.ints("fds");
+  if (plan.fds.size() > static_cast<size_t>(kMaxFds)) r.fail("fds", "at most 64 entries");
   r.objects("limits", [&](Reader& l, uint32_t) {
     Limit limit;
     limit.resource = static_cast<int32_t>(l.num("resource"));
@@ -179,22 +180,8 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
   plan.initPath = r.str("initPath", !plan.useInit);
   plan.seccomp = r.flag("seccomp", true);
   plan.cgroupFd = static_cast<int>(r.num("cgroupFd", true, -1));
-  Napi::Value procs = r.raw("cgroupTasksFds");
-  if (!procs.IsUndefined()) {
-    if (!procs.IsArray()) {
-      r.fail("cgroupTasksFds", "an array of fds");
-    } else {
-      auto a = procs.As<Napi::Array>();
-      for (uint32_t i = 0; i < a.Length(); ++i) {
-        Napi::Value e = a.Get(i);
-        if (!e.IsNumber()) {
-          r.fail("cgroupTasksFds", "an array of fds");
-          break;
-        }
-        plan.cgroupTasksFds.push_back(e.As<Napi::Number>().Int32Value());
-      }
-    }
-  }
+  plan.cgroupTasksFds = r.ints("cgroupTasksFds", true);
+  if (plan.cgroupTasksFds.size() > 8) r.fail("cgroupTasksFds", "at most 8 entries");
   r.objects("budgets", [&](Reader& b, uint32_t) {
     Budget budget;
     budget.path = b.str("path");

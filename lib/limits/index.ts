@@ -19,6 +19,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import type { NativePlan } from '../native';
+import type { SandboxLimits } from '../options';
 import { type CgroupSettings, type Controller, cgroupLayout, controllers, limitFile, mounts, type Placement, placement } from './cgroup';
 
 export { SandboxCgroup } from './cgroup';
@@ -33,14 +34,7 @@ export function defaultMemory(): number {
 }
 
 /** Limits as validated by lib/plan.ts: positive integers (bytes for memory and fileSize), cpus a positive number. */
-export interface ValidLimits {
-  memory?: number;
-  pids?: number;
-  cpu?: number;
-  cpus?: number;
-  openFiles?: number;
-  fileSize?: number;
-}
+export type ValidLimits = Omit<SandboxLimits, 'wallTime'>;
 
 /** One limit in force: its value and what enforces it ('cgroup v1 pids.max', 'RLIMIT_NPROC in the sandbox's user namespace'). */
 export interface LimitInForce {

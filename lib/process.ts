@@ -230,8 +230,9 @@ export class SandboxedProcess extends EventEmitter {
 
   /**
    * The sandbox's cgroups (lib/limits), made before the spawn and handed to the addon as fds. On
-   * cgroup v1 the OOM watch is registered now, before the payload can allocate: v1 kills one
-   * process on OOM, so the launcher ends the whole sandbox, as v2's memory.oom.group does.
+   * cgroup v1 the OOM watch is registered now, before the payload can allocate: v1's OOM killer
+   * is off for the sandbox (it would kill one process), so the launcher ends the whole sandbox,
+   * as v2's memory.oom.group does.
    */
   private joinCgroup(plan: NativePlan): void {
     const spec = this.resolved?.limits.cgroup;
@@ -245,6 +246,7 @@ export class SandboxedProcess extends EventEmitter {
     try {
       this.oomWatch = new (native().OomWatch)(control, oom, () => {
         this.oomWatch?.close();
+        this.cgroup?.noteOom();
         this.handle?.kill(osConstants.signals.SIGKILL);
       });
     } catch (err) {

@@ -4,8 +4,9 @@
 //
 // cgroup v2 kills the whole sandbox itself on OOM (memory.oom.group=1). cgroup v1 has no such
 // switch: its OOM killer picks the largest process in the cgroup, and a payload whose worker
-// was killed would run on, half dead. So lib/limits ends the whole sandbox when its memory
-// cgroup reports an OOM, and that report comes through v1's notification API: an eventfd,
+// was killed would run on, half dead. So lib/limits turns v1's killer off for the sandbox (a
+// task at the limit waits) and ends the whole sandbox when its memory cgroup reports the OOM,
+// and that report comes through v1's notification API: an eventfd,
 // registered by writing "<eventfd> <fd of memory.oom_control>" to cgroup.event_control, becomes
 // readable on every OOM in the cgroup. The eventfd is polled from the libuv loop (Node cannot
 // poll an eventfd itself) and each wakeup calls onOom(). No policy here.

@@ -296,6 +296,8 @@ export class SandboxCgroup {
   readonly dirs: { hierarchy: Hierarchy; dir: string; holds: Controller[] }[] = [];
   private fds: number[] = [];
   private removed = false;
+  /** OOMs the launcher acted on (v1, where the kernel's killer is off and counts none). */
+  private oomsHandled = 0;
 
   /**
    * Makes and configures the cgroups; `where` says which hierarchy holds which controller
@@ -344,7 +346,11 @@ export class SandboxCgroup {
         this.set(dir, 'memory.limit_in_bytes', String(s.memory));
         // memory+swap equal to memory: no swap. Absent without swap accounting (swapaccount=0).
         this.set(dir, 'memory.memsw.limit_in_bytes', String(s.memory), true);
-        // v1 has no oom.group: process.ts kills the whole sandbox on the OOM event (native/oomwatch.cc).
+        // v1 has no oom.group, and its OOM killer takes one process: the rest of the sandbox would
+        // see it die and run on. So the killer is off for this cgroup (a task that hits the
+        // limit waits instead), and process.ts kills the whole sandbox on the OOM notification
+        // (native/oomwatch.cc): all of it or nothing, as v2's memory.oom.group.
+        this.set(dir, 'memory.oom_control', '1');
       }
     } else if (c === 'pids' && s.pids !== undefined) {
       this.set(dir, 'pids.max', String(s.pids));
@@ -395,9 +401,14 @@ export class SandboxCgroup {
     return this.dirs.find((d) => d.hierarchy.version === 1 && d.holds.includes('memory'))?.dir;
   }
 
+  /** Records an OOM the launcher ended the sandbox for (v1). */
+  noteOom(): void {
+    this.oomsHandled++;
+  }
+
   /** OOM kills and refused forks so far. */
   events(): CgroupEvents {
-    const out: CgroupEvents = { oomKills: 0, pidsRefused: 0 };
+    const out: CgroupEvents = { oomKills: this.oomsHandled, pidsRefused: 0 };
     const field = (text: string | undefined, key: string) => Number(new RegExp(`^${key} (\\d+)$`, 'm').exec(text ?? '')?.[1] ?? 0);
     for (const { hierarchy, dir, holds } of this.dirs) {
       if (holds.includes('memory')) {

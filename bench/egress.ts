@@ -3,15 +3,17 @@
 // tunnelled connection. Three processes (sink server, proxy, client) so the proxy's cost is not
 // hidden in, or inflated by, a shared event loop. Reports numbers only; asserts nothing.
 //
-//   EGRESS_BENCH_BYTES  bytes per transfer (default 1 GiB)
+//   EGRESS_BENCH_BYTES  bytes per transfer (default 256 MiB), EGRESS_ROUNDS (default 4)
 //   EGRESS_BENCH_CONNS  connections for the latency sample (default 500)
 //   EGRESS_BENCH_IDLE   idle tunnels for the memory sample (default 1000)
 //   EGRESS_BENCH_KERNEL_RELAY=0  keep tunnel bytes in JavaScript (the proxy's kernelRelay: false)
 import { fork } from 'node:child_process';
 import { connect, createServer, type Socket } from 'node:net';
 import { EgressProxy } from '../lib/net/proxy';
+import { interleave, knob, median, ratio, report, section } from './harness';
 
-const BYTES = Number(process.env.EGRESS_BENCH_BYTES ?? 2 ** 30);
+const BYTES = Number(process.env.EGRESS_BENCH_BYTES ?? 2 ** 28);
+const ROUNDS = knob('EGRESS_ROUNDS', 4);
 const CONNS = Number(process.env.EGRESS_BENCH_CONNS ?? 500);
 const IDLE = Number(process.env.EGRESS_BENCH_IDLE ?? 1000);
 const KERNEL_RELAY = process.env.EGRESS_BENCH_KERNEL_RELAY !== '0';
@@ -142,41 +144,51 @@ async function latency(path: Path, sinkPort: number, proxyPort: number): Promise
   return ms;
 }
 
-function pct(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
-
 async function main(): Promise<void> {
   const sink = await child('sink');
   const sinkPort = sink.msg.port as number;
   const proxy = await child('proxy', String(sinkPort));
   const proxyPort = proxy.msg.proxyPort as number;
-  const rows: [string, string][] = [];
-  const mib = (bps: number): string => `${(bps / 2 ** 20).toFixed(0)} MiB/s`;
-
-  // The proxy's CPU time (user + system) per GiB relayed: steadier than throughput on a busy host.
-  const proxyCpu = async (path: Path): Promise<[number, string]> => {
+  // Throughput (MiB/s) and the proxy's CPU per GiB, the three paths interleaved over rounds.
+  const cpu: Record<Path, number[]> = { direct: [], connect: [], transparent: [] };
+  const throughput = (path: Path) => async (): Promise<number> => {
     const before = (await ask(proxy.proc, 'cpu')).cpu as NodeJS.CpuUsage;
     const bps = await transfer(path, sinkPort, proxyPort);
     const used = (await ask(proxy.proc, 'cpu')).cpu as NodeJS.CpuUsage;
-    const ms = (used.user - before.user + used.system - before.system) / 1000 / (BYTES / 2 ** 30);
-    return [bps, `proxy CPU ${ms.toFixed(0)} ms/GiB`];
+    cpu[path].push((used.user - before.user + used.system - before.system) / 1000 / (BYTES / 2 ** 30));
+    return bps / 2 ** 20;
   };
-  const direct = await transfer('direct', sinkPort, proxyPort);
-  const [tunnel, tunnelCpu] = await proxyCpu('connect');
-  const [transparent, transparentCpu] = await proxyCpu('transparent');
-  rows.push([`transfer size`, `${(BYTES / 2 ** 20).toFixed(0)} MiB`]);
-  rows.push(['relay', KERNEL_RELAY ? 'kernel (splice) where possible' : 'JavaScript (EGRESS_BENCH_KERNEL_RELAY=0)']);
-  rows.push(['direct', mib(direct)]);
-  rows.push(['CONNECT tunnel', `${mib(tunnel)}  (ratio ${(tunnel / direct).toFixed(2)}), ${tunnelCpu}`]);
-  rows.push(['transparent', `${mib(transparent)}  (ratio ${(transparent / direct).toFixed(2)}), ${transparentCpu}`]);
+  const bulk = section(
+    'egress',
+    `egress throughput, ${(BYTES / 2 ** 20).toFixed(0)} MiB per transfer, ${ROUNDS} rounds interleaved (MiB/s)`,
+  );
+  bulk.modes = await interleave(
+    { direct: throughput('direct'), 'CONNECT tunnel': throughput('connect'), transparent: throughput('transparent') },
+    { rounds: ROUNDS, perRound: 1, warmup: 1, unit: 'MiB/s' },
+  );
+  bulk.ratios.push(ratio(bulk.modes, 'CONNECT tunnel', 'direct'), ratio(bulk.modes, 'transparent', 'direct'));
+  bulk.figures.relay = KERNEL_RELAY ? 'kernel (splice) where possible' : 'JavaScript (EGRESS_BENCH_KERNEL_RELAY=0)';
+  for (const p of ['connect', 'transparent'] as Path[])
+    bulk.figures[`proxy CPU per GiB, ${p} (ms, median)`] = median(cpu[p].slice(1)).toFixed(0);
+  bulk.notes.push(
+    'throughput: a ratio below 1 is slower than direct; client, proxy and sink are separate node processes on the same cores',
+  );
+  report(bulk);
 
-  for (const path of ['direct', 'connect', 'transparent'] as Path[]) {
-    const samples: number[] = [];
-    for (let i = 0; i < CONNS; i++) samples.push(await latency(path, sinkPort, proxyPort));
-    samples.sort((a, b) => a - b);
-    rows.push([`connect+first byte ${path} (n=${CONNS})`, `p50 ${pct(samples, 50).toFixed(3)} ms, p95 ${pct(samples, 95).toFixed(3)} ms`]);
-  }
+  const lat = section(
+    'egress-latency',
+    `egress connect + first byte, ${ROUNDS} rounds x ${Math.ceil(CONNS / ROUNDS)} connections, interleaved (ms)`,
+  );
+  lat.modes = await interleave(
+    {
+      direct: () => latency('direct', sinkPort, proxyPort),
+      'CONNECT tunnel': () => latency('connect', sinkPort, proxyPort),
+      transparent: () => latency('transparent', sinkPort, proxyPort),
+    },
+    { rounds: ROUNDS, perRound: Math.ceil(CONNS / ROUNDS), warmup: 20 },
+  );
+  report(lat);
+  const rows: [string, string][] = [];
 
   const before = (await ask(proxy.proc, 'mem')).mem as NodeJS.MemoryUsage;
   const idle: Socket[] = [];
@@ -189,9 +201,9 @@ async function main(): Promise<void> {
   rows.push([`proxy memory per idle tunnel (n=${IDLE})`, `rss ${per('rss')}, heap ${per('heapUsed')}`]);
   for (const s of idle) s.destroy();
 
-  const width = Math.max(...rows.map(([k]) => k.length));
-  console.log(`egress proxy benchmark (node ${process.version}, loopback)`);
-  for (const [k, v] of rows) console.log(`  ${k.padEnd(width)}  ${v}`);
+  const mem = section('egress-memory', 'egress proxy memory');
+  for (const [k, v] of rows) mem.figures[k] = v;
+  report(mem);
   sink.proc.kill();
   proxy.proc.kill();
 }

@@ -1,59 +1,91 @@
-// MCP round trip: 1,000 calls of server-everything's echo tool from the official SDK client,
-// with the server run directly, through `stockade run`, and through `stockade run --tools`
-// (the tool layer parses every message); and cold start to `initialized` for each. Ratios are
-// against the direct run of the same process. Goals (issue #5): <= 1.05 without the tool layer,
-// <= 1.2 with it.
+// MCP: server-everything's echo tool called from the official SDK client, with the server run
+// directly, through `stockade run` (stdio handed over: should be at par) and through
+// `stockade run --tools` (one more process hop, every message parsed). One client per mode stays
+// connected; the rounds interleave the modes, each round a batch of sequential calls per mode,
+// so the per-call figure of every mode comes from the same minutes of the machine. Then cold
+// start to `initialized`, interleaved the same way.
+//
+//   MCP_ROUNDS (default 8), MCP_CALLS (calls per mode per round, default 200), MCP_STARTS (default 4 per round)
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { interleave, knob, ratio, report, type Sampler, section } from './harness';
 
 const root = path.join(__dirname, '..', '..');
 const server = path.join(root, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
 const launcher = path.join(root, 'bin', 'stockade.js');
-const CALLS = Number(process.env.MCP_CALLS ?? 1000);
-const STARTS = Number(process.env.MCP_STARTS ?? 10);
+const ROUNDS = knob('MCP_ROUNDS', 8);
+const CALLS = knob('MCP_CALLS', 200);
+const STARTS = knob('MCP_STARTS', 4);
 
-const modes: Record<string, string[]> = {
-  direct: [server, 'stdio'],
-  'stockade run': [launcher, 'run', '--ro', path.join(root, 'node_modules'), '--', 'node', server, 'stdio'],
-  'stockade run --tools': [launcher, 'run', '--ro', path.join(root, 'node_modules'), '--tools', 'echo', '--', 'node', server, 'stdio'],
+// Each mode: the command the SDK client starts, and its arguments.
+const modes: Record<string, [string, string[]]> = {
+  direct: [process.execPath, [server, 'stdio']],
+  'stockade run': [process.execPath, [launcher, 'run', '--ro', path.join(root, 'node_modules'), '--', process.execPath, server, 'stdio']],
+  'stockade run --tools': [
+    process.execPath,
+    [launcher, 'run', '--ro', path.join(root, 'node_modules'), '--tools', 'echo', '--', process.execPath, server, 'stdio'],
+  ],
 };
+// The sandbox is a session of its own (setsid, so that no terminal can be pushed input). Where
+// the kernel groups the scheduler by session (sched_autogroup_enabled), that alone moves the
+// server to another autogroup, whose wakeups then compete with every other session's: the
+// direct server in a session of its own isolates that cost from the sandbox's.
+if (fs.existsSync('/usr/bin/setsid')) modes['direct, own session (setsid)'] = ['/usr/bin/setsid', [process.execPath, server, 'stdio']];
 
-async function connect(args: string[]): Promise<Client> {
+async function connect([command, args]: [string, string[]]): Promise<Client> {
   const client = new Client({ name: 'stockade-bench', version: '0' });
-  await client.connect(new StdioClientTransport({ command: process.execPath, args, stderr: 'ignore' }));
+  await client.connect(new StdioClientTransport({ command, args, stderr: 'ignore' }));
   return client;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
 async function main(): Promise<void> {
-  const results: Record<string, { calls: number; start: number }> = {};
-  for (const [name, args] of Object.entries(modes)) {
-    const starts: number[] = [];
-    for (let i = 0; i < STARTS; i++) {
-      const t = performance.now();
-      const c = await connect(args);
-      starts.push(performance.now() - t);
-      await c.close();
-    }
-    const client = await connect(args);
-    for (let i = 0; i < 50; i++) await client.callTool({ name: 'echo', arguments: { message: 'warm' } });
-    const t = performance.now();
-    for (let i = 0; i < CALLS; i++) await client.callTool({ name: 'echo', arguments: { message: `m${i}` } });
-    results[name] = { calls: performance.now() - t, start: median(starts) };
-    await client.close();
-  }
-  const base = results.direct;
-  console.log(`MCP: ${CALLS} sequential echo calls (SDK client, server-everything), cold start median of ${STARTS}`);
-  console.log(
-    `${'mode'.padEnd(24)}${'calls ms'.padStart(10)}${'x direct'.padStart(10)}${'start ms'.padStart(10)}${'x direct'.padStart(10)}`,
+  const clients: Record<string, Client> = {};
+  for (const [name, mode] of Object.entries(modes)) clients[name] = await connect(mode);
+  let n = 0;
+  const calls: Record<string, Sampler> = Object.fromEntries(
+    Object.keys(modes).map((name) => [
+      name,
+      async () => {
+        const t = performance.now();
+        for (let i = 0; i < CALLS; i++) await clients[name].callTool({ name: 'echo', arguments: { message: `m${n++}` } });
+        return ((performance.now() - t) / CALLS) * 1000; // µs per call
+      },
+    ]),
   );
-  for (const [name, r] of Object.entries(results)) {
-    console.log(
-      `${name.padEnd(24)}${r.calls.toFixed(0).padStart(10)}${(r.calls / base.calls).toFixed(2).padStart(10)}${r.start.toFixed(0).padStart(10)}${(r.start / base.start).toFixed(2).padStart(10)}`,
+  const rt = section('mcp', `MCP echo round trip: ${ROUNDS} rounds x ${CALLS} sequential calls per mode, interleaved (µs per call)`);
+  rt.modes = await interleave(calls, { rounds: ROUNDS, perRound: 1, warmup: 1, unit: 'µs/call' });
+  rt.ratios.push(ratio(rt.modes, 'stockade run', 'direct'), ratio(rt.modes, 'stockade run --tools', 'direct'));
+  if (rt.modes['direct, own session (setsid)']) {
+    rt.ratios.push(
+      ratio(rt.modes, 'direct, own session (setsid)', 'direct'),
+      ratio(rt.modes, 'stockade run', 'direct, own session (setsid)'),
     );
+    const auto = '/proc/sys/kernel/sched_autogroup_enabled';
+    rt.figures.sched_autogroup_enabled = fs.existsSync(auto) ? fs.readFileSync(auto, 'utf8').trim() : 'absent';
   }
+  for (const c of Object.values(clients)) await c.close();
+  report(rt);
+
+  const starts: Record<string, Sampler> = Object.fromEntries(
+    Object.entries(modes).map(([name, mode]) => [
+      name,
+      async () => {
+        const t = performance.now();
+        const c = await connect(mode);
+        const ms = performance.now() - t;
+        await c.close();
+        return ms;
+      },
+    ]),
+  );
+  const cold = section('mcp-start', `MCP cold start to initialized: ${ROUNDS} rounds x ${STARTS} per mode, interleaved (ms)`);
+  cold.modes = await interleave(starts, { rounds: ROUNDS, perRound: STARTS, warmup: 1 });
+  cold.ratios.push(ratio(cold.modes, 'stockade run', 'direct'));
+  const added = cold.modes['stockade run'].roundMedians.map((x, i) => x - cold.modes.direct.roundMedians[i]);
+  cold.figures['stockade run over direct, per-round medians (ms)'] = added.map((x) => x.toFixed(0)).join(', ');
+  report(cold);
 }
 
 main().catch((err) => {

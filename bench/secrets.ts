@@ -1,132 +1,124 @@
-// Cost of credential injection: HTTPS requests per second and p50/p95 latency on loopback for
-//   direct     client -> upstream (TLS)
-//   tunnel     client -> CONNECT stand-in -> TCP pass-through -> upstream (the path of hosts without secrets)
-//   intercept  client -> CONNECT stand-in -> SecretInterceptor (TLS termination, injection, re-encryption) -> upstream
-// sequentially (one keep-alive connection) and concurrently (16 keep-alive connections), all in one
-// run so the ratios compare like with like. Prints numbers; asserts nothing about time.
+// Cost of credential injection: HTTPS/1.1 keep-alive requests per second on loopback through
+//   direct     curl -> upstream
+//   tunnel     curl -> EgressProxy (CONNECT, no secret for the host: bytes pass untouched) -> upstream
+//   intercept  curl -> EgressProxy + SecretInterceptor (TLS terminated, header injected,
+//              re-encrypted) -> upstream
+// The client is curl (native, 1 or 16 parallel keep-alive connections: --parallel), the
+// upstream and the proxy run in processes of their own, so neither a JS client nor a shared
+// event loop is what is measured. Modes interleaved over rounds.
 //
-//   npx tsc -p tsconfig.json && node dist/bench/secrets.js [requests-per-mode]
+//   SECRETS_REQUESTS (per mode per round, default 2000), SECRETS_ROUNDS (default 5)
+import { type ChildProcess, execFile, fork } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as https from 'node:https';
-import type * as net from 'node:net';
-import * as tls from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { EgressProxy } from '../lib/net/proxy';
 import { RunCa } from '../lib/secrets/ca';
 import { SecretInterceptor } from '../lib/secrets/intercept';
 import { resolveSecrets } from '../lib/secrets/spec';
-import { startConnectProxy, startUpstream, tlsThroughProxy } from '../test/helpers/secrets-harness';
+import { interleave, knob, ratio, report, type Sampler, section } from './harness';
 
 const HOST = 'api.bench.local';
+const REQUESTS = knob('SECRETS_REQUESTS', 2000);
+const ROUNDS = knob('SECRETS_ROUNDS', 5);
 
-type Mode = 'direct' | 'tunnel' | 'intercept';
+type Msg = { port?: number; caPem?: string; tunnel?: number; intercept?: number; runCaPem?: string; placeholder?: string };
 
-interface Result {
-  rps: number;
-  p50: number;
-  p95: number;
+async function runUpstream(): Promise<void> {
+  const ca = await RunCa.create({ commonName: 'stockade bench upstream CA' });
+  const leaf = await ca.leaf(HOST);
+  const server = https.createServer({ key: leaf.keyPem, cert: `${leaf.certPem}\n${ca.certPem}` }, (req, res) => {
+    req.resume();
+    req.on('end', () => res.end('{"ok":true}'));
+  });
+  server.keepAliveTimeout = 60_000;
+  server.listen({ host: '127.0.0.1', port: 0, backlog: 1024 }, () =>
+    process.send?.({ port: (server.address() as AddressInfo).port, caPem: ca.certPem }),
+  );
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+async function runProxy(upPort: number, upCaPem: string): Promise<void> {
+  const runCa = await RunCa.create();
+  const secrets = resolveSecrets([{ name: 'TOKEN', hosts: [`${HOST}:${upPort}`] }], { TOKEN: 'bench-real-token-value' });
+  const interceptor = new SecretInterceptor({ secrets, ca: runCa, upstreamCaPem: [upCaPem] });
+  const options = { allow: [`${HOST}:${upPort}`], resolve: [`${HOST}:${upPort}:127.0.0.1`] };
+  const listen = (proxy: EgressProxy): Promise<number> =>
+    new Promise((resolve) => {
+      const server = net.createServer();
+      server.listen({ host: '127.0.0.1', port: 0, backlog: 1024 }, () => {
+        proxy.serveHttpProxy(server);
+        resolve((server.address() as AddressInfo).port);
+      });
+    });
+  const tunnel = await listen(new EgressProxy(options, 'bench-tunnel'));
+  const intercept = await listen(new EgressProxy(options, 'bench-intercept', undefined, { interceptor }));
+  process.send?.({ tunnel, intercept, runCaPem: runCa.certPem, placeholder: interceptor.placeholders.TOKEN });
+}
+
+function child(role: string, ...args: string[]): Promise<{ proc: ChildProcess; msg: Msg }> {
+  const proc = fork(__filename, [role, ...args], { stdio: 'inherit' });
+  return new Promise((resolve, reject) => {
+    proc.once('message', (msg: Msg) => resolve({ proc, msg }));
+    proc.once('exit', (code) => reject(new Error(`${role} exited with ${code}`)));
+  });
 }
 
 async function main(): Promise<void> {
-  const total = Number(process.argv[2] ?? 4000);
-  const up = await startUpstream([HOST], { h1Only: true });
-  const runCa = await RunCa.create();
-  const secrets = resolveSecrets([{ name: 'TOKEN', hosts: [`${HOST}:${up.port}`] }], { TOKEN: 'bench-real-token-value' });
-  const ic = new SecretInterceptor({ secrets, ca: runCa, upstreamCaPem: [up.caPem] });
-  const intercepting = await startConnectProxy(ic);
-  const passThrough = await startConnectProxy(null);
-  const auth = `Bearer ${ic.placeholders.TOKEN}`;
+  const up = await child('upstream');
+  const upPort = up.msg.port as number;
+  const proxy = await child('proxy', String(upPort), up.msg.caPem as string);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stockade-bench-secrets-'));
+  try {
+    const upCa = path.join(dir, 'upstream-ca.pem');
+    const runCa = path.join(dir, 'run-ca.pem');
+    fs.writeFileSync(upCa, up.msg.caPem as string);
+    fs.writeFileSync(runCa, proxy.msg.runCaPem as string);
+    const urls = path.join(dir, 'urls');
+    fs.writeFileSync(urls, `url = "https://${HOST}:${upPort}/"\noutput = "/dev/null"\n`.repeat(REQUESTS));
 
-  // One keep-alive agent per client, whose single connection is made the way the mode says.
-  const agentFor = (mode: Mode): https.Agent => {
-    const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
-    const make = (): Promise<tls.TLSSocket> => {
-      if (mode === 'direct') {
-        return new Promise((resolve, reject) => {
-          const s = tls.connect({ host: '127.0.0.1', port: up.port, servername: HOST, ca: up.caPem, ALPNProtocols: ['http/1.1'] }, () =>
-            resolve(s),
-          );
-          s.on('error', reject);
+    /** One curl run of REQUESTS requests over `parallel` keep-alive connections: req/s. */
+    const curl = (parallel: number, via: 'direct' | 'tunnel' | 'intercept'): Sampler => {
+      const args = ['-s', '--fail', '--http1.1', '--resolve', `${HOST}:${upPort}:127.0.0.1`, '-K', urls];
+      args.push('-H', `authorization: Bearer ${proxy.msg.placeholder}`);
+      if (parallel > 1) args.push('--parallel', '--parallel-immediate', '--parallel-max', String(parallel));
+      if (via === 'direct') args.push('--cacert', upCa);
+      if (via === 'tunnel') args.push('--cacert', upCa, '--proxytunnel', '-x', `http://127.0.0.1:${proxy.msg.tunnel}`);
+      if (via === 'intercept') args.push('--cacert', runCa, '--proxytunnel', '-x', `http://127.0.0.1:${proxy.msg.intercept}`);
+      return () =>
+        new Promise((resolve, reject) => {
+          const t = performance.now();
+          execFile('curl', args, { maxBuffer: 1 << 20 }, (err, _out, stderr) => {
+            if (err) reject(new Error(`curl (${via}): ${err.message} ${stderr}`));
+            else resolve((REQUESTS / (performance.now() - t)) * 1000);
+          });
         });
-      }
-      const proxyPort = mode === 'tunnel' ? passThrough.port : intercepting.port;
-      return tlsThroughProxy(proxyPort, HOST, up.port, mode === 'tunnel' ? up.caPem : runCa.certPem);
     };
-    (agent as unknown as { createConnection: unknown }).createConnection = (
-      _opts: unknown,
-      cb: (err: Error | null, s?: net.Socket) => void,
-    ) => {
-      make().then(
-        (s) => cb(null, s),
-        (err) => cb(err),
+    for (const parallel of [1, 16]) {
+      const s = section(
+        `secrets-${parallel}`,
+        `credential injection, HTTPS/1.1 keep-alive, curl with ${parallel} connection(s), ${REQUESTS} requests per run, ${ROUNDS} rounds interleaved (req/s)`,
       );
-      return undefined;
-    };
-    return agent;
-  };
-
-  const request = (agent: https.Agent): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const req = https.request({ host: HOST, port: up.port, path: '/', agent, headers: { authorization: auth } }, (res) => {
-        res.resume();
-        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`status ${res.statusCode}`))));
-      });
-      req.on('error', reject);
-      req.end();
-    });
-
-  const measure = async (mode: Mode, clients: number, n: number): Promise<Result> => {
-    const agents = Array.from({ length: clients }, () => agentFor(mode));
-    // Warm-up: connections, leaf certificate, upstream pool; not counted.
-    await Promise.all(agents.map((a) => request(a)));
-    const latencies: number[] = [];
-    const perClient = Math.ceil(n / clients);
-    const start = process.hrtime.bigint();
-    await Promise.all(
-      agents.map(async (a) => {
-        for (let i = 0; i < perClient; i++) {
-          const t = process.hrtime.bigint();
-          await request(a);
-          latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
-        }
-      }),
-    );
-    const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-    for (const a of agents) a.destroy();
-    up.seen.length = 0;
-    up.wire.length = 0;
-    latencies.sort((a, b) => a - b);
-    return { rps: latencies.length / seconds, p50: percentile(latencies, 50), p95: percentile(latencies, 95) };
-  };
-
-  const fmt = (r: Result) =>
-    `${r.rps.toFixed(0).padStart(7)} req/s   p50 ${r.p50.toFixed(3).padStart(7)} ms   p95 ${r.p95.toFixed(3).padStart(7)} ms`;
-  console.log(`node ${process.version}, ${total} HTTPS/1.1 keep-alive requests per mode, loopback only`);
-  for (const [label, clients] of [
-    ['sequential (1 client)', 1],
-    ['concurrent (16 clients)', 16],
-  ] as const) {
-    const n = clients === 1 ? Math.ceil(total / 2) : total;
-    const results = {} as Record<Mode, Result>;
-    for (const mode of ['direct', 'tunnel', 'intercept'] as Mode[]) results[mode] = await measure(mode, clients, n);
-    console.log(`\n${label}`);
-    for (const mode of ['direct', 'tunnel', 'intercept'] as Mode[]) console.log(`  ${mode.padEnd(10)} ${fmt(results[mode])}`);
-    const d = results.direct;
-    const t = results.tunnel;
-    const x = results.intercept;
-    console.log(
-      `  ratios     intercept/direct rps ${(x.rps / d.rps).toFixed(2)}, intercept/tunnel rps ${(x.rps / t.rps).toFixed(2)}, tunnel/direct rps ${(t.rps / d.rps).toFixed(2)}`,
-    );
-    console.log(`             intercept/direct p50 ${(x.p50 / d.p50).toFixed(2)}x, p95 ${(x.p95 / d.p95).toFixed(2)}x`);
+      s.modes = await interleave(
+        { direct: curl(parallel, 'direct'), tunnel: curl(parallel, 'tunnel'), intercept: curl(parallel, 'intercept') },
+        { rounds: ROUNDS, perRound: 1, warmup: 1, unit: 'req/s' },
+      );
+      s.ratios.push(ratio(s.modes, 'intercept', 'direct'), ratio(s.modes, 'tunnel', 'direct'), ratio(s.modes, 'intercept', 'tunnel'));
+      s.notes.push('throughput: a ratio below 1 is slower than the baseline');
+      report(s);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+    up.proc.kill();
+    proxy.proc.kill();
   }
-  await ic.close();
-  await intercepting.close();
-  await passThrough.close();
-  await up.close();
 }
 
-main().catch((err) => {
+const [role, ...rest] = process.argv.slice(2);
+const run = role === 'upstream' ? runUpstream() : role === 'proxy' ? runProxy(Number(rest[0]), rest[1]) : main();
+run.catch((err) => {
   console.error(err);
   process.exit(1);
 });

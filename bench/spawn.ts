@@ -1,58 +1,61 @@
-// Spawn latency: spawnSandboxed('/bin/true') with full isolation vs child_process.spawn in the
-// same process and run (and vs bwrap when installed). Prints median and p95 and the ratios;
-// asserts nothing. spawnSandboxed runs with its default limits (a cgroup per sandbox where the
-// host gives one: memory, pids), with cpus as well (a cpu cgroup too), and with cgroups off
-// (STOCKADE_CGROUP_PARENT=none: rlimits and user-namespace budgets only), to show what the
-// cgroups cost.
+// Spawn: spawnSandboxed('/bin/true') with full isolation against child_process.spawn('/bin/true')
+// (and bwrap, where installed), interleaved, from call to exit. And what each costs the event
+// loop: the time the call itself holds the JS thread and, for spawnSandboxed, the JS thread's
+// whole share of a spawn (the call,
+// the addon's spawn and exit callbacks (timed by wrapping them) — as against waiting on the
+// spawner thread and the kernel).
+//
+//   SPAWN_ROUNDS (default 6), SPAWN_PER_ROUND (default 50)
+//
+// Where the host gives a cgroup, spawnSandboxed makes one per sandbox (lib/limits); the modes
+// 'cgroups off' (STOCKADE_CGROUP_PARENT=none) and '+ cpus' show what that costs.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { spawnSandboxed } from '../lib';
+import { native } from '../lib/native';
+import { interleave, knob, median, percentile, ratio, report, type Sampler, section } from './harness';
 
-type Runner = () => Promise<void>;
+const ROUNDS = knob('SPAWN_ROUNDS', 6);
+const PER_ROUND = knob('SPAWN_PER_ROUND', 50);
+const WARMUP = 20;
 
-function stats(samples: number[]): { median: number; p95: number } {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return { median: sorted[Math.floor(sorted.length / 2)], p95: sorted[Math.floor(sorted.length * 0.95)] };
-}
+type Costs = { call: number[]; held: number[] };
+const costs: Record<string, Costs> = {};
+let callbacks = 0; // ms the JS thread spent in the addon's callbacks during the current sample
 
-async function measure(run: Runner, iterations: number): Promise<number[]> {
-  for (let i = 0; i < 10; i++) await run(); // warm up
-  const samples: number[] = [];
-  for (let i = 0; i < iterations; i++) {
-    const start = process.hrtime.bigint();
-    await run();
-    samples.push(Number(process.hrtime.bigint() - start) / 1e6);
-  }
-  return samples;
-}
-
-const nodeSpawn: Runner = async () => {
-  const child = spawn('/bin/true', [], { stdio: 'ignore' });
-  await once(child, 'exit');
-};
-
-let blocked: number[] = [];
-const sandboxSpawn: Runner = async () => {
-  const start = process.hrtime.bigint();
-  const child = spawnSandboxed('/bin/true', [], { stdio: 'ignore' });
-  blocked.push(Number(process.hrtime.bigint() - start) / 1e6);
-  await child.exited;
-};
-
-/** The default spawn with cgroups off, or with a cpus limit on top. */
-function sandboxWith(mode: 'no-cgroups' | 'cpus'): Runner {
+/** Times a spawn to exit, and records the JS thread's share of it. */
+function timed(name: string, start: () => Promise<unknown>): Sampler {
+  costs[name] = { call: [], held: [] };
   return async () => {
-    const before = process.env.STOCKADE_CGROUP_PARENT;
-    if (mode === 'no-cgroups') process.env.STOCKADE_CGROUP_PARENT = 'none';
-    try {
-      const child = spawnSandboxed('/bin/true', [], { stdio: 'ignore', limits: mode === 'cpus' ? { cpus: 1 } : undefined });
-      await child.exited;
-    } finally {
-      if (before === undefined) delete process.env.STOCKADE_CGROUP_PARENT;
-      else process.env.STOCKADE_CGROUP_PARENT = before;
-    }
+    callbacks = 0;
+    const t0 = performance.now();
+    const done = start();
+    const call = performance.now() - t0;
+    await done;
+    const took = performance.now() - t0;
+    costs[name].call.push(call);
+    costs[name].held.push(call + callbacks);
+    return took;
   };
+}
+
+/** Wraps the addon's spawn so that its onSpawn and onExit callbacks are timed. */
+function timeAddonCallbacks(): void {
+  const addon = native();
+  const spawnNative = addon.spawn.bind(addon);
+  const timedCb =
+    <A extends unknown[]>(f: (...a: A) => void) =>
+    (...a: A): void => {
+      const t = performance.now();
+      try {
+        f(...a);
+      } finally {
+        callbacks += performance.now() - t;
+      }
+    };
+  addon.spawn = (plan, onExit, onSpawn) => spawnNative(plan, timedCb(onExit), timedCb(onSpawn));
 }
 
 function bwrapPath(): string | undefined {
@@ -60,70 +63,58 @@ function bwrapPath(): string | undefined {
   return undefined;
 }
 
-export async function benchSpawn(iterations = Number(process.env.SPAWN_ITERATIONS ?? 300)): Promise<void> {
-  const rows: [string, number[]][] = [];
-  // Interleave the rounds so that machine noise hits every contender alike.
-  const node: number[] = [];
-  const sandbox: number[] = [];
-  const noCgroups: number[] = [];
-  const cpus: number[] = [];
-  const { probeLimits } = await import('../lib/probe');
-  const cpuHeld = probeLimits().held.includes('cpu');
-  blocked = [];
-  for (let round = 0; round < 3; round++) {
-    node.push(...(await measure(nodeSpawn, iterations / 3)));
-    sandbox.push(...(await measure(sandboxSpawn, iterations / 3)));
-    noCgroups.push(...(await measure(sandboxWith('no-cgroups'), iterations / 3)));
-    if (cpuHeld) cpus.push(...(await measure(sandboxWith('cpus'), iterations / 3)));
-  }
-  console.log(`\nlimits: ${probeLimits().detail}`);
-  rows.push(['child_process.spawn', node], ['spawnSandboxed', sandbox], ['  cgroups off', noCgroups]);
-  if (cpuHeld) rows.push(['  + cpus (cpu cgroup)', cpus]);
-  const bwrap = bwrapPath();
-  if (bwrap) {
-    const args = [
-      '--unshare-all',
-      '--die-with-parent',
-      '--ro-bind',
-      '/usr',
-      '/usr',
-      '--symlink',
-      'usr/bin',
-      '/bin',
-      '--symlink',
-      'usr/lib',
-      '/lib',
-      '--symlink',
-      'usr/lib64',
-      '/lib64',
-      '--proc',
-      '/proc',
-      '--dev',
-      '/dev',
-      '--tmpfs',
-      '/tmp',
-      '/bin/true',
-    ];
-    rows.push([
-      'bwrap (from node)',
-      await measure(async () => void (await once(spawn(bwrap, args, { stdio: 'ignore' }), 'exit')), iterations),
-    ]);
-  }
-  const base = stats(node);
-  console.log(`\nspawn: /bin/true to exit, ${iterations} runs each (ms)`);
-  console.log(`${'contender'.padEnd(22)}${'median'.padStart(9)}${'p95'.padStart(9)}${'x node (median)'.padStart(18)}`);
-  for (const [name, samples] of rows) {
-    const s = stats(samples);
-    console.log(
-      `${name.padEnd(22)}${s.median.toFixed(2).padStart(9)}${s.p95.toFixed(2).padStart(9)}${(s.median / base.median).toFixed(2).padStart(18)}`,
-    );
-  }
-  const b = stats(blocked);
-  console.log(`spawnSandboxed() blocks the event loop for median ${b.median.toFixed(2)} ms, p95 ${b.p95.toFixed(2)} ms (clone to execve)`);
+const bwrapArgs = ['--unshare-all', '--die-with-parent', '--ro-bind', '/usr', '/usr', '--symlink', 'usr/bin', '/bin']
+  .concat(['--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64', '--proc', '/proc', '--dev', '/dev'])
+  .concat(['--tmpfs', '/tmp', '/bin/true']);
+
+/** spawnSandboxed with an environment setting for this one spawn (STOCKADE_CGROUP_PARENT=none: no cgroups). */
+function sandboxWith(parent: string | undefined, limits?: { cpus: number }): () => Promise<unknown> {
+  return () => {
+    const before = process.env.STOCKADE_CGROUP_PARENT;
+    if (parent !== undefined) process.env.STOCKADE_CGROUP_PARENT = parent;
+    try {
+      return spawnSandboxed('/bin/true', [], { stdio: 'ignore', limits }).exited;
+    } finally {
+      if (before === undefined) delete process.env.STOCKADE_CGROUP_PARENT;
+      else process.env.STOCKADE_CGROUP_PARENT = before;
+    }
+  };
 }
 
-if (require.main === module)
-  benchSpawn().catch((err) => {
-    console.error(err);
-    process.exit(1);
-  });
+async function main(): Promise<void> {
+  timeAddonCallbacks();
+  const modes: Record<string, Sampler> = {
+    'child_process.spawn': timed('child_process.spawn', () => once(spawn('/bin/true', [], { stdio: 'ignore' }), 'exit')),
+    spawnSandboxed: timed('spawnSandboxed', () => spawnSandboxed('/bin/true', [], { stdio: 'ignore' }).exited),
+  };
+  // What the default limits' cgroups cost (lib/limits): the same spawn without cgroups, and with a cpu cgroup too.
+  const { probeLimits } = require('../lib/probe') as typeof import('../lib/probe');
+  const limits = probeLimits();
+  if (limits.held.length > 0) modes['spawnSandboxed, cgroups off'] = timed('spawnSandboxed, cgroups off', sandboxWith('none'));
+  if (limits.held.includes('cpu')) modes['spawnSandboxed + cpus'] = timed('spawnSandboxed + cpus', sandboxWith(undefined, { cpus: 1 }));
+  const bwrap = bwrapPath();
+  if (bwrap) modes['bwrap (from node)'] = timed('bwrap (from node)', () => once(spawn(bwrap, bwrapArgs, { stdio: 'ignore' }), 'exit'));
+
+  const s = section('spawn', `spawn /bin/true to exit: ${ROUNDS} rounds x ${PER_ROUND} per mode, interleaved (ms)`);
+  s.modes = await interleave(modes, { rounds: ROUNDS, perRound: PER_ROUND, warmup: WARMUP });
+  s.ratios.push(ratio(s.modes, 'spawnSandboxed', 'child_process.spawn'));
+  if (bwrap) s.ratios.push(ratio(s.modes, 'bwrap (from node)', 'child_process.spawn'));
+  if (modes['spawnSandboxed, cgroups off']) s.ratios.push(ratio(s.modes, 'spawnSandboxed', 'spawnSandboxed, cgroups off'));
+  s.notes.push(`limits: ${limits.detail}`);
+  for (const [name, all] of Object.entries(costs)) {
+    const c = { call: all.call.slice(WARMUP), held: all.held.slice(WARMUP) };
+    s.figures[`${name}: JS thread in the call, median / p95 (ms)`] = `${median(c.call).toFixed(3)} / ${percentile(c.call, 95).toFixed(3)}`;
+    if (name === 'spawnSandboxed')
+      s.figures[`${name}: JS thread per spawn (call + spawn and exit callbacks), median / p95 (ms)`] =
+        `${median(c.held).toFixed(3)} / ${percentile(c.held, 95).toFixed(3)}`;
+  }
+  s.notes.push(
+    'spawnSandboxed runs clone() and the wait for exec on a spawner thread (native/spawner.cc); child_process.spawn holds the JS thread until exec',
+  );
+  report(s);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

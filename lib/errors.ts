@@ -58,6 +58,13 @@ function hintFor(step: string, errno: number): string | undefined {
   }
   if (step === 'seccomp' && code === 'EINVAL') return 'the kernel lacks seccomp filter support (CONFIG_SECCOMP_FILTER)';
   if (step === 'mount' && code === 'EACCES') return 'the sandbox user cannot reach this host path';
+  if (step === 'mount' && code === 'ELOOP') {
+    return 'a symlink appeared on the way since the path was checked (a sandbox may have planted it); it is not followed';
+  }
+  if (step === 'mount' && code === 'ENOENT') return 'the path changed since it was checked; nothing is created in a host directory';
+  if (step === 'idmap-mount' && (code === 'EINVAL' || code === 'EOPNOTSUPP' || code === 'ENOSYS' || code === 'EPERM')) {
+    return "this filesystem cannot be idmapped (needs Linux 5.12+ and a filesystem with idmapped-mount support), which a read-write grant of host root's own directory needs; chown it to 65534:65534, or run stockade as an unprivileged user";
+  }
   return undefined;
 }
 

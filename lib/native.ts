@@ -2,6 +2,7 @@
 // knows nothing about policy: lib/plan.ts builds the plan, and every value here has already
 // been validated.
 import * as path from 'node:path';
+import { libDir } from './location';
 
 /** Mount operations, in the order the child applies them (native/plan.h, MountOp::Kind). */
 export const MountKind = {
@@ -9,28 +10,28 @@ export const MountKind = {
   tmpfs: 1,
   proc: 2,
   devpts: 3,
-  dir: 4,
-  file: 5,
-  symlink: 6,
-  maskFile: 7,
-  maskDir: 8,
-  readOnly: 9,
+  file: 4,
+  symlink: 5,
+  maskFile: 6,
+  maskDir: 7,
+  readOnly: 8,
 } as const;
 
 export interface NativeMount {
   kind: (typeof MountKind)[keyof typeof MountKind];
-  /** bind: '/oldroot' + host path; symlink: the link's text. */
+  /** bind: the canonical host path (opened without following symlinks); symlink: the link's text. */
   source?: string;
-  /** '/newroot' + path inside. */
+  /** The path inside the sandbox. */
   target: string;
   /** tmpfs: mount options; file: content. */
   data?: string | Buffer;
   readOnly?: boolean;
-  sourceIsDir?: boolean;
-  /** A bind of device nodes (/dev/null, ...): the mount keeps device access (no MS_NODEV). */
+  /** A bind of device nodes (/dev/null, ...): the mount keeps device access (no nodev). */
   devices?: boolean;
-  /** MS_* flags the source mount is locked with (used only before Linux 5.12). */
-  lockedFlags?: number;
+  /** false: the target lies under a host bind and must exist there (nothing is created). Default true. */
+  createTarget?: boolean;
+  /** bind, as host root: through an idmapped mount (caller's ids -> the payload's). */
+  idmap?: boolean;
   mode?: number;
 }
 
@@ -118,13 +119,22 @@ interface Addon {
   ) => { close(): void };
   Relay: new (upHead: Buffer, downHead: Buffer, idleMs: number, onDone: RelayDone) => NativeRelay;
   UdpEndpoint: new (fd: number, onMessage: (data: Buffer, peer: Buffer) => void) => NativeUdpEndpoint;
-  spawn(plan: NativePlan, onExit: (code: number | null, signal: NodeJS.Signals | null) => void): NativeSpawnResult;
+  /**
+   * Queues the spawn on the environment's spawner thread (native/spawner.cc) and returns at once;
+   * onSpawn follows from the event loop once the payload has exec'd or the setup failed. The
+   * plan's fds are duplicated before this returns: the caller may close its own.
+   */
+  spawn(
+    plan: NativePlan,
+    onExit: (code: number | null, signal: NodeJS.Signals | null) => void,
+    onSpawn: (result: NativeSpawnResult) => void,
+  ): void;
   pipe(): [number, number];
   probeNamespaces(): number;
   landlockAbi(): number;
 }
 
-const packageRoot = path.join(__dirname, '..', '..');
+const packageRoot = path.join(libDir, '..', '..');
 
 let addon: Addon | undefined;
 let addonPath: string | undefined;
@@ -180,6 +190,7 @@ export const stepNames: Record<number, { step: string; syscall: string }> = {
   27: { step: 'id-map', syscall: 'write' },
   28: { step: 'clone', syscall: 'clone' },
   29: { step: 'init', syscall: 'fork' },
-  30: { step: 'cgroup', syscall: 'write' },
-  31: { step: 'kernel-budget', syscall: 'write' },
+  30: { step: 'idmap-mount', syscall: 'mount_setattr' },
+  31: { step: 'cgroup', syscall: 'write' },
+  32: { step: 'kernel-budget', syscall: 'write' },
 };

@@ -44,6 +44,11 @@ export interface SandboxFilesystem {
   home?: 'tmpfs' | string;
   /** Size of the private /tmp (bytes, or a tmpfs size string such as '64m'). Default 64m. */
   tmpSize?: number | string;
+  /**
+   * Grants holding a unix socket or a FIFO are refused unless this is true: a read-only bind
+   * does not stop connect() to a socket or writes to a FIFO (docker.sock, $XDG_RUNTIME_DIR, /run).
+   */
+  allowSockets?: boolean;
 }
 
 /**

@@ -5,41 +5,16 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SandboxOptionsError } from './errors';
+import { entryType, findSocketOrFifo, HostPathError, resolveHostPath, within } from './hostpath';
+import { CA_BUNDLE, devMounts, etcBinds, etcFiles, procMounts, SANDBOX_HOME, SANDBOX_UID, synthesized, systemDirs } from './layout';
 import { type LimitsPlan, planLimits, RLIMIT, type ValidLimits } from './limits';
 import { initPath, MountKind, type NativeMount, type NativePlan } from './native';
 import { PRELOAD_PATH } from './net/env';
 import { type EgressPlan, egressEnv, PRELOAD_INSIDE, planEgress } from './net/sandbox';
 import type { EgressOptions, SandboxLimits, SandboxOptions } from './options';
 
-/** Host directories bound read-only (or re-created as the same symlink) by default. */
-const systemDirs = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];
-/** Host files and directories of /etc the sandbox needs; everything else of /etc is synthesized. */
-const etcBinds = ['/etc/ld.so.cache', '/etc/alternatives', '/etc/ssl/certs', '/etc/ssl/openssl.cnf', '/etc/localtime'];
-const devices = ['null', 'zero', 'full', 'random', 'urandom', 'tty'];
-/** /proc entries that reveal or reconfigure the host kernel: /dev/null over files, empty dirs, read-only. */
-const procMaskedFiles = [
-  'kcore',
-  'keys',
-  'key-users',
-  'timer_list',
-  'sched_debug',
-  'sysrq-trigger',
-  'kallsyms',
-  'kmsg',
-  'latency_stats',
-  'kpagecount',
-  'kpageflags',
-  'kpagecgroup',
-  'config.gz',
-  'vmallocinfo',
-  'slabinfo',
-  'iomem',
-];
-const procMaskedDirs = ['acpi', 'scsi', 'asound', 'firmware', 'driver'];
-const procReadOnly = ['sys', 'bus', 'irq', 'fs'];
+export { SANDBOX_HOME, SANDBOX_UID } from './layout';
 
-export const SANDBOX_UID = 65534;
-export const SANDBOX_HOME = '/home/nobody';
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** Limits given as integers, with the rlimit each falls back to (lib/limits decides what holds each). */
@@ -64,6 +39,8 @@ export interface ResolvedSandbox {
   wallTime?: number;
   /** Host paths bound into the sandbox (identity mapped), for command resolution. */
   visible: string[];
+  /** Canonical host paths the sandbox can write (read-write grants, a persistent home). */
+  writable: string[];
   /** The listeners and ports of the egress proxy, when the network has an allow list. */
   egress?: EgressPlan;
   /** The cgroups to make per spawn, and what holds each limit (lib/limits). */
@@ -82,22 +59,156 @@ function checkKeys(value: object, known: readonly string[], field: string): void
   }
 }
 
-function hostPath(p: unknown, field: string): string {
+/** A host path granted to the sandbox, resolved (lib/hostpath.ts). */
+interface Grant {
+  field: string;
+  /** Canonical host path. */
+  host: string;
+  /** Where it is inside: the same path, or HOME for a persistent home. */
+  inside: string;
+  readOnly: boolean;
+  /** Host root's read-write grant of its own directory: bound through an idmapped mount. */
+  idmap: boolean;
+}
+
+function typedPath(p: unknown, field: string): string {
   if (typeof p !== 'string') fail(field, `expected an absolute path string, found ${typeof p}`);
   if (p.includes('\0')) fail(field, 'path contains a NUL byte');
   if (!path.isAbsolute(p)) fail(field, `expected an absolute path, found '${p}'`);
-  let real: string;
+  return p;
+}
+
+/** resolveHostPath(), its refusal turned into an options error of `field`. */
+function hostPathOf(p: string, writable: readonly string[], field: string): string {
   try {
-    real = fs.realpathSync(p);
+    return resolveHostPath(p, writable);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    fail(field, `'${p}' cannot be used on the host (${code})`);
+    if (err instanceof HostPathError) fail(field, err.message);
+    throw err;
   }
-  if (real === '/') fail(field, "the host's / cannot be bound; name the directories the sandbox needs");
-  if (real === '/proc' || real.startsWith('/proc/') || real === '/dev' || real.startsWith('/dev/')) {
-    fail(field, `'${p}' is managed by the sandbox itself and cannot be bound`);
+}
+
+let realSystemDirs: string[] | undefined;
+/** The host's system directories as bound by default (their contents are visible anyway). */
+function underSystemDir(p: string): boolean {
+  realSystemDirs ??= systemDirs.filter((d) => fs.existsSync(d)).map((d) => fs.realpathSync(d));
+  return realSystemDirs.some((d) => within(p, d));
+}
+
+/**
+ * The grants (read-write, read-only, a persistent home), resolved so that no symlink a sandbox
+ * could have planted is followed: the read-write roots are resolved first, then every path is
+ * resolved again with symlinks refused inside them. A grant holding a unix socket or a FIFO is
+ * refused unless filesystem.allowSockets says so.
+ */
+function resolveGrants(fsOptions: NonNullable<SandboxOptions['filesystem']>): { list: Grant[]; writable: string[] } {
+  const typed: { field: string; path: string; readOnly: boolean; home: boolean }[] = [];
+  for (const key of ['readWrite', 'readOnly'] as const) {
+    const list = fsOptions[key] ?? [];
+    if (!Array.isArray(list)) fail(`filesystem.${key}`, 'expected an array of absolute paths');
+    list.forEach((p, i) => {
+      const field = `filesystem.${key}[${i}]`;
+      typed.push({ field, path: typedPath(p, field), readOnly: key === 'readOnly', home: false });
+    });
   }
-  return real;
+  const home = fsOptions.home ?? 'tmpfs';
+  if (home !== 'tmpfs') typed.push({ field: 'filesystem.home', path: typedPath(home, 'filesystem.home'), readOnly: false, home: true });
+  const allowSockets = fsOptions.allowSockets ?? false;
+  if (typeof allowSockets !== 'boolean') fail('filesystem.allowSockets', `expected true or false, found ${JSON.stringify(allowSockets)}`);
+
+  const firstPass = typed.filter((t) => !t.readOnly).map((t) => hostPathOf(t.path, [], t.field));
+  const root = process.getuid?.() === 0;
+  const list = typed.map((t): Grant => {
+    const host = hostPathOf(t.path, firstPass, t.field);
+    if (host === '/') fail(t.field, "the host's / cannot be bound; name the directories the sandbox needs");
+    if (within(host, '/proc') || within(host, '/dev')) fail(t.field, `'${t.path}' is managed by the sandbox itself and cannot be bound`);
+    const stat = fs.statSync(host);
+    if (t.home && !stat.isDirectory()) fail(t.field, `expected a directory, found '${t.path}' (not a directory)`);
+    if (!allowSockets && !underSystemDir(host)) {
+      let found: ReturnType<typeof findSocketOrFifo>;
+      try {
+        found = findSocketOrFifo(host);
+      } catch (err) {
+        if (err instanceof HostPathError) fail(t.field, err.message);
+        throw err;
+      }
+      if (found !== undefined) {
+        fail(
+          t.field,
+          `'${t.path}' holds the ${found.type} '${found.path}': a read-only bind does not stop connect() to a socket or writes to a FIFO, so it would reach a host service; grant a path without it, or allow it explicitly with filesystem.allowSockets (--allow-sockets)`,
+        );
+      }
+    }
+    // As host root the payload is host uid 65534: a directory root owns is writable inside only
+    // through an idmapped mount, which also makes what the payload creates root's on the host.
+    const idmap = root && !t.readOnly && stat.uid === process.getuid?.();
+    return { field: t.field, host, inside: t.home ? SANDBOX_HOME : host, readOnly: t.readOnly, idmap };
+  });
+  return { list, writable: list.filter((g) => !g.readOnly).map((g) => g.host) };
+}
+
+/** A host system path as the host has it: a symlink is re-created, anything else bound read-only. */
+function mirror(p: string): NativeMount | undefined {
+  let stat: fs.Stats | undefined;
+  try {
+    // throwIfNoEntry: a missing system directory (/lib32, /libx32) is common, and an exception
+    // with its stack trace was the largest single cost of resolving a plan (spawn's JS thread time).
+    stat = fs.lstatSync(p, { throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
+  if (stat === undefined) return undefined;
+  if (stat.isSymbolicLink()) return { kind: MountKind.symlink, source: fs.readlinkSync(p), target: p };
+  return { kind: MountKind.bind, source: p, target: p, readOnly: true };
+}
+
+const kindNames: Record<number, string> = {
+  [MountKind.bind]: 'bind',
+  [MountKind.tmpfs]: 'tmpfs',
+  [MountKind.proc]: 'procfs',
+  [MountKind.devpts]: 'devpts',
+  [MountKind.file]: 'synthesized file',
+};
+
+/**
+ * Decides, for every entry (sorted, parents first), whether its mount point may be made: on the
+ * sandbox's own tmpfs yes; under a host bind no — setup never creates anything in a host
+ * directory, so there the host entry must already exist, of the right type and reached without
+ * a symlink (the child checks it again, without following any). A symlink entry under a host
+ * bind is dropped: the bind shows the host's own entry there.
+ */
+function placeTargets(ordered: NativeMount[], fields: Map<string, string>): NativeMount[] {
+  const out: NativeMount[] = [];
+  for (const m of ordered) {
+    let parent: NativeMount | undefined;
+    for (const o of out) {
+      if (o.target !== m.target && within(m.target, o.target) && (parent === undefined || o.target.length > parent.target.length))
+        parent = o;
+    }
+    const field = fields.get(m.target) ?? (parent && fields.get(parent.target)) ?? 'filesystem';
+    if (parent?.kind === MountKind.symlink) {
+      fail(field, `'${m.target}' lies under the symlink '${parent.target}' of the sandbox's root; name the real path`);
+    }
+    if (parent?.kind !== MountKind.bind || parent.source === undefined) {
+      out.push(m);
+      continue;
+    }
+    if (m.kind === MountKind.symlink) continue;
+    const host = path.join(parent.source, path.relative(parent.target, m.target));
+    const found = entryType(host);
+    const wantDir = m.kind === MountKind.bind ? entryType(m.source as string) === 'dir' : m.kind !== MountKind.file;
+    const ok = wantDir ? found === 'dir' : found === 'file' || found === 'other';
+    if (!ok) {
+      const what =
+        found === undefined ? 'nothing' : found === 'symlink' ? 'a symlink on the way' : `a ${found === 'dir' ? 'directory' : 'file'}`;
+      fail(
+        field,
+        `'${m.target}' (a ${kindNames[m.kind] ?? 'mount'}) lies in the host directory bound from '${parent.source}', where the host has ${what} at '${host}'; setup never creates anything in a host directory nor follows a symlink there, so it is bound only over an existing ${wantDir ? 'directory' : 'file'}: create '${host}' first, or use a path outside that grant`,
+      );
+    }
+    out.push({ ...m, createTarget: false });
+  }
+  return out;
 }
 
 function size(value: unknown, field: string): number {
@@ -107,41 +218,6 @@ function size(value: unknown, field: string): number {
     if (m) return Number(m[1]) * { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g'];
   }
   fail(field, `expected a positive size in bytes or a string like '64m', found ${JSON.stringify(value)}`);
-}
-
-function bindOf(source: string, readOnly: boolean): NativeMount {
-  const stat = fs.statSync(source);
-  return { kind: MountKind.bind, source: `/oldroot${source}`, target: `/newroot${source}`, readOnly, sourceIsDir: stat.isDirectory() };
-}
-
-/** A host path as the host has it: a symlink is re-created, anything else bound read-only. */
-function mirror(p: string): NativeMount | undefined {
-  let stat: fs.Stats;
-  try {
-    stat = fs.lstatSync(p);
-  } catch {
-    return undefined;
-  }
-  if (stat.isSymbolicLink()) return { kind: MountKind.symlink, source: fs.readlinkSync(p), target: `/newroot${p}` };
-  return bindOf(p, true);
-}
-
-function etcFiles(hostname: string, resolvConf: string): NativeMount[] {
-  const file = (name: string, data: string): NativeMount => ({ kind: MountKind.file, target: `/newroot/etc/${name}`, data, mode: 0o644 });
-  return [
-    file(
-      'passwd',
-      `root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:${SANDBOX_UID}:${SANDBOX_UID}:nobody:${SANDBOX_HOME}:/usr/sbin/nologin\n`,
-    ),
-    file('group', `root:x:0:\nnogroup:x:${SANDBOX_UID}:\n`),
-    file('hosts', `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`),
-    file('hostname', `${hostname}\n`),
-    file(
-      'nsswitch.conf',
-      'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n',
-    ),
-    file('resolv.conf', resolvConf),
-  ];
 }
 
 /**
@@ -247,86 +323,63 @@ export function resolveSandbox(command: string, args: readonly string[], options
 
   const fsOptions = options.filesystem ?? {};
   if (typeof fsOptions !== 'object' || fsOptions === null) fail('filesystem', 'expected an object');
-  checkKeys(fsOptions, ['readOnly', 'readWrite', 'tmpSize', 'home'], 'filesystem');
+  checkKeys(fsOptions, ['readOnly', 'readWrite', 'tmpSize', 'home', 'allowSockets'], 'filesystem');
   const tmpSize = fsOptions.tmpSize === undefined ? 64 * 1024 ** 2 : size(fsOptions.tmpSize, 'filesystem.tmpSize');
+  const grants = resolveGrants(fsOptions);
 
   const mounts = new Map<string, NativeMount>();
   const add = (m: NativeMount | undefined) => m && mounts.set(m.target, m);
   for (const dir of systemDirs) add(mirror(dir));
   for (const p of etcBinds) add(mirror(p));
-  if (trust !== undefined) {
-    // The host's bundle plus the per-run CA, in place of the host's certificate directory.
-    mounts.delete('/newroot/etc/ssl/certs');
-    add({ kind: MountKind.file, target: '/newroot/etc/ssl/certs/ca-certificates.crt', data: trust.bundle, mode: 0o644 });
-    for (const [file, content] of Object.entries(trust.files ?? {})) {
-      if (!path.isAbsolute(file) || path.normalize(file) !== file || file.includes('\0')) {
-        fail('secrets', `file must be a normalized absolute path inside the sandbox, found ${JSON.stringify(file)}`);
-      }
-      add({ kind: MountKind.file, target: `/newroot${file}`, data: content, mode: 0o444 });
-    }
+  if (network === 'host' && fs.existsSync('/etc/resolv.conf')) {
+    // The host's resolver configuration, wherever the host's /etc/resolv.conf points.
+    add({ kind: MountKind.bind, source: hostPathOf('/etc/resolv.conf', grants.writable, 'network'), target: '/etc/resolv.conf' });
   }
-  if (network === 'host' && fs.existsSync('/etc/resolv.conf')) add(bindOf(fs.realpathSync('/etc/resolv.conf'), true));
   const visible = systemDirs.filter((d) => fs.existsSync(d));
 
-  for (const key of ['readOnly', 'readWrite'] as const) {
-    const list = fsOptions[key] ?? [];
-    if (!Array.isArray(list)) fail(`filesystem.${key}`, 'expected an array of absolute paths');
-    list.forEach((p, i) => {
-      const real = hostPath(p, `filesystem.${key}[${i}]`);
-      add(bindOf(real, key === 'readOnly'));
-      visible.push(real);
-    });
+  const fields = new Map(grants.list.map((g) => [g.inside, g.field]));
+  for (const g of grants.list) {
+    if (g.inside === SANDBOX_HOME) continue;
+    add({ kind: MountKind.bind, source: g.host, target: g.host, readOnly: g.readOnly, idmap: g.idmap });
+    visible.push(g.host);
   }
 
-  add({ kind: MountKind.tmpfs, target: '/newroot/tmp', data: `mode=1777,size=${tmpSize}` });
-  const home = fsOptions.home ?? 'tmpfs';
-  if (home === 'tmpfs') {
-    add({
-      kind: MountKind.tmpfs,
-      target: `/newroot${SANDBOX_HOME}`,
-      data: `mode=0700,uid=${SANDBOX_UID},gid=${SANDBOX_UID},size=${tmpSize}`,
-    });
+  if (trust !== undefined) {
+    // The host's bundle plus the per-run CA, in place of the host's certificate directory.
+    mounts.delete('/etc/ssl/certs');
+    add(synthesized(CA_BUNDLE, trust.bundle));
+    // Synthesized files win over a grant of the same path (a secret file over a host file).
+    for (const [file, content] of Object.entries(trust.files ?? {})) {
+      if (!path.isAbsolute(file) || path.normalize(file) !== file || file.includes('\0') || file === '/') {
+        fail('secrets', `file must be a normalized absolute path inside the sandbox, found ${JSON.stringify(file)}`);
+      }
+      add(synthesized(file, content, 0o444));
+      fields.set(file, 'secrets');
+    }
+  }
+  add({ kind: MountKind.tmpfs, target: '/tmp', data: `mode=1777,size=${tmpSize}` });
+  const home = grants.list.find((g) => g.inside === SANDBOX_HOME);
+  if (home === undefined) {
+    add({ kind: MountKind.tmpfs, target: SANDBOX_HOME, data: `mode=0700,uid=${SANDBOX_UID},gid=${SANDBOX_UID},size=${tmpSize}` });
   } else {
-    const real = hostPath(home, 'filesystem.home');
-    add({ kind: MountKind.bind, source: `/oldroot${real}`, target: `/newroot${SANDBOX_HOME}`, readOnly: false, sourceIsDir: true });
+    add({ kind: MountKind.bind, source: home.host, target: SANDBOX_HOME, readOnly: false, idmap: home.idmap });
   }
-  add({ kind: MountKind.tmpfs, target: '/newroot/dev', data: 'mode=0755,size=64k' });
-  for (const d of devices) {
-    add({
-      kind: MountKind.bind,
-      source: `/oldroot/dev/${d}`,
-      target: `/newroot/dev/${d}`,
-      readOnly: false,
-      sourceIsDir: false,
-      devices: true,
-    });
-  }
-  add({ kind: MountKind.devpts, target: '/newroot/dev/pts' });
-  add({ kind: MountKind.symlink, source: 'pts/ptmx', target: '/newroot/dev/ptmx' });
-  add({ kind: MountKind.tmpfs, target: '/newroot/dev/shm', data: `mode=1777,size=${tmpSize}` });
-  for (const [name, target] of [
-    ['fd', '/proc/self/fd'],
-    ['stdin', '/proc/self/fd/0'],
-    ['stdout', '/proc/self/fd/1'],
-    ['stderr', '/proc/self/fd/2'],
-  ]) {
-    add({ kind: MountKind.symlink, source: target, target: `/newroot/dev/${name}` });
-  }
-  add({ kind: MountKind.proc, target: '/newroot/proc' });
-  for (const f of procMaskedFiles) add({ kind: MountKind.maskFile, target: `/newroot/proc/${f}` });
-  for (const d of procMaskedDirs) add({ kind: MountKind.maskDir, target: `/newroot/proc/${d}` });
-  for (const d of procReadOnly) add({ kind: MountKind.readOnly, target: `/newroot/proc/${d}` });
+  for (const m of devMounts(tmpSize)) add(m);
+  for (const m of procMounts()) add(m);
   if (egress !== undefined) {
-    // fetch() in Node < 22.21 needs a preload to honour the proxy variables (lib/net/env.ts).
-    const preload = fs.realpathSync(PRELOAD_PATH);
-    add({ kind: MountKind.bind, source: `/oldroot${preload}`, target: `/newroot${PRELOAD_INSIDE}`, readOnly: true, sourceIsDir: false });
+    // fetch() in Node < 22.21 needs a preload to honour the proxy variables (lib/net/env.ts). A
+    // copy, so that nothing inside (mountinfo included) names where stockade is installed.
+    add(synthesized(PRELOAD_INSIDE, fs.readFileSync(PRELOAD_PATH), 0o444));
   }
   for (const f of etcFiles(hostname, egress?.resolvConf ?? '')) {
     if (!mounts.has(f.target)) add(f);
   }
 
   // Parents before children: a bind below /tmp must land on the tmpfs, not under it.
-  const ordered = [...mounts.values()].sort((a, b) => (a.target < b.target ? -1 : a.target > b.target ? 1 : 0));
+  const ordered = placeTargets(
+    [...mounts.values()].sort((a, b) => (a.target < b.target ? -1 : a.target > b.target ? 1 : 0)),
+    fields,
+  );
 
   const limits = buildLimits(options.limits);
   const wallTime = options.limits?.wallTime;
@@ -362,7 +415,7 @@ export function resolveSandbox(command: string, args: readonly string[], options
         argv: plan.argv,
         env: envp.map((e) => e.slice(0, e.indexOf('='))),
         cwd,
-        mounts: ordered.map((m) => [m.kind, m.source, m.target, m.readOnly]),
+        mounts: ordered.map((m) => [m.kind, m.source, m.target, m.readOnly, m.idmap]),
         limits: limits.rlimits,
         cgroup: limits.cgroup?.settings,
         network,
@@ -378,11 +431,11 @@ export function resolveSandbox(command: string, args: readonly string[], options
     wallTime,
     visible,
     limits: { cgroup: limits.cgroup, report: limits.report },
+    writable: grants.writable,
     describe(step, index) {
-      if (step === 'mount' && ordered[index] !== undefined) {
+      if ((step === 'mount' || step === 'idmap-mount') && ordered[index] !== undefined) {
         const m = ordered[index];
-        const inside = m.target.slice('/newroot'.length);
-        return m.source?.startsWith('/oldroot') ? m.source.slice('/oldroot'.length) : inside;
+        return m.kind === MountKind.bind ? m.source : m.target;
       }
       if (step === 'rlimit') return rlimitNames[limits.rlimits[index]?.resource];
       if (step === 'kernel-budget') return limits.budgets[index]?.path;
@@ -396,14 +449,22 @@ export function resolveSandbox(command: string, args: readonly string[], options
 /**
  * Resolves the command as execve() inside the sandbox will see it: an absolute path is taken
  * as is; a bare name is searched in the sandbox's PATH, among host paths that are bound inside
- * (every bind is identity-mapped, so a host path is also the path inside).
+ * (every bind is identity-mapped, so a host path is also the path inside). Only a check: execve
+ * itself happens inside, in the sandbox's own view. A symlink inside a writable grant is not
+ * followed here either (lib/hostpath.ts).
  */
-export function resolveCommand(command: string, envp: string[], cwd: string, visible: string[]): string | undefined {
-  const within = (real: string) => visible.some((v) => real === v || real.startsWith(`${v}/`));
+export function resolveCommand(
+  command: string,
+  envp: string[],
+  cwd: string,
+  visible: string[],
+  writable: readonly string[] = [],
+): string | undefined {
   const usable = (candidate: string) => {
     try {
-      fs.accessSync(candidate, fs.constants.X_OK);
-      return fs.statSync(candidate).isFile() && within(fs.realpathSync(candidate));
+      const real = resolveHostPath(candidate, writable);
+      fs.accessSync(real, fs.constants.X_OK);
+      return fs.statSync(real).isFile() && visible.some((v) => within(real, v));
     } catch {
       return false;
     }

@@ -10,8 +10,8 @@ import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { fromNative, SandboxError, SandboxOptionsError } from './errors';
 import { SandboxCgroup } from './limits';
-import { type NativeHandle, type NativePlan, native } from './native';
-import { EgressAttachment } from './net/sandbox';
+import { type NativeHandle, type NativePlan, type NativeSpawnResult, native } from './native';
+import type { EgressAttachment } from './net/sandbox';
 import type { EgressOptions, SandboxOptions, StdioSlot } from './options';
 import { type ResolvedSandbox, resolveCommand, resolveSandbox } from './plan';
 import type { SecretInterceptor } from './secrets';
@@ -68,6 +68,8 @@ export class SandboxedProcess extends EventEmitter {
   private interceptor: SecretInterceptor | undefined;
   /** A signal sent before the sandbox existed (credentials still being prepared). */
   private pendingSignal: number | undefined;
+  /** unref() before the sandbox existed: applied to its handles once they do. */
+  private unrefed = false;
   private tornDown = false;
   private spawnError: SandboxError | undefined;
   private exitPromise: Promise<SandboxExit> | undefined;
@@ -151,7 +153,7 @@ export class SandboxedProcess extends EventEmitter {
   }
 
   private start(resolved: ResolvedSandbox, childFds: number[], slots: Slots): void {
-    const file = resolveCommand(this.spawnfile, resolved.plan.envp, resolved.plan.cwd, resolved.visible);
+    const file = resolveCommand(this.spawnfile, resolved.plan.envp, resolved.plan.cwd, resolved.visible, resolved.writable);
     if (file === undefined) {
       closeChildEnds(slots, childFds);
       const err = new SandboxError({
@@ -173,8 +175,18 @@ export class SandboxedProcess extends EventEmitter {
       this.failAsync(err as SandboxError);
       return;
     }
-    const result = native().spawn(plan, (code, signal) => this.onExit(code, signal));
-    closeChildEnds(slots, childFds);
+    // The spawn runs on the addon's spawner thread; the event loop goes on meanwhile (the
+    // sandbox's pid, like its 'spawn' event, comes once the payload has exec'd).
+    native().spawn(
+      plan,
+      (code, signal) => this.onExit(code, signal),
+      (result) => this.spawned(result, resolved),
+    );
+    closeChildEnds(slots, childFds); // the addon holds duplicates until the child has its own
+  }
+
+  private spawned(result: NativeSpawnResult, resolved: ResolvedSandbox): void {
+    // The spawner thread is done with the cgroup fds (clone3's directory, v1 tasks files).
     this.cgroup?.closeFds();
     if ('error' in result) {
       this.oomWatch?.close();
@@ -186,6 +198,8 @@ export class SandboxedProcess extends EventEmitter {
     this.pid = result.pid;
     this.handle = result.handle;
     if (resolved.egress !== undefined) {
+      // The proxy is loaded with the first sandbox that has an allow list (cold start of `run`).
+      const { EgressAttachment } = require('./net/sandbox') as typeof import('./net/sandbox');
       this.egress = new EgressAttachment(
         this.options.network as EgressOptions,
         resolved.egress,
@@ -200,6 +214,8 @@ export class SandboxedProcess extends EventEmitter {
       this.egress.proxy.on('egress', (record) => this.emit('egress', record));
     }
     if (this.pendingSignal !== undefined) this.handle.kill(this.pendingSignal);
+    if (this.cgroup?.events().oomKills) this.handle.kill(osConstants.signals.SIGKILL); // an OOM before the handle existed
+    if (this.unrefed) this.unref();
     if (resolved.wallTime !== undefined) {
       this.wallTimer = setTimeout(() => {
         this.audit('warn', { event: 'wall-time', pid: this.pid, limitMs: resolved.wallTime });
@@ -207,25 +223,23 @@ export class SandboxedProcess extends EventEmitter {
       }, resolved.wallTime);
       this.wallTimer.unref();
     }
-    // Audit events go out with 'spawn', once the caller has had a chance to listen.
-    process.nextTick(() => {
-      this.audit('info', {
-        event: 'sandbox-start',
-        pid: this.pid,
-        command: this.spawnargs,
-        policy: this.policyDigest,
-        network: plan.shareNetwork ? 'host' : resolved.egress ? 'proxy' : 'none',
-        limits: resolved.limits.report,
-      });
-      if (plan.shareNetwork)
-        this.audit('warn', {
-          event: 'network-host',
-          pid: this.pid,
-          policy: this.policyDigest,
-          message: 'sandbox shares the host network (explicitly requested)',
-        });
-      this.emit('spawn');
+    const shareNetwork = resolved.plan.shareNetwork;
+    this.audit('info', {
+      event: 'sandbox-start',
+      pid: this.pid,
+      command: this.spawnargs,
+      policy: this.policyDigest,
+      network: shareNetwork ? 'host' : resolved.egress ? 'proxy' : 'none',
+      limits: resolved.limits.report,
     });
+    if (shareNetwork)
+      this.audit('warn', {
+        event: 'network-host',
+        pid: this.pid,
+        policy: this.policyDigest,
+        message: 'sandbox shares the host network (explicitly requested)',
+      });
+    this.emit('spawn');
   }
 
   /**
@@ -363,11 +377,13 @@ export class SandboxedProcess extends EventEmitter {
   }
 
   ref(): void {
+    this.unrefed = false;
     this.handle?.ref();
     this.egress?.ref();
   }
 
   unref(): void {
+    this.unrefed = true;
     this.handle?.unref();
     this.egress?.unref();
   }

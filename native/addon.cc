@@ -1,8 +1,10 @@
 // addon.cc — the JavaScript binding; the only file that includes napi.h.
 //
-// spawn(plan, onExit) checks the shape of a plan built by lib/plan.ts (a usage TypeError
-// otherwise; policy was validated in TypeScript), runs spawn.cc, and returns either
-// { error: { step, errno, index, path } } or { pid, handle, listenerFds }. The handle is a
+// spawn(plan, onExit, onSpawn) checks the shape of a plan built by lib/plan.ts (a usage
+// TypeError otherwise; policy was validated in TypeScript), queues it on the environment's
+// spawner thread (spawner.cc, which runs spawn.cc) and returns; onSpawn then gets, from the
+// event loop, either { error: { step, errno, index, path } } or { pid, handle, listenerFds }.
+// State is per environment (AddonData: the Sandbox class, the spawner). The handle is a
 // Sandbox: kill(signal) through the pidfd (no pid-reuse race), ref()/unref() of the exit
 // watcher. Exit is noticed by polling the pidfd from the libuv loop (no waitpid(-1), no
 // thread), and reported once as onExit(exitCode, signal) with the payload's status as
@@ -22,6 +24,7 @@
 #include "oomwatch.h"
 #include "relay.h"
 #include "spawn.h"
+#include "spawner.h"
 #include "sysnums.h"
 #include "udp.h"
 
@@ -141,11 +144,13 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
     op.target = m.str("target");
     op.data = m.str("data", true);
     op.readOnly = m.flag("readOnly", true);
-    op.sourceIsDir = m.flag("sourceIsDir", true);
     op.devices = m.flag("devices", false);
-    op.lockedFlags = static_cast<uint32_t>(m.num("lockedFlags", true, 0));
+    op.createTarget = m.flag("createTarget", true);
+    op.idmap = m.flag("idmap", false);
     op.mode = static_cast<uint32_t>(m.num("mode", true, 0755));
     if (op.target.size() < 2 || op.target[0] != '/') m.fail("target", "an absolute path");
+    if (op.kind == MountOp::kBind && (op.source.size() < 2 || op.source[0] != '/'))
+      m.fail("source", "an absolute host path");
     plan.mounts.push_back(std::move(op));
   });
   plan.shareNetwork = r.flag("shareNetwork", false);
@@ -196,12 +201,20 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
   return r.ok();
 }
 
+// Calls a JS callback from the event loop. The status is not turned into a C++ Napi::Error (which
+// is fatal under NAPI_DISABLE_CPP_EXCEPTIONS when it cannot be built): a callback fails either
+// because it threw, which Node has already reported as an uncaught exception, or because a
+// Worker is being terminated while it runs, and then there is nobody left to tell.
+void CallBack(Napi::Env env, const Napi::FunctionReference& fn,
+              std::initializer_list<napi_value> args) {
+  napi_value result;
+  napi_make_callback(env, nullptr, env.Global(), fn.Value(), args.size(), args.begin(), &result);
+}
+
 // ---- the handle of a running sandbox ----
 
 class Sandbox : public Napi::ObjectWrap<Sandbox> {
  public:
-  static Napi::FunctionReference* constructor;
-
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(
         env, "Sandbox",
@@ -274,7 +287,7 @@ class Sandbox : public Napi::ObjectWrap<Sandbox> {
     Napi::Value sig = signal > 0 ? Napi::String::New(env, SignalName(signal)) : env.Null();
     Napi::FunctionReference onExit = std::move(onExit_);
     Napi::ObjectWrap<Sandbox>::Unref();
-    onExit.MakeCallback(env.Global(), {exitCode, sig});
+    CallBack(env, onExit, {exitCode, sig});
   }
 
   static std::string SignalName(int sig) {
@@ -325,22 +338,44 @@ class Sandbox : public Napi::ObjectWrap<Sandbox> {
   Napi::FunctionReference onExit_;
 };
 
-Napi::FunctionReference* Sandbox::constructor = nullptr;
+// ---- spawning, off the JS thread (spawner.cc) ----
 
-Napi::Value Spawn(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction()) {
-    Napi::TypeError::New(env, "spawn(plan, onExit) takes a plan object and a function")
-        .ThrowAsJavaScriptException();
-    return env.Undefined();
+// Per-environment state (a Worker loads its own): the Sandbox class and the spawner thread.
+struct AddonData {
+  Napi::FunctionReference sandboxClass;
+  std::unique_ptr<Spawner> spawner;  // made at the first spawn
+  Napi::Env env = nullptr;
+  napi_async_cleanup_hook_handle teardown = nullptr;
+
+  // The environment is torn down: the spawner thread finishes what it is doing and exits, and
+  // sandboxes that were spawned but not yet handed to JS are killed and reaped. An async hook:
+  // Node waits for the spawner's uv handle to be closed before it unloads the addon, whose
+  // code the close callback is (a plain hook let a Worker's teardown call into unmapped code).
+  static void OnEnvTeardown(napi_async_cleanup_hook_handle, void* arg) {
+    auto* self = static_cast<AddonData*>(arg);
+    if (!self->spawner) return Done(self);
+    self->spawner->shutdown(&AddonData::Done, self);
   }
-  Plan plan;
-  std::string message;
-  if (!readPlan(env, info[0].As<Napi::Object>(), plan, &message)) {
-    Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
-    return env.Undefined();
+  static void Done(void* arg) {
+    auto* self = static_cast<AddonData*>(arg);
+    self->spawner.reset();
+    napi_remove_async_cleanup_hook(self->teardown);
   }
-  SpawnResult r = spawnSandbox(plan);
+};
+
+struct Job : SpawnJob {
+  Napi::FunctionReference onExit;
+  Napi::FunctionReference onSpawn;
+};
+
+// On the JS thread, once the spawner has run the job: onSpawn(result) with the result shape
+// of lib/native.ts.
+void DeliverSpawn(std::unique_ptr<SpawnJob> done, void* data) {
+  auto* addon = static_cast<AddonData*>(data);
+  std::unique_ptr<Job> job(static_cast<Job*>(done.release()));
+  Napi::Env env = addon->env;
+  Napi::HandleScope scope(env);
+  const SpawnResult& r = job->result;
   Napi::Object out = Napi::Object::New(env);
   if (r.failed) {
     Napi::Object error = Napi::Object::New(env);
@@ -349,16 +384,69 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     error.Set("index", r.error.index);
     if (!r.failedPath.empty()) error.Set("path", r.failedPath);
     out.Set("error", error);
-    return out;
+  } else {
+    Napi::Object handle = addon->sandboxClass.New({});
+    Sandbox::Unwrap(handle)->Start(env, r, job->onExit.Value());
+    Napi::Array fds = Napi::Array::New(env, r.listenerFds.size());
+    for (size_t i = 0; i < r.listenerFds.size(); ++i) fds.Set(i, r.listenerFds[i]);
+    out.Set("pid", r.pid);
+    out.Set("handle", handle);
+    out.Set("listenerFds", fds);
   }
-  Napi::Object handle = Sandbox::constructor->New({});
-  Sandbox::Unwrap(handle)->Start(env, r, info[1].As<Napi::Function>());
-  Napi::Array fds = Napi::Array::New(env, r.listenerFds.size());
-  for (size_t i = 0; i < r.listenerFds.size(); ++i) fds.Set(i, r.listenerFds[i]);
-  out.Set("pid", r.pid);
-  out.Set("handle", handle);
-  out.Set("listenerFds", fds);
-  return out;
+  Napi::FunctionReference onSpawn = std::move(job->onSpawn);
+  job.reset();
+  CallBack(env, onSpawn, {out});
+}
+
+// spawn(plan, onExit, onSpawn): checks the plan's shape (a TypeError otherwise) and queues it;
+// onSpawn(result) follows from the event loop. The payload's stdio fds are duplicated here,
+// synchronously, so the caller may close its own as soon as spawn() returns (as it may after
+// child_process.spawn()).
+Napi::Value Spawn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsFunction() || !info[2].IsFunction()) {
+    Napi::TypeError::New(env, "spawn(plan, onExit, onSpawn) takes a plan object and two functions")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto job = std::make_unique<Job>();
+  std::string message;
+  if (!readPlan(env, info[0].As<Napi::Object>(), job->plan, &message)) {
+    Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto* addon = env.GetInstanceData<AddonData>();
+  for (int& fd : job->plan.fds) {
+    if (fd < 0) continue;
+    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (dup < 0) {
+      int err = errno;
+      for (int owned : job->ownedFds) close(owned);
+      Napi::Error e = Napi::Error::New(
+          env, std::string("fcntl(F_DUPFD_CLOEXEC) of a stdio fd: ") + strerror(err));
+      e.Set("errno", Napi::Number::New(env, err));
+      e.ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    job->ownedFds.push_back(dup);
+    fd = dup;
+  }
+  job->onExit = Napi::Persistent(info[1].As<Napi::Function>());
+  job->onSpawn = Napi::Persistent(info[2].As<Napi::Function>());
+  if (!addon->spawner) {
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    addon->spawner = std::make_unique<Spawner>(loop, &DeliverSpawn, addon);
+  }
+  std::vector<int> owned = job->ownedFds;
+  if (int err = addon->spawner->submit(std::move(job))) {
+    for (int fd : owned) close(fd);
+    Napi::Error e =
+        Napi::Error::New(env, std::string("pthread_create (the spawner thread): ") + strerror(err));
+    e.Set("errno", Napi::Number::New(env, err));
+    e.ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
 }
 
 // pipe() -> [readFd, writeFd], both close-on-exec.
@@ -393,8 +481,11 @@ static Napi::Value LandlockAbi(const Napi::CallbackInfo& info) {
 
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   using namespace stockade;
-  Napi::Function cls = Sandbox::Init(env);
-  Sandbox::constructor = new Napi::FunctionReference(Napi::Persistent(cls));
+  auto* data = new AddonData;
+  data->env = env;
+  data->sandboxClass = Napi::Persistent(Sandbox::Init(env));
+  env.SetInstanceData(data);  // deleted by Node after the cleanup hooks
+  napi_add_async_cleanup_hook(env, &AddonData::OnEnvTeardown, data, &data->teardown);
   exports.Set("spawn", Napi::Function::New(env, Spawn));
   exports.Set("pipe", Napi::Function::New(env, Pipe));
   exports.Set("probeNamespaces", Napi::Function::New(env, ProbeNamespaces));

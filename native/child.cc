@@ -84,7 +84,7 @@ static void dieWithParent(const Prepared& prep, const ChildFds& fds) {
   // 2. Filesystem: private mounts, tmpfs root, binds, /dev, /proc, /etc, pivot_root, cwd.
   Step step = Step::kMount;
   int index = -1;
-  if (int err = buildRootInChild(plan, &step, &index)) failInChild(fds, step, err, index);
+  if (int err = buildRootInChild(plan, prep, &step, &index)) failInChild(fds, step, err, index);
 
   // 3. Network: lo up, transparent routing, the proxy's listeners handed to the parent.
   if (int err = setupNetworkInChild(plan, prep, &step, &index)) failInChild(fds, step, err, index);

@@ -24,9 +24,11 @@ struct ChildFds {
 // userns.cc
 int writeIdMapsFromParent(pid_t pid, const Plan& plan, bool hostRoot, std::string* failedPath);
 int setIdentityInChild(const Plan& plan, bool hostRoot);
+int openIdmapUsernsFromParent(const Plan& plan, int* usernsFd);
 
 // mounts.cc
-int buildRootInChild(const Plan& plan, Step* step, int* index);
+int prepareMountsFromParent(const Plan& plan, Prepared& prep, int* index);
+int buildRootInChild(const Plan& plan, const Prepared& prep, Step* step, int* index);
 
 // net.cc
 void prepareRouteMessages(Prepared& prep);

@@ -1,16 +1,34 @@
-// mounts.cc — the sandbox's filesystem, built in the child's private mount namespace.
-// man 2 mount, man 2 pivot_root, man 2 mount_setattr (5.12), man 7 mount_namespaces.
+// mounts.cc — the sandbox's filesystem, built in the child's private mount namespace, and the
+// idmapped mounts a host-root parent prepares for it.
+// man 2 mount, man 2 pivot_root, man 2 open_tree and move_mount (5.2), man 2 openat2 (5.6),
+// man 2 mount_setattr (5.12; MOUNT_ATTR_IDMAP), man 7 mount_namespaces.
 //
 // The sequence follows bubblewrap: a scratch tmpfs on plan.baseDir holds newroot/ and
 // oldroot/; the first pivot_root moves the host's root to /oldroot (so bind sources stay
-// reachable as /oldroot/<path> even where the scratch tmpfs shadows them); the sandbox's tree is
+// reachable beneath /oldroot even where the scratch tmpfs shadows them); the sandbox's tree is
 // assembled under /newroot; procfs is mounted while the host's /proc is still visible (the kernel
 // refuses a new proc mount in a user namespace otherwise); then the old root is detached, and a
 // second pivot_root(".", ".") makes newroot the root, detaching the scratch tmpfs beneath it.
 // Finally / itself is made read-only; only the tmpfs and read-write binds stay writable.
 //
+// The host side is hostile territory: a payload can leave symlinks, renamed directories, FIFOs
+// and sockets in whatever it could write, and wait for the next start. So no path is ever
+// handed to the kernel as a string to resolve:
+// - a bind's source is opened beneath the old root with openat2(RESOLVE_NO_SYMLINKS |
+//   RESOLVE_NO_MAGICLINKS | RESOLVE_BENEATH) — per component with O_NOFOLLOW before 5.6 — and
+//   bound *from that fd* (open_tree(OPEN_TREE_CLONE) + move_mount), so what is bound is exactly
+//   what was checked;
+// - a target is walked from an fd of /newroot component by component with O_NOFOLLOW; missing
+//   components are made only where the plan says the target lies on the sandbox's own tmpfs
+//   (createTarget). Under a host bind nothing is created: setup never writes a host directory;
+// - synthesized files (/etc, the CA bundle, secret files, the fetch preload) are written to the
+//   scratch tmpfs and that file is bound read-only over the target (bubblewrap's
+//   --ro-bind-data), so their content never lands in a host directory, and mountinfo names a
+//   file of a tmpfs, not a host path;
+// - tmpfs, proc and devpts are mounted on "." after fchdir() to the walked target fd.
+//
 // Runs in the child, in the parent's address space: raw system calls only (syscall.h), and the
-// plan is read-only here — mkdir -p works on a copy of the target on the child's stack.
+// plan is read-only here — a walk works on a copy of the path on the child's stack.
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -18,6 +36,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <unistd.h>
 
 #include "child.h"
 #include "syscall.h"
@@ -25,28 +44,45 @@
 
 namespace stockade {
 
-// <linux/mount.h> clashes with glibc 2.36's <sys/mount.h>; these are the 5.12 ABI values.
+// <linux/mount.h> and <linux/openat2.h> clash with glibc 2.36's headers; these are the ABI values.
 namespace {
 struct MountAttr {
   uint64_t attr_set, attr_clr, propagation, userns_fd;
 };
+struct OpenHow {
+  uint64_t flags, mode, resolve;
+};
 constexpr uint64_t kAttrRdonly = 0x1, kAttrNosuid = 0x2, kAttrNodev = 0x4;
+constexpr uint64_t kAttrIdmap = 0x00100000;  // 5.12
 constexpr int kAtRecursive = 0x8000;
+constexpr int kOpenTreeClone = 1;
+constexpr int kMoveFromEmptyPath = 0x4, kMoveToEmptyPath = 0x40;
+constexpr uint64_t kResolveNoMagiclinks = 0x02, kResolveNoSymlinks = 0x04, kResolveBeneath = 0x08;
 
 int mountIn(const char* source, const char* target, const char* type, unsigned long flags,
             const void* data) {
   return sysError(sys(SYS_mount, source, target, type, flags, data));
 }
 
-int mkdirIn(const char* path, mode_t mode) {
-  return sysError(sys(SYS_mkdirat, AT_FDCWD, path, mode));
-}
-
 int chdirIn(const char* path) {
   return sysError(sys(SYS_chdir, path));
 }
 
-// A path from the plan, copied to the child's stack so that mkdir -p can cut it at each '/'.
+void closeIn(long fd) {
+  if (fd >= 0) sys(SYS_close, fd);
+}
+
+// An fd the child owns for the length of a scope (raw close, no allocation).
+struct ScopedFd {
+  long fd;
+  explicit ScopedFd(long value) : fd(value) {}
+  ~ScopedFd() { closeIn(fd); }
+  ScopedFd(const ScopedFd&) = delete;
+  ScopedFd& operator=(const ScopedFd&) = delete;
+  int err() const { return sysError(fd); }
+};
+
+// A path from the plan, copied to the child's stack so that a walk can cut it at each '/'.
 // The plan's own string is the parent's memory (CLONE_VM): writing there would change the
 // parent's Plan, and a child killed halfway would leave it cut.
 struct PathCopy {
@@ -62,124 +98,308 @@ struct PathCopy {
     path[from.size()] = '\0';
   }
 };
-}  // namespace
 
-// Sets flags on the mount at `path` (and, with `recursive`, every mount below it). Adding flags
-// is always permitted, so unlike MS_REMOUNT this never trips over flags the host locked.
-// Kernels before 5.12 lack mount_setattr: fall back to a bind remount of the top mount, which
-// must repeat the locked flags read by the parent with statvfs().
-static int setMountFlags(const char* path, bool readOnly, bool recursive, uint32_t lockedFlags,
-                         bool devices = false) {
-  MountAttr attr = {};
-  attr.attr_set = kAttrNosuid | (devices ? 0 : kAttrNodev) | (readOnly ? kAttrRdonly : 0);
-  int err = sysError(
-      sys(SYS_mount_setattr, AT_FDCWD, path, recursive ? kAtRecursive : 0, &attr, sizeof attr));
-  if (err != ENOSYS) return err;
-  unsigned long flags = MS_REMOUNT | MS_BIND | MS_NOSUID | (devices ? 0 : MS_NODEV) | lockedFlags;
-  if (readOnly) flags |= MS_RDONLY;
-  return mountIn(nullptr, path, nullptr, flags, nullptr);
-}
-
-// mkdir -p of every parent of `path`, in place: '/' is replaced by NUL and restored. `path` is
-// the child's own copy (PathCopy).
-static int makeParents(char* path) {
-  for (char* p = path + 1; *p != '\0'; ++p) {
-    if (*p != '/') continue;
-    *p = '\0';
-    int err = mkdirIn(path, 0755);
-    *p = '/';
-    if (err != 0 && err != EEXIST) return err;
-  }
-  return 0;
-}
-
-static int makeMountPoint(char* path, bool isDir) {
-  if (int err = makeParents(path)) return err;
-  if (isDir) {
-    int err = mkdirIn(path, 0755);
-    return err == EEXIST ? 0 : err;
-  }
+long statMode(long fd, mode_t* mode) {
   struct stat st;
-  if (sys(SYS_newfstatat, AT_FDCWD, path, &st, 0) == 0)
-    return 0;  // e.g. inside a read-only bind, where O_CREAT fails
-  long fd = sys(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444);
-  if (fd < 0) return sysError(fd) == EEXIST ? 0 : sysError(fd);
-  sys(SYS_close, fd);
-  return 0;
+  long rc = sys(SYS_newfstatat, fd, "", &st, AT_EMPTY_PATH);
+  if (rc == 0) *mode = st.st_mode;
+  return rc;
 }
 
-static int writeFile(char* path, const std::string& content, uint32_t mode) {
-  if (int err = makeParents(path)) return err;
+enum class Leaf { kDir, kNonDir, kAny };
+
+// Opens `path` (absolute, read beneath `root`) one component at a time with O_PATH|O_NOFOLLOW:
+// a symlink is opened as itself and refused (ELOOP), "." and ".." are refused (EINVAL). With
+// `create`, a missing component is made — a directory (0755), or for a kNonDir leaf an empty
+// file (0444) — which the plan asks for only on the sandbox's own tmpfs. Returns an O_PATH fd
+// of the last component, or -errno. Raw system calls only: used by the child and, for the
+// fallback before openat2, by the parent.
+long openNoFollow(long root, const std::string& path, bool create, Leaf leaf) {
+  PathCopy copy(path);
+  if (copy.err != 0) return -copy.err;
+  char* p = copy.path;
+  while (*p == '/') ++p;
+  long dir = sys(SYS_openat, root, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  while (dir >= 0 && *p != '\0') {
+    char* end = p;
+    while (*end != '\0' && *end != '/') ++end;
+    char* next = end;
+    while (*next == '/') ++next;
+    *end = '\0';
+    bool last = *next == '\0';
+    bool wantDir = !last || leaf == Leaf::kDir;
+    if ((p[0] == '.' && p[1] == '\0') || (p[0] == '.' && p[1] == '.' && p[2] == '\0')) {
+      closeIn(dir);
+      return -EINVAL;
+    }
+    long fd = sys(SYS_openat, dir, p, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd == -ENOENT && create && (wantDir || leaf == Leaf::kNonDir)) {
+      long made;
+      if (wantDir) {
+        made = sys(SYS_mkdirat, dir, p, 0755);
+      } else {
+        made = sys(SYS_openat, dir, p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
+        closeIn(made);
+      }
+      if (made < 0 && made != -EEXIST) {
+        closeIn(dir);
+        return made;
+      }
+      fd = sys(SYS_openat, dir, p, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    }
+    closeIn(dir);
+    if (fd < 0) return fd;
+    mode_t mode = 0;
+    if (long rc = statMode(fd, &mode); rc < 0) {
+      closeIn(fd);
+      return rc;
+    }
+    long refused = 0;
+    if (S_ISLNK(mode)) {
+      refused = -ELOOP;
+    } else if (wantDir && !S_ISDIR(mode)) {
+      refused = -ENOTDIR;
+    } else if (last && leaf == Leaf::kNonDir && S_ISDIR(mode)) {
+      refused = -EISDIR;
+    }
+    if (refused != 0) {
+      closeIn(fd);
+      return refused;
+    }
+    dir = fd;
+    p = next;
+  }
+  return dir;
+}
+
+// A host path, opened beneath `root` (the old root in the child, / in the parent) without
+// following any symlink, as an O_PATH fd; -errno otherwise (ELOOP: a symlink on the way).
+long openHostPath(long root, const std::string& path) {
+  const char* rel = path.c_str();
+  while (*rel == '/') ++rel;
+  OpenHow how = {O_PATH | O_NOFOLLOW | O_CLOEXEC, 0,
+                 kResolveNoSymlinks | kResolveNoMagiclinks | kResolveBeneath};
+  long fd = *rel == '\0' ? -EINVAL : sys(SYS_openat2, root, rel, &how, sizeof how);
+  if (fd == -ENOSYS) return openNoFollow(root, path, false, Leaf::kAny);  // before 5.6
+  if (fd < 0) return fd;
+  mode_t mode = 0;
+  long rc = statMode(fd, &mode);
+  if (rc == 0 && S_ISLNK(mode)) rc = -ELOOP;  // the last component, opened as itself
+  if (rc < 0) {
+    closeIn(fd);
+    return rc;
+  }
+  return fd;
+}
+
+uint64_t bindAttrs(bool readOnly, bool devices) {
+  return kAttrNosuid | (devices ? 0 : kAttrNodev) | (readOnly ? kAttrRdonly : 0);
+}
+
+// A detached copy of the tree at `source` (recursive: submounts come along). On a detached
+// mount, mount_setattr applies the flags before anything can see the mount; AT_RECURSIVE makes
+// submounts read-only too.
+long cloneTree(long source, uint64_t attrs, int usernsFd = -1) {
+  long mnt =
+      sys(SYS_open_tree, source, "", AT_EMPTY_PATH | kOpenTreeClone | O_CLOEXEC | kAtRecursive);
+  if (mnt < 0) return mnt;
+  MountAttr attr = {attrs, 0, 0, 0};
+  if (usernsFd >= 0) {
+    attr.attr_set |= kAttrIdmap;
+    attr.userns_fd = static_cast<uint64_t>(usernsFd);
+  }
+  long rc = sys(SYS_mount_setattr, mnt, "", AT_EMPTY_PATH | kAtRecursive, &attr, sizeof attr);
+  if (rc < 0) {
+    closeIn(mnt);
+    return rc;
+  }
+  return mnt;
+}
+
+int attach(long mnt, long target) {
+  return sysError(sys(SYS_move_mount, mnt, "", target, "", kMoveFromEmptyPath | kMoveToEmptyPath));
+}
+
+int bindFd(long source, long target, uint64_t attrs) {
+  ScopedFd mnt(cloneTree(source, attrs));
+  if (int err = mnt.err()) return err;
+  return attach(mnt.fd, target);
+}
+
+// mount(2) onto the walked target itself: fchdir there and mount on ".", which the kernel
+// does not resolve any further.
+int mountOn(long target, const char* source, const char* type, unsigned long flags,
+            const char* data) {
+  if (int err = sysError(sys(SYS_fchdir, target))) return err;
+  return mountIn(source, ".", type, flags, data);
+}
+
+// "f<index>" on the scratch tmpfs: the synthesized file of mount entry `index`.
+void scratchName(int index, char (&name)[16]) {
+  char digits[12];
+  int n = 0;
+  unsigned value = static_cast<unsigned>(index);
+  do {
+    digits[n++] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value != 0 && n < 11);
+  name[0] = 'f';
+  for (int i = 0; i < n; ++i) name[1 + i] = digits[n - 1 - i];
+  name[1 + n] = '\0';
+}
+
+// Writes `content` to a new file of the scratch tmpfs (never reachable from inside) and returns
+// an O_PATH fd of it, or -errno.
+long writeScratchFile(long scratch, int index, const std::string& content, uint32_t mode) {
+  char name[16];
+  scratchName(index, name);
   long fd =
-      sys(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
-  if (fd < 0) return sysError(fd);
+      sys(SYS_openat, scratch, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return fd;
   const char* p = content.data();
   size_t left = content.size();
-  while (left > 0) {
-    long n = sys(SYS_write, fd, p, left);
-    if (n < 0) {
-      if (n == -EINTR) continue;
-      sys(SYS_close, fd);
-      return sysError(n);
+  long rc = 0;
+  while (left > 0 && rc >= 0) {
+    rc = sys(SYS_write, fd, p, left);
+    if (rc == -EINTR) {
+      rc = 0;
+      continue;
     }
-    p += n;
-    left -= static_cast<size_t>(n);
+    if (rc > 0) {
+      p += rc;
+      left -= static_cast<size_t>(rc);
+    }
   }
-  sys(SYS_close, fd);
-  return 0;
+  if (rc >= 0) rc = sys(SYS_fchmod, fd, mode);  // exact mode, whatever the umask
+  closeIn(fd);
+  if (rc < 0) return rc;
+  return sys(SYS_openat, scratch, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 }
 
-static bool exists(const char* path) {
-  struct stat st;
-  return sys(SYS_newfstatat, AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0;
-}
-
-static int applyMount(const MountOp& op) {
+// symlink(op.source) at op.target: the parent directory is walked like any target.
+int makeSymlink(long newroot, const MountOp& op) {
   PathCopy copy(op.target);
   if (copy.err != 0) return copy.err;
-  char* target = copy.path;
+  char* slash = strrchr(copy.path, '/');
+  if (slash == nullptr || slash[1] == '\0') return EINVAL;
+  *slash = '\0';
+  ScopedFd parent(
+      openNoFollow(newroot, copy.path[0] == '\0' ? "/" : copy.path, op.createTarget, Leaf::kDir));
+  if (int err = parent.err()) return err;
+  return sysError(sys(SYS_symlinkat, op.source.c_str(), parent.fd, slash + 1));
+}
+
+struct Roots {
+  long scratch, newroot, oldroot;
+};
+
+int applyMount(const MountOp& op, int index, long prepared, const Roots& roots) {
   constexpr unsigned long kQuiet = MS_NOSUID | MS_NODEV;
   switch (op.kind) {
-    case MountOp::kBind:
-      if (int err = makeMountPoint(target, op.sourceIsDir)) return err;
-      if (int err = mountIn(op.source.c_str(), target, nullptr, MS_BIND | MS_REC, nullptr))
-        return err;
-      return setMountFlags(target, op.readOnly, true, op.lockedFlags, op.devices);
-    case MountOp::kTmpfs:
-      if (int err = makeMountPoint(target, true)) return err;
-      return mountIn("tmpfs", target, "tmpfs", kQuiet, op.data.c_str());
-    case MountOp::kProc:
-      if (int err = makeMountPoint(target, true)) return err;
-      return mountIn("proc", target, "proc", kQuiet | MS_NOEXEC, nullptr);
-    case MountOp::kDevpts:
+    case MountOp::kBind: {
+      ScopedFd source(prepared >= 0 ? -EBADF : openHostPath(roots.oldroot, op.source));
+      long from = prepared >= 0 ? prepared : source.fd;
+      if (from < 0) return sysError(from);
+      mode_t mode = 0;
+      if (int err = sysError(statMode(from, &mode))) return err;
+      ScopedFd target(openNoFollow(roots.newroot, op.target, op.createTarget,
+                                   S_ISDIR(mode) ? Leaf::kDir : Leaf::kNonDir));
+      if (int err = target.err()) return err;
+      // A prepared (idmapped) mount already carries its flags: set by the parent, which alone
+      // may idmap a host filesystem.
+      if (prepared >= 0) return attach(prepared, target.fd);
+      return bindFd(source.fd, target.fd, bindAttrs(op.readOnly, op.devices));
+    }
+    case MountOp::kTmpfs: {
+      ScopedFd target(openNoFollow(roots.newroot, op.target, op.createTarget, Leaf::kDir));
+      if (int err = target.err()) return err;
+      return mountOn(target.fd, "tmpfs", "tmpfs", kQuiet, op.data.c_str());
+    }
+    case MountOp::kProc: {
+      ScopedFd target(openNoFollow(roots.newroot, op.target, op.createTarget, Leaf::kDir));
+      if (int err = target.err()) return err;
+      return mountOn(target.fd, "proc", "proc", kQuiet | MS_NOEXEC, nullptr);
+    }
+    case MountOp::kDevpts: {
       // newinstance: a private pty namespace; no gid= option, as group 5 is not mapped.
-      if (int err = makeMountPoint(target, true)) return err;
-      return mountIn("devpts", target, "devpts", MS_NOSUID | MS_NOEXEC,
+      ScopedFd target(openNoFollow(roots.newroot, op.target, op.createTarget, Leaf::kDir));
+      if (int err = target.err()) return err;
+      return mountOn(target.fd, "devpts", "devpts", MS_NOSUID | MS_NOEXEC,
                      "newinstance,ptmxmode=0666,mode=0620");
-    case MountOp::kDir:
-      if (int err = makeMountPoint(target, true)) return err;
-      return sysError(sys(SYS_fchmodat, AT_FDCWD, target, op.mode, 0));
-    case MountOp::kFile:
-      return writeFile(target, op.data, op.mode);
+    }
+    case MountOp::kFile: {
+      ScopedFd source(writeScratchFile(roots.scratch, index, op.data, op.mode));
+      if (int err = source.err()) return err;
+      ScopedFd target(openNoFollow(roots.newroot, op.target, op.createTarget, Leaf::kNonDir));
+      if (int err = target.err()) return err;
+      return bindFd(source.fd, target.fd, bindAttrs(true, false));
+    }
     case MountOp::kSymlink:
-      if (int err = makeParents(target)) return err;
-      return sysError(sys(SYS_symlinkat, op.source.c_str(), AT_FDCWD, target));
-    case MountOp::kMaskFile:
-      if (!exists(target)) return 0;
-      if (int err = mountIn("/oldroot/dev/null", target, nullptr, MS_BIND, nullptr)) return err;
-      return setMountFlags(target, true, false, op.lockedFlags, true);  // reads as empty
-    case MountOp::kMaskDir:
-      if (!exists(target)) return 0;
-      return mountIn("tmpfs", target, "tmpfs", kQuiet | MS_NOEXEC | MS_RDONLY, "mode=0555");
-    case MountOp::kReadOnly:
-      if (!exists(target)) return 0;
-      if (int err = mountIn(target, target, nullptr, MS_BIND | MS_REC, nullptr)) return err;
-      return setMountFlags(target, true, true, op.lockedFlags);
+      return makeSymlink(roots.newroot, op);
+    case MountOp::kMaskFile: {
+      ScopedFd target(openNoFollow(roots.newroot, op.target, false, Leaf::kNonDir));
+      if (target.fd == -ENOENT) return 0;
+      if (int err = target.err()) return err;
+      ScopedFd null(openHostPath(roots.oldroot, "/dev/null"));
+      if (int err = null.err()) return err;
+      return bindFd(null.fd, target.fd, bindAttrs(true, true));  // reads as empty
+    }
+    case MountOp::kMaskDir: {
+      ScopedFd target(openNoFollow(roots.newroot, op.target, false, Leaf::kDir));
+      if (target.fd == -ENOENT) return 0;
+      if (int err = target.err()) return err;
+      return mountOn(target.fd, "tmpfs", "tmpfs", kQuiet | MS_NOEXEC | MS_RDONLY, "mode=0555");
+    }
+    case MountOp::kReadOnly: {
+      ScopedFd target(openNoFollow(roots.newroot, op.target, false, Leaf::kDir));
+      if (target.fd == -ENOENT) return 0;
+      if (int err = target.err()) return err;
+      return bindFd(target.fd, target.fd, bindAttrs(true, false));
+    }
   }
   return EINVAL;
 }
 
-int buildRootInChild(const Plan& plan, Step* step, int* index) {
+}  // namespace
+
+int prepareMountsFromParent(const Plan& plan, Prepared& prep, int* index) {
+  prep.mountFds.assign(plan.mounts.size(), -1);
+  int userns = -1;
+  ScopedFd root(-1);
+  for (size_t i = 0; i < plan.mounts.size(); ++i) {
+    const MountOp& op = plan.mounts[i];
+    if (op.kind != MountOp::kBind || !op.idmap) continue;
+    *index = static_cast<int>(i);
+    // Only the initial user namespace's root may idmap a host filesystem (the superblock
+    // belongs to it), so this cannot be done by the child.
+    if (!prep.hostRoot) return EPERM;
+    if (userns < 0) {
+      if (int err = openIdmapUsernsFromParent(plan, &userns)) return err;
+      root.fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+      if (root.fd < 0) {
+        close(userns);
+        return errno;
+      }
+    }
+    long source = openHostPath(root.fd, op.source);
+    if (source < 0) {
+      close(userns);
+      return sysError(source);
+    }
+    long mnt = cloneTree(source, bindAttrs(op.readOnly, op.devices), userns);
+    close(static_cast<int>(source));
+    if (mnt < 0) {
+      close(userns);
+      return sysError(mnt);
+    }
+    prep.mountFds[i] = static_cast<int>(mnt);
+  }
+  if (userns >= 0) close(userns);
+  *index = -1;
+  return 0;
+}
+
+int buildRootInChild(const Plan& plan, const Prepared& prep, Step* step, int* index) {
   *step = Step::kMountPrivate;
   if (int err = mountIn(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr)) return err;
 
@@ -187,8 +407,8 @@ int buildRootInChild(const Plan& plan, Step* step, int* index) {
   if (int err = mountIn("tmpfs", plan.baseDir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"))
     return err;
   if (int err = chdirIn(plan.baseDir.c_str())) return err;
-  if (int err = mkdirIn("newroot", 0755)) return err;
-  if (int err = mkdirIn("oldroot", 0755)) return err;
+  if (int err = sysError(sys(SYS_mkdirat, AT_FDCWD, "newroot", 0755))) return err;
+  if (int err = sysError(sys(SYS_mkdirat, AT_FDCWD, "oldroot", 0755))) return err;
 
   *step = Step::kPivotBase;
   if (int err = sysError(sys(SYS_pivot_root, ".", "oldroot"))) return err;
@@ -200,17 +420,28 @@ int buildRootInChild(const Plan& plan, Step* step, int* index) {
     return err;
 
   *step = Step::kMount;
-  for (size_t i = 0; i < plan.mounts.size(); ++i) {
-    *index = static_cast<int>(i);
-    if (int err = applyMount(plan.mounts[i])) return err;
-  }
-  *index = -1;
+  {
+    ScopedFd scratch(sys(SYS_openat, AT_FDCWD, "/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    ScopedFd newroot(sys(SYS_openat, AT_FDCWD, "/newroot", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    ScopedFd oldroot(sys(SYS_openat, AT_FDCWD, "/oldroot", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    for (long fd : {scratch.fd, newroot.fd, oldroot.fd})
+      if (int err = sysError(fd)) return err;
+    Roots roots = {scratch.fd, newroot.fd, oldroot.fd};
+    for (size_t i = 0; i < plan.mounts.size(); ++i) {
+      *index = static_cast<int>(i);
+      long prepared = i < prep.mountFds.size() ? prep.mountFds[i] : -1;
+      if (int err = applyMount(plan.mounts[i], *index, prepared, roots)) return err;
+    }
+    *index = -1;
+  }  // no fd of the old root survives its detachment
 
   *step = Step::kDetachOldRoot;
+  if (int err = chdirIn("/")) return err;
   if (int err = sysError(sys(SYS_umount2, "/oldroot", MNT_DETACH))) return err;
 
   // pivot_root(".", ".") stacks the scratch tmpfs on top of newroot; detaching "." removes it
-  // (man 2 pivot_root, NOTES), and no directory for the old root is needed inside.
+  // (man 2 pivot_root, NOTES), and no directory for the old root is needed inside. The binds of
+  // synthesized files keep their own reference to the scratch tmpfs.
   *step = Step::kPivotRoot;
   if (int err = chdirIn("/newroot")) return err;
   if (int err = sysError(sys(SYS_pivot_root, ".", "."))) return err;
@@ -218,7 +449,8 @@ int buildRootInChild(const Plan& plan, Step* step, int* index) {
   if (int err = chdirIn("/")) return err;
 
   *step = Step::kRemountRoot;
-  if (int err = setMountFlags("/", true, false, 0)) return err;
+  MountAttr attr = {kAttrRdonly | kAttrNosuid | kAttrNodev, 0, 0, 0};
+  if (int err = sysError(sys(SYS_mount_setattr, AT_FDCWD, "/", 0, &attr, sizeof attr))) return err;
 
   *step = Step::kChdir;
   return chdirIn(plan.cwd.c_str());

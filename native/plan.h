@@ -46,6 +46,7 @@ enum class Step : int32_t {
   kIdMap,          // parent: writing /proc/PID/{setgroups,uid_map,gid_map}
   kClone,          // parent: clone()
   kInit,           // stockade-init: fork of the payload
+  kIdmapMount,     // parent: an idmapped mount for a read-write grant (index says which)
   kCgroup,         // parent: clone3 into the v2 cgroup, or writing cgroup.procs (index: which)
   kBudget,         // one /proc/sys/user limit of the sandbox's user namespace (index says which)
 };
@@ -58,27 +59,33 @@ struct ChildError {
   int32_t index;  // which mount/listener/rlimit, or -1
 };
 
+// One entry of the sandbox's filesystem, applied in order (mounts.cc). Paths are never resolved
+// through a symlink: a host path is opened beneath the old root with RESOLVE_NO_SYMLINKS and
+// bound from that fd, a target is walked component by component with O_NOFOLLOW.
 struct MountOp {
   enum Kind : int32_t {
-    kBind = 0,  // bind source (recursive), then read-only or nosuid+nodev
+    kBind = 0,  // host path `source` bound at target (recursive), read-only or nosuid+nodev
     kTmpfs,     // tmpfs with `data` options
     kProc,      // fresh procfs of the sandbox's pid namespace
     kDevpts,    // private devpts instance
-    kDir,       // mkdir -p
-    kFile,      // a synthesized file with `data` as content
+    kFile,      // `data` written to the scratch tmpfs, that file bound read-only over target
     kSymlink,   // symlink(source, target)
-    kMaskFile,  // bind /dev/null over target (missing target is fine)
+    kMaskFile,  // the host's /dev/null bound over target (missing target is fine)
     kMaskDir,   // read-only empty tmpfs over target (missing target is fine)
-    kReadOnly,  // bind target onto itself, read-only (missing target is fine)
+    kReadOnly,  // target bound onto itself, read-only (missing target is fine)
   };
-  Kind kind = kDir;
-  std::string source;  // kBind: /oldroot/<host path>; kSymlink: link text
-  std::string target;  // /newroot/<path inside>
+  Kind kind = kTmpfs;
+  std::string source;  // kBind: absolute host path, already canonical; kSymlink: link text
+  std::string target;  // absolute path inside the sandbox
   std::string data;    // kTmpfs: mount options; kFile: content
   bool readOnly = true;
-  bool sourceIsDir = true;
-  bool devices = false;      // a bind of device nodes: no MS_NODEV on this mount
-  uint32_t lockedFlags = 0;  // MS_* flags of the source mount (remount fallback before 5.12)
+  bool devices = false;  // a bind of device nodes: no MOUNT_ATTR_NODEV on this mount
+  // false: the target lies under a host bind, where setup must not create anything; a missing
+  // component is ENOENT. true: missing components are made on the sandbox's own tmpfs.
+  bool createTarget = true;
+  // kBind as host root: bound through an idmapped mount the parent prepared, so that files the
+  // caller owns belong to the payload inside and what the payload creates to the caller outside.
+  bool idmap = false;
   uint32_t mode = 0755;
 };
 
@@ -160,6 +167,7 @@ struct Prepared {
   int syncPipe[2] = {-1, -1};
   int statusPipe[2] = {-1, -1};
   int listenerSocket[2] = {-1, -1};
+  std::vector<int> mountFds;  // per plan.mounts entry: a detached mount the parent made, or -1
 };
 
 }  // namespace stockade

@@ -17,18 +17,26 @@
 //   bugs). socketpair() needs the rule as much as socket(): it creates both sockets through
 //   the family's own create function (autoloading its module) before it asks the family for a
 //   pair, and some families (AF_TIPC) do make one;
+// - no set-user-ID or set-group-ID bit on a file (chmod family, and open/mknod creating one)
+//   answers EPERM: what the payload creates in a read-write grant is a host file, owned by the
+//   caller — by root when host root grants its own directory (an idmapped mount, mounts.cc) —
+//   and a set-ID bit on it would hand the caller's identity to any local user who runs it.
+//   openat2() carries its mode in memory BPF cannot read, so it answers ENOSYS (callers fall
+//   back to openat);
 // - numbers above the highest this table knows answer ENOSYS: a syscall added to a future
 //   kernel is refused until it has been reviewed.
 // The kernel (5.11+) caches the verdict of every syscall whose outcome does not depend on its
 // arguments, so the filter costs almost nothing outside clone, ioctl, personality and the
 // socket calls.
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/audit.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <stddef.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -150,6 +158,11 @@ class Builder {
     add(BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, k, 0, 1));
     ret(action);
   }
+  // if (!(A & k)) return action;
+  void returnUnlessAnyBit(uint32_t k, uint32_t action) {
+    add(BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, k, 1, 0));
+    ret(action);
+  }
   // if (A != nr) skip the next `length` instructions.
   void skipUnless(uint32_t nr, uint8_t length) {
     add(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr, 0, length));
@@ -204,6 +217,30 @@ std::vector<struct sock_filter> buildDefault() {
   };
   guarded(b, SYS_socket, onlyAllowedFamilies);
   guarded(b, SYS_socketpair, onlyAllowedFamilies);
+  // Set-ID bits: the mode is argument `modeArg`; for open calls only when they create a file.
+  auto noSetId = [](int modeArg, int flagsArg = -1) {
+    return [=](Builder& g) {
+      if (flagsArg >= 0) {
+        g.load(arg(flagsArg));
+        g.returnUnlessAnyBit(O_CREAT | (O_TMPFILE & ~O_DIRECTORY), SECCOMP_RET_ALLOW);
+      }
+      g.load(arg(modeArg));
+      g.returnIfAnyBit(S_ISUID | S_ISGID, errnoRet(EPERM));
+      g.ret(SECCOMP_RET_ALLOW);
+    };
+  };
+  guarded(b, SYS_fchmod, noSetId(1));
+  guarded(b, SYS_fchmodat, noSetId(2));
+  guarded(b, SYS_fchmodat2, noSetId(2));
+  guarded(b, SYS_openat, noSetId(3, 2));
+  guarded(b, SYS_mknodat, noSetId(2));
+#if defined(__x86_64__)
+  guarded(b, SYS_chmod, noSetId(1));
+  guarded(b, SYS_open, noSetId(2, 1));
+  guarded(b, SYS_creat, noSetId(1));
+  guarded(b, SYS_mknod, noSetId(1));
+#endif
+  b.returnIfEqual(SYS_openat2, errnoRet(ENOSYS));
   b.returnIfAtLeast(kHighestKnown + 1, errnoRet(ENOSYS));
   b.ret(SECCOMP_RET_ALLOW);
   return std::move(b.program());
@@ -218,8 +255,12 @@ const struct sock_fprog* defaultFilter() {
 }
 
 int installFilterInChild(const struct sock_fprog* filter) {
-  // seccomp(2) rather than prctl: TSYNC is not wanted (one thread), and SPEC_ALLOW is not set,
-  // so the kernel also applies its speculative-execution mitigations to the payload.
+  // seccomp(2) rather than prctl: TSYNC is not wanted (one thread). SECCOMP_FILTER_FLAG_SPEC_ALLOW
+  // (4.17) is deliberately not set: where the kernel ties SSBD/STIBP to seccomp (booted with
+  // spec_store_bypass_disable=seccomp, or its default before 5.16) an administrator chose that,
+  // and a sandbox of untrusted code is the last place to opt out. Since 5.16 the default is
+  // prctl, where the flag changes nothing; bench/seccomp.ts measures both (forcing SSBD+STIBP on
+  // a syscall-heavy payload showed no difference beyond the noise on a 6.18 eIBRS host).
   // Raw (syscall.h): this runs in the child.
   return sysError(sys(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, filter));
 }

@@ -5,8 +5,9 @@
 // unshare(CLONE_NEWUSER) fails with EINVAL in a multi-threaded process such as Node, so the
 // namespaces are created by clone() itself. Signals are blocked around clone() so that no Node
 // handler runs in the child before it resets them. The parent then blocks on the error pipe
-// until execve (EOF) or a failure record: like libuv's uv_spawn, a spawn either fails
-// synchronously or has exec'd.
+// until execve (EOF) or a failure record: like libuv's uv_spawn, a spawn either fails or has
+// exec'd when this returns. "The parent" is the environment's spawner thread (spawner.cc), not
+// the JS thread, so the event loop runs on while a sandbox is being built.
 //
 // Why CLONE_VM. With fork semantics the kernel copies Node's page tables (a large address space:
 // V8 heap reservations, code space, the binary) and marks every private page copy-on-write, the
@@ -126,6 +127,7 @@ void closeAll(Prepared& prep) {
   closeFd(prep.devNull);
   closeFd(prep.initFd);
   closeFd(prep.parentPidfd);
+  for (int& fd : prep.mountFds) closeFd(fd);
 }
 
 // Builds every array and buffer the child will read; returns an errno.
@@ -223,6 +225,13 @@ SpawnResult spawnSandbox(Plan& plan) {
   if (int err = prepare(plan, prep)) {
     closeAll(prep);
     return fail(Step::kClone, err);
+  }
+  int mountIndex = -1;
+  if (int err = prepareMountsFromParent(plan, prep, &mountIndex)) {
+    closeAll(prep);
+    fail(Step::kIdmapMount, err);
+    result.error.index = mountIndex;
+    return result;
   }
 
   ChildStack stack;

@@ -12,11 +12,22 @@
 //
 // The parent writes the maps (the child cannot map other ids than its own) while the child
 // waits on the sync pipe.
+//
+// Idmapped mounts (mount_setattr MOUNT_ATTR_IDMAP, 5.12) take the id mapping from a user
+// namespace. For a host-root caller's read-write grants that namespace maps the caller's ids
+// (0) to the payload's host ids (plan.hostUid/hostGid): files the caller owns are the payload's
+// inside, and what the payload creates is the caller's on the host. The sandbox's own namespace
+// cannot serve: it maps 0 to 0 (for setup) and 65534 to hostUid. So a short-lived helper is
+// cloned into a new user namespace, mapped, and its namespace kept as an fd.
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "child.h"
@@ -53,6 +64,64 @@ int writeIdMapsFromParent(pid_t pid, const Plan& plan, bool hostRoot, std::strin
   }
   if (int err = writeProcFile(pid, "uid_map", uidMap, failedPath)) return err;
   return writeProcFile(pid, "gid_map", gidMap, failedPath);
+}
+
+namespace {
+
+// The helper shares the parent's memory (CLONE_VM, see spawn.cc for why that is safe with raw
+// system calls only): it closes its copy of the write end, waits for EOF on the pipe and exits.
+// Signals stay blocked in it, as the parent blocked them around clone().
+int holdUsernsMain(void* arg) {
+  const int* hold = static_cast<const int*>(arg);
+  char c;
+  sys(SYS_close, hold[1]);
+  sys(SYS_read, hold[0], &c, 1);
+  sys(SYS_exit_group, 0);
+  __builtin_unreachable();
+}
+
+}  // namespace
+
+int openIdmapUsernsFromParent(const Plan& plan, int* usernsFd) {
+  constexpr size_t kStack = 64 * 1024;
+  void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) return errno;
+  int hold[2];
+  if (pipe2(hold, O_CLOEXEC) != 0) {
+    int err = errno;
+    munmap(stack, kStack);
+    return err;
+  }
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid_t pid = clone(holdUsernsMain, static_cast<char*>(stack) + kStack,
+                    CLONE_VM | CLONE_NEWUSER | SIGCHLD, hold);
+  int err = pid < 0 ? errno : 0;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  std::string ignored;
+  if (err == 0) {
+    std::string uidMap = std::to_string(geteuid()) + " " + std::to_string(plan.hostUid) + " 1\n";
+    std::string gidMap = std::to_string(getegid()) + " " + std::to_string(plan.hostGid) + " 1\n";
+    err = writeProcFile(pid, "uid_map", uidMap, &ignored);
+    if (err == 0) err = writeProcFile(pid, "gid_map", gidMap, &ignored);
+    if (err == 0) {
+      char path[64];
+      snprintf(path, sizeof path, "/proc/%d/ns/user", static_cast<int>(pid));
+      *usernsFd = open(path, O_RDONLY | O_CLOEXEC);
+      if (*usernsFd < 0) err = errno;
+    }
+  }
+  close(hold[1]);  // the helper's read returns: it exits
+  close(hold[0]);
+  if (pid > 0) {
+    int status;
+    while (waitpid(pid, &status, __WALL) < 0 && errno == EINTR) {
+    }
+  }
+  munmap(stack, kStack);  // only after the reap: the helper ran on it
+  return err;
 }
 
 int setIdentityInChild(const Plan& plan, bool hostRoot) {

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 if [ ! -f build/config.gypi ]; then npx node-gyp configure >/dev/null; fi
 npx node-gyp build >/dev/null
-npx tsc -p tsconfig.json
+npx tsc -p tsconfig.json && node scripts/bundle.js
 npm run --silent lint
 
 files=(dist/test/*.test.js)

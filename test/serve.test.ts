@@ -89,7 +89,7 @@ describe('stockade serve: a sandbox per principal behind streamable HTTP', () =>
           tokens: { file: 'tokens' },
           oauth: { issuer: 'https://issuer.example', audience: 'https://gw.example/mcp', jwks: 'jwks.json' },
         },
-        limits: { sandboxesPerPrincipal: 1, idleSeconds: 2, requestsPerMinute: 1000 },
+        limits: { sandboxesPerPrincipal: 1, requestsPerMinute: 1000 },
         servers: {
           memory: {
             command: ['node', memoryEntry],
@@ -121,6 +121,12 @@ describe('stockade serve: a sandbox per principal behind streamable HTTP', () =>
     return client;
   }
 
+  /** Ends a session as a client that is done does: DELETE, which stops its sandbox. */
+  async function end(client: Client): Promise<void> {
+    await (client.transport as StreamableHTTPClientTransport).terminateSession();
+    await client.close();
+  }
+
   test("two principals get different sandboxes: one's state is invisible to the other", async () => {
     const a = await connect(alice.token);
     const b = await connect(bob.token);
@@ -131,15 +137,15 @@ describe('stockade serve: a sandbox per principal behind streamable HTTP', () =>
     });
     assert.match(text(await a.callTool({ name: 'read_graph', arguments: {} })), /alice-secret/);
     assert.doesNotMatch(text(await b.callTool({ name: 'read_graph', arguments: {} })), /alice-secret/);
-    await a.close();
-    await b.close();
+    await end(a);
+    await end(b);
     // Alice's state persists in her own HOME for her next session.
     const stateFiles = fs.readdirSync(path.join(dir, 'state', 'memory'));
     assert.equal(stateFiles.length, 2, 'one state directory per principal');
     await until(() => gateway.tenants.countFor('alice') === 0, "alice's sandbox to stop");
     const again = await connect(alice.token);
     assert.match(text(await again.callTool({ name: 'read_graph', arguments: {} })), /alice-secret/);
-    await again.close();
+    await end(again);
   });
 
   test('the audit names the principal and the sandbox on every tool call', async () => {
@@ -195,7 +201,7 @@ describe('stockade serve: a sandbox per principal behind streamable HTTP', () =>
     assert.equal(gateway.tenants.countFor('https://issuer.example#erin'), 1);
     const { tools } = await client.listTools();
     assert.ok(tools.some((t) => t.name === 'read_graph'));
-    await client.close();
+    await end(client);
     const meta = await raw(port, 'GET', '/.well-known/oauth-protected-resource/mcp/memory', {});
     assert.deepEqual(JSON.parse(meta.body).authorization_servers, ['https://issuer.example']);
   });
@@ -242,16 +248,17 @@ describe('stockade serve: a sandbox per principal behind streamable HTTP', () =>
     await until(() => gateway.tenants.countFor('carol') === 0, "carol's sandbox to stop after DELETE");
   });
 
-  test('limits per principal hold, and idle sandboxes are reaped', async () => {
-    await until(() => gateway.tenants.countFor('bob') === 0, "bob's earlier sandbox to be reaped");
+  test('limits per principal hold', async () => {
+    await until(() => gateway.tenants.countFor('bob') === 0, "bob's earlier sandbox to stop");
     const first = await raw(port, 'POST', '/mcp/memory', { ...mcpHeaders, authorization: `Bearer ${bob.token}` }, INIT);
     assert.equal(first.status, 200);
     const second = await raw(port, 'POST', '/mcp/memory', { ...mcpHeaders, authorization: `Bearer ${bob.token}` }, INIT);
     assert.equal(second.status, 429);
     assert.match(second.body, /the most a principal may hold/);
-    // idleSeconds is 2: with no request, the sandbox is stopped and its slot freed.
-    await until(() => gateway.tenants.countFor('bob') === 0, "bob's idle sandbox to be reaped");
-    assert.ok(records.some((r) => r.event === 'serve.sandbox_stop' && r.principal === 'bob' && r.reason === 'idle'));
+    const headers = { 'mcp-session-id': String(first.headers['mcp-session-id']), 'mcp-protocol-version': '2025-06-18' };
+    assert.equal((await raw(port, 'DELETE', '/mcp/memory', { ...headers, authorization: `Bearer ${bob.token}` })).status, 200);
+    await until(() => gateway.tenants.countFor('bob') === 0, "bob's sandbox to stop, freeing his slot");
+    assert.equal((await raw(port, 'POST', '/mcp/memory', { ...mcpHeaders, authorization: `Bearer ${bob.token}` }, INIT)).status, 200);
   });
 
   test('Mcp-Method and Mcp-Name must match the body; oversized bodies are refused', async () => {
@@ -282,6 +289,52 @@ describe('stockade serve: a sandbox per principal behind streamable HTTP', () =>
     assert.match(metrics, /^stockade_tool_calls_total [1-9]\d*$/m);
     assert.match(metrics, /^stockade_denials_total\{kind="auth"\} [1-9]/m);
     assert.match(metrics, /^stockade_denials_total\{kind="origin"\} [1-9]/m);
+  });
+});
+
+describe('stockade serve reaps idle sandboxes', () => {
+  test('a session with no request for idleSeconds is stopped and its slot freed', async () => {
+    const dir = sharedTempDir('serve-idle');
+    const token = newToken('idler');
+    fs.writeFileSync(path.join(dir, 'tokens'), `${token.line}\n`);
+    const records: Record<string, unknown>[] = [];
+    const sink = new PassThrough();
+    sink.on('data', (d: Buffer) => {
+      for (const l of d.toString().split('\n')) if (l) records.push(JSON.parse(l));
+    });
+    const config = parseServeConfig(
+      {
+        listen: { port: 0 },
+        auth: { tokens: { file: 'tokens' } },
+        limits: { idleSeconds: 1 },
+        servers: { memory: { command: ['node', memoryEntry], filesystem: { readOnly: [modules] } } },
+      },
+      dir,
+    );
+    const gateway = new Gateway(config, { logger: pino(sink) });
+    try {
+      const { port } = await gateway.listen();
+      const res = await raw(port, 'POST', '/mcp/memory', { ...mcpHeaders, authorization: `Bearer ${token.token}` }, INIT);
+      assert.equal(res.status, 200);
+      assert.equal(gateway.tenants.size, 1);
+      await until(() => gateway.tenants.size === 0, 'the idle sandbox to be reaped');
+      assert.ok(records.some((r) => r.event === 'serve.sandbox_stop' && r.principal === 'idler' && r.reason === 'idle'));
+      const stale = await raw(
+        port,
+        'POST',
+        '/mcp/memory',
+        {
+          ...mcpHeaders,
+          'mcp-session-id': String(res.headers['mcp-session-id']),
+          authorization: `Bearer ${token.token}`,
+        },
+        JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }),
+      );
+      assert.equal(stale.status, 404, 'a reaped session is gone');
+    } finally {
+      await gateway.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -7,6 +7,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
+import { libDir } from '../location';
 import { spawnSandboxed } from '../process';
 
 interface Rpc {
@@ -72,7 +73,7 @@ export async function main(argv: string[]): Promise<number> {
   const attacker = net.createServer((s) => s.on('data', (d) => received.push(d.toString().trim())));
   await new Promise<void>((resolve) => attacker.listen(0, '127.0.0.1', resolve));
   const targets = JSON.stringify({ sshKey, home, exfil: (attacker.address() as net.AddressInfo).port });
-  const server = path.join(__dirname, '..', 'demo', 'hostile-server.js');
+  const server = path.join(libDir, 'demo', 'hostile-server.js');
   const env = { ...process.env, DEMO_API_KEY: 'sk-demo-not-a-real-key' };
 
   try {

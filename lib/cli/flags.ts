@@ -34,6 +34,7 @@ const OPTIONS = {
   timeout: { type: 'string' },
   'tmp-size': { type: 'string' },
   home: { type: 'string' },
+  'allow-sockets': { type: 'boolean' },
   profile: { type: 'string' },
 } as const;
 
@@ -77,6 +78,7 @@ export function parseRunArgs(argv: string[]): ParsedRunArgs {
     timeout: v.timeout,
     tmpSize: v['tmp-size'],
     home: v.home,
+    allowSockets: v['allow-sockets'],
     profile: v.profile,
     command: command.length ? command : undefined,
   };

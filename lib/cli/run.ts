@@ -3,10 +3,17 @@
 // stdin/stdout/stderr are handed to the payload as they are (no copying: the MCP stdio stream is
 // untouched) unless the tool layer is on (--tools), signals are forwarded, and the exit code is
 // the payload's (128 + N after death by signal N, as a shell reports it).
+//
+// Cold start is most of what the launcher adds to an MCP server's start, so what a plain `run`
+// does not use is loaded only when asked for: pino with --audit/--verbose, the tool layer with
+// --tools (and, in lib/process.ts, the egress proxy with an allow list).
+import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import pino, { type Logger } from 'pino';
+import * as path from 'node:path';
+import type { Logger, StreamEntry } from 'pino';
 import { SandboxOptionsError } from '../errors';
-import { wireToolFilter } from '../mcp';
+import { resolveHostPath, within } from '../hostpath';
+import type { SandboxOptions } from '../options';
 import { loadPolicy, mergeFlags, type PolicyLaunch, policyToOptions, policyValidation } from '../policy';
 import { type SandboxedProcess, spawnSandboxed } from '../process';
 import { parseRunArgs, UsageError } from './flags';
@@ -27,6 +34,7 @@ Filesystem:
   --home tmpfs|DIR        HOME (/home/nobody): a private tmpfs (default) or a host dir, read-write
   --tmp-size SIZE         size of the private /tmp and home tmpfs (default 64m)
   --cwd DIR               working directory inside (default /)
+  --allow-sockets         allow grants that hold unix sockets or FIFOs (refused by default)
 Environment (nothing of the launcher's is inherited):
   --env NAME=VALUE        set a variable (repeatable)
   --env NAME              pass the launcher's NAME through
@@ -57,9 +65,61 @@ Example (an MCP client config "command"):
   stockade run --profile node -- npx -y @modelcontextprotocol/server-memory`;
 }
 
+/**
+ * Opens the audit file as the launcher's own, never as a path the sandbox could steer: refused
+ * inside a grant the sandbox can write (a payload could replace it by a symlink, a FIFO or a
+ * hard link between runs), then opened without following a last-component symlink, without
+ * blocking on a FIFO, append-only, close-on-exec, 0600 when created, and only if it is a
+ * regular file. The sandbox's audit lines carry strings it controls; this keeps them in the file
+ * the user named.
+ */
+export function openAuditFile(file: string, options: SandboxOptions): number {
+  const absolute = path.resolve(file);
+  const fsOptions = options.filesystem ?? {};
+  const typed = [...(fsOptions.readWrite ?? []), ...(fsOptions.home && fsOptions.home !== 'tmpfs' ? [fsOptions.home] : [])];
+  const writable = typed.flatMap((p) => {
+    try {
+      return [fs.realpathSync(p)];
+    } catch {
+      return []; // the spawn reports a grant that does not exist
+    }
+  });
+  let dir: string;
+  try {
+    dir = resolveHostPath(path.dirname(absolute), writable);
+  } catch (err) {
+    throw new UsageError(`--audit ${file}: ${(err as Error).message}`);
+  }
+  const inside = writable.find((root) => within(path.join(dir, path.basename(absolute)), root));
+  if (inside !== undefined) {
+    throw new UsageError(
+      `--audit ${file}: lies inside the read-write grant '${inside}', where the sandbox could replace it; put the audit log outside every writable grant`,
+    );
+  }
+  const { O_WRONLY, O_APPEND, O_CREAT, O_NOFOLLOW, O_NONBLOCK } = fs.constants;
+  let fd: number;
+  try {
+    // Node opens every file with O_CLOEXEC.
+    fd = fs.openSync(path.join(dir, path.basename(absolute)), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK, 0o600);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ELOOP' ? 'is a symlink, which the launcher does not follow' : `cannot be opened (${code})`;
+    throw new UsageError(`--audit ${file}: ${why}`);
+  }
+  if (!fs.fstatSync(fd).isFile()) {
+    fs.closeSync(fd);
+    throw new UsageError(`--audit ${file}: not a regular file`);
+  }
+  return fd;
+}
+
 function auditLogger(launch: PolicyLaunch): Logger | undefined {
-  const streams: pino.StreamEntry[] = [];
-  if (launch.audit !== undefined) streams.push({ stream: pino.destination({ dest: launch.audit, append: true, sync: true }) });
+  if (launch.audit === undefined && !launch.verbose) return undefined;
+  const pino = require('pino') as typeof import('pino');
+  const streams: StreamEntry[] = [];
+  if (launch.audit !== undefined) {
+    streams.push({ stream: pino.destination({ fd: openAuditFile(launch.audit, launch.options), sync: true }) });
+  }
   if (launch.verbose) streams.push({ stream: pino.destination({ dest: 2, sync: true }) });
   if (streams.length === 0) return undefined;
   return pino({ base: { component: 'stockade' } }, pino.multistream(streams));
@@ -90,8 +150,9 @@ export async function main(argv: string[]): Promise<number> {
 function launch_(launch: PolicyLaunch): Promise<number> {
   const logger = auditLogger(launch);
   const filtered = launch.tools !== undefined;
-  // Signal handlers before the spawn: the payload runs before spawnSandboxed() returns, and a
-  // signal that came in before the handler existed would kill the launcher by default (and the
+  // Signal handlers before the spawn: the payload may run before 'spawn' is emitted (a signal
+  // then is held by SandboxedProcess until the sandbox exists), and a signal that came in before
+  // the handler existed would kill the launcher by default (and the
   // sandbox with it) instead of being forwarded. Handlers run from the event loop, after.
   let child: SandboxedProcess | undefined;
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
@@ -109,6 +170,7 @@ function launch_(launch: PolicyLaunch): Promise<number> {
   }
   const sandbox = child;
   if (filtered && sandbox.stdin && sandbox.stdout) {
+    const { wireToolFilter } = require('../mcp') as typeof import('../mcp');
     const filter = wireToolFilter(
       { fromClient: process.stdin, toClient: process.stdout, toServer: sandbox.stdin, fromServer: sandbox.stdout },
       { tools: launch.tools ?? [], logger },

@@ -73,22 +73,38 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`stockade serve: ${(err as Error).message}\n`);
     return 2;
   }
+  // Handlers before listening: a signal that came before them would kill the gateway by default
+  // and leave its sandboxes to PR_SET_PDEATHSIG instead of a clean close.
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= gateway.close();
+    return stopping;
+  };
+  const stopped = new Promise<void>((resolve) => {
+    const onSignal = () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      stop().then(resolve);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
   const address = await gateway.listen().catch((err: NodeJS.ErrnoException) => {
     process.stderr.write(`stockade serve: cannot listen on ${config.listen.host}:${config.listen.port}: ${err.code ?? err.message}\n`);
     return undefined;
   });
-  if (!address) return 1;
+  if (!address) {
+    await stop();
+    return 1;
+  }
+  if (stopping) {
+    await stopped;
+    return 0;
+  }
   const scheme = config.tls ? 'https' : 'http';
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   process.stderr.write(`stockade serve: listening on ${scheme}://${host}:${address.port}/mcp/{${Object.keys(config.servers).join(',')}}\n`);
   logger.info({ event: 'serve.start', address: address.address, port: address.port, servers: Object.keys(config.servers) });
-  return new Promise<number>((resolve) => {
-    const stop = () => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      gateway.close().then(() => resolve(0));
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  await stopped;
+  return 0;
 }

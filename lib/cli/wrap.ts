@@ -19,6 +19,7 @@
 //     wrap keeps it, so --undo always returns to the pre-stockade file, byte for byte.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { libDir } from '../location';
 import { guessProfile } from '../policy/profiles';
 import type { Policy } from '../policy/types';
 import type { CliIO } from './check';
@@ -194,9 +195,9 @@ export function startingPolicy(command: string, args: string[], env: Record<stri
 
 function launcher(absolute: boolean): { command: string; prefix: string[] } {
   if (!absolute) return { command: 'npx', prefix: ['-y', 'stockade'] };
-  // dist/lib/cli -> package root; lib/cli when run from source.
-  const root = [join(__dirname, '../../..'), join(__dirname, '../..')].find((r) => existsSync(join(r, 'package.json')));
-  return { command: process.execPath, prefix: [join(root ?? join(__dirname, '../../..'), 'bin', 'stockade.js')] };
+  // dist/lib -> package root; lib when run from source.
+  const root = [join(libDir, '../..'), join(libDir, '..')].find((r) => existsSync(join(r, 'package.json')));
+  return { command: process.execPath, prefix: [join(root ?? join(libDir, '../..'), 'bin', 'stockade.js')] };
 }
 
 /** Plans (and unless dryRun, performs) the wrap of one config file. */

@@ -9,8 +9,9 @@
 // CONNECT-tunnelling Agent built from the bundled undici's own Agent class. Programs that ignore
 // all of this are still caught by transparent interception.
 import { join } from 'node:path';
+import { libDir } from '../location';
 
-export const PRELOAD_PATH = join(__dirname, 'preload.js');
+export const PRELOAD_PATH = join(libDir, 'net', 'preload.js');
 
 export interface ProxyEnvOptions {
   /** Path of the preload as seen inside the sandbox (default: PRELOAD_PATH, bound read-only). */

@@ -98,6 +98,7 @@ export interface RunFlags {
   timeout?: string;
   tmpSize?: string;
   home?: string;
+  allowSockets?: boolean;
   profile?: string;
   /** The command and its arguments (everything after `--`). */
   command?: string[];
@@ -109,6 +110,7 @@ const FLAG_FOR_PATH: [string, string][] = [
   ['/filesystem/readWrite', '--rw'],
   ['/filesystem/home', '--home'],
   ['/filesystem/tmpSize', '--tmp-size'],
+  ['/filesystem/allowSockets', '--allow-sockets'],
   ['/network/allow', '--allow-net'],
   ['/network/resolve', '--resolve'],
   ['/network', '--net'],
@@ -160,12 +162,13 @@ export function flagsToPolicy(flags: RunFlags, cwd: string = process.cwd()): Pol
   const issues: PolicyIssue[] = [];
   if (flags.command?.length) p.command = [...flags.command];
   if (flags.profile !== undefined) p.profile = flags.profile as Policy['profile'];
-  if (flags.ro?.length || flags.rw?.length || flags.home !== undefined || flags.tmpSize !== undefined) {
+  if (flags.ro?.length || flags.rw?.length || flags.home !== undefined || flags.tmpSize !== undefined || flags.allowSockets) {
     p.filesystem = {};
     if (flags.ro?.length) p.filesystem.readOnly = flags.ro.map(abs);
     if (flags.rw?.length) p.filesystem.readWrite = flags.rw.map(abs);
     if (flags.home !== undefined) p.filesystem.home = flags.home === 'tmpfs' ? 'tmpfs' : abs(flags.home);
     if (flags.tmpSize !== undefined) p.filesystem.tmpSize = numberOrString(flags.tmpSize);
+    if (flags.allowSockets) p.filesystem.allowSockets = true;
   }
   if (flags.net !== undefined && flags.allowNet?.length) {
     issues.push({ path: '--net', message: `--net ${flags.net} and --allow-net contradict each other; use one` });

@@ -71,6 +71,7 @@ export function policyToOptions(policy: Policy, ctx: ResolveContext = {}): Polic
   if (fs.readOnly?.length) options.filesystem.readOnly = [...fs.readOnly];
   if (readWrite.length) options.filesystem.readWrite = readWrite;
   if (fs.tmpSize !== undefined) options.filesystem.tmpSize = fs.tmpSize;
+  if (fs.allowSockets !== undefined) options.filesystem.allowSockets = fs.allowSockets;
   options.env = env;
   if (p.cwd !== undefined) options.cwd = p.cwd;
   if (p.hostname !== undefined) options.hostname = p.hostname;

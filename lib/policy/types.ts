@@ -10,6 +10,8 @@ export interface PolicyFilesystem {
   /** 'tmpfs' (default) or an absolute host directory bound read-write, so data persists. */
   home?: 'tmpfs' | string;
   tmpSize?: number | string;
+  /** Grants holding a unix socket or FIFO are refused unless this is true. */
+  allowSockets?: boolean;
 }
 
 export interface PolicyNetworkProxy {

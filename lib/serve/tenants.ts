@@ -10,14 +10,13 @@
 // HTTP framing is the SDK's and the stdio framing is the one lib/mcp uses for `stockade run`.
 // The tool allowlist (policy mcp.tools) is the same filter `stockade run --tools` uses.
 import { createHash, randomUUID } from 'node:crypto';
-import { chownSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import type { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from 'pino';
 import { LineSplitter, wireToolFilter } from '../mcp';
-import { SANDBOX_UID } from '../plan';
 import { policyToOptions } from '../policy/resolve';
 import type { Policy } from '../policy/types';
 import { type SandboxedProcess, spawnSandboxed } from '../process';
@@ -180,9 +179,9 @@ export class Tenants {
   /** stateDir/SERVER/PRINCIPAL-DIGEST: a principal's name may hold anything, its digest cannot. */
   private homeFor(principal: Principal, server: string): string {
     const dir = join(this.stateDir, server, createHash('sha256').update(principal.id).digest('hex').slice(0, 32));
+    // Owned by the gateway's user: as host root too, the home is an idmapped mount in which the
+    // payload owns it, while on the host its files stay the gateway's.
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    // As host root the payload runs as host uid 65534, which must own its HOME to write it.
-    if (process.getuid?.() === 0) chownSync(dir, SANDBOX_UID, SANDBOX_UID);
     return dir;
   }
 

@@ -1,0 +1,150 @@
+// Host paths the launcher resolves for a sandbox, resolved as if an attacker chose them.
+//
+// A payload can leave symlinks, renamed directories, FIFOs and sockets in whatever it may write
+// (its read-write grants, a persistent home) and wait for the next start. So a path the user
+// typed is resolved here one component at a time: a symlink is followed only where no grant of
+// this sandbox can write it (a symlink the host put outside every writable grant, such as
+// /bin -> usr/bin or a ~/.nvm link); one inside a writable grant is refused, naming it. The
+// result is canonical, and the child then opens exactly that path with RESOLVE_NO_SYMLINKS and
+// binds from the fd it opened (native/mounts.cc), so a symlink planted between this check and
+// the bind makes the spawn fail with ELOOP instead of binding something else.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/** A host path that cannot be used: what is wrong, for the caller to name the field. */
+export class HostPathError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+  }
+}
+
+/** `p` is `root` or lies below it. */
+export function within(p: string, root: string): boolean {
+  return p === root || p.startsWith(root === '/' ? '/' : `${root}/`);
+}
+
+/** The writable root that holds `p`, if any. */
+export function writableRootOf(p: string, writable: readonly string[]): string | undefined {
+  return writable.find((root) => within(p, root));
+}
+
+const MAX_LINKS = 40; // as the kernel's MAXSYMLINKS
+
+/**
+ * The canonical host path of `typed` (absolute), following a symlink only where none of the
+ * `writable` roots (canonical) holds it. Throws a HostPathError otherwise, or when the path
+ * does not exist.
+ */
+export function resolveHostPath(typed: string, writable: readonly string[]): string {
+  let done = '/';
+  let rest = typed.split('/').filter((c) => c !== '');
+  let links = 0;
+  while (rest.length > 0) {
+    const name = rest.shift() as string;
+    if (name === '.') continue;
+    if (name === '..') {
+      done = path.dirname(done);
+      continue;
+    }
+    const next = path.join(done, name);
+    let stat: fs.Stats;
+    try {
+      stat = fs.lstatSync(next);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+      throw new HostPathError(`'${typed}' cannot be used on the host (${code})`, code);
+    }
+    if (stat.isSymbolicLink()) {
+      const root = writableRootOf(next, writable);
+      if (root !== undefined) {
+        throw new HostPathError(
+          `'${typed}' goes through the symlink '${next}', inside the writable grant '${root}' (the sandbox could have planted it); symlinks are followed only outside writable grants: name the real path`,
+          'ELOOP',
+        );
+      }
+      if (++links > MAX_LINKS) throw new HostPathError(`'${typed}': too many symlinks`, 'ELOOP');
+      const target = fs.readlinkSync(next);
+      if (target.startsWith('/')) done = '/';
+      rest = [...target.split('/').filter((c) => c !== ''), ...rest];
+      continue;
+    }
+    if (rest.length > 0 && !stat.isDirectory()) {
+      throw new HostPathError(`'${typed}' cannot be used on the host (ENOTDIR)`, 'ENOTDIR');
+    }
+    done = next;
+  }
+  return done;
+}
+
+/**
+ * The type of the host entry at the canonical `p`, read without following anything: 'file',
+ * 'dir', 'symlink', 'other' or undefined when it does not exist. Any symlink on the way is
+ * reported as 'symlink'.
+ */
+export function entryType(p: string): 'file' | 'dir' | 'symlink' | 'other' | undefined {
+  let done = '/';
+  for (const name of p.split('/').filter((c) => c !== '')) {
+    done = path.join(done, name);
+    let stat: fs.Stats;
+    try {
+      stat = fs.lstatSync(done);
+    } catch {
+      return undefined;
+    }
+    if (stat.isSymbolicLink()) return 'symlink';
+    if (done !== p && !stat.isDirectory()) return undefined;
+    if (done === p) return stat.isFile() ? 'file' : stat.isDirectory() ? 'dir' : 'other';
+  }
+  return 'dir';
+}
+
+/** How many entries a grant may have for the socket check before it gives up (and refuses). */
+export const SCAN_LIMIT = 200_000;
+
+/** A unix socket or FIFO found in a grant. */
+export interface SpecialFile {
+  path: string;
+  type: 'unix socket' | 'FIFO';
+}
+
+/**
+ * The first unix socket or FIFO at or below `root`, or undefined. A read-only bind does not
+ * stop connect() to a socket or a write to a FIFO in it (kernel semantics), so a grant holding
+ * one (docker.sock, $XDG_RUNTIME_DIR, /run) reaches a host service. Reads directory entry types
+ * (d_type; no stat per entry), follows no symlink, descends into submounts (a bind takes them
+ * along). Throws a HostPathError past `limit` entries, since what was not looked at may hold one.
+ */
+export function findSocketOrFifo(root: string, limit = SCAN_LIMIT): SpecialFile | undefined {
+  const top = fs.lstatSync(root);
+  if (top.isSocket()) return { path: root, type: 'unix socket' };
+  if (top.isFIFO()) return { path: root, type: 'FIFO' };
+  if (!top.isDirectory()) return undefined;
+  const stack = [root];
+  let seen = 0;
+  while (stack.length > 0) {
+    const dir = stack.pop() as string;
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      continue; // unreadable here is unreadable inside too
+    }
+    seen += entries.length;
+    if (seen > limit) {
+      throw new HostPathError(
+        `'${root}' has more than ${limit} entries, too many to check for unix sockets and FIFOs; grant a narrower path, or allow sockets explicitly`,
+        'E2BIG',
+      );
+    }
+    for (const e of entries) {
+      const p = path.join(dir, e.name);
+      if (e.isSocket()) return { path: p, type: 'unix socket' };
+      if (e.isFIFO()) return { path: p, type: 'FIFO' };
+      if (e.isDirectory()) stack.push(p);
+    }
+  }
+  return undefined;
+}

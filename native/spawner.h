@@ -1,0 +1,70 @@
+// spawner.h — one long-lived thread per Node environment that runs spawnSandbox() (spawn.cc)
+// off the JavaScript thread, and hands each result back on the environment's event loop.
+#pragma once
+
+#include <pthread.h>
+#include <uv.h>
+
+#include <deque>
+#include <memory>
+
+#include "spawn.h"
+
+namespace stockade {
+
+// The addon derives its per-job data (the JS callbacks) from this; a job the environment never
+// got back is destroyed with its sandbox killed and reaped.
+struct SpawnJob {
+  virtual ~SpawnJob() = default;
+  Plan plan;
+  SpawnResult result;
+  // Descriptors the job owns (private duplicates of the payload's stdio, see addon.cc), closed
+  // once the spawn is over.
+  std::vector<int> ownedFds;
+};
+
+class Spawner {
+ public:
+  using Deliver = void (*)(std::unique_ptr<SpawnJob> job, void* data);
+
+  // `deliver` runs on `loop`'s thread, once per submitted job, in submission order.
+  Spawner(uv_loop_t* loop, Deliver deliver, void* data);
+  Spawner(const Spawner&) = delete;
+  Spawner& operator=(const Spawner&) = delete;
+
+  // Queues a job (called on the loop's thread). 0, or the errno of starting the thread.
+  int submit(std::unique_ptr<SpawnJob> job);
+
+  // Environment teardown: finishes the job at hand, joins the thread (whose exit sends
+  // PR_SET_PDEATHSIG to every sandbox it spawned), kills, reaps and releases every sandbox that
+  // was not delivered, and closes the async handle; `closed(arg)` runs once it is closed, after
+  // which the Spawner may be deleted. Called from an async cleanup hook (addon.cc), so that the
+  // close callback runs before Node unloads the addon.
+  void shutdown(void (*closed)(void*), void* arg);
+  ~Spawner() = default;
+
+ private:
+  void stop();
+  static void* threadMain(void* self);
+  static void onAsync(uv_async_t* handle);
+  void run();
+  void drain();
+
+  uv_loop_t* loop_;
+  Deliver deliver_;
+  void* data_;
+  uv_async_t* async_ = nullptr;
+  pthread_t thread_{};
+  bool started_ = false;
+  size_t inFlight_ = 0;  // loop thread only: submitted, not yet delivered
+  void (*closed_)(void*) = nullptr;
+  void* closedArg_ = nullptr;
+
+  pthread_mutex_t mu_ = PTHREAD_MUTEX_INITIALIZER;
+  pthread_cond_t wake_ = PTHREAD_COND_INITIALIZER;
+  bool stopping_ = false;                       // under mu_
+  std::deque<std::unique_ptr<SpawnJob>> todo_;  // under mu_
+  std::deque<std::unique_ptr<SpawnJob>> done_;  // under mu_
+};
+
+}  // namespace stockade

@@ -1,0 +1,26 @@
+#!/usr/bin/env node
+// Bundles the CLI into one file, dist/lib/cli.js, after tsc has written dist/ (npm run build:ts,
+// prepack). Why: `stockade run` sits in front of every MCP server start, and resolving and
+// reading ~60 small modules costs a launcher on a cold page cache more than evaluating them.
+// The bundle is made from tsc's output, so relative paths (package.json) mean what they mean in
+// dist/lib/cli; it sits in dist/lib so that lib/layout.ts's __dirname is the same in both.
+// Dependencies stay in node_modules (--packages=external): they are loaded lazily, when a flag
+// needs them (pino, yaml, ajv, the X.509 library), and pino's worker files must stay files.
+const path = require('node:path');
+
+const root = path.join(__dirname, '..');
+require('esbuild')
+  .build({
+    entryPoints: [path.join(root, 'dist/lib/cli/main.js')],
+    outfile: path.join(root, 'dist/lib/cli.js'),
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    packages: 'external',
+    logLevel: 'warning',
+    // The addon is found at run time (node-gyp-build): a require of a computed path, by design.
+    logOverride: { 'unsupported-require-call': 'silent' },
+    legalComments: 'none',
+  })
+  .catch(() => process.exit(1));

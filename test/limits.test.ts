@@ -338,7 +338,7 @@ for i in range(1000):
         err = ctypes.get_errno(); break
     n += 1
 print(n, err)
-print(*(open("/proc/sys/user/" + k).read().strip() for k in ["max_user_namespaces", "max_mnt_namespaces", "max_net_namespaces"]))`);
+print(*(open("/proc/sys/user/" + k).read().strip() for k in ["max_user_namespaces", "max_pid_namespaces", "max_net_namespaces"]))`);
     assert.equal(r.code, 0, r.stderr);
     const [fan, ns] = r.stdout.trim().split('\n');
     const [n, err] = fan.split(' ').map(Number);

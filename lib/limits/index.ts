@@ -101,8 +101,10 @@ const budgetSources: [string, string | number][] = [
   ['max_fanotify_groups', '/proc/sys/user/max_fanotify_groups'],
   ['max_fanotify_marks', '/proc/sys/user/max_fanotify_marks'],
   // seccomp already kills every way to make a namespace; these make it hold without the filter too.
+  // Not max_mnt_namespaces: the child's own setup still makes mount namespaces after this —
+  // open_tree(OPEN_TREE_CLONE) puts each bind's copy in an anonymous one (ENOSPC at 0) — and for
+  // the payload seccomp kills open_tree, fsmount and unshare/clone with CLONE_NEWNS alike.
   ['max_user_namespaces', 0],
-  ['max_mnt_namespaces', 0],
   ['max_pid_namespaces', 0],
   ['max_net_namespaces', 0],
   ['max_ipc_namespaces', 0],

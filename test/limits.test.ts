@@ -124,7 +124,7 @@ describe('limits: the sandbox is in its own cgroups from the start', () => {
     const host = fs.readFileSync(`/proc/${child.pid}/cgroup`, 'utf8');
     child.stdin?.end();
     await child.exited;
-    const name = new RegExp(`/stockade/${process.pid}-\\d+$`);
+    const name = new RegExp(`/stockade/${process.pid}-\\d+-\\d+$`);
     for (const c of mechanism.held.filter((h) => h !== 'cpu')) {
       const line = host.split('\n').find((l) => l.split(':')[1]?.split(',').includes(c));
       assert.match(line ?? '', name, `${c}: ${host}`);

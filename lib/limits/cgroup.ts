@@ -4,7 +4,7 @@
 // (native/cgroup.cc places the child), read for OOM and pids events, and removed after exit.
 // man 7 cgroups; Documentation/admin-guide/cgroup-v2.rst, cgroup-v1/{memory,pids}.rst.
 //
-// Where the cgroups go. Every sandbox gets `<parent>/<launcher pid>-<n>` in each hierarchy it
+// Where the cgroups go. Every sandbox gets `<parent>/<launcher pid>-<thread id>-<n>` in each hierarchy it
 // uses; <parent> is STOCKADE_CGROUP_PARENT (an absolute cgroup path, the same in every
 // hierarchy, like Docker's --cgroup-parent; or a path relative to the caller's own cgroup;
 // `none` for no cgroups at all), by default `stockade` under the caller's own cgroup (/proc/self/cgroup). That one rule covers
@@ -37,6 +37,7 @@
 // are safe to use here.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { threadId } from 'node:worker_threads';
 import { SandboxError } from '../errors';
 
 export type Controller = 'memory' | 'pids' | 'cpu';
@@ -211,7 +212,7 @@ function sweepStale(parent: string): void {
     return;
   }
   for (const name of entries) {
-    const m = /^(\d+)-\d+$/.exec(name);
+    const m = /^(\d+)-\d+-\d+$/.exec(name);
     if (!m || Number(m[1]) === process.pid) continue;
     try {
       process.kill(Number(m[1]), 0);
@@ -305,7 +306,8 @@ export class SandboxCgroup {
    * SandboxError with step 'cgroup' and nothing left behind.
    */
   constructor(where: { placement: Placement; holds: Controller[] }[], settings: CgroupSettings) {
-    const name = `${process.pid}-${++counter}`;
+    // Each Worker has its own copy of this module (and counter): the thread id keeps names apart.
+    const name = `${process.pid}-${threadId}-${++counter}`;
     try {
       for (const { placement: p, holds } of where) {
         const dir = path.join(p.parent, name);

@@ -6,6 +6,9 @@
 // spawner thread and the kernel).
 //
 //   SPAWN_ROUNDS (default 6), SPAWN_PER_ROUND (default 50)
+//
+// Where the host gives a cgroup, spawnSandboxed makes one per sandbox (lib/limits); the modes
+// 'cgroups off' (STOCKADE_CGROUP_PARENT=none) and '+ cpus' show what that costs.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
@@ -64,12 +67,31 @@ const bwrapArgs = ['--unshare-all', '--die-with-parent', '--ro-bind', '/usr', '/
   .concat(['--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64', '--proc', '/proc', '--dev', '/dev'])
   .concat(['--tmpfs', '/tmp', '/bin/true']);
 
+/** spawnSandboxed with an environment setting for this one spawn (STOCKADE_CGROUP_PARENT=none: no cgroups). */
+function sandboxWith(parent: string | undefined, limits?: { cpus: number }): () => Promise<unknown> {
+  return () => {
+    const before = process.env.STOCKADE_CGROUP_PARENT;
+    if (parent !== undefined) process.env.STOCKADE_CGROUP_PARENT = parent;
+    try {
+      return spawnSandboxed('/bin/true', [], { stdio: 'ignore', limits }).exited;
+    } finally {
+      if (before === undefined) delete process.env.STOCKADE_CGROUP_PARENT;
+      else process.env.STOCKADE_CGROUP_PARENT = before;
+    }
+  };
+}
+
 async function main(): Promise<void> {
   timeAddonCallbacks();
   const modes: Record<string, Sampler> = {
     'child_process.spawn': timed('child_process.spawn', () => once(spawn('/bin/true', [], { stdio: 'ignore' }), 'exit')),
     spawnSandboxed: timed('spawnSandboxed', () => spawnSandboxed('/bin/true', [], { stdio: 'ignore' }).exited),
   };
+  // What the default limits' cgroups cost (lib/limits): the same spawn without cgroups, and with a cpu cgroup too.
+  const { probeLimits } = require('../lib/probe') as typeof import('../lib/probe');
+  const limits = probeLimits();
+  if (limits.held.length > 0) modes['spawnSandboxed, cgroups off'] = timed('spawnSandboxed, cgroups off', sandboxWith('none'));
+  if (limits.held.includes('cpu')) modes['spawnSandboxed + cpus'] = timed('spawnSandboxed + cpus', sandboxWith(undefined, { cpus: 1 }));
   const bwrap = bwrapPath();
   if (bwrap) modes['bwrap (from node)'] = timed('bwrap (from node)', () => once(spawn(bwrap, bwrapArgs, { stdio: 'ignore' }), 'exit'));
 
@@ -77,6 +99,8 @@ async function main(): Promise<void> {
   s.modes = await interleave(modes, { rounds: ROUNDS, perRound: PER_ROUND, warmup: WARMUP });
   s.ratios.push(ratio(s.modes, 'spawnSandboxed', 'child_process.spawn'));
   if (bwrap) s.ratios.push(ratio(s.modes, 'bwrap (from node)', 'child_process.spawn'));
+  if (modes['spawnSandboxed, cgroups off']) s.ratios.push(ratio(s.modes, 'spawnSandboxed', 'spawnSandboxed, cgroups off'));
+  s.notes.push(`limits: ${limits.detail}`);
   for (const [name, all] of Object.entries(costs)) {
     const c = { call: all.call.slice(WARMUP), held: all.held.slice(WARMUP) };
     s.figures[`${name}: JS thread in the call, median / p95 (ms)`] = `${median(c.call).toFixed(3)} / ${percentile(c.call, 95).toFixed(3)}`;

@@ -80,6 +80,12 @@ export interface NativePlan {
   seccompProfile?: number;
   /** Absent: no Landlock. Used when the kernel has ABI 2 or later. */
   landlock?: NativeLandlock;
+  /** The v2 cgroup to clone the child into (a directory fd), or -1. */
+  cgroupFd?: number;
+  /** `tasks` files of v1 cgroups the child moves itself into before it proceeds (native/cgroup.cc). */
+  cgroupTasksFds?: number[];
+  /** /proc/sys/user limits the child sets in its own user namespace. */
+  budgets?: { path: string; value: string }[];
 }
 
 /** A refused syscall, as stockade-init's seccomp supervisor saw it (native/initproto.h). */
@@ -143,6 +149,12 @@ export interface NativeRelay {
 export type RelayDone = (bytesUp: number, bytesDown: number, errno: number, timedOut: boolean) => void;
 
 interface Addon {
+  /** Calls onOom() on every OOM in a cgroup v1 memory cgroup (native/oomwatch.cc); throws with .errno. */
+  OomWatch: new (
+    eventControlFd: number,
+    oomControlFd: number,
+    onOom: () => void,
+  ) => { close(): void };
   Relay: new (upHead: Buffer, downHead: Buffer, idleMs: number, onDone: RelayDone, growPipes?: boolean) => NativeRelay;
   UdpEndpoint: new (fd: number, onMessage: (data: Buffer, peer: Buffer) => void) => NativeUdpEndpoint;
   /**
@@ -222,4 +234,6 @@ export const stepNames: Record<number, { step: string; syscall: string }> = {
   29: { step: 'init', syscall: 'fork' },
   30: { step: 'idmap-mount', syscall: 'mount_setattr' },
   31: { step: 'landlock', syscall: 'landlock_add_rule' },
+  32: { step: 'cgroup', syscall: 'write' },
+  33: { step: 'kernel-budget', syscall: 'write' },
 };

@@ -6,14 +6,24 @@ import type { EgressLimits } from './net/connector';
 /** One stdio slot, as in child_process: a pipe to the parent, the parent's own fd, or /dev/null. */
 export type StdioSlot = 'pipe' | 'inherit' | 'ignore' | number;
 
-/** Resource limits, applied with setrlimit() inside the sandbox (soft = hard). */
+/**
+ * Resource limits. Where the host gives stockade a cgroup (root, or a delegated subtree), memory,
+ * pids and cpus hold for the whole sandbox; elsewhere the fallback is per process or per user
+ * namespace, and `stockade doctor` and the sandbox-start event say which (lib/limits).
+ */
 export interface SandboxLimits {
-  /** Address space in bytes (RLIMIT_AS). */
+  /**
+   * Memory in bytes: the cgroup memory limit of the whole sandbox (anonymous memory, page cache,
+   * tmpfs, memfd, pipe buffers; no swap; an OOM kill ends the whole sandbox). Default 2 GiB or
+   * half the RAM, whichever is less. Without a memory cgroup: RLIMIT_AS per process, no default.
+   */
   memory?: number;
-  /** Processes/threads for the sandbox uid (RLIMIT_NPROC). */
+  /** Processes and threads of the whole sandbox: cgroup pids.max, or RLIMIT_NPROC in its own user namespace. Default 1024. */
   pids?: number;
-  /** CPU seconds (RLIMIT_CPU). */
+  /** CPU seconds per process (RLIMIT_CPU). */
   cpu?: number;
+  /** CPU time of the whole sandbox, in CPUs (0.5 = half of one CPU): cgroup cpu.max / cfs quota. */
+  cpus?: number;
   /** Open files (RLIMIT_NOFILE). */
   openFiles?: number;
   /** Largest file the sandbox may write, in bytes (RLIMIT_FSIZE). */

@@ -9,6 +9,7 @@ import { SandboxOptionsError } from './errors';
 import { entryType, findSocketOrFifo, HostPathError, resolveHostPath, within } from './hostpath';
 import { landlockPlan } from './landlock';
 import { CA_BUNDLE, devMounts, etcBinds, etcFiles, procMounts, SANDBOX_HOME, SANDBOX_UID, synthesized, systemDirs } from './layout';
+import { type LimitsPlan, planLimits, RLIMIT, type ValidLimits } from './limits';
 import { initPath, MountKind, type NativeMount, type NativePlan, SeccompProfileNumber } from './native';
 import { PRELOAD_PATH } from './net/env';
 import { type EgressPlan, egressEnv, PRELOAD_INSIDE, planEgress } from './net/sandbox';
@@ -18,15 +19,17 @@ export { SANDBOX_HOME, SANDBOX_UID } from './layout';
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-/** RLIMIT_* numbers (identical on x86_64 and aarch64). */
-const rlimits: Record<Exclude<keyof SandboxLimits, 'wallTime'>, { resource: number; name: string }> = {
-  cpu: { resource: 0, name: 'RLIMIT_CPU' },
-  fileSize: { resource: 1, name: 'RLIMIT_FSIZE' },
-  pids: { resource: 6, name: 'RLIMIT_NPROC' },
-  openFiles: { resource: 7, name: 'RLIMIT_NOFILE' },
-  memory: { resource: 9, name: 'RLIMIT_AS' },
+/** Limits given as integers, with the rlimit each falls back to (lib/limits decides what holds each). */
+const integerLimits = ['cpu', 'pids', 'openFiles'] as const;
+const sizeLimits = ['memory', 'fileSize'] as const;
+const rlimitNames: Record<number, string> = {
+  [RLIMIT.CPU]: 'RLIMIT_CPU',
+  [RLIMIT.FSIZE]: 'RLIMIT_FSIZE',
+  [RLIMIT.CORE]: 'RLIMIT_CORE',
+  [RLIMIT.NPROC]: 'RLIMIT_NPROC',
+  [RLIMIT.NOFILE]: 'RLIMIT_NOFILE',
+  [RLIMIT.AS]: 'RLIMIT_AS',
 };
-const RLIMIT_CORE = 4;
 
 export interface ResolvedSandbox {
   /** The plan without fds (added per spawn by process.ts). */
@@ -43,6 +46,8 @@ export interface ResolvedSandbox {
   /** The listeners and ports of the egress proxy, when the network has an allow list. */
   egress?: EgressPlan;
   seccomp: SeccompProfile;
+  /** The cgroups to make per spawn, and what holds each limit (lib/limits). */
+  limits: Pick<LimitsPlan, 'cgroup' | 'report'>;
 }
 
 export type SeccompProfile = keyof typeof SeccompProfileNumber;
@@ -272,20 +277,25 @@ function buildEnv(env: SandboxOptions['env'], forced?: (nodeOptions: string | un
   return [...out].map(([k, v]) => `${k}=${v}`);
 }
 
-function buildLimits(limits: SandboxLimits | undefined): NativePlan['limits'] {
-  const out = [{ resource: RLIMIT_CORE, soft: 0, hard: 0 }];
-  if (limits === undefined) return out;
-  if (typeof limits !== 'object' || limits === null) fail('limits', 'expected an object');
-  checkKeys(limits, [...Object.keys(rlimits), 'wallTime'], 'limits');
-  for (const [key, spec] of Object.entries(rlimits)) {
-    const value = limits[key as keyof typeof rlimits];
-    if (value === undefined) continue;
-    const n = key === 'memory' || key === 'fileSize' ? size(value, `limits.${key}`) : value;
+function buildLimits(limits: SandboxLimits | undefined): LimitsPlan {
+  if (limits !== undefined && (typeof limits !== 'object' || limits === null)) fail('limits', 'expected an object');
+  const given = limits ?? {};
+  checkKeys(given, [...integerLimits, ...sizeLimits, 'cpus', 'wallTime'], 'limits');
+  const valid: ValidLimits = {};
+  for (const key of sizeLimits) if (given[key] !== undefined) valid[key] = size(given[key], `limits.${key}`);
+  for (const key of integerLimits) {
+    const n = given[key];
+    if (n === undefined) continue;
     if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0)
-      fail(`limits.${key}`, `expected a positive integer, found ${JSON.stringify(value)}`);
-    out.push({ resource: spec.resource, soft: n, hard: n });
+      fail(`limits.${key}`, `expected a positive integer, found ${JSON.stringify(n)}`);
+    valid[key] = n;
   }
-  return out;
+  if (given.cpus !== undefined) {
+    if (typeof given.cpus !== 'number' || !(given.cpus > 0) || given.cpus > 1024)
+      fail('limits.cpus', `expected a positive number of CPUs (0.5 is half of one), found ${JSON.stringify(given.cpus)}`);
+    valid.cpus = given.cpus;
+  }
+  return planLimits(valid, fail);
 }
 
 /** What credential injection adds to a sandbox: placeholders and trust variables, and the CA bundle. */
@@ -424,7 +434,8 @@ export function resolveSandbox(command: string, args: readonly string[], options
     shareNetwork: network === 'host',
     routeAllLocal: egress !== undefined,
     listeners: egress?.listeners,
-    limits,
+    limits: limits.rlimits,
+    budgets: limits.budgets,
     useInit: true,
     initPath: initPath(),
     seccomp: true,
@@ -438,7 +449,8 @@ export function resolveSandbox(command: string, args: readonly string[], options
         env: envp.map((e) => e.slice(0, e.indexOf('='))),
         cwd,
         mounts: ordered.map((m) => [m.kind, m.source, m.target, m.readOnly, m.idmap]),
-        limits,
+        limits: limits.rlimits,
+        cgroup: limits.cgroup?.settings,
         network,
         ...(seccomp === 'default' ? {} : { seccomp }),
       }),
@@ -452,6 +464,7 @@ export function resolveSandbox(command: string, args: readonly string[], options
     egress,
     wallTime,
     visible,
+    limits: { cgroup: limits.cgroup, report: limits.report },
     writable: grants.writable,
     seccomp,
     describe(step, index) {
@@ -459,7 +472,8 @@ export function resolveSandbox(command: string, args: readonly string[], options
         const m = ordered[index];
         return m.kind === MountKind.bind ? m.source : m.target;
       }
-      if (step === 'rlimit') return Object.values(rlimits).find((r) => r.resource === limits?.[index]?.resource)?.name ?? 'RLIMIT_CORE';
+      if (step === 'rlimit') return rlimitNames[limits.rlimits[index]?.resource];
+      if (step === 'kernel-budget') return limits.budgets[index]?.path;
       if (step === 'chdir') return cwd;
       if (step === 'exec') return command;
       if (step === 'landlock' && index >= 0) return plan.landlock?.rules[index]?.path;

@@ -3,6 +3,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as util from 'node:util';
+import { cgroupMechanism, kernelBudgets } from './limits';
+import { cgroupLayout, placement } from './limits/cgroup';
 import { native } from './native';
 
 export interface HostCheck {
@@ -23,6 +25,10 @@ export interface HostReport {
   /** The ABI, and what stockade enforces with it (empty when Landlock is not used). */
   landlock: HostCheck & { abi: number; enforced: string[] };
   cgroupDelegation: HostCheck;
+  /** What holds the sandbox's memory, pids and cpu here, as a check ... */
+  limitsCheck: HostCheck;
+  /** ... and in detail. */
+  limits: LimitsProbe;
   apparmor: HostCheck;
   kernelVersion: HostCheck;
 }
@@ -38,6 +44,41 @@ function read(path: string): string | undefined {
 function kernelAtLeast(release: string, major: number, minor: number): boolean {
   const [a, b] = release.split('.').map((x) => Number.parseInt(x, 10));
   return a > major || (a === major && b >= minor);
+}
+
+export interface LimitsProbe {
+  /** Controllers a sandbox cgroup holds here. */
+  held: string[];
+  /** Per controller: 'cgroup v1 /sys/fs/cgroup/memory/stockade', or why not. */
+  controllers: Record<string, string>;
+  /** Whether the sandbox's user namespace gets its own inotify/fanotify/namespace budgets. */
+  budgets: boolean;
+  detail: string;
+}
+
+/** What holds each limit on this host (lib/limits). */
+export function probeLimits(): LimitsProbe {
+  const { held, missing } = cgroupMechanism(['memory', 'pids', 'cpu']);
+  const controllers: Record<string, string> = {};
+  for (const c of ['memory', 'pids', 'cpu'] as const) {
+    const p = held[c];
+    controllers[c] = p ? `cgroup v${p.hierarchy.version} under ${p.parent}` : `not held: ${missing[c]}`;
+  }
+  const names = Object.keys(held);
+  const budgets = kernelBudgets() !== null;
+  const fallback = names.includes('pids') ? '' : "; pids by RLIMIT_NPROC in the sandbox's own user namespace";
+  const detail =
+    names.length === 0
+      ? `no cgroup for sandboxes (${missing.memory})${fallback}; memory and CPU of the whole sandbox are not held`
+      : `sandbox cgroups hold ${names.join(', ')}: ${names.map((c) => `${c} ${controllers[c]}`).join('; ')}${
+          names.length < 3 ? `; not held: ${Object.keys(missing).join(', ')}${fallback}` : ''
+        }`;
+  return {
+    held: names,
+    controllers,
+    budgets,
+    detail: `${detail}; kernel budgets per sandbox ${budgets ? 'on' : 'off (/proc/sys read-only)'}`,
+  };
 }
 
 export function probeHost(): HostReport {
@@ -101,30 +142,29 @@ export function probeHost(): HostReport {
       abi >= 2 ? undefined : 'optional: Linux 5.19+ booted with Landlock among the LSMs (lsm=...,landlock) adds a second filesystem layer',
   };
 
-  // cgroup v2 delegation: our own cgroup's subtree_control is writable by us (systemd gives
-  // users a delegated subtree under user@UID.service).
-  const cgroupLine = read('/proc/self/cgroup')
-    ?.split('\n')
-    .find((l) => l.startsWith('0::'));
-  const cgroupDir = cgroupLine ? `/sys/fs/cgroup${cgroupLine.slice(3)}` : undefined;
-  const v2 = fs.existsSync('/sys/fs/cgroup/cgroup.controllers');
-  let delegated = false;
-  if (v2 && cgroupDir) {
-    try {
-      fs.accessSync(`${cgroupDir}/cgroup.subtree_control`, fs.constants.W_OK);
-      delegated = true;
-    } catch {}
-  }
+  // cgroup v2 delegation: whether this process may make cgroups in the unified hierarchy (as root,
+  // or in a subtree systemd delegated: user@UID.service, Delegate=yes), and what it offers.
+  const unified = cgroupLayout().unified;
+  const v2 = unified === undefined ? undefined : placement(unified, []);
+  const offers = unified?.offers.length ? unified.offers.join(', ') : 'no memory, pids or cpu controller';
   const cgroupDelegation: HostCheck = {
-    ok: delegated,
-    detail: !v2
-      ? 'cgroup v1 (no unified hierarchy)'
-      : delegated
-        ? `cgroup v2, ${cgroupDir} is delegated`
-        : `cgroup v2, ${cgroupDir ?? 'own cgroup'} not writable`,
-    fix: delegated
-      ? undefined
-      : 'optional: limits use rlimits today; run under `systemd-run --user --scope -p Delegate=yes` for a delegated cgroup',
+    ok: v2?.ok === true,
+    detail:
+      unified === undefined
+        ? 'no cgroup v2 hierarchy mounted'
+        : v2?.ok
+          ? `cgroup v2, ${unified.own} is writable (${offers})`
+          : `cgroup v2, ${v2?.reason} (${offers})`,
+    fix: v2?.ok ? undefined : 'optional: run under `systemd-run --user --scope -p Delegate=yes` for a delegated cgroup',
+  };
+  const limits = probeLimits();
+  const limitsCheck: HostCheck = {
+    ok: limits.held.length === 3,
+    detail: limits.detail,
+    fix:
+      limits.held.length === 3
+        ? undefined
+        : 'optional: run as root, or under a delegated cgroup (`systemd-run --user --scope -p Delegate=yes stockade run ...`, or STOCKADE_CGROUP_PARENT naming a cgroup this user may write); without one, memory and CPU of the whole sandbox are not held (README: Resource limits)',
   };
 
   const apparmorEnabled = read('/sys/module/apparmor/parameters/enabled') === 'Y';
@@ -152,6 +192,8 @@ export function probeHost(): HostReport {
     seccomp,
     landlock,
     cgroupDelegation,
+    limitsCheck,
+    limits,
     apparmor,
     kernelVersion,
   };

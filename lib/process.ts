@@ -10,7 +10,8 @@ import type { Readable, Writable } from 'node:stream';
 import * as util from 'node:util';
 import type { Logger } from 'pino';
 import { fromNative, SandboxError, SandboxOptionsError } from './errors';
-import { type NativeHandle, type NativeSpawnResult, type NativeViolation, native } from './native';
+import { SandboxCgroup } from './limits';
+import { type NativeHandle, type NativePlan, type NativeSpawnResult, type NativeViolation, native } from './native';
 import type { EgressAttachment } from './net/sandbox';
 import type { EgressOptions, SandboxOptions, StdioSlot } from './options';
 import { type ResolvedSandbox, resolveCommand, resolveSandbox } from './plan';
@@ -78,6 +79,9 @@ export class SandboxedProcess extends EventEmitter {
   private exited_ = false;
   private closed = false;
   private wallTimer: NodeJS.Timeout | undefined;
+  private cgroup: SandboxCgroup | undefined;
+  private oomWatch: { close(): void } | undefined;
+  private resolved: ResolvedSandbox | undefined;
   private readonly logger: Logger | undefined;
 
   /** @internal use spawnSandboxed() */
@@ -168,6 +172,14 @@ export class SandboxedProcess extends EventEmitter {
       return;
     }
     const plan = { ...resolved.plan, file, fds: childFds };
+    this.resolved = resolved;
+    try {
+      this.joinCgroup(plan);
+    } catch (err) {
+      closeChildEnds(slots, childFds);
+      this.failAsync(err as SandboxError);
+      return;
+    }
     // The spawn runs on the addon's spawner thread; the event loop goes on meanwhile (the
     // sandbox's pid, like its 'spawn' event, comes once the payload has exec'd).
     native().spawn(
@@ -180,8 +192,13 @@ export class SandboxedProcess extends EventEmitter {
   }
 
   private spawned(result: NativeSpawnResult, resolved: ResolvedSandbox): void {
+    // The spawner thread is done with the cgroup fds (clone3's directory, v1 tasks files).
+    this.cgroup?.closeFds();
     if ('error' in result) {
-      this.failAsync(fromNative(result.error, resolved.describe));
+      this.oomWatch?.close();
+      void this.cgroup?.remove();
+      const cgroupFiles = this.cgroup?.dirs.filter((d) => d.hierarchy.version === 1).map((d) => `${d.dir}/tasks`) ?? [];
+      this.failAsync(fromNative(result.error, (step, index) => (step === 'cgroup' ? cgroupFiles[index] : resolved.describe(step, index))));
       return;
     }
     this.pid = result.pid;
@@ -204,6 +221,7 @@ export class SandboxedProcess extends EventEmitter {
       this.egress.proxy.on('egress', (record) => this.emit('egress', record));
     }
     if (this.pendingSignal !== undefined) this.handle.kill(this.pendingSignal);
+    if (this.cgroup?.events().oomKills) this.handle.kill(osConstants.signals.SIGKILL); // an OOM before the handle existed
     if (this.unrefed) this.unref();
     if (resolved.wallTime !== undefined) {
       this.wallTimer = setTimeout(() => {
@@ -220,6 +238,7 @@ export class SandboxedProcess extends EventEmitter {
       policy: this.policyDigest,
       network: shareNetwork ? 'host' : resolved.egress ? 'proxy' : 'none',
       layers,
+      limits: resolved.limits.report,
     });
     if (shareNetwork)
       this.audit('warn', {
@@ -235,6 +254,70 @@ export class SandboxedProcess extends EventEmitter {
     const violation = describeViolation(v);
     this.audit('warn', { event: 'violation', pid: this.pid, policy: this.policyDigest, ...violation });
     this.emit('violation', violation);
+  }
+
+  /**
+   * The sandbox's cgroups (lib/limits), made before the spawn and handed to the addon as fds. On
+   * cgroup v1 the OOM watch is registered now, before the payload can allocate: v1's OOM killer
+   * is off for the sandbox (it would kill one process), so the launcher ends the whole sandbox,
+   * as v2's memory.oom.group does.
+   */
+  private joinCgroup(plan: NativePlan): void {
+    const spec = this.resolved?.limits.cgroup;
+    if (spec === undefined) return;
+    this.cgroup = new SandboxCgroup(spec.where, spec.settings);
+    Object.assign(plan, this.cgroup.planFds());
+    const memory = this.cgroup.v1Memory();
+    if (memory === undefined) return;
+    const control = fs.openSync(`${memory}/cgroup.event_control`, fs.constants.O_WRONLY);
+    const oom = fs.openSync(`${memory}/memory.oom_control`, fs.constants.O_RDONLY);
+    try {
+      this.oomWatch = new (native().OomWatch)(control, oom, () => {
+        this.oomWatch?.close();
+        this.cgroup?.noteOom();
+        this.handle?.kill(osConstants.signals.SIGKILL);
+      });
+    } catch (err) {
+      void this.cgroup.remove();
+      throw new SandboxError({
+        errno: (err as { errno?: number }).errno ?? osConstants.errno.EINVAL,
+        syscall: 'write',
+        step: 'cgroup',
+        path: `${memory}/cgroup.event_control`,
+      });
+    } finally {
+      fs.closeSync(control);
+      fs.closeSync(oom);
+    }
+  }
+
+  /** OOM kills and refused forks, as violations: read once the sandbox has ended. */
+  private reportCgroupEvents(): void {
+    if (this.cgroup === undefined) return;
+    const { oomKills, pidsRefused } = this.cgroup.events();
+    const report = this.resolved?.limits.report;
+    if (oomKills > 0) {
+      this.audit('warn', {
+        event: 'violation',
+        kind: 'oom',
+        pid: this.pid,
+        policy: this.policyDigest,
+        limit: report?.memory?.value,
+        count: oomKills,
+        message: `the sandbox ran out of memory (limit ${report?.memory?.value} bytes, ${report?.memory?.by}) and was killed`,
+      });
+    }
+    if (pidsRefused > 0) {
+      this.audit('warn', {
+        event: 'violation',
+        kind: 'pids-limit',
+        pid: this.pid,
+        policy: this.policyDigest,
+        limit: report?.pids?.value,
+        count: pidsRefused,
+        message: `the sandbox reached its limit of ${report?.pids?.value} processes and threads; ${pidsRefused} fork/clone calls were refused`,
+      });
+    }
   }
 
   private failAsync(err: SandboxError): void {
@@ -253,10 +336,12 @@ export class SandboxedProcess extends EventEmitter {
 
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.wallTimer) clearTimeout(this.wallTimer);
+    this.oomWatch?.close();
+    this.reportCgroupEvents();
     // The proxy's state dies with the sandbox: listeners, client and upstream sockets, the CA.
     // 'close' waits for it, so that every egress record of the sandbox has been emitted by then
     // (allowed connections are recorded when they close).
-    Promise.all([this.egress?.close(), this.interceptor?.close()])
+    Promise.all([this.egress?.close(), this.interceptor?.close(), this.cgroup?.remove()])
       .catch(() => {})
       .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
       .then(() => {

@@ -25,6 +25,7 @@
 #include "child.h"
 #include "initproto.h"
 #include "landlock.h"
+#include "oomwatch.h"
 #include "relay.h"
 #include "spawn.h"
 #include "spawner.h"
@@ -74,6 +75,20 @@ class Reader {
       std::string s = e.As<Napi::String>().Utf8Value();
       if (s.find('\0') != std::string::npos) return fail(key, "strings without NUL"), out;
       out.push_back(std::move(s));
+    }
+    return out;
+  }
+  // An array of int32 (fds) at `key`; absent is empty when optional.
+  std::vector<int> ints(const char* key, bool optional = false) {
+    std::vector<int> out;
+    Napi::Value v = obj_.Get(key);
+    if (optional && v.IsUndefined()) return out;
+    if (!v.IsArray()) return fail(key, "an array of fds"), out;
+    auto a = v.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      Napi::Value e = a.Get(i);
+      if (!e.IsNumber()) return fail(key, "an array of fds"), out;
+      out.push_back(e.As<Napi::Number>().Int32Value());
     }
     return out;
   }
@@ -168,21 +183,8 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
     plan.listeners.push_back(spec);
   });
   if (plan.listeners.size() > kMaxListeners) r.fail("listeners", "at most 64 entries");
-  Napi::Value fds = r.raw("fds");
-  if (!fds.IsArray()) {
-    r.fail("fds", "an array of fds");
-  } else {
-    auto a = fds.As<Napi::Array>();
-    for (uint32_t i = 0; i < a.Length(); ++i) {
-      Napi::Value e = a.Get(i);
-      if (!e.IsNumber()) {
-        r.fail("fds", "an array of fds");
-        break;
-      }
-      plan.fds.push_back(e.As<Napi::Number>().Int32Value());
-    }
-    if (plan.fds.size() > static_cast<size_t>(kMaxFds)) r.fail("fds", "at most 64 entries");
-  }
+  plan.fds = r.ints("fds");
+  if (plan.fds.size() > static_cast<size_t>(kMaxFds)) r.fail("fds", "at most 64 entries");
   r.objects("limits", [&](Reader& l, uint32_t) {
     Limit limit;
     limit.resource = static_cast<int32_t>(l.num("resource"));
@@ -218,6 +220,17 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
       r.absorb(l);
     }
   }
+  plan.cgroupFd = static_cast<int>(r.num("cgroupFd", true, -1));
+  plan.cgroupTasksFds = r.ints("cgroupTasksFds", true);
+  if (plan.cgroupTasksFds.size() > 8) r.fail("cgroupTasksFds", "at most 8 entries");
+  r.objects("budgets", [&](Reader& b, uint32_t) {
+    Budget budget;
+    budget.path = b.str("path");
+    budget.value = b.str("value");
+    if (budget.path.find('\0') != std::string::npos || budget.path.rfind("/proc/sys/user/", 0) != 0)
+      b.fail("path", "a path under /proc/sys/user/");
+    plan.budgets.push_back(std::move(budget));
+  });
   if (plan.file.empty() || plan.file[0] != '/') r.fail("file", "an absolute path");
   if (plan.argv.empty()) r.fail("argv", "a non-empty array");
   *message = r.message();
@@ -604,6 +617,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("seccompNotify", Napi::Function::New(env, SeccompNotify));
   exports.Set("UdpEndpoint", UdpEndpoint::Init(env));
   exports.Set("Relay", Relay::Init(env));
+  exports.Set("OomWatch", OomWatch::Init(env));
   return exports;
 }
 

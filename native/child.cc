@@ -72,6 +72,15 @@ static void dieWithParent(const Prepared& prep, const ChildFds& fds) {
   if (sys(SYS_read, prep.syncPipe[0], &go, 1) != 1) sys(SYS_exit_group, 127);
   dieWithParent(prep, fds);
 
+  // 1b. Into the v1 cgroups (cgroup.cc; v2: born there), before anything is allocated or forked.
+  int cgroup = -1;
+  if (int err = joinCgroupsInChild(plan, &cgroup)) failInChild(fds, Step::kCgroup, err, cgroup);
+
+  // 1c. The sandbox's own budgets of inotify, fanotify and namespaces (limits.cc), while this
+  //     process is still root in its namespace with CAP_SYS_RESOURCE there.
+  int budget = -1;
+  if (int err = setBudgetsInChild(plan, &budget)) failInChild(fds, Step::kBudget, err, budget);
+
   // 2. Filesystem: private mounts, tmpfs root, binds, /dev, /proc, /etc, pivot_root, cwd.
   Step step = Step::kMount;
   int index = -1;

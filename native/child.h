@@ -48,6 +48,15 @@ int installFilterInChild(const struct sock_fprog* filter, bool notify, int* list
 // fds.cc
 int arrangeFdsInChild(const Plan& plan, const Prepared& prep, ChildFds* fds);
 
+// limits.cc
+int setBudgetsInChild(const Plan& plan, int* index);
+
+// cgroup.cc
+pid_t cloneIntoCgroup(unsigned long flags, void* stackBase, size_t stackSize, int cgroupFd,
+                      int (*fn)(void*), void* arg, int* pidfd);
+int joinV2CgroupFromParent(pid_t pid, const Plan& plan);
+int joinCgroupsInChild(const Plan& plan, int* index);
+
 // child.cc
 [[noreturn]] void runChild(const Plan& plan, const Prepared& prep);
 [[noreturn]] void failInChild(const ChildFds& fds, Step step, int err, int index = -1);

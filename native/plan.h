@@ -50,6 +50,8 @@ enum class Step : int32_t {
   kInit,           // stockade-init: fork of the payload
   kIdmapMount,     // parent: an idmapped mount for a read-write grant (index says which)
   kLandlock,       // building the Landlock ruleset (index: which rule) or entering it
+  kCgroup,         // parent: clone3 into the v2 cgroup, or writing cgroup.procs (index: which)
+  kBudget,         // one /proc/sys/user limit of the sandbox's user namespace (index says which)
 };
 
 // What the child writes on the CLOEXEC error pipe when a step fails. EOF instead means execve
@@ -108,6 +110,13 @@ struct Limit {
   struct rlimit value;
 };
 
+// One ucount limit of the sandbox's own user namespace (man 7 user_namespaces, /proc/sys/user):
+// `path` is /proc/sys/user/<name>, `value` the decimal text written there.
+struct Budget {
+  std::string path;
+  std::string value;
+};
+
 struct Plan {
   // Payload
   std::string file;  // absolute path inside the sandbox
@@ -140,6 +149,12 @@ struct Plan {
   // Defense in depth (landlock.h, seccomp.cc)
   SeccompProfile seccompProfile = SeccompProfile::kDefault;
   LandlockPlan landlock;
+  // Limits (lib/limits). The v2 cgroup the child is cloned into (a directory fd, or -1); the
+  // `tasks` files of v1 hierarchies the child moves itself into right after the sync point
+  // (cgroup.cc); the budgets the child sets in its user namespace before anything else.
+  int cgroupFd = -1;
+  std::vector<int> cgroupTasksFds;
+  std::vector<Budget> budgets;
 };
 
 // Everything derived from a Plan that the child needs, ready before clone(). From clone() until

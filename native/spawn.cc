@@ -104,6 +104,9 @@ class ChildStack {
   int error() const { return err_; }  // 0 or the errno of mmap/mprotect
   // Stacks grow down on x86_64 and aarch64; both want 16-byte alignment at the call.
   void* top() const { return base_ + guard_ + kChildStackSize; }
+  // For clone3, which takes the lowest address and the size.
+  void* bottom() const { return base_ + guard_; }
+  size_t size() const { return kChildStackSize; }
 
  private:
   char* base_ = nullptr;
@@ -254,8 +257,21 @@ SpawnResult spawnSandbox(Plan& plan) {
   // symbol, and the prebuilt addon must load on glibc 2.28.
   sigprocmask(SIG_SETMASK, &all, &old);
   int pidfd = -1;
-  pid_t pid = cloneChild(flags, stack, childMain, &args, &pidfd);
-  int cloneErr = errno;
+  // Into its v2 cgroup from birth (cgroup.cc); clone() and a move at the sync point where
+  // clone3 is missing.
+  bool joinV2 = false;
+  pid_t pid = -1;
+  int cloneErr = 0;
+  if (plan.cgroupFd >= 0) {
+    pid = cloneIntoCgroup(flags, stack.bottom(), stack.size(), plan.cgroupFd, childMain, &args,
+                          &pidfd);
+    cloneErr = errno;
+    joinV2 = pid < 0 && cloneErr == ENOSYS;
+  }
+  if (plan.cgroupFd < 0 || joinV2) {
+    pid = cloneChild(flags, stack, childMain, &args, &pidfd);
+    cloneErr = errno;
+  }
   sigprocmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) {
     closeAll(prep);
@@ -280,6 +296,14 @@ SpawnResult spawnSandbox(Plan& plan) {
     childGone();
     closeAll(prep);
     return fail(Step::kIdMap, err);
+  }
+  if (int err = joinV2 ? joinV2CgroupFromParent(pid, plan) : 0) {
+    close(prep.syncPipe[1]);
+    reap(pid, pidfd);
+    close(pidfd);
+    childGone();
+    closeAll(prep);
+    return fail(Step::kCgroup, err);
   }
   char go = 'G';
   ssize_t written = write(prep.syncPipe[1], &go, 1);

@@ -44,11 +44,35 @@ if [ "$(id -u)" = 0 ] && [ -z "${STOCKADE_TEST_ROOT_ONLY:-}" ]; then
   # user through a bind mount in a private mount namespace, instead of copying it.
   view=$(mktemp -d /tmp/stockade-unprivileged.XXXXXX)
   chmod 755 "$view"
+  # A delegated cgroup subtree for uid 65534, as systemd gives a user (user@.service,
+  # Delegate=yes): chowned to the user, and on the v2 hierarchy the test run lives inside it
+  # (v2 moves processes only within what the mover may write). The limits tests use it through
+  # STOCKADE_TEST_CGROUP_PARENT; every other test runs without it, i.e. without delegation.
+  delegated=stockade-test-65534
+  v2dir=
+  cgdirs=()
+  while read -r _ _ _ _ point _ rest; do
+    fstype=${rest#*- }; fstype=${fstype%% *}
+    case "$fstype" in
+      cgroup) opts=${rest##* }
+        for c in memory pids cpu; do
+          case ",$opts," in *",$c,"*)
+            own=$(awk -F: -v c="$c" '{ n = split($2, a, ","); for (i = 1; i <= n; i++) if (a[i] == c) print $3 }' /proc/self/cgroup)
+            cgdirs+=("$point${own%/}/$delegated");;
+          esac
+        done;;
+      cgroup2) own=$(awk -F: '$1 == 0 { print $3 }' /proc/self/cgroup); v2dir="$point${own%/}/$delegated"; cgdirs+=("$v2dir");;
+    esac
+  done < /proc/self/mountinfo
+  for d in "${cgdirs[@]}"; do mkdir -p "$d" 2>/dev/null && chown -R 65534:65534 "$d" 2>/dev/null || true; done
   echo "== sandbox tests as uid 65534 (unprivileged), checkout bound at $view"
+  STOCKADE_TEST_CGROUP_PARENT=$delegated STOCKADE_TEST_V2_DIR=$v2dir \
   unshare --mount --propagation private -- sh -c '
+    if [ -n "$STOCKADE_TEST_V2_DIR" ] && [ -d "$STOCKADE_TEST_V2_DIR" ]; then echo $$ > "$STOCKADE_TEST_V2_DIR/cgroup.procs" || true; fi
     mount --bind "$1" "$2" && shift 2 && cd "$0" &&
     exec setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps=-all \
-      env HOME=/tmp STOCKADE_TEST_UNPRIVILEGED=1 STOCKADE_TEST_SKIPS="$STOCKADE_TEST_SKIPS" STOCKADE_PACK_DIR="$STOCKADE_PACK_DIR" node --test --test-concurrency=2 "$@"' \
+      env HOME=/tmp STOCKADE_TEST_UNPRIVILEGED=1 STOCKADE_TEST_SKIPS="$STOCKADE_TEST_SKIPS" STOCKADE_PACK_DIR="$STOCKADE_PACK_DIR" STOCKADE_TEST_CGROUP_PARENT="$STOCKADE_TEST_CGROUP_PARENT" node --test --test-concurrency=2 "$@"' \
     "$view" "$PWD" "$view" "${files[@]}"
   rmdir "$view"
+  for d in "${cgdirs[@]}"; do find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true; done
 fi

@@ -12,7 +12,7 @@ const doctor = (...args: string[]) =>
 test('doctor reports a ready host, each check on its line', () => {
   const r = doctor();
   assert.equal(r.status, 0, r.stdout + r.stderr);
-  for (const check of ['kernel', 'user namespaces', 'seccomp', 'AppArmor', 'Landlock', 'cgroup v2 delegation']) {
+  for (const check of ['kernel', 'user namespaces', 'seccomp', 'AppArmor', 'Landlock', 'cgroup v2 delegation', 'limits']) {
     assert.match(r.stdout, new RegExp(`\\[(ok  |note)\\] ${check}: `));
   }
   assert.match(r.stdout, /This host can run stockade sandboxes\.$/m);

@@ -44,6 +44,7 @@ export async function main(argv: string[]): Promise<number> {
     ['AppArmor', report.apparmor, true],
     ['Landlock', report.landlock, false],
     ['cgroup v2 delegation', report.cgroupDelegation, false],
+    ['limits', report.limitsCheck, false],
   ];
   const lines = [`stockade doctor — Linux ${report.kernel} (${report.arch}), running as uid ${report.uid}`];
   for (const [name, check, required] of rows) {

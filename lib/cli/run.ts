@@ -53,7 +53,10 @@ Network:
                           real NAME on requests to HOST (default: Authorization: Bearer {secret})
   --upstream-ca FILE      an extra CA the proxy trusts for upstream servers
 Limits:
-  --memory SIZE  --pids N  --cpu SECONDS  --open-files N  --timeout SECONDS
+  --memory SIZE           memory of the whole sandbox (default 2g or half the RAM); see doctor
+  --pids N                processes and threads of the whole sandbox (default 1024)
+  --cpus N                CPU time of the whole sandbox, in CPUs (0.5: half of one)
+  --cpu SECONDS  --open-files N  --timeout SECONDS   per-process CPU seconds, fds; wall time
 MCP:
   --tools a,b             only these tools: tools/list is filtered, other tools/call refused
 Policy and output:
@@ -236,6 +239,12 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
       (record: { event?: string }) => record.event === 'violation' && during('mcp.tool_violation', { violation: record }),
     );
   }
+  // A limit that stopped the sandbox is said on stderr in one line, whether or not audit is on.
+  sandbox.on('audit', (record: { event?: string; kind?: string; message?: string }) => {
+    if (record.event === 'violation' && (record.kind === 'oom' || record.kind === 'pids-limit')) {
+      process.stderr.write(`stockade: ${record.message}\n`);
+    }
+  });
   return new Promise((resolve) => {
     sandbox.on('error', (err) => {
       unhook();

@@ -94,6 +94,7 @@ export interface RunFlags {
   memory?: string;
   pids?: string;
   cpu?: string;
+  cpus?: string;
   openFiles?: string;
   timeout?: string;
   tmpSize?: string;
@@ -125,6 +126,7 @@ const FLAG_FOR_PATH: [string, string][] = [
   ['/hostname', '--hostname'],
   ['/limits/memory', '--memory'],
   ['/limits/pids', '--pids'],
+  ['/limits/cpus', '--cpus'],
   ['/limits/cpu', '--cpu'],
   ['/limits/openFiles', '--open-files'],
   ['/limits/timeout', '--timeout'],
@@ -224,6 +226,7 @@ export function flagsToPolicy(flags: RunFlags, cwd: string = process.cwd()): Pol
   if (flags.memory !== undefined) limits.memory = numberOrString(flags.memory);
   if (flags.pids !== undefined) limits.pids = numberOrString(flags.pids) as number;
   if (flags.cpu !== undefined) limits.cpu = numberOrString(flags.cpu) as number;
+  if (flags.cpus !== undefined) limits.cpus = numberOrString(flags.cpus) as number;
   if (flags.openFiles !== undefined) limits.openFiles = numberOrString(flags.openFiles) as number;
   if (flags.timeout !== undefined) limits.timeout = numberOrString(flags.timeout) as number;
   if (Object.keys(limits).length > 0) p.limits = limits;

@@ -98,6 +98,7 @@ export function policyToOptions(policy: Policy, ctx: ResolveContext = {}): Polic
     if (l.memory !== undefined) options.limits.memory = parseSize(l.memory);
     if (l.pids !== undefined) options.limits.pids = l.pids;
     if (l.cpu !== undefined) options.limits.cpu = l.cpu;
+    if (l.cpus !== undefined) options.limits.cpus = l.cpus;
     if (l.openFiles !== undefined) options.limits.openFiles = l.openFiles;
     if (l.fileSize !== undefined) options.limits.fileSize = parseSize(l.fileSize);
     if (l.timeout !== undefined) options.limits.wallTime = Math.round(l.timeout * 1000);

@@ -29,6 +29,7 @@ export interface PolicyLimits {
   memory?: number | string;
   pids?: number;
   cpu?: number;
+  cpus?: number;
   openFiles?: number;
   fileSize?: number | string;
   /** Wall-clock seconds (SandboxLimits.wallTime is milliseconds). */

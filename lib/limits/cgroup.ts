@@ -1,0 +1,465 @@
+// One cgroup per sandbox, on cgroup v2, v1 or the hybrid of both, behind one interface: where
+// each controller (memory, pids, cpu) lives, whether this process may make cgroups there, and
+// the sandbox's own cgroups — created before the spawn, handed to the addon as open fds
+// (native/cgroup.cc places the child), read for OOM and pids events, and removed after exit.
+// man 7 cgroups; Documentation/admin-guide/cgroup-v2.rst, cgroup-v1/{memory,pids}.rst.
+//
+// Where the cgroups go. Every sandbox gets `<parent>/<launcher pid>-<thread id>-<n>` in each hierarchy it
+// uses; <parent> is STOCKADE_CGROUP_PARENT (an absolute cgroup path, the same in every
+// hierarchy, like Docker's --cgroup-parent; or a path relative to the caller's own cgroup;
+// `none` for no cgroups at all), by default `stockade` under the caller's own cgroup (/proc/self/cgroup). That one rule covers
+// both cases the issue names:
+// - As host root, the caller may write anywhere, and a subtree of its own cgroup keeps the
+//   sandboxes accounted where the caller is (a service's sandboxes stay inside the service).
+// - Unprivileged, cgroups can only be had where someone delegated a subtree: systemd does for
+//   user@UID.service and for units with Delegate=yes (systemd-run --user --scope -p
+//   Delegate=yes), by chowning the cgroup to the user. Writing into one's own cgroup then works
+//   without any daemon. What the peers do: nsjail writes below the cgroup it is pointed at and,
+//   on v2, moves itself into a child cgroup when its own holds processes; podman/crun and runc
+//   (rootless) ask systemd over D-Bus for a transient scope with Delegate=yes. A D-Bus client is
+//   a dependency and an asynchronous round trip on every spawn, and it only helps under
+//   systemd; so stockade does what nsjail does, with one more care: the caller moves itself
+//   into a leaf only when it is alone in its cgroup (moving a shell or an MCP client that
+//   shares the cgroup would be a side effect on processes that are not ours). Otherwise the
+//   controllers are not held by a cgroup, and doctor says what to run instead.
+// - cgroup v2's "no internal processes" rule is the reason for that move: a cgroup can hand a
+//   controller to its children (cgroup.subtree_control) only while it has no processes of its
+//   own, except the root. v1 has no such rule.
+//
+// Hybrid hosts (this one among them) have memory, pids and cpu on v1 hierarchies and a v2
+// hierarchy without controllers. Each controller is taken from where it is; the v2 hierarchy,
+// when writable, gets a sandbox cgroup too even without controllers: the child is cloned into it
+// (clone3 CLONE_INTO_CGROUP), and its cgroup.kill (5.14) ends every process in it at once if
+// anything is left at teardown.
+//
+// Cgroup file systems hold only what the kernel makes (no symlinks, no files a sandbox can
+// plant: the sandbox has a cgroup namespace of its own and no cgroupfs mounted), so plain paths
+// are safe to use here.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { threadId } from 'node:worker_threads';
+import { SandboxError } from '../errors';
+
+export type Controller = 'memory' | 'pids' | 'cpu';
+export const controllers: readonly Controller[] = ['memory', 'pids', 'cpu'];
+
+export interface Hierarchy {
+  version: 1 | 2;
+  /** Where the hierarchy is mounted. */
+  mount: string;
+  /** The caller's own cgroup in it (a directory under `mount`). */
+  own: string;
+  /** Of memory, pids and cpu, those this hierarchy offers the caller's cgroup. */
+  offers: Controller[];
+}
+
+export interface CgroupLayout {
+  /** The unified (v2) hierarchy, when mounted. */
+  unified?: Hierarchy;
+  /** Where each controller is, when the host has it at all. */
+  byController: Partial<Record<Controller, Hierarchy>>;
+}
+
+/** Whether sandbox cgroups can be made in one hierarchy, and where. */
+export interface Placement {
+  hierarchy: Hierarchy;
+  ok: boolean;
+  /** The directory sandbox cgroups are made in. */
+  parent: string;
+  /** Why not, when !ok. */
+  reason?: string;
+}
+
+function readText(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+function writeText(file: string, text: string): void {
+  const fd = fs.openSync(file, fs.constants.O_WRONLY);
+  try {
+    fs.writeSync(fd, text);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** /proc/self/mountinfo: mount point, root within its file system, type and super options. */
+export function mounts(): { root: string; point: string; type: string; options: string[]; mountOptions: string[] }[] {
+  const decode = (s: string) => s.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
+  return (readText('/proc/self/mountinfo') ?? '')
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((line) => {
+      const [left, right = ''] = line.split(' - ');
+      const f = left.split(' ');
+      const [type, , superOptions = ''] = right.split(' ');
+      return { root: decode(f[3]), point: decode(f[4]), type, options: superOptions.split(','), mountOptions: f[5].split(',') };
+    });
+}
+
+let layoutCache: { key: string; layout: CgroupLayout } | undefined;
+
+/**
+ * Where memory, pids and cpu live on this host, and the caller's cgroup in each hierarchy.
+ * Reading the mount table costs about a millisecond on a busy host, so the answer is kept
+ * for as long as this process stays in the same cgroups.
+ */
+export function cgroupLayout(): CgroupLayout {
+  const self = readText('/proc/self/cgroup') ?? '';
+  if (layoutCache?.key === self) return layoutCache.layout;
+  const layout = readLayout(self);
+  layoutCache = { key: self, layout };
+  return layout;
+}
+
+function readLayout(self: string): CgroupLayout {
+  // /proc/self/cgroup: "0::/path" for v2, "N:cpu,cpuacct:/path" for each v1 hierarchy.
+  const entries: { names: string[]; cgroup: string }[] = [];
+  for (const line of self.split('\n')) {
+    const m = /^\d+:([^:]*):(.*)$/.exec(line);
+    if (m) entries.push({ names: m[1] === '' ? [] : m[1].split(','), cgroup: m[2] });
+  }
+  const ownV2 = entries.find((e) => e.names.length === 0)?.cgroup;
+  const layout: CgroupLayout = { byController: {} };
+  const dirOf = (mount: { root: string; point: string }, cgroup: string) => {
+    // A mount of a sub-tree (a container's) shows cgroups relative to its root.
+    const rel = mount.root === '/' ? cgroup : cgroup.startsWith(mount.root) ? cgroup.slice(mount.root.length) : undefined;
+    return rel === undefined ? undefined : path.resolve(mount.point, `.${rel}`);
+  };
+  for (const m of mounts()) {
+    if (m.type === 'cgroup2' && layout.unified === undefined) {
+      const dir = ownV2 === undefined ? undefined : dirOf(m, ownV2);
+      if (dir === undefined) continue;
+      const offered = (readText(path.join(dir, 'cgroup.controllers')) ?? '').trim().split(/\s+/);
+      const h: Hierarchy = { version: 2, mount: m.point, own: dir, offers: controllers.filter((c) => offered.includes(c)) };
+      layout.unified = h;
+      for (const c of h.offers) layout.byController[c] ??= h;
+    } else if (m.type === 'cgroup') {
+      const offers = controllers.filter((c) => m.options.includes(c));
+      const cg = entries.find((e) => offers.some((c) => e.names.includes(c)))?.cgroup;
+      const dir = cg === undefined ? undefined : dirOf(m, cg);
+      if (dir === undefined || offers.length === 0) continue;
+      const h: Hierarchy = { version: 1, mount: m.point, own: dir, offers };
+      for (const c of offers) if (layout.byController[c]?.version !== 2) layout.byController[c] ??= h;
+    }
+  }
+  return layout;
+}
+
+function parentSetting(): string {
+  const configured = process.env.STOCKADE_CGROUP_PARENT;
+  return configured !== undefined && configured !== '' ? configured : 'stockade';
+}
+
+function parentDir(h: Hierarchy, setting: string): string | undefined {
+  const dir = path.isAbsolute(setting) ? path.join(h.mount, setting) : path.join(h.own, setting);
+  const rel = path.relative(h.mount, dir);
+  return rel.startsWith('..') ? undefined : dir;
+}
+
+function errorCode(err: unknown): string {
+  return (err as NodeJS.ErrnoException).code ?? String(err);
+}
+
+/**
+ * cgroup v2: `wanted` must reach the sandbox cgroups, so every cgroup from the caller's own down
+ * to the parent lists them in cgroup.subtree_control. The caller's own cgroup refuses with
+ * EBUSY while it holds processes (not the root); then the caller moves itself into a leaf,
+ * `<own>/stockade-launcher`, if it is alone there (see the top of this file).
+ */
+function enableV2(h: Hierarchy, parent: string, wanted: Controller[]): string | undefined {
+  const chain: string[] = [];
+  if (parent.startsWith(`${h.own}/`)) {
+    for (let d = path.dirname(parent); d.startsWith(h.own); d = path.dirname(d)) chain.unshift(d);
+  }
+  chain.push(parent);
+  for (const dir of chain) {
+    const have = (readText(path.join(dir, 'cgroup.subtree_control')) ?? '').trim().split(/\s+/);
+    const missing = wanted.filter((c) => !have.includes(c));
+    if (missing.length === 0) continue;
+    const enable = () => writeText(path.join(dir, 'cgroup.subtree_control'), missing.map((c) => `+${c}`).join(' '));
+    try {
+      enable();
+    } catch (err) {
+      if (errorCode(err) !== 'EBUSY' || dir !== h.own) return `cannot enable ${missing.join(', ')} in ${dir} (${errorCode(err)})`;
+      const members = (readText(path.join(dir, 'cgroup.procs')) ?? '').split('\n').filter((l) => l !== '');
+      if (members.length !== 1 || members[0] !== String(process.pid)) {
+        return `${dir} holds other processes, so it cannot pass controllers down (cgroup v2's no-internal-processes rule)`;
+      }
+      try {
+        const leaf = path.join(dir, 'stockade-launcher');
+        fs.mkdirSync(leaf, { recursive: true });
+        writeText(path.join(leaf, 'cgroup.procs'), String(process.pid));
+        enable();
+      } catch (err2) {
+        return `cannot move this process out of ${dir} to enable ${missing.join(', ')} (${errorCode(err2)})`;
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Sandbox cgroups of dead launchers (a SIGKILLed launcher cannot clean up): removed once, on first use. */
+function sweepStale(parent: string): void {
+  let entries: string[];
+  try {
+    entries = fs.readdirSync(parent);
+  } catch {
+    return;
+  }
+  for (const name of entries) {
+    const m = /^(\d+)-\d+-\d+$/.exec(name);
+    if (!m || Number(m[1]) === process.pid) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+      continue; // alive (or another user's): not ours to judge
+    } catch (err) {
+      if (errorCode(err) !== 'ESRCH') continue;
+    }
+    try {
+      fs.rmdirSync(path.join(parent, name)); // fails harmlessly while populated
+    } catch {}
+  }
+}
+
+const placements = new Map<string, Placement>();
+
+/** Whether and where sandbox cgroups can be made in `h`; settled once per process and parent setting. */
+export function placement(h: Hierarchy, wanted: Controller[]): Placement {
+  const setting = parentSetting();
+  const key = `${h.mount}\0${setting}\0${wanted.join(',')}`;
+  const cached = placements.get(key);
+  if (cached !== undefined) return cached;
+  const parent = parentDir(h, setting);
+  let reason: string | undefined;
+  if (setting === 'none') {
+    reason = 'STOCKADE_CGROUP_PARENT=none: no cgroups';
+  } else if (parent === undefined) {
+    reason = `STOCKADE_CGROUP_PARENT=${setting} leaves the hierarchy at ${h.mount}`;
+  } else {
+    try {
+      fs.mkdirSync(parent, { recursive: true, mode: 0o755 });
+      fs.accessSync(parent, fs.constants.W_OK);
+      if (h.version === 2) {
+        // v2 moves a process (clone3 CLONE_INTO_CGROUP included) only for a writer of cgroup.procs
+        // in the common ancestor of where it is and where it goes: a delegatee must live inside
+        // its delegated subtree.
+        let common = h.own;
+        while (common !== h.mount && !`${parent}/`.startsWith(`${common}/`)) common = path.dirname(common);
+        fs.accessSync(path.join(common, 'cgroup.procs'), fs.constants.W_OK);
+        if (wanted.length > 0) reason = enableV2(h, parent, wanted);
+      }
+      if (reason === undefined) sweepStale(parent);
+    } catch (err) {
+      reason = `${parent} is not writable by uid ${process.getuid?.()} (${errorCode(err)}): no delegated cgroup`;
+    }
+  }
+  const result: Placement = { hierarchy: h, ok: reason === undefined, parent: parent ?? h.mount, reason };
+  placements.set(key, result);
+  return result;
+}
+
+/** What one sandbox's cgroups hold. Absent fields are not set. */
+export interface CgroupSettings {
+  memory?: number;
+  pids?: number;
+  /** CPUs (0.5 = half of one), as a cfs quota over a 100 ms period. */
+  cpus?: number;
+}
+
+const CPU_PERIOD_US = 100_000;
+
+/** The files that set each limit, per cgroup version, for the start event and the README. */
+export function limitFile(c: Controller, version: 1 | 2): string {
+  const files = {
+    memory: ['memory.limit_in_bytes', 'memory.max'],
+    pids: ['pids.max', 'pids.max'],
+    cpu: ['cpu.cfs_quota_us', 'cpu.max'],
+  } as const;
+  return files[c][version - 1];
+}
+
+let counter = 0;
+
+/** Counters read from the sandbox's cgroups: OOM kills and refused forks. */
+export interface CgroupEvents {
+  oomKills: number;
+  pidsRefused: number;
+}
+
+/** The cgroups of one sandbox, one per hierarchy it uses. */
+export class SandboxCgroup {
+  /** Directory of the sandbox's cgroup per hierarchy, with what it holds there. */
+  readonly dirs: { hierarchy: Hierarchy; dir: string; holds: Controller[] }[] = [];
+  private fds: number[] = [];
+  private removed = false;
+  /** OOMs the launcher acted on (v1, where the kernel's killer is off and counts none). */
+  private oomsHandled = 0;
+
+  /**
+   * Makes and configures the cgroups; `where` says which hierarchy holds which controller
+   * (undefined: a hierarchy that holds none, the v2 one on a hybrid host). Throws a
+   * SandboxError with step 'cgroup' and nothing left behind.
+   */
+  constructor(where: { placement: Placement; holds: Controller[] }[], settings: CgroupSettings) {
+    // Each Worker has its own copy of this module (and counter): the thread id keeps names apart.
+    const name = `${process.pid}-${threadId}-${++counter}`;
+    try {
+      for (const { placement: p, holds } of where) {
+        const dir = path.join(p.parent, name);
+        this.step('mkdir', dir, () => fs.mkdirSync(dir, { mode: 0o755 }));
+        this.dirs.push({ hierarchy: p.hierarchy, dir, holds });
+        for (const c of holds) this.configure(dir, p.hierarchy.version, c, settings);
+      }
+    } catch (err) {
+      this.removeNow();
+      throw err;
+    }
+  }
+
+  private step(syscall: string, file: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new SandboxError({ errno: e.errno ?? -22, syscall, step: 'cgroup', path: file });
+    }
+  }
+
+  private set(dir: string, file: string, value: string, optional = false): void {
+    const full = path.join(dir, file);
+    if (optional && !fs.existsSync(full)) return;
+    this.step('write', full, () => writeText(full, value));
+  }
+
+  private configure(dir: string, version: 1 | 2, c: Controller, s: CgroupSettings): void {
+    if (c === 'memory' && s.memory !== undefined) {
+      if (version === 2) {
+        this.set(dir, 'memory.max', String(s.memory));
+        // No swap: a limit that swaps is a limit on RAM only, and swapping is how a host slows to a halt.
+        this.set(dir, 'memory.swap.max', '0', true);
+        // An OOM kill takes the whole sandbox, not one process of it (4.19).
+        this.set(dir, 'memory.oom.group', '1');
+      } else {
+        this.set(dir, 'memory.limit_in_bytes', String(s.memory));
+        // memory+swap equal to memory: no swap. Absent without swap accounting (swapaccount=0).
+        this.set(dir, 'memory.memsw.limit_in_bytes', String(s.memory), true);
+        // v1 has no oom.group, and its OOM killer takes one process: the rest of the sandbox would
+        // see it die and run on. So the killer is off for this cgroup (a task that hits the
+        // limit waits instead), and process.ts kills the whole sandbox on the OOM notification
+        // (native/oomwatch.cc): all of it or nothing, as v2's memory.oom.group.
+        this.set(dir, 'memory.oom_control', '1');
+      }
+    } else if (c === 'pids' && s.pids !== undefined) {
+      this.set(dir, 'pids.max', String(s.pids));
+    } else if (c === 'cpu' && s.cpus !== undefined) {
+      const quota = Math.max(1000, Math.round(s.cpus * CPU_PERIOD_US));
+      if (version === 2) {
+        this.set(dir, 'cpu.max', `${quota} ${CPU_PERIOD_US}`);
+      } else {
+        this.set(dir, 'cpu.cfs_period_us', String(CPU_PERIOD_US));
+        this.set(dir, 'cpu.cfs_quota_us', String(quota));
+      }
+    }
+  }
+
+  /**
+   * Descriptors for the addon: the v2 cgroup's directory (clone3 CLONE_INTO_CGROUP) and the v1
+   * cgroups' `tasks` files (the child moves itself at its sync point). Close them once the
+   * spawn returned.
+   */
+  planFds(): { cgroupFd: number; cgroupTasksFds: number[] } {
+    let cgroupFd = -1;
+    const cgroupTasksFds: number[] = [];
+    for (const { hierarchy, dir } of this.dirs) {
+      if (hierarchy.version === 2) {
+        this.step('open', dir, () => {
+          cgroupFd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+        });
+        this.fds.push(cgroupFd);
+      } else {
+        const file = path.join(dir, 'tasks');
+        this.step('open', file, () => {
+          const fd = fs.openSync(file, fs.constants.O_WRONLY);
+          cgroupTasksFds.push(fd);
+          this.fds.push(fd);
+        });
+      }
+    }
+    return { cgroupFd, cgroupTasksFds };
+  }
+
+  closeFds(): void {
+    for (const fd of this.fds) fs.closeSync(fd);
+    this.fds = [];
+  }
+
+  /** The v1 memory cgroup, which needs the launcher to end the sandbox on OOM. */
+  v1Memory(): string | undefined {
+    return this.dirs.find((d) => d.hierarchy.version === 1 && d.holds.includes('memory'))?.dir;
+  }
+
+  /** Records an OOM the launcher ended the sandbox for (v1). */
+  noteOom(): void {
+    this.oomsHandled++;
+  }
+
+  /** OOM kills and refused forks so far. */
+  events(): CgroupEvents {
+    const out: CgroupEvents = { oomKills: this.oomsHandled, pidsRefused: 0 };
+    const field = (text: string | undefined, key: string) => Number(new RegExp(`^${key} (\\d+)$`, 'm').exec(text ?? '')?.[1] ?? 0);
+    for (const { hierarchy, dir, holds } of this.dirs) {
+      if (holds.includes('memory')) {
+        const file = hierarchy.version === 2 ? 'memory.events' : 'memory.oom_control';
+        out.oomKills += field(readText(path.join(dir, file)), 'oom_kill');
+      }
+      if (holds.includes('pids')) out.pidsRefused += field(readText(path.join(dir, 'pids.events')), 'max');
+    }
+    return out;
+  }
+
+  /**
+   * Removes the cgroups. After the sandbox's PID 1 has exited they are empty (the kernel reaps
+   * every other process of a pid namespace before its init becomes a zombie), so rmdir works at
+   * once; anything still inside is killed (v2 cgroup.kill, 5.14; v1 each pid) and rmdir retried,
+   * a bounded number of times.
+   */
+  async remove(): Promise<void> {
+    for (let attempt = 0; attempt < 50 && !this.removeNow(); attempt++) {
+      for (const { hierarchy, dir } of this.dirs) {
+        if (hierarchy.version === 2 && fs.existsSync(path.join(dir, 'cgroup.kill'))) {
+          try {
+            writeText(path.join(dir, 'cgroup.kill'), '1');
+          } catch {}
+        } else {
+          for (const pid of (readText(path.join(dir, 'cgroup.procs')) ?? '').split('\n').filter(Boolean)) {
+            try {
+              process.kill(Number(pid), 'SIGKILL');
+            } catch {}
+          }
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  /** rmdir of every cgroup not yet removed; true when none is left. */
+  private removeNow(): boolean {
+    if (this.removed) return true;
+    this.closeFds();
+    let left = 0;
+    for (const { dir } of this.dirs) {
+      try {
+        fs.rmdirSync(dir);
+      } catch (err) {
+        if (errorCode(err) !== 'ENOENT') left++;
+      }
+    }
+    this.removed = left === 0;
+    return this.removed;
+  }
+}

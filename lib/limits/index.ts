@@ -1,0 +1,216 @@
+// What holds each resource limit of a sandbox on this host, decided before the spawn: a cgroup
+// where one can be had (./cgroup.ts), otherwise the best fallback that truly holds, and the
+// kernel budgets of the sandbox's own user namespace. The result is part of the plan (rlimits,
+// budgets) plus the cgroup settings process.ts applies per spawn, and a description of every
+// limit in force and by what, for the sandbox-start event and `stockade doctor`.
+//
+// The fallbacks, and what they do not hold:
+// - pids: RLIMIT_NPROC set inside the sandbox. Since 5.14 the kernel counts processes per user
+//   *per user namespace* (ucounts), and the sandbox's payload is the only user of its own
+//   namespace, so the limit counts the sandbox's processes and threads only — not the caller's,
+//   not another sandbox's (test/limits.test.ts shows it). It holds for the whole sandbox.
+// - memory: RLIMIT_AS, per process and of address space, not memory: N processes get N times
+//   the limit, and memfd, tmpfs and pipe buffers are not address space of anyone. So it is set
+//   only when asked for (Node reserves about 10 GiB of address space for each WebAssembly memory,
+//   and fetch() uses one: any default low enough to protect a host breaks Node). Not held.
+// - cpus: nothing holds a rate of CPU for a group of processes without the cpu controller; a
+//   policy that asks for it is refused on such a host rather than silently unlimited.
+// - /tmp, home and /dev/shm are tmpfs with a size cap under every mechanism.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import type { NativePlan } from '../native';
+import type { SandboxLimits } from '../options';
+import { type CgroupSettings, type Controller, cgroupLayout, controllers, limitFile, mounts, type Placement, placement } from './cgroup';
+
+export { SandboxCgroup } from './cgroup';
+
+/** RLIMIT_* numbers (identical on x86_64 and aarch64). */
+export const RLIMIT = { CPU: 0, FSIZE: 1, CORE: 4, NPROC: 6, NOFILE: 7, AS: 9 } as const;
+
+/** Defaults with no flags, sized for real MCP servers and `npx -y` installs (README: Limits). */
+export const DEFAULT_PIDS = 1024;
+export function defaultMemory(): number {
+  return Math.min(2 * 1024 ** 3, Math.floor(os.totalmem() / 2));
+}
+
+/** Limits as validated by lib/plan.ts: positive integers (bytes for memory and fileSize), cpus a positive number. */
+export type ValidLimits = Omit<SandboxLimits, 'wallTime'>;
+
+/** One limit in force: its value and what enforces it ('cgroup v1 pids.max', 'RLIMIT_NPROC in the sandbox's user namespace'). */
+export interface LimitInForce {
+  value: number;
+  by: string;
+}
+
+export interface LimitsReport {
+  memory?: LimitInForce;
+  pids?: LimitInForce;
+  cpus?: LimitInForce;
+  cpu?: LimitInForce;
+  openFiles?: LimitInForce;
+  fileSize?: LimitInForce;
+  /** Limits of the whole sandbox this host cannot hold, and why. */
+  notHeld: string[];
+  /** The sandbox's own budgets of kernel objects (/proc/sys/user in its user namespace). */
+  budgets?: Record<string, number>;
+}
+
+export interface LimitsPlan {
+  rlimits: NonNullable<NativePlan['limits']>;
+  budgets: NonNullable<NativePlan['budgets']>;
+  /** Cgroups to make per spawn: each hierarchy's placement and the controllers it holds. */
+  cgroup?: { where: { placement: Placement; holds: Controller[] }[]; settings: CgroupSettings };
+  report: LimitsReport;
+}
+
+/** The hierarchy and placement that would hold each controller, and why not where none does. */
+export function cgroupMechanism(wanted: readonly Controller[] = ['memory', 'pids']): {
+  held: Partial<Record<Controller, Placement>>;
+  missing: Partial<Record<Controller, string>>;
+  extra?: Placement;
+} {
+  const layout = cgroupLayout();
+  const held: Partial<Record<Controller, Placement>> = {};
+  const missing: Partial<Record<Controller, string>> = {};
+  for (const c of wanted) {
+    const h = layout.byController[c];
+    if (h === undefined) {
+      missing[c] = `the host has no ${c} cgroup controller mounted`;
+      continue;
+    }
+    const p = placement(
+      h,
+      wanted.filter((w) => layout.byController[w] === h),
+    );
+    if (p.ok) held[c] = p;
+    else missing[c] = p.reason;
+  }
+  // The v2 hierarchy on a hybrid host holds no controller, but the child is cloned into it (cgroup.ts).
+  let extra: Placement | undefined;
+  if (layout.unified !== undefined && !Object.values(held).some((p) => p?.hierarchy === layout.unified)) {
+    const p = placement(layout.unified, []);
+    if (p.ok) extra = p;
+  }
+  return { held, missing, extra };
+}
+
+/** Budgets: a quarter of what the caller's uid may have, so the host keeps the rest; no namespaces at all. */
+const budgetSources: [string, string | number][] = [
+  ['max_inotify_instances', '/proc/sys/user/max_inotify_instances'],
+  ['max_inotify_watches', '/proc/sys/user/max_inotify_watches'],
+  ['max_fanotify_groups', '/proc/sys/user/max_fanotify_groups'],
+  ['max_fanotify_marks', '/proc/sys/user/max_fanotify_marks'],
+  // seccomp already kills every way to make a namespace; these make it hold without the filter too.
+  // Not max_mnt_namespaces: the child's own setup still makes mount namespaces after this —
+  // open_tree(OPEN_TREE_CLONE) puts each bind's copy in an anonymous one (ENOSPC at 0) — and for
+  // the payload seccomp kills open_tree, fsmount and unshare/clone with CLONE_NEWNS alike.
+  ['max_user_namespaces', 0],
+  ['max_pid_namespaces', 0],
+  ['max_net_namespaces', 0],
+  ['max_ipc_namespaces', 0],
+  ['max_uts_namespaces', 0],
+  ['max_cgroup_namespaces', 0],
+  ['max_time_namespaces', 0],
+];
+
+let budgetCache: { budgets: NonNullable<NativePlan['budgets']>; values: Record<string, number> } | null | undefined;
+
+/** The budgets, or null where /proc/sys is read-only on the host (a container), which the child could not write. */
+export function kernelBudgets(): typeof budgetCache {
+  if (budgetCache !== undefined) return budgetCache;
+  const target = '/proc/sys/user';
+  const mount = mounts()
+    .filter((m) => target === m.point || target.startsWith(`${m.point === '/' ? '' : m.point}/`))
+    .sort((a, b) => b.point.length - a.point.length)[0];
+  if (mount === undefined || mount.mountOptions.includes('ro') || !fs.existsSync(target)) {
+    budgetCache = null;
+    return budgetCache;
+  }
+  const budgets: NonNullable<NativePlan['budgets']> = [];
+  const values: Record<string, number> = {};
+  for (const [name, source] of budgetSources) {
+    let value: number;
+    if (typeof source === 'number') {
+      value = source;
+    } else {
+      const host = Number.parseInt(fs.existsSync(source) ? fs.readFileSync(source, 'utf8') : '', 10);
+      if (!Number.isSafeInteger(host)) continue; // this kernel has no such knob
+      value = Math.max(1, Math.floor(host / 4));
+    }
+    budgets.push({ path: `${target}/${name}`, value: String(value) });
+    values[name] = value;
+  }
+  budgetCache = { budgets, values };
+  return budgetCache;
+}
+
+function by(p: Placement, c: Controller): string {
+  return `cgroup v${p.hierarchy.version} ${limitFile(c, p.hierarchy.version)}`;
+}
+
+/** Decides what holds each limit; throws `fail(field, message)` for a limit this host cannot hold at all. */
+export function planLimits(limits: ValidLimits, fail: (field: string, message: string) => never): LimitsPlan {
+  const rlimits: LimitsPlan['rlimits'] = [{ resource: RLIMIT.CORE, soft: 0, hard: 0 }];
+  const report: LimitsReport = { notHeld: [] };
+  const rlimit = (resource: number, value: number) => rlimits.push({ resource, soft: value, hard: value });
+
+  const wanted: Controller[] = ['memory', 'pids'];
+  if (limits.cpus !== undefined) wanted.push('cpu');
+  const { held, missing, extra } = cgroupMechanism(wanted);
+  const settings: CgroupSettings = {};
+
+  const pids = limits.pids ?? DEFAULT_PIDS;
+  if (held.pids) {
+    settings.pids = pids;
+    report.pids = { value: pids, by: by(held.pids, 'pids') };
+  } else {
+    rlimit(RLIMIT.NPROC, pids);
+    report.pids = { value: pids, by: "RLIMIT_NPROC in the sandbox's own user namespace" };
+  }
+
+  if (held.memory) {
+    settings.memory = limits.memory ?? defaultMemory();
+    report.memory = { value: settings.memory, by: `${by(held.memory, 'memory')}, no swap, OOM ends the sandbox` };
+  } else {
+    report.notHeld.push(`memory of the whole sandbox: ${missing.memory}`);
+    if (limits.memory !== undefined) {
+      rlimit(RLIMIT.AS, limits.memory);
+      report.memory = { value: limits.memory, by: 'RLIMIT_AS per process' };
+    }
+  }
+
+  if (limits.cpus !== undefined) {
+    if (!held.cpu) fail('limits.cpus', `needs the cgroup cpu controller, which this host does not give stockade: ${missing.cpu}`);
+    settings.cpus = limits.cpus;
+    report.cpus = { value: limits.cpus, by: by(held.cpu, 'cpu') };
+  }
+
+  if (limits.cpu !== undefined) {
+    rlimit(RLIMIT.CPU, limits.cpu);
+    report.cpu = { value: limits.cpu, by: 'RLIMIT_CPU per process' };
+  }
+  if (limits.openFiles !== undefined) {
+    rlimit(RLIMIT.NOFILE, limits.openFiles);
+    report.openFiles = { value: limits.openFiles, by: 'RLIMIT_NOFILE per process' };
+  }
+  if (limits.fileSize !== undefined) {
+    rlimit(RLIMIT.FSIZE, limits.fileSize);
+    report.fileSize = { value: limits.fileSize, by: 'RLIMIT_FSIZE per process' };
+  }
+
+  const budgets = kernelBudgets();
+  if (budgets) report.budgets = budgets.values;
+  else report.notHeld.push("kernel budgets of the sandbox's user namespace: /proc/sys is read-only on this host");
+
+  const where = controllers
+    .map((c) => held[c])
+    .filter((p, i, all): p is Placement => p !== undefined && all.indexOf(p) === i)
+    .map((p) => ({ placement: p, holds: controllers.filter((c) => held[c] === p) }));
+  if (extra !== undefined) where.push({ placement: extra, holds: [] });
+  return {
+    rlimits,
+    budgets: budgets?.budgets ?? [],
+    cgroup: where.length > 0 ? { where, settings } : undefined,
+    report,
+  };
+}

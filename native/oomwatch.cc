@@ -1,0 +1,98 @@
+// oomwatch.cc — noticing an OOM in a cgroup v1 memory cgroup as it happens.
+// man 2 eventfd; Documentation/admin-guide/cgroup-v1/memory.rst ("OOM Control"),
+// cgroup-v1/cgroups.rst ("notification API": cgroup.event_control).
+//
+// cgroup v2 kills the whole sandbox itself on OOM (memory.oom.group=1). cgroup v1 has no such
+// switch: its OOM killer picks the largest process in the cgroup, and a payload whose worker
+// was killed would run on, half dead. So lib/limits turns v1's killer off for the sandbox (a
+// task at the limit waits) and ends the whole sandbox when its memory cgroup reports the OOM,
+// and that report comes through v1's notification API: an eventfd,
+// registered by writing "<eventfd> <fd of memory.oom_control>" to cgroup.event_control, becomes
+// readable on every OOM in the cgroup. The eventfd is polled from the libuv loop (Node cannot
+// poll an eventfd itself) and each wakeup calls onOom(). No policy here.
+#include "oomwatch.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+namespace stockade {
+
+Napi::Function OomWatch::Init(Napi::Env env) {
+  return DefineClass(env, "OomWatch", {InstanceMethod("close", &OomWatch::Close)});
+}
+
+// new OomWatch(eventControlFd, oomControlFd, onOom()): both fds stay the caller's. Throws an
+// Error with .errno when the registration fails.
+OomWatch::OomWatch(const Napi::CallbackInfo& info) : Napi::ObjectWrap<OomWatch>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsFunction()) {
+    Napi::TypeError::New(env,
+                         "new OomWatch(eventControlFd, oomControlFd, onOom) takes two fds "
+                         "and a function")
+        .ThrowAsJavaScriptException();
+    return;
+  }
+  int control = info[0].As<Napi::Number>().Int32Value();
+  int oom = info[1].As<Napi::Number>().Int32Value();
+  eventFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  int err = eventFd_ < 0 ? errno : 0;
+  if (err == 0) {
+    char line[32];
+    int len = snprintf(line, sizeof line, "%d %d", eventFd_, oom);
+    if (write(control, line, static_cast<size_t>(len)) != len) err = errno;
+  }
+  if (err != 0) {
+    Stop();
+    Napi::Error e = Napi::Error::New(env, "cgroup.event_control: registration failed");
+    e.Set("errno", Napi::Number::New(env, err));
+    e.ThrowAsJavaScriptException();
+    return;
+  }
+  onOom_ = Napi::Persistent(info[2].As<Napi::Function>());
+  env_ = env;
+  poll_ = new uv_poll_t;
+  poll_->data = this;
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  uv_poll_init(loop, poll_, eventFd_);
+  uv_poll_start(poll_, UV_READABLE, &OomWatch::OnReadable);
+  // The sandbox's own exit watcher keeps the loop alive; this one must not.
+  uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+  Ref();  // alive while the poll runs, until close()
+}
+
+OomWatch::~OomWatch() {
+  Stop();
+}
+
+void OomWatch::OnReadable(uv_poll_t* handle, int status, int) {
+  auto* self = static_cast<OomWatch*>(handle->data);
+  if (status < 0 || self->eventFd_ < 0) return;
+  uint64_t count = 0;
+  if (read(self->eventFd_, &count, sizeof count) != sizeof count) return;  // EAGAIN
+  Napi::HandleScope scope(self->env_);
+  self->onOom_.MakeCallback(self->Value(), {});
+}
+
+void OomWatch::Stop() {
+  if (poll_ != nullptr) {
+    uv_poll_stop(poll_);
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    poll_ = nullptr;
+    Unref();
+  }
+  if (eventFd_ >= 0) close(eventFd_);
+  eventFd_ = -1;
+}
+
+// close(): stops watching and closes the eventfd (the kernel drops the registration with it).
+Napi::Value OomWatch::Close(const Napi::CallbackInfo& info) {
+  Stop();
+  return info.Env().Undefined();
+}
+
+}  // namespace stockade

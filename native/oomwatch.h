@@ -1,0 +1,26 @@
+// oomwatch.h — OomWatch, a JavaScript object that reports OOM in a cgroup v1 memory cgroup.
+#pragma once
+
+#include <napi.h>
+#include <uv.h>
+
+namespace stockade {
+
+class OomWatch : public Napi::ObjectWrap<OomWatch> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  explicit OomWatch(const Napi::CallbackInfo& info);
+  ~OomWatch() override;
+
+ private:
+  static void OnReadable(uv_poll_t* handle, int status, int events);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  void Stop();
+
+  Napi::Env env_ = nullptr;
+  int eventFd_ = -1;
+  uv_poll_t* poll_ = nullptr;
+  Napi::FunctionReference onOom_;
+};
+
+}  // namespace stockade

@@ -1,0 +1,437 @@
+// Limits that hold (lib/limits): bombs of every kind are stopped by the mechanism this host
+// gives — a cgroup as root here (v1 memory/pids/cpu, plus the v2 hierarchy the child is cloned
+// into), the fallback unprivileged (RLIMIT_NPROC in the sandbox's own user namespace), a
+// delegated cgroup when the test run provides one (scripts/test.sh) — and the host stays
+// unharmed: its own fork and inotify_init still work and the launcher keeps answering.
+// Every bomb is bounded in count and time and runs only under a limit the start event shows
+// in force.
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, test } from 'node:test';
+import { type SandboxOptions, SandboxOptionsError, spawnSandboxed } from '../lib';
+import { cgroupLayout } from '../lib/limits/cgroup';
+import { probeHost, probeLimits } from '../lib/probe';
+import { isRoot, openFdCount, type RunResult, repoRoot } from './helpers';
+
+const unprivileged = process.env.STOCKADE_TEST_UNPRIVILEGED === '1';
+const delegated = process.env.STOCKADE_TEST_CGROUP_PARENT;
+const mechanism = probeLimits();
+const cgroups = mechanism.held.includes('memory') && mechanism.held.includes('pids');
+
+interface Run extends RunResult {
+  audit: Record<string, unknown>[];
+}
+
+/** Runs python3 -c CODE in a sandbox; audit events collected. A wall-time cap bounds every bomb. */
+async function py(code: string, options: SandboxOptions = {}): Promise<Run> {
+  const child = spawnSandboxed('python3', ['-c', code], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    ...options,
+    limits: { wallTime: 60_000, ...options.limits },
+  });
+  const audit: Record<string, unknown>[] = [];
+  child.on('audit', (e) => audit.push(e));
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout?.on('data', (d: Buffer) => out.push(d));
+  child.stderr?.on('data', (d: Buffer) => err.push(d));
+  child.stdin?.end();
+  const { exitCode, signalCode } = await child.exited;
+  return { code: exitCode, signal: signalCode, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), audit };
+}
+
+function startLimits(r: Run): Record<string, { value: number; by: string }> & { notHeld: string[]; budgets?: Record<string, number> } {
+  const start = r.audit.find((e) => e.event === 'sandbox-start');
+  assert.ok(start, 'a sandbox-start event');
+  return start.limits as ReturnType<typeof startLimits>;
+}
+
+/** The host is unharmed: this uid can still fork and exec, and make an inotify instance. */
+function assertHostUnharmed(): void {
+  assert.equal(execFileSync('/bin/echo', ['host ok']).toString(), 'host ok\n');
+  const out = execFileSync('python3', ['-c', inotifyInit(1)]).toString();
+  assert.equal(out.trim(), '1 0', 'the host can still make an inotify instance');
+}
+
+/** Python that makes up to `max` inotify instances and prints "<count> <errno of the first failure or 0>". */
+function inotifyInit(max: number): string {
+  return `import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+n, err = 0, 0
+for i in range(${max}):
+    if libc.inotify_init1(os.O_CLOEXEC) < 0:
+        err = ctypes.get_errno(); break
+    n += 1
+print(n, err, flush=True)`;
+}
+
+/** Python that forks until refused (at most `max`), children wait for the parent; prints "<forks> <errno>". */
+function forkBomb(max: number): string {
+  return `import os, errno
+r, w = os.pipe()
+n, err = 0, 0
+for i in range(${max}):
+    try:
+        pid = os.fork()
+    except OSError as e:
+        err = e.errno; break
+    if pid == 0:
+        os.close(w); os.read(r, 1); os._exit(0)
+    n += 1
+print(n, errno.errorcode.get(err, 0), flush=True)`;
+}
+
+describe('limits: what holds them is visible', () => {
+  test('doctor names the mechanism of this run', () => {
+    if (isRoot) assert.deepEqual(mechanism.held.sort(), ['cpu', 'memory', 'pids'], mechanism.detail);
+    if (unprivileged && delegated === undefined) {
+      // uid 65534 has no delegated memory/pids cgroup on this host.
+      assert.equal(mechanism.held.includes('memory'), false, mechanism.detail);
+      assert.match(mechanism.detail, /not held|no cgroup/);
+    }
+    assert.equal(mechanism.budgets, true);
+  });
+
+  test('the start event lists every limit in force and what enforces it, defaults included', async () => {
+    const r = await py('print("hi")');
+    assert.equal(r.stdout, 'hi\n', r.stderr);
+    const limits = startLimits(r);
+    assert.equal(limits.pids.value, 1024);
+    if (cgroups) {
+      assert.match(limits.pids.by, /^cgroup v[12] pids\.max$/);
+      assert.match(limits.memory.by, /^cgroup v[12] memory\.(limit_in_bytes|max), no swap, OOM ends the sandbox$/);
+      assert.ok(limits.memory.value > 0 && limits.memory.value <= 2 * 1024 ** 3);
+      assert.deepEqual(limits.notHeld, []);
+    } else {
+      assert.equal(limits.pids.by, "RLIMIT_NPROC in the sandbox's own user namespace");
+      assert.equal(limits.memory, undefined);
+      assert.match(limits.notHeld.join('\n'), /^memory of the whole sandbox: /);
+    }
+    assert.equal(limits.budgets?.max_user_namespaces, 0);
+    assert.ok((limits.budgets?.max_inotify_instances ?? 0) >= 1);
+  });
+});
+
+describe('limits: the sandbox is in its own cgroups from the start', () => {
+  test('in every hierarchy that holds a controller, and born in its v2 cgroup (clone3)', async () => {
+    const layout = cgroupLayout();
+    const child = spawnSandboxed('python3', ['-c', 'import sys; print(open("/proc/self/cgroup").read(), flush=True); sys.stdin.read()'], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const inside = await new Promise<string>((resolve) => child.stdout?.once('data', (d: Buffer) => resolve(d.toString())));
+    const host = fs.readFileSync(`/proc/${child.pid}/cgroup`, 'utf8');
+    child.stdin?.end();
+    await child.exited;
+    const name = new RegExp(`/stockade/${process.pid}-\\d+-\\d+$`);
+    for (const c of mechanism.held.filter((h) => h !== 'cpu')) {
+      const line = host.split('\n').find((l) => l.split(':')[1]?.split(',').includes(c));
+      assert.match(line ?? '', name, `${c}: ${host}`);
+    }
+    const v2 = layout.unified && probeHost().cgroupDelegation.ok;
+    if (v2) {
+      assert.match(host.split('\n').find((l) => l.startsWith('0::')) ?? '', name);
+      // Cloned into it: its cgroup namespace is rooted there, so it sees itself at the root.
+      assert.match(inside, /^0::\/$/m);
+    }
+    if (isRoot) assert.ok(v2 || layout.unified === undefined, 'as root the v2 hierarchy takes a sandbox cgroup');
+  });
+});
+
+describe('limits: bombs are stopped and the host is unharmed', () => {
+  test('fork bomb: refused at the pids limit, with a violation event where a cgroup counts', async () => {
+    const r = await py(forkBomb(500), { limits: { pids: 64 } });
+    assert.equal(r.code, 0, r.stderr);
+    const [forks, err] = r.stdout.trim().split(' ');
+    // 64 tasks in all: stockade-init, python and its children.
+    assert.ok(Number(forks) <= 62 && Number(forks) >= 50, r.stdout);
+    assert.equal(err, 'EAGAIN');
+    if (cgroups) {
+      const v = r.audit.find((e) => e.event === 'violation' && e.kind === 'pids-limit');
+      assert.ok(v, 'a pids-limit violation');
+      assert.equal(v.limit, 64);
+    }
+    assertHostUnharmed();
+  });
+
+  test('thread bomb: threads count against the same limit', async () => {
+    const r = await py(
+      `import threading
+ev = threading.Event()
+n = 0
+try:
+    for i in range(500):
+        threading.Thread(target=ev.wait, daemon=True).start(); n += 1
+except RuntimeError as e:
+    print(n, "refused", flush=True)
+ev.set()`,
+      { limits: { pids: 48 } },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const [n, word] = r.stdout.trim().split(' ');
+    assert.equal(word, 'refused');
+    assert.ok(Number(n) <= 46 && Number(n) >= 30, r.stdout);
+    assertHostUnharmed();
+  });
+
+  test("RLIMIT_NPROC counts only the sandbox's processes, not the same uid's on the host", async () => {
+    // 40 host processes of the uid the sandbox runs as on the host; then a sandbox limited to 32
+    // by RLIMIT_NPROC (no cgroups) must still fork 20 children of its own.
+    const host = Array.from({ length: 40 }, () => spawn('sleep', ['60'], isRoot ? { uid: 65534, gid: 65534 } : {}));
+    const before = process.env.STOCKADE_CGROUP_PARENT;
+    process.env.STOCKADE_CGROUP_PARENT = 'none';
+    try {
+      const r = await py(forkBomb(20), { limits: { pids: 32 } });
+      assert.equal(startLimits(r).pids.by, "RLIMIT_NPROC in the sandbox's own user namespace");
+      assert.equal(r.stdout, '20 0\n', r.stderr);
+      const bomb = await py(forkBomb(200), { limits: { pids: 32 } });
+      const [forks, err] = bomb.stdout.trim().split(' ');
+      assert.equal(err, 'EAGAIN');
+      assert.ok(Number(forks) <= 30, bomb.stdout);
+    } finally {
+      if (before === undefined) delete process.env.STOCKADE_CGROUP_PARENT;
+      else process.env.STOCKADE_CGROUP_PARENT = before;
+      for (const p of host) p.kill('SIGKILL');
+    }
+    assertHostUnharmed();
+  });
+
+  test('memory bomb in a child process: the OOM ends the whole sandbox, with a violation event', {
+    skip: !cgroups && 'fallback: see the RLIMIT_AS test',
+  }, async () => {
+    // The parent sleeps; without the whole-sandbox kill it would print "survived" after the
+    // child's death. wallTime bounds the run if nothing held.
+    const r = await py(
+      `import subprocess, time
+subprocess.run(["python3", "-c", "b = bytearray(256 << 20); b[::4096] = b'x' * (len(b) // 4096)"])
+print("survived", flush=True)`,
+      { limits: { memory: 64 * 1024 ** 2 } },
+    );
+    assert.equal(r.signal, 'SIGKILL', r.stdout + r.stderr);
+    assert.equal(r.stdout, '');
+    const v = r.audit.find((e) => e.event === 'violation' && e.kind === 'oom');
+    assert.ok(v, 'an oom violation');
+    assert.equal(v.limit, 64 * 1024 ** 2);
+    assert.ok(r.audit.indexOf(v) < r.audit.findIndex((e) => e.event === 'sandbox-exit'));
+    assertHostUnharmed();
+  });
+
+  test('memfd bomb: memfd pages are charged to the sandbox', {
+    skip: !cgroups && 'not held without a memory cgroup (README: Limits)',
+  }, async () => {
+    const r = await py(
+      `import os
+fd = os.memfd_create("bomb")
+chunk = b"x" * (1 << 20)
+for i in range(256):
+    os.write(fd, chunk)
+print("wrote 256 MiB", flush=True)`,
+      { limits: { memory: 64 * 1024 ** 2 } },
+    );
+    assert.equal(r.signal, 'SIGKILL', r.stdout + r.stderr);
+    assert.ok(r.audit.some((e) => e.event === 'violation' && e.kind === 'oom'));
+    assertHostUnharmed();
+  });
+
+  test('tmpfs bomb: /dev/shm and /tmp stop at their size, under every mechanism', async () => {
+    const r = await py(
+      `import errno
+for p in ["/dev/shm/bomb", "/tmp/bomb"]:
+    n = 0
+    try:
+        with open(p, "wb") as f:
+            for i in range(256):
+                f.write(b"x" * (1 << 20)); f.flush(); n += 1
+    except OSError as e:
+        print(p, n, errno.errorcode[e.errno], flush=True)`,
+      { filesystem: { tmpSize: 16 * 1024 ** 2 } },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n');
+    assert.equal(lines.length, 2, r.stdout);
+    for (const line of lines) {
+      const [, n, code] = line.split(' ');
+      assert.equal(code, 'ENOSPC');
+      assert.ok(Number(n) <= 16);
+    }
+  });
+
+  test('RLIMIT_AS holds a single process where no memory cgroup exists', async () => {
+    const before = process.env.STOCKADE_CGROUP_PARENT;
+    process.env.STOCKADE_CGROUP_PARENT = 'none';
+    try {
+      const r = await py('try:\n    b = bytearray(512 << 20)\nexcept MemoryError:\n    print("MemoryError")', {
+        limits: { memory: 256 * 1024 ** 2 },
+      });
+      assert.equal(r.stdout, 'MemoryError\n', r.stderr);
+      assert.equal(startLimits(r).memory.by, 'RLIMIT_AS per process');
+    } finally {
+      if (before === undefined) delete process.env.STOCKADE_CGROUP_PARENT;
+      else process.env.STOCKADE_CGROUP_PARENT = before;
+    }
+  });
+
+  test('CPU burners across processes share one cpus limit', {
+    skip: !mechanism.held.includes('cpu') && 'no cpu cgroup: see the refusal test',
+  }, async () => {
+    // Three burners for 1.5 s of wall time under cpus=0.25: the kernel's own account of their CPU
+    // time (os.times of the reaped children) stays within the quota plus one period per burner.
+    const r = await py(
+      `import os, time
+start = time.monotonic()
+pids = []
+for i in range(3):
+    pid = os.fork()
+    if pid == 0:
+        while time.monotonic() - start < 1.5: pass
+        os._exit(0)
+    pids.append(pid)
+for p in pids: os.waitpid(p, 0)
+wall = time.monotonic() - start
+t = os.times()
+print(round(t.children_user + t.children_system, 3), round(wall, 3), flush=True)`,
+      { limits: { cpus: 0.25 } },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const [cpu, wall] = r.stdout.trim().split(' ').map(Number);
+    assert.match(startLimits(r).cpus.by, /^cgroup v[12] cpu\.(cfs_quota_us|max)$/);
+    assert.ok(cpu <= 0.25 * wall + 3 * 0.1 + 0.05, `cpu ${cpu}s over ${wall}s of wall time`);
+  });
+
+  test('cpus is refused, not silently dropped, where no cpu cgroup exists', () => {
+    const before = process.env.STOCKADE_CGROUP_PARENT;
+    process.env.STOCKADE_CGROUP_PARENT = 'none';
+    try {
+      assert.throws(
+        () => spawnSandboxed('/bin/true', [], { limits: { cpus: 1 } }),
+        (err: Error) => err instanceof SandboxOptionsError && /^options\.limits\.cpus: needs the cgroup cpu controller/.test(err.message),
+      );
+    } finally {
+      if (before === undefined) delete process.env.STOCKADE_CGROUP_PARENT;
+      else process.env.STOCKADE_CGROUP_PARENT = before;
+    }
+  });
+
+  test('inotify exhaustion: the sandbox spends its own budget, the host keeps its inotify_init', async () => {
+    // The sandbox takes all it can and holds them until stdin closes; meanwhile the host makes one.
+    const child = spawnSandboxed('python3', ['-c', `${inotifyInit(1000)}\nimport sys; sys.stdin.read()`], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const audit: Record<string, unknown>[] = [];
+    child.on('audit', (e) => audit.push(e));
+    const line = await new Promise<string>((resolve) => child.stdout?.once('data', (d: Buffer) => resolve(d.toString())));
+    const start = audit.find((e) => e.event === 'sandbox-start') as { limits: { budgets: Record<string, number> } };
+    const budget = start.limits.budgets;
+    assert.equal(line, `${budget.max_inotify_instances} 24\n`, 'EMFILE at its own budget');
+    assertHostUnharmed();
+    child.stdin?.end();
+    await child.exited;
+  });
+
+  test('fanotify and namespaces: at most the sandbox budget, and no namespace budget at all', async () => {
+    const r = await py(`import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+n, err = 0, 0
+for i in range(1000):
+    if libc.fanotify_init(0x200 | 0x1, 0) < 0:  # FAN_REPORT_FID | FAN_CLOEXEC: allowed unprivileged (5.13)
+        err = ctypes.get_errno(); break
+    n += 1
+print(n, err)
+print(*(open("/proc/sys/user/" + k).read().strip() for k in ["max_user_namespaces", "max_pid_namespaces", "max_net_namespaces"]))`);
+    assert.equal(r.code, 0, r.stderr);
+    const [fan, ns] = r.stdout.trim().split('\n');
+    const [n, err] = fan.split(' ').map(Number);
+    const budget = startLimits(r).budgets?.max_fanotify_groups ?? 0;
+    assert.ok(n <= budget, `fanotify groups ${n} within ${budget}`);
+    assert.ok(err === 24 || err === 1, `stopped with EMFILE, or EPERM where the kernel allows none: ${err}`);
+    assert.equal(ns, '0 0 0');
+  });
+});
+
+describe('limits: the OOM from the launcher', () => {
+  test('stockade run: an OOM kill exits 137 with one line on stderr', { skip: !cgroups && 'no memory cgroup' }, () => {
+    const cli = path.join(repoRoot, 'bin', 'stockade.js');
+    let status = 0;
+    let stderr = '';
+    try {
+      execFileSync(
+        process.execPath,
+        [cli, 'run', '--memory', '48m', '--timeout', '60', '--', 'python3', '-c', 'b = bytearray(256 << 20)'],
+        {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
+    } catch (err) {
+      status = (err as { status: number }).status;
+      stderr = String((err as { stderr: Buffer }).stderr);
+    }
+    assert.equal(status, 137);
+    assert.match(
+      stderr,
+      /^stockade: the sandbox ran out of memory \(limit 50331648 bytes, cgroup v[12] memory\.[a-z_.]+, no swap, OOM ends the sandbox\) and was killed\n$/,
+    );
+  });
+});
+
+describe('limits: nothing left behind', () => {
+  test('1,000 spawns leave no cgroup and no fd', async () => {
+    const fdsBefore = openFdCount();
+    const dirs = new Set<string>();
+    for (const h of [cgroupLayout().unified, ...Object.values(cgroupLayout().byController)]) {
+      if (h) dirs.add(path.join(h.own, process.env.STOCKADE_CGROUP_PARENT ?? 'stockade'));
+    }
+    const ours = () =>
+      [...dirs].flatMap((d) => {
+        try {
+          return fs.readdirSync(d).filter((n) => n.startsWith(`${process.pid}-`));
+        } catch {
+          return [];
+        }
+      });
+    const total = 1000;
+    let next = 0;
+    const worker = async () => {
+      while (next < total) {
+        next++;
+        const child = spawnSandboxed('/bin/true', [], { stdio: 'ignore' });
+        const { exitCode } = await child.exited;
+        assert.equal(exitCode, 0);
+      }
+    };
+    await Promise.all([worker(), worker(), worker(), worker()]);
+    assert.deepEqual(ours(), []);
+    assert.equal(openFdCount(), fdsBefore);
+  });
+});
+
+describe('limits: a delegated cgroup, unprivileged', () => {
+  test('uid 65534 with a delegated subtree gets memory, pids and cpus held by cgroups', {
+    skip: !unprivileged && 'the unprivileged pass runs this',
+  }, async () => {
+    assert.ok(delegated, 'scripts/test.sh delegates a cgroup subtree to uid 65534 (STOCKADE_TEST_CGROUP_PARENT)');
+    const before = process.env.STOCKADE_CGROUP_PARENT;
+    process.env.STOCKADE_CGROUP_PARENT = delegated;
+    try {
+      const r = await py(
+        `import subprocess
+subprocess.run(["python3", "-c", "b = bytearray(256 << 20)"])
+print("survived", flush=True)`,
+        { limits: { memory: 64 * 1024 ** 2, pids: 64, cpus: 1 } },
+      );
+      const limits = startLimits(r);
+      assert.match(limits.memory.by, /^cgroup v[12] memory/);
+      assert.match(limits.pids.by, /^cgroup v[12] pids\.max$/);
+      assert.match(limits.cpus.by, /^cgroup v[12] cpu/);
+      assert.equal(r.signal, 'SIGKILL', r.stdout + r.stderr);
+      assert.ok(r.audit.some((e) => e.event === 'violation' && e.kind === 'oom'));
+      const bomb = await py(forkBomb(500), { limits: { pids: 64 } });
+      assert.equal(bomb.stdout.trim().split(' ')[1], 'EAGAIN');
+      assert.ok(bomb.audit.some((e) => e.event === 'violation' && e.kind === 'pids-limit'));
+    } finally {
+      if (before === undefined) delete process.env.STOCKADE_CGROUP_PARENT;
+      else process.env.STOCKADE_CGROUP_PARENT = before;
+    }
+    assertHostUnharmed();
+  });
+});

@@ -10,6 +10,9 @@ import { grownGrants, policyGrants } from '../lib/policy/grants';
 import type { Policy } from '../lib/policy/types';
 import { repoRoot, sharedTempDir } from './helpers';
 
+// Approved policies pin tools, which puts the tool layer on stdout: the payload speaks JSON-RPC.
+const RAN = '{"jsonrpc":"2.0","method":"ran"}\n';
+
 const launcher = path.join(repoRoot, 'bin', 'stockade.js');
 const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp' };
 const stockade = (...args: string[]) =>
@@ -112,21 +115,21 @@ describe('stockade run refuses a policy that grew since it was approved', () => 
   before(() => {
     dir = sharedTempDir('approve');
     policy = path.join(dir, 'echo.policy.json');
-    write({ command: ['/bin/sh', '-c', 'echo ran'] });
+    write({ command: ['/bin/echo', RAN.trim()] });
   });
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   test('a policy never approved runs as before', () => {
     const r = stockade('run', '--policy', policy);
     assert.equal(r.status, 0, r.stderr);
-    assert.equal(r.stdout, 'ran\n');
+    assert.equal(r.stdout, RAN);
     assert.ok(!fs.existsSync(path.join(dir, 'echo.approved.json')));
   });
 
   test('approved, grown, refused with one line, approved again, runs', () => {
     assert.equal(stockade('approve', policy, '--yes').status, 0);
-    assert.equal(stockade('run', '--policy', policy).stdout, 'ran\n');
-    write({ command: ['/bin/sh', '-c', 'echo ran'], network: { allow: ['exfil.example.net'] }, env: { HOME_TOKEN: true } });
+    assert.equal(stockade('run', '--policy', policy).stdout, RAN);
+    write({ command: ['/bin/echo', RAN.trim()], network: { allow: ['exfil.example.net'] }, env: { HOME_TOKEN: true } });
     const r = stockade('run', '--policy', policy);
     assert.equal(r.status, 2);
     assert.equal(r.stdout, '');
@@ -144,11 +147,11 @@ describe('stockade run refuses a policy that grew since it was approved', () => 
     assert.equal(stockade('approve', policy, '--yes').status, 0);
     const after = stockade('run', '--policy', policy);
     assert.equal(after.status, 0, after.stderr);
-    assert.equal(after.stdout, 'ran\n');
+    assert.equal(after.stdout, RAN);
   });
 
   test('a policy that shrank runs without a new approval', () => {
-    write({ command: ['/bin/sh', '-c', 'echo ran'], network: 'none', limits: { pids: 32 } });
+    write({ command: ['/bin/echo', RAN.trim()], network: 'none', limits: { pids: 32 } });
     const r = stockade('run', '--policy', policy);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(stockade('approve', policy).stdout.includes('grants nothing new'), true);

@@ -3,7 +3,7 @@
 // scopes, JSONC with tricky strings — and then the wrapped entries started exactly as the client
 // would start them, driven by the official MCP SDK client on the real kernel.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -204,7 +204,7 @@ describe('JSONC is edited, not re-serialized', () => {
       '{',
       '  // servers of this workspace',
       '  "servers": {',
-      '    "shell": { "command": "/bin/sh", "args": ["-c", "echo a, ]"] }, // a tricky string',
+      '    "shell": { "command": "/bin/sh", "args": ["-c", "echo a, ] >&2"] }, // a tricky string',
       '    /* kept */ "remote": { "url": "https://x.example/mcp", },',
       '  },',
       '}',
@@ -222,14 +222,16 @@ describe('JSONC is edited, not re-serialized', () => {
       assert.ok(after.includes(kept), `${kept} kept in:\n${after}`);
     }
     const doc = parseJsonc(after) as { servers: { shell: Entry } };
-    assert.deepEqual(doc.servers.shell.args.slice(-3), ['/bin/sh', '-c', 'echo a, ]']);
+    assert.deepEqual(doc.servers.shell.args.slice(-3), ['/bin/sh', '-c', 'echo a, ] >&2']);
     // And the wrapped entry runs the same command under stockade.
-    const out = execFileSync(
+    // (On stderr: the approved policy pins tools, so stdout is the tool layer's, JSON-RPC only.)
+    const out = spawnSync(
       doc.servers.shell.command,
       // biome-ignore lint/suspicious/noTemplateCurlyInString: VS Code's variable, expanded as VS Code would
       doc.servers.shell.args.map((a) => a.replace('${workspaceFolder}', dir)),
       { encoding: 'utf8' },
     );
-    assert.equal(out, 'a, ]\n');
+    assert.equal(out.status, 0, out.stderr);
+    assert.match(out.stderr, /^a, \]$/m);
   });
 });

@@ -40,6 +40,8 @@ const SIGNAL_DENIALS: Partial<Record<NodeJS.Signals, string>> = {
 export class DenialReport {
   private readonly seen = new Map<string, { label: string; count: number }>();
   private timedOut = false;
+  /** A violation that ended or answered the sandbox was named already (seccomp, OOM, pids). */
+  private named = new Set<string>();
 
   /** `perEvent`: print a line per distinct denial as it happens (off with --verbose). */
   constructor(
@@ -66,7 +68,13 @@ export class DenialReport {
 
   /** An audit event of the sandbox (lib/process.ts). */
   audit(e: { event?: string; [k: string]: unknown }): void {
-    if (e.event === 'violation') {
+    if (e.event === 'violation' && (e.kind === 'seccomp' || e.kind === 'oom' || e.kind === 'pids-limit')) {
+      // Said in the record's own words, once, and always (it is why the sandbox ended): the exit
+      // signal's generic line and the summary would only repeat it.
+      const line = `stockade: ${String(e.message)}`;
+      if (!this.named.has(line)) this.write(line);
+      this.named.add(line);
+    } else if (e.event === 'violation') {
       const message = typeof e.message === 'string' ? e.message : String(e.rule);
       this.note(`violation:${String(e.rule)}:${String(e.host)}`, `${String(e.rule)} (${String(e.host)})`, `blocked: ${message}`);
     } else if (e.event === 'wall-time') {
@@ -87,6 +95,7 @@ export class DenialReport {
   exit(signal: NodeJS.Signals | null): void {
     if (signal === null) return;
     if (signal === 'SIGKILL' && this.timedOut) return;
+    if ((signal === 'SIGSYS' || signal === 'SIGKILL') && this.named.size > 0) return;
     const line = SIGNAL_DENIALS[signal];
     if (line) this.note(`signal:${signal}`, signal, line);
   }

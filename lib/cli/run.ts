@@ -209,8 +209,8 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
   const sandbox = child;
   sandbox.on('egress', (record) => report.egress(record));
   sandbox.on('audit', (event) => report.audit(event));
-  // A refused syscall, named: `stockade: killed: unshare(CLONE_NEWUSER) is not allowed in the sandbox`.
-  sandbox.on('violation', (v: { message: string }) => process.stderr.write(`stockade: ${v.message}\n`));
+  // A refused syscall, an OOM kill or a pids refusal is named by the report, in one line:
+  // `stockade: killed: unshare(CLONE_NEWUSER) is not allowed in the sandbox`.
   if (filtered && sandbox.stdin && sandbox.stdout) {
     const { wireToolFilter } = require('../mcp') as typeof import('../mcp');
     const filter = wireToolFilter(
@@ -239,12 +239,6 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
       (record: { event?: string }) => record.event === 'violation' && during('mcp.tool_violation', { violation: record }),
     );
   }
-  // A limit that stopped the sandbox is said on stderr in one line, whether or not audit is on.
-  sandbox.on('audit', (record: { event?: string; kind?: string; message?: string }) => {
-    if (record.event === 'violation' && (record.kind === 'oom' || record.kind === 'pids-limit')) {
-      process.stderr.write(`stockade: ${record.message}\n`);
-    }
-  });
   return new Promise((resolve) => {
     sandbox.on('error', (err) => {
       unhook();

@@ -86,6 +86,11 @@ export interface NativePlan {
   cgroupTasksFds?: number[];
   /** /proc/sys/user limits the child sets in its own user namespace. */
   budgets?: { path: string; value: string }[];
+  /**
+   * The sandbox's cgroup directories (lib/limits): removed by the addon only if the environment
+   * that spawned it (a Worker) is torn down while it runs, when no JavaScript can.
+   */
+  cgroupDirs?: string[];
 }
 
 /** A refused syscall, as stockade-init's seccomp supervisor saw it (native/initproto.h). */

@@ -266,7 +266,7 @@ export class SandboxedProcess extends EventEmitter {
     const spec = this.resolved?.limits.cgroup;
     if (spec === undefined) return;
     this.cgroup = new SandboxCgroup(spec.where, spec.settings);
-    Object.assign(plan, this.cgroup.planFds());
+    Object.assign(plan, this.cgroup.planFds(), { cgroupDirs: this.cgroup.dirs.map((d) => d.dir) });
     const memory = this.cgroup.v1Memory();
     if (memory === undefined) return;
     const control = fs.openSync(`${memory}/cgroup.event_control`, fs.constants.O_WRONLY);

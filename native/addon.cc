@@ -25,6 +25,7 @@
 #include "child.h"
 #include "initproto.h"
 #include "landlock.h"
+#include "loop_handles.h"
 #include "oomwatch.h"
 #include "relay.h"
 #include "spawn.h"
@@ -64,9 +65,10 @@ class Reader {
     if (!v.IsBoolean()) return fail(key, "a boolean"), def;
     return v.As<Napi::Boolean>().Value();
   }
-  std::vector<std::string> strings(const char* key) {
+  std::vector<std::string> strings(const char* key, bool optional = false) {
     std::vector<std::string> out;
     Napi::Value v = obj_.Get(key);
+    if (optional && v.IsUndefined()) return out;
     if (!v.IsArray()) return fail(key, "an array of strings"), out;
     auto a = v.As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); ++i) {
@@ -231,6 +233,10 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
       b.fail("path", "a path under /proc/sys/user/");
     plan.budgets.push_back(std::move(budget));
   });
+  plan.cgroupDirs = r.strings("cgroupDirs", true);
+  if (plan.cgroupDirs.size() > 8) r.fail("cgroupDirs", "at most 8 entries");
+  for (const std::string& dir : plan.cgroupDirs)
+    if (dir.size() < 2 || dir[0] != '/') r.fail("cgroupDirs", "an array of absolute paths");
   if (plan.file.empty() || plan.file[0] != '/') r.fail("file", "an absolute path");
   if (plan.argv.empty()) r.fail("argv", "a non-empty array");
   *message = r.message();
@@ -249,7 +255,7 @@ void CallBack(Napi::Env env, const Napi::FunctionReference& fn,
 
 // ---- the handle of a running sandbox ----
 
-class Sandbox : public Napi::ObjectWrap<Sandbox> {
+class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
  public:
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(
@@ -262,40 +268,44 @@ class Sandbox : public Napi::ObjectWrap<Sandbox> {
 
   ~Sandbox() override { Stop(); }
 
-  void Start(Napi::Env env, const SpawnResult& r, Napi::Function onExit, Napi::Value onViolation) {
+  // `cgroupDirs` are the sandbox's cgroups (plan.cgroupDirs), taken over for teardown.
+  void Start(Napi::Env env, LoopHandles* handles, const SpawnResult& r, Napi::Function onExit,
+             Napi::Value onViolation, std::vector<std::string> cgroupDirs) {
     env_ = env;
+    handles_ = handles;
     pid_ = r.pid;
     pidfd_ = r.pidfd;
     statusFd_ = r.statusFd;
+    cgroupDirs_ = std::move(cgroupDirs);
     onExit_ = Napi::Persistent(onExit);
-    poll_ = new uv_poll_t;
-    poll_->data = this;
-    uv_loop_t* loop = nullptr;
-    napi_get_uv_event_loop(env, &loop);
-    uv_poll_init(loop, poll_, pidfd_);
-    uv_poll_start(poll_, UV_READABLE, &Sandbox::OnReadable);
+    handles_->track(this);  // from here on, the environment's teardown kills it (see below)
+    poll_ = handles_->openPoll(pidfd_, this);
+    if (poll_ != nullptr) uv_poll_start(poll_, UV_READABLE, &Sandbox::OnReadable);
     // stockade-init's violation records arrive while the sandbox runs (initproto.h).
     if (statusFd_ >= 0) fcntl(statusFd_, F_SETFL, fcntl(statusFd_, F_GETFL) | O_NONBLOCK);
     if (statusFd_ >= 0 && onViolation.IsFunction()) {
       onViolation_ = Napi::Persistent(onViolation.As<Napi::Function>());
-      statusPoll_ = new uv_poll_t;
-      statusPoll_->data = this;
-      uv_poll_init(loop, statusPoll_, statusFd_);
-      uv_poll_start(statusPoll_, UV_READABLE, &Sandbox::OnStatusReadable);
-      uv_unref(reinterpret_cast<uv_handle_t*>(statusPoll_));  // the pidfd watcher keeps us alive
+      statusPoll_ = handles_->openPoll(statusFd_, this);
+      if (statusPoll_ != nullptr) {
+        uv_poll_start(statusPoll_, UV_READABLE, &Sandbox::OnStatusReadable);
+        uv_unref(reinterpret_cast<uv_handle_t*>(statusPoll_));  // the pidfd watcher keeps us alive
+      }
     }
     Napi::ObjectWrap<Sandbox>::Ref();  // alive while the exit watcher runs
-    napi_add_env_cleanup_hook(env, &Sandbox::OnEnvTeardown, this);
+  }
+
+  // The environment that spawned it is torn down (a Worker terminated, Node exiting) while it
+  // runs: nothing of it may outlive the environment. Its whole pid namespace is killed and
+  // reaped, its fds closed, its cgroups removed (lib/limits would have, after 'exit'); no
+  // JavaScript is told.
+  void releaseAtTeardown() override {
+    if (pidfd_ >= 0) killAndReap(pid_, pidfd_);
+    Stop();
+    removeCgroupDirs(cgroupDirs_);
+    cgroupDirs_.clear();
   }
 
  private:
-  // Node is exiting (or a worker thread ends): nothing may outlive it.
-  static void OnEnvTeardown(void* arg) {
-    auto* self = static_cast<Sandbox*>(arg);
-    if (self->pidfd_ >= 0) syscall(SYS_pidfd_send_signal, self->pidfd_, SIGKILL, nullptr, 0);
-    self->Stop();
-  }
-
   static void OnReadable(uv_poll_t* handle, int, int) {
     static_cast<Sandbox*>(handle->data)->Collect();
   }
@@ -364,7 +374,6 @@ class Sandbox : public Napi::ObjectWrap<Sandbox> {
         signal = WTERMSIG(raw);
       }
     }
-    napi_remove_env_cleanup_hook(env_, &Sandbox::OnEnvTeardown, this);
     Stop();
     Napi::Env env = env_;
     Napi::HandleScope scope(env);
@@ -388,13 +397,13 @@ class Sandbox : public Napi::ObjectWrap<Sandbox> {
     return "SIG" + std::to_string(sig);
   }
 
+  // Closes the watchers before the fds they poll (uv_poll requires that order). Idempotent; after
+  // the environment's teardown there is nothing left for it to do (~Sandbox runs then).
   void Stop() {
-    for (uv_poll_t** p : {&poll_, &statusPoll_}) {
-      if (*p == nullptr) continue;
-      uv_poll_stop(*p);
-      uv_close(reinterpret_cast<uv_handle_t*>(*p),
-               [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-      *p = nullptr;
+    if (handles_ != nullptr) {
+      handles_->untrack(this);
+      handles_->close(poll_);
+      handles_->close(statusPoll_);
     }
     onViolation_.Reset();
     if (pidfd_ >= 0) close(pidfd_);
@@ -426,6 +435,8 @@ class Sandbox : public Napi::ObjectWrap<Sandbox> {
   }
 
   Napi::Env env_ = nullptr;
+  LoopHandles* handles_ = nullptr;
+  std::vector<std::string> cgroupDirs_;
   pid_t pid_ = -1;
   int pidfd_ = -1;
   int statusFd_ = -1;
@@ -439,21 +450,27 @@ class Sandbox : public Napi::ObjectWrap<Sandbox> {
 
 // ---- spawning, off the JS thread (spawner.cc) ----
 
-// Per-environment state (a Worker loads its own): the Sandbox class and the spawner thread.
+// Per-environment state (the main thread and each Worker load their own; nothing of the addon
+// is process-global): the Sandbox class, the spawner thread, and the registry of every libuv
+// handle and live resource of the environment (loop_handles.h).
 struct AddonData {
+  explicit AddonData(Napi::Env e, uv_loop_t* loop) : env(e), handles(loop) {}
+  Napi::Env env;
+  LoopHandles handles;
   Napi::FunctionReference sandboxClass;
   std::unique_ptr<Spawner> spawner;  // made at the first spawn
-  Napi::Env env = nullptr;
   napi_async_cleanup_hook_handle teardown = nullptr;
 
-  // The environment is torn down: the spawner thread finishes what it is doing and exits, and
-  // sandboxes that were spawned but not yet handed to JS are killed and reaped. An async hook:
-  // Node waits for the spawner's uv handle to be closed before it unloads the addon, whose
-  // code the close callback is (a plain hook let a Worker's teardown call into unmapped code).
+  // The environment is torn down. In order: the spawner thread finishes the spawn at hand and
+  // exits, and the sandboxes it spawned that JavaScript never got are killed and reaped; every
+  // live resource (sandboxes, UDP endpoints, relays, OOM watches) releases its processes, fds
+  // and handles; once the last handle's close callback has run, the hook is done. An async
+  // hook, because Node keeps turning the loop until it is done and only then frees the
+  // environment and unloads the addon, whose code the close callbacks are.
   static void OnEnvTeardown(napi_async_cleanup_hook_handle, void* arg) {
     auto* self = static_cast<AddonData*>(arg);
-    if (!self->spawner) return Done(self);
-    self->spawner->shutdown(&AddonData::Done, self);
+    if (self->spawner) self->spawner->shutdown();
+    self->handles.teardown(&AddonData::Done, self);
   }
   static void Done(void* arg) {
     auto* self = static_cast<AddonData*>(arg);
@@ -487,8 +504,9 @@ void DeliverSpawn(std::unique_ptr<SpawnJob> done, void* data) {
   } else {
     Napi::Object handle = addon->sandboxClass.New({});
     Sandbox::Unwrap(handle)->Start(
-        env, r, job->onExit.Value(),
-        job->onViolation.IsEmpty() ? env.Undefined() : job->onViolation.Value());
+        env, &addon->handles, r, job->onExit.Value(),
+        job->onViolation.IsEmpty() ? env.Undefined() : job->onViolation.Value(),
+        std::move(job->plan.cgroupDirs));
     Napi::Array fds = Napi::Array::New(env, r.listenerFds.size());
     for (size_t i = 0; i < r.listenerFds.size(); ++i) fds.Set(i, r.listenerFds[i]);
     out.Set("pid", r.pid);
@@ -539,11 +557,8 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   job->onSpawn = Napi::Persistent(info[2].As<Napi::Function>());
   if (info.Length() > 3 && info[3].IsFunction())
     job->onViolation = Napi::Persistent(info[3].As<Napi::Function>());
-  if (!addon->spawner) {
-    uv_loop_t* loop = nullptr;
-    napi_get_uv_event_loop(env, &loop);
-    addon->spawner = std::make_unique<Spawner>(loop, &DeliverSpawn, addon);
-  }
+  if (!addon->spawner)
+    addon->spawner = std::make_unique<Spawner>(&addon->handles, &DeliverSpawn, addon);
   std::vector<int> owned = job->ownedFds;
   if (int err = addon->spawner->submit(std::move(job))) {
     for (int fd : owned) close(fd);
@@ -602,10 +617,18 @@ static Napi::Value RaiseOpenFileLimit(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(rl.rlim_cur));
 }
 
+// The environment's registry (loop_handles.h): one pointer lookup in the instance data.
+stockade::LoopHandles* stockade::loopHandlesOf(napi_env env) {
+  void* data = nullptr;
+  napi_get_instance_data(env, &data);
+  return &static_cast<AddonData*>(data)->handles;
+}
+
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   using namespace stockade;
-  auto* data = new AddonData;
-  data->env = env;
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  auto* data = new AddonData(env, loop);
   data->sandboxClass = Napi::Persistent(Sandbox::Init(env));
   env.SetInstanceData(data);  // deleted by Node after the cleanup hooks
   napi_add_async_cleanup_hook(env, &AddonData::OnEnvTeardown, data, &data->teardown);

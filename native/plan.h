@@ -155,6 +155,9 @@ struct Plan {
   int cgroupFd = -1;
   std::vector<int> cgroupTasksFds;
   std::vector<Budget> budgets;
+  // The host directories of those cgroups, removed by the addon only if the environment that
+  // spawned the sandbox is torn down while it runs (removeCgroupDirs, spawn.h).
+  std::vector<std::string> cgroupDirs;
 };
 
 // Everything derived from a Plan that the child needs, ready before clone(). From clone() until

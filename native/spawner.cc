@@ -42,7 +42,10 @@ void Spawner::shutdown() {
   for (auto* q : {&done_, &todo_}) {
     for (auto& job : *q) {
       SpawnResult& r = job->result;
-      if (r.pidfd >= 0) killAndReap(r.pid, r.pidfd);
+      if (r.pidfd >= 0) {
+        killAndReap(r.pid, r.pidfd);
+        close(r.pidfd);
+      }
       if (r.statusFd >= 0) close(r.statusFd);
       for (int fd : r.listenerFds) close(fd);
       for (int fd : job->ownedFds) close(fd);

@@ -617,6 +617,24 @@ static Napi::Value RaiseOpenFileLimit(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(rl.rlim_cur));
 }
 
+// steps -> { [number]: { step, syscall } }: the checklist's names (steps.h), so that
+// lib/native.ts has them from the same list the child and stockade-init are built from.
+static Napi::Object StepTable(Napi::Env env) {
+  Napi::Object table = Napi::Object::New(env);
+#define STOCKADE_STEP_ENTRY(number, Name, name, syscall) \
+  {                                                      \
+    Napi::Object entry = Napi::Object::New(env);         \
+    entry.Set("step", name);                             \
+    entry.Set("syscall", syscall);                       \
+    table.Set(static_cast<uint32_t>(number), entry);     \
+  }
+  STOCKADE_STEPS(STOCKADE_STEP_ENTRY)
+#undef STOCKADE_STEP_ENTRY
+  Napi::Object frozen = env.Global().Get("Object").As<Napi::Object>();
+  frozen.Get("freeze").As<Napi::Function>().Call(frozen, {table});
+  return table;
+}
+
 // The environment's registry (loop_handles.h): one pointer lookup in the instance data.
 stockade::LoopHandles* stockade::loopHandlesOf(napi_env env) {
   void* data = nullptr;
@@ -638,6 +656,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("landlockAbi", Napi::Function::New(env, LandlockAbi));
   exports.Set("raiseOpenFileLimit", Napi::Function::New(env, RaiseOpenFileLimit));
   exports.Set("seccompNotify", Napi::Function::New(env, SeccompNotify));
+  exports.Set("steps", StepTable(env));
   exports.Set("UdpEndpoint", UdpEndpoint::Init(env));
   exports.Set("Relay", Relay::Init(env));
   exports.Set("OomWatch", OomWatch::Init(env));

@@ -22,6 +22,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <cmath>
+
 #include "child.h"
 #include "initproto.h"
 #include "landlock.h"
@@ -53,11 +55,19 @@ class Reader {
     }
     return fail(key, "a string"), def;
   }
-  int64_t num(const char* key, bool optional = false, int64_t def = 0) {
+  // An integer in [min, max] (a number that is not one fails as `expected`): Int64Value would
+  // otherwise truncate 1.5, saturate 1e300 and wrap a uid of 2^32 to 0 silently.
+  int64_t integer(const char* key, int64_t min, int64_t max, const char* expected,
+                  bool optional = false, int64_t def = 0) {
     Napi::Value v = obj_.Get(key);
     if (optional && v.IsUndefined()) return def;
     if (!v.IsNumber()) return fail(key, "a number"), def;
+    if (!inRange(v.As<Napi::Number>().DoubleValue(), min, max)) return fail(key, expected), def;
     return v.As<Napi::Number>().Int64Value();
+  }
+  // NaN fails both comparisons; the range is checked before anything is converted.
+  static bool inRange(double d, int64_t min, int64_t max) {
+    return d >= static_cast<double>(min) && d <= static_cast<double>(max) && std::floor(d) == d;
   }
   bool flag(const char* key, bool def) {
     Napi::Value v = obj_.Get(key);
@@ -80,7 +90,8 @@ class Reader {
     }
     return out;
   }
-  // An array of int32 (fds) at `key`; absent is empty when optional.
+  // An array of fds (integers from -1, "none", to INT32_MAX) at `key`; absent is empty when
+  // optional.
   std::vector<int> ints(const char* key, bool optional = false) {
     std::vector<int> out;
     Napi::Value v = obj_.Get(key);
@@ -89,7 +100,8 @@ class Reader {
     auto a = v.As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); ++i) {
       Napi::Value e = a.Get(i);
-      if (!e.IsNumber()) return fail(key, "an array of fds"), out;
+      if (!e.IsNumber() || !inRange(e.As<Napi::Number>().DoubleValue(), -1, INT32_MAX))
+        return fail(key, "an array of fds"), out;
       out.push_back(e.As<Napi::Number>().Int32Value());
     }
     return out;
@@ -142,16 +154,18 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
   plan.envp = r.strings("envp");
   plan.cwd = r.str("cwd");
   plan.hostname = r.str("hostname");
-  plan.uid = static_cast<uint32_t>(r.num("uid", true, 65534));
-  plan.gid = static_cast<uint32_t>(r.num("gid", true, 65534));
-  plan.hostUid = static_cast<uint32_t>(r.num("hostUid", true, 65534));
-  plan.hostGid = static_cast<uint32_t>(r.num("hostGid", true, 65534));
+  // (uid_t)-1 means "unchanged" to setresuid(2): never an identity.
+  constexpr int64_t kMaxId = 4294967294;
+  constexpr const char* kId = "an integer from 0 to 4294967294";
+  plan.uid = static_cast<uint32_t>(r.integer("uid", 0, kMaxId, kId, true, 65534));
+  plan.gid = static_cast<uint32_t>(r.integer("gid", 0, kMaxId, kId, true, 65534));
+  plan.hostUid = static_cast<uint32_t>(r.integer("hostUid", 0, kMaxId, kId, true, 65534));
+  plan.hostGid = static_cast<uint32_t>(r.integer("hostGid", 0, kMaxId, kId, true, 65534));
   plan.baseDir = r.str("baseDir");
   plan.rootOptions = r.str("rootOptions");
   r.objects("mounts", [&](Reader& m, uint32_t) {
     MountOp op;
-    int64_t kind = m.num("kind");
-    if (kind < MountOp::kBind || kind > MountOp::kReadOnly) m.fail("kind", "a MountOp kind");
+    int64_t kind = m.integer("kind", MountOp::kBind, MountOp::kReadOnly, "a MountOp kind");
     op.kind = static_cast<MountOp::Kind>(kind);
     op.source = m.str("source", true);
     op.target = m.str("target");
@@ -160,7 +174,8 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
     op.devices = m.flag("devices", false);
     op.createTarget = m.flag("createTarget", true);
     op.idmap = m.flag("idmap", false);
-    op.mode = static_cast<uint32_t>(m.num("mode", true, 0755));
+    op.mode =
+        static_cast<uint32_t>(m.integer("mode", 0, 07777, "a mode from 0 to 0o7777", true, 0755));
     if (op.target.size() < 2 || op.target[0] != '/') m.fail("target", "an absolute path");
     if (op.kind == MountOp::kBind && (op.source.size() < 2 || op.source[0] != '/'))
       m.fail("source", "an absolute host path");
@@ -174,8 +189,7 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
     std::string type = l.str("type");
     spec.type = type == "udp" ? SOCK_DGRAM : SOCK_STREAM;
     if (type != "udp" && type != "tcp") l.fail("type", "'tcp' or 'udp'");
-    int64_t port = l.num("port");
-    if (port < 0 || port > 65535) l.fail("port", "a port number");
+    int64_t port = l.integer("port", 0, 65535, "a port number");
     spec.port = static_cast<uint16_t>(port);
     if (!addr.IsBuffer()) return l.fail("address", "a Buffer of 4 or 16 bytes");
     auto b = addr.As<Napi::Buffer<uint8_t>>();
@@ -189,16 +203,21 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
   if (plan.fds.size() > static_cast<size_t>(kMaxFds)) r.fail("fds", "at most 64 entries");
   r.objects("limits", [&](Reader& l, uint32_t) {
     Limit limit;
-    limit.resource = static_cast<int32_t>(l.num("resource"));
-    limit.value.rlim_cur = static_cast<rlim_t>(l.num("soft"));
-    limit.value.rlim_max = static_cast<rlim_t>(l.num("hard"));
+    // RLIM_NLIMITS is 16; values up to 2^53 (JavaScript's exact integers; RLIM_INFINITY is
+    // not one, and lib/limits never asks for it).
+    constexpr int64_t kMaxExact = int64_t{1} << 53;
+    limit.resource = static_cast<int32_t>(
+        l.integer("resource", 0, RLIM_NLIMITS - 1, "an RLIMIT_* number from 0 to 15"));
+    limit.value.rlim_cur =
+        static_cast<rlim_t>(l.integer("soft", 0, kMaxExact, "an integer from 0 to 2^53"));
+    limit.value.rlim_max =
+        static_cast<rlim_t>(l.integer("hard", 0, kMaxExact, "an integer from 0 to 2^53"));
     plan.limits.push_back(limit);
   });
   plan.useInit = r.flag("useInit", true);
   plan.initPath = r.str("initPath", !plan.useInit);
   plan.seccomp = r.flag("seccomp", true);
-  int64_t profile = r.num("seccompProfile", true, 0);
-  if (profile != 0 && profile != 1) r.fail("seccompProfile", "0 (default) or 1 (strict)");
+  int64_t profile = r.integer("seccompProfile", 0, 1, "0 (default) or 1 (strict)", true, 0);
   plan.seccompProfile = static_cast<SeccompProfile>(profile);
   Napi::Value landlock = r.raw("landlock");
   if (!landlock.IsUndefined()) {
@@ -208,11 +227,13 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
       Reader l(env, landlock.As<Napi::Object>(), "plan.landlock");
       LandlockPlan& ll = plan.landlock;
       ll.enabled = true;
-      ll.handledFs = static_cast<uint64_t>(l.num("handledFs"));
+      ll.handledFs = static_cast<uint64_t>(
+          l.integer("handledFs", 0, int64_t{1} << 53, "a LANDLOCK_ACCESS_FS_* bit mask"));
       l.objects("rules", [&](Reader& rule, uint32_t) {
         LandlockRule out;
         out.path = rule.str("path");
-        out.access = static_cast<uint64_t>(rule.num("access"));
+        out.access = static_cast<uint64_t>(
+            rule.integer("access", 0, int64_t{1} << 53, "a LANDLOCK_ACCESS_FS_* bit mask"));
         if (out.path.empty() || out.path[0] != '/' || out.path.find('\0') != std::string::npos)
           rule.fail("path", "an absolute path");
         ll.rules.push_back(std::move(out));
@@ -222,7 +243,7 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
       r.absorb(l);
     }
   }
-  plan.cgroupFd = static_cast<int>(r.num("cgroupFd", true, -1));
+  plan.cgroupFd = static_cast<int>(r.integer("cgroupFd", -1, INT32_MAX, "an fd or -1", true, -1));
   plan.cgroupTasksFds = r.ints("cgroupTasksFds", true);
   if (plan.cgroupTasksFds.size() > 8) r.fail("cgroupTasksFds", "at most 8 entries");
   r.objects("budgets", [&](Reader& b, uint32_t) {
@@ -534,6 +555,9 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   auto job = std::make_unique<Job>();
   std::string message;
   if (!readPlan(env, info[0].As<Napi::Object>(), job->plan, &message)) {
+    // A getter or Proxy trap of the plan threw: that exception is already pending and is the
+    // one the caller sees (throwing a second one over it is fatal in N-API).
+    if (env.IsExceptionPending()) return env.Undefined();
     Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
     return env.Undefined();
   }

@@ -174,6 +174,8 @@ interface Addon {
     onViolation?: (violation: NativeViolation) => void,
   ): void;
   pipe(): [number, number];
+  /** Closes an fd pipe() made (fs.closeSync warns about those in a Worker); 0 or an errno. */
+  closeFd(fd: number): number;
   probeNamespaces(): number;
   landlockAbi(): number;
   /** Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the soft limit now, or -errno. */

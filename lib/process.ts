@@ -37,7 +37,8 @@ function normalizeStdio(stdio: SandboxOptions['stdio']): Slots {
 
 /** The sandbox's ends of its stdio pipes, once it has them (or will never run). */
 function closeChildEnds(slots: Slots, childFds: number[]): void {
-  for (const [i, slot] of slots.entries()) if (slot === 'pipe') fs.closeSync(childFds[i]);
+  // native().pipe() made them: fs.closeSync would warn in a Worker (fs did not open them).
+  for (const [i, slot] of slots.entries()) if (slot === 'pipe') native().closeFd(childFds[i]);
 }
 
 function signalNumber(signal: NodeJS.Signals | number): number {

@@ -327,6 +327,14 @@ describe('addon contract: the other classes', () => {
     );
   });
 
+  test('pipe() and closeFd(fd)', () => {
+    const [r, w] = native().pipe();
+    assert.equal(native().closeFd(r), 0);
+    assert.equal(native().closeFd(w), 0);
+    assert.equal(native().closeFd(w), 9, 'EBADF: already closed');
+    assert.throws(() => (native().closeFd as unknown as () => number)(), { name: 'TypeError', message: 'closeFd(fd) takes an fd' });
+  });
+
   test("a sandbox handle's kill(signal)", async () => {
     const child = spawnSandboxed('/bin/sleep', ['100'], { stdio: 'ignore' });
     await new Promise((r) => child.once('spawn', r));

@@ -710,6 +710,10 @@ print("survived", flush=True)`,
       const bomb = await py(forkBomb(500), { limits: { pids: 64 } });
       assert.equal(bomb.stdout.trim().split(' ')[1], 'EAGAIN');
       assert.ok(bomb.audit.some((e) => e.event === 'violation' && e.kind === 'pids-limit'));
+      const cpu = await py(burners(2), { limits: { cpu: 1 } });
+      assert.match(startLimits(cpu).cpu.by, /^cgroup v[12] (cpu\.stat usage_usec|cpuacct\.usage), all processes together/);
+      assert.equal(cpu.signal, 'SIGKILL');
+      assert.ok(cpu.violations.some((v) => v.kind === 'cpu-limit'));
     } finally {
       if (before === undefined) delete process.env.STOCKADE_CGROUP_PARENT;
       else process.env.STOCKADE_CGROUP_PARENT = before;

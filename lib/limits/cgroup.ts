@@ -319,7 +319,17 @@ export class SandboxCgroup {
     try {
       for (const { placement: p, holds } of where) {
         const dir = path.join(p.parent, name);
-        this.step('mkdir', dir, () => fs.mkdirSync(dir, { mode: 0o755 }));
+        this.step('mkdir', dir, () => {
+          try {
+            fs.mkdirSync(dir, { mode: 0o755 });
+          } catch (err) {
+            // The parent is settled once per process (placement()); an empty parent removed since
+            // (by whoever cleans up empty cgroups) is made again, once.
+            if (errorCode(err) !== 'ENOENT') throw err;
+            fs.mkdirSync(p.parent, { recursive: true, mode: 0o755 });
+            fs.mkdirSync(dir, { mode: 0o755 });
+          }
+        });
         this.dirs.push({ hierarchy: p.hierarchy, dir, holds });
         for (const c of holds) this.configure(dir, p.hierarchy.version, c, settings);
       }

@@ -74,6 +74,12 @@ export function probeLimits(): LimitsProbe {
     : cgroupMechanism(['cpuacct']).held.cpuacct
       ? 'cgroup v1 cpuacct.usage'
       : 'RLIMIT_CPU per process (no cgroup counts the whole sandbox)';
+  // lib/limits/watch.ts: v2 announces a change of pids.events, v1 does not.
+  const pidsWatch = !held.pids
+    ? ''
+    : held.pids.hierarchy.version === 2
+      ? '; refused forks reported at once (pids.events watched)'
+      : '; refused forks reported within 200 ms (v1 pids.events read)';
   const fallback = names.includes('pids') ? '' : "; pids by RLIMIT_NPROC in the sandbox's own user namespace";
   const detail =
     names.length === 0
@@ -86,7 +92,7 @@ export function probeLimits(): LimitsProbe {
     controllers,
     budgets,
     cpuSeconds,
-    detail: `${detail}; CPU seconds (limits.cpu) by ${cpuSeconds}; kernel budgets per sandbox ${budgets ? 'on' : 'off (/proc/sys read-only)'}`,
+    detail: `${detail}${pidsWatch}; CPU seconds (limits.cpu) by ${cpuSeconds}; kernel budgets per sandbox ${budgets ? 'on' : 'off (/proc/sys read-only)'}`,
   };
 }
 

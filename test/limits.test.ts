@@ -588,6 +588,38 @@ describe('limits: cgroup v2 without controllers, for real', () => {
     assert.equal(fs.existsSync(dir), false);
   });
 
+  test('a configured parent: 50 sandboxes born in v2 cgroups under it, none left after', {
+    skip: !p?.ok && 'no writable v2 hierarchy',
+  }, async () => {
+    const layout = cgroupLayout();
+    const parent = `stockade-test-parent-${process.pid}`;
+    const dirs = [...new Set([layout.unified, ...Object.values(layout.byController)])].flatMap((h) =>
+      h ? [path.join(h.own, parent)] : [],
+    );
+    try {
+      await withParent(parent, async () => {
+        for (let i = 0; i < 50; i++) {
+          const child = spawnSandboxed('python3', ['-c', 'import sys; sys.stdin.read()'], { stdio: ['pipe', 'ignore', 'inherit'] });
+          await new Promise((resolve) => child.once('spawn', resolve));
+          const line = fs
+            .readFileSync(`/proc/${child.pid}/cgroup`, 'utf8')
+            .split('\n')
+            .find((l) => l.startsWith('0::'));
+          assert.match(line ?? '', new RegExp(`^0::.*/${parent}/${process.pid}-\\d+-\\d+$`));
+          child.stdin?.end();
+          assert.equal((await child.exited).exitCode, 0);
+        }
+      });
+      for (const d of dirs) assert.deepEqual(fs.existsSync(d) ? fs.readdirSync(d).filter((n) => /^\d+-\d+-\d+$/.test(n)) : [], [], d);
+    } finally {
+      for (const d of dirs) {
+        try {
+          fs.rmdirSync(d);
+        } catch {}
+      }
+    }
+  });
+
   test('cpu.stat counts the whole sandbox in its v2 cgroup, without the cpu controller', {
     skip: !p?.ok && 'no writable v2 hierarchy',
   }, async () => {

@@ -542,7 +542,7 @@ describe('limits: kernel budgets from the policy and the API', () => {
   test('policy files: limits.kernel is validated by the schema, carried to the options, and raising it is growth', () => {
     assert.deepEqual(
       validatePolicy({ command: ['cat'], limits: { kernel: { inotifyInstances: -1 } } }).map((i) => i.message),
-      ['/limits/kernel/inotifyInstances: expected an integer, found the number -1'],
+      ['/limits/kernel/inotifyInstances: expected an integer from 0 to 2147483647, found the number -1'],
     );
     assert.deepEqual(
       validatePolicy({ command: ['cat'], limits: { kernel: { mntNamespaces: 1 } } }).map((i) => i.message),

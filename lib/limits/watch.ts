@@ -110,7 +110,11 @@ export class LimitWatch {
     const cpu = this.options.cpu;
     if (this.closed || cpu === undefined) return;
     const used = this.cgroup.cpuSeconds();
-    if (used === undefined) return; // removed: the sandbox has ended
+    if (used === undefined) {
+      // Unreadable: removed as the sandbox ended (close() follows), or a passing failure.
+      this.schedule(() => this.checkCpu(), CPU_MIN_MS * 10);
+      return;
+    }
     if (used >= cpu.seconds) {
       cpu.onLimit(used);
       return;

@@ -240,12 +240,16 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
     );
   }
   return new Promise((resolve) => {
+    let failed = false;
     sandbox.on('error', (err) => {
+      failed = true;
       unhook();
       stderrLine(`stockade: ${err.message}`);
       resolve(127);
     });
     sandbox.on('close', (code, signal: NodeJS.Signals | null) => {
+      // A spawn that failed closes too (as child_process does): its 'error' said it all.
+      if (failed) return;
       unhook();
       report.exit(signal);
       const summary = report.summary();

@@ -546,11 +546,7 @@ function layersInForce(resolved: ResolvedSandbox, landlockAbi: number, named: bo
  */
 export function spawnSandboxed(command: string, options?: SandboxOptions): SandboxedProcess;
 export function spawnSandboxed(command: string, args?: readonly string[], options?: SandboxOptions): SandboxedProcess;
-export function spawnSandboxed(
-  command: string,
-  args?: readonly string[] | SandboxOptions,
-  options?: SandboxOptions,
-): SandboxedProcess {
+export function spawnSandboxed(command: string, args?: readonly string[] | SandboxOptions, options?: SandboxOptions): SandboxedProcess {
   const [argv, opts] = spawnArguments(args, options);
   return new SandboxedProcess(command, argv, opts);
 }

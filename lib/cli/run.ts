@@ -15,9 +15,10 @@ import { SandboxOptionsError } from '../errors';
 import { resolveHostPath, within } from '../hostpath';
 import { native } from '../native';
 import type { SandboxOptions } from '../options';
-import { loadPolicy, mergeFlags, type PolicyLaunch, policyToOptions, policyValidation } from '../policy';
+import { loadPolicy, type PolicyLaunch, policyToOptions, policyValidation } from '../policy';
 import { type SandboxedProcess, spawnSandboxed } from '../process';
-import { parseRunArgs, UsageError } from './flags';
+import { UsageError } from './errors';
+import { mergeFlags, parseRunArgs } from './flags';
 import { installPinned, PackagePinError } from './package-pin';
 import { DenialReport, verboseStream } from './report';
 import { type LaunchTrust, launchTrust } from './trust';
@@ -138,13 +139,11 @@ function auditLogger(launch: PolicyLaunch): Logger | undefined {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const dd = argv.indexOf('--');
-  const own = dd < 0 ? argv : argv.slice(0, dd);
-  if (own.includes('--help') || own.includes('-h')) {
+  const { flags, policyFile, help } = parseRunArgs(argv);
+  if (help) {
     process.stdout.write(`${runUsage()}\n`);
     return 0;
   }
-  const { flags, policyFile } = parseRunArgs(argv);
   policyValidation.backstop = false;
   let launch: PolicyLaunch;
   let trust: LaunchTrust | undefined;

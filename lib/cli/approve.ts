@@ -9,7 +9,7 @@ import { loadPolicy } from '../policy';
 import { grownGrants, policyGrants } from '../policy/grants';
 import { parseCommandArgs } from './args';
 
-export function approveUsage(): string {
+function approveUsage(): string {
   return `Usage: stockade approve POLICY [--yes] [--forget-tools]
 
 Records POLICY as approved by you. Once a policy has been approved (stockade wrap approves the

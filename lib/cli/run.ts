@@ -23,7 +23,7 @@ import { installPinned, PackagePinError } from './package-pin';
 import { DenialReport, verboseStream } from './report';
 import { type LaunchTrust, launchTrust } from './trust';
 
-export function runUsage(): string {
+function runUsage(): string {
   return `Usage: stockade run [options] -- COMMAND [ARGS...]
        stockade run --policy FILE [options] [-- COMMAND [ARGS...]]
 

@@ -4,7 +4,7 @@ import pino from 'pino';
 import { parseCommandArgs } from './args';
 import { UsageError } from './errors';
 
-export function serveUsage(): string {
+function serveUsage(): string {
   return `Usage: stockade serve CONFIG [--audit FILE] [--verbose]
        stockade serve --new-token NAME
 

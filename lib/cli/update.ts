@@ -12,7 +12,7 @@ import { parseCommandArgs } from './args';
 import { UsageError } from './errors';
 import { npxPackage } from './package-pin';
 
-export function updateUsage(): string {
+function updateUsage(): string {
   return `Usage: stockade update POLICY
 
 Pins the package of an \`npx -y PKG\` server: asks the registry (with your npm and its

@@ -4,7 +4,7 @@
 // timeout), then sums it up at exit. All through the real launcher on the real kernel.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, mkdirSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -147,14 +147,18 @@ describe('stockade run says what it denied', () => {
     assert.match(r.stderr, /^stockade: 1 denial in this run: timeout/m);
   });
 
-  it('--net host is said out loud; a run with nothing denied prints nothing', () => {
-    assert.match(
-      cli(['run', '--net', 'host', '--', '/bin/true']).stderr,
-      /^stockade: warning: --net host: the sandbox shares this host network/,
-    );
-    const quiet = cli(['run', '--', '/bin/true']);
+  it('--net host shares the host network namespace and says so out loud; a run with nothing denied prints nothing', () => {
+    // The network namespace's inode, inside and here: the same one with --net host, another without.
+    const hostNs = readlinkSync('/proc/self/ns/net');
+    const shared = cli(['run', '--net', 'host', '--', '/bin/readlink', '/proc/self/ns/net']);
+    assert.equal(shared.code, 0, shared.stderr);
+    assert.equal(shared.stdout, `${hostNs}\n`);
+    assert.match(shared.stderr, /^stockade: warning: --net host: the sandbox shares this host network/);
+    const quiet = cli(['run', '--', '/bin/readlink', '/proc/self/ns/net']);
     assert.equal(quiet.code, 0);
     assert.equal(quiet.stderr, '');
+    assert.match(quiet.stdout, /^net:\[\d+\]\n$/);
+    assert.notEqual(quiet.stdout, `${hostNs}\n`, 'without --net host: a namespace of its own');
   });
 
   it('--verbose prints readable lines, denials at WARN; --audit stays JSON lines', () => {

@@ -8,7 +8,7 @@ import { parseCommandArgs } from './args';
  * (kernel.apparmor_restrict_unprivileged_userns=1), in the form Ubuntu ships for such programs:
  * unconfined otherwise, with the `userns` permission.
  */
-export function apparmorProfile(nodePath = fs.realpathSync(process.execPath)): string {
+function apparmorProfile(nodePath = fs.realpathSync(process.execPath)): string {
   return `# stockade: allow ${nodePath} to create user namespaces (Ubuntu 23.10+).
 # Install: sudo tee /etc/apparmor.d/stockade-node < this file; sudo apparmor_parser -r /etc/apparmor.d/stockade-node
 abi <abi/4.0>,

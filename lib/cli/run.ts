@@ -84,7 +84,7 @@ Example (an MCP client config "command"; stockade-sandbox is the same program):
  * regular file. The sandbox's audit lines carry strings it controls; this keeps them in the file
  * the user named.
  */
-export function openAuditFile(file: string, options: SandboxOptions): number {
+function openAuditFile(file: string, options: SandboxOptions): number {
   const absolute = path.resolve(file);
   const fsOptions = options.filesystem ?? {};
   const typed = [...(fsOptions.readWrite ?? []), ...(fsOptions.home && fsOptions.home !== 'tmpfs' ? [fsOptions.home] : [])];

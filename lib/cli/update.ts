@@ -28,7 +28,7 @@ interface CliIO {
 }
 
 /** The registry's answer for name@range, through npm itself (registry, auth and proxy as the user configured them). */
-export function resolvePackage(name: string, range: string, env: NodeJS.ProcessEnv = process.env): PackagePin {
+function resolvePackage(name: string, range: string, env: NodeJS.ProcessEnv = process.env): PackagePin {
   let out: string;
   try {
     out = execFileSync('npm', ['view', `${name}@${range}`, 'name', 'version', 'dist.integrity', '--json'], {

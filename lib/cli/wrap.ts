@@ -88,7 +88,7 @@ export const PACKAGE_NAME = 'stockade-sandbox';
 const packageRoot = [join(libDir, '../..'), join(libDir, '..')].find((r) => existsSync(join(r, 'package.json'))) ?? join(libDir, '../..');
 const packageVersion = (): string => (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
 
-export function detectFormat(file: string, doc: unknown): ConfigFormat | undefined {
+function detectFormat(file: string, doc: unknown): ConfigFormat | undefined {
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return undefined;
   const d = doc as Record<string, unknown>;
   const name = basename(file);
@@ -141,7 +141,7 @@ export interface Launcher {
 }
 
 /** The program a wrapped entry runs: this install by absolute path, or a pinned npx. */
-export function launcherFor(portable: boolean, root = packageRoot): Launcher {
+function launcherFor(portable: boolean, root = packageRoot): Launcher {
   const pinned: Launcher = { command: 'npx', prefix: ['-y', `${PACKAGE_NAME}@${packageVersion()}`], kind: 'portable' };
   if (portable) return pinned;
   if (root.split('/').includes('_npx')) {
@@ -332,7 +332,7 @@ export function wrapConfig(file: string, opts: WrapOptions = {}): WrapResult {
 }
 
 /** Restores the backup byte for byte. Policy files are left in place (they may hold edits). */
-export function undoWrap(file: string): { backupFile: string } {
+function undoWrap(file: string): { backupFile: string } {
   const backupFile = `${file}${BACKUP_SUFFIX}`;
   if (!existsSync(backupFile))
     throw new WrapError(`no backup ${backupFile}: ${file} was not wrapped by stockade (or was already restored)`);

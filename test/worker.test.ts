@@ -40,16 +40,60 @@ function startTime(pid: number): string | undefined {
 interface Alive {
   /** Host pids of the sandbox's processes (stockade-init, the shell, its background sleeps). */
   pids: number[];
-  cgroupDirs: string[];
-  /** The relayed bytes arrived at the other side. */
-  relayed: string;
-  udpEndpoints: number;
-  oomWatch: boolean;
+}
+
+/**
+ * The cgroup directories of a Worker's sandboxes: lib/limits names them `<pid>-<threadId>-<n>`
+ * under its parent in every hierarchy. A bounded walk of the cgroup mounts (depth 8).
+ */
+function sandboxCgroups(threadId: number): string[] {
+  const prefix = `${process.pid}-${threadId}-`;
+  const found: string[] = [];
+  const walk = (dir: string, depth: number) => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      if (e.name.startsWith(prefix)) found.push(path.join(dir, e.name));
+      else if (depth < 8) walk(path.join(dir, e.name), depth + 1);
+    }
+  };
+  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').trim().split('\n')) {
+    const [left, right] = line.split(' - ');
+    if (right.startsWith('cgroup ') || right.startsWith('cgroup2 ')) walk(left.split(' ')[4], 0);
+  }
+  return [...new Set(found)].sort();
+}
+
+/**
+ * The inodes of the UDP sockets bound to 127.0.0.1:53 in the sandbox's network namespace (the
+ * DNS responder's), and whether this process holds each: the native UdpEndpoint owns that fd.
+ */
+function dnsSocketsHeld(sandboxPid: number): boolean[] {
+  const table = fs.readFileSync(`/proc/${sandboxPid}/net/udp`, 'utf8').trim().split('\n').slice(1);
+  const inodes = table
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => f[1] === '0100007F:0035')
+    .map((f) => f[9]);
+  const held = new Set(
+    fs.readdirSync('/proc/self/fd').map((fd) => {
+      try {
+        return fs.readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        return '';
+      }
+    }),
+  );
+  return inodes.map((inode) => held.has(`socket:[${inode}]`));
 }
 
 // The Worker's side. It spawns a sandbox with an allow list (so its egress proxy serves a UDP
 // endpoint: the DNS responder on the sandbox's 127.0.0.1:53) and a memory limit (a cgroup; on
-// cgroup v1 also an OOM watch), whose shell leaves a process in the background, and relays two
+// cgroup v1 also an OOM watch, native/oomwatch.cc), whose shell leaves a process in the background, and relays two
 // connections to the main thread's server through the kernel relay (native/relay.cc). `mode` says how it ends.
 const workerBody = (lib: string) => `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -80,7 +124,7 @@ const child = spawnSandboxed('/bin/sh', ['-c', 'sleep 1000 & echo up; exec sleep
 child.on('error', (e) => parentPort.postMessage({ error: e.message }));
 parentPort.on('message', (m) => m === 'exit' && process.exit(3));
 // The cgroups exist from the call on (lib/limits makes them before the spawn is queued).
-if (workerData.mode === 'in-flight') parentPort.postMessage({ inFlight: (child.cgroup?.dirs ?? []).map((d) => d.dir) });
+if (workerData.mode === 'in-flight') parentPort.postMessage({ inFlight: true });
 const spawned = new Promise((r) => child.once('spawn', r));
 child.stdout.once('data', async () => {
   // The shell is up with its background sleep (the output may come before 'spawn' is seen).
@@ -98,15 +142,7 @@ child.stdout.once('data', async () => {
   stopReading(b);
   const relay = startKernelRelay(a, b, Buffer.alloc(0), 600000, true, () => {});
   if (typeof relay === 'string') throw new Error('startKernelRelay: ' + relay);
-  parentPort.postMessage({
-    alive: {
-      pids,
-      cgroupDirs: (child.cgroup?.dirs ?? []).map((d) => d.dir),
-      relayed: 'ok',
-      udpEndpoints: child.egress.udp.length,
-      oomWatch: child.oomWatch !== undefined,
-    },
-  });
+  parentPort.postMessage({ alive: { pids } });
 });
 `;
 
@@ -159,9 +195,9 @@ async function workerWithEverythingAlive(mode: 'terminate' | 'exit'): Promise<vo
     const started = new Map(alive.pids.map((pid) => [pid, startTime(pid)]));
     assert.ok(alive.pids.length >= 3, `stockade-init, sh and the background sleep: ${alive.pids}`);
     for (const [pid, t] of started) assert.notEqual(t, undefined, `sandbox process ${pid} runs`);
-    assert.equal(alive.udpEndpoints, 1, 'the DNS responder is a native UDP endpoint');
-    assert.equal(alive.cgroupDirs.length > 0, cgroups, `cgroups ${cgroups ? '' : 'not '}held: ${alive.cgroupDirs}`);
-    for (const dir of alive.cgroupDirs) assert.ok(fs.existsSync(dir), dir);
+    assert.deepEqual(dnsSocketsHeld(alive.pids[0]), [true], "the DNS responder's UDP socket, held by a native UdpEndpoint");
+    const cgroupDirs = sandboxCgroups(worker.threadId);
+    assert.equal(cgroupDirs.length > 0, cgroups, `cgroups ${cgroups ? '' : 'not '}held: ${cgroupDirs}`);
     // The relay moves bytes both ways between the two connections.
     await until(() => server.sockets.length === 2, 'both relayed connections accepted');
     const [s0, s1] = server.sockets;
@@ -179,7 +215,7 @@ async function workerWithEverythingAlive(mode: 'terminate' | 'exit'): Promise<vo
 
     // By the time the Worker is gone, nothing of the sandbox runs, and its cgroups are gone.
     for (const [pid, t] of started) assert.notEqual(startTime(pid), t, `sandbox process ${pid} outlived its Worker`);
-    for (const dir of alive.cgroupDirs) assert.equal(fs.existsSync(dir), false, `cgroup ${dir} left behind`);
+    for (const dir of cgroupDirs) assert.equal(fs.existsSync(dir), false, `cgroup ${dir} left behind`);
     // The relay's duplicates of both sockets are closed: the main thread's ends see the FIN.
     await Promise.all([peerClosed(s0), peerClosed(s1)]);
   } finally {
@@ -237,11 +273,12 @@ describe('worker threads', () => {
       const fds = openFdCount();
       for (let i = 0; i < 5; i++) {
         const worker = new Worker(workerBody(distLib), { eval: true, workerData: { port: server.port, mode: 'in-flight' } });
-        const dirs = await new Promise<string[]>((resolve, reject) => {
-          worker.on('message', (m) => m.inFlight && resolve(m.inFlight));
+        await new Promise<void>((resolve, reject) => {
+          worker.on('message', (m) => m.inFlight && resolve());
           worker.once('error', reject);
         });
-        assert.equal(dirs.length > 0, cgroups);
+        const dirs = sandboxCgroups(worker.threadId);
+        assert.equal(dirs.length > 0, cgroups, `cgroups ${cgroups ? '' : 'not '}held: ${dirs}`);
         await worker.terminate();
         noChildren();
         for (const dir of dirs) assert.equal(fs.existsSync(dir), false, `cgroup ${dir} left behind`);
@@ -271,12 +308,13 @@ describe('worker threads', () => {
          }`,
         { eval: true },
       );
+      const exited = new Promise((r) => worker.once('exit', r));
       const said = await new Promise<string>((resolve, reject) => {
         worker.once('message', resolve);
         worker.once('error', reject);
       });
       assert.equal(said, i % 2 === 1 ? `w${i}\n0` : 'loaded');
-      assert.equal(await new Promise((r) => worker.once('exit', r)), 0);
+      assert.equal(await exited, 0);
     }
     assert.deepEqual(await echoFromMain('after'), { out: 'after\n', exit: { exitCode: 0, signalCode: null } });
     assert.equal(openFdCount(), fds);

@@ -46,6 +46,10 @@ export interface NativeListener {
 export interface NativeLandlock {
   handledFs: number;
   rules: { path: string; access: number }[];
+  /** ABI 4: LANDLOCK_ACCESS_NET_* handled (absent: TCP is left to the network namespace). */
+  handledNet?: number;
+  /** ABI 4: the TCP ports that grant them. */
+  ports?: { port: number; access: number }[];
   /** ABI 6: abstract unix sockets and signals stay inside the sandbox's domain. */
   scope?: boolean;
   /** The payload's stdio files and terminals get a read-write rule (reopening /dev/stdout). */
@@ -236,4 +240,5 @@ export const stepNames: Record<number, { step: string; syscall: string }> = {
   31: { step: 'landlock', syscall: 'landlock_add_rule' },
   32: { step: 'cgroup', syscall: 'write' },
   33: { step: 'kernel-budget', syscall: 'write' },
+  34: { step: 'fast-open', syscall: 'write' },
 };

@@ -124,6 +124,8 @@ export function probeHost(): HostReport {
   if (abi >= 2) {
     enforced.push('filesystem rules mirroring the mounts');
     if (abi >= 3) enforced.push('truncation');
+    if (abi >= 4)
+      enforced.push('TCP bind/connect by port (proxy mode: the proxy listeners and localPorts; none mode: localPorts when given)');
     if (abi >= 5) enforced.push('device ioctls');
     if (abi >= 6) enforced.push('signals and abstract unix sockets scoped to the sandbox');
     if (abi >= 7) enforced.push('denials logged to the kernel audit log');

@@ -215,6 +215,15 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
           rule.fail("path", "an absolute path");
         ll.rules.push_back(std::move(out));
       });
+      ll.handledNet = static_cast<uint64_t>(l.num("handledNet", true, 0));
+      if (ll.handledNet > 3) l.fail("handledNet", "LANDLOCK_ACCESS_NET_* bits (0 to 3)");
+      l.objects("ports", [&](Reader& rule, uint32_t) {
+        int64_t port = rule.num("port");
+        int64_t access = rule.num("access");
+        if (port < 0 || port > 65535) rule.fail("port", "a TCP port (0 to 65535)");
+        if (access < 0 || access > 3) rule.fail("access", "LANDLOCK_ACCESS_NET_* bits (0 to 3)");
+        ll.ports.push_back({static_cast<uint16_t>(port), static_cast<uint64_t>(access)});
+      });
       ll.scope = l.flag("scope", true);
       ll.allowStdio = l.flag("allowStdio", true);
       r.absorb(l);

@@ -52,6 +52,7 @@ enum class Step : int32_t {
   kLandlock,       // building the Landlock ruleset (index: which rule) or entering it
   kCgroup,         // parent: clone3 into the v2 cgroup, or writing cgroup.procs (index: which)
   kBudget,         // one /proc/sys/user limit of the sandbox's user namespace (index says which)
+  kFastOpen,       // net.ipv4.tcp_fastopen = 0 in the sandbox's network namespace (net.cc)
 };
 
 // What the child writes on the CLOEXEC error pipe when a step fails. EOF instead means execve

@@ -34,6 +34,7 @@ const OPTIONS = {
   'allow-sockets': { type: 'boolean' },
   profile: { type: 'string' },
   seccomp: { type: 'string' },
+  'local-port': { type: 'string', multiple: true },
 } as const;
 
 export interface ParsedRunArgs {
@@ -80,6 +81,7 @@ export function parseRunArgs(argv: string[]): ParsedRunArgs {
     allowSockets: v['allow-sockets'],
     profile: v.profile,
     seccomp: v.seccomp,
+    localPorts: v['local-port'],
     command: command.length ? command : undefined,
   };
   for (const k of Object.keys(flags) as (keyof RunFlags)[]) if (flags[k] === undefined) delete flags[k];

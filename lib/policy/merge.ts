@@ -102,6 +102,7 @@ export interface RunFlags {
   allowSockets?: boolean;
   profile?: string;
   seccomp?: string;
+  localPorts?: string[];
   /** The command and its arguments (everything after `--`). */
   command?: string[];
 }
@@ -132,6 +133,7 @@ const FLAG_FOR_PATH: [string, string][] = [
   ['/limits/timeout', '--timeout'],
   ['/profile', '--profile'],
   ['/seccomp', '--seccomp'],
+  ['/localPorts', '--local-port'],
   ['/command', '--'],
 ];
 
@@ -167,6 +169,7 @@ export function flagsToPolicy(flags: RunFlags, cwd: string = process.cwd()): Pol
   if (flags.command?.length) p.command = [...flags.command];
   if (flags.profile !== undefined) p.profile = flags.profile as Policy['profile'];
   if (flags.seccomp !== undefined) p.seccomp = flags.seccomp as Policy['seccomp'];
+  if (flags.localPorts?.length) p.localPorts = flags.localPorts.map((v) => numberOrString(v) as number);
   if (
     flags.ro?.length ||
     flags.rw?.length ||

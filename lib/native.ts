@@ -175,6 +175,8 @@ interface Addon {
   pipe(): [number, number];
   probeNamespaces(): number;
   landlockAbi(): number;
+  /** Whether the host's audit is on (1/0, or -errno) and its read-only log joinable (0 or -errno). */
+  auditProbe(): { enabled: number; readLog: number };
   /** Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the soft limit now, or -errno. */
   raiseOpenFileLimit(): number;
   seccompNotify(): boolean;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "audit.h"
 #include "child.h"
 #include "initproto.h"
 #include "landlock.h"
@@ -591,6 +592,16 @@ static Napi::Value LandlockAbi(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), stockade::landlockAbi());
 }
 
+// auditProbe() -> { enabled, readLog } (audit.h): whether Landlock's audit records could be
+// read here. For `stockade doctor`.
+static Napi::Value ProbeAudit(const Napi::CallbackInfo& info) {
+  stockade::AuditProbe probe = stockade::probeAudit();
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("enabled", probe.enabled);
+  out.Set("readLog", probe.readLog);
+  return out;
+}
+
 // seccompNotify() -> whether violations can be named here (SECCOMP_RET_USER_NOTIF, 5.0).
 static Napi::Value SeccompNotify(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), stockade::seccompNotifyAvailable());
@@ -622,6 +633,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("pipe", Napi::Function::New(env, Pipe));
   exports.Set("probeNamespaces", Napi::Function::New(env, ProbeNamespaces));
   exports.Set("landlockAbi", Napi::Function::New(env, LandlockAbi));
+  exports.Set("auditProbe", Napi::Function::New(env, ProbeAudit));
   exports.Set("raiseOpenFileLimit", Napi::Function::New(env, RaiseOpenFileLimit));
   exports.Set("seccompNotify", Napi::Function::New(env, SeccompNotify));
   exports.Set("UdpEndpoint", UdpEndpoint::Init(env));

@@ -481,3 +481,21 @@ describe('the MCP servers of the suite in proxy mode, TCP restricted by Landlock
     );
   });
 });
+
+describe('Landlock denials and the audit log (native/audit.cc)', () => {
+  test('doctor says whether the records exist here and whether this uid could read them', () => {
+    const { probeHost } = require('../lib/probe') as typeof import('../lib/probe');
+    const { landlockAudit } = probeHost();
+    assert.equal(landlockAudit.ok, false); // never violation events; a note, not a failure
+    if (process.getuid?.() === 0) {
+      // Root of the initial user namespace holds CAP_AUDIT_CONTROL and CAP_AUDIT_READ.
+      assert.ok([0, 1].includes(landlockAudit.auditEnabled), String(landlockAudit.auditEnabled));
+      assert.equal(landlockAudit.readLog, 0);
+      assert.match(landlockAudit.detail, /its read-only log is joinable/);
+    } else {
+      assert.equal(landlockAudit.readLog, -1); // EPERM
+      assert.match(landlockAudit.detail, /not joinable \(EPERM; needs CAP_AUDIT_READ\)/);
+    }
+    if (abi >= 7) assert.match(landlockAudit.detail, new RegExp(`Landlock ABI ${abi} logs denials to the kernel audit log only while`));
+  });
+});

@@ -23,8 +23,11 @@
 //   7 (6.15) audit: LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON, so that denials of the payload (which
 //            runs after execve) reach the kernel's audit log where one is collected.
 // Pathname unix sockets: connect() to a socket file needs no Landlock right on ABI <= 7 (only
-// creating one, MAKE_SOCK); no released kernel restricts it yet, so a socket inside a read-only
-// grant stays reachable there. Newer ABIs are not guessed at: an ABI above 7 is used as 7.
+// creating one, MAKE_SOCK), so a socket inside a read-only grant stays reachable there (plan.ts
+// refuses such grants unless allowSockets). LANDLOCK_ACCESS_FS_RESOLVE_UNIX (1 << 16) restricts
+// it from ABI 9 (Linux 7.1; ABI 8 added only LANDLOCK_RESTRICT_SELF_TSYNC); the 6.18 kernel this
+// was written on has ABI 7 and refuses the bit (EINVAL), so it is not used: it could not be
+// tested. Newer ABIs are not guessed at: an ABI above 7 is used as 7.
 //
 // TCP (ABI 4). Landlock's network rules name ports only — not addresses, not who bound the port,
 // and UDP not at all (ABI <= 7). lib/landlock.ts decides which ports, per network mode: in proxy

@@ -46,6 +46,10 @@ export interface NativeListener {
 export interface NativeLandlock {
   handledFs: number;
   rules: { path: string; access: number }[];
+  /** ABI 4: LANDLOCK_ACCESS_NET_* handled (absent: TCP is left to the network namespace). */
+  handledNet?: number;
+  /** ABI 4: the TCP ports that grant them. */
+  ports?: { port: number; access: number }[];
   /** ABI 6: abstract unix sockets and signals stay inside the sandbox's domain. */
   scope?: boolean;
   /** The payload's stdio files and terminals get a read-write rule (reopening /dev/stdout). */
@@ -178,6 +182,8 @@ interface Addon {
   closeFd(fd: number): number;
   probeNamespaces(): number;
   landlockAbi(): number;
+  /** Whether the host's audit is on (1/0, or -errno) and its read-only log joinable (0 or -errno). */
+  auditProbe(): { enabled: number; readLog: number };
   /** Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the soft limit now, or -errno. */
   raiseOpenFileLimit(): number;
   seccompNotify(): boolean;

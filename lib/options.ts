@@ -149,6 +149,13 @@ export interface SandboxOptions {
    * (an allow list of what Node, Python and common MCP servers use; the rest is killed).
    */
   seccomp?: 'default' | 'strict';
+  /**
+   * TCP ports (1-65535) the payload serves on its own loopback and connects to itself. Where
+   * Landlock has ABI 4 (Linux 6.7+), bind() and connect() are refused (EACCES) on every other
+   * port: always with an allow list (the proxy's listeners stay reachable), and with network
+   * 'none' once this is given. Not with network 'host'.
+   */
+  localPorts?: number[];
   /** pino logger for audit events. Default: silent. */
   logger?: Logger;
   /**

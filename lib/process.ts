@@ -576,6 +576,7 @@ function layersInForce(resolved: ResolvedSandbox, landlockAbi: number, named: bo
   ];
   if (landlockAbi > 0) {
     layers.push(`landlock ABI ${landlockAbi}: filesystem${landlockAbi >= 6 ? ', signals and abstract unix sockets scoped' : ''}`);
+    layers.push(landlockTcpLayer(resolved, landlockAbi));
   } else {
     const abi = native().landlockAbi();
     layers.push(
@@ -585,6 +586,19 @@ function layersInForce(resolved: ResolvedSandbox, landlockAbi: number, named: bo
     );
   }
   return layers;
+}
+
+/** What Landlock does with TCP for this sandbox (lib/landlock.ts tcpRules), for the start event. */
+function landlockTcpLayer(resolved: ResolvedSandbox, abi: number): string {
+  const { tcp } = resolved;
+  if (tcp === undefined) {
+    return resolved.plan.shareNetwork
+      ? 'landlock tcp: not restricted (network host)'
+      : 'landlock tcp: left to the network namespace (network none, no localPorts)';
+  }
+  if (abi < 4) return 'landlock tcp: not restricted (ABI 4, Linux 6.7+, needed); the network namespace confines it';
+  const list = (ports: number[]) => (ports.length ? ports.join(' ') : 'none');
+  return `landlock tcp: connect only to ports ${list(tcp.connect)}; bind only to ${list(tcp.bind)}`;
 }
 
 /**

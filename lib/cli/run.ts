@@ -53,6 +53,9 @@ Network:
                           the sandbox gets a placeholder in NAME; the proxy puts the launcher's
                           real NAME on requests to HOST (default: Authorization: Bearer {secret})
   --upstream-ca FILE      an extra CA the proxy trusts for upstream servers
+  --local-port PORT       a TCP port the server serves on its own loopback (repeatable); with
+                          Landlock ABI 4 every other port is refused (EACCES) with --allow-net,
+                          and with --net none once one is given
 Limits:
   --memory SIZE           memory of the whole sandbox (default 2g or half the RAM); see doctor
   --pids N                processes and threads of the whole sandbox (default 1024)

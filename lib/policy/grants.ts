@@ -62,6 +62,8 @@ export function policyGrants(p: Policy): PolicyGrants {
     for (const h of s.hosts) add(`secret ${s.name} for ${h}`);
   }
   for (const ca of p.upstreamCa ?? []) add(`upstreamCa ${ca}`);
+  // A declared local port may be bound and connected to (Landlock ABI 4, lib/landlock.ts).
+  for (const port of p.localPorts ?? []) add(`localPorts ${port}`);
   // No tool list means every tool: a policy that drops its list grew.
   if (p.mcp?.tools === undefined) add('mcp.tools *');
   else for (const t of p.mcp.tools) add(`mcp.tools ${t}`);

@@ -78,6 +78,7 @@ export function policyToOptions(policy: Policy, ctx: ResolveContext = {}): Polic
   if (p.cwd !== undefined) options.cwd = p.cwd;
   if (p.hostname !== undefined) options.hostname = p.hostname;
   if (p.seccomp !== undefined && p.seccomp !== 'default') options.seccomp = p.seccomp;
+  if (p.localPorts !== undefined) options.localPorts = [...p.localPorts];
   if (p.upstreamCa?.length) options.upstreamCa = [...p.upstreamCa];
   let network = p.network;
   if (p.secrets?.length) {

@@ -60,6 +60,8 @@ export interface Policy {
   upstreamCa?: string[];
   limits?: PolicyLimits;
   seccomp?: 'default' | 'strict';
+  /** TCP ports the server serves on its own loopback and connects to itself (Landlock ABI 4). */
+  localPorts?: number[];
   hostname?: string;
   mcp?: { tools?: string[] };
   audit?: string;

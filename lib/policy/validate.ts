@@ -352,6 +352,12 @@ function semanticChecks(p: Policy): PolicyIssue[] {
       message: `/secrets: secrets are injected by the egress proxy, which needs network { allow: [...] }; found network ${show(p.network)}`,
     });
   }
+  if (p.localPorts !== undefined && p.network === 'host') {
+    issues.push({
+      path: '/localPorts',
+      message: "/localPorts: local ports restrict the sandbox's own network namespace, which network 'host' does not have",
+    });
+  }
   const names = new Set<string>();
   p.secrets?.forEach((s, i) => {
     if (names.has(s.name))

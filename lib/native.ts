@@ -155,7 +155,18 @@ interface Addon {
     oomControlFd: number,
     onOom: () => void,
   ) => { close(): void };
-  Relay: new (upHead: Buffer, downHead: Buffer, idleMs: number, onDone: RelayDone, growPipes?: boolean) => NativeRelay;
+  /**
+   * pipeRoom: bytes of pipe buffers the uid must still be able to add under pipe-user-pages-soft
+   * once the relay's pipes exist (start() returns ENOBUFS otherwise); 0 or absent: no check.
+   */
+  Relay: new (
+    upHead: Buffer,
+    downHead: Buffer,
+    idleMs: number,
+    onDone: RelayDone,
+    growPipes?: boolean,
+    pipeRoom?: number,
+  ) => NativeRelay;
   UdpEndpoint: new (fd: number, onMessage: (data: Buffer, peer: Buffer) => void) => NativeUdpEndpoint;
   /**
    * Queues the spawn on the environment's spawner thread (native/spawner.cc) and returns at once;
@@ -174,6 +185,8 @@ interface Addon {
   /** Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the soft limit now, or -errno. */
   raiseOpenFileLimit(): number;
   seccompNotify(): boolean;
+  /** The capacity of pipe `fd` after setting it to `bytes` if given (F_SETPIPE_SZ), or -errno. */
+  pipeSize(fd: number, bytes?: number): number;
 }
 
 const packageRoot = path.join(libDir, '..', '..');

@@ -602,6 +602,23 @@ static Napi::Value RaiseOpenFileLimit(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(rl.rlim_cur));
 }
 
+// pipeSize(fd[, bytes]) -> the capacity of pipe `fd` in bytes after setting it to `bytes` if
+// given (F_SETPIPE_SZ, rounded up by the kernel), or -errno. The relay's pipes count against the
+// uid's pipe-user-pages-soft (relay.cc); `stockade doctor` and the tests read what a fresh pipe
+// gets. man 7 pipe, man 2 fcntl.
+static Napi::Value PipeSize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber() || (info.Length() > 1 && !info[1].IsNumber())) {
+    Napi::TypeError::New(env, "pipeSize(fd[, bytes]) takes numbers").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  if (info.Length() > 1 && fcntl(fd, F_SETPIPE_SZ, info[1].As<Napi::Number>().Int32Value()) < 0)
+    return Napi::Number::New(env, -errno);
+  int size = fcntl(fd, F_GETPIPE_SZ);
+  return Napi::Number::New(env, size < 0 ? -errno : size);
+}
+
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   using namespace stockade;
   auto* data = new AddonData;
@@ -614,6 +631,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("probeNamespaces", Napi::Function::New(env, ProbeNamespaces));
   exports.Set("landlockAbi", Napi::Function::New(env, LandlockAbi));
   exports.Set("raiseOpenFileLimit", Napi::Function::New(env, RaiseOpenFileLimit));
+  exports.Set("pipeSize", Napi::Function::New(env, PipeSize));
   exports.Set("seccompNotify", Napi::Function::New(env, SeccompNotify));
   exports.Set("UdpEndpoint", UdpEndpoint::Init(env));
   exports.Set("Relay", Relay::Init(env));

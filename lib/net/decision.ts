@@ -31,6 +31,11 @@ export interface EgressRecord {
   error?: string;
   /** Set when the connection was handed to the credential interceptor. */
   intercepted?: boolean;
+  /**
+   * Set when a budget was reached during an allowed connection and changed how it was carried
+   * (e.g. no room for kernel relay pipes: relayed in JavaScript), naming the budget.
+   */
+  budget?: string;
 }
 
 export interface EgressLimits {

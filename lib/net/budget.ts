@@ -7,6 +7,7 @@
 // upstream 1, a kernel relay 5 (two pipes, and the duplicates it holds of Node's sockets). A budget reached is a refusal the front-end answers (and audits); a kernel relay
 // that does not fit stays in JavaScript, which needs no pipes.
 import { readFileSync } from 'node:fs';
+import { totalmem } from 'node:os';
 
 /**
  * fds a kernel relay holds beyond what is already counted: two pipes of two fds, and the
@@ -116,6 +117,10 @@ export function uidPipeRoom(): number {
 export const hostBudget = {
   fds: new Budget('host file descriptor budget (half of RLIMIT_NOFILE)', hostFdLimit),
   pipePages: new Budget('host pipe budget (half of pipe-user-pages-soft)', hostPipeLimit),
+  /** Bytes queued in Node for peers that do not read, all sandboxes together. */
+  bufferedBytes: new Budget('host buffered bytes budget (an eighth of the memory, at most 1 GiB)', () =>
+    Math.min(2 ** 30, Math.floor(totalmem() / 8)),
+  ),
   /**
    * Until when (Date.now()) kernel relays are not tried: set for a second when the kernel said
    * the uid has no pipe room left, so a flood of tunnels does not create (and drop) pipes at a

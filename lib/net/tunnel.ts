@@ -81,10 +81,21 @@ export function spliceTunnel(
   }
   // Set while a TLS tunnel under the guard waits for the upstream to answer in TLS.
   let watchDown: ((chunk: Buffer) => void) | undefined;
+  // A write the kernel does not take waits in Node until the client reads: charged to the
+  // sandbox's buffered-bytes budget, and a tunnel that does not fit is closed.
+  const overBudget = (s: Socket): boolean => {
+    const refused = c.chargeQueued(s);
+    if (!refused) return false;
+    budget = `${refused}; tunnel closed`;
+    error ??= 'budget';
+    abort();
+    return true;
+  };
   tunnel.setSink((chunk) => {
     bytesDown += chunk.length;
     watchDown?.(chunk);
     if (client.write(chunk)) return true;
+    if (overBudget(client)) return false;
     client.once('drain', () => mode !== 'handing' && upstream.resume());
     return false;
   });
@@ -118,10 +129,12 @@ export function spliceTunnel(
         return false;
       }
       bytesUp += forward.length;
-      return forward.length === 0 || upstream.write(forward);
+      if (forward.length === 0 || upstream.write(forward)) return true;
+      overBudget(upstream);
+      return false;
     };
     const onData = (chunk: Buffer): void => {
-      if (denial) return;
+      if (denial || error) return;
       if (!pass(chunk)) {
         client.pause();
         upstream.once('drain', () => client.resume());

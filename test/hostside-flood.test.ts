@@ -7,14 +7,16 @@
 // reaches the source, and what sits in between is bounded.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import * as http2 from 'node:http2';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Readable, Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import * as tls from 'node:tls';
+import pino from 'pino';
 import { wireToolFilter } from '../lib/mcp';
 import type { PlaintextGuard } from '../lib/net/decision';
 import { RunCa } from '../lib/secrets/ca';
-import { SecretInterceptor } from '../lib/secrets/intercept';
+import { INTERCEPT_LIMITS, SecretInterceptor } from '../lib/secrets/intercept';
 import { makePlaceholder, PlaceholderSet } from '../lib/secrets/placeholder';
 import { resolveSecrets } from '../lib/secrets/spec';
 import { closeServer, collectUncaught, listen, openFds, portOf, readUntil, startProxy, UPSTREAM_HOST, waitFor } from './helpers/net';
@@ -255,6 +257,79 @@ describe('writers against a reader that never reads', () => {
       await closeServer(flood.server);
     }
   });
+
+  for (const version of ['http/1.1', 'h2'] as const) {
+    it(`credential interceptor: 3000 requests at once on one ${version} connection open a bounded number of upstream connections`, async () => {
+      const upstreamCa = await RunCa.create({ commonName: 'silent upstream CA' });
+      const leaf = await upstreamCa.leaf('api.silent.test');
+      // An upstream that accepts and never answers: every request stays in flight.
+      let accepted = 0;
+      const silent = await listen(
+        tls.createServer({ key: leaf.keyPem, cert: `${leaf.certPem}\n${upstreamCa.certPem}` }, (s) => {
+          accepted++;
+          s.on('error', () => {});
+        }),
+        UPSTREAM_HOST,
+      );
+      const host = `api.silent.test:${portOf(silent)}`;
+      const secrets = resolveSecrets([{ name: 'TOKEN', hosts: [host] }], { TOKEN: 'real-silent-token' });
+      const ca = await RunCa.create();
+      const logged: string[] = [];
+      const logger = pino(
+        new Writable({
+          write(c: Buffer, _e, cb) {
+            logged.push(c.toString());
+            cb();
+          },
+        }),
+      );
+      const interceptor = new SecretInterceptor({ secrets, ca, upstreamCaPem: [upstreamCa.certPem], logger });
+      const p = await startProxy({ allow: [host], resolve: [`${host}:${UPSTREAM_HOST}`] }, { interceptor });
+      const fds0 = openFds();
+      const s = connect({ host: '127.0.0.1', port: p.httpPort });
+      s.on('error', () => {});
+      let session: http2.ClientHttp2Session | undefined;
+      try {
+        s.write(`CONNECT ${host} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+        await readUntil(s, '\r\n\r\n');
+        const t = tls.connect({ socket: s, servername: 'api.silent.test', ca: ca.certPem, ALPNProtocols: [version] });
+        t.on('error', () => {});
+        await once(t, 'secureConnect');
+        const limit = version === 'h2' ? INTERCEPT_LIMITS.streams : INTERCEPT_LIMITS.pipelined;
+        if (version === 'h2') {
+          session = http2.connect(`https://${host}`, { createConnection: () => t });
+          session.on('error', () => {});
+          for (let i = 0; i < 3000; i++) session.request({ ':path': `/${i}` }).on('error', () => {});
+        } else {
+          const got: Buffer[] = [];
+          t.on('data', (c: Buffer) => got.push(c));
+          t.write(`GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`.repeat(3000));
+          await waitFor(() => logged.some((l) => l.includes('"secret-proxy-budget"')), 'the budget to be audited', 10_000);
+        }
+        let seen = -1;
+        await waitFor(
+          () => {
+            const stable = accepted === seen && accepted >= limit;
+            seen = accepted;
+            return stable;
+          },
+          `${limit} upstream connections`,
+          20_000,
+        );
+        // The settle loop polls every 10 ms; a last look after a moment more.
+        await new Promise((r) => setTimeout(r, 200));
+        console.log(`# interceptor ${version}: ${accepted} upstream connections for 3000 requests, fds +${openFds() - fds0}`);
+        assert.equal(accepted, limit);
+        assert.ok(openFds() - fds0 < 2 * limit + 32, `fds grew by ${openFds() - fds0}`);
+      } finally {
+        session?.destroy();
+        s.destroy();
+        await interceptor.close();
+        await p.close();
+        await closeServer(silent);
+      }
+    });
+  }
 
   it('MCP framing: a server flooding a client that never reads is paused, the filter holds little', async () => {
     let produced = 0;

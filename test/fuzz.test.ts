@@ -18,7 +18,18 @@ import { wireToolFilter } from '../lib/mcp';
 import { RunCa } from '../lib/secrets/ca';
 import { SecretInterceptor } from '../lib/secrets/intercept';
 import { resolveSecrets } from '../lib/secrets/spec';
-import { closeServer, collectUncaught, dnsQuery, exchange, listen, portOf, readUntil, startProxy, UPSTREAM_HOST } from './helpers/net';
+import {
+  closeServer,
+  collectUncaught,
+  dnsQuery,
+  exchange,
+  listen,
+  openFds,
+  portOf,
+  readUntil,
+  startProxy,
+  UPSTREAM_HOST,
+} from './helpers/net';
 
 const CASES = Number(process.env.STOCKADE_FUZZ_CASES ?? 60);
 const SEED = Number(process.env.STOCKADE_FUZZ_SEED ?? Date.now() % 2 ** 31);
@@ -227,6 +238,152 @@ describe('fuzz: upstream -> proxy and interceptor', () => {
     await interceptor.close();
     await p.close();
     await closeServer(upstream);
+    assert.deepEqual(uncaught, []);
+  });
+});
+
+describe('fuzz: sandbox -> interceptor', () => {
+  // What a sandbox sends inside its TLS connection to a host with a secret: request lines,
+  // headers, chunked bodies, pipelined requests, oversize heads, and over h2 the connection
+  // preface followed by mutated frames (SETTINGS, HEADERS with HPACK, DATA, CONTINUATION,
+  // WINDOW_UPDATE, RST_STREAM, PING, GOAWAY). The property: no exception escapes, the launcher
+  // keeps its fds and memory, the placeholder's real value never reaches the sandbox, and a
+  // valid request still gets its answer afterwards.
+  it('the interceptor survives mutated HTTP/1.1 and HTTP/2 requests from the sandbox', async () => {
+    const upstreamCa = await RunCa.create({ commonName: 'fuzz sandbox-side CA' });
+    const leaf = await upstreamCa.leaf('api.inside.test');
+    const upstream = await listen(
+      http2.createSecureServer({ key: leaf.keyPem, cert: `${leaf.certPem}\n${upstreamCa.certPem}`, allowHTTP1: true }, (req, res) => {
+        req.on('error', () => {});
+        res.on('error', () => {});
+        req.resume();
+        req.on('end', () => res.end(`ok ${req.headers.authorization ?? ''}`));
+      }),
+      UPSTREAM_HOST,
+    );
+    upstream.on('sessionError', () => {});
+    const host = `api.inside.test:${portOf(upstream)}`;
+    const secret = 'real-inside-token-7f3a';
+    const secrets = resolveSecrets([{ name: 'TOKEN', hosts: [host] }], { TOKEN: secret });
+    const runCa = await RunCa.create();
+    const interceptor = new SecretInterceptor({
+      secrets,
+      ca: runCa,
+      upstreamCaPem: [upstreamCa.certPem],
+      upstreamTimeout: 1000,
+      handshakeTimeout: 1000,
+    });
+    interceptor.on('violation', () => {});
+    const p = await startProxy({ allow: [host], resolve: [`${host}:${UPSTREAM_HOST}`] }, { interceptor });
+    const ph = interceptor.placeholders.TOKEN;
+    const auth = `Authorization: Bearer ${ph}\r\n`;
+    const h1Seeds = [
+      `GET /a?x=1 HTTP/1.1\r\nHost: ${host}\r\n${auth}\r\n`,
+      `POST /b HTTP/1.1\r\nHost: ${host}\r\n${auth}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3;ext=1\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n`,
+      `POST /c HTTP/1.1\r\nHost: ${host}\r\n${auth}Content-Length: 4\r\n\r\nbody`,
+      // Pipelined: three requests in one write.
+      `GET /1 HTTP/1.1\r\nHost: ${host}\r\n${auth}\r\nGET /2 HTTP/1.1\r\nHost: ${host}\r\n\r\nHEAD /3 HTTP/1.1\r\nHost: ${host}\r\n${auth}\r\n`,
+      // Oversize: one header of 20 KiB, and 300 small ones.
+      `GET /big HTTP/1.1\r\nHost: ${host}\r\nX-Big: ${'b'.repeat(20_000)}\r\n\r\n`,
+      `GET /many HTTP/1.1\r\nHost: ${host}\r\n${Array.from({ length: 300 }, (_, i) => `X-H${i}: v\r\n`).join('')}\r\n`,
+      `GET /up HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    ].map((t) => Buffer.from(t, 'latin1'));
+    const frame = (type: number, flags: number, stream: number, payload: Buffer | number[]): Buffer => {
+      const body = Buffer.from(payload);
+      const head = Buffer.alloc(9);
+      head.writeUIntBE(body.length, 0, 3);
+      head[3] = type;
+      head[4] = flags;
+      head.writeUInt32BE(stream, 5);
+      return Buffer.concat([head, body]);
+    };
+    // HPACK literal header fields without indexing, new names: (0x00, len, name, len, value).
+    const literal = (name: string, value: string): Buffer =>
+      Buffer.concat([Buffer.from([0x00, name.length]), Buffer.from(name), Buffer.from([value.length]), Buffer.from(value)]);
+    const block = Buffer.concat([
+      Buffer.from([0x82, 0x87]), // :method GET, :scheme https
+      literal(':path', '/h2'),
+      literal(':authority', host),
+      literal('authorization', `Bearer ${ph}`),
+    ]);
+    const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+    const h2Seeds = [
+      Buffer.concat([preface, frame(4, 0, 0, []), frame(1, 0x5, 1, block)]),
+      Buffer.concat([
+        preface,
+        frame(4, 0, 0, [0, 3, 0, 0, 0, 100]),
+        frame(1, 0x4, 1, block.subarray(0, 6)), // HEADERS without END_STREAM
+        frame(9, 0x4, 1, block.subarray(6)), // CONTINUATION (END_HEADERS set on HEADERS already: a protocol error)
+        frame(0, 0x1, 1, Buffer.from('data')),
+        frame(8, 0, 1, [0, 0, 0x10, 0]),
+        frame(6, 0, 0, Buffer.alloc(8)),
+      ]),
+      Buffer.concat([preface, frame(4, 0, 0, []), frame(1, 0x4, 3, block), frame(3, 0, 3, [0, 0, 0, 8]), frame(7, 0, 0, Buffer.alloc(8))]),
+      Buffer.concat([preface, frame(4, 0, 0, []), ...Array.from({ length: 50 }, (_, i) => frame(1, 0x5, 2 * i + 1, block))]),
+    ];
+    const fds0 = openFds();
+    const rss0 = process.memoryUsage().rss;
+    let leaked = 0;
+    let answered = 0;
+    let answeredH2 = 0;
+    const h2HeadersOn1 = (b: Buffer): boolean => {
+      for (let at = 0; at + 9 <= b.length; at += 9 + b.readUIntBE(at, 3)) if (b[at + 3] === 1 && b.readUInt32BE(at + 5) === 1) return true;
+      return false;
+    };
+    const attempt = async (i: number, bytes: Buffer, alpn: string): Promise<void> => {
+      const s = connect({ host: '127.0.0.1', port: p.httpPort });
+      s.on('error', () => {});
+      try {
+        s.write(`CONNECT ${host} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+        await readUntil(s, '\r\n\r\n');
+        const t = tls.connect({ socket: s, servername: 'api.inside.test', ca: runCa.certPem, ALPNProtocols: [alpn] });
+        t.on('error', () => {});
+        await once(t, 'secureConnect');
+        const got: Buffer[] = [];
+        t.on('data', (c: Buffer) => got.push(c));
+        // Split at a random point: the parsers must handle any segmentation.
+        const cut = Math.floor(rand() * bytes.length);
+        t.write(bytes.subarray(0, cut));
+        if (i % 3 === 0) await new Promise((r) => setImmediate(r));
+        t.write(bytes.subarray(cut));
+        await Promise.race([once(t, 'close'), new Promise((r) => setTimeout(r, 300))]);
+        const all = Buffer.concat(got);
+        if (all.includes(secret)) leaked++;
+        // A response: an HTTP/1.1 status line, or an h2 HEADERS frame (type 1) on stream 1.
+        if (all.subarray(0, 9).toString('latin1') === 'HTTP/1.1 ') answered++;
+        else if (h2HeadersOn1(all)) answeredH2++;
+      } catch {
+        // Refused, reset or cut: fine. An exception inside the proxy is what this looks for.
+      } finally {
+        s.destroy();
+      }
+    };
+    await each(CASES * 2, 6, (i) =>
+      i % 2 === 0 ? attempt(i, mutate(pick(h1Seeds)), 'http/1.1') : attempt(i, i % 10 === 1 ? pick(h2Seeds) : mutate(pick(h2Seeds)), 'h2'),
+    );
+    assert.equal(leaked, 0, 'the real value reached the sandbox');
+    console.log(`# fuzz sandbox -> interceptor: answers to ${answered} HTTP/1.1 and ${answeredH2} HTTP/2 of ${CASES * 2} cases`);
+    assert.ok(answered > 0 && answeredH2 > 0, 'no case got an answer: the seeds no longer reach the interceptor');
+    // A valid request still works, and the secret is injected.
+    const s = connect({ host: '127.0.0.1', port: p.httpPort });
+    s.write(`CONNECT ${host} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+    await readUntil(s, '\r\n\r\n');
+    const t = tls.connect({ socket: s, servername: 'api.inside.test', ca: runCa.certPem, ALPNProtocols: ['http/1.1'] });
+    await once(t, 'secureConnect');
+    t.write(`GET /final HTTP/1.1\r\nHost: ${host}\r\n${auth}Connection: close\r\n\r\n`);
+    const answer = await readUntil(t, 'ok Bearer');
+    assert.match(answer, /^HTTP\/1\.1 200 /);
+    t.destroy();
+    s.destroy();
+    await interceptor.close();
+    await p.close();
+    await closeServer(upstream);
+    await new Promise((r) => setTimeout(r, 100));
+    const grownFds = openFds() - fds0;
+    const grownRss = process.memoryUsage().rss - rss0;
+    console.log(`# fuzz sandbox -> interceptor: ${CASES * 2} cases, fds +${grownFds}, rss +${(grownRss / 2 ** 20).toFixed(1)} MiB`);
+    assert.ok(grownFds <= 16, `fds grew by ${grownFds}`);
+    assert.ok(grownRss < 256 * 2 ** 20, `rss grew by ${grownRss}`);
     assert.deepEqual(uncaught, []);
   });
 });

@@ -210,6 +210,85 @@ describe('hostile sandboxes', () => {
     }
   });
 
+  it('ClientHello, plaintext, then a placeholder split across writes: bytesUp is exactly what the listener received, and that has no placeholder', async () => {
+    const placeholder = makePlaceholder('TOKEN');
+    const set = new PlaceholderSet([{ name: 'TOKEN', placeholder }]);
+    const violations: string[] = [];
+    const guard: PlaintextGuard = {
+      find: (d) => set.find(d)?.name,
+      stream: () => set.stream(),
+      violation: (v) => violations.push(`${v.secret}@${v.host}:${v.via}`),
+    };
+    const capture = await listen(createServer());
+    const hello = new Promise<Buffer>((resolve) => capture.once('connection', (s: Socket) => s.once('data', resolve)));
+    const t = tls.connect({ host: '127.0.0.1', port: portOf(capture), servername: 'good.test' });
+    t.on('error', () => {});
+    const clientHello = await hello;
+    t.destroy();
+    await closeServer(capture);
+
+    let received = Buffer.alloc(0);
+    let listenerClosed = false;
+    const plain = await listen(
+      createServer((s) => {
+        s.on('error', () => {});
+        s.on('data', (c: Buffer) => {
+          received = Buffer.concat([received, c]);
+        });
+        s.on('close', () => {
+          listenerClosed = true;
+        });
+      }),
+      UPSTREAM_HOST,
+    );
+    const hp = `good.test:${portOf(plain)}`;
+    const p = await startProxy({ allow: [hp], resolve: [`${hp}:${UPSTREAM_HOST}`] }, { guard });
+    try {
+      for (const via of ['connect', 'socks'] as const) {
+        received = Buffer.alloc(0);
+        listenerClosed = false;
+        const s = connect({ host: '127.0.0.1', port: via === 'connect' ? p.httpPort : p.socksPort });
+        s.on('error', () => {});
+        if (via === 'connect') {
+          s.write(`CONNECT ${hp} HTTP/1.1\r\nHost: ${hp}\r\n\r\n`);
+          await readUntil(s, '200 Connection Established');
+        } else {
+          const port = portOf(plain);
+          s.write(Buffer.concat([Buffer.from([5, 1, 0, 5, 1, 0, 3, 9]), Buffer.from('good.test'), Buffer.from([port >> 8, port & 255])]));
+          s.resume();
+          await waitFor(() => s.bytesRead >= 12, 'the SOCKS5 success reply');
+        }
+        s.write(clientHello);
+        await waitFor(() => received.length >= clientHello.length, 'the ClientHello to arrive');
+        // Plaintext that is fine, then the placeholder cut in three: its first bytes sit in the
+        // scanner until the rest shows what they are, and are never forwarded.
+        const safe = 'GET /?q=fine HTTP/1.1\r\nHost: good.test\r\nX-A: ';
+        s.write(safe);
+        await waitFor(() => received.length >= clientHello.length + safe.length, 'the safe plaintext to arrive');
+        s.write(placeholder.slice(0, 5));
+        await new Promise((r) => setImmediate(r));
+        s.write(placeholder.slice(5, 12));
+        await new Promise((r) => setImmediate(r));
+        s.write(`${placeholder.slice(12)}\r\n\r\n`);
+        await once(s, 'close');
+        await waitFor(() => listenerClosed, 'the listener to see the connection end');
+        await waitFor(() => p.records.some((r) => r.via === via && r.decision === 'deny'), `the ${via} record`);
+        const rec = p.records.filter((r) => r.via === via && r.decision === 'deny').at(-1);
+        assert.ok(
+          received.equals(Buffer.concat([clientHello, Buffer.from(safe)])),
+          `the listener got ${JSON.stringify(received.subarray(clientHello.length).toString('latin1'))}`,
+        );
+        assert.ok(!received.includes(placeholder.slice(0, 5)), 'a piece of the placeholder reached the listener');
+        assert.equal(rec?.bytesUp, received.length);
+        assert.match(rec?.rule ?? '', /^placeholder of secret TOKEN sent in plaintext to good\.test:\d+$/);
+      }
+      assert.deepEqual(violations, ['TOKEN@good.test:connect', 'TOKEN@good.test:socks']);
+    } finally {
+      await p.close();
+      await closeServer(plain);
+    }
+  });
+
   it('a connection flood past maxConnections: refused at once, fd and memory growth bounded, all given back', async () => {
     const p = await startProxy({ allow: ['good.test'], limits: { maxConnections: 100 } });
     const fds0 = openFds();

@@ -322,7 +322,9 @@ describe('fuzz: sandbox -> interceptor', () => {
       Buffer.concat([preface, frame(4, 0, 0, []), ...Array.from({ length: 50 }, (_, i) => frame(1, 0x5, 2 * i + 1, block))]),
     ];
     const fds0 = openFds();
+    (globalThis as { gc?: () => void }).gc?.();
     const rss0 = process.memoryUsage().rss;
+    const heap0 = process.memoryUsage().heapUsed;
     let leaked = 0;
     let answered = 0;
     let answeredH2 = 0;
@@ -380,8 +382,12 @@ describe('fuzz: sandbox -> interceptor', () => {
     await closeServer(upstream);
     await new Promise((r) => setTimeout(r, 100));
     const grownFds = openFds() - fds0;
+    (globalThis as { gc?: () => void }).gc?.();
     const grownRss = process.memoryUsage().rss - rss0;
-    console.log(`# fuzz sandbox -> interceptor: ${CASES * 2} cases, fds +${grownFds}, rss +${(grownRss / 2 ** 20).toFixed(1)} MiB`);
+    const grownHeap = process.memoryUsage().heapUsed - heap0;
+    console.log(
+      `# fuzz sandbox -> interceptor: ${CASES * 2} cases, fds +${grownFds}, rss +${(grownRss / 2 ** 20).toFixed(1)} MiB, heap +${(grownHeap / 2 ** 20).toFixed(1)} MiB`,
+    );
     assert.ok(grownFds <= 16, `fds grew by ${grownFds}`);
     assert.ok(grownRss < 256 * 2 ** 20, `rss grew by ${grownRss}`);
     assert.deepEqual(uncaught, []);

@@ -3,8 +3,11 @@
 // that answers nonsense, a sandbox that floods DNS over TCP and never reads, one that asks for
 // names without end, a ClientHello followed by plaintext, and the fd budget.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import * as tls from 'node:tls';
 import { hostBudget } from '../lib/net/budget';
@@ -42,6 +45,35 @@ async function rawUpstream(answer: (n: number) => Buffer | string): Promise<Serv
     }),
     UPSTREAM_HOST,
   );
+}
+
+/** The lines a child writes, one at a time. */
+function readLines(stream: Readable): { next(): Promise<string> } {
+  const lines: string[] = [];
+  const waiting: ((l: string) => void)[] = [];
+  let rest = '';
+  stream.on('data', (c: Buffer) => {
+    rest += c.toString();
+    let nl = rest.indexOf('\n');
+    while (nl >= 0) {
+      const line = rest.slice(0, nl);
+      rest = rest.slice(nl + 1);
+      const w = waiting.shift();
+      if (w) w(line);
+      else lines.push(line);
+      nl = rest.indexOf('\n');
+    }
+  });
+  // At the end, every waiter gets '' (and JSON.parse fails the test instead of hanging it).
+  stream.on('end', () => {
+    for (const w of waiting.splice(0)) w('');
+  });
+  return {
+    next: () => {
+      const l = lines.shift();
+      return l !== undefined ? Promise.resolve(l) : new Promise((resolve) => waiting.push(resolve));
+    },
+  };
 }
 
 function get(port: number, path: string, hostPort: string): Promise<{ data: Buffer }> {
@@ -310,6 +342,57 @@ describe('hostile sandboxes', () => {
     for (const s of sockets) s.destroy();
     await waitFor(() => p.proxy.connections === 0 && openFds() <= fds0 + 4, 'every fd to be given back', 10_000);
     await p.close();
+  });
+
+  it('an application under `ulimit -n 512` flooded with tunnels keeps half its fds: no EMFILE for it, refusals audited', async () => {
+    const up = await echoUpstream();
+    const hp = `echo.test:${portOf(up)}`;
+    // The embedding application: a proxy with the default maxFds (4096, far above what the
+    // process has), which then opens 200 files of its own while the flood holds every tunnel.
+    const app = `
+      const { EgressProxy } = require(${JSON.stringify(path.join(__dirname, '..', 'lib', 'net', 'proxy.js'))});
+      const net = require('node:net');
+      const fs = require('node:fs');
+      const proxy = new EgressProxy({ allow: [${JSON.stringify(hp)}], resolve: [${JSON.stringify(`${hp}:${UPSTREAM_HOST}`)}] }, 'app');
+      const refusals = [];
+      proxy.on('egress', (r) => { if (/budget: host file descriptor budget/.test(r.rule + ' ' + (r.error ?? ''))) refusals.push(r.rule); });
+      const server = net.createServer().listen(0, '127.0.0.1', () => {
+        proxy.serveHttpProxy(server);
+        console.log(JSON.stringify({ port: server.address().port }));
+      });
+      process.stdin.once('data', () => {
+        const opened = [];
+        let error = null;
+        try { for (let i = 0; i < 200; i++) opened.push(fs.openSync('/dev/null', 'r')); } catch (e) { error = e.code; }
+        for (const fd of opened) fs.closeSync(fd);
+        console.log(JSON.stringify({ opened: opened.length, error, refusals: refusals.length, limit: require('node:fs').readFileSync('/proc/self/limits', 'utf8').match(/Max open files\\s+(\\d+)/)[1] }));
+        process.exit(0);
+      });`;
+    const child = spawn('sh', ['-c', 'ulimit -n 512 && exec "$0" -e "$1"', process.execPath, app], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const lines = readLines(child.stdout);
+    const { port } = JSON.parse(await lines.next()) as { port: number };
+    const clients: Socket[] = [];
+    try {
+      let answered = 0;
+      for (let i = 0; i < 400; i++) {
+        const s = connect({ host: '127.0.0.1', port });
+        s.on('error', () => {});
+        clients.push(s);
+        s.write(`CONNECT ${hp} HTTP/1.1\r\nHost: ${hp}\r\n\r\n`);
+        s.once('data', () => answered++);
+      }
+      await waitFor(() => answered + clients.filter((c) => c.destroyed).length >= 400, 'every CONNECT to be answered or refused', 20_000);
+      child.stdin.write('check\n');
+      const r = JSON.parse(await lines.next()) as { opened: number; error: string | null; refusals: number; limit: string };
+      assert.equal(r.limit, '512');
+      assert.deepEqual({ opened: r.opened, error: r.error }, { opened: 200, error: null });
+      assert.ok(r.refusals > 0, 'the flood never reached the host budget');
+    } finally {
+      for (const s of clients) s.destroy();
+      child.kill();
+      await once(child, 'exit');
+      await closeServer(up);
+    }
   });
 
   it('a tunnel that does not fit the host pipe budget is relayed in JavaScript, bytes intact', async () => {

@@ -164,7 +164,18 @@ interface Addon {
     oomControlFd: number,
     onOom: () => void,
   ) => { close(): void };
-  Relay: new (upHead: Buffer, downHead: Buffer, idleMs: number, onDone: RelayDone, growPipes?: boolean) => NativeRelay;
+  /**
+   * pipeRoom: bytes of pipe buffers the uid must still be able to add under pipe-user-pages-soft
+   * once the relay's pipes exist (start() returns ENOBUFS otherwise); 0 or absent: no check.
+   */
+  Relay: new (
+    upHead: Buffer,
+    downHead: Buffer,
+    idleMs: number,
+    onDone: RelayDone,
+    growPipes?: boolean,
+    pipeRoom?: number,
+  ) => NativeRelay;
   UdpEndpoint: new (fd: number, onMessage: (data: Buffer, peer: Buffer) => void) => NativeUdpEndpoint;
   /**
    * Queues the spawn on the environment's spawner thread (native/spawner.cc) and returns at once;
@@ -189,6 +200,8 @@ interface Addon {
   seccompNotify(): boolean;
   /** The checklist's steps by number (native/steps.h), frozen. */
   steps: Readonly<Record<number, { step: string; syscall: string }>>;
+  /** The capacity of pipe `fd` after setting it to `bytes` if given (F_SETPIPE_SZ), or -errno. */
+  pipeSize(fd: number, bytes?: number): number;
 }
 
 const packageRoot = path.join(libDir, '..', '..');

@@ -695,6 +695,23 @@ stockade::LoopHandles* stockade::loopHandlesOf(napi_env env) {
   return &static_cast<AddonData*>(data)->handles;
 }
 
+// pipeSize(fd[, bytes]) -> the capacity of pipe `fd` in bytes after setting it to `bytes` if
+// given (F_SETPIPE_SZ, rounded up by the kernel), or -errno. The relay's pipes count against the
+// uid's pipe-user-pages-soft (relay.cc); `stockade doctor` and the tests read what a fresh pipe
+// gets. man 7 pipe, man 2 fcntl.
+static Napi::Value PipeSize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber() || (info.Length() > 1 && !info[1].IsNumber())) {
+    Napi::TypeError::New(env, "pipeSize(fd[, bytes]) takes numbers").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  if (info.Length() > 1 && fcntl(fd, F_SETPIPE_SZ, info[1].As<Napi::Number>().Int32Value()) < 0)
+    return Napi::Number::New(env, -errno);
+  int size = fcntl(fd, F_GETPIPE_SZ);
+  return Napi::Number::New(env, size < 0 ? -errno : size);
+}
+
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   using namespace stockade;
   uv_loop_t* loop = nullptr;
@@ -710,6 +727,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("landlockAbi", Napi::Function::New(env, LandlockAbi));
   exports.Set("auditProbe", Napi::Function::New(env, ProbeAudit));
   exports.Set("raiseOpenFileLimit", Napi::Function::New(env, RaiseOpenFileLimit));
+  exports.Set("pipeSize", Napi::Function::New(env, PipeSize));
   exports.Set("seccompNotify", Napi::Function::New(env, SeccompNotify));
   exports.Set("steps", StepTable(env));
   exports.Set("UdpEndpoint", UdpEndpoint::Init(env));

@@ -79,10 +79,46 @@ export class Connector {
   private readonly decider: Decider;
   /** This sandbox's file descriptors (./budget.ts), drawn from the host budget too. */
   readonly fds: Budget;
+  /** Bytes queued in Node's sockets for peers that do not read (./budget.ts), drawn from the host's. */
+  readonly buffered: Budget;
+  /** What each socket has charged to `buffered` until its next 'drain' or 'close'. */
+  private readonly charged = new WeakMap<Socket, number>();
 
   constructor(readonly opts: ConnectorOptions) {
     this.decider = new Decider(opts);
     this.fds = new Budget(`sandbox file descriptor budget (limits.maxFds)`, () => opts.limits.maxFds, hostBudget.fds);
+    this.buffered = new Budget(
+      'sandbox buffered bytes budget (limits.maxBufferedBytes)',
+      () => opts.limits.maxBufferedBytes,
+      hostBudget.bufferedBytes,
+    );
+  }
+
+  /**
+   * After a write() to `socket` that said "full": charges what waits in its queue to the
+   * buffered-bytes budget until 'drain' (or 'close') gives it back. The writer stops feeding
+   * the socket until then (backpressure), so a queue is one read's worth at most; the budget
+   * bounds the sum over all the sandbox's connections. Returns the refusal when it does not
+   * fit (the caller closes the connection), undefined otherwise.
+   */
+  chargeQueued(socket: Socket): string | undefined {
+    const queued = socket.writableLength;
+    const had = this.charged.get(socket);
+    const more = queued - (had ?? 0);
+    if (more <= 0) return undefined;
+    if (!this.buffered.take(more)) return `budget: ${this.buffered.refusal(more)} reached`;
+    this.charged.set(socket, queued);
+    if (had === undefined) {
+      const release = (): void => {
+        socket.removeListener('drain', release);
+        socket.removeListener('close', release);
+        this.buffered.give(this.charged.get(socket) ?? 0);
+        this.charged.delete(socket);
+      };
+      socket.once('drain', release);
+      socket.once('close', release);
+    }
+    return undefined;
   }
 
   get limits(): ResolvedLimits {

@@ -31,6 +31,11 @@ export interface EgressRecord {
   error?: string;
   /** Set when the connection was handed to the credential interceptor. */
   intercepted?: boolean;
+  /**
+   * Set when a budget was reached during an allowed connection and changed how it was carried
+   * (e.g. no room for kernel relay pipes: relayed in JavaScript), naming the budget.
+   */
+  budget?: string;
 }
 
 export interface EgressLimits {
@@ -42,6 +47,13 @@ export interface EgressLimits {
    * one host budget, half the process's RLIMIT_NOFILE.
    */
   maxFds?: number;
+  /**
+   * Bytes this sandbox's proxy may hold queued for a peer that does not read (tunnels relayed in
+   * JavaScript: a write the kernel did not take waits in Node). Default 67108864 (64 MiB). A
+   * tunnel whose queue does not fit is closed, with `budget` in its record. Every proxy of the
+   * process also draws from one host budget (an eighth of the memory, at most 1 GiB).
+   */
+  maxBufferedBytes?: number;
   /** Names the DNS responder keeps an address for (least recently used recycled). Default 4096. */
   dnsNames?: number;
   /** Largest request head (request line + headers) in bytes. Default 16384. */
@@ -60,6 +72,7 @@ export function resolveLimits(l: EgressLimits = {}): ResolvedLimits {
   const out: ResolvedLimits = {
     maxConnections: l.maxConnections ?? 1024,
     maxFds: l.maxFds ?? 4096,
+    maxBufferedBytes: l.maxBufferedBytes ?? 64 * 2 ** 20,
     dnsNames: l.dnsNames ?? 4096,
     maxHeaderSize: l.maxHeaderSize ?? 16384,
     idleTimeout: l.idleTimeout ?? 300_000,

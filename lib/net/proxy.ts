@@ -104,6 +104,11 @@ export class EgressProxy extends EventEmitter<EgressProxyEvents> {
     return this.clients;
   }
 
+  /** Bytes queued in this proxy's sockets for peers that do not read (limits.maxBufferedBytes). */
+  get bufferedBytes(): number {
+    return this.connector.buffered.used;
+  }
+
   /** Tunnels currently relayed in the kernel (also counted in `connections`). */
   get kernelRelays(): number {
     return this.connector.relays.size;

@@ -55,6 +55,15 @@ export interface SecretInterceptorOptions {
 
 const TLS_VERIFY_CODE = /^(CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED|SELF_SIGNED_CERT|ERR_TLS_CERT_ALTNAME|HOSTNAME_MISMATCH|ERR_SSL_)/;
 
+/**
+ * Budgets of one sandbox's interceptor (there is one per sandbox): what a sandbox can make it
+ * hold at once. Requests in flight on one HTTP/1.1 connection (pipelining: Node parses and
+ * dispatches every pipelined request it has read, and each would open an upstream connection);
+ * concurrent streams of one HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS, enforced by
+ * nghttp2); upstream HTTP/1.1 connections in all (further requests wait in the agent's queue).
+ */
+export const INTERCEPT_LIMITS = { pipelined: 32, streams: 100, upstreamSockets: 256 } as const;
+
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
 /** Dispatches TLS connections for secret-carrying hosts; see the file header. */
@@ -72,6 +81,8 @@ export class SecretInterceptor extends EventEmitter {
   private readonly handshakeTimeout: number;
   private readonly servers = new Map<string, Promise<http2.Http2SecureServer>>();
   private readonly sockets = new Set<Duplex>();
+  /** Requests in flight per HTTP/1.1 connection from the sandbox (INTERCEPT_LIMITS.pipelined). */
+  private readonly inFlight = new WeakMap<object, number>();
   private closed = false;
   private formsCache: string[] | undefined;
 
@@ -195,6 +206,7 @@ export class SecretInterceptor extends EventEmitter {
       key: leaf.keyPem,
       cert: `${leaf.certPem}\n${this.ca.certPem}`,
       handshakeTimeout: this.handshakeTimeout,
+      settings: { maxConcurrentStreams: INTERCEPT_LIMITS.streams },
       // The SNI must name the host the proxy let through: a client that connected for one host
       // and asks TLS for another is trying to make us mint (and route) for a name we did not check.
       SNICallback: (servername, cb) => {
@@ -264,6 +276,18 @@ export class SecretInterceptor extends EventEmitter {
     if (method === 'CONNECT') {
       this.reply(res, 501, { error: 'not-supported', message: 'stockade: CONNECT inside an intercepted connection is not supported' });
       return;
+    }
+    if (!h2) {
+      const conn = (req as http.IncomingMessage).socket;
+      const n = this.inFlight.get(conn) ?? 0;
+      if (n >= INTERCEPT_LIMITS.pipelined) {
+        const message = `stockade: more than ${INTERCEPT_LIMITS.pipelined} requests in flight on one connection to ${target.host}:${target.port}; the connection is closed after this answer`;
+        this.audit('warn', { event: 'secret-proxy-budget', host: target.host, port: target.port, budget: 'pipelined' }, message);
+        this.reply(res, 503, { error: 'budget', message });
+        return;
+      }
+      this.inFlight.set(conn, n + 1);
+      res.once('close', () => this.inFlight.set(conn, (this.inFlight.get(conn) ?? 1) - 1));
     }
     let plan: UpstreamRequest;
     try {

@@ -71,6 +71,7 @@ const knownOptions = new Set([
   'secrets',
   'upstreamCa',
   'seccomp',
+  'grantScope',
 ]);
 
 function fail(field: string, message: string): never {
@@ -344,6 +345,10 @@ export function resolveSandbox(command: string, args: readonly string[], options
   const seccomp = seccompProfileOf(options.seccomp, 'seccomp');
   const network = options.network ?? 'none';
   const egress = egressOf(network);
+  const scope = options.grantScope;
+  if (scope !== undefined && (typeof scope?.checkHost !== 'function' || typeof scope.checkSecret !== 'function')) {
+    fail('grantScope', 'expected an object with checkHost() and checkSecret() (lib/net/decision.ts GrantScope)');
+  }
   if (options.secrets !== undefined && egress === undefined) {
     fail('secrets', "credentials are injected by the egress proxy: give network an allow list (not 'none' or 'host')");
   }

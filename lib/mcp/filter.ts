@@ -65,7 +65,7 @@ export interface ToolGate {
 }
 
 /** 'input-required': a 2026-07-28 InputRequiredResult; the client's retry is a call of its own. */
-export type ToolCallOutcome = 'ok' | 'error' | 'refused' | 'input-required';
+export type ToolCallOutcome = 'ok' | 'error' | 'refused' | 'input-required' | 'cancelled';
 
 export interface ToolCallEvent {
   /** JSON-RPC id of the tools/call request (undefined for a notification). */
@@ -211,6 +211,19 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
     const id = isRequestId(msg.id) ? msg.id : undefined;
     if (msg.method === 'tools/list') {
       if (id !== undefined) remember(pendingLists, idKey(id));
+      return null;
+    }
+    // The client gave up on a call: the server should not answer it, so it is no longer in
+    // flight (and its per-tool grant ends now, not never). The notification goes on to the server.
+    if (msg.method === 'notifications/cancelled') {
+      const p = msg.params;
+      const rid = isObject(p) && isRequestId(p.requestId) ? p.requestId : undefined;
+      const call = rid === undefined ? undefined : pendingCalls.get(idKey(rid));
+      if (rid !== undefined && call) {
+        pendingCalls.delete(idKey(rid));
+        const version = call.protocolVersion ? { protocolVersion: call.protocolVersion } : {};
+        audit({ id: call.id, tool: call.tool, outcome: 'cancelled', durationMs: Date.now() - call.startedAt, ...version });
+      }
       return null;
     }
     if (msg.method !== 'tools/call') return null;

@@ -12,6 +12,7 @@ import {
   type Decision,
   type EgressRecord,
   type EgressTarget,
+  type GrantScope,
   type Interceptor,
   type PlaintextGuard,
   type ResolvedLimits,
@@ -23,7 +24,10 @@ import type { sniff } from './sniff';
 import { spliceTunnel } from './tunnel';
 
 export {
+  type CallRef,
   type Decision,
+  type GrantScope,
+  type ScopeVerdict,
   type EgressLimits,
   type EgressRecord,
   type EgressTarget,
@@ -49,6 +53,8 @@ export interface ConnectorOptions {
   audit: (record: EgressRecord) => void;
   /** Relay inspected tunnels with splice(2) in the kernel when possible. Default true. */
   kernelRelay?: boolean;
+  /** Per-tool grants (./decision.ts GrantScope). */
+  scope?: GrantScope;
 }
 
 /** An upstream socket reading through the shared buffer; bytes go to the sink once it is set. */
@@ -241,12 +247,21 @@ export class Connector {
       rule: d.rule,
       durationMs: Date.now() - started,
       ...outcome,
+      ...(d.calls ? { calls: d.calls } : {}),
     });
   }
 
   /** Audits a denial made before any upstream exists. */
   auditDenied(via: Via, d: Extract<Decision, { allowed: false }>, started: number): void {
-    this.audit({ via, host: d.host, port: d.port, decision: 'deny', rule: d.rule, durationMs: Date.now() - started });
+    this.audit({
+      via,
+      host: d.host,
+      port: d.port,
+      decision: 'deny',
+      rule: d.rule,
+      durationMs: Date.now() - started,
+      ...(d.calls ? { calls: d.calls } : {}),
+    });
   }
 
   /**

@@ -48,6 +48,7 @@ export function spliceTunnel(
       bytesDown,
       durationMs: Date.now() - started,
       ...(error && !denial ? { error } : {}),
+      ...(d.calls ? { calls: d.calls } : {}),
     });
   const abort = (): void => {
     client.destroy();

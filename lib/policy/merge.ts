@@ -12,7 +12,7 @@
 import { resolve as resolvePath } from 'node:path';
 import type { SecretOptions } from '../options';
 import { parseSecretSpec } from '../secrets/spec';
-import type { Policy, PolicyNetwork } from './types';
+import type { Policy, PolicyNetwork, PolicyToolGrant } from './types';
 import { PolicyError, type PolicyIssue, validatePolicy } from './validate';
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -63,6 +63,17 @@ export function mergePolicies(lower: Policy, upper: Policy): Policy {
   if (network !== undefined) out.network = network;
   const secrets = mergeSecrets(lower.secrets, upper.secrets);
   if (secrets !== undefined) out.secrets = secrets;
+  // A list of tools over per-tool grants (--tools over a policy's map) adds names without grants.
+  const lt = lower.mcp?.tools;
+  const ut = upper.mcp?.tools;
+  if (lt !== undefined && ut !== undefined && Array.isArray(lt) !== Array.isArray(ut)) {
+    const map: Record<string, unknown> = {};
+    for (const t of [lt, ut]) {
+      if (Array.isArray(t)) for (const name of t) map[name] ??= {};
+      else for (const [name, g] of Object.entries(t)) map[name] = deepMerge(map[name], g);
+    }
+    out.mcp = { ...out.mcp, tools: map as Record<string, PolicyToolGrant> };
+  }
   if (upper.command !== undefined) {
     out.command = upper.command;
     out.args = upper.args;

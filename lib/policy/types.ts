@@ -44,6 +44,28 @@ export interface PackagePin {
   integrity: string;
 }
 
+/** What one tool (or pattern) is granted beyond the base grant while its calls are in flight. */
+export interface PolicyToolGrant {
+  /** Allowlist entries reachable only during the tool's calls. */
+  network?: string[];
+  /** Names of `secrets` injected only during the tool's calls. */
+  secrets?: string[];
+}
+
+export interface PolicyMcp {
+  /**
+   * The tools the client may see and call: a list of names or patterns, or an object whose keys
+   * are the names or patterns and whose values are their per-tool grants (lib/mcp/tool-grants.ts).
+   */
+  tools?: string[] | Record<string, PolicyToolGrant>;
+}
+
+/** The tool names or patterns of `mcp.tools`, in either form. */
+export function toolPatterns(tools: PolicyMcp['tools']): string[] | undefined {
+  if (tools === undefined) return undefined;
+  return Array.isArray(tools) ? [...tools] : Object.keys(tools);
+}
+
 export interface Policy {
   $schema?: string;
   command?: string[];
@@ -59,7 +81,7 @@ export interface Policy {
   limits?: PolicyLimits;
   seccomp?: 'default' | 'strict';
   hostname?: string;
-  mcp?: { tools?: string[] };
+  mcp?: PolicyMcp;
   audit?: string;
   verbose?: boolean;
 }

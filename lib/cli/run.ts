@@ -240,6 +240,8 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
       stop();
     });
     grants?.attach(() => filter.activeCalls());
+    // A call ended: connections only its grant allowed are cut (lib/mcp/tool-grants.ts).
+    filter.on('tool-call', () => grants?.recheck());
     // Correlation: what the server did on the network, which secrets were injected and which
     // violations it committed while tool calls were in flight. One line per event, naming the
     // calls (request id and tool): those the decision was made for (the proxy and the

@@ -14,8 +14,10 @@
 //     which code path uses it.
 //   - between calls: the base grant only.
 //   - connections are checked when they are opened (and every plain-HTTP request and every
-//     injected request on its own): a connection opened during A's call is not cut when the call
-//     ends, but a secret on it is injected only while a call granted that secret is in flight.
+//     injected request on its own). A connection that only a call's grant allowed is held: when
+//     that call ends (answered, cancelled) and no other call in flight grants its host, the
+//     proxy cuts it, so a keep-alive connection or a WebSocket opened during A's call does not
+//     carry on into B's call or the time between calls. A secret is checked per request.
 //   - a call the client cancels (notifications/cancelled) or that is forgotten stops granting.
 //
 // Every decision names the calls it was joined to (the calls whose grant allowed it; for a
@@ -23,7 +25,7 @@
 // violations.
 import { Allowlist } from '../net/allowlist';
 import type { CallRef, GrantScope, ScopeVerdict } from '../net/decision';
-import type { NormalizedHost } from '../net/hostname';
+import { type NormalizedHost, normalizeHost } from '../net/hostname';
 import { toolMatches } from '../policy/formats';
 
 /** What one tool (or tool pattern) is granted beyond the base, as the policy writes it. */
@@ -60,6 +62,8 @@ export class ToolGrants implements GrantScope {
   /** Secrets some tool grant names: injected only during such calls. */
   private readonly scopedSecrets: ReadonlySet<string>;
   private active: () => readonly CallRef[] = () => [];
+  /** Connections allowed by a call's grant, cut when it ends (GrantScope.hold). */
+  private readonly held = new Set<{ host: NormalizedHost; port: number; cut: (reason: string) => void }>();
 
   /**
    * Without a spec, nothing is narrowed: every decision is allowed and only joined to the calls
@@ -79,6 +83,43 @@ export class ToolGrants implements GrantScope {
   /** Where the calls in flight come from: the tool layer (ToolFilter.activeCalls). */
   attach(active: () => readonly CallRef[]): void {
     this.active = active;
+  }
+
+  /**
+   * A call ended (the tool layer's 'tool-call' event): cuts every held connection no call in
+   * flight grants any more.
+   */
+  recheck(): void {
+    for (const h of this.held) {
+      const v = this.checkHost(h.host, h.port);
+      if (v.allowed) continue;
+      this.held.delete(h);
+      h.cut(`closed: the call that granted ${h.host.host}:${h.port} ended (${v.rule})`);
+    }
+  }
+
+  hold(host: string, port: number, cut: (reason: string) => void): () => void {
+    let normalized: NormalizedHost;
+    try {
+      normalized = normalizeHost(host);
+    } catch {
+      cut(`closed: ${host} is not a valid host`);
+      return () => {};
+    }
+    const entry = { host: normalized, port, cut };
+    // The call may have ended between the decision and the connect.
+    const v = this.checkHost(normalized, port);
+    if (!v.allowed) {
+      cut(`closed: the call that granted ${normalized.host}:${port} ended (${v.rule})`);
+      return () => {};
+    }
+    this.held.add(entry);
+    return () => this.held.delete(entry);
+  }
+
+  /** Connections held now (for tests and the audit). */
+  get heldConnections(): number {
+    return this.held.size;
   }
 
   /** The calls in flight now (id and tool). */
@@ -102,7 +143,7 @@ export class ToolGrants implements GrantScope {
         break;
       }
     }
-    if (granting.length > 0) return { allowed: true, rule, calls: granting };
+    if (granting.length > 0) return { allowed: true, rule, calls: granting, scoped: true };
     const owners = this.compiled.filter((c) => c.allow.matchNormalized(host, port).allowed).map((c) => c.pattern);
     return {
       allowed: false,

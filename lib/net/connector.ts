@@ -26,16 +26,16 @@ import { spliceTunnel } from './tunnel';
 export {
   type CallRef,
   type Decision,
-  type GrantScope,
-  type ScopeVerdict,
   type EgressLimits,
   type EgressRecord,
   type EgressTarget,
+  type GrantScope,
   hostOfHeader,
   type Interceptor,
   type PlaintextGuard,
   type ResolvedLimits,
   resolveLimits,
+  type ScopeVerdict,
   safeName,
   type Via,
 } from './decision';
@@ -282,6 +282,8 @@ export class Connector {
     const interceptor = this.opts.interceptor;
     if (interceptor?.wants(d.host, d.port)) {
       this.auditAllowed(via, d, started, { intercepted: true });
+      const forget = this.hold(d, () => client.destroy());
+      client.once('close', forget);
       hooks.ready(undefined);
       const target: EgressTarget = { host: d.host, port: d.port, address: d.address };
       if (d.connectPort !== undefined) target.connectPort = d.connectPort;
@@ -304,6 +306,16 @@ export class Connector {
     }
     hooks.ready(upstream.socket);
     spliceTunnel(this, via, client, upstream, d, head, started, hooks.inspect);
+  }
+
+  /**
+   * A connection allowed by a tool call's grant (not the base grant) is cut when no call in
+   * flight grants it any more (lib/mcp/tool-grants.ts). Returns the function that forgets it.
+   */
+  hold(d: Extract<Decision, { allowed: true }>, cut: (reason: string) => void): () => void {
+    const scope = this.opts.scope;
+    if (!d.scoped || scope?.hold === undefined) return () => {};
+    return scope.hold(d.host, d.port, cut);
   }
 
   destroyAll(): void {

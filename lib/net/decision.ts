@@ -50,20 +50,27 @@ export interface ScopeVerdict {
   /** The rule that allowed it ('tool fetch_a (call 3): a.test'), or the refusal. */
   rule: string;
   calls: CallRef[];
+  /** Allowed by the grant of a call in flight, not by the base grant: the connection is held. */
+  scoped?: boolean;
 }
 
 /**
  * A grant that changes while the sandbox runs (per-tool grants, lib/mcp/tool-grants.ts). The
  * allowlist the proxy is built from is the union of everything the sandbox may ever reach; the
  * scope narrows it, per decision, to what the calls in flight now are granted. Consulted at
- * connect time (and per request for secrets): a connection opened while a call's grant allowed
- * it is not cut when the call ends.
+ * connect time (and per request for plain HTTP and for secrets); a connection allowed by a
+ * call's grant is held, and cut once no call in flight grants its host any more.
  */
 export interface GrantScope {
   /** After the allowlist matched host:port: may it be reached now? */
   checkHost(host: NormalizedHost, port: number): ScopeVerdict;
   /** May the secret `name` be injected now? */
   checkSecret(name: string): ScopeVerdict;
+  /**
+   * A connection a scoped verdict allowed: `cut` is called (once) when no call in flight grants
+   * host:port any more, at once if that is already so. Returns the function that forgets it.
+   */
+  hold?(host: string, port: number, cut: (reason: string) => void): () => void;
 }
 
 export interface EgressLimits {
@@ -136,7 +143,18 @@ export interface PlaintextGuard {
 }
 
 export type Decision =
-  | { allowed: true; host: string; port: number; rule: string; address: string; isName: boolean; connectPort?: number; calls?: CallRef[] }
+  | {
+      allowed: true;
+      host: string;
+      port: number;
+      rule: string;
+      address: string;
+      isName: boolean;
+      connectPort?: number;
+      calls?: CallRef[];
+      /** Allowed by a tool call's grant (GrantScope.hold applies). */
+      scoped?: boolean;
+    }
   | { allowed: false; host: string; port: number; rule: string; status: 403 | 502; calls?: CallRef[] };
 
 export interface DeciderOptions {
@@ -174,7 +192,7 @@ export class Decider {
     // Per-tool grants: the union allowed it; is it in the grant of what runs now?
     const scoped = this.opts.scope?.checkHost(host, port);
     if (scoped && !scoped.allowed) return { ...deny(scoped.rule), calls: scoped.calls };
-    const calls = scoped ? { calls: scoped.calls } : {};
+    const calls = scoped ? { calls: scoped.calls, ...(scoped.scoped ? { scoped: true as const } : {}) } : {};
     const rule = scoped ? scoped.rule : match.rule;
     if (host.kind === 'ip') {
       // Allowed by an address/CIDR entry, which also names it for the SSRF guard.

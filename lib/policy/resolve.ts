@@ -3,12 +3,12 @@
 //   effectivePolicy: the profile merged under the policy (pure; reports dirs to create)
 //   policyToOptions: the effective policy as { command, args, options }, creating those dirs
 import { chownSync, mkdirSync } from 'node:fs';
+import type { ToolGrantsSpec } from '../mcp/tool-grants';
 import type { SandboxOptions } from '../options';
 import { SANDBOX_UID } from '../plan';
 import { parseSize } from './formats';
 import { mergePolicies } from './merge';
 import { profileFor } from './profiles';
-import type { ToolGrantsSpec } from '../mcp/tool-grants';
 import { type Policy, toolPatterns } from './types';
 import { PolicyError } from './validate';
 

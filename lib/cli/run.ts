@@ -157,8 +157,10 @@ export async function main(argv: string[]): Promise<number> {
     const say = (line: string) => process.stderr.write(`${line}\n`);
     if (policyFile) trust = launchTrust(policyFile, filePolicy, launch, logger, say);
     if (merged.package) {
+      // The registry stays reachable in the run phase only if the user's policy itself names it
+      // (not the profile, which adds it for the install).
       const net = merged.network;
-      launch = await installPinned(launch, merged.package, typeof net === 'object' && net.allow.includes('registry.npmjs.org'));
+      launch = await installPinned(launch, merged.package, (host) => typeof net === 'object' && net.allow.includes(host));
     }
   } catch (err) {
     if (err instanceof SandboxOptionsError) throw new UsageError(err.message);

@@ -36,12 +36,14 @@ export interface PolicyLimits {
   timeout?: number;
 }
 
-/** An exact registry package a `npx -y NAME` server must be (lib/cli/package-pin.ts). */
+/** An exact registry package an `npx -y NAME` or `uvx NAME` server must be (lib/cli/package-pin.ts). */
 export interface PackagePin {
   name: string;
   version: string;
-  /** npm's dist.integrity of the tarball: 'sha512-<base64>'. */
+  /** npm's dist.integrity of the tarball, 'sha512-<base64>'; PyPI: the wheel's 'sha256:<hex>'. */
   integrity: string;
+  /** PyPI: the pinned wheel's file name. */
+  file?: string;
 }
 
 /** What one tool (or pattern) is granted beyond the base grant while its calls are in flight. */

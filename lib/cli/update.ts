@@ -16,6 +16,7 @@ export const resolvePackage = resolveNpm;
 
 export function updateUsage(): string {
   return `Usage: stockade update POLICY
+       stockade update CONFIG NAME     (the policy of server NAME in a wrapped client config)
 
 Pins the package of an \`npx -y PKG\` or \`uvx PKG\` server: asks the registry (npm with
 your configuration; PyPI's JSON API at PIP_INDEX_URL / UV_INDEX_URL, default pypi.org) for the
@@ -35,8 +36,21 @@ export async function main(argv: string[], io: CliIO = process): Promise<number>
     io.stdout.write(`${updateUsage()}\n`);
     return 0;
   }
-  if (argv.length !== 1 || argv[0].startsWith('-')) throw new UsageError('expected one policy file (see stockade update --help)');
-  const file = argv[0];
+  if (argv.length < 1 || argv.length > 2 || argv.some((a) => a.startsWith('-')))
+    throw new UsageError('expected a policy file, or a client config and a server name (see stockade update --help)');
+  let file = argv[0];
+  // A policy wrap wrote has no command: the client config runs it after `--`.
+  let command: string[] | undefined;
+  if (argv.length === 2) {
+    const { policyOfServer, WrapError } = require('./wrap') as typeof import('./wrap');
+    try {
+      ({ policy: file, command } = policyOfServer(argv[0], argv[1]));
+    } catch (err) {
+      if (!(err instanceof WrapError)) throw err;
+      io.stderr.write(`stockade update: ${err.message}\n`);
+      return 2;
+    }
+  }
   if (!file.endsWith('.json'))
     throw new UsageError('update rewrites JSON policies only; for YAML, set package: { name, version, integrity } by hand');
   let policy: Policy;
@@ -47,8 +61,10 @@ export async function main(argv: string[], io: CliIO = process): Promise<number>
     io.stderr.write(`stockade update: ${(err as Error).message}\n`);
     return 2;
   }
-  const spec = commandPackage([...(policy.command ?? []), ...(policy.args ?? [])]);
-  if (spec === undefined) throw new UsageError(`the policy's command is not \`npx [-y] PACKAGE\` or \`uvx PACKAGE\``);
+  const runs = command?.length ? command : [...(policy.command ?? []), ...(policy.args ?? [])];
+  if (runs.length === 0) throw new UsageError(`${file} has no command (the client config gives it): use stockade update CONFIG NAME`);
+  const spec = commandPackage(runs);
+  if (spec === undefined) throw new UsageError(`the server's command is not \`npx [-y] PACKAGE\` or \`uvx PACKAGE\``);
   // The registry configuration is the user's (npm's config; PIP_INDEX_URL / UV_INDEX_URL), then the policy's env.
   const policyEnv = Object.fromEntries(Object.entries(policy.env ?? {}).filter((e): e is [string, string] => typeof e[1] === 'string'));
   const now = await resolveCommandPackage(spec, { ...policyEnv, ...process.env });

@@ -79,6 +79,30 @@ function installedIntegrity(cache: string, pin: PackagePin): string {
   }
 }
 
+/**
+ * The program npx runs for the installed pin: the package's bin (the only one, or the one named
+ * like the package), as `_npx/HASH/node_modules/.bin/BIN` below the cache. `stockade serve` runs
+ * it directly, from a cache its sessions get read-only (lib/serve/trust.ts).
+ */
+export function installedBin(cache: string, pin: PackagePin): string {
+  const dirs = fs.readdirSync(path.join(cache, '_npx'));
+  if (dirs.length !== 1) throw new PackagePinError(`stockade: expected one npx install of ${pin.name}, found ${dirs.length}`);
+  const rel = `_npx/${dirs[0]}/node_modules`;
+  let manifest: { bin?: unknown };
+  try {
+    manifest = JSON.parse(readBelow(cache, `${rel}/${pin.name}/package.json`).toString('utf8'));
+  } catch (err) {
+    if (err instanceof PackagePinError) throw err;
+    throw new PackagePinError(`stockade: the installed ${pin.name} has no readable package.json`);
+  }
+  const own = pin.name.slice(pin.name.lastIndexOf('/') + 1);
+  const bins = typeof manifest.bin === 'string' ? [own] : manifest.bin && typeof manifest.bin === 'object' ? Object.keys(manifest.bin) : [];
+  const bin = bins.length === 1 ? bins[0] : bins.find((b) => b === own);
+  if (bin === undefined || !/^[A-Za-z0-9@._-]+$/.test(bin))
+    throw new PackagePinError(`stockade: ${pin.name} names no single program to run`);
+  return path.join(cache, rel, '.bin', bin);
+}
+
 function finished(child: SandboxedProcess): Promise<number | null> {
   return new Promise((resolve, reject) => {
     child.on('error', reject);

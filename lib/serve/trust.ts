@@ -56,7 +56,17 @@ export class ServerTrust {
     const { installPinned } = require('../cli/package-pin') as typeof import('../cli/package-pin');
     const net = this.policy.network;
     try {
-      this.verified = await installPinned(policyToOptions(this.policy), pin, (h) => typeof net === 'object' && net.allow.includes(h));
+      const verified = await installPinned(policyToOptions(this.policy), pin, (h) => typeof net === 'object' && net.allow.includes(h));
+      // npx would write to its cache, which sessions get read-only: they run the installed bin.
+      const cache = verified.options.env?.npm_config_cache;
+      if (verified.command.endsWith('npx') && typeof cache === 'string') {
+        const { installedBin } = require('../cli/package-pin') as typeof import('../cli/package-pin');
+        const { npxPackage } = require('../cli/package-resolve') as typeof import('../cli/package-resolve');
+        const spec = npxPackage([verified.command, ...verified.args]);
+        verified.args = spec ? verified.args.slice(spec.index) : [];
+        verified.command = installedBin(cache, pin);
+      }
+      this.verified = verified;
       this.logger.info({
         event: 'serve-package-verified',
         server: this.server,
@@ -117,19 +127,28 @@ export class ServerTrust {
     });
   }
 
-  /** A session's launch with the verified package install in place of the registry command. */
+  /**
+   * A session's launch with the verified package install in place of the registry command. The
+   * install lives in the server's package cache, which every principal's sessions of this server
+   * share: sessions get it read-only, so one tenant cannot change the code another one runs
+   * (`stockade run` has one user, and reinstalls at every start instead).
+   */
   applyPackage(launch: PolicyLaunch): PolicyLaunch {
     const v = this.verified;
     if (v === undefined) return launch;
+    const env = { ...(v.options.env ?? {}) };
+    const cache = [env.npm_config_cache, env.PIP_CACHE_DIR].filter((c): c is string => typeof c === 'string');
+    const fs = launch.options.filesystem ?? {};
+    const filesystem = {
+      ...fs,
+      readWrite: (fs.readWrite ?? []).filter((p) => !cache.includes(p)),
+      readOnly: [...(fs.readOnly ?? []), ...cache.filter((c) => (fs.readWrite ?? []).includes(c))],
+    };
     return {
       ...launch,
       command: v.command,
       args: [...v.args],
-      options: {
-        ...launch.options,
-        env: { ...(v.options.env ?? {}) },
-        ...(v.options.network !== undefined ? { network: v.options.network } : {}),
-      },
+      options: { ...launch.options, filesystem, env, ...(v.options.network !== undefined ? { network: v.options.network } : {}) },
     };
   }
 }

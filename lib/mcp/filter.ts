@@ -25,7 +25,7 @@
 import { EventEmitter } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
-import { toolMatches } from '../policy/formats';
+import { toolMatcher } from '../policy/formats';
 import { LineSplitter } from './framing';
 import { inspectJson, MAX_JSON_DEPTH } from './json';
 import { isInputRequired, requestProtocolVersion } from './protocol';
@@ -165,7 +165,9 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
   const maxDepth = options.maxDepth ?? MAX_JSON_DEPTH;
   const emitter = new EventEmitter() as ToolFilter;
 
-  const isAllowed = (name: string) => allowed.some((p) => toolMatches(p, name));
+  // Compiled once: a patterns list is checked for every listed tool and every call.
+  const matchers = allowed.map(toolMatcher);
+  const isAllowed = (name: string) => matchers.some((m) => m(name));
   const pendingCalls = new Map<string, ActiveToolCall>();
   const pendingLists = new Set<string>();
 

@@ -26,7 +26,7 @@
 import { Allowlist } from '../net/allowlist';
 import type { CallRef, GrantScope, ScopeVerdict } from '../net/decision';
 import { type NormalizedHost, normalizeHost } from '../net/hostname';
-import { toolMatches } from '../policy/formats';
+import { toolMatcher } from '../policy/formats';
 
 /** What one tool (or tool pattern) is granted beyond the base, as the policy writes it. */
 export interface ToolGrant {
@@ -46,6 +46,7 @@ export interface ToolGrantsSpec {
 
 interface Compiled {
   pattern: string;
+  matches: (tool: string) => boolean;
   allow: Allowlist;
   secrets: ReadonlySet<string>;
 }
@@ -62,6 +63,7 @@ export class ToolGrants implements GrantScope {
   /** Secrets some tool grant names: injected only during such calls. */
   private readonly scopedSecrets: ReadonlySet<string>;
   private active: () => readonly CallRef[] = () => [];
+  private readonly byTool = new Map<string, Compiled[]>();
   /** Connections allowed by a call's grant, cut when it ends (GrantScope.hold). */
   private readonly held = new Set<{ host: NormalizedHost; port: number; cut: (reason: string) => void }>();
 
@@ -74,6 +76,7 @@ export class ToolGrants implements GrantScope {
     this.base = spec ? new Allowlist(spec.base) : undefined;
     this.compiled = Object.entries(spec?.tools ?? {}).map(([pattern, g]) => ({
       pattern,
+      matches: toolMatcher(pattern),
       allow: new Allowlist(g.network),
       secrets: new Set(g.secrets),
     }));
@@ -165,8 +168,14 @@ export class ToolGrants implements GrantScope {
     };
   }
 
-  /** Every pattern matching the tool: a tool's grant is the union of them. */
+  /** Every pattern matching the tool: a tool's grant is the union of them (remembered per tool name, a bounded number). */
   private grantsOf(tool: string): Compiled[] {
-    return this.compiled.filter((c) => toolMatches(c.pattern, tool));
+    let grants = this.byTool.get(tool);
+    if (grants === undefined) {
+      grants = this.compiled.filter((c) => c.matches(tool));
+      if (this.byTool.size >= 1024) this.byTool.clear();
+      this.byTool.set(tool, grants);
+    }
+    return grants;
   }
 }

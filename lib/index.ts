@@ -1,4 +1,4 @@
-export { SandboxError, SandboxOptionsError } from './errors';
+export { AbortError, MaxBufferError, SandboxError, SandboxOptionsError } from './errors';
 export type { LimitViolation } from './limits/watch';
 export { type ToolFilter, ToolGrants, type ToolGrantsSpec, wireToolFilter } from './mcp';
 export type { CallRef, GrantScope, ScopeVerdict } from './net/decision';
@@ -12,7 +12,8 @@ export type {
   SecretOptions,
   StdioSlot,
 } from './options';
-export { loadPolicy, mergeFlags, type Policy, PolicyError, policyToOptions, validatePolicy } from './policy';
+export { loadPolicy, type Policy, PolicyError, policyToOptions, validatePolicy } from './policy';
 export { type HostCheck, type HostReport, probeHost } from './probe';
 export { type SandboxExit, SandboxedProcess, spawnSandboxed } from './process';
+export { type RunSandboxedOptions, runSandboxed, type SandboxResult } from './run-sandboxed';
 export type { SeccompViolation } from './violations';

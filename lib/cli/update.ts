@@ -8,13 +8,11 @@ import * as fs from 'node:fs';
 import { approvalFiles, readApproval, writeApproval } from '../approval';
 import { loadPolicy } from '../policy';
 import type { Policy } from '../policy/types';
-import { UsageError } from './flags';
-import { commandPackage, resolveCommandPackage, resolveNpm } from './package-resolve';
+import { parseCommandArgs } from './args';
+import { UsageError } from './errors';
+import { commandPackage, resolveCommandPackage } from './package-resolve';
 
-/** Kept for callers of the npm-only form. */
-export const resolvePackage = resolveNpm;
-
-export function updateUsage(): string {
+function updateUsage(): string {
   return `Usage: stockade update POLICY
        stockade update CONFIG NAME     (the policy of server NAME in a wrapped client config)
 
@@ -32,19 +30,18 @@ interface CliIO {
 }
 
 export async function main(argv: string[], io: CliIO = process): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
+  const { values, positionals } = parseCommandArgs(argv, { command: 'update', positional: 'POLICY', min: 1, max: 2, options: {} });
+  if (values.help) {
     io.stdout.write(`${updateUsage()}\n`);
     return 0;
   }
-  if (argv.length < 1 || argv.length > 2 || argv.some((a) => a.startsWith('-')))
-    throw new UsageError('expected a policy file, or a client config and a server name (see stockade update --help)');
-  let file = argv[0];
+  let file = positionals[0];
   // A policy wrap wrote has no command: the client config runs it after `--`.
   let command: string[] | undefined;
-  if (argv.length === 2) {
+  if (positionals.length === 2) {
     const { policyOfServer, WrapError } = require('./wrap') as typeof import('./wrap');
     try {
-      ({ policy: file, command } = policyOfServer(argv[0], argv[1]));
+      ({ policy: file, command } = policyOfServer(positionals[0], positionals[1]));
     } catch (err) {
       if (!(err instanceof WrapError)) throw err;
       io.stderr.write(`stockade update: ${err.message}\n`);

@@ -27,6 +27,7 @@ import { applyEdits, type FormattingOptions, type JSONPath, modify, type ParseEr
 import { approveWrittenPolicy } from '../approval';
 import { libDir } from '../location';
 import type { PackagePin } from '../policy/types';
+import { parseCommandArgs } from './args';
 import type { CliIO } from './check';
 import { unifiedDiff } from './diff';
 import { UsageError } from './errors';
@@ -96,7 +97,7 @@ export const PACKAGE_NAME = 'stockade-sandbox';
 const packageRoot = [join(libDir, '../..'), join(libDir, '..')].find((r) => existsSync(join(r, 'package.json'))) ?? join(libDir, '../..');
 const packageVersion = (): string => (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
 
-export function detectFormat(file: string, doc: unknown): ConfigFormat | undefined {
+function detectFormat(file: string, doc: unknown): ConfigFormat | undefined {
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return undefined;
   const d = doc as Record<string, unknown>;
   const name = basename(file);
@@ -149,7 +150,7 @@ export interface Launcher {
 }
 
 /** The program a wrapped entry runs: this install by absolute path, or a pinned npx. */
-export function launcherFor(portable: boolean, root = packageRoot): Launcher {
+function launcherFor(portable: boolean, root = packageRoot): Launcher {
   const pinned: Launcher = { command: 'npx', prefix: ['-y', `${PACKAGE_NAME}@${packageVersion()}`], kind: 'portable' };
   if (portable) return pinned;
   if (root.split('/').includes('_npx')) {
@@ -383,7 +384,7 @@ export function policyOfServer(file: string, name: string): { policy: string; co
 }
 
 /** Restores the backup byte for byte. Policy files are left in place (they may hold edits). */
-export function undoWrap(file: string): { backupFile: string } {
+function undoWrap(file: string): { backupFile: string } {
   const backupFile = `${file}${BACKUP_SUFFIX}`;
   if (!existsSync(backupFile))
     throw new WrapError(`no backup ${backupFile}: ${file} was not wrapped by stockade (or was already restored)`);
@@ -476,19 +477,6 @@ function report(result: WrapResult, file: string, io: CliIO, dryRun: boolean): v
   if (!dryRun) w(`backup: ${result.backupFile} (restore with: stockade wrap --undo ${shellQuote(resolve(file))})`);
 }
 
-function parseWrapArgs(argv: string[]): { file: string; undo: boolean; dryRun: boolean; portable: boolean; pin: boolean } {
-  // --absolute: the default now; accepted so that scripts written for earlier versions work.
-  const known = new Set(['--dry-run', '--undo', '--portable', '--absolute', '--no-pin']);
-  const unknown = argv.find((a) => a.startsWith('-') && !known.has(a));
-  if (unknown) throw new UsageError(`unknown option ${unknown} (see stockade wrap --help)`);
-  const files = argv.filter((a) => !a.startsWith('-'));
-  if (files.length !== 1) throw new UsageError('expected exactly one CONFIG (see stockade wrap --help)');
-  const flags = { undo: argv.includes('--undo'), dryRun: argv.includes('--dry-run'), portable: argv.includes('--portable') };
-  if (flags.undo && (flags.dryRun || flags.portable || argv.includes('--no-pin')))
-    throw new UsageError('--undo combines with no other option');
-  return { file: files[0], ...flags, pin: !argv.includes('--no-pin') };
-}
-
 /** The pin (or why there is none) of every npx/uvx server whose policy a wrap of `file` creates. */
 async function resolvePins(file: string, portable: boolean): Promise<Map<string, PackagePin | Error>> {
   const wanted = new Map<string, { command: string[]; env: Record<string, unknown> }>();
@@ -518,18 +506,28 @@ async function resolvePins(file: string, portable: boolean): Promise<Map<string,
 
 /** `argv` is what follows `wrap`. Exit status: 0 done, 1 error, 2 usage error. */
 export async function main(argv: string[], io: CliIO = process): Promise<number> {
-  if (argv.includes('-h') || argv.includes('--help')) {
+  const { values, positionals } = parseCommandArgs(argv, {
+    command: 'wrap',
+    positional: 'CONFIG',
+    options: {
+      'dry-run': { type: 'boolean' },
+      undo: { type: 'boolean' },
+      portable: { type: 'boolean' },
+      'no-pin': { type: 'boolean' },
+      // The default now; accepted so that scripts written for earlier versions work.
+      absolute: { type: 'boolean' },
+    },
+  });
+  if (values.help) {
     io.stdout.write(USAGE);
     return 0;
   }
-  let args: ReturnType<typeof parseWrapArgs>;
-  try {
-    args = parseWrapArgs(argv);
-  } catch (err) {
-    io.stderr.write(`stockade wrap: ${(err as Error).message}\n`);
-    return 2;
-  }
-  const { file, undo, dryRun, portable, pin } = args;
+  const [file] = positionals;
+  const undo = values.undo === true;
+  const dryRun = values['dry-run'] === true;
+  const portable = values.portable === true;
+  const pin = values['no-pin'] !== true;
+  if (undo && (dryRun || portable || !pin)) throw new UsageError('--undo combines with no other option (see stockade wrap --help)');
   try {
     if (undo) {
       undoWrap(file);

@@ -40,7 +40,8 @@ function normalizeStdio(stdio: SandboxOptions['stdio']): Slots {
 
 /** The sandbox's ends of its stdio pipes, once it has them (or will never run). */
 function closeChildEnds(slots: Slots, childFds: number[]): void {
-  for (const [i, slot] of slots.entries()) if (slot === 'pipe') fs.closeSync(childFds[i]);
+  // native().pipe() made them: fs.closeSync would warn in a Worker (fs did not open them).
+  for (const [i, slot] of slots.entries()) if (slot === 'pipe') native().closeFd(childFds[i]);
 }
 
 const signalNames = osConstants.signals as Record<string, number>;
@@ -344,7 +345,7 @@ export class SandboxedProcess extends EventEmitter {
     const spec = this.#resolved?.limits.cgroup;
     if (spec === undefined) return;
     this.#cgroup = new SandboxCgroup(spec.where, spec.settings);
-    Object.assign(plan, this.#cgroup.planFds());
+    Object.assign(plan, this.#cgroup.planFds(), { cgroupDirs: this.#cgroup.dirs.map((d) => d.dir) });
     const memory = this.#cgroup.v1Memory();
     if (memory === undefined) return;
     const control = fs.openSync(`${memory}/cgroup.event_control`, fs.constants.O_WRONLY);

@@ -86,6 +86,7 @@ const knownOptions = new Set([
   'upstreamCa',
   'seccomp',
   'localPorts',
+  'grantScope',
   // spawn()'s own, checked by lib/process.ts (runSandboxed() takes its own options off first).
   'signal',
   'timeout',
@@ -396,6 +397,10 @@ export function resolveSandbox(command: string, args: readonly string[], options
     egress?.listeners.filter((l) => l.type === 'tcp').map((l) => l.port) ?? [],
     localPorts,
   );
+  const scope = options.grantScope;
+  if (scope !== undefined && (typeof scope?.checkHost !== 'function' || typeof scope.checkSecret !== 'function')) {
+    fail('grantScope', 'expected an object with checkHost() and checkSecret() (lib/net/decision.ts GrantScope)');
+  }
   if (options.secrets !== undefined && egress === undefined) {
     fail('secrets', "credentials are injected by the egress proxy: give network an allow list (not 'none' or 'host')");
   }

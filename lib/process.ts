@@ -169,8 +169,16 @@ export class SandboxedProcess extends EventEmitter {
     // starts once it exists ('spawn' says when; pid is undefined until then).
     lib.RunCa.create()
       .then((ca) => {
-        this.#interceptor = new lib.SecretInterceptor({ secrets, ca, upstreamCa: options.upstreamCa, logger: options.logger });
+        this.#interceptor = new lib.SecretInterceptor({
+          secrets,
+          ca,
+          upstreamCa: options.upstreamCa,
+          logger: options.logger,
+          ...(options.grantScope ? { scope: options.grantScope } : {}),
+        });
         this.#interceptor.on('violation', (v) => this.#audit('warn', { event: 'violation', ...v }));
+        // { secret, host, calls? }: lets the launcher join injections to tool calls.
+        this.#interceptor.on('injected', (i) => this.emit('injected', i));
         const trust = lib.sandboxTrust(ca);
         const placeholders = this.#interceptor.placeholders;
         const files = Object.fromEntries(
@@ -285,6 +293,7 @@ export class SandboxedProcess extends EventEmitter {
         {
           interceptor: this.#interceptor,
           guard: this.#interceptor?.plaintextGuard(),
+          ...(this.#options.grantScope ? { scope: this.#options.grantScope } : {}),
         },
       );
       this.#egress.proxy.on('egress', (record) => this.emit('egress', record));

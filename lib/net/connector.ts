@@ -12,6 +12,7 @@ import {
   type Decision,
   type EgressRecord,
   type EgressTarget,
+  type GrantScope,
   type Interceptor,
   type PlaintextGuard,
   type ResolvedLimits,
@@ -23,15 +24,18 @@ import type { sniff } from './sniff';
 import { spliceTunnel } from './tunnel';
 
 export {
+  type CallRef,
   type Decision,
   type EgressLimits,
   type EgressRecord,
   type EgressTarget,
+  type GrantScope,
   hostOfHeader,
   type Interceptor,
   type PlaintextGuard,
   type ResolvedLimits,
   resolveLimits,
+  type ScopeVerdict,
   safeName,
   type Via,
 } from './decision';
@@ -49,6 +53,8 @@ export interface ConnectorOptions {
   audit: (record: EgressRecord) => void;
   /** Relay inspected tunnels with splice(2) in the kernel when possible. Default true. */
   kernelRelay?: boolean;
+  /** Per-tool grants (./decision.ts GrantScope). */
+  scope?: GrantScope;
 }
 
 /** An upstream socket reading through the shared buffer; bytes go to the sink once it is set. */
@@ -277,12 +283,21 @@ export class Connector {
       rule: d.rule,
       durationMs: Date.now() - started,
       ...outcome,
+      ...(d.calls ? { calls: d.calls } : {}),
     });
   }
 
   /** Audits a denial made before any upstream exists. */
   auditDenied(via: Via, d: Extract<Decision, { allowed: false }>, started: number): void {
-    this.audit({ via, host: d.host, port: d.port, decision: 'deny', rule: d.rule, durationMs: Date.now() - started });
+    this.audit({
+      via,
+      host: d.host,
+      port: d.port,
+      decision: 'deny',
+      rule: d.rule,
+      durationMs: Date.now() - started,
+      ...(d.calls ? { calls: d.calls } : {}),
+    });
   }
 
   /**
@@ -303,6 +318,8 @@ export class Connector {
     const interceptor = this.opts.interceptor;
     if (interceptor?.wants(d.host, d.port)) {
       this.auditAllowed(via, d, started, { intercepted: true });
+      const forget = this.hold(d, () => client.destroy());
+      client.once('close', forget);
       hooks.ready(undefined);
       const target: EgressTarget = { host: d.host, port: d.port, address: d.address };
       if (d.connectPort !== undefined) target.connectPort = d.connectPort;
@@ -325,6 +342,16 @@ export class Connector {
     }
     hooks.ready(upstream.socket);
     spliceTunnel(this, via, client, upstream, d, head, started, hooks.inspect);
+  }
+
+  /**
+   * A connection allowed by a tool call's grant (not the base grant) is cut when no call in
+   * flight grants it any more (lib/mcp/tool-grants.ts). Returns the function that forgets it.
+   */
+  hold(d: Extract<Decision, { allowed: true }>, cut: (reason: string) => void): () => void {
+    const scope = this.opts.scope;
+    if (!d.scoped || scope?.hold === undefined) return () => {};
+    return scope.hold(d.host, d.port, cut);
   }
 
   destroyAll(): void {

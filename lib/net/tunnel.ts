@@ -51,11 +51,19 @@ export function spliceTunnel(
       durationMs: Date.now() - started,
       ...(error && !denial ? { error } : {}),
       ...(budget ? { budget } : {}),
+      ...(d.calls ? { calls: d.calls } : {}),
     });
   const abort = (): void => {
     client.destroy();
     upstream.destroy();
   };
+  // Per-tool grants: the grant that allowed this tunnel ended (./decision.ts GrantScope.hold).
+  let relay: NativeRelay | undefined;
+  const forget = c.hold(d, (reason) => {
+    error ??= reason;
+    if (mode === 'kernel' && relay) relay.close();
+    else abort();
+  });
   const onClose = (other: Socket) => (hadError: boolean) => {
     if (mode === 'kernel') return; // closed for the hand-off; the relay records the end
     if (hadError || denial || error) other.destroy();
@@ -63,7 +71,10 @@ export function spliceTunnel(
       // Pass the FIN on once what is queued for `other` has been written, then let it go.
       other.end(() => other.destroy());
     }
-    if (++closed === 2) record();
+    if (++closed === 2) {
+      forget();
+      record();
+    }
   };
   client.once('close', onClose(upstream));
   upstream.once('close', onClose(client));
@@ -232,21 +243,22 @@ export function spliceTunnel(
         c.fds.give(RELAY_FDS);
         pipes.give(pages);
       };
-      const relay = startKernelRelay(client, upstream, upHead, idle, pages === RELAY_GROWN_PIPE_PAGES, uidPipeRoom(), (r) => {
+      const started_ = startKernelRelay(client, upstream, upHead, idle, pages === RELAY_GROWN_PIPE_PAGES, uidPipeRoom(), (r) => {
         release();
-        c.relays.delete(relay as NativeRelay);
+        c.relays.delete(started_ as NativeRelay);
         bytesUp += r.bytesUp;
         bytesDown += r.bytesDown;
-        error = r.error;
+        error = error ?? r.error;
+        forget();
         record();
         const waiters = c.handedOff.get(client) ?? [];
         c.handedOff.delete(client);
         for (const fn of waiters) fn();
       });
-      if (typeof relay === 'string') {
+      if (typeof started_ === 'string') {
         // e.g. EMFILE: the sockets are untouched; read them again and relay here. ENOBUFS: the
         // caller's uid is near pipe-user-pages-soft (its other processes' pipes come first).
-        if (relay === 'ENOBUFS') {
+        if (started_ === 'ENOBUFS') {
           budget = uidPipesFullNote();
           hostBudget.uidPipesFullUntil = Date.now() + 1000;
         }
@@ -254,6 +266,7 @@ export function spliceTunnel(
         inJs();
         return;
       }
+      relay = started_;
       c.relays.add(relay);
       c.handedOff.set(client, []);
       mode = 'kernel';

@@ -80,12 +80,26 @@ export interface NativePlan {
   seccompProfile?: number;
   /** Absent: no Landlock. Used when the kernel has ABI 2 or later. */
   landlock?: NativeLandlock;
-  /** The v2 cgroup to clone the child into (a directory fd), or -1. */
-  cgroupFd?: number;
-  /** `tasks` files of v1 cgroups the child moves itself into before it proceeds (native/cgroup.cc). */
-  cgroupTasksFds?: number[];
+  /**
+   * The sandbox's cgroups, made and configured by the spawner thread (native/cgroup.cc), which
+   * clones the child into the v2 one and has it move itself into the v1 ones; watchOom registers
+   * a v1 memory cgroup's OOM eventfd (result.oomEventFd).
+   */
+  cgroups?: NativeCgroup[];
   /** /proc/sys/user limits the child sets in its own user namespace. */
   budgets?: { path: string; value: string }[];
+}
+
+/** Opaque: a plan held in C++ (Addon.PlanTemplate). */
+export interface NativePlanTemplate {
+  readonly __planTemplate: never;
+}
+
+export interface NativeCgroup {
+  dir: string;
+  version: 1 | 2;
+  files: { name: string; value: string; optional?: boolean }[];
+  watchOom?: boolean;
 }
 
 /** A refused syscall, as stockade-init's seccomp supervisor saw it (native/initproto.h). */
@@ -105,6 +119,8 @@ export interface NativeError {
   errno: number;
   index: number;
   path?: string;
+  /** Where the failing syscall is not the step's usual one (cgroup: mkdir, open, write). */
+  syscall?: string;
 }
 
 export interface NativeHandle {
@@ -124,6 +140,8 @@ export type NativeSpawnResult =
       landlockAbi: number;
       /** stockade-init supervises the seccomp filter: violations are named. */
       seccompNotify: boolean;
+      /** A v1 memory cgroup's OOM eventfd (plan.cgroups watchOom), or -1: for new OomWatch(fd, onOom). */
+      oomEventFd: number;
     };
 
 /** Serves a UDP socket bound inside a sandbox's netns (native/udp.cc); owns the fd. */
@@ -150,11 +168,11 @@ export type RelayDone = (bytesUp: number, bytesDown: number, errno: number, time
 
 interface Addon {
   /** Calls onOom() on every OOM in a cgroup v1 memory cgroup (native/oomwatch.cc); throws with .errno. */
-  OomWatch: new (
-    eventControlFd: number,
-    oomControlFd: number,
-    onOom: () => void,
-  ) => { close(): void };
+  OomWatch: {
+    new (eventControlFd: number, oomControlFd: number, onOom: () => void): { close(): void };
+    /** Adopts an eventfd registered already (NativeSpawnResult.oomEventFd). */
+    new (eventFd: number, onOom: () => void): { close(): void };
+  };
   Relay: new (upHead: Buffer, downHead: Buffer, idleMs: number, onDone: RelayDone, growPipes?: boolean) => NativeRelay;
   UdpEndpoint: new (fd: number, onMessage: (data: Buffer, peer: Buffer) => void) => NativeUdpEndpoint;
   /**
@@ -168,12 +186,31 @@ interface Addon {
     onSpawn: (result: NativeSpawnResult) => void,
     onViolation?: (violation: NativeViolation) => void,
   ): void;
+  /** With a template, the plan gives only what differs per spawn: file, fds, cgroups. */
+  spawn(
+    plan: Pick<NativePlan, 'file' | 'fds' | 'cgroups'>,
+    onExit: (code: number | null, signal: NodeJS.Signals | null) => void,
+    onSpawn: (result: NativeSpawnResult) => void,
+    onViolation: ((violation: NativeViolation) => void) | undefined,
+    template: NativePlanTemplate,
+  ): void;
+  /** A plan checked and converted once, for every spawn of one resolved definition (native/addon.cc). */
+  PlanTemplate: new (
+    plan: NativePlan,
+  ) => NativePlanTemplate;
   pipe(): [number, number];
   probeNamespaces(): number;
   landlockAbi(): number;
   /** Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the soft limit now, or -errno. */
   raiseOpenFileLimit(): number;
   seccompNotify(): boolean;
+  /**
+   * On the libuv pool: reads each of readFiles (null where unreadable), then rmdir()s each of
+   * dirs; done gets the texts and how many directories are left (native/addon.cc).
+   */
+  releaseCgroup(readFiles: string[], dirs: string[], done: (texts: (string | null)[], left: number) => void): void;
+  /** CPU time of the calling thread, ms (for bench/). */
+  threadCpuTime(): number;
 }
 
 const packageRoot = path.join(libDir, '..', '..');
@@ -220,7 +257,7 @@ export const stepNames: Record<number, { step: string; syscall: string }> = {
   15: { step: 'listener', syscall: 'bind' },
   16: { step: 'send-listeners', syscall: 'sendmsg' },
   17: { step: 'hostname', syscall: 'sethostname' },
-  18: { step: 'setsid', syscall: 'setsid' },
+  18: { step: 'session', syscall: 'setpgid' },
   19: { step: 'rlimit', syscall: 'prlimit64' },
   20: { step: 'bounding-set', syscall: 'prctl' },
   21: { step: 'identity', syscall: 'setresuid' },

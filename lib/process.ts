@@ -10,7 +10,7 @@ import type { Readable, Writable } from 'node:stream';
 import * as util from 'node:util';
 import type { Logger } from 'pino';
 import { fromNative, SandboxError, SandboxOptionsError } from './errors';
-import { SandboxCgroup } from './limits';
+import { type CgroupEvents, SandboxCgroup } from './limits';
 import { type NativeHandle, type NativePlan, type NativeSpawnResult, type NativeViolation, native } from './native';
 import type { EgressAttachment } from './net/sandbox';
 import type { EgressOptions, SandboxOptions, StdioSlot } from './options';
@@ -158,7 +158,11 @@ export class SandboxedProcess extends EventEmitter {
   }
 
   private start(resolved: ResolvedSandbox, childFds: number[], slots: Slots): void {
-    const file = resolveCommand(this.spawnfile, resolved.plan.envp, resolved.plan.cwd, resolved.visible, resolved.writable);
+    // A cached definition sees only the host's system directories: its command is found once.
+    const file =
+      (resolved.reusable ? resolved.commandFile : undefined) ??
+      resolveCommand(this.spawnfile, resolved.plan.envp, resolved.plan.cwd, resolved.visible, resolved.writable);
+    if (resolved.reusable) resolved.commandFile = file;
     if (file === undefined) {
       closeChildEnds(slots, childFds);
       const err = new SandboxError({
@@ -182,20 +186,23 @@ export class SandboxedProcess extends EventEmitter {
     }
     // The spawn runs on the addon's spawner thread; the event loop goes on meanwhile (the
     // sandbox's pid, like its 'spawn' event, comes once the payload has exec'd).
-    native().spawn(
-      plan,
-      (code, signal) => this.onExit(code, signal),
-      (result) => this.spawned(result, resolved),
-      (v) => this.onViolation(v),
-    );
+    const onExit = (code: number | null, signal: NodeJS.Signals | null) => this.onExit(code, signal);
+    const onSpawn = (result: NativeSpawnResult) => this.spawned(result, resolved);
+    const onViolation = (v: NativeViolation) => this.onViolation(v);
+    if (resolved.reusable) {
+      // A cached definition (lib/plan.ts) is converted for the addon once; each spawn then
+      // hands over only what is its own.
+      resolved.template ??= new (native().PlanTemplate)({ ...resolved.plan, file, fds: [] });
+      native().spawn({ file, fds: plan.fds, cgroups: plan.cgroups }, onExit, onSpawn, onViolation, resolved.template);
+    } else {
+      native().spawn(plan, onExit, onSpawn, onViolation);
+    }
     closeChildEnds(slots, childFds); // the addon holds duplicates until the child has its own
   }
 
   private spawned(result: NativeSpawnResult, resolved: ResolvedSandbox): void {
-    // The spawner thread is done with the cgroup fds (clone3's directory, v1 tasks files).
-    this.cgroup?.closeFds();
     if ('error' in result) {
-      this.oomWatch?.close();
+      // The spawner removed the cgroups it made; this catches what it could not.
       void this.cgroup?.remove();
       const cgroupFiles = this.cgroup?.dirs.filter((d) => d.hierarchy.version === 1).map((d) => `${d.dir}/tasks`) ?? [];
       this.failAsync(fromNative(result.error, (step, index) => (step === 'cgroup' ? cgroupFiles[index] : resolved.describe(step, index))));
@@ -203,6 +210,16 @@ export class SandboxedProcess extends EventEmitter {
     }
     this.pid = result.pid;
     this.handle = result.handle;
+    if (result.oomEventFd >= 0) {
+      // v1 (lib/limits/cgroup.ts): the kernel's OOM killer is off for the sandbox, which ends
+      // whole on the notification, registered by the spawner before the sandbox existed (an OOM
+      // since then is reported now).
+      this.oomWatch = new (native().OomWatch)(result.oomEventFd, () => {
+        this.oomWatch?.close();
+        this.cgroup?.noteOom();
+        this.handle?.kill(osConstants.signals.SIGKILL);
+      });
+    }
     const layers = layersInForce(resolved, result.landlockAbi, result.seccompNotify);
     if (resolved.egress !== undefined) {
       // The proxy is loaded with the first sandbox that has an allow list (cold start of `run`).
@@ -221,7 +238,6 @@ export class SandboxedProcess extends EventEmitter {
       this.egress.proxy.on('egress', (record) => this.emit('egress', record));
     }
     if (this.pendingSignal !== undefined) this.handle.kill(this.pendingSignal);
-    if (this.cgroup?.events().oomKills) this.handle.kill(osConstants.signals.SIGKILL); // an OOM before the handle existed
     if (this.unrefed) this.unref();
     if (resolved.wallTime !== undefined) {
       this.wallTimer = setTimeout(() => {
@@ -257,44 +273,20 @@ export class SandboxedProcess extends EventEmitter {
   }
 
   /**
-   * The sandbox's cgroups (lib/limits), made before the spawn and handed to the addon as fds. On
-   * cgroup v1 the OOM watch is registered now, before the payload can allocate: v1's OOM killer
-   * is off for the sandbox (it would kill one process), so the launcher ends the whole sandbox,
-   * as v2's memory.oom.group does.
+   * The sandbox's cgroups (lib/limits): decided here, made by the spawner thread before the
+   * clone (native/cgroup.cc). On cgroup v1 the spawner also registers the OOM notification then,
+   * before the payload can allocate: v1's OOM killer is off for the sandbox (it would kill one
+   * process), so the launcher ends the whole sandbox, as v2's memory.oom.group does.
    */
   private joinCgroup(plan: NativePlan): void {
     const spec = this.resolved?.limits.cgroup;
     if (spec === undefined) return;
     this.cgroup = new SandboxCgroup(spec.where, spec.settings);
-    Object.assign(plan, this.cgroup.planFds());
-    const memory = this.cgroup.v1Memory();
-    if (memory === undefined) return;
-    const control = fs.openSync(`${memory}/cgroup.event_control`, fs.constants.O_WRONLY);
-    const oom = fs.openSync(`${memory}/memory.oom_control`, fs.constants.O_RDONLY);
-    try {
-      this.oomWatch = new (native().OomWatch)(control, oom, () => {
-        this.oomWatch?.close();
-        this.cgroup?.noteOom();
-        this.handle?.kill(osConstants.signals.SIGKILL);
-      });
-    } catch (err) {
-      void this.cgroup.remove();
-      throw new SandboxError({
-        errno: (err as { errno?: number }).errno ?? osConstants.errno.EINVAL,
-        syscall: 'write',
-        step: 'cgroup',
-        path: `${memory}/cgroup.event_control`,
-      });
-    } finally {
-      fs.closeSync(control);
-      fs.closeSync(oom);
-    }
+    plan.cgroups = this.cgroup.spec();
   }
 
-  /** OOM kills and refused forks, as violations: read once the sandbox has ended. */
-  private reportCgroupEvents(): void {
-    if (this.cgroup === undefined) return;
-    const { oomKills, pidsRefused } = this.cgroup.events();
+  /** OOM kills and refused forks, as violations: read once the sandbox has ended (before 'close'). */
+  private reportCgroupEvents({ oomKills, pidsRefused }: CgroupEvents): void {
     const report = this.resolved?.limits.report;
     if (oomKills > 0) {
       this.audit('warn', {
@@ -337,11 +329,11 @@ export class SandboxedProcess extends EventEmitter {
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.wallTimer) clearTimeout(this.wallTimer);
     this.oomWatch?.close();
-    this.reportCgroupEvents();
     // The proxy's state dies with the sandbox: listeners, client and upstream sockets, the CA.
     // 'close' waits for it, so that every egress record of the sandbox has been emitted by then
-    // (allowed connections are recorded when they close).
-    Promise.all([this.egress?.close(), this.interceptor?.close(), this.cgroup?.remove()])
+    // (allowed connections are recorded when they close); so do the cgroups' OOM and pids
+    // counters, read off the JS thread as the cgroups are removed.
+    Promise.all([this.egress?.close(), this.interceptor?.close(), this.cgroup?.release().then((e) => this.reportCgroupEvents(e))])
       .catch(() => {})
       .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
       .then(() => {

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -133,6 +134,33 @@ class Reader {
   std::string message_;
 };
 
+// The fields of a plan that change from one spawn of a definition to the next (PlanTemplate).
+void readPerSpawn(Reader& r, Plan& plan) {
+  plan.fds = r.ints("fds");
+  if (plan.fds.size() > static_cast<size_t>(kMaxFds)) r.fail("fds", "at most 64 entries");
+  r.objects("cgroups", [&](Reader& c, uint32_t) {
+    CgroupSpec spec;
+    spec.dir = c.str("dir");
+    spec.version = static_cast<int>(c.num("version"));
+    if (spec.version != 1 && spec.version != 2) c.fail("version", "1 or 2");
+    if (spec.dir.size() < 2 || spec.dir[0] != '/' || spec.dir.find('\0') != std::string::npos)
+      c.fail("dir", "an absolute path");
+    c.objects("files", [&](Reader& f, uint32_t) {
+      CgroupFile file;
+      file.name = f.str("name");
+      file.value = f.str("value");
+      file.optional = f.flag("optional", false);
+      if (file.name.empty() || file.name.find('/') != std::string::npos ||
+          file.name.find('\0') != std::string::npos)
+        f.fail("name", "a file name");
+      spec.files.push_back(std::move(file));
+    });
+    spec.watchOom = c.flag("watchOom", false);
+    plan.cgroups.push_back(std::move(spec));
+  });
+  if (plan.cgroups.size() > 8) r.fail("cgroups", "at most 8 entries");
+}
+
 bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message) {
   Reader r(env, obj, "plan");
   plan.file = r.str("file");
@@ -183,8 +211,7 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
     plan.listeners.push_back(spec);
   });
   if (plan.listeners.size() > kMaxListeners) r.fail("listeners", "at most 64 entries");
-  plan.fds = r.ints("fds");
-  if (plan.fds.size() > static_cast<size_t>(kMaxFds)) r.fail("fds", "at most 64 entries");
+  readPerSpawn(r, plan);
   r.objects("limits", [&](Reader& l, uint32_t) {
     Limit limit;
     limit.resource = static_cast<int32_t>(l.num("resource"));
@@ -220,9 +247,6 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
       r.absorb(l);
     }
   }
-  plan.cgroupFd = static_cast<int>(r.num("cgroupFd", true, -1));
-  plan.cgroupTasksFds = r.ints("cgroupTasksFds", true);
-  if (plan.cgroupTasksFds.size() > 8) r.fail("cgroupTasksFds", "at most 8 entries");
   r.objects("budgets", [&](Reader& b, uint32_t) {
     Budget budget;
     budget.path = b.str("path");
@@ -236,6 +260,35 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
   *message = r.message();
   return r.ok();
 }
+
+// A plan read once (new PlanTemplate(plan)) for many spawns of one definition: converting a
+// plan's few hundred strings and numbers from JS values took ~0.2 ms of the JS thread per
+// spawn. spawn(perSpawn, ..., template) copies the template's C++ Plan and reads only `file`,
+// `fds` and `cgroups` from perSpawn. Type-tagged, so that no other object passes for one.
+const napi_type_tag kPlanTemplateTag = {0x73746f636b616465ull, 0x706c616e74706c31ull};
+
+class PlanTemplate : public Napi::ObjectWrap<PlanTemplate> {
+ public:
+  static Napi::Function Init(Napi::Env env) { return DefineClass(env, "PlanTemplate", {}); }
+  explicit PlanTemplate(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PlanTemplate>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) {
+      Napi::TypeError::New(env, "new PlanTemplate(plan) takes a plan object")
+          .ThrowAsJavaScriptException();
+      return;
+    }
+    std::string message;
+    if (!readPlan(env, info[0].As<Napi::Object>(), plan_, &message)) {
+      Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
+      return;
+    }
+    napi_type_tag_object(env, info.This(), &kPlanTemplateTag);
+  }
+  const Plan& plan() const { return plan_; }
+
+ private:
+  Plan plan_;
+};
 
 // Calls a JS callback from the event loop. The status is not turned into a C++ Napi::Error (which
 // is fatal under NAPI_DISABLE_CPP_EXCEPTIONS when it cannot be built): a callback fails either
@@ -483,6 +536,7 @@ void DeliverSpawn(std::unique_ptr<SpawnJob> done, void* data) {
     error.Set("errno", r.error.err);
     error.Set("index", r.error.index);
     if (!r.failedPath.empty()) error.Set("path", r.failedPath);
+    if (r.failedSyscall != nullptr) error.Set("syscall", r.failedSyscall);
     out.Set("error", error);
   } else {
     Napi::Object handle = addon->sandboxClass.New({});
@@ -496,15 +550,17 @@ void DeliverSpawn(std::unique_ptr<SpawnJob> done, void* data) {
     out.Set("listenerFds", fds);
     out.Set("landlockAbi", r.landlockAbi);
     out.Set("seccompNotify", r.seccompNotify);
+    out.Set("oomEventFd", r.oomEventFd);
   }
   Napi::FunctionReference onSpawn = std::move(job->onSpawn);
   job.reset();
   CallBack(env, onSpawn, {out});
 }
 
-// spawn(plan, onExit, onSpawn[, onViolation]): checks the plan's shape (a TypeError otherwise) and
-// queues it; onSpawn(result) follows from the event loop. The payload's stdio fds are duplicated
-// here, synchronously, so the caller may close its own as soon as spawn() returns (as it may after
+// spawn(plan, onExit, onSpawn[, onViolation[, template]]): checks the plan's shape (a TypeError
+// otherwise) and queues it (with a PlanTemplate, `plan` gives only file, fds and cgroups);
+// onSpawn(result) follows from the event loop. The payload's stdio fds are duplicated here,
+// synchronously, so the caller may close its own as soon as spawn() returns (as it may after
 // child_process.spawn()).
 Napi::Value Spawn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -515,7 +571,23 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   }
   auto job = std::make_unique<Job>();
   std::string message;
-  if (!readPlan(env, info[0].As<Napi::Object>(), job->plan, &message)) {
+  bool tagged = false;
+  if (info.Length() > 4 && info[4].IsObject())
+    napi_check_object_type_tag(env, info[4], &kPlanTemplateTag, &tagged);
+  if (tagged) {
+    job->plan = PlanTemplate::Unwrap(info[4].As<Napi::Object>())->plan();
+    Reader r(env, info[0].As<Napi::Object>(), "plan");
+    job->plan.file = r.str("file");
+    job->plan.fds.clear();
+    job->plan.cgroups.clear();
+    readPerSpawn(r, job->plan);
+    if (job->plan.file.empty() || job->plan.file[0] != '/') r.fail("file", "an absolute path");
+    message = r.message();
+    if (!r.ok()) {
+      Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+  } else if (!readPlan(env, info[0].As<Napi::Object>(), job->plan, &message)) {
     Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
     return env.Undefined();
   }
@@ -602,6 +674,86 @@ static Napi::Value RaiseOpenFileLimit(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(rl.rlim_cur));
 }
 
+// releaseCgroup(readFiles, dirs, done(texts, left)): what a sandbox's cgroups leave behind,
+// on the libuv pool: reads each of readFiles (their event counters; null where unreadable),
+// then rmdir()s each of dirs (ENOENT counts as removed), and calls done with the texts and how
+// many directories are still there. lib/limits/cgroup.ts at every sandbox exit: the reads and
+// rmdirs (five system calls per hierarchy) would otherwise hold the JS thread.
+class ReleaseCgroup : public Napi::AsyncWorker {
+ public:
+  ReleaseCgroup(Napi::Function done, std::vector<std::string> files, std::vector<std::string> dirs)
+      : Napi::AsyncWorker(done), files_(std::move(files)), dirs_(std::move(dirs)) {}
+
+  void Execute() override {
+    for (const std::string& file : files_) {
+      std::string text;
+      bool ok = false;
+      int fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd >= 0) {
+        char buf[4096];
+        ssize_t n;
+        // Counter files are a few hundred bytes; 64 KiB bounds a hostile or odd one.
+        while (text.size() < 65536 && (n = read(fd, buf, sizeof buf)) > 0)
+          text.append(buf, static_cast<size_t>(n));
+        ok = n == 0 || text.size() >= 65536;
+        close(fd);
+      }
+      texts_.push_back(ok ? std::move(text) : std::string());
+      read_.push_back(ok);
+    }
+    for (const std::string& dir : dirs_)
+      if (rmdir(dir.c_str()) != 0 && errno != ENOENT) ++left_;
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::Array texts = Napi::Array::New(env, texts_.size());
+    for (size_t i = 0; i < texts_.size(); ++i)
+      texts.Set(i, read_[i] ? Napi::Value(Napi::String::New(env, texts_[i])) : env.Null());
+    Callback().Call({texts, Napi::Number::New(env, left_)});
+  }
+
+ private:
+  std::vector<std::string> files_, dirs_, texts_;
+  std::vector<bool> read_;
+  int left_ = 0;
+};
+
+static std::vector<std::string> StringsOf(Napi::Value v) {
+  std::vector<std::string> out;
+  if (!v.IsArray()) return out;
+  auto a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value e = a.Get(i);
+    if (e.IsString()) out.push_back(e.As<Napi::String>().Utf8Value());
+  }
+  return out;
+}
+
+static Napi::Value ReleaseCgroupFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsArray() || !info[2].IsFunction()) {
+    Napi::TypeError::New(env,
+                         "releaseCgroup(readFiles, dirs, done) takes two arrays and a function")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto* worker =
+      new ReleaseCgroup(info[2].As<Napi::Function>(), StringsOf(info[0]), StringsOf(info[1]));
+  worker->Queue();  // deleted by napi once done
+  return env.Undefined();
+}
+
+// threadCpuTime() -> CPU time of the calling thread in ms (CLOCK_THREAD_CPUTIME_ID, ns
+// resolution). For bench/: how much of a spawn the JS thread itself works, apart from the time
+// other tasks of a loaded host held its CPU (process.threadCpuUsage() exists from Node 23.9;
+// /proc/thread-self/schedstat is updated only at scheduler ticks).
+static Napi::Value ThreadCpuTime(const Napi::CallbackInfo& info) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return Napi::Number::New(info.Env(), static_cast<double>(ts.tv_sec) * 1e3 + ts.tv_nsec / 1e6);
+}
+
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   using namespace stockade;
   auto* data = new AddonData;
@@ -615,9 +767,12 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("landlockAbi", Napi::Function::New(env, LandlockAbi));
   exports.Set("raiseOpenFileLimit", Napi::Function::New(env, RaiseOpenFileLimit));
   exports.Set("seccompNotify", Napi::Function::New(env, SeccompNotify));
+  exports.Set("threadCpuTime", Napi::Function::New(env, ThreadCpuTime));
+  exports.Set("releaseCgroup", Napi::Function::New(env, ReleaseCgroupFn));
   exports.Set("UdpEndpoint", UdpEndpoint::Init(env));
   exports.Set("Relay", Relay::Init(env));
   exports.Set("OomWatch", OomWatch::Init(env));
+  exports.Set("PlanTemplate", PlanTemplate::Init(env));
   return exports;
 }
 

@@ -22,7 +22,7 @@ import type { NativePlan } from '../native';
 import type { SandboxLimits } from '../options';
 import { type CgroupSettings, type Controller, cgroupLayout, controllers, limitFile, mounts, type Placement, placement } from './cgroup';
 
-export { SandboxCgroup } from './cgroup';
+export { type CgroupEvents, SandboxCgroup } from './cgroup';
 
 /** RLIMIT_* numbers (identical on x86_64 and aarch64). */
 export const RLIMIT = { CPU: 0, FSIZE: 1, CORE: 4, NPROC: 6, NOFILE: 7, AS: 9 } as const;

@@ -12,7 +12,7 @@ import { CA_BUNDLE, devMounts, etcBinds, etcFiles, procMounts, SANDBOX_HOME, SAN
 import { type LimitsPlan, planLimits, RLIMIT, type ValidLimits } from './limits';
 import { initPath, MountKind, type NativeMount, type NativePlan, type NativePlanTemplate, SeccompProfileNumber } from './native';
 import { PRELOAD_PATH } from './net/env';
-import { type EgressPlan, egressEnv, PRELOAD_INSIDE, planEgress } from './net/sandbox';
+import type { EgressPlan } from './net/sandbox';
 import type { EgressOptions, SandboxLimits, SandboxOptions } from './options';
 
 export { SANDBOX_HOME, SANDBOX_UID } from './layout';
@@ -313,6 +313,18 @@ export interface SandboxTrust {
   bundle: string;
 }
 
+/**
+ * lib/net/sandbox (and with it the egress proxy, its parsers and address tables) is loaded with
+ * the first sandbox that has an allow list: a plain `stockade run` never needs it, and loading
+ * it was a third of the launcher's start.
+ */
+function egressModule(): typeof import('./net/sandbox') {
+  return require('./net/sandbox') as typeof import('./net/sandbox');
+}
+
+/** The fetch preload's content, read once (it is part of the package). */
+let preload: Buffer | undefined;
+
 function egressOf(network: unknown): EgressPlan | undefined {
   if (network === undefined || network === 'none' || network === 'host') return undefined;
   if (typeof network !== 'object' || network === null || Array.isArray(network)) {
@@ -322,7 +334,7 @@ function egressOf(network: unknown): EgressPlan | undefined {
   const { allow } = network as EgressOptions;
   if (!Array.isArray(allow) || allow.some((a) => typeof a !== 'string')) fail('network.allow', 'expected an array of host patterns');
   try {
-    return planEgress(network as EgressOptions);
+    return egressModule().planEgress(network as EgressOptions);
   } catch (err) {
     fail('network.allow', (err as Error).message);
   }
@@ -460,7 +472,8 @@ function resolveUncached(command: string, args: readonly string[], options: Sand
   if (egress !== undefined) {
     // fetch() in Node < 22.21 needs a preload to honour the proxy variables (lib/net/env.ts). A
     // copy, so that nothing inside (mountinfo included) names where stockade is installed.
-    add(synthesized(PRELOAD_INSIDE, fs.readFileSync(PRELOAD_PATH), 0o444));
+    preload ??= fs.readFileSync(PRELOAD_PATH);
+    add(synthesized(egressModule().PRELOAD_INSIDE, preload, 0o444));
   }
   for (const f of etcFiles(hostname, egress?.resolvConf ?? '')) {
     if (!mounts.has(f.target)) add(f);
@@ -480,7 +493,7 @@ function resolveUncached(command: string, args: readonly string[], options: Sand
 
   const envp = buildEnv(
     options.env,
-    egress === undefined ? undefined : (nodeOptions) => ({ ...egressEnv(egress, nodeOptions), ...trust?.env }),
+    egress === undefined ? undefined : (nodeOptions) => ({ ...egressModule().egressEnv(egress, nodeOptions), ...trust?.env }),
   );
   const plan: Omit<NativePlan, 'fds'> = {
     file: command,

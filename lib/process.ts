@@ -329,22 +329,31 @@ export class SandboxedProcess extends EventEmitter {
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.wallTimer) clearTimeout(this.wallTimer);
     this.oomWatch?.close();
-    // The proxy's state dies with the sandbox: listeners, client and upstream sockets, the CA.
-    // 'close' waits for it, so that every egress record of the sandbox has been emitted by then
-    // (allowed connections are recorded when they close); so do the cgroups' OOM and pids
-    // counters, read off the JS thread as the cgroups are removed.
-    Promise.all([this.egress?.close(), this.interceptor?.close(), this.cgroup?.release().then((e) => this.reportCgroupEvents(e))])
+    this.exitCode = code;
+    this.signalCode = signal;
+    this.exited_ = true;
+    this.handle = undefined;
+    // The cgroups' OOM and pids counters are read, and the cgroups removed, off the JS thread
+    // (lib/limits/cgroup.ts); the exit record follows the violations they report. Then the
+    // proxy's state dies with the sandbox: listeners, client and upstream sockets, the CA.
+    // 'close' waits for all of it, so that every egress record of the sandbox has been emitted
+    // by then (allowed connections are recorded when they close).
+    const exitRecord = () =>
+      this.audit('info', { event: 'sandbox-exit', pid: this.pid, policy: this.policyDigest, exitCode: code, signal });
+    const released = this.cgroup
+      ?.release()
+      .then((events) => this.reportCgroupEvents(events))
+      .catch(() => {})
+      .then(exitRecord);
+    if (released === undefined) exitRecord();
+    (released ?? Promise.resolve())
+      .then(() => Promise.all([this.egress?.close(), this.interceptor?.close()]))
       .catch(() => {})
       .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
       .then(() => {
         this.tornDown = true;
         this.maybeClose();
       });
-    this.exitCode = code;
-    this.signalCode = signal;
-    this.exited_ = true;
-    this.handle = undefined;
-    this.audit('info', { event: 'sandbox-exit', pid: this.pid, policy: this.policyDigest, exitCode: code, signal });
     this.emit('exit', code, signal);
     this.stdin?.destroy();
     // As child_process does: output nobody reads is drained, so that 'close' can follow.

@@ -11,7 +11,6 @@
 // allow list of just the flags' hosts: the flag is the later, explicit intent.
 import { resolve as resolvePath } from 'node:path';
 import type { SecretOptions } from '../options';
-import { parseSecretSpec } from '../secrets/spec';
 import type { Policy, PolicyNetwork } from './types';
 import { PolicyError, type PolicyIssue, validatePolicy } from './validate';
 
@@ -152,6 +151,8 @@ function numberOrString(v: string): number | string {
  * and `NAME=env:VAR@...` / `NAME=file:PATH@...` for the source. lib/secrets owns the syntax.
  */
 export function parseSecretFlag(spec: string): SecretOptions {
+  // Loaded with the first --secret: a run without one does not pay for lib/secrets' modules.
+  const { parseSecretSpec } = require('../secrets/spec') as typeof import('../secrets/spec');
   return parseSecretSpec(spec);
 }
 

@@ -49,8 +49,8 @@ async function main(): Promise<void> {
   s.figures['launcher + sandbox over `node -e 0`, per-round medians (ms)'] = added.map((x) => x.toFixed(1)).join(', ');
   s.notes.push(
     nativeCache
-      ? "V8 compile cache on (Node's module.enableCompileCache, ~/.cache/stockade/compile-cache)"
-      : `node ${process.version} has no module.enableCompileCache (Node >= 22.1): bin/stockade.js keeps V8's code cache itself (vm.Script cachedData, ~/.cache/stockade/compile-cache)`,
+      ? "V8 compile cache on (Node's module.enableCompileCache, dist/.compile-cache beside the bundle)"
+      : `node ${process.version} has no module.enableCompileCache (Node >= 22.1): bin/stockade.js keeps V8's code cache itself (vm.Script cachedData, dist/.compile-cache beside the bundle)`,
   );
   report(s);
 }

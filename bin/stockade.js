@@ -2,24 +2,22 @@
 // The launcher. It loads the bundled CLI (dist/lib/cli.js, scripts/bundle.js) with V8's compile
 // cache: Node's own where it has one (22.1+), else by hand (loadBundle): later starts skip
 // compiling the bundle.
-// The cache lives in the user's own ~/.cache/stockade (0700), not in a shared temporary
-// directory where another user could plant compiled code for this one to run.
+// The cache lives beside the bundle, in the package's own dist/ (dist/.compile-cache), never in
+// the user's home: V8's cached data is bytecode that V8 runs without reading the source again,
+// so whoever can write it can run code as the next user of the launcher. Beside the bundle it is
+// exactly as protected as the code itself (a sandbox granted ~/.cache, or a shared temporary
+// directory, would otherwise be a way out). Where dist/ is not writable (a root-owned global
+// install) there is no cache: only slower.
 const path = require('node:path');
 const mod = require('node:module');
 
-function cacheDir() {
-  const os = require('node:os');
-  const base =
-    process.env.XDG_CACHE_HOME && path.isAbsolute(process.env.XDG_CACHE_HOME)
-      ? process.env.XDG_CACHE_HOME
-      : path.join(os.homedir(), '.cache');
-  return path.join(base, 'stockade');
-}
+const bundle = path.join(__dirname, '..', 'dist', 'lib', 'cli.js');
+const cacheDir = path.join(__dirname, '..', 'dist', '.compile-cache');
 
 const nativeCache = typeof mod.enableCompileCache === 'function';
-if (nativeCache && !process.env.NODE_COMPILE_CACHE) {
+if (nativeCache && !process.env.NODE_COMPILE_CACHE && !process.env.STOCKADE_NO_COMPILE_CACHE) {
   try {
-    mod.enableCompileCache(path.join(cacheDir(), 'compile-cache'));
+    mod.enableCompileCache(cacheDir);
   } catch {
     // No cache is only slower.
   }
@@ -31,7 +29,8 @@ if (nativeCache && !process.env.NODE_COMPILE_CACHE) {
  * file is named after the Node version, the architecture and the bundle's size and mtime, and
  * V8 itself rejects data made from other source or by another V8 (cachedDataRejected), which is
  * then made anew. It is written once, at the first exit, so that it holds every function that
- * run compiled. Anything unusual (no home, a read-only one, no bundle) falls back to require().
+ * run compiled. Anything unusual (no bundle, dist/ read-only) falls back to require() or to no
+ * cache.
  */
 function loadBundle(file) {
   if (nativeCache || process.env.STOCKADE_NO_COMPILE_CACHE) return require(file);
@@ -41,7 +40,7 @@ function loadBundle(file) {
   try {
     source = fs.readFileSync(file, 'utf8');
     const st = fs.statSync(file);
-    cacheFile = path.join(cacheDir(), 'compile-cache', `cli-${process.version}-${process.arch}-${st.size}-${Math.floor(st.mtimeMs)}.v8`);
+    cacheFile = path.join(cacheDir, `cli-${process.version}-${process.arch}-${st.size}-${Math.floor(st.mtimeMs)}.v8`);
   } catch {
     return require(file);
   }
@@ -54,9 +53,9 @@ function loadBundle(file) {
   if (cachedData === undefined || script.cachedDataRejected) {
     process.once('exit', () => {
       try {
-        fs.mkdirSync(path.dirname(cacheFile), { recursive: true, mode: 0o700 });
+        fs.mkdirSync(cacheDir, { recursive: true, mode: 0o755 });
         const tmp = `${cacheFile}.${process.pid}`;
-        fs.writeFileSync(tmp, script.createCachedData(), { mode: 0o600 });
+        fs.writeFileSync(tmp, script.createCachedData(), { mode: 0o644 });
         fs.renameSync(tmp, cacheFile);
       } catch {
         // No cache is only slower.
@@ -71,7 +70,7 @@ function loadBundle(file) {
 
 let cli;
 try {
-  cli = loadBundle(path.join(__dirname, '..', 'dist', 'lib', 'cli.js'));
+  cli = loadBundle(bundle);
 } catch (err) {
   if (err?.code !== 'ENOENT' && (err?.code !== 'MODULE_NOT_FOUND' || !String(err.message).includes('cli.js'))) throw err;
   cli = require('../dist/lib/cli/main'); // a checkout built with plain tsc

@@ -9,11 +9,11 @@ import { SandboxOptionsError } from './errors';
 import { entryType, findSocketOrFifo, HostPathError, resolveHostPath, within } from './hostpath';
 import { landlockPlan } from './landlock';
 import { CA_BUNDLE, devMounts, etcBinds, etcFiles, procMounts, SANDBOX_HOME, SANDBOX_UID, synthesized, systemDirs } from './layout';
-import { type LimitsPlan, planLimits, RLIMIT, type ValidLimits } from './limits';
+import { kernelBudgetNames, type LimitsPlan, planLimits, RLIMIT, type ValidLimits } from './limits';
 import { initPath, MountKind, type NativeMount, type NativePlan, type NativePlanTemplate, SeccompProfileNumber } from './native';
 import { PRELOAD_PATH } from './net/env';
 import type { EgressPlan } from './net/sandbox';
-import type { EgressOptions, SandboxLimits, SandboxOptions } from './options';
+import type { EgressOptions, KernelBudgets, SandboxLimits, SandboxOptions } from './options';
 
 export { SANDBOX_HOME, SANDBOX_UID } from './layout';
 
@@ -286,7 +286,7 @@ function buildEnv(env: SandboxOptions['env'], forced?: (nodeOptions: string | un
 function buildLimits(limits: SandboxLimits | undefined): LimitsPlan {
   if (limits !== undefined && (typeof limits !== 'object' || limits === null)) fail('limits', 'expected an object');
   const given = limits ?? {};
-  checkKeys(given, [...integerLimits, ...sizeLimits, 'cpus', 'wallTime'], 'limits');
+  checkKeys(given, [...integerLimits, ...sizeLimits, 'cpus', 'wallTime', 'kernel'], 'limits');
   const valid: ValidLimits = {};
   for (const key of sizeLimits) if (given[key] !== undefined) valid[key] = size(given[key], `limits.${key}`);
   for (const key of integerLimits) {
@@ -300,6 +300,18 @@ function buildLimits(limits: SandboxLimits | undefined): LimitsPlan {
     if (typeof given.cpus !== 'number' || !(given.cpus > 0) || given.cpus > 1024)
       fail('limits.cpus', `expected a positive number of CPUs (0.5 is half of one), found ${JSON.stringify(given.cpus)}`);
     valid.cpus = given.cpus;
+  }
+  if (given.kernel !== undefined) {
+    const kernel = given.kernel;
+    if (typeof kernel !== 'object' || kernel === null || Array.isArray(kernel)) fail('limits.kernel', 'expected an object');
+    checkKeys(kernel, Object.keys(kernelBudgetNames), 'limits.kernel');
+    valid.kernel = {};
+    for (const [key, n] of Object.entries(kernel) as [keyof KernelBudgets, unknown][]) {
+      if (n === undefined) continue;
+      if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0 || n > 2 ** 31 - 1)
+        fail(`limits.kernel.${key}`, `expected an integer from 0 to 2147483647, found ${JSON.stringify(n)}`);
+      valid.kernel[key] = n;
+    }
   }
   return planLimits(valid, fail);
 }
@@ -524,6 +536,7 @@ function resolveUncached(command: string, args: readonly string[], options: Sand
         mounts: ordered.map((m) => [m.kind, m.source, m.target, m.readOnly, m.idmap]),
         limits: limits.rlimits,
         cgroup: limits.cgroup?.settings,
+        kernel: options.limits?.kernel,
         network,
         ...(seccomp === 'default' ? {} : { seccomp }),
       }),

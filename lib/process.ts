@@ -10,7 +10,8 @@ import type { Readable, Writable } from 'node:stream';
 import * as util from 'node:util';
 import type { Logger } from 'pino';
 import { fromNative, SandboxError, SandboxOptionsError } from './errors';
-import { type CgroupEvents, SandboxCgroup } from './limits';
+import { type CgroupEvents, type LimitViolation, LimitWatch, SandboxCgroup } from './limits';
+import { limitFile } from './limits/cgroup';
 import { type NativeHandle, type NativePlan, type NativeSpawnResult, type NativeViolation, native } from './native';
 import type { EgressAttachment } from './net/sandbox';
 import type { EgressOptions, SandboxOptions, StdioSlot } from './options';
@@ -81,6 +82,7 @@ export class SandboxedProcess extends EventEmitter {
   private wallTimer: NodeJS.Timeout | undefined;
   private cgroup: SandboxCgroup | undefined;
   private oomWatch: { close(): void } | undefined;
+  private limitWatch: LimitWatch | undefined;
   private resolved: ResolvedSandbox | undefined;
   private readonly logger: Logger | undefined;
 
@@ -238,6 +240,7 @@ export class SandboxedProcess extends EventEmitter {
       this.egress.proxy.on('egress', (record) => this.emit('egress', record));
     }
     if (this.pendingSignal !== undefined) this.handle.kill(this.pendingSignal);
+    this.watchLimits(resolved);
     if (this.unrefed) this.unref();
     if (resolved.wallTime !== undefined) {
       this.wallTimer = setTimeout(() => {
@@ -285,31 +288,73 @@ export class SandboxedProcess extends EventEmitter {
     plan.cgroups = this.cgroup.spec();
   }
 
-  /** OOM kills and refused forks, as violations: read once the sandbox has ended (before 'close'). */
+  /** A limit that struck: a 'violation' event and its audit record (and the launcher's line, lib/cli/report.ts). */
+  private limitViolation(v: LimitViolation): void {
+    this.audit('warn', { event: 'violation', pid: this.pid, policy: this.policyDigest, ...v });
+    this.emit('violation', v);
+  }
+
+  /**
+   * While the sandbox runs (lib/limits/watch.ts): the first fork refused at pids.max, reported
+   * as it happens; CPU seconds of the whole sandbox, which end it at limits.cpu.
+   */
+  private watchLimits(resolved: ResolvedSandbox): void {
+    const cgroup = this.cgroup;
+    if (cgroup === undefined) return;
+    const settings = resolved.limits.cgroup?.settings ?? {};
+    const cpuSource = cgroup.cpuAccounting();
+    this.limitWatch = new LimitWatch(cgroup, {
+      onPidsRefused: (count) => this.pidsViolation(count),
+      cpu:
+        settings.cpuSeconds === undefined || cpuSource === undefined
+          ? undefined
+          : {
+              seconds: settings.cpuSeconds,
+              cpus: settings.cpus,
+              onLimit: (used) => {
+                this.limitViolation({
+                  kind: 'cpu-limit',
+                  limit: settings.cpuSeconds as number,
+                  by: `cgroup v${cpuSource.version} ${limitFile('cpuacct', cpuSource.version)}`,
+                  action: 'killed',
+                  used: Math.round(used * 1000) / 1000,
+                  message: `the sandbox reached its CPU time limit of ${settings.cpuSeconds} s (--cpu, limits.cpu; all its processes together, cgroup v${cpuSource.version} ${limitFile('cpuacct', cpuSource.version)}) and was killed`,
+                });
+                this.handle?.kill(osConstants.signals.SIGKILL);
+              },
+            },
+    });
+  }
+
+  private pidsViolation(count: number): void {
+    const pids = this.resolved?.limits.report.pids;
+    this.limitViolation({
+      kind: 'pids-limit',
+      limit: pids?.value ?? 0,
+      by: pids?.by ?? '',
+      action: 'refused',
+      count,
+      message: `the sandbox reached its limit of ${pids?.value} processes and threads (--pids, limits.pids; ${pids?.by}): fork and clone fail with EAGAIN`,
+    });
+  }
+
+  /**
+   * OOM kills, and refused forks the watch did not see yet, as violations: read once the sandbox
+   * has ended (off the JS thread, lib/limits/cgroup.ts release), before 'close'.
+   */
   private reportCgroupEvents({ oomKills, pidsRefused }: CgroupEvents): void {
-    const report = this.resolved?.limits.report;
+    const memory = this.resolved?.limits.report.memory;
     if (oomKills > 0) {
-      this.audit('warn', {
-        event: 'violation',
+      this.limitViolation({
         kind: 'oom',
-        pid: this.pid,
-        policy: this.policyDigest,
-        limit: report?.memory?.value,
+        limit: memory?.value ?? 0,
+        by: memory?.by ?? '',
+        action: 'killed',
         count: oomKills,
-        message: `the sandbox ran out of memory (limit ${report?.memory?.value} bytes, ${report?.memory?.by}) and was killed`,
+        message: `the sandbox ran out of memory (limit ${memory?.value} bytes, ${memory?.by}) and was killed`,
       });
     }
-    if (pidsRefused > 0) {
-      this.audit('warn', {
-        event: 'violation',
-        kind: 'pids-limit',
-        pid: this.pid,
-        policy: this.policyDigest,
-        limit: report?.pids?.value,
-        count: pidsRefused,
-        message: `the sandbox reached its limit of ${report?.pids?.value} processes and threads; ${pidsRefused} fork/clone calls were refused`,
-      });
-    }
+    if (pidsRefused > 0 && !this.limitWatch?.pidsRefusalReported) this.pidsViolation(pidsRefused);
   }
 
   private failAsync(err: SandboxError): void {
@@ -329,21 +374,33 @@ export class SandboxedProcess extends EventEmitter {
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.wallTimer) clearTimeout(this.wallTimer);
     this.oomWatch?.close();
+    this.limitWatch?.close();
     this.exitCode = code;
     this.signalCode = signal;
     this.exited_ = true;
     this.handle = undefined;
-    // The cgroups' OOM and pids counters are read, and the cgroups removed, off the JS thread
-    // (lib/limits/cgroup.ts); the exit record follows the violations they report. Then the
-    // proxy's state dies with the sandbox: listeners, client and upstream sockets, the CA.
+    // The cgroups' OOM and pids counters and the CPU seconds of the whole sandbox (final: every
+    // process of it is gone, its PID 1 is reaped last) are read, and the cgroups removed, off the
+    // JS thread (lib/limits/cgroup.ts); the exit record follows the violations they report. Then
+    // the proxy's state dies with the sandbox: listeners, client and upstream sockets, the CA.
     // 'close' waits for all of it, so that every egress record of the sandbox has been emitted
     // by then (allowed connections are recorded when they close).
-    const exitRecord = () =>
-      this.audit('info', { event: 'sandbox-exit', pid: this.pid, policy: this.policyDigest, exitCode: code, signal });
+    const exitRecord = (cpuSeconds?: number) =>
+      this.audit('info', {
+        event: 'sandbox-exit',
+        pid: this.pid,
+        policy: this.policyDigest,
+        exitCode: code,
+        signal,
+        ...(cpuSeconds === undefined ? {} : { cpuSeconds: Math.round(cpuSeconds * 1000) / 1000 }),
+      });
     const released = this.cgroup
       ?.release()
-      .then((events) => this.reportCgroupEvents(events))
-      .catch(() => {})
+      .then((events) => {
+        this.reportCgroupEvents(events);
+        return events.cpuSeconds;
+      })
+      .catch(() => undefined)
       .then(exitRecord);
     if (released === undefined) exitRecord();
     (released ?? Promise.resolve())

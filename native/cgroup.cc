@@ -124,6 +124,15 @@ pid_t cloneIntoCgroup(unsigned long flags, void* stackBase, size_t stackSize, in
 
 namespace {
 
+// mkdir -p, 0755: 0 or -1 with errno.
+int mkdirParents(const std::string& dir) {
+  if (dir.size() < 2) return 0;
+  if (mkdir(dir.c_str(), 0755) == 0 || errno == EEXIST) return 0;
+  if (errno != ENOENT) return -1;
+  if (mkdirParents(dir.substr(0, dir.rfind('/'))) != 0) return -1;
+  return mkdir(dir.c_str(), 0755) == 0 || errno == EEXIST ? 0 : -1;
+}
+
 int writeFileAt(int dir, const std::string& name, const std::string& value, bool optional) {
   int fd = openat(dir, name.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) return optional && errno == ENOENT ? 0 : errno;
@@ -176,7 +185,14 @@ int makeCgroupsFromParent(Plan& plan, SpawnResult& result) {
   for (size_t i = 0; i < plan.cgroups.size() && err == 0; ++i) {
     const CgroupSpec& cg = plan.cgroups[i];
     std::string failed;  // the file within cg.dir, "" for the directory itself
-    if (mkdir(cg.dir.c_str(), 0755) != 0) {
+    int rc = mkdir(cg.dir.c_str(), 0755);
+    if (rc != 0 && errno == ENOENT) {
+      // The parent is settled once per process (lib/limits placement()); an empty parent removed
+      // since (by whoever cleans up empty cgroups) is made again, once.
+      std::string parent = cg.dir.substr(0, cg.dir.rfind('/'));
+      rc = mkdirParents(parent) == 0 ? mkdir(cg.dir.c_str(), 0755) : -1;
+    }
+    if (rc != 0) {
       err = errno;
       result.failedSyscall = "mkdir";
     } else {

@@ -40,8 +40,13 @@ import * as path from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { type NativeCgroup, native } from '../native';
 
-export type Controller = 'memory' | 'pids' | 'cpu';
-export const controllers: readonly Controller[] = ['memory', 'pids', 'cpu'];
+/**
+ * The controllers stockade uses. cpuacct is v1's CPU accounting (cpuacct.usage), for limits.cpu
+ * on a host without a v2 cgroup; on v2, cpu.stat's usage_usec is in every cgroup whether the cpu
+ * controller is enabled or not (cgroup-v2.rst, "Core Interface Files"), so it needs none.
+ */
+export type Controller = 'memory' | 'pids' | 'cpu' | 'cpuacct';
+export const controllers: readonly Controller[] = ['memory', 'pids', 'cpu', 'cpuacct'];
 
 export interface Hierarchy {
   version: 1 | 2;
@@ -269,6 +274,8 @@ export interface CgroupSettings {
   pids?: number;
   /** CPUs (0.5 = half of one), as a cfs quota over a 100 ms period. */
   cpus?: number;
+  /** CPU seconds of the whole sandbox (lib/limits/watch.ts reads the usage and ends it there). */
+  cpuSeconds?: number;
 }
 
 const CPU_PERIOD_US = 100_000;
@@ -279,11 +286,20 @@ export function limitFile(c: Controller, version: 1 | 2): string {
     memory: ['memory.limit_in_bytes', 'memory.max'],
     pids: ['pids.max', 'pids.max'],
     cpu: ['cpu.cfs_quota_us', 'cpu.max'],
+    cpuacct: ['cpuacct.usage', 'cpu.stat usage_usec'],
   } as const;
   return files[c][version - 1];
 }
 
 let counter = 0;
+
+/** cpuacct.usage (v1, nanoseconds) or cpu.stat's usage_usec (v2), in seconds. */
+function cpuSecondsOf(text: string | undefined, version: 1 | 2): number | undefined {
+  if (text === undefined) return undefined;
+  if (version === 1) return Number(text.trim()) / 1e9;
+  const usec = /^usage_usec (\d+)$/m.exec(text)?.[1];
+  return usec === undefined ? undefined : Number(usec) / 1e6;
+}
 
 /** The files that set controller `c`'s limits in a sandbox cgroup, in the order they are written. */
 function settingFiles(version: 1 | 2, c: Controller, s: CgroupSettings): NativeCgroup['files'] {
@@ -325,6 +341,8 @@ function settingFiles(version: 1 | 2, c: Controller, s: CgroupSettings): NativeC
 export interface CgroupEvents {
   oomKills: number;
   pidsRefused: number;
+  /** CPU seconds of the whole sandbox (release() only; undefined where unreadable). */
+  cpuSeconds?: number;
 }
 
 /**
@@ -402,12 +420,15 @@ export class SandboxCgroup {
   release(): Promise<CgroupEvents> {
     if (this.removed) return Promise.resolve(this.events());
     const files = this.eventFiles().map((f) => f.file);
+    const cpu = this.cpuAccounting();
+    if (cpu !== undefined) files.push(cpu.file);
     return new Promise<CgroupEvents>((resolve) => {
       native().releaseCgroup(
         files,
         this.dirs.map((d) => d.dir),
         (texts, left) => {
           const events = this.count(texts);
+          if (cpu !== undefined) events.cpuSeconds = cpuSecondsOf(texts[files.length - 1] ?? undefined, cpu.version);
           if (left === 0) {
             this.removed = true;
             resolve(events);
@@ -417,6 +438,35 @@ export class SandboxCgroup {
         },
       );
     });
+  }
+
+  /**
+   * The file that counts refused forks, where a pids controller holds the sandbox: pids.events,
+   * whose `max` line counts forks and clones refused at pids.max. v2 notifies a change of it
+   * (a modified-file event, cgroup_file_notify); v1 does not, so it is read periodically
+   * (./watch.ts).
+   */
+  pidsEvents(): { file: string; version: 1 | 2 } | undefined {
+    const d = this.dirs.find((x) => x.holds.includes('pids'));
+    return d && { file: path.join(d.dir, 'pids.events'), version: d.hierarchy.version };
+  }
+
+  /**
+   * Where the CPU time of the whole sandbox is counted: the v2 cgroup's cpu.stat (present with or
+   * without the cpu controller) or else the v1 cpuacct cgroup's cpuacct.usage; undefined where
+   * the sandbox has neither.
+   */
+  cpuAccounting(): { file: string; version: 1 | 2 } | undefined {
+    const v2 = this.dirs.find((x) => x.hierarchy.version === 2);
+    if (v2) return { file: path.join(v2.dir, 'cpu.stat'), version: 2 };
+    const v1 = this.dirs.find((x) => x.holds.includes('cpuacct'));
+    return v1 && { file: path.join(v1.dir, 'cpuacct.usage'), version: 1 };
+  }
+
+  /** CPU seconds used by every process of the sandbox so far, dead ones included; undefined if unreadable. */
+  cpuSeconds(): number | undefined {
+    const source = this.cpuAccounting();
+    return source && cpuSecondsOf(readText(source.file), source.version);
   }
 
   /**

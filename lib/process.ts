@@ -284,7 +284,7 @@ export class SandboxedProcess extends EventEmitter {
   private joinCgroup(plan: NativePlan): void {
     const spec = this.resolved?.limits.cgroup;
     if (spec === undefined) return;
-    this.cgroup = new SandboxCgroup(spec.where, spec.settings);
+    this.cgroup = new SandboxCgroup(spec.where, spec.settings, { bySpawner: true });
     plan.cgroups = this.cgroup.spec();
   }
 

@@ -38,6 +38,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { threadId } from 'node:worker_threads';
+import { SandboxError } from '../errors';
 import { type NativeCgroup, native } from '../native';
 
 /**
@@ -362,11 +363,45 @@ export class SandboxCgroup {
    * `where` says which hierarchy holds which controller (holds [] for a hierarchy that holds
    * none, the v2 one on a hybrid host).
    */
-  constructor(where: { placement: Placement; holds: Controller[] }[], settings: CgroupSettings) {
+  constructor(where: { placement: Placement; holds: Controller[] }[], settings: CgroupSettings, opts: { bySpawner?: boolean } = {}) {
     // Each Worker has its own copy of this module (and counter): the thread id keeps names apart.
     const name = `${process.pid}-${threadId}-${++counter}`;
     for (const { placement: p, holds } of where) this.dirs.push({ hierarchy: p.hierarchy, dir: path.join(p.parent, name), holds });
     this.settings = settings;
+    if (!opts.bySpawner) this.createNow();
+  }
+
+  /**
+   * The same cgroups made here, synchronously (a caller outside spawnSandboxed, which lets the
+   * spawner thread make them: process.ts passes bySpawner). Throws a SandboxError with step
+   * 'cgroup' and leaves nothing behind.
+   */
+  private createNow(): void {
+    const step = (syscall: string, file: string, fn: () => void) => {
+      try {
+        fn();
+      } catch (err) {
+        this.removeNow();
+        throw new SandboxError({ errno: (err as NodeJS.ErrnoException).errno ?? -22, syscall, step: 'cgroup', path: file });
+      }
+    };
+    for (const { dir, files } of this.spec()) {
+      step('mkdir', dir, () => {
+        try {
+          fs.mkdirSync(dir, { mode: 0o755 });
+        } catch (err) {
+          // An empty parent removed since placement() settled it is made again, once.
+          if (errorCode(err) !== 'ENOENT') throw err;
+          fs.mkdirSync(path.dirname(dir), { recursive: true, mode: 0o755 });
+          fs.mkdirSync(dir, { mode: 0o755 });
+        }
+      });
+      for (const f of files) {
+        const full = path.join(dir, f.name);
+        if (f.optional && !fs.existsSync(full)) continue;
+        step('write', full, () => writeText(full, f.value));
+      }
+    }
   }
 
   /** What the spawner thread makes: each directory, the files to write in it, the v1 OOM watch. */

@@ -375,10 +375,11 @@ function egressOf(network: unknown): EgressPlan | undefined {
  * sandbox could change: no grants, home, deny entries or host network (those host paths are
  * resolved again at every spawn, lib/hostpath.ts, since a previous sandbox with write access
  * may have replaced one by a symlink), no egress (the proxy's state is per sandbox), no
- * credentials, no environment taken from the host (`NAME: true`). What else it reads — the
- * system directories, the cgroup layout, STOCKADE_CGROUP_PARENT (part of the key) — is root's
- * or the caller's, and a second's staleness at most changes which error a spawn reports (the
- * child checks every mount target again, without following symlinks).
+ * credentials, no environment taken from the host (`NAME: true`). The host variables the
+ * resolution reads (TERM, STOCKADE_CGROUP_PARENT) are part of the key; what else it reads — the
+ * system directories, the cgroup layout — is root's or the caller's, and a second's staleness at
+ * most changes which error a spawn reports (the child checks every mount target again, without
+ * following symlinks).
  */
 const planCache = new Map<string, { at: number; resolved: ResolvedSandbox }>();
 const PLAN_CACHE_MS = 1000;
@@ -400,7 +401,8 @@ function planCacheKey(command: string, args: readonly string[], options: Sandbox
     return undefined;
   const { logger: _logger, stdio: _stdio, ...rest } = options;
   try {
-    return JSON.stringify([command, args, rest, process.env.STOCKADE_CGROUP_PARENT ?? null]);
+    // What the resolution reads from the host's environment is part of the key.
+    return JSON.stringify([command, args, rest, process.env.STOCKADE_CGROUP_PARENT ?? null, process.env.TERM ?? null]);
   } catch {
     return undefined; // not plain data (a cycle, a BigInt): resolved, and refused or not, uncached
   }

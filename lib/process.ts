@@ -485,14 +485,17 @@ export class SandboxedProcess extends EventEmitter {
       .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
       .then(() => {
         this.#tornDown = true;
+        // As child_process does: output nobody reads is drained, so that 'close' can follow —
+        // once the teardown is done, not at 'exit', so that a caller who reads a sandbox's output
+        // only after awaiting another sandbox still gets it (the release above takes a trip to
+        // the libuv pool).
+        for (const stream of [this.stdout, this.stderr]) {
+          if (stream !== null && stream.readableFlowing !== true && stream.listenerCount('data') === 0) stream.resume();
+        }
         this.#maybeClose();
       });
     this.emit('exit', code, signal);
     this.stdin?.destroy();
-    // As child_process does: output nobody reads is drained, so that 'close' can follow.
-    for (const stream of [this.stdout, this.stderr]) {
-      if (stream !== null && stream.readableFlowing !== true && stream.listenerCount('data') === 0) stream.resume();
-    }
     this.#maybeClose();
   }
 

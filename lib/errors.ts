@@ -70,7 +70,7 @@ function hintFor(step: string, errno: number): string | undefined {
 
 /** Turns the addon's {step, errno, index} into a SandboxError, using the plan for the path. */
 export function fromNative(error: NativeError, pathOf: (step: string, index: number) => string | undefined): SandboxError {
-  const names = stepNames[error.step] ?? { step: `step-${error.step}`, syscall: 'unknown' };
+  const names = stepNames()[error.step] ?? { step: `step-${error.step}`, syscall: 'unknown' };
   const path = error.path ?? pathOf(names.step, error.index);
   return new SandboxError({
     errno: error.errno,

@@ -5,7 +5,6 @@
 // for those who await, 'audit' events mirroring the pino audit log, and 'violation' events
 // naming each refused syscall. What is not part of the public shape is #private.
 import { EventEmitter } from 'node:events';
-import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
@@ -40,7 +39,8 @@ function normalizeStdio(stdio: SandboxOptions['stdio']): Slots {
 
 /** The sandbox's ends of its stdio pipes, once it has them (or will never run). */
 function closeChildEnds(slots: Slots, childFds: number[]): void {
-  for (const [i, slot] of slots.entries()) if (slot === 'pipe') fs.closeSync(childFds[i]);
+  // native().pipe() made them: fs.closeSync would warn in a Worker (fs did not open them).
+  for (const [i, slot] of slots.entries()) if (slot === 'pipe') native().closeFd(childFds[i]);
 }
 
 const signalNames = osConstants.signals as Record<string, number>;

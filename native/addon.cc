@@ -758,12 +758,19 @@ class ReleaseCgroup : public Napi::AsyncWorker {
       if (rmdir(dir.c_str()) != 0 && errno != ENOENT) ++left_;
   }
 
-  void OnOK() override {
-    Napi::Env env = Env();
+  // Not OnOK: node-addon-api's Callback().Call() turns a failed call into a C++ Napi::Error,
+  // which is fatal under NAPI_DISABLE_CPP_EXCEPTIONS, and a call fails when the environment (a
+  // Worker being terminated) is going away as the work completes. As CallBack() above, the
+  // status of the call is not acted on: then there is nobody left to tell.
+  void OnWorkComplete(Napi::Env env, napi_status status) override {
+    if (status == napi_cancelled) return;
+    Napi::HandleScope scope(env);
     Napi::Array texts = Napi::Array::New(env, texts_.size());
     for (size_t i = 0; i < texts_.size(); ++i)
       texts.Set(i, read_[i] ? Napi::Value(Napi::String::New(env, texts_[i])) : env.Null());
-    Callback().Call({texts, Napi::Number::New(env, left_)});
+    napi_value args[2] = {texts, Napi::Number::New(env, left_)};
+    napi_value result;
+    napi_make_callback(env, nullptr, env.Global(), Callback().Value(), 2, args, &result);
   }
 
  private:

@@ -762,15 +762,28 @@ class ReleaseCgroup : public Napi::AsyncWorker {
   // which is fatal under NAPI_DISABLE_CPP_EXCEPTIONS, and a call fails when the environment (a
   // Worker being terminated) is going away as the work completes. As CallBack() above, the
   // status of the call is not acted on: then there is nobody left to tell.
-  void OnWorkComplete(Napi::Env env, napi_status status) override {
+  void OnWorkComplete(Napi::Env napiEnv, napi_status status) override {
     if (status == napi_cancelled) return;
-    Napi::HandleScope scope(env);
-    Napi::Array texts = Napi::Array::New(env, texts_.size());
-    for (size_t i = 0; i < texts_.size(); ++i)
-      texts.Set(i, read_[i] ? Napi::Value(Napi::String::New(env, texts_[i])) : env.Null());
-    napi_value args[2] = {texts, Napi::Number::New(env, left_)};
-    napi_value result;
-    napi_make_callback(env, nullptr, env.Global(), Callback().Value(), 2, args, &result);
+    // Raw N-API calls, each status ignored: node-addon-api's wrappers throw a C++ error on any
+    // failure (napi_set_element fails once the environment is terminating), which is fatal here.
+    napi_env env = napiEnv;
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+    napi_value texts, value, left, fn, global, result;
+    napi_create_array_with_length(env, texts_.size(), &texts);
+    for (size_t i = 0; i < texts_.size(); ++i) {
+      if (read_[i])
+        napi_create_string_utf8(env, texts_[i].data(), texts_[i].size(), &value);
+      else
+        napi_get_null(env, &value);
+      napi_set_element(env, texts, static_cast<uint32_t>(i), value);
+    }
+    napi_create_int32(env, left_, &left);
+    napi_value args[2] = {texts, left};
+    if (napi_get_reference_value(env, Callback(), &fn) == napi_ok && fn != nullptr &&
+        napi_get_global(env, &global) == napi_ok)
+      napi_make_callback(env, nullptr, global, fn, 2, args, &result);
+    napi_close_handle_scope(env, scope);
   }
 
  private:

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { denyMounts } from './deny';
 import { SandboxOptionsError } from './errors';
 import { entryType, findSocketOrFifo, HostPathError, resolveHostPath, within } from './hostpath';
-import { landlockPlan } from './landlock';
+import { landlockPlan, type TcpRules, tcpRules } from './landlock';
 import { CA_BUNDLE, devMounts, etcBinds, etcFiles, procMounts, SANDBOX_HOME, SANDBOX_UID, synthesized, systemDirs } from './layout';
 import { kernelBudgetNames, type LimitsPlan, planLimits, RLIMIT, type ValidLimits } from './limits';
 import { initPath, MountKind, type NativeMount, type NativePlan, type NativePlanTemplate, SeccompProfileNumber } from './native';
@@ -46,6 +46,8 @@ export interface ResolvedSandbox {
   /** The listeners and ports of the egress proxy, when the network has an allow list. */
   egress?: EgressPlan;
   seccomp: SeccompProfile;
+  /** The TCP ports Landlock leaves open (ABI 4), or undefined where TCP is left to the namespaces. */
+  tcp?: TcpRules;
   /** The cgroups to make per spawn, and what holds each limit (lib/limits). */
   limits: Pick<LimitsPlan, 'cgroup' | 'report'>;
   /** Held by the plan cache below, so spawned again: worth converting for the addon once. */
@@ -65,6 +67,18 @@ export function seccompProfileOf(value: unknown, field: string): SeccompProfile 
   fail(field, `expected 'default' or 'strict', found ${JSON.stringify(value)}`);
 }
 
+/** The one validator of the local ports (API option, policy field, --local-port). */
+export function localPortsOf(value: unknown, field: string): number[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) fail(field, `expected an array of TCP ports, found ${JSON.stringify(value)}`);
+  if (value.length > 256) fail(field, `at most 256 ports, found ${value.length}`);
+  for (const [i, p] of value.entries()) {
+    if (!Number.isInteger(p) || p < 1 || p > 65535)
+      fail(`${field}[${i}]`, `expected a TCP port from 1 to 65535, found ${JSON.stringify(p)}`);
+  }
+  return [...new Set(value as number[])].sort((a, b) => a - b);
+}
+
 const knownOptions = new Set([
   'cwd',
   'env',
@@ -77,6 +91,8 @@ const knownOptions = new Set([
   'secrets',
   'upstreamCa',
   'seccomp',
+  'localPorts',
+  'grantScope',
   // spawn()'s own, checked by lib/process.ts (runSandboxed() takes its own options off first).
   'signal',
   'timeout',
@@ -446,6 +462,19 @@ function resolveUncached(command: string, args: readonly string[], options: Sand
   const seccomp = seccompProfileOf(options.seccomp, 'seccomp');
   const network = options.network ?? 'none';
   const egress = egressOf(network);
+  const localPorts = localPortsOf(options.localPorts, 'localPorts');
+  if (localPorts !== undefined && network === 'host') {
+    fail('localPorts', "restricts the sandbox's own network namespace; network 'host' has none");
+  }
+  const tcp = tcpRules(
+    network === 'host' ? 'host' : egress === undefined ? 'none' : 'proxy',
+    egress?.listeners.filter((l) => l.type === 'tcp').map((l) => l.port) ?? [],
+    localPorts,
+  );
+  const scope = options.grantScope;
+  if (scope !== undefined && (typeof scope?.checkHost !== 'function' || typeof scope.checkSecret !== 'function')) {
+    fail('grantScope', 'expected an object with checkHost() and checkSecret() (lib/net/decision.ts GrantScope)');
+  }
   if (options.secrets !== undefined && egress === undefined) {
     fail('secrets', "credentials are injected by the egress proxy: give network an allow list (not 'none' or 'host')");
   }
@@ -543,7 +572,7 @@ function resolveUncached(command: string, args: readonly string[], options: Sand
     initPath: initPath(),
     seccomp: true,
     seccompProfile: SeccompProfileNumber[seccomp],
-    landlock: landlockPlan(ordered),
+    landlock: landlockPlan(ordered, tcp),
   };
   const digest = createHash('sha256')
     .update(
@@ -557,6 +586,7 @@ function resolveUncached(command: string, args: readonly string[], options: Sand
         kernel: options.limits?.kernel,
         network,
         ...(seccomp === 'default' ? {} : { seccomp }),
+        ...(localPorts === undefined ? {} : { localPorts }),
       }),
     )
     .digest('hex')
@@ -571,6 +601,7 @@ function resolveUncached(command: string, args: readonly string[], options: Sand
     limits: { cgroup: limits.cgroup, report: limits.report },
     writable: grants.writable,
     seccomp,
+    tcp,
     describe(step, index) {
       if ((step === 'mount' || step === 'idmap-mount') && ordered[index] !== undefined) {
         const m = ordered[index];

@@ -168,8 +168,16 @@ export class SandboxedProcess extends EventEmitter {
     // starts once it exists ('spawn' says when; pid is undefined until then).
     lib.RunCa.create()
       .then((ca) => {
-        this.#interceptor = new lib.SecretInterceptor({ secrets, ca, upstreamCa: options.upstreamCa, logger: options.logger });
+        this.#interceptor = new lib.SecretInterceptor({
+          secrets,
+          ca,
+          upstreamCa: options.upstreamCa,
+          logger: options.logger,
+          ...(options.grantScope ? { scope: options.grantScope } : {}),
+        });
         this.#interceptor.on('violation', (v) => this.#audit('warn', { event: 'violation', ...v }));
+        // { secret, host, calls? }: lets the launcher join injections to tool calls.
+        this.#interceptor.on('injected', (i) => this.emit('injected', i));
         const trust = lib.sandboxTrust(ca);
         const placeholders = this.#interceptor.placeholders;
         const files = Object.fromEntries(
@@ -301,6 +309,7 @@ export class SandboxedProcess extends EventEmitter {
         {
           interceptor: this.#interceptor,
           guard: this.#interceptor?.plaintextGuard(),
+          ...(this.#options.grantScope ? { scope: this.#options.grantScope } : {}),
         },
       );
       this.#egress.proxy.on('egress', (record) => this.emit('egress', record));
@@ -584,6 +593,7 @@ function layersInForce(resolved: ResolvedSandbox, landlockAbi: number, named: bo
   ];
   if (landlockAbi > 0) {
     layers.push(`landlock ABI ${landlockAbi}: filesystem${landlockAbi >= 6 ? ', signals and abstract unix sockets scoped' : ''}`);
+    layers.push(landlockTcpLayer(resolved, landlockAbi));
   } else {
     const abi = native().landlockAbi();
     layers.push(
@@ -593,6 +603,19 @@ function layersInForce(resolved: ResolvedSandbox, landlockAbi: number, named: bo
     );
   }
   return layers;
+}
+
+/** What Landlock does with TCP for this sandbox (lib/landlock.ts tcpRules), for the start event. */
+function landlockTcpLayer(resolved: ResolvedSandbox, abi: number): string {
+  const { tcp } = resolved;
+  if (tcp === undefined) {
+    return resolved.plan.shareNetwork
+      ? 'landlock tcp: not restricted (network host)'
+      : 'landlock tcp: left to the network namespace (network none, no localPorts)';
+  }
+  if (abi < 4) return 'landlock tcp: not restricted (ABI 4, Linux 6.7+, needed); the network namespace confines it';
+  const list = (ports: number[]) => (ports.length ? ports.join(' ') : 'none');
+  return `landlock tcp: connect only to ports ${list(tcp.connect)}; bind only to ${list(tcp.bind)}`;
 }
 
 /**

@@ -112,7 +112,11 @@ static int leaveTerminal(const Plan& plan) {
   int budget = -1;
   if (int err = setBudgetsInChild(plan, &budget)) failInChild(fds, Step::kBudget, err, budget);
 
-  // 1d. Out of the caller's terminal and process group (leaveTerminal above), while the host's
+  // 1d. TCP Fast Open off where Landlock restricts connect() (net.cc says why), through the
+  //     host's /proc while it is still visible.
+  if (int err = disableFastOpenInChild(plan)) failInChild(fds, Step::kFastOpen, err);
+
+  // 1e. Out of the caller's terminal and process group (leaveTerminal above), while the host's
   //     /dev/tty is still in view.
   if (int err = leaveTerminal(plan)) failInChild(fds, Step::kSetsid, err);
 

@@ -35,6 +35,7 @@ const OPTIONS = {
   'allow-sockets': { type: 'boolean' },
   profile: { type: 'string' },
   seccomp: { type: 'string' },
+  'local-port': { type: 'string', multiple: true },
 } as const;
 
 export interface ParsedRunArgs {
@@ -74,6 +75,7 @@ export function parseRunArgs(argv: string[]): ParsedRunArgs {
     allowSockets: v['allow-sockets'],
     profile: v.profile,
     seccomp: v.seccomp,
+    localPorts: v['local-port'],
     command: command.length ? command : undefined,
   };
   for (const k of Object.keys(flags) as (keyof RunFlags)[]) if (flags[k] === undefined) delete flags[k];
@@ -112,6 +114,7 @@ export interface RunFlags {
   allowSockets?: boolean;
   profile?: string;
   seccomp?: string;
+  localPorts?: string[];
   /** The command and its arguments (everything after `--`). */
   command?: string[];
 }
@@ -142,6 +145,7 @@ const FLAG_FOR_PATH: [string, string][] = [
   ['/limits/timeout', '--timeout'],
   ['/profile', '--profile'],
   ['/seccomp', '--seccomp'],
+  ['/localPorts', '--local-port'],
   ['/command', '--'],
 ];
 
@@ -169,6 +173,7 @@ export function flagsToPolicy(flags: RunFlags, cwd: string = process.cwd()): Pol
   if (flags.command?.length) p.command = [...flags.command];
   if (flags.profile !== undefined) p.profile = flags.profile as Policy['profile'];
   if (flags.seccomp !== undefined) p.seccomp = flags.seccomp as Policy['seccomp'];
+  if (flags.localPorts?.length) p.localPorts = flags.localPorts.map((v) => numberOrString(v) as number);
   if (
     flags.ro?.length ||
     flags.rw?.length ||

@@ -62,9 +62,19 @@ export function policyGrants(p: Policy): PolicyGrants {
     for (const h of s.hosts) add(`secret ${s.name} for ${h}`);
   }
   for (const ca of p.upstreamCa ?? []) add(`upstreamCa ${ca}`);
+  // A declared local port may be bound and connected to (Landlock ABI 4, lib/landlock.ts).
+  for (const port of p.localPorts ?? []) add(`localPorts ${port}`);
   // No tool list means every tool: a policy that drops its list grew.
-  if (p.mcp?.tools === undefined) add('mcp.tools *');
-  else for (const t of p.mcp.tools) add(`mcp.tools ${t}`);
+  const tools = p.mcp?.tools;
+  if (tools === undefined) add('mcp.tools *');
+  else if (Array.isArray(tools)) for (const t of tools) add(`mcp.tools ${t}`);
+  else {
+    for (const [t, g] of Object.entries(tools)) {
+      add(`mcp.tools ${t}`);
+      for (const h of g.network ?? []) add(`mcp.tools.${t}.network ${h}`);
+      for (const s of g.secrets ?? []) add(`mcp.tools.${t}.secrets ${s}`);
+    }
+  }
   const limits: Record<string, number> = {};
   for (const [key, unit] of Object.entries(LIMIT_UNITS)) {
     const v = (p.limits as Record<string, number | string> | undefined)?.[key];

@@ -24,7 +24,8 @@ export type ViolationRule =
   | 'placeholder-in-url'
   | 'placeholder-in-body'
   | 'host-mismatch'
-  | 'sni-mismatch';
+  | 'sni-mismatch'
+  | 'secret-out-of-call';
 
 export interface SecretViolation {
   rule: ViolationRule;
@@ -36,6 +37,8 @@ export interface SecretViolation {
   /** Request path without the query string (it may hold other secrets of the client). */
   path?: string;
   message: string;
+  /** Per-tool grants: the tool calls in flight when it happened. */
+  calls?: { id: string | number | null; tool: string }[];
 }
 
 // Connection-specific headers (RFC 9110 7.6.1, RFC 9113 8.2.2): they describe one hop, and node's

@@ -5,7 +5,6 @@
 import { resolve as resolvePath } from 'node:path';
 import { mergePolicies, type Policy, PolicyError, type PolicyIssue, validatePolicy } from '../policy';
 import type { PolicyNetwork } from '../policy/types';
-import { parseSecretSpec } from '../secrets/spec';
 import { parseCommandArgs } from './args';
 import { UsageError } from './errors';
 
@@ -213,6 +212,8 @@ export function flagsToPolicy(flags: RunFlags, cwd: string = process.cwd()): Pol
     for (const s of flags.secret) {
       try {
         // NAME@HOST[,HOST...][:HEADER=FORMAT | ?PARAM | :basic:USER]; lib/secrets owns the syntax.
+        // lib/secrets is loaded with the first --secret: a run without one does not pay for it.
+        const { parseSecretSpec } = require('../secrets/spec') as typeof import('../secrets/spec');
         p.secrets.push(parseSecretSpec(s));
       } catch (err) {
         issues.push({ path: '--secret', message: (err as Error).message });

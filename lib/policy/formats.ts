@@ -3,7 +3,6 @@
 // the error a user reads, so it names the offending part and, where one exists, the fix.
 // The same functions are registered with ajv, so the schema and our messages never disagree.
 import { isIP, isIPv4, isIPv6 } from 'node:net';
-import { Resolver } from '../net/resolve';
 
 export type FormatCheck = (value: string) => string | null;
 
@@ -109,6 +108,8 @@ export function checkHostPort(entry: string): string | null {
  */
 export function checkResolveEntry(entry: string): string | null {
   try {
+    // Loaded with the first resolve entry (and with it node:dns): a plain run never checks one.
+    const { Resolver } = require('../net/resolve') as typeof import('../net/resolve');
     new Resolver([entry]);
     return null;
   } catch (err) {

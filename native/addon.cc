@@ -387,12 +387,17 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
   }
 
  private:
+  // Both watchers report to JavaScript: when it cannot run any more (canRunJs, loop_handles.h),
+  // they stop, and the environment's teardown kills, reaps and releases the sandbox.
   static void OnReadable(uv_poll_t* handle, int, int) {
-    static_cast<Sandbox*>(handle->data)->Collect();
+    auto* self = static_cast<Sandbox*>(handle->data);
+    if (!canRunJs(self->env_)) return self->Pause();
+    self->Collect();
   }
 
   static void OnStatusReadable(uv_poll_t* handle, int, int) {
     auto* self = static_cast<Sandbox*>(handle->data);
+    if (!canRunJs(self->env_)) return self->Pause();
     Napi::HandleScope scope(self->env_);
     // At end-of-file (stockade-init gone) the pipe stays readable: stop watching it, so the
     // loop does not spin until the pidfd reports the exit.
@@ -492,6 +497,12 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
     pidfd_ = statusFd_ = -1;
   }
 
+  // Stops both watchers without closing anything (see OnReadable).
+  void Pause() {
+    if (poll_ != nullptr) uv_poll_stop(poll_);
+    if (statusPoll_ != nullptr) uv_poll_stop(statusPoll_);
+  }
+
   // kill(signal: number) -> 0 or an errno (ESRCH once it has exited).
   Napi::Value Kill(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !info[0].IsNumber()) {
@@ -572,6 +583,9 @@ void DeliverSpawn(std::unique_ptr<SpawnJob> done, void* data) {
   auto* addon = static_cast<AddonData*>(data);
   std::unique_ptr<Job> job(static_cast<Job*>(done.release()));
   Napi::Env env = addon->env;
+  // The spawn finished as its Worker stops (canRunJs, loop_handles.h): nobody can be told, so
+  // the sandbox is killed and released as if it were still queued at teardown.
+  if (!canRunJs(env)) return Spawner::discard(*job);
   Napi::HandleScope scope(env);
   const SpawnResult& r = job->result;
   Napi::Object out = Napi::Object::New(env);
@@ -868,6 +882,21 @@ stockade::LoopHandles* stockade::loopHandlesOf(napi_env env) {
   void* data = nullptr;
   napi_get_instance_data(env, &data);
   return &static_cast<AddonData*>(data)->handles;
+}
+
+// napi_coerce_to_number starts with N-API's preamble, which fails (napi_pending_exception, or
+// napi_cannot_run_js in newer Node) once the environment cannot call into JavaScript (stopping,
+// or being freed) and does nothing else for a number: the cheapest status check that asks
+// exactly that question. Creating a number and a handle scope never needs JavaScript.
+bool stockade::canRunJs(napi_env env) {
+  if (env == nullptr) return false;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return false;
+  napi_value zero = nullptr, out = nullptr;
+  bool ok = napi_create_int32(env, 0, &zero) == napi_ok &&
+            napi_coerce_to_number(env, zero, &out) == napi_ok;
+  napi_close_handle_scope(env, scope);
+  return ok;
 }
 
 // pipeSize(fd[, bytes]) -> the capacity of pipe `fd` in bytes after setting it to `bytes` if

@@ -78,6 +78,8 @@ OomWatch::~OomWatch() {
 void OomWatch::OnReadable(uv_poll_t* handle, int status, int) {
   auto* self = static_cast<OomWatch*>(handle->data);
   if (status < 0 || self->eventFd_ < 0) return;
+  // JavaScript cannot run any more (canRunJs, loop_handles.h): stop; teardown closes the eventfd.
+  if (!canRunJs(self->env_)) return static_cast<void>(uv_poll_stop(handle));
   uint64_t count = 0;
   if (read(self->eventFd_, &count, sizeof count) != sizeof count) return;  // EAGAIN
   Napi::HandleScope scope(self->env_);

@@ -49,25 +49,31 @@ Spawner::Spawner(LoopHandles* handles, Deliver deliver, void* data)
 void Spawner::shutdown() {
   stop();
   for (auto* q : {&done_, &todo_}) {
-    for (auto& job : *q) {
-      SpawnResult& r = job->result;
-      if (r.pidfd >= 0) {
-        killAndReap(r.pid, r.pidfd);
-        close(r.pidfd);
-      }
-      if (r.statusFd >= 0) close(r.statusFd);
-      if (r.oomEventFd >= 0) close(r.oomEventFd);
-      for (int fd : r.listenerFds) close(fd);
-      for (int fd : job->ownedFds) close(fd);
-      // Spawned or not, its cgroups were made by lib/limits for it, and nobody else will remove
-      // them now. After the reap they are empty (killAndReap, spawn.h).
-      removeCgroupDirs(job->plan.cgroupDirs);
-    }
+    for (auto& job : *q) discard(*job);
     q->clear();
   }
   pthread_cond_destroy(&wake_);
   pthread_mutex_destroy(&mu_);
   handles_->close(async_);
+}
+
+void Spawner::discard(SpawnJob& job) {
+  SpawnResult& r = job.result;
+  if (r.pidfd >= 0) {
+    killAndReap(r.pid, r.pidfd);
+    close(r.pidfd);
+  }
+  if (r.statusFd >= 0) close(r.statusFd);
+  if (r.oomEventFd >= 0) close(r.oomEventFd);
+  for (int fd : r.listenerFds) close(fd);
+  for (int fd : job.ownedFds) close(fd);
+  r.pidfd = r.statusFd = r.oomEventFd = -1;
+  r.listenerFds.clear();
+  job.ownedFds.clear();
+  // Spawned or not, its cgroups were made by lib/limits for it, and nobody else will remove
+  // them now. After the reap they are empty (killAndReap, spawn.h).
+  removeCgroupDirs(job.plan.cgroupDirs);
+  job.plan.cgroupDirs.clear();
 }
 
 int Spawner::submit(std::unique_ptr<SpawnJob> job) {

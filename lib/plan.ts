@@ -7,13 +7,18 @@ import * as path from 'node:path';
 import { denyMounts } from './deny';
 import { SandboxOptionsError } from './errors';
 import { entryType, findSocketOrFifo, HostPathError, resolveHostPath, within } from './hostpath';
+import { countReason, envNameReason, hostnameReason, parseSize, sizeReason, wallTimeReason } from './fields';
 import { landlockPlan } from './landlock';
 import { CA_BUNDLE, devMounts, etcBinds, etcFiles, procMounts, SANDBOX_HOME, SANDBOX_UID, synthesized, systemDirs } from './layout';
 import { type LimitsPlan, planLimits, RLIMIT, type ValidLimits } from './limits';
 import { initPath, MountKind, type NativeMount, type NativePlan, SeccompProfileNumber } from './native';
+import { allowEntryReason } from './net/allowlist';
+import { EGRESS_LIMIT_KEYS, resolveLimits } from './net/decision';
 import { PRELOAD_PATH } from './net/env';
+import { Resolver } from './net/resolve';
 import { type EgressPlan, egressEnv, PRELOAD_INSIDE, planEgress } from './net/sandbox';
 import type { EgressOptions, SandboxLimits, SandboxOptions } from './options';
+import { readUpstreamCa } from './secrets/upstream-ca';
 
 export { SANDBOX_HOME, SANDBOX_UID } from './layout';
 
@@ -43,6 +48,8 @@ export interface ResolvedSandbox {
   visible: string[];
   /** Canonical host paths the sandbox can write (read-write grants, a persistent home). */
   writable: string[];
+  /** The extra upstream CAs (options.upstreamCa), read and checked with the options. */
+  upstreamCaPem?: string[];
   /** The listeners and ports of the egress proxy, when the network has an allow list. */
   egress?: EgressPlan;
   seccomp: SeccompProfile;
@@ -237,13 +244,11 @@ function placeTargets(ordered: NativeMount[], fields: Map<string, string>): Nati
   return out;
 }
 
+/** A size in bytes or a string like '64m' (lib/fields.ts: the same grammar as policies and flags). */
 function size(value: unknown, field: string): number {
-  if (typeof value === 'number' && Number.isSafeInteger(value) && value > 0) return value;
-  if (typeof value === 'string') {
-    const m = /^(\d+)([kmg]?)$/i.exec(value.trim());
-    if (m) return Number(m[1]) * { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g'];
-  }
-  fail(field, `expected a positive size in bytes or a string like '64m', found ${JSON.stringify(value)}`);
+  const reason = sizeReason(value);
+  if (reason !== null) fail(field, `${reason}, found ${JSON.stringify(value)}`);
+  return parseSize(value as number | string);
 }
 
 /**
@@ -261,7 +266,7 @@ function buildEnv(env: SandboxOptions['env'], forced?: (nodeOptions: string | un
   if (env !== undefined) {
     if (typeof env !== 'object' || env === null || Array.isArray(env)) fail('env', 'expected an object of NAME: value | true');
     for (const [name, value] of Object.entries(env)) {
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) fail(`env.${name}`, 'not a valid environment variable name');
+      if (envNameReason(name) !== null) fail(`env.${name}`, 'not a valid environment variable name');
       if (value === true) {
         const host = process.env[name];
         if (host !== undefined) out.set(name, host);
@@ -286,8 +291,7 @@ function buildLimits(limits: SandboxLimits | undefined): LimitsPlan {
   for (const key of integerLimits) {
     const n = given[key];
     if (n === undefined) continue;
-    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0)
-      fail(`limits.${key}`, `expected a positive integer, found ${JSON.stringify(n)}`);
+    if (countReason(n) !== null) fail(`limits.${key}`, `expected a positive integer, found ${JSON.stringify(n)}`);
     valid[key] = n;
   }
   if (given.cpus !== undefined) {
@@ -307,19 +311,76 @@ export interface SandboxTrust {
   bundle: string;
 }
 
+/**
+ * The egress options, checked whole here, before anything exists: the allow list, the resolver
+ * overrides and the proxy limits (an invalid one used to throw from the proxy's constructor
+ * after the sandbox had started, leaving the payload running with no handle).
+ */
 function egressOf(network: unknown): EgressPlan | undefined {
   if (network === undefined || network === 'none' || network === 'host') return undefined;
   if (typeof network !== 'object' || network === null || Array.isArray(network)) {
     fail('network', `expected 'none', 'host' or { allow: [...] }, found ${JSON.stringify(network)}`);
   }
   checkKeys(network, ['allow', 'resolve', 'limits'], 'network');
-  const { allow } = network as EgressOptions;
-  if (!Array.isArray(allow) || allow.some((a) => typeof a !== 'string')) fail('network.allow', 'expected an array of host patterns');
+  const { allow, resolve, limits } = network as EgressOptions;
+  if (!Array.isArray(allow)) fail('network.allow', 'expected an array of host patterns');
+  allow.forEach((entry, i) => {
+    if (typeof entry !== 'string') fail(`network.allow[${i}]`, `expected a host pattern string, found ${JSON.stringify(entry)}`);
+    const reason = allowEntryReason(entry);
+    if (reason !== null) fail(`network.allow[${i}]`, `${reason}, found ${JSON.stringify(entry)}`);
+  });
+  if (resolve !== undefined) {
+    try {
+      new Resolver(resolve);
+    } catch (err) {
+      fail('network.resolve', (err as Error).message);
+    }
+  }
+  if (limits !== undefined) {
+    if (typeof limits !== 'object' || limits === null || Array.isArray(limits)) fail('network.limits', 'expected an object');
+    checkKeys(limits, [...EGRESS_LIMIT_KEYS], 'network.limits');
+    try {
+      resolveLimits(limits);
+    } catch (err) {
+      fail('network.limits', (err as Error).message);
+    }
+  }
   try {
     return planEgress(network as EgressOptions);
   } catch (err) {
     fail('network.allow', (err as Error).message);
   }
+}
+
+/**
+ * The sandbox's side of credentials, checked with the rest of the options: where a placeholder
+ * file goes inside (it is synthesized over that path) and the extra upstream CAs, read now (an
+ * unreadable one used to come back as an 'error' once the per-run CA existed).
+ */
+function secretsFilesOf(secrets: SandboxOptions['secrets']): void {
+  if (secrets === undefined) return;
+  if (!Array.isArray(secrets)) fail('secrets', 'expected an array of secrets');
+  secrets.forEach((s, i) => {
+    const file = (s as { file?: unknown } | null)?.file;
+    if (file === undefined) return;
+    if (typeof file !== 'string' || !path.isAbsolute(file) || path.normalize(file) !== file || file.includes('\0') || file === '/') {
+      fail(`secrets[${i}].file`, `expected a normalized absolute path inside the sandbox, found ${JSON.stringify(file)}`);
+    }
+  });
+}
+
+function upstreamCaOf(upstreamCa: unknown): string[] | undefined {
+  if (upstreamCa === undefined) return undefined;
+  if (!Array.isArray(upstreamCa)) fail('upstreamCa', 'expected an array of PEM file paths');
+  return upstreamCa.map((p, i) => {
+    const field = `upstreamCa[${i}]`;
+    typedPath(p, field);
+    try {
+      return readUpstreamCa(p);
+    } catch (err) {
+      fail(field, (err as Error).message);
+    }
+  });
 }
 
 export function resolveSandbox(command: string, args: readonly string[], options: SandboxOptions, trust?: SandboxTrust): ResolvedSandbox {
@@ -333,9 +394,8 @@ export function resolveSandbox(command: string, args: readonly string[], options
   checkKeys(options, [...knownOptions], '');
 
   const hostname = options.hostname ?? 'stockade';
-  if (typeof hostname !== 'string' || !/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(hostname)) {
-    fail('hostname', `expected a hostname label (letters, digits, '-'), found ${JSON.stringify(hostname)}`);
-  }
+  const hostnameProblem = hostnameReason(hostname);
+  if (hostnameProblem !== null) fail('hostname', `${hostnameProblem}, found ${JSON.stringify(hostname)}`);
   const cwd = options.cwd ?? '/';
   if (typeof cwd !== 'string' || !path.isAbsolute(cwd) || cwd.includes('\0')) {
     fail('cwd', `expected an absolute path inside the sandbox, found ${JSON.stringify(cwd)}`);
@@ -347,6 +407,8 @@ export function resolveSandbox(command: string, args: readonly string[], options
   if (options.secrets !== undefined && egress === undefined) {
     fail('secrets', "credentials are injected by the egress proxy: give network an allow list (not 'none' or 'host')");
   }
+  secretsFilesOf(options.secrets);
+  const upstreamCaPem = upstreamCaOf(options.upstreamCa);
 
   const fsOptions = options.filesystem ?? {};
   if (typeof fsOptions !== 'object' || fsOptions === null) fail('filesystem', 'expected an object');
@@ -414,9 +476,8 @@ export function resolveSandbox(command: string, args: readonly string[], options
 
   const limits = buildLimits(options.limits);
   const wallTime = options.limits?.wallTime;
-  if (wallTime !== undefined && (typeof wallTime !== 'number' || !(wallTime > 0))) {
-    fail('limits.wallTime', `expected a positive number of milliseconds, found ${JSON.stringify(wallTime)}`);
-  }
+  const wallTimeProblem = wallTime === undefined ? null : wallTimeReason(wallTime);
+  if (wallTimeProblem !== null) fail('limits.wallTime', `${wallTimeProblem}, found ${JSON.stringify(wallTime)}`);
 
   const envp = buildEnv(
     options.env,
@@ -463,6 +524,7 @@ export function resolveSandbox(command: string, args: readonly string[], options
     digest,
     egress,
     wallTime,
+    upstreamCaPem,
     visible,
     limits: { cgroup: limits.cgroup, report: limits.report },
     writable: grants.writable,

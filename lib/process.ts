@@ -140,7 +140,8 @@ export class SandboxedProcess extends EventEmitter {
     // starts once it exists ('spawn' says when; pid is undefined until then).
     lib.RunCa.create()
       .then((ca) => {
-        this.interceptor = new lib.SecretInterceptor({ secrets, ca, upstreamCa: options.upstreamCa, logger: options.logger });
+        // The upstream CAs as read when the options were checked (lib/plan.ts), not read again.
+        this.interceptor = new lib.SecretInterceptor({ secrets, ca, upstreamCaPem: resolved.upstreamCaPem, logger: options.logger });
         this.interceptor.on('violation', (v) => this.audit('warn', { event: 'violation', ...v }));
         const trust = lib.sandboxTrust(ca);
         const placeholders = this.interceptor.placeholders;

@@ -13,7 +13,7 @@ import { resolve as resolvePath } from 'node:path';
 import type { SecretOptions } from '../options';
 import { parseSecretSpec } from '../secrets/spec';
 import type { Policy, PolicyNetwork } from './types';
-import { PolicyError, type PolicyIssue, validatePolicy } from './validate';
+import { PolicyError, type PolicyIssue, type ValidationOptions, validatePolicy } from './validate';
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -160,7 +160,7 @@ export function parseSecretFlag(spec: string): SecretOptions {
  * flags are resolved against `cwd` (default process.cwd()), as a shell user expects; policy
  * files, which have no obvious base, must use absolute paths.
  */
-export function flagsToPolicy(flags: RunFlags, cwd: string = process.cwd()): Policy {
+export function flagsToPolicy(flags: RunFlags, cwd: string = process.cwd(), validation: ValidationOptions = {}): Policy {
   const abs = (p: string) => (p.startsWith('~') ? p : resolvePath(cwd, p));
   const p: Policy = {};
   const issues: PolicyIssue[] = [];
@@ -230,7 +230,7 @@ export function flagsToPolicy(flags: RunFlags, cwd: string = process.cwd()): Pol
   if (flags.openFiles !== undefined) limits.openFiles = numberOrString(flags.openFiles) as number;
   if (flags.timeout !== undefined) limits.timeout = numberOrString(flags.timeout) as number;
   if (Object.keys(limits).length > 0) p.limits = limits;
-  if (issues.length === 0) issues.push(...validatePolicy(p).map(toFlagIssue));
+  if (issues.length === 0) issues.push(...validatePolicy(p, validation).map(toFlagIssue));
   if (issues.length > 0) throw new PolicyError(issues, 'command line');
   return p;
 }
@@ -239,9 +239,9 @@ export function flagsToPolicy(flags: RunFlags, cwd: string = process.cwd()): Pol
  * The policy `stockade run` executes: the file's policy with the flags over it (see the rules at
  * the top). Throws PolicyError naming the flag or the JSON path.
  */
-export function mergeFlags(policy: Policy, flags: RunFlags, cwd?: string): Policy {
-  const merged = mergePolicies(policy, flagsToPolicy(flags, cwd));
-  const issues = validatePolicy(merged);
+export function mergeFlags(policy: Policy, flags: RunFlags, cwd?: string, validation: ValidationOptions = {}): Policy {
+  const merged = mergePolicies(policy, flagsToPolicy(flags, cwd, validation));
+  const issues = validatePolicy(merged, validation);
   if (issues.length > 0) throw new PolicyError(issues, 'policy with command-line flags');
   return merged;
 }

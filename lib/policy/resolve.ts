@@ -5,7 +5,7 @@
 import { chownSync, mkdirSync } from 'node:fs';
 import type { SandboxOptions } from '../options';
 import { SANDBOX_UID } from '../plan';
-import { parseSize } from './formats';
+import { parseSize, timeoutToWallTime } from '../fields';
 import { mergePolicies } from './merge';
 import { profileFor } from './profiles';
 import type { Policy } from './types';
@@ -101,7 +101,7 @@ export function policyToOptions(policy: Policy, ctx: ResolveContext = {}): Polic
     if (l.cpus !== undefined) options.limits.cpus = l.cpus;
     if (l.openFiles !== undefined) options.limits.openFiles = l.openFiles;
     if (l.fileSize !== undefined) options.limits.fileSize = parseSize(l.fileSize);
-    if (l.timeout !== undefined) options.limits.wallTime = Math.round(l.timeout * 1000);
+    if (l.timeout !== undefined) options.limits.wallTime = timeoutToWallTime(l.timeout);
   }
   const [command, ...first] = p.command;
   return {

@@ -1,0 +1,20 @@
+// Policy lint: what a policy may say but rarely means. Warnings on top of the one grammar, never
+// a second grammar: every value linted here is valid (lib/net/allowlist.ts accepts it, and so do
+// the API and `stockade run`). `stockade check` and `stockade run` print them; the API does not
+// (a program building its options knows what it asked for).
+import { lintAllowEntry } from '../net/allowlist';
+import type { Policy } from './types';
+import type { PolicyIssue } from './validate';
+
+/** Warnings about a valid policy, one line each, starting with the JSON path. */
+export function lintPolicy(policy: Policy): PolicyIssue[] {
+  const out: PolicyIssue[] = [];
+  const entry = (path: string, text: string) => {
+    const warning = lintAllowEntry(text);
+    if (warning !== null) out.push({ path, message: `${path}: ${warning}` });
+  };
+  const network = policy.network;
+  if (typeof network === 'object' && network !== null) network.allow?.forEach((h, i) => entry(`/network/allow/${i}`, h));
+  policy.secrets?.forEach((s, i) => s.hosts?.forEach((h, j) => entry(`/secrets/${i}/hosts/${j}`, h)));
+  return out;
+}

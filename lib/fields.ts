@@ -18,6 +18,29 @@ export function hasControl(s: string): boolean {
   return false;
 }
 
+// ---- paths -------------------------------------------------------------------------------------
+
+/** An absolute path, as policies and the API take them: no `~`, no `..`, no control characters. */
+export function absolutePathReason(p: unknown): string | null {
+  if (typeof p !== 'string') return 'expected an absolute path string';
+  if (p.length === 0) return 'the path is empty';
+  if (hasControl(p)) return 'the path contains a control character';
+  if (p.startsWith('~')) return '`~` is not expanded; write the absolute path';
+  if (!p.startsWith('/')) return 'the path is relative; absolute paths only';
+  if (p.split('/').includes('..')) return 'the path contains `..`; write the normalized path';
+  return null;
+}
+
+/** A file synthesized inside the sandbox (secrets[].file): absolute, normalized, not `/` itself. */
+export function sandboxFileReason(p: unknown): string | null {
+  const reason = absolutePathReason(p);
+  if (reason !== null) return reason;
+  const s = p as string;
+  if (s === '/' || s.endsWith('/')) return 'expected a file path, not a directory';
+  if (s.includes('//') || s.split('/').includes('.')) return 'write the normalized path (no `//` or `.`)';
+  return null;
+}
+
 // ---- sizes -------------------------------------------------------------------------------------
 
 // Bytes, or a number with a binary unit: 64m, 64M, 64MB, 64MiB, 1.5g, 4096, 4096b. Binary because

@@ -7,7 +7,16 @@ import * as path from 'node:path';
 import { denyMounts } from './deny';
 import { SandboxOptionsError } from './errors';
 import { entryType, findSocketOrFifo, HostPathError, resolveHostPath, within } from './hostpath';
-import { countReason, envNameReason, hostnameReason, parseSize, sizeReason, wallTimeReason } from './fields';
+import {
+  absolutePathReason,
+  countReason,
+  envNameReason,
+  hostnameReason,
+  parseSize,
+  sandboxFileReason,
+  sizeReason,
+  wallTimeReason,
+} from './fields';
 import { landlockPlan } from './landlock';
 import { CA_BUNDLE, devMounts, etcBinds, etcFiles, procMounts, SANDBOX_HOME, SANDBOX_UID, synthesized, systemDirs } from './layout';
 import { type LimitsPlan, planLimits, RLIMIT, type ValidLimits } from './limits';
@@ -102,10 +111,11 @@ interface Grant {
   idmap: boolean;
 }
 
+/** A host path of the options: the policies' grammar (lib/fields.ts absolutePathReason). */
 function typedPath(p: unknown, field: string): string {
   if (typeof p !== 'string') fail(field, `expected an absolute path string, found ${typeof p}`);
-  if (p.includes('\0')) fail(field, 'path contains a NUL byte');
-  if (!path.isAbsolute(p)) fail(field, `expected an absolute path, found '${p}'`);
+  const reason = absolutePathReason(p);
+  if (reason !== null) fail(field, `${reason}, found ${JSON.stringify(p)}`);
   return p;
 }
 
@@ -363,9 +373,8 @@ function secretsFilesOf(secrets: SandboxOptions['secrets']): void {
   secrets.forEach((s, i) => {
     const file = (s as { file?: unknown } | null)?.file;
     if (file === undefined) return;
-    if (typeof file !== 'string' || !path.isAbsolute(file) || path.normalize(file) !== file || file.includes('\0') || file === '/') {
-      fail(`secrets[${i}].file`, `expected a normalized absolute path inside the sandbox, found ${JSON.stringify(file)}`);
-    }
+    const reason = sandboxFileReason(file);
+    if (reason !== null) fail(`secrets[${i}].file`, `${reason} (a file inside the sandbox), found ${JSON.stringify(file)}`);
   });
 }
 
@@ -397,9 +406,8 @@ export function resolveSandbox(command: string, args: readonly string[], options
   const hostnameProblem = hostnameReason(hostname);
   if (hostnameProblem !== null) fail('hostname', `${hostnameProblem}, found ${JSON.stringify(hostname)}`);
   const cwd = options.cwd ?? '/';
-  if (typeof cwd !== 'string' || !path.isAbsolute(cwd) || cwd.includes('\0')) {
-    fail('cwd', `expected an absolute path inside the sandbox, found ${JSON.stringify(cwd)}`);
-  }
+  const cwdProblem = absolutePathReason(cwd);
+  if (cwdProblem !== null) fail('cwd', `${cwdProblem} (a path inside the sandbox), found ${JSON.stringify(cwd)}`);
 
   const seccomp = seccompProfileOf(options.seccomp, 'seccomp');
   const network = options.network ?? 'none';

@@ -5,7 +5,16 @@
 // they are the API's own validators (lib/fields.ts, lib/net/allowlist.ts, lib/net/resolve.ts), so
 // a policy `stockade check` accepts is one `stockade run` and spawnSandboxed() accept (issue #12).
 import { isIP } from 'node:net';
-import { envNameReason, hasControl, hostnameReason, parseSize, sizeReason, timeoutSecondsReason } from '../fields';
+import {
+  absolutePathReason,
+  countReason,
+  envNameReason,
+  hostnameReason,
+  parseSize,
+  sandboxFileReason,
+  sizeReason,
+  timeoutSecondsReason,
+} from '../fields';
 import { allowEntryReason } from '../net/allowlist';
 import { Resolver, resolveKeyReason } from '../net/resolve';
 
@@ -15,12 +24,7 @@ export { parseSize };
 export type FormatCheck = (value: any) => string | null;
 
 export function checkAbsolutePath(p: string): string | null {
-  if (p.length === 0) return 'the path is empty';
-  if (hasControl(p)) return 'the path contains a control character';
-  if (p.startsWith('~')) return '`~` is not expanded; write the absolute path';
-  if (!p.startsWith('/')) return 'the path is relative; policies take absolute paths only';
-  if (p.split('/').includes('..')) return 'the path contains `..`; write the normalized path';
-  return null;
+  return absolutePathReason(p);
 }
 
 /** Allowlist entry: the API's grammar (lib/net/allowlist.ts); policy-only lint is a warning (lint.ts). */
@@ -93,11 +97,12 @@ export function checkKeyringAttribute(name: string): string | null {
 }
 
 /** Formats that apply to numbers (ajv needs to know; the rest are string formats). */
-export const NUMBER_FORMATS: ReadonlySet<string> = new Set(['timeout']);
+export const NUMBER_FORMATS: ReadonlySet<string> = new Set(['timeout', 'count', 'bytes']);
 
 /** format name -> [checker, what a user should have written, the same in the plural]. */
 export const FORMATS: Record<string, [FormatCheck, string, string]> = {
   'absolute-path': [checkAbsolutePath, 'an absolute path', 'absolute paths'],
+  'sandbox-file': [sandboxFileReason, 'a normalized absolute file path inside the sandbox', 'file paths inside the sandbox'],
   'host-pattern': [
     checkHostPattern,
     'a host pattern (example.com, *.example.com, example.com:8443, 10.0.0.0/8)',
@@ -109,6 +114,8 @@ export const FORMATS: Record<string, [FormatCheck, string, string]> = {
   'env-name': [checkEnvName, 'an environment variable name', 'environment variable names'],
   size: [checkSize, 'a size (bytes, or e.g. 64m)', 'sizes'],
   timeout: [checkTimeout, 'a positive number of seconds', 'numbers of seconds'],
+  count: [countReason, 'a positive integer', 'positive integers'],
+  bytes: [sizeReason, 'a positive number of bytes', 'numbers of bytes'],
   'header-name': [checkHeaderName, 'an HTTP header name', 'HTTP header names'],
   'secret-format': [checkSecretFormat, 'a header format containing {secret}', 'header formats'],
   'uts-hostname': [checkUtsHostname, 'a hostname', 'hostnames'],

@@ -63,7 +63,7 @@ export function parseAllowEntry(text: string): AllowEntry {
       if (suffix.kind !== 'name') throw new TypeError('a wildcard needs a name after "*.", not an address');
       return { text, kind: 'suffix', name: `.${suffix.host}`, ports };
     }
-    if (rest.includes('*')) throw new TypeError('"*" is only allowed as a leading "*." label or as ":*"');
+    if (rest.includes('*')) throw new TypeError('a wildcard must be the whole first label, as in `*.example.com` (or `:*` for every port)');
     const host = normalizeHost(rest);
     if (host.kind === 'ip') {
       const ip = parseIp(host.host);

@@ -6,7 +6,6 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { denyMounts } from './deny';
 import { SandboxOptionsError } from './errors';
-import { entryType, findSocketOrFifo, HostPathError, resolveHostPath, within } from './hostpath';
 import {
   absolutePathReason,
   countReason,
@@ -17,6 +16,7 @@ import {
   sizeReason,
   wallTimeReason,
 } from './fields';
+import { entryType, findSocketOrFifo, HostPathError, resolveHostPath, within } from './hostpath';
 import { landlockPlan } from './landlock';
 import { CA_BUNDLE, devMounts, etcBinds, etcFiles, procMounts, SANDBOX_HOME, SANDBOX_UID, synthesized, systemDirs } from './layout';
 import { type LimitsPlan, planLimits, RLIMIT, type ValidLimits } from './limits';
@@ -381,15 +381,17 @@ function secretsFilesOf(secrets: SandboxOptions['secrets']): void {
 function upstreamCaOf(upstreamCa: unknown): string[] | undefined {
   if (upstreamCa === undefined) return undefined;
   if (!Array.isArray(upstreamCa)) fail('upstreamCa', 'expected an array of PEM file paths');
-  return upstreamCa.map((p, i) => {
+  const pems: string[] = [];
+  upstreamCa.forEach((p, i) => {
     const field = `upstreamCa[${i}]`;
     typedPath(p, field);
     try {
-      return readUpstreamCa(p);
+      pems.push(readUpstreamCa(p));
     } catch (err) {
       fail(field, (err as Error).message);
     }
   });
+  return pems;
 }
 
 export function resolveSandbox(command: string, args: readonly string[], options: SandboxOptions, trust?: SandboxTrust): ResolvedSandbox {

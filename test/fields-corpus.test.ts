@@ -319,9 +319,12 @@ describe('one grammar per field: validator, check, run --policy, run flags and t
             `${JSON.stringify(v)} should be ${expected}ed, but ${wrong.map(([k, got]) => `${k}: ${got}`).join(', ')}\n    ${o.details.join('\n    ')}`,
           );
         }
-        if (o.details.some((d) => d.includes('LATE'))) failures.push(`${JSON.stringify(v)}: refused after the spawn\n    ${o.details.join('\n    ')}`);
+        if (o.details.some((d) => d.includes('LATE')))
+          failures.push(`${JSON.stringify(v)}: refused after the spawn\n    ${o.details.join('\n    ')}`);
         if (expected === 'accept' && (o.warnedByCheck !== warns || o.warnedByRun !== warns)) {
-          failures.push(`${JSON.stringify(v)}: ${warns ? 'expected' : 'unexpected'} lint warning (check ${o.warnedByCheck}, run ${o.warnedByRun})`);
+          failures.push(
+            `${JSON.stringify(v)}: ${warns ? 'expected' : 'unexpected'} lint warning (check ${o.warnedByCheck}, run ${o.warnedByRun})`,
+          );
         }
       });
       assert.deepEqual(failures, []);

@@ -51,7 +51,10 @@ test('parseSecretSpec: malformed specs are rejected with the reason', () => {
   assert.throws(() => parseSecretSpec('T@h.example.com:Bad Header={secret}'), /invalid header name 'Bad Header'/);
   assert.throws(() => parseSecretSpec('T@h.example.com:Host={secret}'), /header 'Host' is managed by the proxy/);
   assert.throws(() => parseSecretSpec('T@h.example.com:X-Key={secret}\r\nX-Evil: 1'), /contains CR, LF or NUL/);
-  assert.throws(() => parseSecretSpec('T@exa mple.com'), /invalid allowlist entry "exa mple.com": contains a control character or whitespace/);
+  assert.throws(
+    () => parseSecretSpec('T@exa mple.com'),
+    /invalid allowlist entry "exa mple.com": contains a control character or whitespace/,
+  );
   assert.throws(() => parseSecretSpec('T=sh:foo@h.example.com'), /source must be env:VAR or file:PATH/);
 });
 

@@ -14,7 +14,11 @@ export function lintPolicy(policy: Policy): PolicyIssue[] {
     if (warning !== null) out.push({ path, message: `${path}: ${warning}` });
   };
   const network = policy.network;
-  if (typeof network === 'object' && network !== null) network.allow?.forEach((h, i) => entry(`/network/allow/${i}`, h));
-  policy.secrets?.forEach((s, i) => s.hosts?.forEach((h, j) => entry(`/secrets/${i}/hosts/${j}`, h)));
+  if (typeof network === 'object' && network !== null) {
+    for (const [i, h] of (network.allow ?? []).entries()) entry(`/network/allow/${i}`, h);
+  }
+  for (const [i, s] of (policy.secrets ?? []).entries()) {
+    for (const [j, h] of (s.hosts ?? []).entries()) entry(`/secrets/${i}/hosts/${j}`, h);
+  }
   return out;
 }

@@ -11,8 +11,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, delimiter, dirname, join } from 'node:path';
-import type { Policy, ProfileName } from './types';
 import { systemDirs as layoutSystemDirs } from '../layout';
+import type { Policy, ProfileName } from './types';
 
 export interface ProfileResult {
   /** Policy fragment to merge under the user's policy. */

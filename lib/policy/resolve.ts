@@ -3,9 +3,9 @@
 //   effectivePolicy: the profile merged under the policy (pure; reports dirs to create)
 //   policyToOptions: the effective policy as { command, args, options }, creating those dirs
 import { chownSync, mkdirSync } from 'node:fs';
+import { parseSize, timeoutToWallTime } from '../fields';
 import type { SandboxOptions } from '../options';
 import { SANDBOX_UID } from '../plan';
-import { parseSize, timeoutToWallTime } from '../fields';
 import { mergePolicies } from './merge';
 import { profileFor } from './profiles';
 import type { Policy } from './types';

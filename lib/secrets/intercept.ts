@@ -25,8 +25,8 @@ import { type RunCa, readCaFiles, upstreamSecureContext } from './ca';
 import { makeScrubber, PlaceholderSet, StreamRedactor, scrubDeep, secretForms } from './placeholder';
 import {
   type HeaderPairs,
-  NOT_COPIED,
   type InterceptTarget,
+  NOT_COPIED,
   rawPairs,
   rewriteRequest,
   type SecretViolation,

@@ -3,10 +3,11 @@
 // (or query parameter) rebuilt from the trusted format and the real value. Any placeholder
 // outside the place its secret is configured for throws a Violation. The I/O around it is
 // ./intercept.ts (the sandbox side) and ./upstream.ts (the upstream connections).
-import type { PlaceholderSet } from './placeholder';
-import { type ResolvedSecret, secretIsFor } from './spec';
+
 import { HOP_BY_HOP } from '../net/headers';
 import { normalizeHost, splitHostPort } from '../net/hostname';
+import type { PlaceholderSet } from './placeholder';
+import { type ResolvedSecret, secretIsFor } from './spec';
 
 /** Where the sandbox's connection was going, as the proxy established it. */
 export interface InterceptTarget {

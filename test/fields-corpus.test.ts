@@ -84,6 +84,10 @@ const allowReject: Value[] = [
   '256.1.1.1',
 ];
 
+const pair = (v: Value): Record<string, string> => {
+  const [key, address] = String(v).split('=');
+  return { [key]: address };
+};
 const withCommand = (fragment: Record<string, unknown>) => ({ command: ['true'], ...fragment });
 const secret = (hosts: Value[], extra: Record<string, unknown> = {}) => ({ name: 'TOK', hosts, source: { value: 'x' }, ...extra });
 
@@ -192,6 +196,13 @@ const fields: Field[] = [
       'bücher.example:443:127.0.0.1',
     ],
     reject: ['bogus', 'a.example:0:127.0.0.1', 'a.example:443:not-an-ip', '127.0.0.1:443:127.0.0.2', 'a.example:443:127.0.0.1:0'],
+  },
+  {
+    name: "network.resolve, object form ('KEY=ADDRESS' here)",
+    policy: (v) => ({ network: { allow: ['example.org'], resolve: pair(v) } }),
+    api: (v) => ({ network: { allow: ['example.org'], resolve: pair(v) } }),
+    accept: ['a.example:443=127.0.0.1:8443', 'a.example=127.0.0.1', 'a.example:443=127.0.0.1,[::1]:8443'],
+    reject: ['a.example:0=127.0.0.1', 'a.example:443=nope', '127.0.0.1:443=127.0.0.2', 'a.example:443=[::1'],
   },
   {
     name: 'secrets[].file',

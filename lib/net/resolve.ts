@@ -111,12 +111,26 @@ function parseKey(text: string, key: string): { name: string; port: number | '*'
   return { name, port: portText === '*' ? '*' : Number(portText) };
 }
 
+/** Why a value of the object form (`address[,address...]`, each with an optional port) is invalid, or null. */
+export function resolveAddressReason(value: string): string | null {
+  try {
+    parseAddresses(value, value);
+    return null;
+  } catch (err) {
+    return (err as Error).message.replace(/^invalid resolve entry '[^']*': /, '');
+  }
+}
+
 function parsePair(text: string, key: string, value: string): OverrideEntry {
   const { name, port } = parseKey(text, key);
+  return { text, name, port, addresses: parseAddresses(text, value) };
+}
+
+function parseAddresses(text: string, value: string): OverrideEntry['addresses'] {
   if (typeof value !== 'string') throw new TypeError(`invalid resolve entry '${text}': the address is not a string`);
   // An address may carry the port to connect to instead ('127.0.0.1:8443', '[::1]:8443'), so
   // that a local stand-in on an unprivileged port can answer for a name on 443.
-  const addresses = value.split(',').map((a) => {
+  return value.split(',').map((a) => {
     let split: ReturnType<typeof splitAuthority>;
     try {
       split = splitAuthority(a.trim());
@@ -134,5 +148,4 @@ function parsePair(text: string, key: string, value: string): OverrideEntry {
     }
     return { address: c, connectPort: Number(split.portText) };
   });
-  return { text, name, port, addresses };
 }

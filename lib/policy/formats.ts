@@ -4,7 +4,6 @@
 // The same functions are registered with ajv, so the schema and our messages never disagree, and
 // they are the API's own validators (lib/fields.ts, lib/net/allowlist.ts, lib/net/resolve.ts), so
 // a policy `stockade check` accepts is one `stockade run` and spawnSandboxed() accept (issue #12).
-import { isIP } from 'node:net';
 import {
   absolutePathReason,
   countReason,
@@ -16,7 +15,7 @@ import {
   timeoutSecondsReason,
 } from '../fields';
 import { allowEntryReason } from '../net/allowlist';
-import { Resolver, resolveKeyReason } from '../net/resolve';
+import { Resolver, resolveAddressReason, resolveKeyReason } from '../net/resolve';
 
 export { parseSize };
 
@@ -51,8 +50,9 @@ export function checkResolveEntry(entry: string): string | null {
   }
 }
 
-export function checkIpAddress(addr: string): string | null {
-  return isIP(addr) ? null : `\`${addr}\` is not an IPv4 or IPv6 address`;
+/** A value of the object form of network.resolve: addresses, each with an optional port to connect to. */
+export function checkResolveAddress(value: string): string | null {
+  return resolveAddressReason(value);
 }
 
 export function checkEnvName(name: string): string | null {
@@ -110,7 +110,7 @@ export const FORMATS: Record<string, [FormatCheck, string, string]> = {
   ],
   'host-port': [checkHostPort, '`name:port`', '`name:port` entries'],
   'resolve-entry': [checkResolveEntry, '`name:port:address`', '`name:port:address` entries'],
-  'ip-address': [checkIpAddress, 'an IP address', 'IP addresses'],
+  'resolve-address': [checkResolveAddress, 'an address (`127.0.0.1`, `[::1]:8443`, comma-separated)', 'addresses'],
   'env-name': [checkEnvName, 'an environment variable name', 'environment variable names'],
   size: [checkSize, 'a size (bytes, or e.g. 64m)', 'sizes'],
   timeout: [checkTimeout, 'a positive number of seconds', 'numbers of seconds'],

@@ -56,14 +56,14 @@ const UNITS: Record<string, number> = { k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 
 export function sizeReason(value: unknown): string | null {
   if (typeof value === 'number') {
     if (!Number.isSafeInteger(value)) return 'a size in bytes is a whole number';
-    return value < 1 ? 'the size must be at least one byte (0 would mean unlimited to tmpfs)' : null;
+    return value < 1 ? 'the size must be at least one byte' : null;
   }
   if (typeof value !== 'string') return 'expected bytes (a number) or a string like 64m';
   const m = SIZE.exec(value.trim());
   if (!m) return 'expected bytes or a number with a unit k, m, g or t (e.g. 512m, 1.5g, 64MiB)';
   if (!m[2] && m[1].includes('.')) return 'a number of bytes is whole; a fraction needs a unit (1.5g)';
   const bytes = Math.floor(Number(m[1]) * (m[2] ? UNITS[m[2].toLowerCase()] : 1));
-  if (bytes < 1) return 'the size must be at least one byte (0 would mean unlimited to tmpfs)';
+  if (bytes < 1) return 'the size must be at least one byte';
   if (!Number.isSafeInteger(bytes)) return 'the size is too large';
   return null;
 }

@@ -7,8 +7,10 @@
 //
 //   SPAWN_ROUNDS (default 6), SPAWN_PER_ROUND (default 50)
 //
-// Where the host gives a cgroup, spawnSandboxed makes one per sandbox (lib/limits); the modes
-// 'cgroups off' (STOCKADE_CGROUP_PARENT=none) and '+ cpus' show what that costs.
+// Where the host gives a cgroup, spawnSandboxed makes one per sandbox (lib/limits) and watches
+// it for refused forks (lib/limits/watch.ts); the modes 'cgroups off'
+// (STOCKADE_CGROUP_PARENT=none), '+ cpus' (a cpu cgroup too) and '+ cpu seconds' (limits.cpu:
+// the launcher reading the sandbox's CPU count) show what that costs.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
@@ -68,7 +70,7 @@ const bwrapArgs = ['--unshare-all', '--die-with-parent', '--ro-bind', '/usr', '/
   .concat(['--tmpfs', '/tmp', '/bin/true']);
 
 /** spawnSandboxed with an environment setting for this one spawn (STOCKADE_CGROUP_PARENT=none: no cgroups). */
-function sandboxWith(parent: string | undefined, limits?: { cpus: number }): () => Promise<unknown> {
+function sandboxWith(parent: string | undefined, limits?: { cpus?: number; cpu?: number }): () => Promise<unknown> {
   return () => {
     const before = process.env.STOCKADE_CGROUP_PARENT;
     if (parent !== undefined) process.env.STOCKADE_CGROUP_PARENT = parent;
@@ -92,6 +94,8 @@ async function main(): Promise<void> {
   const limits = probeLimits();
   if (limits.held.length > 0) modes['spawnSandboxed, cgroups off'] = timed('spawnSandboxed, cgroups off', sandboxWith('none'));
   if (limits.held.includes('cpu')) modes['spawnSandboxed + cpus'] = timed('spawnSandboxed + cpus', sandboxWith(undefined, { cpus: 1 }));
+  if (!limits.cpuSeconds.startsWith('RLIMIT'))
+    modes['spawnSandboxed + cpu seconds'] = timed('spawnSandboxed + cpu seconds', sandboxWith(undefined, { cpu: 60 }));
   const bwrap = bwrapPath();
   if (bwrap) modes['bwrap (from node)'] = timed('bwrap (from node)', () => once(spawn(bwrap, bwrapArgs, { stdio: 'ignore' }), 'exit'));
 

@@ -1,7 +1,9 @@
 export { SandboxError, SandboxOptionsError } from './errors';
+export type { LimitViolation } from './limits/watch';
 export { type ToolFilter, wireToolFilter } from './mcp';
 export type {
   EgressOptions,
+  KernelBudgets,
   SandboxFilesystem,
   SandboxLimits,
   SandboxNetwork,

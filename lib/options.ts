@@ -20,7 +20,11 @@ export interface SandboxLimits {
   memory?: number;
   /** Processes and threads of the whole sandbox: cgroup pids.max, or RLIMIT_NPROC in its own user namespace. Default 1024. */
   pids?: number;
-  /** CPU seconds per process (RLIMIT_CPU). */
+  /**
+   * CPU seconds of the whole sandbox, all its processes together: counted by its cgroup (v2
+   * cpu.stat, v1 cpuacct.usage) and the sandbox is SIGKILLed at the limit. Without a cgroup:
+   * RLIMIT_CPU per process.
+   */
   cpu?: number;
   /** CPU time of the whole sandbox, in CPUs (0.5 = half of one CPU): cgroup cpu.max / cfs quota. */
   cpus?: number;
@@ -30,6 +34,24 @@ export interface SandboxLimits {
   fileSize?: number;
   /** Wall-clock limit in milliseconds: the sandbox is SIGKILLed after this long. */
   wallTime?: number;
+  /** The sandbox's own budgets of kernel objects (its user namespace's /proc/sys/user). */
+  kernel?: KernelBudgets;
+}
+
+/**
+ * Budgets of kernel objects counted per user namespace, as the sandbox's own limits: each
+ * defaults to a quarter of the caller's (/proc/sys/user/max_*), so that the host keeps the rest.
+ * Integers from 0 (none at all) to 2147483647.
+ */
+export interface KernelBudgets {
+  /** inotify instances (inotify_init): max_inotify_instances. */
+  inotifyInstances?: number;
+  /** inotify watches over all instances: max_inotify_watches. */
+  inotifyWatches?: number;
+  /** fanotify groups (fanotify_init, Linux 5.13): max_fanotify_groups. */
+  fanotifyGroups?: number;
+  /** fanotify marks: max_fanotify_marks. */
+  fanotifyMarks?: number;
 }
 
 export interface SandboxFilesystem {

@@ -19,14 +19,14 @@ import {
 import { entryType, findSocketOrFifo, HostPathError, resolveHostPath, within } from './hostpath';
 import { landlockPlan } from './landlock';
 import { CA_BUNDLE, devMounts, etcBinds, etcFiles, procMounts, SANDBOX_HOME, SANDBOX_UID, synthesized, systemDirs } from './layout';
-import { type LimitsPlan, planLimits, RLIMIT, type ValidLimits } from './limits';
+import { kernelBudgetNames, type LimitsPlan, planLimits, RLIMIT, type ValidLimits } from './limits';
 import { initPath, MountKind, type NativeMount, type NativePlan, SeccompProfileNumber } from './native';
 import { allowEntryReason } from './net/allowlist';
 import { EGRESS_LIMIT_KEYS, resolveLimits } from './net/decision';
 import { PRELOAD_PATH } from './net/env';
 import { Resolver } from './net/resolve';
 import { type EgressPlan, egressEnv, PRELOAD_INSIDE, planEgress } from './net/sandbox';
-import type { EgressOptions, SandboxLimits, SandboxOptions } from './options';
+import type { EgressOptions, KernelBudgets, SandboxLimits, SandboxOptions } from './options';
 import { readUpstreamCa } from './secrets/upstream-ca';
 
 export { SANDBOX_HOME, SANDBOX_UID } from './layout';
@@ -295,7 +295,7 @@ function buildEnv(env: SandboxOptions['env'], forced?: (nodeOptions: string | un
 function buildLimits(limits: SandboxLimits | undefined): LimitsPlan {
   if (limits !== undefined && (typeof limits !== 'object' || limits === null)) fail('limits', 'expected an object');
   const given = limits ?? {};
-  checkKeys(given, [...integerLimits, ...sizeLimits, 'cpus', 'wallTime'], 'limits');
+  checkKeys(given, [...integerLimits, ...sizeLimits, 'cpus', 'wallTime', 'kernel'], 'limits');
   const valid: ValidLimits = {};
   for (const key of sizeLimits) if (given[key] !== undefined) valid[key] = size(given[key], `limits.${key}`);
   for (const key of integerLimits) {
@@ -308,6 +308,18 @@ function buildLimits(limits: SandboxLimits | undefined): LimitsPlan {
     if (typeof given.cpus !== 'number' || !(given.cpus > 0) || given.cpus > 1024)
       fail('limits.cpus', `expected a positive number of CPUs (0.5 is half of one), found ${JSON.stringify(given.cpus)}`);
     valid.cpus = given.cpus;
+  }
+  if (given.kernel !== undefined) {
+    const kernel = given.kernel;
+    if (typeof kernel !== 'object' || kernel === null || Array.isArray(kernel)) fail('limits.kernel', 'expected an object');
+    checkKeys(kernel, Object.keys(kernelBudgetNames), 'limits.kernel');
+    valid.kernel = {};
+    for (const [key, n] of Object.entries(kernel) as [keyof KernelBudgets, unknown][]) {
+      if (n === undefined) continue;
+      if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0 || n > 2 ** 31 - 1)
+        fail(`limits.kernel.${key}`, `expected an integer from 0 to 2147483647, found ${JSON.stringify(n)}`);
+      valid.kernel[key] = n;
+    }
   }
   return planLimits(valid, fail);
 }
@@ -522,6 +534,7 @@ export function resolveSandbox(command: string, args: readonly string[], options
         mounts: ordered.map((m) => [m.kind, m.source, m.target, m.readOnly, m.idmap]),
         limits: limits.rlimits,
         cgroup: limits.cgroup?.settings,
+        kernel: options.limits?.kernel,
         network,
         ...(seccomp === 'default' ? {} : { seccomp }),
       }),

@@ -53,12 +53,14 @@ export interface LimitsProbe {
   controllers: Record<string, string>;
   /** Whether the sandbox's user namespace gets its own inotify/fanotify/namespace budgets. */
   budgets: boolean;
+  /** What counts CPU seconds of the whole sandbox (limits.cpu), or 'RLIMIT_CPU per process'. */
+  cpuSeconds: string;
   detail: string;
 }
 
 /** What holds each limit on this host (lib/limits). */
 export function probeLimits(): LimitsProbe {
-  const { held, missing } = cgroupMechanism(['memory', 'pids', 'cpu']);
+  const { held, missing, extra } = cgroupMechanism(['memory', 'pids', 'cpu']);
   const controllers: Record<string, string> = {};
   for (const c of ['memory', 'pids', 'cpu'] as const) {
     const p = held[c];
@@ -66,6 +68,18 @@ export function probeLimits(): LimitsProbe {
   }
   const names = Object.keys(held);
   const budgets = kernelBudgets() !== null;
+  // limits.cpu: the v2 cgroup's cpu.stat where the sandbox gets one, else a v1 cpuacct cgroup.
+  const cpuSeconds = [...Object.values(held), extra].some((p) => p?.hierarchy.version === 2)
+    ? 'cgroup v2 cpu.stat'
+    : cgroupMechanism(['cpuacct']).held.cpuacct
+      ? 'cgroup v1 cpuacct.usage'
+      : 'RLIMIT_CPU per process (no cgroup counts the whole sandbox)';
+  // lib/limits/watch.ts: v2 announces a change of pids.events, v1 does not.
+  const pidsWatch = !held.pids
+    ? ''
+    : held.pids.hierarchy.version === 2
+      ? '; refused forks reported at once (pids.events watched)'
+      : '; refused forks reported within 200 ms (v1 pids.events read)';
   const fallback = names.includes('pids') ? '' : "; pids by RLIMIT_NPROC in the sandbox's own user namespace";
   const detail =
     names.length === 0
@@ -77,7 +91,8 @@ export function probeLimits(): LimitsProbe {
     held: names,
     controllers,
     budgets,
-    detail: `${detail}; kernel budgets per sandbox ${budgets ? 'on' : 'off (/proc/sys read-only)'}`,
+    cpuSeconds,
+    detail: `${detail}${pidsWatch}; CPU seconds (limits.cpu) by ${cpuSeconds}; kernel budgets per sandbox ${budgets ? 'on' : 'off (/proc/sys read-only)'}`,
   };
 }
 

@@ -10,7 +10,8 @@ import type { Readable, Writable } from 'node:stream';
 import * as util from 'node:util';
 import type { Logger } from 'pino';
 import { fromNative, SandboxError, SandboxOptionsError } from './errors';
-import { SandboxCgroup } from './limits';
+import { type LimitViolation, LimitWatch, SandboxCgroup } from './limits';
+import { limitFile } from './limits/cgroup';
 import { type NativeHandle, type NativePlan, type NativeSpawnResult, type NativeViolation, native } from './native';
 import type { EgressAttachment } from './net/sandbox';
 import type { EgressOptions, SandboxOptions, StdioSlot } from './options';
@@ -81,6 +82,7 @@ export class SandboxedProcess extends EventEmitter {
   private wallTimer: NodeJS.Timeout | undefined;
   private cgroup: SandboxCgroup | undefined;
   private oomWatch: { close(): void } | undefined;
+  private limitWatch: LimitWatch | undefined;
   private resolved: ResolvedSandbox | undefined;
   private readonly logger: Logger | undefined;
 
@@ -223,6 +225,7 @@ export class SandboxedProcess extends EventEmitter {
     }
     if (this.pendingSignal !== undefined) this.handle.kill(this.pendingSignal);
     if (this.cgroup?.events().oomKills) this.handle.kill(osConstants.signals.SIGKILL); // an OOM before the handle existed
+    this.watchLimits(resolved);
     if (this.unrefed) this.unref();
     if (resolved.wallTime !== undefined) {
       this.wallTimer = setTimeout(() => {
@@ -292,33 +295,72 @@ export class SandboxedProcess extends EventEmitter {
     }
   }
 
-  /** OOM kills and refused forks, as violations: read once the sandbox has ended. */
+  /** A limit that struck: a 'violation' event and its audit record (and the launcher's line, lib/cli/report.ts). */
+  private limitViolation(v: LimitViolation): void {
+    this.audit('warn', { event: 'violation', pid: this.pid, policy: this.policyDigest, ...v });
+    this.emit('violation', v);
+  }
+
+  /**
+   * While the sandbox runs (lib/limits/watch.ts): the first fork refused at pids.max, reported
+   * as it happens; CPU seconds of the whole sandbox, which end it at limits.cpu.
+   */
+  private watchLimits(resolved: ResolvedSandbox): void {
+    const cgroup = this.cgroup;
+    if (cgroup === undefined) return;
+    const settings = resolved.limits.cgroup?.settings ?? {};
+    const cpuSource = cgroup.cpuAccounting();
+    this.limitWatch = new LimitWatch(cgroup, {
+      onPidsRefused: (count) => this.pidsViolation(count),
+      cpu:
+        settings.cpuSeconds === undefined || cpuSource === undefined
+          ? undefined
+          : {
+              seconds: settings.cpuSeconds,
+              cpus: settings.cpus,
+              onLimit: (used) => {
+                this.limitViolation({
+                  kind: 'cpu-limit',
+                  limit: settings.cpuSeconds as number,
+                  by: `cgroup v${cpuSource.version} ${limitFile('cpuacct', cpuSource.version)}`,
+                  action: 'killed',
+                  used: Math.round(used * 1000) / 1000,
+                  message: `the sandbox reached its CPU time limit of ${settings.cpuSeconds} s (--cpu, limits.cpu; all its processes together, cgroup v${cpuSource.version} ${limitFile('cpuacct', cpuSource.version)}) and was killed`,
+                });
+                this.handle?.kill(osConstants.signals.SIGKILL);
+              },
+            },
+    });
+  }
+
+  private pidsViolation(count: number): void {
+    const pids = this.resolved?.limits.report.pids;
+    this.limitViolation({
+      kind: 'pids-limit',
+      limit: pids?.value ?? 0,
+      by: pids?.by ?? '',
+      action: 'refused',
+      count,
+      message: `the sandbox reached its limit of ${pids?.value} processes and threads (--pids, limits.pids; ${pids?.by}): fork and clone fail with EAGAIN`,
+    });
+  }
+
+  /** OOM kills, and refused forks the watch did not see yet, as violations: read once the sandbox has ended. */
   private reportCgroupEvents(): void {
     if (this.cgroup === undefined) return;
     const { oomKills, pidsRefused } = this.cgroup.events();
-    const report = this.resolved?.limits.report;
+    const memory = this.resolved?.limits.report.memory;
     if (oomKills > 0) {
-      this.audit('warn', {
-        event: 'violation',
+      this.limitViolation({
         kind: 'oom',
-        pid: this.pid,
-        policy: this.policyDigest,
-        limit: report?.memory?.value,
+        limit: memory?.value ?? 0,
+        by: memory?.by ?? '',
+        action: 'killed',
         count: oomKills,
-        message: `the sandbox ran out of memory (limit ${report?.memory?.value} bytes, ${report?.memory?.by}) and was killed`,
+        message: `the sandbox ran out of memory (limit ${memory?.value} bytes, ${memory?.by}) and was killed`,
       });
     }
-    if (pidsRefused > 0) {
-      this.audit('warn', {
-        event: 'violation',
-        kind: 'pids-limit',
-        pid: this.pid,
-        policy: this.policyDigest,
-        limit: report?.pids?.value,
-        count: pidsRefused,
-        message: `the sandbox reached its limit of ${report?.pids?.value} processes and threads; ${pidsRefused} fork/clone calls were refused`,
-      });
-    }
+    if (pidsRefused > 0 && !this.limitWatch?.pidsRefusalReported) this.pidsViolation(pidsRefused);
   }
 
   private failAsync(err: SandboxError): void {
@@ -338,7 +380,10 @@ export class SandboxedProcess extends EventEmitter {
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.wallTimer) clearTimeout(this.wallTimer);
     this.oomWatch?.close();
+    this.limitWatch?.close();
     this.reportCgroupEvents();
+    // Every process of the sandbox is gone (its PID 1 is reaped last): the count is final.
+    const cpuSeconds = this.cgroup?.cpuSeconds();
     // The proxy's state dies with the sandbox: listeners, client and upstream sockets, the CA.
     // 'close' waits for it, so that every egress record of the sandbox has been emitted by then
     // (allowed connections are recorded when they close).
@@ -353,7 +398,14 @@ export class SandboxedProcess extends EventEmitter {
     this.signalCode = signal;
     this.exited_ = true;
     this.handle = undefined;
-    this.audit('info', { event: 'sandbox-exit', pid: this.pid, policy: this.policyDigest, exitCode: code, signal });
+    this.audit('info', {
+      event: 'sandbox-exit',
+      pid: this.pid,
+      policy: this.policyDigest,
+      exitCode: code,
+      signal,
+      ...(cpuSeconds === undefined ? {} : { cpuSeconds: Math.round(cpuSeconds * 1000) / 1000 }),
+    });
     this.emit('exit', code, signal);
     this.stdin?.destroy();
     // As child_process does: output nobody reads is drained, so that 'close' can follow.

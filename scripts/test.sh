@@ -48,7 +48,8 @@ if [ "$(id -u)" = 0 ] && [ -z "${STOCKADE_TEST_ROOT_ONLY:-}" ]; then
   # Delegate=yes): chowned to the user, and on the v2 hierarchy the test run lives inside it
   # (v2 moves processes only within what the mover may write). The limits tests use it through
   # STOCKADE_TEST_CGROUP_PARENT; every other test runs without it, i.e. without delegation.
-  delegated=stockade-test-65534
+  # Named per run: test runs of other checkouts on the same host remove theirs when they end.
+  delegated=stockade-test-65534-$$
   v2dir=
   cgdirs=()
   while read -r _ _ _ _ point _ rest; do

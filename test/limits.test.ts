@@ -6,12 +6,14 @@
 // Every bomb is bounded in count and time and runs only under a limit the start event shows
 // in force.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
-import { type SandboxOptions, SandboxOptionsError, spawnSandboxed } from '../lib';
-import { cgroupLayout } from '../lib/limits/cgroup';
+import { type LimitViolation, policyToOptions, type SandboxOptions, SandboxOptionsError, spawnSandboxed, validatePolicy } from '../lib';
+import { cgroupLayout, placement, SandboxCgroup } from '../lib/limits/cgroup';
+import { grownGrants, policyGrants } from '../lib/policy/grants';
+import { assertPolicy } from '../lib/policy/validate';
 import { probeHost, probeLimits } from '../lib/probe';
 import { isRoot, openFdCount, type RunResult, repoRoot } from './helpers';
 
@@ -22,6 +24,7 @@ const cgroups = mechanism.held.includes('memory') && mechanism.held.includes('pi
 
 interface Run extends RunResult {
   audit: Record<string, unknown>[];
+  violations: LimitViolation[];
 }
 
 /** Runs python3 -c CODE in a sandbox; audit events collected. A wall-time cap bounds every bomb. */
@@ -32,14 +35,46 @@ async function py(code: string, options: SandboxOptions = {}): Promise<Run> {
     limits: { wallTime: 60_000, ...options.limits },
   });
   const audit: Record<string, unknown>[] = [];
+  const violations: LimitViolation[] = [];
   child.on('audit', (e) => audit.push(e));
+  child.on('violation', (v: LimitViolation) => violations.push(v));
   const out: Buffer[] = [];
   const err: Buffer[] = [];
   child.stdout?.on('data', (d: Buffer) => out.push(d));
   child.stderr?.on('data', (d: Buffer) => err.push(d));
   child.stdin?.end();
   const { exitCode, signalCode } = await child.exited;
-  return { code: exitCode, signal: signalCode, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), audit };
+  return {
+    code: exitCode,
+    signal: signalCode,
+    stdout: Buffer.concat(out).toString(),
+    stderr: Buffer.concat(err).toString(),
+    audit,
+    violations,
+  };
+}
+
+/** Runs `fn` with STOCKADE_CGROUP_PARENT set to `value` (the environment is restored after). */
+async function withParent<T>(value: string, fn: () => Promise<T> | T): Promise<T> {
+  const before = process.env.STOCKADE_CGROUP_PARENT;
+  process.env.STOCKADE_CGROUP_PARENT = value;
+  try {
+    return await fn();
+  } finally {
+    if (before === undefined) delete process.env.STOCKADE_CGROUP_PARENT;
+    else process.env.STOCKADE_CGROUP_PARENT = before;
+  }
+}
+
+/** Python: `n` children that burn CPU until killed; the parent waits. Bounded by the wallTime of py(). */
+function burners(n: number): string {
+  return `import os
+for i in range(${n}):
+    if os.fork() == 0:
+        while True: pass
+for i in range(${n}):
+    pid, status = os.wait()
+    print("child", os.WTERMSIG(status) if os.WIFSIGNALED(status) else "exit", flush=True)`;
 }
 
 function startLimits(r: Run): Record<string, { value: number; by: string }> & { notHeld: string[]; budgets?: Record<string, number> } {
@@ -92,6 +127,9 @@ describe('limits: what holds them is visible', () => {
       assert.match(mechanism.detail, /not held|no cgroup/);
     }
     assert.equal(mechanism.budgets, true);
+    // limits.cpu: the v2 cgroup counts CPU time on this host wherever the sandbox gets one.
+    if (isRoot && cgroupLayout().unified) assert.equal(mechanism.cpuSeconds, 'cgroup v2 cpu.stat');
+    assert.match(mechanism.detail, /CPU seconds \(limits\.cpu\) by (cgroup v2 cpu\.stat|cgroup v1 cpuacct\.usage|RLIMIT_CPU per process)/);
   });
 
   test('the start event lists every limit in force and what enforces it, defaults included', async () => {
@@ -148,11 +186,47 @@ describe('limits: bombs are stopped and the host is unharmed', () => {
     assert.ok(Number(forks) <= 62 && Number(forks) >= 50, r.stdout);
     assert.equal(err, 'EAGAIN');
     if (cgroups) {
-      const v = r.audit.find((e) => e.event === 'violation' && e.kind === 'pids-limit');
-      assert.ok(v, 'a pids-limit violation');
-      assert.equal(v.limit, 64);
+      const v = r.audit.filter((e) => e.event === 'violation' && e.kind === 'pids-limit');
+      assert.equal(v.length, 1, 'one pids-limit violation');
+      assert.equal(v[0].limit, 64);
+      assert.deepEqual(
+        r.violations,
+        [v[0]].map(({ event, pid, policy, ...rest }) => rest),
+      );
     }
     assertHostUnharmed();
+  });
+
+  test('a refused fork is reported while the sandbox runs, naming the limit', {
+    skip: !cgroups && 'the RLIMIT_NPROC fallback keeps no count',
+  }, async () => {
+    // The bomb holds its children and waits on stdin, which the test closes only once the
+    // violation has arrived: the report cannot have come from the exit.
+    const child = spawnSandboxed('python3', ['-c', `${forkBomb(200)}\nimport sys; sys.stdin.read()`], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+      limits: { pids: 32, wallTime: 60_000 },
+    });
+    const audit: Record<string, unknown>[] = [];
+    child.on('audit', (e) => audit.push(e));
+    const v = await new Promise<LimitViolation>((resolve) => child.on('violation', resolve));
+    assert.equal(
+      audit.some((e) => e.event === 'sandbox-exit'),
+      false,
+      'before the sandbox ended',
+    );
+    assert.equal(v.kind, 'pids-limit');
+    assert.equal(v.action, 'refused');
+    assert.equal(v.limit, 32);
+    assert.ok((v.count ?? 0) >= 1);
+    assert.match(v.by, /^cgroup v[12] pids\.max$/);
+    assert.equal(
+      v.message,
+      `the sandbox reached its limit of 32 processes and threads (--pids, limits.pids; ${v.by}): fork and clone fail with EAGAIN`,
+    );
+    child.stdin?.end();
+    const { exitCode } = await child.exited;
+    assert.equal(exitCode, 0);
+    assert.equal(audit.filter((e) => e.event === 'violation').length, 1, 'reported once');
   });
 
   test('thread bomb: threads count against the same limit', async () => {
@@ -313,6 +387,76 @@ print(round(t.children_user + t.children_system, 3), round(wall, 3), flush=True)
     }
   });
 
+  test("CPU seconds: four burners together are stopped at the whole sandbox's limit", {
+    skip: mechanism.cpuSeconds.startsWith('RLIMIT') && 'no cgroup counts CPU time: see the RLIMIT_CPU test',
+  }, async () => {
+    const r = await py(burners(4), { limits: { cpu: 2 } });
+    assert.equal(r.signal, 'SIGKILL', r.stdout + r.stderr);
+    assert.equal(r.stdout, '', 'no burner ended before the whole sandbox');
+    const limits = startLimits(r);
+    assert.match(
+      limits.cpu.by,
+      /^cgroup v[12] (cpu\.stat usage_usec|cpuacct\.usage), all processes together; the launcher ends the sandbox at the limit$/,
+    );
+    const v = r.violations.find((x) => x.kind === 'cpu-limit');
+    assert.ok(v, 'a cpu-limit violation');
+    assert.equal(v.action, 'killed');
+    assert.match(
+      v.message,
+      /^the sandbox reached its CPU time limit of 2 s \(--cpu, limits\.cpu; all its processes together, cgroup v[12] [a-z._ ]+\) and was killed$/,
+    );
+    // The cgroup's own count once every process is gone: at the limit, and over it by at most
+    // what 4 burners on this host's CPUs burn between two readings (generous: 1 s).
+    const exit = r.audit.find((e) => e.event === 'sandbox-exit') as { cpuSeconds: number };
+    assert.ok(exit.cpuSeconds >= 2, `used ${exit.cpuSeconds} s`);
+    assert.ok(exit.cpuSeconds <= 3, `used ${exit.cpuSeconds} s of a 2 s limit`);
+    assert.ok((v.used ?? 0) >= 2 && (v.used ?? 0) <= exit.cpuSeconds);
+    assertHostUnharmed();
+  });
+
+  test('CPU seconds by v1 cpuacct where the v2 hierarchy takes no sandbox', {
+    skip:
+      (!isRoot || !cgroupLayout().unified || !cgroupLayout().byController.cpuacct || cgroupLayout().byController.cpuacct?.version !== 1) &&
+      'root on a hybrid host with v1 cpuacct',
+  }, async () => {
+    // A v2 parent that can have no children (cgroup.max.depth 0) makes the v2 placement fail,
+    // as on a host where the v2 hierarchy is not the caller's to write; v1 still places.
+    const layout = cgroupLayout();
+    const blocker = `stockade-test-blocked-${process.pid}`;
+    const v2dir = path.join(layout.unified?.own as string, blocker);
+    fs.mkdirSync(v2dir);
+    fs.writeFileSync(path.join(v2dir, 'cgroup.max.depth'), '0');
+    try {
+      const r = await withParent(`${blocker}/p`, () => py(burners(2), { limits: { cpu: 1 } }));
+      assert.equal(startLimits(r).cpu.by, 'cgroup v1 cpuacct.usage, all processes together; the launcher ends the sandbox at the limit');
+      assert.equal(r.signal, 'SIGKILL', r.stdout + r.stderr);
+      const exit = r.audit.find((e) => e.event === 'sandbox-exit') as { cpuSeconds: number };
+      assert.ok(exit.cpuSeconds >= 1 && exit.cpuSeconds <= 2, `used ${exit.cpuSeconds} s of a 1 s limit`);
+      assert.ok(r.violations.some((x) => x.kind === 'cpu-limit' && x.by === 'cgroup v1 cpuacct.usage'));
+    } finally {
+      for (const h of new Set(Object.values(layout.byController)))
+        if (h?.version === 1) {
+          try {
+            fs.rmdirSync(path.join(h.own, blocker, 'p'));
+          } catch {}
+          try {
+            fs.rmdirSync(path.join(h.own, blocker));
+          } catch {}
+        }
+      fs.rmdirSync(v2dir);
+    }
+  });
+
+  test('CPU seconds without a cgroup: RLIMIT_CPU per process, and the start event says the whole is not held', async () => {
+    const r = await withParent('none', () => py(burners(2), { limits: { cpu: 1 } }));
+    const limits = startLimits(r);
+    assert.deepEqual(limits.cpu, { value: 1, by: 'RLIMIT_CPU per process' });
+    assert.match(limits.notHeld.join('\n'), /^CPU seconds of the whole sandbox \(limits\.cpu holds per process only\): /m);
+    // Each burner is stopped at its own second (SIGKILL at the hard limit, which equals the soft).
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n').sort(), ['child 9', 'child 9']);
+  });
+
   test('inotify exhaustion: the sandbox spends its own budget, the host keeps its inotify_init', async () => {
     // The sandbox takes all it can and holds them until stdin closes; meanwhile the host makes one.
     const child = spawnSandboxed('python3', ['-c', `${inotifyInit(1000)}\nimport sys; sys.stdin.read()`], {
@@ -349,6 +493,149 @@ print(*(open("/proc/sys/user/" + k).read().strip() for k in ["max_user_namespace
   });
 });
 
+describe('limits: kernel budgets from the policy and the API', () => {
+  test("limits.kernel sets the sandbox's own budgets; unset ones keep their default", async () => {
+    const r = await py(`${inotifyInit(100)}\nprint(open("/proc/sys/user/max_inotify_watches").read().strip())`, {
+      limits: { kernel: { inotifyInstances: 3 } },
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const [line, watches] = r.stdout.trim().split('\n');
+    assert.equal(line, '3 24', 'EMFILE at the 4th instance');
+    const budgets = startLimits(r).budgets ?? {};
+    assert.equal(budgets.max_inotify_instances, 3);
+    assert.equal(String(budgets.max_inotify_watches), watches);
+    assert.equal(
+      budgets.max_inotify_watches,
+      Math.max(1, Math.floor(Number(fs.readFileSync('/proc/sys/user/max_inotify_watches', 'utf8')) / 4)),
+    );
+  });
+
+  test('a budget of 0 allows none', async () => {
+    const r = await py(inotifyInit(5), { limits: { kernel: { inotifyInstances: 0 } } });
+    assert.equal(r.stdout, '0 24\n', r.stderr);
+  });
+
+  test('bad budgets are refused with the field named', () => {
+    const cases: [unknown, RegExp][] = [
+      [{ inotifyInstances: -1 }, /^options\.limits\.kernel\.inotifyInstances: expected an integer from 0 to 2147483647, found -1$/],
+      [{ fanotifyMarks: 1.5 }, /^options\.limits\.kernel\.fanotifyMarks: expected an integer from 0 to 2147483647, found 1\.5$/],
+      [
+        { inotifyWatches: 2 ** 31 },
+        /^options\.limits\.kernel\.inotifyWatches: expected an integer from 0 to 2147483647, found 2147483648$/,
+      ],
+      [{ inotifyInstances: '8' }, /^options\.limits\.kernel\.inotifyInstances: expected an integer from 0 to 2147483647, found "8"$/],
+      [
+        { userNamespaces: 1 },
+        /^options\.limits\.kernel\.userNamespaces: unknown option \(known: inotifyInstances, inotifyWatches, fanotifyGroups, fanotifyMarks\)$/,
+      ],
+      [[], /^options\.limits\.kernel: expected an object$/],
+    ];
+    for (const [kernel, message] of cases) {
+      assert.throws(
+        () => spawnSandboxed('/bin/true', [], { limits: { kernel: kernel as never } }),
+        (err: Error) => err instanceof SandboxOptionsError && message.test(err.message),
+        JSON.stringify(kernel),
+      );
+    }
+  });
+
+  test('policy files: limits.kernel is validated by the schema, carried to the options, and raising it is growth', () => {
+    assert.deepEqual(
+      validatePolicy({ command: ['cat'], limits: { kernel: { inotifyInstances: -1 } } }).map((i) => i.message),
+      ['/limits/kernel/inotifyInstances: expected an integer from 0 to 2147483647, found the number -1'],
+    );
+    assert.deepEqual(
+      validatePolicy({ command: ['cat'], limits: { kernel: { mntNamespaces: 1 } } }).map((i) => i.message),
+      [
+        'unknown key `/limits/kernel/mntNamespaces`; expected one of `inotifyInstances`, `inotifyWatches`, `fanotifyGroups`, `fanotifyMarks`',
+      ],
+    );
+    const policy = assertPolicy({ command: ['cat'], limits: { kernel: { inotifyInstances: 8, fanotifyGroups: 0 } } });
+    assert.deepEqual(policyToOptions(policy).options.limits, { kernel: { inotifyInstances: 8, fanotifyGroups: 0 } });
+    const approved = policyGrants(policy);
+    const raised = policyGrants(assertPolicy({ command: ['cat'], limits: { kernel: { inotifyInstances: 16, fanotifyGroups: 0 } } }));
+    assert.deepEqual(grownGrants(approved, raised), ['limits.kernel.inotifyInstances 8 -> 16']);
+    const lowered = policyGrants(assertPolicy({ command: ['cat'], limits: { kernel: { inotifyInstances: 4, fanotifyGroups: 0 } } }));
+    assert.deepEqual(grownGrants(approved, lowered), []);
+  });
+});
+
+describe('limits: cgroup v2 without controllers, for real', () => {
+  const v2 = cgroupLayout().unified;
+  const p = v2 && placement(v2, []);
+  test('a populated v2 sandbox cgroup is announced (cgroup.events), emptied by cgroup.kill and removed', {
+    skip: !p?.ok && `no writable v2 hierarchy for this uid: ${p?.reason ?? 'none mounted'}`,
+  }, async () => {
+    const cg = new SandboxCgroup([{ placement: p as NonNullable<typeof p>, holds: [] }], {});
+    const dir = cg.dirs[0].dir;
+    const events = path.join(dir, 'cgroup.events');
+    // The same notification the pids watch uses on v2 (lib/limits/watch.ts): a modified-file event.
+    const populated = new Promise<void>((resolve) => {
+      const w = fs.watch(events, () => {
+        if (/^populated 1$/m.test(fs.readFileSync(events, 'utf8'))) {
+          w.close();
+          resolve();
+        }
+      });
+    });
+    const sleeper = spawn('sleep', ['60'], { stdio: 'ignore' });
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => sleeper.once('exit', (_c, sig) => resolve(sig)));
+    fs.writeFileSync(path.join(dir, 'cgroup.procs'), String(sleeper.pid));
+    await populated;
+    assert.equal(fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').trim(), String(sleeper.pid));
+    await cg.remove(); // rmdir fails with EBUSY while populated; cgroup.kill (5.14) empties it
+    assert.equal(await exited, 'SIGKILL');
+    assert.equal(fs.existsSync(dir), false);
+  });
+
+  test('a configured parent: 50 sandboxes born in v2 cgroups under it, none left after', {
+    skip: !p?.ok && 'no writable v2 hierarchy',
+  }, async () => {
+    const layout = cgroupLayout();
+    const parent = `stockade-test-parent-${process.pid}`;
+    const dirs = [...new Set([layout.unified, ...Object.values(layout.byController)])].flatMap((h) =>
+      h ? [path.join(h.own, parent)] : [],
+    );
+    try {
+      await withParent(parent, async () => {
+        for (let i = 0; i < 50; i++) {
+          const child = spawnSandboxed('python3', ['-c', 'import sys; sys.stdin.read()'], { stdio: ['pipe', 'ignore', 'inherit'] });
+          await new Promise((resolve) => child.once('spawn', resolve));
+          const line = fs
+            .readFileSync(`/proc/${child.pid}/cgroup`, 'utf8')
+            .split('\n')
+            .find((l) => l.startsWith('0::'));
+          assert.match(line ?? '', new RegExp(`^0::.*/${parent}/${process.pid}-\\d+-\\d+$`));
+          child.stdin?.end();
+          assert.equal((await child.exited).exitCode, 0);
+        }
+      });
+      for (const d of dirs) assert.deepEqual(fs.existsSync(d) ? fs.readdirSync(d).filter((n) => /^\d+-\d+-\d+$/.test(n)) : [], [], d);
+    } finally {
+      for (const d of dirs) {
+        try {
+          fs.rmdirSync(d);
+        } catch {}
+      }
+    }
+  });
+
+  test('cpu.stat counts the whole sandbox in its v2 cgroup, without the cpu controller', {
+    skip: !p?.ok && 'no writable v2 hierarchy',
+  }, async () => {
+    const r = await py(`import os, time
+for i in range(2):
+    if os.fork() == 0:
+        t = time.process_time()
+        while time.process_time() - t < 0.3: pass
+        os._exit(0)
+for i in range(2): os.wait()`);
+    assert.equal(r.code, 0, r.stderr);
+    const exit = r.audit.find((e) => e.event === 'sandbox-exit') as { cpuSeconds: number };
+    assert.ok(exit.cpuSeconds >= 0.6, `the children's 0.6 s are counted: ${exit.cpuSeconds}`);
+  });
+});
+
 describe('limits: the OOM from the launcher', () => {
   test('stockade run: an OOM kill exits 137 with one line on stderr', { skip: !cgroups && 'no memory cgroup' }, () => {
     const cli = path.join(repoRoot, 'bin', 'stockade.js');
@@ -370,6 +657,33 @@ describe('limits: the OOM from the launcher', () => {
     assert.match(
       stderr,
       /^stockade: the sandbox ran out of memory \(limit 50331648 bytes, cgroup v[12] memory\.[a-z_.]+, no swap, OOM ends the sandbox\) and was killed\n$/,
+    );
+  });
+
+  test('stockade run: a refused fork is one line on stderr, and the run goes on', { skip: !cgroups && 'no pids cgroup' }, () => {
+    const cli = path.join(repoRoot, 'bin', 'stockade.js');
+    const r = spawnSync(process.execPath, [cli, 'run', '--pids', '24', '--timeout', '60', '--', 'python3', '-c', forkBomb(100)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    assert.equal(r.status, 0, String(r.stderr));
+    assert.match(String(r.stdout), / EAGAIN\n$/);
+    assert.match(
+      String(r.stderr),
+      /^stockade: the sandbox reached its limit of 24 processes and threads \(--pids, limits\.pids; cgroup v[12] pids\.max\): fork and clone fail with EAGAIN\n$/,
+    );
+  });
+
+  test('stockade run: the CPU seconds limit ends the sandbox, 137 and one line', {
+    skip: mechanism.cpuSeconds.startsWith('RLIMIT') && 'no cgroup counts CPU time',
+  }, () => {
+    const cli = path.join(repoRoot, 'bin', 'stockade.js');
+    const r = spawnSync(process.execPath, [cli, 'run', '--cpu', '1', '--timeout', '60', '--', 'python3', '-c', burners(2)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    assert.equal(r.status, 137, String(r.stderr));
+    assert.match(
+      String(r.stderr),
+      /^stockade: the sandbox reached its CPU time limit of 1 s \(--cpu, limits\.cpu; all its processes together, cgroup v[12] (cpu\.stat usage_usec|cpuacct\.usage)\) and was killed\n$/,
     );
   });
 });
@@ -428,6 +742,10 @@ print("survived", flush=True)`,
       const bomb = await py(forkBomb(500), { limits: { pids: 64 } });
       assert.equal(bomb.stdout.trim().split(' ')[1], 'EAGAIN');
       assert.ok(bomb.audit.some((e) => e.event === 'violation' && e.kind === 'pids-limit'));
+      const cpu = await py(burners(2), { limits: { cpu: 1 } });
+      assert.match(startLimits(cpu).cpu.by, /^cgroup v[12] (cpu\.stat usage_usec|cpuacct\.usage), all processes together/);
+      assert.equal(cpu.signal, 'SIGKILL');
+      assert.ok(cpu.violations.some((v) => v.kind === 'cpu-limit'));
     } finally {
       if (before === undefined) delete process.env.STOCKADE_CGROUP_PARENT;
       else process.env.STOCKADE_CGROUP_PARENT = before;

@@ -32,7 +32,8 @@ export function describeEgressDenial(r: EgressRecord): string | undefined {
 
 const SIGNAL_DENIALS: Partial<Record<NodeJS.Signals, string>> = {
   SIGSYS: 'the server was killed by the seccomp filter (SIGSYS): it made a system call the sandbox forbids',
-  SIGXCPU: 'limit hit: the CPU time limit (--cpu, limits.cpu) was reached; the server was killed (SIGXCPU)',
+  SIGXCPU:
+    'limit hit: a process reached the CPU time limit (--cpu, limits.cpu: per process, RLIMIT_CPU, where no cgroup counts the whole sandbox); it was killed (SIGXCPU)',
   SIGXFSZ: 'limit hit: the file size limit (limits.fileSize) was reached (SIGXFSZ)',
 };
 
@@ -40,7 +41,7 @@ const SIGNAL_DENIALS: Partial<Record<NodeJS.Signals, string>> = {
 export class DenialReport {
   private readonly seen = new Map<string, { label: string; count: number }>();
   private timedOut = false;
-  /** A violation that ended or answered the sandbox was named already (seccomp, OOM, pids). */
+  /** A violation that ended or answered the sandbox was named already (seccomp, OOM, pids, CPU seconds). */
   private named = new Set<string>();
 
   /** `perEvent`: print a line per distinct denial as it happens (off with --verbose). */
@@ -68,7 +69,7 @@ export class DenialReport {
 
   /** An audit event of the sandbox (lib/process.ts). */
   audit(e: { event?: string; [k: string]: unknown }): void {
-    if (e.event === 'violation' && (e.kind === 'seccomp' || e.kind === 'oom' || e.kind === 'pids-limit')) {
+    if (e.event === 'violation' && (e.kind === 'seccomp' || e.kind === 'oom' || e.kind === 'pids-limit' || e.kind === 'cpu-limit')) {
       // Said in the record's own words, once, and always (it is why the sandbox ended): the exit
       // signal's generic line and the summary would only repeat it.
       const line = `stockade: ${String(e.message)}`;

@@ -56,7 +56,9 @@ Limits:
   --memory SIZE           memory of the whole sandbox (default 2g or half the RAM); see doctor
   --pids N                processes and threads of the whole sandbox (default 1024)
   --cpus N                CPU time of the whole sandbox, in CPUs (0.5: half of one)
-  --cpu SECONDS  --open-files N  --timeout SECONDS   per-process CPU seconds, fds; wall time
+  --cpu SECONDS           CPU seconds of the whole sandbox, then it is killed (per process
+                          where no cgroup counts it; see doctor)
+  --open-files N  --timeout SECONDS   fds per process; wall time
 MCP:
   --tools a,b             only these tools: tools/list is filtered, other tools/call refused
 Policy and output:

@@ -40,8 +40,13 @@ import * as path from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { SandboxError } from '../errors';
 
-export type Controller = 'memory' | 'pids' | 'cpu';
-export const controllers: readonly Controller[] = ['memory', 'pids', 'cpu'];
+/**
+ * The controllers stockade uses. cpuacct is v1's CPU accounting (cpuacct.usage), for limits.cpu
+ * on a host without a v2 cgroup; on v2, cpu.stat's usage_usec is in every cgroup whether the cpu
+ * controller is enabled or not (cgroup-v2.rst, "Core Interface Files"), so it needs none.
+ */
+export type Controller = 'memory' | 'pids' | 'cpu' | 'cpuacct';
+export const controllers: readonly Controller[] = ['memory', 'pids', 'cpu', 'cpuacct'];
 
 export interface Hierarchy {
   version: 1 | 2;
@@ -269,6 +274,8 @@ export interface CgroupSettings {
   pids?: number;
   /** CPUs (0.5 = half of one), as a cfs quota over a 100 ms period. */
   cpus?: number;
+  /** CPU seconds of the whole sandbox (lib/limits/watch.ts reads the usage and ends it there). */
+  cpuSeconds?: number;
 }
 
 const CPU_PERIOD_US = 100_000;
@@ -279,6 +286,7 @@ export function limitFile(c: Controller, version: 1 | 2): string {
     memory: ['memory.limit_in_bytes', 'memory.max'],
     pids: ['pids.max', 'pids.max'],
     cpu: ['cpu.cfs_quota_us', 'cpu.max'],
+    cpuacct: ['cpuacct.usage', 'cpu.stat usage_usec'],
   } as const;
   return files[c][version - 1];
 }
@@ -311,7 +319,17 @@ export class SandboxCgroup {
     try {
       for (const { placement: p, holds } of where) {
         const dir = path.join(p.parent, name);
-        this.step('mkdir', dir, () => fs.mkdirSync(dir, { mode: 0o755 }));
+        this.step('mkdir', dir, () => {
+          try {
+            fs.mkdirSync(dir, { mode: 0o755 });
+          } catch (err) {
+            // The parent is settled once per process (placement()); an empty parent removed since
+            // (by whoever cleans up empty cgroups) is made again, once.
+            if (errorCode(err) !== 'ENOENT') throw err;
+            fs.mkdirSync(p.parent, { recursive: true, mode: 0o755 });
+            fs.mkdirSync(dir, { mode: 0o755 });
+          }
+        });
         this.dirs.push({ hierarchy: p.hierarchy, dir, holds });
         for (const c of holds) this.configure(dir, p.hierarchy.version, c, settings);
       }
@@ -420,6 +438,39 @@ export class SandboxCgroup {
       if (holds.includes('pids')) out.pidsRefused += field(readText(path.join(dir, 'pids.events')), 'max');
     }
     return out;
+  }
+
+  /**
+   * The file that counts refused forks, where a pids controller holds the sandbox: pids.events,
+   * whose `max` line counts forks and clones refused at pids.max. v2 notifies a change of it
+   * (a modified-file event, cgroup_file_notify); v1 does not, so it is read periodically
+   * (./watch.ts).
+   */
+  pidsEvents(): { file: string; version: 1 | 2 } | undefined {
+    const d = this.dirs.find((x) => x.holds.includes('pids'));
+    return d && { file: path.join(d.dir, 'pids.events'), version: d.hierarchy.version };
+  }
+
+  /**
+   * Where the CPU time of the whole sandbox is counted: the v2 cgroup's cpu.stat (present with or
+   * without the cpu controller) or else the v1 cpuacct cgroup's cpuacct.usage; undefined where
+   * the sandbox has neither.
+   */
+  cpuAccounting(): { file: string; version: 1 | 2 } | undefined {
+    const v2 = this.dirs.find((x) => x.hierarchy.version === 2);
+    if (v2) return { file: path.join(v2.dir, 'cpu.stat'), version: 2 };
+    const v1 = this.dirs.find((x) => x.holds.includes('cpuacct'));
+    return v1 && { file: path.join(v1.dir, 'cpuacct.usage'), version: 1 };
+  }
+
+  /** CPU seconds used by every process of the sandbox so far, dead ones included; undefined if unreadable. */
+  cpuSeconds(): number | undefined {
+    const source = this.cpuAccounting();
+    const text = source && readText(source.file);
+    if (text === undefined) return undefined;
+    if (source?.version === 1) return Number(text.trim()) / 1e9; // nanoseconds
+    const usec = /^usage_usec (\d+)$/m.exec(text)?.[1];
+    return usec === undefined ? undefined : Number(usec) / 1e6;
   }
 
   /**

@@ -15,14 +15,18 @@
 //   and fetch() uses one: any default low enough to protect a host breaks Node). Not held.
 // - cpus: nothing holds a rate of CPU for a group of processes without the cpu controller; a
 //   policy that asks for it is refused on such a host rather than silently unlimited.
+// - cpu (CPU seconds): with a cgroup that counts CPU time (v2 cpu.stat, with or without the cpu
+//   controller; v1 cpuacct.usage) the launcher ends the whole sandbox at the limit (./watch.ts);
+//   without one, RLIMIT_CPU per process: N processes get N times the limit. Not held then.
 // - /tmp, home and /dev/shm are tmpfs with a size cap under every mechanism.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import type { NativePlan } from '../native';
-import type { SandboxLimits } from '../options';
+import type { KernelBudgets, SandboxLimits } from '../options';
 import { type CgroupSettings, type Controller, cgroupLayout, controllers, limitFile, mounts, type Placement, placement } from './cgroup';
 
 export { SandboxCgroup } from './cgroup';
+export { type LimitViolation, LimitWatch } from './watch';
 
 /** RLIMIT_* numbers (identical on x86_64 and aarch64). */
 export const RLIMIT = { CPU: 0, FSIZE: 1, CORE: 4, NPROC: 6, NOFILE: 7, AS: 9 } as const;
@@ -94,7 +98,19 @@ export function cgroupMechanism(wanted: readonly Controller[] = ['memory', 'pids
   return { held, missing, extra };
 }
 
-/** Budgets: a quarter of what the caller's uid may have, so the host keeps the rest; no namespaces at all. */
+/** The budgets a policy may set (limits.kernel), by their /proc/sys/user names. */
+export const kernelBudgetNames: Record<keyof KernelBudgets, string> = {
+  inotifyInstances: 'max_inotify_instances',
+  inotifyWatches: 'max_inotify_watches',
+  fanotifyGroups: 'max_fanotify_groups',
+  fanotifyMarks: 'max_fanotify_marks',
+};
+
+/**
+ * Budgets by default: a quarter of what the caller's uid may have, so the host keeps the rest; no
+ * namespaces at all. The namespace budgets are not settable: the payload's seccomp profile kills
+ * every way to make a namespace under every profile, so a budget above 0 would buy nothing.
+ */
 const budgetSources: [string, string | number][] = [
   ['max_inotify_instances', '/proc/sys/user/max_inotify_instances'],
   ['max_inotify_watches', '/proc/sys/user/max_inotify_watches'],
@@ -144,6 +160,37 @@ export function kernelBudgets(): typeof budgetCache {
   return budgetCache;
 }
 
+/**
+ * The budgets of one sandbox: the defaults, with what `kernel` sets in their place. A value is
+ * the sandbox's own limit; the caller's own limit still caps every object up the chain, so a
+ * value at or above it lets the sandbox take all of the caller's (README: Kernel budgets).
+ */
+function sandboxBudgets(
+  kernel: KernelBudgets | undefined,
+  fail: (field: string, message: string) => never,
+): { budgets: NonNullable<NativePlan['budgets']>; values: Record<string, number>; missing: string[] } | null {
+  const defaults = kernelBudgets() ?? null;
+  const asked = Object.entries(kernel ?? {}) as [keyof KernelBudgets, number][];
+  if (!defaults) {
+    if (asked.length > 0)
+      fail('limits.kernel', 'needs a writable /proc/sys, which this host does not give (read-only, as in some containers)');
+    return null;
+  }
+  if (asked.length === 0) return { ...defaults, missing: [] };
+  const values = { ...defaults.values };
+  const missing: string[] = [];
+  for (const [key, value] of asked) {
+    const name = kernelBudgetNames[key];
+    if (values[name] === undefined) missing.push(`limits.kernel.${key}: this kernel has no /proc/sys/user/${name}`);
+    else values[name] = value;
+  }
+  const budgets = defaults.budgets.map((b) => {
+    const name = b.path.slice(b.path.lastIndexOf('/') + 1);
+    return { path: b.path, value: String(values[name]) };
+  });
+  return { budgets, values, missing };
+}
+
 function by(p: Placement, c: Controller): string {
   return `cgroup v${p.hierarchy.version} ${limitFile(c, p.hierarchy.version)}`;
 }
@@ -156,7 +203,17 @@ export function planLimits(limits: ValidLimits, fail: (field: string, message: s
 
   const wanted: Controller[] = ['memory', 'pids'];
   if (limits.cpus !== undefined) wanted.push('cpu');
-  const { held, missing, extra } = cgroupMechanism(wanted);
+  let mechanism = cgroupMechanism(wanted);
+  // CPU seconds of the whole sandbox are counted by its v2 cgroup (cpu.stat, in every v2 cgroup),
+  // or else by a v1 cpuacct cgroup made for the purpose.
+  let cpuBy: string | undefined;
+  if (limits.cpu !== undefined) {
+    const v2 = [...Object.values(mechanism.held), mechanism.extra].some((p) => p?.hierarchy.version === 2);
+    if (!v2) mechanism = cgroupMechanism([...wanted, 'cpuacct']);
+    if (v2) cpuBy = `cgroup v2 ${limitFile('cpuacct', 2)}`;
+    else if (mechanism.held.cpuacct) cpuBy = `cgroup v1 ${limitFile('cpuacct', 1)}`;
+  }
+  const { held, missing, extra } = mechanism;
   const settings: CgroupSettings = {};
 
   const pids = limits.pids ?? DEFAULT_PIDS;
@@ -185,9 +242,15 @@ export function planLimits(limits: ValidLimits, fail: (field: string, message: s
     report.cpus = { value: limits.cpus, by: by(held.cpu, 'cpu') };
   }
 
-  if (limits.cpu !== undefined) {
+  if (limits.cpu !== undefined && cpuBy !== undefined) {
+    settings.cpuSeconds = limits.cpu;
+    report.cpu = { value: limits.cpu, by: `${cpuBy}, all processes together; the launcher ends the sandbox at the limit` };
+  } else if (limits.cpu !== undefined) {
     rlimit(RLIMIT.CPU, limits.cpu);
     report.cpu = { value: limits.cpu, by: 'RLIMIT_CPU per process' };
+    report.notHeld.push(
+      `CPU seconds of the whole sandbox (limits.cpu holds per process only): ${missing.cpuacct ?? 'no cgroup counts its CPU time'}`,
+    );
   }
   if (limits.openFiles !== undefined) {
     rlimit(RLIMIT.NOFILE, limits.openFiles);
@@ -198,9 +261,10 @@ export function planLimits(limits: ValidLimits, fail: (field: string, message: s
     report.fileSize = { value: limits.fileSize, by: 'RLIMIT_FSIZE per process' };
   }
 
-  const budgets = kernelBudgets();
+  const budgets = sandboxBudgets(limits.kernel, fail);
   if (budgets) report.budgets = budgets.values;
   else report.notHeld.push("kernel budgets of the sandbox's user namespace: /proc/sys is read-only on this host");
+  if (budgets) report.notHeld.push(...budgets.missing);
 
   const where = controllers
     .map((c) => held[c])

@@ -23,6 +23,7 @@ const LIMIT_UNITS: Record<string, 'size' | 'count'> = {
   memory: 'size',
   pids: 'count',
   cpu: 'count',
+  cpus: 'count',
   openFiles: 'count',
   fileSize: 'size',
   timeout: 'count',
@@ -69,6 +70,8 @@ export function policyGrants(p: Policy): PolicyGrants {
     const v = (p.limits as Record<string, number | string> | undefined)?.[key];
     if (v !== undefined) limits[key] = unit === 'size' ? parseSize(v) : Number(v);
   }
+  // A kernel budget raised is a looser limit like any other.
+  for (const [key, v] of Object.entries(p.limits?.kernel ?? {})) if (typeof v === 'number') limits[`kernel.${key}`] = v;
   if (p.filesystem?.tmpSize !== undefined) limits.tmpSize = parseSize(p.filesystem.tmpSize);
   return { entries, limits, denied: [...(p.filesystem?.deny ?? [])], denyDefaults: p.filesystem?.denyDefaults !== false };
 }

@@ -102,6 +102,7 @@ export function policyToOptions(policy: Policy, ctx: ResolveContext = {}): Polic
     if (l.openFiles !== undefined) options.limits.openFiles = l.openFiles;
     if (l.fileSize !== undefined) options.limits.fileSize = parseSize(l.fileSize);
     if (l.timeout !== undefined) options.limits.wallTime = timeoutToWallTime(l.timeout);
+    if (l.kernel !== undefined) options.limits.kernel = { ...l.kernel };
   }
   const [command, ...first] = p.command;
   return {

@@ -1,6 +1,6 @@
 // The policy document, as written by a user in JSON or YAML. stockade.schema.json at the package
 // root is the published contract; these types mirror it and must change together with it.
-import type { SecretOptions } from '../options';
+import type { KernelBudgets, SecretOptions } from '../options';
 
 export type ProfileName = 'node' | 'python';
 
@@ -34,6 +34,8 @@ export interface PolicyLimits {
   fileSize?: number | string;
   /** Wall-clock seconds (SandboxLimits.wallTime is milliseconds). */
   timeout?: number;
+  /** The sandbox's own kernel budgets (SandboxLimits.kernel). */
+  kernel?: KernelBudgets;
 }
 
 /** An exact registry package a `npx -y NAME` server must be (lib/cli/package-pin.ts). */

@@ -98,7 +98,9 @@ function expected(s: Schema): string {
   if (s.anyOf) return orList(s.anyOf.map(expected));
   if (s.format && FORMATS[s.format]) return FORMATS[s.format][1];
   if (s.type === 'object' && s.required?.length === 1) return `an object with \`${s.required[0]}\``;
+  if (s.type === 'integer' && s.minimum !== undefined && s.maximum !== undefined) return `an integer from ${s.minimum} to ${s.maximum}`;
   if (s.type === 'integer' && s.minimum === 1) return 'a positive integer';
+  if (s.type === 'number' && s.exclusiveMinimum === 0 && s.maximum !== undefined) return `a positive number up to ${s.maximum}`;
   if (s.type === 'number' && s.exclusiveMinimum === 0) return 'a positive number';
   if (s.type === 'array' && s.items?.type) return `an array of ${plural(s.items)}`;
   return ARTICLE[s.type] ?? 'a valid value';
@@ -248,13 +250,9 @@ function walk(s: Schema, v: unknown, path: string, out: PolicyIssue[]): void {
     return;
   }
   if (typeof v === 'number') {
-    if (
-      (s.minimum !== undefined && v < s.minimum) ||
-      (s.exclusiveMinimum !== undefined && v <= s.exclusiveMinimum) ||
-      (s.maximum !== undefined && v > s.maximum)
-    ) {
-      const range = s.maximum !== undefined ? ` (at most ${s.maximum})` : '';
-      out.push({ path, message: `${where}: expected ${expected(s)}${range}, found ${found(v)}` });
+    const below = (s.minimum !== undefined && v < s.minimum) || (s.exclusiveMinimum !== undefined && v <= s.exclusiveMinimum);
+    if (below || (s.maximum !== undefined && v > s.maximum)) {
+      out.push({ path, message: `${where}: expected ${expected(s)}, found ${found(v)}` });
       return;
     }
     if (s.format && FORMATS[s.format]) {

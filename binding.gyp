@@ -6,7 +6,7 @@
         "native/addon.cc", "native/spawn.cc", "native/child.cc", "native/userns.cc",
         "native/mounts.cc", "native/net.cc", "native/caps.cc", "native/seccomp.cc",
         "native/fds.cc", "native/udp.cc", "native/relay.cc", "native/spawner.cc", "native/compat.cc",
-        "native/landlock.cc",
+        "native/landlock.cc", "native/loop_handles.cc",
         "native/cgroup.cc", "native/limits.cc", "native/oomwatch.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -70,7 +70,7 @@ function hintFor(step: string, errno: number): string | undefined {
 
 /** Turns the addon's {step, errno, index} into a SandboxError, using the plan for the path. */
 export function fromNative(error: NativeError, pathOf: (step: string, index: number) => string | undefined): SandboxError {
-  const names = stepNames[error.step] ?? { step: `step-${error.step}`, syscall: 'unknown' };
+  const names = stepNames()[error.step] ?? { step: `step-${error.step}`, syscall: 'unknown' };
   const path = error.path ?? pathOf(names.step, error.index);
   return new SandboxError({
     errno: error.errno,
@@ -79,4 +79,74 @@ export function fromNative(error: NativeError, pathOf: (step: string, index: num
     path,
     hint: hintFor(names.step, error.errno),
   });
+}
+
+// Errors for the arguments child_process itself validates (the type of args, options.signal,
+// options.timeout, options.killSignal, maxBuffer): the same classes, codes and wording as
+// Node's internal ERR_* errors, so that code written against spawn()/execFile() handles ours.
+// Node does not export them, so they are built here.
+
+/** Node's " Received ..." suffix, as its ERR_INVALID_ARG_TYPE words it. */
+function received(value: unknown): string {
+  if (value === null || value === undefined) return ` Received ${value}`;
+  if (typeof value === 'function') return ` Received function ${value.name}`;
+  if (typeof value === 'object') {
+    const name = (value as object).constructor?.name;
+    return name ? ` Received an instance of ${name}` : ` Received ${util.inspect(value, { depth: -1 })}`;
+  }
+  let shown = util.inspect(value, { colors: false });
+  if (shown.length > 28) shown = `${shown.slice(0, 25)}...`;
+  return ` Received type ${typeof value} (${shown})`;
+}
+
+type NodeCodedError<E extends Error> = E & { code: string };
+
+function coded<E extends Error>(err: E, code: string): NodeCodedError<E> {
+  return Object.assign(err, { code });
+}
+
+/** `The "args" argument must be of type object. Received type string ('hello')` (ERR_INVALID_ARG_TYPE). */
+export function invalidArgType(name: string, expected: string, value: unknown): NodeCodedError<TypeError> {
+  const what = name.includes('.') ? 'property' : 'argument';
+  const must = /^[A-Z]/.test(expected) ? `be an instance of ${expected}` : `be of type ${expected}`;
+  return coded(new TypeError(`The "${name}" ${what} must ${must}.${received(value)}`), 'ERR_INVALID_ARG_TYPE');
+}
+
+/** `The value of "timeout" is out of range. It must be >= 0. Received -1` (ERR_OUT_OF_RANGE). */
+export function outOfRange(name: string, range: string, value: unknown): NodeCodedError<RangeError> {
+  return coded(
+    new RangeError(`The value of "${name}" is out of range. It must be ${range}. Received ${util.inspect(value)}`),
+    'ERR_OUT_OF_RANGE',
+  );
+}
+
+/** `Unknown signal: SIGFOO` (ERR_UNKNOWN_SIGNAL). */
+export function unknownSignal(signal: unknown): NodeCodedError<TypeError> {
+  return coded(new TypeError(`Unknown signal: ${String(signal)}`), 'ERR_UNKNOWN_SIGNAL');
+}
+
+/**
+ * What an AbortSignal's abort makes a sandbox emit, as spawn() does: name 'AbortError', code
+ * 'ABORT_ERR', the signal's reason as `cause`.
+ */
+export class AbortError extends Error {
+  code = 'ABORT_ERR';
+  constructor(reason: unknown) {
+    super('The operation was aborted', { cause: reason });
+    this.name = 'AbortError';
+  }
+}
+
+/** runSandboxed()'s output bound (ERR_CHILD_PROCESS_STDIO_MAXBUFFER, as execFile's). */
+export class MaxBufferError extends RangeError {
+  code = 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER';
+  /** What was kept of each stream: at most maxBuffer bytes. */
+  stdout: string | Buffer = '';
+  stderr: string | Buffer = '';
+  constructor(stream: 'stdout' | 'stderr', maxBuffer: number) {
+    super(
+      `${stream} maxBuffer length exceeded: the sandbox wrote more than ${maxBuffer} bytes to ${stream}, so it was killed (raise options.maxBuffer, or read the stream from spawnSandboxed())`,
+    );
+    this.name = 'RangeError';
+  }
 }

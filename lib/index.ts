@@ -1,4 +1,4 @@
-export { SandboxError, SandboxOptionsError } from './errors';
+export { AbortError, MaxBufferError, SandboxError, SandboxOptionsError } from './errors';
 export type { LimitViolation } from './limits/watch';
 export { type ToolFilter, wireToolFilter } from './mcp';
 export type {
@@ -11,7 +11,8 @@ export type {
   SecretOptions,
   StdioSlot,
 } from './options';
-export { loadPolicy, mergeFlags, type Policy, PolicyError, policyToOptions, validatePolicy } from './policy';
+export { loadPolicy, type Policy, PolicyError, policyToOptions, validatePolicy } from './policy';
 export { type HostCheck, type HostReport, probeHost } from './probe';
 export { type SandboxExit, SandboxedProcess, spawnSandboxed } from './process';
+export { type RunSandboxedOptions, runSandboxed, type SandboxResult } from './run-sandboxed';
 export type { SeccompViolation } from './violations';

@@ -86,6 +86,11 @@ export interface NativePlan {
   cgroupTasksFds?: number[];
   /** /proc/sys/user limits the child sets in its own user namespace. */
   budgets?: { path: string; value: string }[];
+  /**
+   * The sandbox's cgroup directories (lib/limits): removed by the addon only if the environment
+   * that spawned it (a Worker) is torn down while it runs, when no JavaScript can.
+   */
+  cgroupDirs?: string[];
 }
 
 /** A refused syscall, as stockade-init's seccomp supervisor saw it (native/initproto.h). */
@@ -169,11 +174,15 @@ interface Addon {
     onViolation?: (violation: NativeViolation) => void,
   ): void;
   pipe(): [number, number];
+  /** Closes an fd pipe() made (fs.closeSync warns about those in a Worker); 0 or an errno. */
+  closeFd(fd: number): number;
   probeNamespaces(): number;
   landlockAbi(): number;
   /** Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the soft limit now, or -errno. */
   raiseOpenFileLimit(): number;
   seccompNotify(): boolean;
+  /** The checklist's steps by number (native/steps.h), frozen. */
+  steps: Readonly<Record<number, { step: string; syscall: string }>>;
 }
 
 const packageRoot = path.join(libDir, '..', '..');
@@ -201,39 +210,10 @@ export function initPath(): string {
   return path.join(path.dirname(addonPath as string), 'stockade-init');
 }
 
-/** Names of the child's steps, by number (native/plan.h, enum class Step). */
-export const stepNames: Record<number, { step: string; syscall: string }> = {
-  1: { step: 'sync', syscall: 'read' },
-  2: { step: 'signals', syscall: 'sigaction' },
-  3: { step: 'death-signal', syscall: 'prctl' },
-  4: { step: 'mount-private', syscall: 'mount' },
-  5: { step: 'mount-base', syscall: 'mount' },
-  6: { step: 'pivot-base', syscall: 'pivot_root' },
-  7: { step: 'mount-root', syscall: 'mount' },
-  8: { step: 'mount', syscall: 'mount' },
-  9: { step: 'detach-old-root', syscall: 'umount2' },
-  10: { step: 'pivot-root', syscall: 'pivot_root' },
-  11: { step: 'remount-root', syscall: 'mount_setattr' },
-  12: { step: 'chdir', syscall: 'chdir' },
-  13: { step: 'loopback', syscall: 'ioctl' },
-  14: { step: 'route', syscall: 'rtnetlink' },
-  15: { step: 'listener', syscall: 'bind' },
-  16: { step: 'send-listeners', syscall: 'sendmsg' },
-  17: { step: 'hostname', syscall: 'sethostname' },
-  18: { step: 'setsid', syscall: 'setsid' },
-  19: { step: 'rlimit', syscall: 'prlimit64' },
-  20: { step: 'bounding-set', syscall: 'prctl' },
-  21: { step: 'identity', syscall: 'setresuid' },
-  22: { step: 'capabilities', syscall: 'capset' },
-  23: { step: 'no-new-privs', syscall: 'prctl' },
-  24: { step: 'fds', syscall: 'dup3' },
-  25: { step: 'seccomp', syscall: 'seccomp' },
-  26: { step: 'exec', syscall: 'execve' },
-  27: { step: 'id-map', syscall: 'write' },
-  28: { step: 'clone', syscall: 'clone' },
-  29: { step: 'init', syscall: 'fork' },
-  30: { step: 'idmap-mount', syscall: 'mount_setattr' },
-  31: { step: 'landlock', syscall: 'landlock_add_rule' },
-  32: { step: 'cgroup', syscall: 'write' },
-  33: { step: 'kernel-budget', syscall: 'write' },
-};
+/**
+ * Names of the child's steps, by number, with the syscall each is named after in messages:
+ * the addon's table, built from native/steps.h (the list native/plan.h and native/init.c use).
+ */
+export function stepNames(): Readonly<Record<number, { step: string; syscall: string }>> {
+  return load().steps;
+}

@@ -13,11 +13,11 @@ export type StdioSlot = 'pipe' | 'inherit' | 'ignore' | number;
  */
 export interface SandboxLimits {
   /**
-   * Memory in bytes: the cgroup memory limit of the whole sandbox (anonymous memory, page cache,
+   * Memory, in bytes or as a size string ('512m', '1g'): the cgroup memory limit of the whole sandbox (anonymous memory, page cache,
    * tmpfs, memfd, pipe buffers; no swap; an OOM kill ends the whole sandbox). Default 2 GiB or
    * half the RAM, whichever is less. Without a memory cgroup: RLIMIT_AS per process, no default.
    */
-  memory?: number;
+  memory?: number | string;
   /** Processes and threads of the whole sandbox: cgroup pids.max, or RLIMIT_NPROC in its own user namespace. Default 1024. */
   pids?: number;
   /**
@@ -30,9 +30,13 @@ export interface SandboxLimits {
   cpus?: number;
   /** Open files (RLIMIT_NOFILE). */
   openFiles?: number;
-  /** Largest file the sandbox may write, in bytes (RLIMIT_FSIZE). */
-  fileSize?: number;
-  /** Wall-clock limit in milliseconds: the sandbox is SIGKILLed after this long. */
+  /** Largest file the sandbox may write, in bytes or as a size string ('10m') (RLIMIT_FSIZE). */
+  fileSize?: number | string;
+  /**
+   * Wall-clock limit in milliseconds: the sandbox is SIGKILLed after this long, with a
+   * 'wall-time' audit event (a policy's limits.timeout). For spawn()'s own semantics (a chosen
+   * killSignal), use the `timeout` option.
+   */
   wallTime?: number;
   /** The sandbox's own budgets of kernel objects (its user namespace's /proc/sys/user). */
   kernel?: KernelBudgets;
@@ -147,4 +151,13 @@ export interface SandboxOptions {
   seccomp?: 'default' | 'strict';
   /** pino logger for audit events. Default: silent. */
   logger?: Logger;
+  /**
+   * As spawn()'s: aborting it sends `killSignal` to the sandbox and emits an AbortError
+   * (code 'ABORT_ERR', the signal's reason as `cause`) as 'error'.
+   */
+  signal?: AbortSignal;
+  /** As spawn()'s: milliseconds after which `killSignal` is sent (0 or absent: never). At most 2^31-1. */
+  timeout?: number;
+  /** As spawn()'s: the signal `timeout` and `signal` send. Default 'SIGTERM'. */
+  killSignal?: NodeJS.Signals | number;
 }

@@ -87,6 +87,10 @@ const knownOptions = new Set([
   'secrets',
   'upstreamCa',
   'seccomp',
+  // spawn()'s own, checked by lib/process.ts (runSandboxed() takes its own options off first).
+  'signal',
+  'timeout',
+  'killSignal',
 ]);
 
 function fail(field: string, message: string): never {
@@ -262,6 +266,17 @@ function size(value: unknown, field: string): number {
 }
 
 /**
+ * TERM inside: the caller's, so that a program run on the caller's terminal (stdio 'inherit')
+ * draws for it; 'dumb' where the caller has none or an odd one (an MCP client starting a server
+ * has no terminal: no escape sequences in its output). Only the name passes: the terminfo
+ * database the name refers to is the host's /usr/share/terminfo, bound with /usr.
+ */
+function terminalType(): string {
+  const term = process.env.TERM;
+  return term !== undefined && /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/.test(term) ? term : 'dumb';
+}
+
+/**
  * The payload's environment: defaults, then the caller's values, then what stockade itself must
  * set (proxy variables, placeholders, trust paths), which the caller cannot override.
  * NODE_OPTIONS is the exception: stockade's --require is appended to the caller's.
@@ -272,6 +287,7 @@ function buildEnv(env: SandboxOptions['env'], forced?: (nodeOptions: string | un
     ['HOME', SANDBOX_HOME],
     ['USER', 'nobody'],
     ['LANG', 'C.UTF-8'],
+    ['TERM', terminalType()],
   ]);
   if (env !== undefined) {
     if (typeof env !== 'object' || env === null || Array.isArray(env)) fail('env', 'expected an object of NAME: value | true');

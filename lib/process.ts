@@ -1,7 +1,9 @@
 // SandboxedProcess: a ChildProcess-shaped handle on one sandbox. Same events ('spawn', 'exit',
-// 'close', 'error'), same fields (pid, stdin/stdout/stderr, stdio, exitCode, signalCode,
-// killed), same kill() semantics, plus `exited`, a promise for those who await, 'audit'
-// events mirroring the pino audit log, and 'violation' events naming each refused syscall.
+// 'close', 'error' — a failed spawn emits 'error' then 'close', as Node does), same fields (pid,
+// stdin/stdout/stderr, stdio, exitCode, signalCode, killed), same kill() semantics, the same
+// `signal`, `timeout` and `killSignal` options and Symbol.asyncDispose, plus `exited`, a promise
+// for those who await, 'audit' events mirroring the pino audit log, and 'violation' events
+// naming each refused syscall. What is not part of the public shape is #private.
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -9,7 +11,7 @@ import { constants as osConstants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import * as util from 'node:util';
 import type { Logger } from 'pino';
-import { fromNative, SandboxError, SandboxOptionsError } from './errors';
+import { AbortError, fromNative, invalidArgType, outOfRange, SandboxError, SandboxOptionsError, unknownSignal } from './errors';
 import { type LimitViolation, LimitWatch, SandboxCgroup } from './limits';
 import { limitFile } from './limits/cgroup';
 import { type NativeHandle, type NativePlan, type NativeSpawnResult, type NativeViolation, native } from './native';
@@ -38,17 +40,35 @@ function normalizeStdio(stdio: SandboxOptions['stdio']): Slots {
 
 /** The sandbox's ends of its stdio pipes, once it has them (or will never run). */
 function closeChildEnds(slots: Slots, childFds: number[]): void {
-  for (const [i, slot] of slots.entries()) if (slot === 'pipe') fs.closeSync(childFds[i]);
+  // native().pipe() made them: fs.closeSync would warn in a Worker (fs did not open them).
+  for (const [i, slot] of slots.entries()) if (slot === 'pipe') native().closeFd(childFds[i]);
 }
 
-function signalNumber(signal: NodeJS.Signals | number): number {
-  if (typeof signal === 'number') {
-    if (!Number.isInteger(signal) || signal < 0) throw new TypeError(`Unknown signal: ${signal}`);
-    return signal;
+const signalNames = osConstants.signals as Record<string, number>;
+const knownSignalNumbers = new Set(Object.values(signalNames));
+
+/** A signal name or number, as Node's convertToValidSignal takes it (names in any case); 0 probes. */
+function signalNumber(signal: unknown): number {
+  if (typeof signal === 'number' && Number.isInteger(signal) && (signal === 0 || knownSignalNumbers.has(signal))) return signal;
+  if (typeof signal === 'string' && signalNames[signal.toUpperCase()] !== undefined) return signalNames[signal.toUpperCase()];
+  throw unknownSignal(signal);
+}
+
+function signalName(n: number): string {
+  return Object.keys(signalNames).find((name) => signalNames[name] === n) ?? String(n);
+}
+
+/** The largest delay setTimeout() honours; a longer one fires after 1 ms (TimeoutOverflowWarning). */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+/** spawn()'s own options, checked the way spawn() checks them (before anything is spawned). */
+function processOptions(options: SandboxOptions): { signal?: AbortSignal; timeout?: number; killSignal: number } {
+  const { signal, timeout, killSignal } = options;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'AbortSignal', signal);
+  if (timeout !== undefined && !(Number.isInteger(timeout) && timeout >= 0 && timeout <= MAX_TIMEOUT_MS)) {
+    throw outOfRange('timeout', `>= 0 and <= ${MAX_TIMEOUT_MS}`, timeout);
   }
-  const n = (osConstants.signals as Record<string, number>)[signal];
-  if (n === undefined) throw new TypeError(`Unknown signal: ${signal}`);
-  return n;
+  return { signal, timeout, killSignal: killSignal === undefined ? osConstants.signals.SIGTERM : signalNumber(killSignal) };
 }
 
 export class SandboxedProcess extends EventEmitter {
@@ -65,26 +85,30 @@ export class SandboxedProcess extends EventEmitter {
   /** Digest of the sandbox definition, as logged in audit events. */
   readonly policyDigest: string;
 
-  private handle: NativeHandle | undefined;
-  private readonly options: SandboxOptions;
-  private egress: EgressAttachment | undefined;
-  private interceptor: SecretInterceptor | undefined;
+  #handle: NativeHandle | undefined;
+  readonly #options: SandboxOptions;
+  #egress: EgressAttachment | undefined;
+  #interceptor: SecretInterceptor | undefined;
   /** A signal sent before the sandbox existed (credentials still being prepared). */
-  private pendingSignal: number | undefined;
+  #pendingSignal: number | undefined;
   /** unref() before the sandbox existed: applied to its handles once they do. */
-  private unrefed = false;
-  private tornDown = false;
-  private spawnError: SandboxError | undefined;
-  private exitPromise: Promise<SandboxExit> | undefined;
-  private openStreams = 0;
-  private exited_ = false;
-  private closed = false;
-  private wallTimer: NodeJS.Timeout | undefined;
-  private cgroup: SandboxCgroup | undefined;
-  private oomWatch: { close(): void } | undefined;
-  private limitWatch: LimitWatch | undefined;
-  private resolved: ResolvedSandbox | undefined;
-  private readonly logger: Logger | undefined;
+  #unrefed = false;
+  #tornDown = false;
+  #spawnError: SandboxError | undefined;
+  #exitPromise: Promise<SandboxExit> | undefined;
+  #openStreams = 0;
+  #exited = false;
+  #closed = false;
+  #wallTimer: NodeJS.Timeout | undefined;
+  #cgroup: SandboxCgroup | undefined;
+  #oomWatch: { close(): void } | undefined;
+  #limitWatch: LimitWatch | undefined;
+  #resolved: ResolvedSandbox | undefined;
+  readonly #logger: Logger | undefined;
+  /** options.killSignal: what `timeout` and `signal` send (default SIGTERM, as spawn()). */
+  readonly #killSignal: number;
+  #timeoutTimer: NodeJS.Timeout | undefined;
+  #forgetAbort: (() => void) | undefined;
 
   /** @internal use spawnSandboxed() */
   constructor(command: string, args: string[], options: SandboxOptions) {
@@ -92,6 +116,8 @@ export class SandboxedProcess extends EventEmitter {
     this.spawnfile = command;
     this.spawnargs = [command, ...args];
     const slots = normalizeStdio(options.stdio);
+    const own = processOptions(options);
+    this.#killSignal = own.killSignal;
     const resolved = resolveSandbox(command, args, options);
     // A secret missing on the host is an error now, naming the variable, before anything starts.
     // lib/secrets (an X.509 library) is loaded only when secrets are used: ~90 ms of startup.
@@ -101,8 +127,8 @@ export class SandboxedProcess extends EventEmitter {
     const grants = [...resolved.visible, ...(home !== undefined && home !== 'tmpfs' ? [home] : [])];
     const secrets = lib?.resolveSecrets(options.secrets ?? [], process.env, { grants });
     this.policyDigest = resolved.digest;
-    this.logger = options.logger;
-    this.options = options;
+    this.#logger = options.logger;
+    this.#options = options;
 
     const parentEnds: (number | null)[] = [null, null, null];
     const childFds: number[] = [];
@@ -125,17 +151,18 @@ export class SandboxedProcess extends EventEmitter {
     this.stdio = [this.stdin, this.stdout, this.stderr];
     for (const stream of [this.stdout, this.stderr]) {
       if (stream === null) continue;
-      this.openStreams++;
+      this.#openStreams++;
       stream.once('close', () => {
-        this.openStreams--;
-        this.maybeClose();
+        this.#openStreams--;
+        this.#maybeClose();
       });
     }
     // Writing to a sandbox that has exited must not crash the parent with EPIPE.
     this.stdin?.on('error', () => {});
+    this.#watchSignalAndTimeout(own.signal, own.timeout);
 
     if (secrets === undefined || lib === undefined) {
-      this.start(resolved, childFds, slots);
+      this.#start(resolved, childFds, slots);
       return;
     }
     // Credentials: the per-run CA is made with WebCrypto, which is asynchronous, so the sandbox
@@ -143,24 +170,64 @@ export class SandboxedProcess extends EventEmitter {
     lib.RunCa.create()
       .then((ca) => {
         // The upstream CAs as read when the options were checked (lib/plan.ts), not read again.
-        this.interceptor = new lib.SecretInterceptor({ secrets, ca, upstreamCaPem: resolved.upstreamCaPem, logger: options.logger });
-        this.interceptor.on('violation', (v) => this.audit('warn', { event: 'violation', ...v }));
+        this.#interceptor = new lib.SecretInterceptor({ secrets, ca, upstreamCaPem: resolved.upstreamCaPem, logger: options.logger });
+        this.#interceptor.on('violation', (v) => this.#audit('warn', { event: 'violation', ...v }));
         const trust = lib.sandboxTrust(ca);
-        const placeholders = this.interceptor.placeholders;
+        const placeholders = this.#interceptor.placeholders;
         const files = Object.fromEntries(
           (options.secrets ?? []).filter((s) => s.file).map((s) => [s.file as string, `${placeholders[s.name]}\n`]),
         );
         const withTrust = resolveSandbox(command, args, options, { env: { ...placeholders, ...trust.env }, bundle: trust.bundle, files });
-        this.start(withTrust, childFds, slots);
+        this.#start(withTrust, childFds, slots);
       })
       .catch((err: Error) => {
         closeChildEnds(slots, childFds);
-        void this.interceptor?.close();
-        this.failAsync(new SandboxError({ errno: osConstants.errno.EINVAL, syscall: 'spawn', step: 'secrets', hint: err.message }));
+        void this.#interceptor?.close();
+        this.#failAsync(new SandboxError({ errno: osConstants.errno.EINVAL, syscall: 'spawn', step: 'secrets', hint: err.message }));
       });
   }
 
-  private start(resolved: ResolvedSandbox, childFds: number[], slots: Slots): void {
+  /**
+   * spawn()'s `signal` and `timeout`, with its semantics: an abort sends killSignal and emits an
+   * AbortError (at once for a signal aborted already); the timeout sends killSignal once. Both
+   * are counted from this call, not from 'spawn': a kill before the sandbox exists is held and
+   * delivered as it starts (see kill()). Both end with the sandbox ('exit' or a spawn error).
+   */
+  #watchSignalAndTimeout(signal: AbortSignal | undefined, timeout: number | undefined): void {
+    if (signal !== undefined) {
+      const onAbort = () => {
+        try {
+          if (this.kill(this.#killSignal)) this.emit('error', new AbortError(signal.reason));
+        } catch (err) {
+          this.emit('error', err);
+        }
+      };
+      if (signal.aborted) {
+        process.nextTick(onAbort);
+      } else {
+        signal.addEventListener('abort', onAbort, { once: true });
+        this.#forgetAbort = () => signal.removeEventListener('abort', onAbort);
+      }
+    }
+    if (timeout !== undefined && timeout > 0) {
+      this.#timeoutTimer = setTimeout(() => {
+        this.#timeoutTimer = undefined;
+        this.#audit('warn', { event: 'timeout', pid: this.pid, timeoutMs: timeout, signal: signalName(this.#killSignal) });
+        this.kill(this.#killSignal);
+      }, timeout);
+      if (this.#unrefed) this.#timeoutTimer.unref();
+    }
+  }
+
+  /** The sandbox is gone (it exited, or never started): its timeout and abort listener go too. */
+  #settle(): void {
+    if (this.#timeoutTimer) clearTimeout(this.#timeoutTimer);
+    this.#timeoutTimer = undefined;
+    this.#forgetAbort?.();
+    this.#forgetAbort = undefined;
+  }
+
+  #start(resolved: ResolvedSandbox, childFds: number[], slots: Slots): void {
     const file = resolveCommand(this.spawnfile, resolved.plan.envp, resolved.plan.cwd, resolved.visible, resolved.writable);
     if (file === undefined) {
       closeChildEnds(slots, childFds);
@@ -171,71 +238,71 @@ export class SandboxedProcess extends EventEmitter {
         path: this.spawnfile,
         hint: 'not found in the sandbox PATH among the paths bound inside',
       });
-      this.failAsync(err);
+      this.#failAsync(err);
       return;
     }
     const plan = { ...resolved.plan, file, fds: childFds };
-    this.resolved = resolved;
+    this.#resolved = resolved;
     try {
-      this.joinCgroup(plan);
+      this.#joinCgroup(plan);
     } catch (err) {
       closeChildEnds(slots, childFds);
-      this.failAsync(err as SandboxError);
+      this.#failAsync(err as SandboxError);
       return;
     }
     // The spawn runs on the addon's spawner thread; the event loop goes on meanwhile (the
     // sandbox's pid, like its 'spawn' event, comes once the payload has exec'd).
     native().spawn(
       plan,
-      (code, signal) => this.onExit(code, signal),
-      (result) => this.spawned(result, resolved),
-      (v) => this.onViolation(v),
+      (code, signal) => this.#onExit(code, signal),
+      (result) => this.#spawned(result, resolved),
+      (v) => this.#onViolation(v),
     );
     closeChildEnds(slots, childFds); // the addon holds duplicates until the child has its own
   }
 
-  private spawned(result: NativeSpawnResult, resolved: ResolvedSandbox): void {
+  #spawned(result: NativeSpawnResult, resolved: ResolvedSandbox): void {
     // The spawner thread is done with the cgroup fds (clone3's directory, v1 tasks files).
-    this.cgroup?.closeFds();
+    this.#cgroup?.closeFds();
     if ('error' in result) {
-      this.oomWatch?.close();
-      void this.cgroup?.remove();
-      const cgroupFiles = this.cgroup?.dirs.filter((d) => d.hierarchy.version === 1).map((d) => `${d.dir}/tasks`) ?? [];
-      this.failAsync(fromNative(result.error, (step, index) => (step === 'cgroup' ? cgroupFiles[index] : resolved.describe(step, index))));
+      this.#oomWatch?.close();
+      void this.#cgroup?.remove();
+      const cgroupFiles = this.#cgroup?.dirs.filter((d) => d.hierarchy.version === 1).map((d) => `${d.dir}/tasks`) ?? [];
+      this.#failAsync(fromNative(result.error, (step, index) => (step === 'cgroup' ? cgroupFiles[index] : resolved.describe(step, index))));
       return;
     }
     this.pid = result.pid;
-    this.handle = result.handle;
+    this.#handle = result.handle;
     const layers = layersInForce(resolved, result.landlockAbi, result.seccompNotify);
     if (resolved.egress !== undefined) {
       // The proxy is loaded with the first sandbox that has an allow list (cold start of `run`).
       const { EgressAttachment } = require('./net/sandbox') as typeof import('./net/sandbox');
-      this.egress = new EgressAttachment(
-        this.options.network as EgressOptions,
+      this.#egress = new EgressAttachment(
+        this.#options.network as EgressOptions,
         resolved.egress,
         result.listenerFds,
         String(result.pid),
-        this.logger,
+        this.#logger,
         {
-          interceptor: this.interceptor,
-          guard: this.interceptor?.plaintextGuard(),
+          interceptor: this.#interceptor,
+          guard: this.#interceptor?.plaintextGuard(),
         },
       );
-      this.egress.proxy.on('egress', (record) => this.emit('egress', record));
+      this.#egress.proxy.on('egress', (record) => this.emit('egress', record));
     }
-    if (this.pendingSignal !== undefined) this.handle.kill(this.pendingSignal);
-    if (this.cgroup?.events().oomKills) this.handle.kill(osConstants.signals.SIGKILL); // an OOM before the handle existed
-    this.watchLimits(resolved);
-    if (this.unrefed) this.unref();
+    if (this.#pendingSignal !== undefined) this.#handle.kill(this.#pendingSignal);
+    if (this.#cgroup?.events().oomKills) this.#handle.kill(osConstants.signals.SIGKILL); // an OOM before the handle existed
+    this.#watchLimits(resolved);
+    if (this.#unrefed) this.unref();
     if (resolved.wallTime !== undefined) {
-      this.wallTimer = setTimeout(() => {
-        this.audit('warn', { event: 'wall-time', pid: this.pid, limitMs: resolved.wallTime });
+      this.#wallTimer = setTimeout(() => {
+        this.#audit('warn', { event: 'wall-time', pid: this.pid, limitMs: resolved.wallTime });
         this.kill('SIGKILL');
       }, resolved.wallTime);
-      this.wallTimer.unref();
+      this.#wallTimer.unref();
     }
     const shareNetwork = resolved.plan.shareNetwork;
-    this.audit('info', {
+    this.#audit('info', {
       event: 'sandbox-start',
       pid: this.pid,
       command: this.spawnargs,
@@ -245,7 +312,7 @@ export class SandboxedProcess extends EventEmitter {
       limits: resolved.limits.report,
     });
     if (shareNetwork)
-      this.audit('warn', {
+      this.#audit('warn', {
         event: 'network-host',
         pid: this.pid,
         policy: this.policyDigest,
@@ -254,9 +321,9 @@ export class SandboxedProcess extends EventEmitter {
     this.emit('spawn');
   }
 
-  private onViolation(v: NativeViolation): void {
+  #onViolation(v: NativeViolation): void {
     const violation = describeViolation(v);
-    this.audit('warn', { event: 'violation', pid: this.pid, policy: this.policyDigest, ...violation });
+    this.#audit('warn', { event: 'violation', pid: this.pid, policy: this.policyDigest, ...violation });
     this.emit('violation', violation);
   }
 
@@ -266,23 +333,23 @@ export class SandboxedProcess extends EventEmitter {
    * is off for the sandbox (it would kill one process), so the launcher ends the whole sandbox,
    * as v2's memory.oom.group does.
    */
-  private joinCgroup(plan: NativePlan): void {
-    const spec = this.resolved?.limits.cgroup;
+  #joinCgroup(plan: NativePlan): void {
+    const spec = this.#resolved?.limits.cgroup;
     if (spec === undefined) return;
-    this.cgroup = new SandboxCgroup(spec.where, spec.settings);
-    Object.assign(plan, this.cgroup.planFds());
-    const memory = this.cgroup.v1Memory();
+    this.#cgroup = new SandboxCgroup(spec.where, spec.settings);
+    Object.assign(plan, this.#cgroup.planFds(), { cgroupDirs: this.#cgroup.dirs.map((d) => d.dir) });
+    const memory = this.#cgroup.v1Memory();
     if (memory === undefined) return;
     const control = fs.openSync(`${memory}/cgroup.event_control`, fs.constants.O_WRONLY);
     const oom = fs.openSync(`${memory}/memory.oom_control`, fs.constants.O_RDONLY);
     try {
-      this.oomWatch = new (native().OomWatch)(control, oom, () => {
-        this.oomWatch?.close();
-        this.cgroup?.noteOom();
-        this.handle?.kill(osConstants.signals.SIGKILL);
+      this.#oomWatch = new (native().OomWatch)(control, oom, () => {
+        this.#oomWatch?.close();
+        this.#cgroup?.noteOom();
+        this.#handle?.kill(osConstants.signals.SIGKILL);
       });
     } catch (err) {
-      void this.cgroup.remove();
+      void this.#cgroup.remove();
       throw new SandboxError({
         errno: (err as { errno?: number }).errno ?? osConstants.errno.EINVAL,
         syscall: 'write',
@@ -296,8 +363,8 @@ export class SandboxedProcess extends EventEmitter {
   }
 
   /** A limit that struck: a 'violation' event and its audit record (and the launcher's line, lib/cli/report.ts). */
-  private limitViolation(v: LimitViolation): void {
-    this.audit('warn', { event: 'violation', pid: this.pid, policy: this.policyDigest, ...v });
+  #limitViolation(v: LimitViolation): void {
+    this.#audit('warn', { event: 'violation', pid: this.pid, policy: this.policyDigest, ...v });
     this.emit('violation', v);
   }
 
@@ -305,13 +372,13 @@ export class SandboxedProcess extends EventEmitter {
    * While the sandbox runs (lib/limits/watch.ts): the first fork refused at pids.max, reported
    * as it happens; CPU seconds of the whole sandbox, which end it at limits.cpu.
    */
-  private watchLimits(resolved: ResolvedSandbox): void {
-    const cgroup = this.cgroup;
+  #watchLimits(resolved: ResolvedSandbox): void {
+    const cgroup = this.#cgroup;
     if (cgroup === undefined) return;
     const settings = resolved.limits.cgroup?.settings ?? {};
     const cpuSource = cgroup.cpuAccounting();
-    this.limitWatch = new LimitWatch(cgroup, {
-      onPidsRefused: (count) => this.pidsViolation(count),
+    this.#limitWatch = new LimitWatch(cgroup, {
+      onPidsRefused: (count) => this.#pidsViolation(count),
       cpu:
         settings.cpuSeconds === undefined || cpuSource === undefined
           ? undefined
@@ -319,7 +386,7 @@ export class SandboxedProcess extends EventEmitter {
               seconds: settings.cpuSeconds,
               cpus: settings.cpus,
               onLimit: (used) => {
-                this.limitViolation({
+                this.#limitViolation({
                   kind: 'cpu-limit',
                   limit: settings.cpuSeconds as number,
                   by: `cgroup v${cpuSource.version} ${limitFile('cpuacct', cpuSource.version)}`,
@@ -327,15 +394,15 @@ export class SandboxedProcess extends EventEmitter {
                   used: Math.round(used * 1000) / 1000,
                   message: `the sandbox reached its CPU time limit of ${settings.cpuSeconds} s (--cpu, limits.cpu; all its processes together, cgroup v${cpuSource.version} ${limitFile('cpuacct', cpuSource.version)}) and was killed`,
                 });
-                this.handle?.kill(osConstants.signals.SIGKILL);
+                this.#handle?.kill(osConstants.signals.SIGKILL);
               },
             },
     });
   }
 
-  private pidsViolation(count: number): void {
-    const pids = this.resolved?.limits.report.pids;
-    this.limitViolation({
+  #pidsViolation(count: number): void {
+    const pids = this.#resolved?.limits.report.pids;
+    this.#limitViolation({
       kind: 'pids-limit',
       limit: pids?.value ?? 0,
       by: pids?.by ?? '',
@@ -346,12 +413,12 @@ export class SandboxedProcess extends EventEmitter {
   }
 
   /** OOM kills, and refused forks the watch did not see yet, as violations: read once the sandbox has ended. */
-  private reportCgroupEvents(): void {
-    if (this.cgroup === undefined) return;
-    const { oomKills, pidsRefused } = this.cgroup.events();
-    const memory = this.resolved?.limits.report.memory;
+  #reportCgroupEvents(): void {
+    if (this.#cgroup === undefined) return;
+    const { oomKills, pidsRefused } = this.#cgroup.events();
+    const memory = this.#resolved?.limits.report.memory;
     if (oomKills > 0) {
-      this.limitViolation({
+      this.#limitViolation({
         kind: 'oom',
         limit: memory?.value ?? 0,
         by: memory?.by ?? '',
@@ -360,12 +427,12 @@ export class SandboxedProcess extends EventEmitter {
         message: `the sandbox ran out of memory (limit ${memory?.value} bytes, ${memory?.by}) and was killed`,
       });
     }
-    if (pidsRefused > 0 && !this.limitWatch?.pidsRefusalReported) this.pidsViolation(pidsRefused);
+    if (pidsRefused > 0 && !this.#limitWatch?.pidsRefusalReported) this.#pidsViolation(pidsRefused);
   }
 
-  private failAsync(err: SandboxError): void {
-    this.spawnError = err;
-    this.audit('error', {
+  #failAsync(err: SandboxError): void {
+    this.#spawnError = err;
+    this.#audit('error', {
       event: 'sandbox-error',
       command: this.spawnargs,
       code: err.code,
@@ -373,32 +440,42 @@ export class SandboxedProcess extends EventEmitter {
       path: err.path,
       message: err.message,
     });
+    this.#settle();
     for (const s of this.stdio) s?.destroy();
-    process.nextTick(() => this.emit('error', err));
+    // As child_process: 'error', then 'close' with the negative errno as the exit code (and no
+    // 'exit', since nothing ran). 'close' still waits for the destroyed streams' own 'close'.
+    process.nextTick(() => {
+      this.exitCode = err.errno;
+      this.emit('error', err);
+      this.#exited = true;
+      this.#tornDown = true;
+      this.#maybeClose();
+    });
   }
 
-  private onExit(code: number | null, signal: NodeJS.Signals | null): void {
-    if (this.wallTimer) clearTimeout(this.wallTimer);
-    this.oomWatch?.close();
-    this.limitWatch?.close();
-    this.reportCgroupEvents();
+  #onExit(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.#wallTimer) clearTimeout(this.#wallTimer);
+    this.#settle();
+    this.#oomWatch?.close();
+    this.#limitWatch?.close();
+    this.#reportCgroupEvents();
     // Every process of the sandbox is gone (its PID 1 is reaped last): the count is final.
-    const cpuSeconds = this.cgroup?.cpuSeconds();
+    const cpuSeconds = this.#cgroup?.cpuSeconds();
     // The proxy's state dies with the sandbox: listeners, client and upstream sockets, the CA.
     // 'close' waits for it, so that every egress record of the sandbox has been emitted by then
     // (allowed connections are recorded when they close).
-    Promise.all([this.egress?.close(), this.interceptor?.close(), this.cgroup?.remove()])
+    Promise.all([this.#egress?.close(), this.#interceptor?.close(), this.#cgroup?.remove()])
       .catch(() => {})
       .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
       .then(() => {
-        this.tornDown = true;
-        this.maybeClose();
+        this.#tornDown = true;
+        this.#maybeClose();
       });
     this.exitCode = code;
     this.signalCode = signal;
-    this.exited_ = true;
-    this.handle = undefined;
-    this.audit('info', {
+    this.#exited = true;
+    this.#handle = undefined;
+    this.#audit('info', {
       event: 'sandbox-exit',
       pid: this.pid,
       policy: this.policyDigest,
@@ -412,30 +489,33 @@ export class SandboxedProcess extends EventEmitter {
     for (const stream of [this.stdout, this.stderr]) {
       if (stream !== null && stream.readableFlowing !== true && stream.listenerCount('data') === 0) stream.resume();
     }
-    this.maybeClose();
+    this.#maybeClose();
   }
 
-  private maybeClose(): void {
-    if (!this.exited_ || this.openStreams > 0 || !this.tornDown || this.closed) return;
-    this.closed = true;
+  #maybeClose(): void {
+    if (!this.#exited || this.#openStreams > 0 || !this.#tornDown || this.#closed) return;
+    this.#closed = true;
     this.emit('close', this.exitCode, this.signalCode);
   }
 
-  private audit(level: 'info' | 'warn' | 'error', event: Record<string, unknown>): void {
-    this.logger?.[level](event);
+  #audit(level: 'info' | 'warn' | 'error', event: Record<string, unknown>): void {
+    this.#logger?.[level](event);
     this.emit('audit', event);
   }
 
   /** Sends a signal to the sandbox's PID 1, which forwards it to the payload (SIGKILL ends all). */
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
+    // A kill before the sandbox exists (pid undefined until 'spawn', see spawnSandboxed) is held
+    // and delivered the moment it does; after the exit, it is refused (false), as spawn()'s.
     const n = signalNumber(signal);
-    if (this.handle === undefined) {
-      if (this.pid !== undefined || this.spawnError !== undefined) return false;
-      this.pendingSignal = n;
+    if (this.#handle === undefined) {
+      if (this.pid !== undefined || this.#spawnError !== undefined) return false;
+      // SIGKILL once asked for stays (an abort's SIGKILL is not downgraded by a later SIGTERM).
+      if (this.#pendingSignal !== osConstants.signals.SIGKILL) this.#pendingSignal = n;
       this.killed = true;
       return true;
     }
-    const err = this.handle.kill(n);
+    const err = this.#handle.kill(n);
     if (err === 0) {
       this.killed = true;
       return true;
@@ -444,29 +524,44 @@ export class SandboxedProcess extends EventEmitter {
   }
 
   ref(): void {
-    this.unrefed = false;
-    this.handle?.ref();
-    this.egress?.ref();
+    this.#unrefed = false;
+    this.#handle?.ref();
+    this.#egress?.ref();
   }
 
   unref(): void {
-    this.unrefed = true;
-    this.handle?.unref();
-    this.egress?.unref();
+    this.#unrefed = true;
+    this.#handle?.unref();
+    this.#egress?.unref();
+    // Unlike spawn()'s, the timeout timer does not hold the event loop of an unref()ed sandbox:
+    // the sandbox dies with its launcher (PR_SET_PDEATHSIG) anyway.
+    this.#timeoutTimer?.unref();
+  }
+
+  /**
+   * `await using sandbox = spawnSandboxed(...)`: on leaving the scope the sandbox is killed and
+   * the dispose resolves once it has closed (its streams, cgroup and proxy gone). SIGKILL, not
+   * ChildProcess's SIGTERM: a payload ignoring SIGTERM would otherwise hold the scope forever.
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#closed) return;
+    const closed = new Promise<void>((resolve) => this.once('close', () => resolve()));
+    if (this.#spawnError === undefined && !this.#exited) this.kill('SIGKILL');
+    await closed;
   }
 
   /** Resolves on 'close' with the exit status; rejects if the sandbox could not be started. */
   get exited(): Promise<SandboxExit> {
-    if (this.exitPromise === undefined) {
-      this.exitPromise = new Promise((resolve, reject) => {
+    if (this.#exitPromise === undefined) {
+      this.#exitPromise = new Promise((resolve, reject) => {
         // Listening here also means an awaited spawn failure is not an unhandled 'error'.
         this.on('error', reject);
-        if (this.spawnError) return reject(this.spawnError);
-        if (this.closed) return resolve({ exitCode: this.exitCode, signalCode: this.signalCode });
+        if (this.#spawnError) return reject(this.#spawnError);
+        if (this.#closed) return resolve({ exitCode: this.exitCode, signalCode: this.signalCode });
         this.once('close', (exitCode, signalCode) => resolve({ exitCode, signalCode }));
       });
     }
-    return this.exitPromise;
+    return this.#exitPromise;
   }
 }
 
@@ -494,12 +589,36 @@ function layersInForce(resolved: ResolvedSandbox, landlockAbi: number, named: bo
 }
 
 /**
- * Starts `command` inside a new sandbox; shaped like child_process.spawn(). Invalid options
- * throw synchronously; failures of the spawn itself are emitted as 'error'.
+ * Starts `command` inside a new sandbox; shaped like child_process.spawn(), arguments included:
+ * `args` is an array or omitted (`spawnSandboxed(cmd, options)`), anything else throws
+ * ERR_INVALID_ARG_TYPE as spawn() does. Invalid options throw synchronously; failures of the
+ * spawn itself are emitted as 'error', then 'close'.
+ *
+ * One difference: the sandbox is set up on the addon's spawner thread, so `pid` is undefined
+ * until 'spawn' (spawn() sets it before returning). Writes to stdin and kill() before then are
+ * held and delivered once the sandbox runs.
  */
-export function spawnSandboxed(command: string, args: readonly string[] = [], options: SandboxOptions = {}): SandboxedProcess {
-  if (!Array.isArray(args) && typeof args === 'object' && args !== null) {
-    return new SandboxedProcess(command, [], args as SandboxOptions);
+export function spawnSandboxed(command: string, options?: SandboxOptions): SandboxedProcess;
+export function spawnSandboxed(command: string, args?: readonly string[], options?: SandboxOptions): SandboxedProcess;
+export function spawnSandboxed(command: string, args?: readonly string[] | SandboxOptions, options?: SandboxOptions): SandboxedProcess {
+  const [argv, opts] = spawnArguments(args, options);
+  return new SandboxedProcess(command, argv, opts);
+}
+
+/** spawn()'s normalizeSpawnArguments for (args, options): the same shapes accepted, the same errors. */
+export function spawnArguments(args: unknown, options: unknown): [string[], SandboxOptions] {
+  let argv: string[];
+  if (Array.isArray(args)) {
+    argv = [...args];
+  } else if (args === undefined || args === null) {
+    argv = [];
+  } else if (typeof args !== 'object') {
+    throw invalidArgType('args', 'object', args);
+  } else {
+    argv = [];
+    options = args;
   }
-  return new SandboxedProcess(command, [...args], options);
+  if (options === undefined) return [argv, {}];
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw invalidArgType('options', 'object', options);
+  return [argv, options as SandboxOptions];
 }

@@ -22,9 +22,12 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <cmath>
+
 #include "child.h"
 #include "initproto.h"
 #include "landlock.h"
+#include "loop_handles.h"
 #include "oomwatch.h"
 #include "relay.h"
 #include "spawn.h"
@@ -52,11 +55,19 @@ class Reader {
     }
     return fail(key, "a string"), def;
   }
-  int64_t num(const char* key, bool optional = false, int64_t def = 0) {
+  // An integer in [min, max] (a number that is not one fails as `expected`): Int64Value would
+  // otherwise truncate 1.5, saturate 1e300 and wrap a uid of 2^32 to 0 silently.
+  int64_t integer(const char* key, int64_t min, int64_t max, const char* expected,
+                  bool optional = false, int64_t def = 0) {
     Napi::Value v = obj_.Get(key);
     if (optional && v.IsUndefined()) return def;
     if (!v.IsNumber()) return fail(key, "a number"), def;
+    if (!inRange(v.As<Napi::Number>().DoubleValue(), min, max)) return fail(key, expected), def;
     return v.As<Napi::Number>().Int64Value();
+  }
+  // NaN fails both comparisons; the range is checked before anything is converted.
+  static bool inRange(double d, int64_t min, int64_t max) {
+    return d >= static_cast<double>(min) && d <= static_cast<double>(max) && std::floor(d) == d;
   }
   bool flag(const char* key, bool def) {
     Napi::Value v = obj_.Get(key);
@@ -64,9 +75,10 @@ class Reader {
     if (!v.IsBoolean()) return fail(key, "a boolean"), def;
     return v.As<Napi::Boolean>().Value();
   }
-  std::vector<std::string> strings(const char* key) {
+  std::vector<std::string> strings(const char* key, bool optional = false) {
     std::vector<std::string> out;
     Napi::Value v = obj_.Get(key);
+    if (optional && v.IsUndefined()) return out;
     if (!v.IsArray()) return fail(key, "an array of strings"), out;
     auto a = v.As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); ++i) {
@@ -78,7 +90,8 @@ class Reader {
     }
     return out;
   }
-  // An array of int32 (fds) at `key`; absent is empty when optional.
+  // An array of fds (integers from -1, "none", to INT32_MAX) at `key`; absent is empty when
+  // optional.
   std::vector<int> ints(const char* key, bool optional = false) {
     std::vector<int> out;
     Napi::Value v = obj_.Get(key);
@@ -87,7 +100,8 @@ class Reader {
     auto a = v.As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); ++i) {
       Napi::Value e = a.Get(i);
-      if (!e.IsNumber()) return fail(key, "an array of fds"), out;
+      if (!e.IsNumber() || !inRange(e.As<Napi::Number>().DoubleValue(), -1, INT32_MAX))
+        return fail(key, "an array of fds"), out;
       out.push_back(e.As<Napi::Number>().Int32Value());
     }
     return out;
@@ -140,16 +154,18 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
   plan.envp = r.strings("envp");
   plan.cwd = r.str("cwd");
   plan.hostname = r.str("hostname");
-  plan.uid = static_cast<uint32_t>(r.num("uid", true, 65534));
-  plan.gid = static_cast<uint32_t>(r.num("gid", true, 65534));
-  plan.hostUid = static_cast<uint32_t>(r.num("hostUid", true, 65534));
-  plan.hostGid = static_cast<uint32_t>(r.num("hostGid", true, 65534));
+  // (uid_t)-1 means "unchanged" to setresuid(2): never an identity.
+  constexpr int64_t kMaxId = 4294967294;
+  constexpr const char* kId = "an integer from 0 to 4294967294";
+  plan.uid = static_cast<uint32_t>(r.integer("uid", 0, kMaxId, kId, true, 65534));
+  plan.gid = static_cast<uint32_t>(r.integer("gid", 0, kMaxId, kId, true, 65534));
+  plan.hostUid = static_cast<uint32_t>(r.integer("hostUid", 0, kMaxId, kId, true, 65534));
+  plan.hostGid = static_cast<uint32_t>(r.integer("hostGid", 0, kMaxId, kId, true, 65534));
   plan.baseDir = r.str("baseDir");
   plan.rootOptions = r.str("rootOptions");
   r.objects("mounts", [&](Reader& m, uint32_t) {
     MountOp op;
-    int64_t kind = m.num("kind");
-    if (kind < MountOp::kBind || kind > MountOp::kReadOnly) m.fail("kind", "a MountOp kind");
+    int64_t kind = m.integer("kind", MountOp::kBind, MountOp::kReadOnly, "a MountOp kind");
     op.kind = static_cast<MountOp::Kind>(kind);
     op.source = m.str("source", true);
     op.target = m.str("target");
@@ -158,7 +174,8 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
     op.devices = m.flag("devices", false);
     op.createTarget = m.flag("createTarget", true);
     op.idmap = m.flag("idmap", false);
-    op.mode = static_cast<uint32_t>(m.num("mode", true, 0755));
+    op.mode =
+        static_cast<uint32_t>(m.integer("mode", 0, 07777, "a mode from 0 to 0o7777", true, 0755));
     if (op.target.size() < 2 || op.target[0] != '/') m.fail("target", "an absolute path");
     if (op.kind == MountOp::kBind && (op.source.size() < 2 || op.source[0] != '/'))
       m.fail("source", "an absolute host path");
@@ -172,8 +189,7 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
     std::string type = l.str("type");
     spec.type = type == "udp" ? SOCK_DGRAM : SOCK_STREAM;
     if (type != "udp" && type != "tcp") l.fail("type", "'tcp' or 'udp'");
-    int64_t port = l.num("port");
-    if (port < 0 || port > 65535) l.fail("port", "a port number");
+    int64_t port = l.integer("port", 0, 65535, "a port number");
     spec.port = static_cast<uint16_t>(port);
     if (!addr.IsBuffer()) return l.fail("address", "a Buffer of 4 or 16 bytes");
     auto b = addr.As<Napi::Buffer<uint8_t>>();
@@ -187,16 +203,21 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
   if (plan.fds.size() > static_cast<size_t>(kMaxFds)) r.fail("fds", "at most 64 entries");
   r.objects("limits", [&](Reader& l, uint32_t) {
     Limit limit;
-    limit.resource = static_cast<int32_t>(l.num("resource"));
-    limit.value.rlim_cur = static_cast<rlim_t>(l.num("soft"));
-    limit.value.rlim_max = static_cast<rlim_t>(l.num("hard"));
+    // RLIM_NLIMITS is 16; values up to 2^53 (JavaScript's exact integers; RLIM_INFINITY is
+    // not one, and lib/limits never asks for it).
+    constexpr int64_t kMaxExact = int64_t{1} << 53;
+    limit.resource = static_cast<int32_t>(
+        l.integer("resource", 0, RLIM_NLIMITS - 1, "an RLIMIT_* number from 0 to 15"));
+    limit.value.rlim_cur =
+        static_cast<rlim_t>(l.integer("soft", 0, kMaxExact, "an integer from 0 to 2^53"));
+    limit.value.rlim_max =
+        static_cast<rlim_t>(l.integer("hard", 0, kMaxExact, "an integer from 0 to 2^53"));
     plan.limits.push_back(limit);
   });
   plan.useInit = r.flag("useInit", true);
   plan.initPath = r.str("initPath", !plan.useInit);
   plan.seccomp = r.flag("seccomp", true);
-  int64_t profile = r.num("seccompProfile", true, 0);
-  if (profile != 0 && profile != 1) r.fail("seccompProfile", "0 (default) or 1 (strict)");
+  int64_t profile = r.integer("seccompProfile", 0, 1, "0 (default) or 1 (strict)", true, 0);
   plan.seccompProfile = static_cast<SeccompProfile>(profile);
   Napi::Value landlock = r.raw("landlock");
   if (!landlock.IsUndefined()) {
@@ -206,11 +227,13 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
       Reader l(env, landlock.As<Napi::Object>(), "plan.landlock");
       LandlockPlan& ll = plan.landlock;
       ll.enabled = true;
-      ll.handledFs = static_cast<uint64_t>(l.num("handledFs"));
+      ll.handledFs = static_cast<uint64_t>(
+          l.integer("handledFs", 0, int64_t{1} << 53, "a LANDLOCK_ACCESS_FS_* bit mask"));
       l.objects("rules", [&](Reader& rule, uint32_t) {
         LandlockRule out;
         out.path = rule.str("path");
-        out.access = static_cast<uint64_t>(rule.num("access"));
+        out.access = static_cast<uint64_t>(
+            rule.integer("access", 0, int64_t{1} << 53, "a LANDLOCK_ACCESS_FS_* bit mask"));
         if (out.path.empty() || out.path[0] != '/' || out.path.find('\0') != std::string::npos)
           rule.fail("path", "an absolute path");
         ll.rules.push_back(std::move(out));
@@ -220,7 +243,7 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
       r.absorb(l);
     }
   }
-  plan.cgroupFd = static_cast<int>(r.num("cgroupFd", true, -1));
+  plan.cgroupFd = static_cast<int>(r.integer("cgroupFd", -1, INT32_MAX, "an fd or -1", true, -1));
   plan.cgroupTasksFds = r.ints("cgroupTasksFds", true);
   if (plan.cgroupTasksFds.size() > 8) r.fail("cgroupTasksFds", "at most 8 entries");
   r.objects("budgets", [&](Reader& b, uint32_t) {
@@ -231,6 +254,10 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
       b.fail("path", "a path under /proc/sys/user/");
     plan.budgets.push_back(std::move(budget));
   });
+  plan.cgroupDirs = r.strings("cgroupDirs", true);
+  if (plan.cgroupDirs.size() > 8) r.fail("cgroupDirs", "at most 8 entries");
+  for (const std::string& dir : plan.cgroupDirs)
+    if (dir.size() < 2 || dir[0] != '/') r.fail("cgroupDirs", "an array of absolute paths");
   if (plan.file.empty() || plan.file[0] != '/') r.fail("file", "an absolute path");
   if (plan.argv.empty()) r.fail("argv", "a non-empty array");
   *message = r.message();
@@ -249,7 +276,7 @@ void CallBack(Napi::Env env, const Napi::FunctionReference& fn,
 
 // ---- the handle of a running sandbox ----
 
-class Sandbox : public Napi::ObjectWrap<Sandbox> {
+class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
  public:
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(
@@ -262,40 +289,44 @@ class Sandbox : public Napi::ObjectWrap<Sandbox> {
 
   ~Sandbox() override { Stop(); }
 
-  void Start(Napi::Env env, const SpawnResult& r, Napi::Function onExit, Napi::Value onViolation) {
+  // `cgroupDirs` are the sandbox's cgroups (plan.cgroupDirs), taken over for teardown.
+  void Start(Napi::Env env, LoopHandles* handles, const SpawnResult& r, Napi::Function onExit,
+             Napi::Value onViolation, std::vector<std::string> cgroupDirs) {
     env_ = env;
+    handles_ = handles;
     pid_ = r.pid;
     pidfd_ = r.pidfd;
     statusFd_ = r.statusFd;
+    cgroupDirs_ = std::move(cgroupDirs);
     onExit_ = Napi::Persistent(onExit);
-    poll_ = new uv_poll_t;
-    poll_->data = this;
-    uv_loop_t* loop = nullptr;
-    napi_get_uv_event_loop(env, &loop);
-    uv_poll_init(loop, poll_, pidfd_);
-    uv_poll_start(poll_, UV_READABLE, &Sandbox::OnReadable);
+    handles_->track(this);  // from here on, the environment's teardown kills it (see below)
+    poll_ = handles_->openPoll(pidfd_, this);
+    if (poll_ != nullptr) uv_poll_start(poll_, UV_READABLE, &Sandbox::OnReadable);
     // stockade-init's violation records arrive while the sandbox runs (initproto.h).
     if (statusFd_ >= 0) fcntl(statusFd_, F_SETFL, fcntl(statusFd_, F_GETFL) | O_NONBLOCK);
     if (statusFd_ >= 0 && onViolation.IsFunction()) {
       onViolation_ = Napi::Persistent(onViolation.As<Napi::Function>());
-      statusPoll_ = new uv_poll_t;
-      statusPoll_->data = this;
-      uv_poll_init(loop, statusPoll_, statusFd_);
-      uv_poll_start(statusPoll_, UV_READABLE, &Sandbox::OnStatusReadable);
-      uv_unref(reinterpret_cast<uv_handle_t*>(statusPoll_));  // the pidfd watcher keeps us alive
+      statusPoll_ = handles_->openPoll(statusFd_, this);
+      if (statusPoll_ != nullptr) {
+        uv_poll_start(statusPoll_, UV_READABLE, &Sandbox::OnStatusReadable);
+        uv_unref(reinterpret_cast<uv_handle_t*>(statusPoll_));  // the pidfd watcher keeps us alive
+      }
     }
     Napi::ObjectWrap<Sandbox>::Ref();  // alive while the exit watcher runs
-    napi_add_env_cleanup_hook(env, &Sandbox::OnEnvTeardown, this);
+  }
+
+  // The environment that spawned it is torn down (a Worker terminated, Node exiting) while it
+  // runs: nothing of it may outlive the environment. Its whole pid namespace is killed and
+  // reaped, its fds closed, its cgroups removed (lib/limits would have, after 'exit'); no
+  // JavaScript is told.
+  void releaseAtTeardown() override {
+    if (pidfd_ >= 0) killAndReap(pid_, pidfd_);
+    Stop();
+    removeCgroupDirs(cgroupDirs_);
+    cgroupDirs_.clear();
   }
 
  private:
-  // Node is exiting (or a worker thread ends): nothing may outlive it.
-  static void OnEnvTeardown(void* arg) {
-    auto* self = static_cast<Sandbox*>(arg);
-    if (self->pidfd_ >= 0) syscall(SYS_pidfd_send_signal, self->pidfd_, SIGKILL, nullptr, 0);
-    self->Stop();
-  }
-
   static void OnReadable(uv_poll_t* handle, int, int) {
     static_cast<Sandbox*>(handle->data)->Collect();
   }
@@ -364,7 +395,6 @@ class Sandbox : public Napi::ObjectWrap<Sandbox> {
         signal = WTERMSIG(raw);
       }
     }
-    napi_remove_env_cleanup_hook(env_, &Sandbox::OnEnvTeardown, this);
     Stop();
     Napi::Env env = env_;
     Napi::HandleScope scope(env);
@@ -388,13 +418,13 @@ class Sandbox : public Napi::ObjectWrap<Sandbox> {
     return "SIG" + std::to_string(sig);
   }
 
+  // Closes the watchers before the fds they poll (uv_poll requires that order). Idempotent; after
+  // the environment's teardown there is nothing left for it to do (~Sandbox runs then).
   void Stop() {
-    for (uv_poll_t** p : {&poll_, &statusPoll_}) {
-      if (*p == nullptr) continue;
-      uv_poll_stop(*p);
-      uv_close(reinterpret_cast<uv_handle_t*>(*p),
-               [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-      *p = nullptr;
+    if (handles_ != nullptr) {
+      handles_->untrack(this);
+      handles_->close(poll_);
+      handles_->close(statusPoll_);
     }
     onViolation_.Reset();
     if (pidfd_ >= 0) close(pidfd_);
@@ -426,6 +456,8 @@ class Sandbox : public Napi::ObjectWrap<Sandbox> {
   }
 
   Napi::Env env_ = nullptr;
+  LoopHandles* handles_ = nullptr;
+  std::vector<std::string> cgroupDirs_;
   pid_t pid_ = -1;
   int pidfd_ = -1;
   int statusFd_ = -1;
@@ -439,21 +471,27 @@ class Sandbox : public Napi::ObjectWrap<Sandbox> {
 
 // ---- spawning, off the JS thread (spawner.cc) ----
 
-// Per-environment state (a Worker loads its own): the Sandbox class and the spawner thread.
+// Per-environment state (the main thread and each Worker load their own; nothing of the addon
+// is process-global): the Sandbox class, the spawner thread, and the registry of every libuv
+// handle and live resource of the environment (loop_handles.h).
 struct AddonData {
+  explicit AddonData(Napi::Env e, uv_loop_t* loop) : env(e), handles(loop) {}
+  Napi::Env env;
+  LoopHandles handles;
   Napi::FunctionReference sandboxClass;
   std::unique_ptr<Spawner> spawner;  // made at the first spawn
-  Napi::Env env = nullptr;
   napi_async_cleanup_hook_handle teardown = nullptr;
 
-  // The environment is torn down: the spawner thread finishes what it is doing and exits, and
-  // sandboxes that were spawned but not yet handed to JS are killed and reaped. An async hook:
-  // Node waits for the spawner's uv handle to be closed before it unloads the addon, whose
-  // code the close callback is (a plain hook let a Worker's teardown call into unmapped code).
+  // The environment is torn down. In order: the spawner thread finishes the spawn at hand and
+  // exits, and the sandboxes it spawned that JavaScript never got are killed and reaped; every
+  // live resource (sandboxes, UDP endpoints, relays, OOM watches) releases its processes, fds
+  // and handles; once the last handle's close callback has run, the hook is done. An async
+  // hook, because Node keeps turning the loop until it is done and only then frees the
+  // environment and unloads the addon, whose code the close callbacks are.
   static void OnEnvTeardown(napi_async_cleanup_hook_handle, void* arg) {
     auto* self = static_cast<AddonData*>(arg);
-    if (!self->spawner) return Done(self);
-    self->spawner->shutdown(&AddonData::Done, self);
+    if (self->spawner) self->spawner->shutdown();
+    self->handles.teardown(&AddonData::Done, self);
   }
   static void Done(void* arg) {
     auto* self = static_cast<AddonData*>(arg);
@@ -487,8 +525,9 @@ void DeliverSpawn(std::unique_ptr<SpawnJob> done, void* data) {
   } else {
     Napi::Object handle = addon->sandboxClass.New({});
     Sandbox::Unwrap(handle)->Start(
-        env, r, job->onExit.Value(),
-        job->onViolation.IsEmpty() ? env.Undefined() : job->onViolation.Value());
+        env, &addon->handles, r, job->onExit.Value(),
+        job->onViolation.IsEmpty() ? env.Undefined() : job->onViolation.Value(),
+        std::move(job->plan.cgroupDirs));
     Napi::Array fds = Napi::Array::New(env, r.listenerFds.size());
     for (size_t i = 0; i < r.listenerFds.size(); ++i) fds.Set(i, r.listenerFds[i]);
     out.Set("pid", r.pid);
@@ -516,6 +555,9 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   auto job = std::make_unique<Job>();
   std::string message;
   if (!readPlan(env, info[0].As<Napi::Object>(), job->plan, &message)) {
+    // A getter or Proxy trap of the plan threw: that exception is already pending and is the
+    // one the caller sees (throwing a second one over it is fatal in N-API).
+    if (env.IsExceptionPending()) return env.Undefined();
     Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
     return env.Undefined();
   }
@@ -539,11 +581,8 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   job->onSpawn = Napi::Persistent(info[2].As<Napi::Function>());
   if (info.Length() > 3 && info[3].IsFunction())
     job->onViolation = Napi::Persistent(info[3].As<Napi::Function>());
-  if (!addon->spawner) {
-    uv_loop_t* loop = nullptr;
-    napi_get_uv_event_loop(env, &loop);
-    addon->spawner = std::make_unique<Spawner>(loop, &DeliverSpawn, addon);
-  }
+  if (!addon->spawner)
+    addon->spawner = std::make_unique<Spawner>(&addon->handles, &DeliverSpawn, addon);
   std::vector<int> owned = job->ownedFds;
   if (int err = addon->spawner->submit(std::move(job))) {
     for (int fd : owned) close(fd);
@@ -567,6 +606,17 @@ Napi::Value Pipe(const Napi::CallbackInfo& info) {
   out.Set(0u, fds[0]);
   out.Set(1u, fds[1]);
   return out;
+}
+
+// closeFd(fd) -> 0 or an errno. For the fds pipe() made: in a Worker, fs.closeSync() of an fd
+// that fs did not open warns ("closed but not opened in unmanaged mode").
+Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(info.Env(), "closeFd(fd) takes an fd").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  int rc = close(info[0].As<Napi::Number>().Int32Value());
+  return Napi::Number::New(info.Env(), rc == 0 ? 0 : errno);
 }
 
 // probeNamespaces() -> 0 or the errno of clone() with every namespace a sandbox uses.
@@ -602,19 +652,47 @@ static Napi::Value RaiseOpenFileLimit(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(rl.rlim_cur));
 }
 
+// steps -> { [number]: { step, syscall } }: the checklist's names (steps.h), so that
+// lib/native.ts has them from the same list the child and stockade-init are built from.
+static Napi::Object StepTable(Napi::Env env) {
+  Napi::Object table = Napi::Object::New(env);
+#define STOCKADE_STEP_ENTRY(number, Name, name, syscall) \
+  {                                                      \
+    Napi::Object entry = Napi::Object::New(env);         \
+    entry.Set("step", name);                             \
+    entry.Set("syscall", syscall);                       \
+    table.Set(static_cast<uint32_t>(number), entry);     \
+  }
+  STOCKADE_STEPS(STOCKADE_STEP_ENTRY)
+#undef STOCKADE_STEP_ENTRY
+  Napi::Object frozen = env.Global().Get("Object").As<Napi::Object>();
+  frozen.Get("freeze").As<Napi::Function>().Call(frozen, {table});
+  return table;
+}
+
+// The environment's registry (loop_handles.h): one pointer lookup in the instance data.
+stockade::LoopHandles* stockade::loopHandlesOf(napi_env env) {
+  void* data = nullptr;
+  napi_get_instance_data(env, &data);
+  return &static_cast<AddonData*>(data)->handles;
+}
+
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   using namespace stockade;
-  auto* data = new AddonData;
-  data->env = env;
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  auto* data = new AddonData(env, loop);
   data->sandboxClass = Napi::Persistent(Sandbox::Init(env));
   env.SetInstanceData(data);  // deleted by Node after the cleanup hooks
   napi_add_async_cleanup_hook(env, &AddonData::OnEnvTeardown, data, &data->teardown);
   exports.Set("spawn", Napi::Function::New(env, Spawn));
   exports.Set("pipe", Napi::Function::New(env, Pipe));
+  exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   exports.Set("probeNamespaces", Napi::Function::New(env, ProbeNamespaces));
   exports.Set("landlockAbi", Napi::Function::New(env, LandlockAbi));
   exports.Set("raiseOpenFileLimit", Napi::Function::New(env, RaiseOpenFileLimit));
   exports.Set("seccompNotify", Napi::Function::New(env, SeccompNotify));
+  exports.Set("steps", StepTable(env));
   exports.Set("UdpEndpoint", UdpEndpoint::Init(env));
   exports.Set("Relay", Relay::Init(env));
   exports.Set("OomWatch", OomWatch::Init(env));

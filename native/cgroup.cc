@@ -36,9 +36,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "child.h"
+#include "spawn.h"
 #include "syscall.h"
 
 #ifndef SYS_clone3
@@ -138,6 +140,20 @@ int joinCgroupsInChild(const Plan& plan, int* index) {
     if (int err = sysError(sys(SYS_write, plan.cgroupTasksFds[i], "0", 1))) return err;
   }
   return 0;
+}
+
+// Only when the environment that spawned the sandbox is torn down (a Worker terminated with it
+// alive): lib/limits/cgroup.ts removes them otherwise, but no JavaScript runs then. The sandbox
+// was reaped first (killAndReap), so the cgroups are empty; a v2 cgroup may still answer EBUSY
+// for a moment while the kernel finishes with its last task, hence the few, short retries.
+void removeCgroupDirs(const std::vector<std::string>& dirs) {
+  for (const std::string& dir : dirs) {
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      if (rmdir(dir.c_str()) == 0 || errno != EBUSY) break;
+      struct timespec pause = {0, 2 * 1000 * 1000};  // 2 ms
+      nanosleep(&pause, nullptr);
+    }
+  }
 }
 
 }  // namespace stockade

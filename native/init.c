@@ -59,9 +59,15 @@
 #include <sys/wait.h>
 
 #include "initproto.h"
+#include "steps.h"
 #include "syscall.h"
 
-enum { kStepInit = 29, kStepExec = 26 }; /* plan.h: Step::kInit, Step::kExec */
+/* kStepInit, kStepExec, ...: the numbers plan.h's Step has (steps.h). */
+enum {
+#define STOCKADE_STEP_ENUM(number, Name, name, syscall) kStep##Name = number,
+  STOCKADE_STEPS(STOCKADE_STEP_ENUM)
+#undef STOCKADE_STEP_ENUM
+};
 
 #define F_SETFD_ 2
 #define FD_CLOEXEC_ 1

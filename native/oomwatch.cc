@@ -35,6 +35,7 @@ OomWatch::OomWatch(const Napi::CallbackInfo& info) : Napi::ObjectWrap<OomWatch>(
         .ThrowAsJavaScriptException();
     return;
   }
+  handles_ = loopHandlesOf(env);
   int control = info[0].As<Napi::Number>().Int32Value();
   int oom = info[1].As<Napi::Number>().Int32Value();
   eventFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -44,6 +45,7 @@ OomWatch::OomWatch(const Napi::CallbackInfo& info) : Napi::ObjectWrap<OomWatch>(
     int len = snprintf(line, sizeof line, "%d %d", eventFd_, oom);
     if (write(control, line, static_cast<size_t>(len)) != len) err = errno;
   }
+  if (err == 0) poll_ = handles_->openPoll(eventFd_, this, &err);
   if (err != 0) {
     Stop();
     Napi::Error e = Napi::Error::New(env, "cgroup.event_control: registration failed");
@@ -53,12 +55,8 @@ OomWatch::OomWatch(const Napi::CallbackInfo& info) : Napi::ObjectWrap<OomWatch>(
   }
   onOom_ = Napi::Persistent(info[2].As<Napi::Function>());
   env_ = env;
-  poll_ = new uv_poll_t;
-  poll_->data = this;
-  uv_loop_t* loop = nullptr;
-  napi_get_uv_event_loop(env, &loop);
-  uv_poll_init(loop, poll_, eventFd_);
   uv_poll_start(poll_, UV_READABLE, &OomWatch::OnReadable);
+  handles_->track(this);
   // The sandbox's own exit watcher keeps the loop alive; this one must not.
   uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
   Ref();  // alive while the poll runs, until close()
@@ -77,14 +75,20 @@ void OomWatch::OnReadable(uv_poll_t* handle, int status, int) {
   self->onOom_.MakeCallback(self->Value(), {});
 }
 
+// Closes the watcher before the eventfd it polls (uv_poll requires that order).
 void OomWatch::Stop() {
   if (poll_ != nullptr) {
-    uv_poll_stop(poll_);
-    uv_close(reinterpret_cast<uv_handle_t*>(poll_),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-    poll_ = nullptr;
+    handles_->untrack(this);
+    handles_->close(poll_);
     Unref();
   }
+  if (eventFd_ >= 0) close(eventFd_);
+  eventFd_ = -1;
+}
+
+// The environment goes first: the eventfd is closed (the kernel drops the registration).
+void OomWatch::releaseAtTeardown() {
+  handles_->close(poll_);
   if (eventFd_ >= 0) close(eventFd_);
   eventFd_ = -1;
 }

@@ -4,13 +4,16 @@
 #include <napi.h>
 #include <uv.h>
 
+#include "loop_handles.h"
+
 namespace stockade {
 
-class OomWatch : public Napi::ObjectWrap<OomWatch> {
+class OomWatch : public Napi::ObjectWrap<OomWatch>, public EnvResource {
  public:
   static Napi::Function Init(Napi::Env env);
   explicit OomWatch(const Napi::CallbackInfo& info);
   ~OomWatch() override;
+  void releaseAtTeardown() override;
 
  private:
   static void OnReadable(uv_poll_t* handle, int status, int events);
@@ -18,6 +21,7 @@ class OomWatch : public Napi::ObjectWrap<OomWatch> {
   void Stop();
 
   Napi::Env env_ = nullptr;
+  LoopHandles* handles_ = nullptr;
   int eventFd_ = -1;
   uv_poll_t* poll_ = nullptr;
   Napi::FunctionReference onOom_;

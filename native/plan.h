@@ -13,45 +13,16 @@
 #include <vector>
 
 #include "landlock.h"
+#include "steps.h"
 
 namespace stockade {
 
-// One step of the child's checklist. The number travels to the parent in a ChildError and is
-// turned into a name ('mount', 'pivot_root', ...) by stepName(); keep lib/native.ts in step.
+// One step of the child's checklist (steps.h, the one list of them). The number travels to the
+// parent in a ChildError and becomes a name ('mount', 'pivot_root', ...) in lib/native.ts.
 enum class Step : int32_t {
-  kSync = 1,       // waiting for the parent to write the id maps
-  kSignals,        // resetting signal dispositions
-  kDeathSignal,    // PR_SET_PDEATHSIG / parent liveness
-  kMountPrivate,   // making the inherited mount tree private
-  kMountBase,      // the scratch tmpfs that holds newroot/ and oldroot/
-  kPivotBase,      // first pivot_root, into the scratch tmpfs
-  kMountRoot,      // the sandbox's own root tmpfs
-  kMount,          // one entry of plan.mounts (index says which)
-  kDetachOldRoot,  // umount2(oldroot)
-  kPivotRoot,      // final pivot_root into newroot
-  kRemountRoot,    // making / read-only
-  kChdir,          // chdir(cwd)
-  kLoopback,       // bringing lo up
-  kRoute,          // rtnetlink: local 0.0.0.0/0 and ::/0 on lo
-  kListener,       // one injected listener (index says which)
-  kSendListeners,  // SCM_RIGHTS to the parent
-  kHostname,       // sethostname
-  kSetsid,         // setsid
-  kRlimit,         // one rlimit (index says which)
-  kBoundingSet,    // securebits and PR_CAPBSET_DROP
-  kIdentity,       // setgroups/setresgid/setresuid
-  kCapabilities,   // capset to zero, ambient cleared
-  kNoNewPrivs,     // PR_SET_NO_NEW_PRIVS
-  kFds,            // arranging stdio and closing the rest
-  kSeccomp,        // installing the filter
-  kExec,           // execve of the payload (or of stockade-init)
-  kIdMap,          // parent: writing /proc/PID/{setgroups,uid_map,gid_map}
-  kClone,          // parent: clone()
-  kInit,           // stockade-init: fork of the payload
-  kIdmapMount,     // parent: an idmapped mount for a read-write grant (index says which)
-  kLandlock,       // building the Landlock ruleset (index: which rule) or entering it
-  kCgroup,         // parent: clone3 into the v2 cgroup, or writing cgroup.procs (index: which)
-  kBudget,         // one /proc/sys/user limit of the sandbox's user namespace (index says which)
+#define STOCKADE_STEP_ENUM(number, Name, name, syscall) k##Name = number,
+  STOCKADE_STEPS(STOCKADE_STEP_ENUM)
+#undef STOCKADE_STEP_ENUM
 };
 
 // What the child writes on the CLOEXEC error pipe when a step fails. EOF instead means execve
@@ -155,6 +126,9 @@ struct Plan {
   int cgroupFd = -1;
   std::vector<int> cgroupTasksFds;
   std::vector<Budget> budgets;
+  // The host directories of those cgroups, removed by the addon only if the environment that
+  // spawned the sandbox is torn down while it runs (removeCgroupDirs, spawn.h).
+  std::vector<std::string> cgroupDirs;
 };
 
 // Everything derived from a Plan that the child needs, ready before clone(). From clone() until

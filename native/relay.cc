@@ -41,14 +41,6 @@ void closeFd(int& fd) {
   fd = -1;
 }
 
-template <typename T>
-void closeHandle(T*& handle) {
-  if (handle == nullptr) return;
-  uv_close(reinterpret_cast<uv_handle_t*>(handle),
-           [](uv_handle_t* h) { delete reinterpret_cast<T*>(h); });
-  handle = nullptr;
-}
-
 }  // namespace
 
 Napi::Function Relay::Init(Napi::Env env) {
@@ -85,10 +77,11 @@ Relay::Relay(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Relay>(info) {
   }
   onDone_ = Napi::Persistent(info[3].As<Napi::Function>());
   env_ = env;
+  handles_ = loopHandlesOf(env);
 }
 
 Relay::~Relay() {
-  if (running_) napi_remove_env_cleanup_hook(env_, &Relay::OnEnvTeardown, this);
+  if (handles_ != nullptr) handles_->untrack(this);
   Release();
 }
 
@@ -125,20 +118,18 @@ Napi::Value Relay::Start(const Napi::CallbackInfo& info) {
     Release();
     return Napi::Number::New(env, err);
   }
-  napi_get_uv_event_loop(env, &loop_);
-  for (int i = 0; i < 2; ++i) {
-    poll_[i] = new uv_poll_t;
-    uv_poll_init(loop_, poll_[i], fd_[i]);
-    poll_[i]->data = this;
+  loop_ = handles_->loop();
+  for (int i = 0; i < 2 && err == 0; ++i) poll_[i] = handles_->openPoll(fd_[i], this, &err);
+  if (err != 0) {  // e.g. EPERM: not a socket epoll can watch
+    Release();
+    return Napi::Number::New(env, err);
   }
-  timer_ = new uv_timer_t;
-  uv_timer_init(loop_, timer_);
-  timer_->data = this;
+  timer_ = handles_->openTimer(this);
   lastActivity_ = uv_now(loop_);
   uv_timer_start(timer_, &Relay::OnTimer, idleMs_, 0);
   running_ = true;
   Ref();  // alive while relaying, even with no JavaScript reference
-  napi_add_env_cleanup_hook(env, &Relay::OnEnvTeardown, this);
+  handles_->track(this);
   Rearm();
   return Napi::Number::New(env, 0);
 }
@@ -255,17 +246,17 @@ void Relay::OnTimer(uv_timer_t* handle) {
   }
 }
 
-// Node is exiting (or a worker ends): close everything, report nothing.
-void Relay::OnEnvTeardown(void* arg) {
-  auto* self = static_cast<Relay*>(arg);
-  self->running_ = false;
-  self->Release();
+// The environment goes while relaying (a Worker terminated, Node exiting): both sockets and the
+// pipes are closed, nothing is reported (no JavaScript can run).
+void Relay::releaseAtTeardown() {
+  running_ = false;
+  Release();
 }
 
 void Relay::Finish(int err, bool timedOut) {
   if (!running_) return;
   running_ = false;
-  napi_remove_env_cleanup_hook(env_, &Relay::OnEnvTeardown, this);
+  handles_->untrack(this);
   Release();
   Napi::Env env = env_;
   Napi::HandleScope scope(env);
@@ -278,9 +269,11 @@ void Relay::Finish(int err, bool timedOut) {
 
 // Stops the handles before closing the fds they poll (uv_poll requires that order).
 void Relay::Release() {
-  closeHandle(poll_[0]);
-  closeHandle(poll_[1]);
-  closeHandle(timer_);
+  if (handles_ != nullptr) {
+    handles_->close(poll_[0]);
+    handles_->close(poll_[1]);
+    handles_->close(timer_);
+  }
   for (int i = 0; i < 2; ++i) {
     closeFd(fd_[i]);
     closeFd(dir_[i].pipe[0]);

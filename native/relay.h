@@ -7,13 +7,16 @@
 
 #include <string>
 
+#include "loop_handles.h"
+
 namespace stockade {
 
-class Relay : public Napi::ObjectWrap<Relay> {
+class Relay : public Napi::ObjectWrap<Relay>, public EnvResource {
  public:
   static Napi::Function Init(Napi::Env env);
   explicit Relay(const Napi::CallbackInfo& info);
   ~Relay() override;
+  void releaseAtTeardown() override;
 
  private:
   // One direction of the tunnel: bytes read from side `src` are written to the other side.
@@ -33,13 +36,13 @@ class Relay : public Napi::ObjectWrap<Relay> {
   Napi::Value Close(const Napi::CallbackInfo& info);
   static void OnPoll(uv_poll_t* handle, int status, int events);
   static void OnTimer(uv_timer_t* handle);
-  static void OnEnvTeardown(void* arg);
   int Pump(int index);
   void Rearm();
   void Finish(int err, bool timedOut);
   void Release();
 
   Napi::Env env_ = nullptr;
+  LoopHandles* handles_ = nullptr;
   uv_loop_t* loop_ = nullptr;
   int fd_[2] = {-1, -1};  // 0: client, 1: upstream
   uv_poll_t* poll_[2] = {nullptr, nullptr};

@@ -197,10 +197,7 @@ pid_t cloneChild(unsigned long flags, const ChildStack& stack, int (*fn)(void*),
 }
 
 void reap(pid_t pid, int pidfd) {
-  syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
-  int status;
-  while (waitpid(pid, &status, __WALL) < 0 && errno == EINTR) {
-  }
+  killAndReap(pid, pidfd);
 }
 
 // The child's ends of the pipes, which the parent closed by number right after clone(): now
@@ -351,6 +348,16 @@ SpawnResult spawnSandbox(Plan& plan) {
   prep.statusPipe[0] = -1;
   closeAll(prep);
   return result;
+}
+
+// SIGKILL through the pidfd (no pid-reuse race), then the blocking wait. The sandbox's PID 1
+// dies first and the kernel kills and reaps everything else in its pid namespace before PID 1
+// becomes a zombie (zap_pid_ns_processes), so when this returns nothing of it is left.
+void killAndReap(pid_t pid, int pidfd) {
+  syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+  int status;
+  while (waitpid(pid, &status, __WALL) < 0 && errno == EINTR) {
+  }
 }
 
 int probeNamespaces() {

@@ -29,6 +29,14 @@ struct SpawnResult {
 
 SpawnResult spawnSandbox(Plan& plan);
 
+// Kills the sandbox whose PID 1 is `pid` (the whole pid namespace) and reaps it; `pidfd` stays
+// open. Used when its environment goes first.
+void killAndReap(pid_t pid, int pidfd);
+
+// rmdir of each cgroup directory lib/limits made for a sandbox (cgroup.cc), once it is reaped.
+// Best effort: what is already gone, or cannot be removed, is left.
+void removeCgroupDirs(const std::vector<std::string>& dirs);
+
 // Can this process create the namespaces a sandbox needs? 0 or the errno of clone().
 int probeNamespaces();
 

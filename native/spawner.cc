@@ -30,42 +30,34 @@
 
 namespace stockade {
 
-Spawner::Spawner(uv_loop_t* loop, Deliver deliver, void* data)
-    : loop_(loop), deliver_(deliver), data_(data) {
-  async_ = new uv_async_t;
-  async_->data = this;
-  uv_async_init(loop_, async_, &Spawner::onAsync);
+Spawner::Spawner(LoopHandles* handles, Deliver deliver, void* data)
+    : handles_(handles), deliver_(deliver), data_(data) {
+  // Made before the environment's teardown can begin (on the JS thread, in spawn()): not null.
+  async_ = handles_->openAsync(&Spawner::onAsync, this);
   uv_unref(reinterpret_cast<uv_handle_t*>(async_));  // keeps the loop alive only while in flight
 }
 
-void Spawner::shutdown(void (*closed)(void*), void* arg) {
+void Spawner::shutdown() {
   stop();
   for (auto* q : {&done_, &todo_}) {
     for (auto& job : *q) {
       SpawnResult& r = job->result;
       if (r.pidfd >= 0) {
-        syscall(SYS_pidfd_send_signal, r.pidfd, SIGKILL, nullptr, 0);
-        int status;
-        while (waitpid(r.pid, &status, __WALL) < 0 && errno == EINTR) {
-        }
+        killAndReap(r.pid, r.pidfd);
         close(r.pidfd);
       }
       if (r.statusFd >= 0) close(r.statusFd);
       for (int fd : r.listenerFds) close(fd);
       for (int fd : job->ownedFds) close(fd);
+      // Spawned or not, its cgroups were made by lib/limits for it, and nobody else will remove
+      // them now. After the reap they are empty (killAndReap, spawn.h).
+      removeCgroupDirs(job->plan.cgroupDirs);
     }
     q->clear();
   }
   pthread_cond_destroy(&wake_);
   pthread_mutex_destroy(&mu_);
-  closed_ = closed;
-  closedArg_ = arg;
-  uv_close(reinterpret_cast<uv_handle_t*>(async_), [](uv_handle_t* h) {
-    auto* self = static_cast<Spawner*>(h->data);
-    delete reinterpret_cast<uv_async_t*>(h);
-    self->async_ = nullptr;
-    self->closed_(self->closedArg_);
-  });
+  handles_->close(async_);
 }
 
 int Spawner::submit(std::unique_ptr<SpawnJob> job) {

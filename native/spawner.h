@@ -8,6 +8,7 @@
 #include <deque>
 #include <memory>
 
+#include "loop_handles.h"
 #include "spawn.h"
 
 namespace stockade {
@@ -27,8 +28,8 @@ class Spawner {
  public:
   using Deliver = void (*)(std::unique_ptr<SpawnJob> job, void* data);
 
-  // `deliver` runs on `loop`'s thread, once per submitted job, in submission order.
-  Spawner(uv_loop_t* loop, Deliver deliver, void* data);
+  // `deliver` runs on the loop's thread, once per submitted job, in submission order.
+  Spawner(LoopHandles* handles, Deliver deliver, void* data);
   Spawner(const Spawner&) = delete;
   Spawner& operator=(const Spawner&) = delete;
 
@@ -37,10 +38,10 @@ class Spawner {
 
   // Environment teardown: finishes the job at hand, joins the thread (whose exit sends
   // PR_SET_PDEATHSIG to every sandbox it spawned), kills, reaps and releases every sandbox that
-  // was not delivered, and closes the async handle; `closed(arg)` runs once it is closed, after
-  // which the Spawner may be deleted. Called from an async cleanup hook (addon.cc), so that the
-  // close callback runs before Node unloads the addon.
-  void shutdown(void (*closed)(void*), void* arg);
+  // was not delivered (its cgroups removed), and closes the async handle through the registry,
+  // which tells the environment's cleanup hook when the close is done (loop_handles.h). The
+  // Spawner may be deleted afterwards.
+  void shutdown();
   ~Spawner() = default;
 
  private:
@@ -50,15 +51,13 @@ class Spawner {
   void run();
   void drain();
 
-  uv_loop_t* loop_;
+  LoopHandles* handles_;
   Deliver deliver_;
   void* data_;
   uv_async_t* async_ = nullptr;
   pthread_t thread_{};
   bool started_ = false;
   size_t inFlight_ = 0;  // loop thread only: submitted, not yet delivered
-  void (*closed_)(void*) = nullptr;
-  void* closedArg_ = nullptr;
 
   pthread_mutex_t mu_ = PTHREAD_MUTEX_INITIALIZER;
   pthread_cond_t wake_ = PTHREAD_COND_INITIALIZER;

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <napi.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -16,14 +17,10 @@
 
 namespace stockade {
 
-Napi::FunctionReference* UdpEndpoint::constructor = nullptr;
-
 Napi::Function UdpEndpoint::Init(Napi::Env env) {
-  Napi::Function cls = DefineClass(
+  return DefineClass(
       env, "UdpEndpoint",
       {InstanceMethod("send", &UdpEndpoint::Send), InstanceMethod("close", &UdpEndpoint::Close)});
-  constructor = new Napi::FunctionReference(Napi::Persistent(cls));
-  return cls;
 }
 
 // new UdpEndpoint(fd, onMessage(data: Buffer, peer: Buffer)): takes ownership of fd.
@@ -36,15 +33,22 @@ UdpEndpoint::UdpEndpoint(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpE
   }
   fd_ = info[0].As<Napi::Number>().Int32Value();
   fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK);
-  onMessage_ = Napi::Persistent(info[1].As<Napi::Function>());
   env_ = env;
-  poll_ = new uv_poll_t;
-  poll_->data = this;
-  uv_loop_t* loop = nullptr;
-  napi_get_uv_event_loop(env, &loop);
-  uv_poll_init(loop, poll_, fd_);
+  handles_ = loopHandlesOf(env);
+  int err = 0;
+  poll_ = handles_->openPoll(fd_, this, &err);
+  if (poll_ == nullptr) {
+    close(fd_);  // ours from the call on, as promised
+    fd_ = -1;
+    Napi::Error e = Napi::Error::New(env, std::string("uv_poll_init: ") + strerror(err));
+    e.Set("errno", Napi::Number::New(env, err));
+    e.ThrowAsJavaScriptException();
+    return;
+  }
+  onMessage_ = Napi::Persistent(info[1].As<Napi::Function>());
   uv_poll_start(poll_, UV_READABLE, &UdpEndpoint::OnReadable);
-  Ref();
+  handles_->track(this);
+  Ref();  // alive while it serves, until close()
 }
 
 UdpEndpoint::~UdpEndpoint() {
@@ -92,14 +96,21 @@ Napi::Value UdpEndpoint::Close(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// Closes the watcher before the fd it polls (uv_poll requires that order).
 void UdpEndpoint::Stop() {
   if (poll_ != nullptr) {
-    uv_poll_stop(poll_);
-    uv_close(reinterpret_cast<uv_handle_t*>(poll_),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-    poll_ = nullptr;
+    handles_->untrack(this);
+    handles_->close(poll_);
     Unref();
   }
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+}
+
+// The environment goes while the endpoint serves: the socket is closed with it (no JavaScript
+// runs, so the self-reference is left to the finalizer that follows).
+void UdpEndpoint::releaseAtTeardown() {
+  handles_->close(poll_);
   if (fd_ >= 0) close(fd_);
   fd_ = -1;
 }

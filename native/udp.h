@@ -4,14 +4,16 @@
 #include <napi.h>
 #include <uv.h>
 
+#include "loop_handles.h"
+
 namespace stockade {
 
-class UdpEndpoint : public Napi::ObjectWrap<UdpEndpoint> {
+class UdpEndpoint : public Napi::ObjectWrap<UdpEndpoint>, public EnvResource {
  public:
-  static Napi::FunctionReference* constructor;
   static Napi::Function Init(Napi::Env env);
   explicit UdpEndpoint(const Napi::CallbackInfo& info);
   ~UdpEndpoint() override;
+  void releaseAtTeardown() override;
 
  private:
   static void OnReadable(uv_poll_t* handle, int status, int events);
@@ -20,6 +22,7 @@ class UdpEndpoint : public Napi::ObjectWrap<UdpEndpoint> {
   void Stop();
 
   Napi::Env env_ = nullptr;
+  LoopHandles* handles_ = nullptr;
   int fd_ = -1;
   uv_poll_t* poll_ = nullptr;
   Napi::FunctionReference onMessage_;

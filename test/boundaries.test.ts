@@ -177,7 +177,7 @@ describe('identity and privileges', () => {
           .split('\n')
           .map((l) => l.split('=')[0])
           .sort(),
-        ['HOME', 'LANG', 'PATH', 'PWD', 'USER'],
+        ['HOME', 'LANG', 'PATH', 'PWD', 'TERM', 'USER'],
       );
     } finally {
       delete process.env.STOCKADE_TEST_HOST_SECRET;

@@ -2,13 +2,20 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { main } from '../lib/cli/check';
+import { describeCliError } from '../lib/cli/errors';
 
 const fixtures = join(__dirname, '..', '..', 'test', 'fixtures', 'policies');
 
 async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const code = await main(argv, { stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) } });
+  const io = { stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) } };
+  // As lib/cli/main.ts does: a thrown usage error is one line and its exit status.
+  const code = await main(argv, io).catch((e: unknown) => {
+    const { line, exitCode } = describeCliError('check', e);
+    err += `${line}\n`;
+    return exitCode;
+  });
   return { code, out, err };
 }
 

@@ -4,7 +4,7 @@
 // timeout), then sums it up at exit. All through the real launcher on the real kernel.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, mkdirSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -34,7 +34,7 @@ describe('CLI errors: one line with the fix, no stack trace', () => {
   const corpus: { args: string[]; code: number; says: RegExp }[] = [
     { args: ['frob'], code: 2, says: /^stockade: unknown command 'frob' \(see stockade --help\)$/ },
     { args: ['run'], code: 2, says: /nothing to run: give a command after `--`/ },
-    { args: ['run', '--bogus', '--', '/bin/true'], code: 2, says: /Unknown option '--bogus'/ },
+    { args: ['run', '--bogus', '--', '/bin/true'], code: 2, says: /^stockade run: unknown option --bogus \(see stockade run --help\)$/ },
     { args: ['run', '--memory', 'lots', '--', '/bin/true'], code: 2, says: /--memory: expected a size/ },
     {
       args: ['run', '--ro', '/nonexistent-stockade', '--', '/bin/true'],
@@ -62,6 +62,24 @@ describe('CLI errors: one line with the fix, no stack trace', () => {
     { args: ['wrap'], code: 2, says: /expected exactly one CONFIG/ },
     { args: ['check', '/nonexistent-stockade.json'], code: 1, says: /cannot read the policy file: ENOENT/ },
     { args: ['check'], code: 2, says: /expected exactly one FILE/ },
+    // Every subcommand parses argv the same way (lib/cli/args.ts): the same line for the same mistake.
+    ...['run', 'check', 'doctor', 'wrap', 'demo', 'approve', 'update', 'serve'].map((cmd) => ({
+      args: [cmd, '--bogus'],
+      code: 2,
+      says: new RegExp(`^stockade ${cmd}: unknown option --bogus \\(see stockade ${cmd} --help\\)$`),
+    })),
+    ...['doctor', 'demo'].map((cmd) => ({
+      args: [cmd, 'stray'],
+      code: 2,
+      says: new RegExp(`^stockade ${cmd}: unexpected argument stray \\(see stockade ${cmd} --help\\)$`),
+    })),
+    { args: ['serve', '--audit'], code: 2, says: /^stockade serve: --audit needs a value \(see stockade serve --help\)$/ },
+    {
+      args: ['check', 'a.json', 'b.json'],
+      code: 2,
+      says: /^stockade check: expected exactly one FILE, found 2 \(see stockade check --help\)$/,
+    },
+    { args: ['approve', '--yes=no', 'p.json'], code: 2, says: /^stockade approve: --yes takes no value/ },
   ];
   for (const c of corpus) {
     it(`stockade ${c.args.join(' ')} -> exit ${c.code}`, () => {
@@ -129,14 +147,18 @@ describe('stockade run says what it denied', () => {
     assert.match(r.stderr, /^stockade: 1 denial in this run: timeout/m);
   });
 
-  it('--net host is said out loud; a run with nothing denied prints nothing', () => {
-    assert.match(
-      cli(['run', '--net', 'host', '--', '/bin/true']).stderr,
-      /^stockade: warning: --net host: the sandbox shares this host network/,
-    );
-    const quiet = cli(['run', '--', '/bin/true']);
+  it('--net host shares the host network namespace and says so out loud; a run with nothing denied prints nothing', () => {
+    // The network namespace's inode, inside and here: the same one with --net host, another without.
+    const hostNs = readlinkSync('/proc/self/ns/net');
+    const shared = cli(['run', '--net', 'host', '--', '/bin/readlink', '/proc/self/ns/net']);
+    assert.equal(shared.code, 0, shared.stderr);
+    assert.equal(shared.stdout, `${hostNs}\n`);
+    assert.match(shared.stderr, /^stockade: warning: --net host: the sandbox shares this host network/);
+    const quiet = cli(['run', '--', '/bin/readlink', '/proc/self/ns/net']);
     assert.equal(quiet.code, 0);
     assert.equal(quiet.stderr, '');
+    assert.match(quiet.stdout, /^net:\[\d+\]\n$/);
+    assert.notEqual(quiet.stdout, `${hostNs}\n`, 'without --net host: a namespace of its own');
   });
 
   it('--verbose prints readable lines, denials at WARN; --audit stays JSON lines', () => {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { describeCliError } from '../lib/cli/errors';
 import { main, parseJsonc } from '../lib/cli/wrap';
 import { loadPolicy } from '../lib/policy';
 import { repoRoot, sharedTempDir } from './helpers';
@@ -26,7 +27,13 @@ function tempDir(prefix: string): string {
 async function wrap(argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const code = await main(argv, { stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) } });
+  const io = { stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) } };
+  // As lib/cli/main.ts does: a thrown usage error is one line and its exit status.
+  const code = await main(argv, io).catch((e: unknown) => {
+    const { line, exitCode } = describeCliError('wrap', e);
+    err += `${line}\n`;
+    return exitCode;
+  });
   return { code, out, err };
 }
 

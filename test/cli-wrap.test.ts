@@ -5,6 +5,7 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, wri
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { describeCliError } from '../lib/cli/errors';
 import { looksLikeSecret, main, PLACEHOLDER_HOST, parseJsonc, wrapConfig } from '../lib/cli/wrap';
 import { loadPolicy } from '../lib/policy';
 import { repoRoot } from './helpers';
@@ -23,7 +24,13 @@ function copy(fixture: string, config: string): string {
 async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const code = await main(argv, { stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) } });
+  const io = { stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) } };
+  // As lib/cli/main.ts does: a thrown usage error is one line and its exit status.
+  const code = await main(argv, io).catch((e: unknown) => {
+    const { line, exitCode } = describeCliError('wrap', e);
+    err += `${line}\n`;
+    return exitCode;
+  });
   return { code, out, err };
 }
 

@@ -15,7 +15,7 @@ test('stockade demo: every attack works unconfined and fails under stockade', ()
   assert.match(section('read_ssh_key').unconfined, /^read \d+ bytes/);
   assert.equal(section('read_ssh_key').sandboxed, 'ENOENT  ✗ blocked');
   assert.equal(section('dump_env').unconfined, 'found DEMO_API_KEY');
-  assert.equal(section('dump_env').sandboxed, 'nothing (only HOME, LANG, PATH, USER)');
+  assert.equal(section('dump_env').sandboxed, 'nothing (only HOME, LANG, PATH, TERM, USER)');
   assert.match(section('exfiltrate').unconfined, /^sent to 127\.0\.0\.1:\d+$/);
   assert.equal(section('exfiltrate').sandboxed, 'ECONNREFUSED  ✗ blocked');
   assert.equal(section('plant_backdoor').sandboxed, 'ENOENT  ✗ blocked');

@@ -87,3 +87,28 @@ export function descendants(root: number): number[] {
   for (let i = 0; i < out.length; i++) for (const [pid, ppid] of parent) if (ppid === out[i]) out.push(pid);
   return out;
 }
+
+/** A host process as /proc shows it: its pid, name and start time (which tells a reused pid apart). */
+export interface ProcessIdentity {
+  pid: number;
+  comm: string;
+  start: string;
+}
+
+/** The identity of `pid`, or undefined when there is no such process. */
+export function processIdentity(pid: number): ProcessIdentity | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const close = stat.lastIndexOf(')');
+    // Fields after the comm: state is field 3, starttime field 22 (proc(5)).
+    const fields = stat.slice(close + 2).split(' ');
+    return { pid, comm: stat.slice(stat.indexOf('(') + 1, close), start: fields[19] };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether that very process (not a later one with its pid) still exists, zombie or not. */
+export function stillExists(p: ProcessIdentity): boolean {
+  return processIdentity(p.pid)?.start === p.start;
+}

@@ -133,7 +133,7 @@ describe('server-everything under stockade run', () => {
   test('its environment holds nothing of the host', async () => {
     const env = await client.callTool({ name: 'get-env', arguments: {} });
     const vars = Object.keys(JSON.parse(text(env)));
-    assert.deepEqual(vars.sort(), ['HOME', 'LANG', 'PATH', 'USER']);
+    assert.deepEqual(vars.sort(), ['HOME', 'LANG', 'PATH', 'TERM', 'USER']);
   });
 });
 

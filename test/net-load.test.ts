@@ -1,6 +1,7 @@
 // Load: 1,000 concurrent tunnels through one proxy, and 1,000 across 20 proxies (one per
 // sandbox), all served; every fd the proxies opened is closed again afterwards (/proc/self/fd).
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { connect, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { closeServer, echoUpstream, openFds, type ProxyFixture, portOf, startProxy, waitFor } from './helpers/net';
@@ -53,9 +54,11 @@ describe('load', () => {
     // Warm up once so lazily created process fds (timers, DNS threads) are in the baseline.
     const warm = await fixture();
     const w = await tunnel(warm, 'connect', 'warm');
+    const closed = once(w, 'close');
     w.destroy();
+    await closed;
+    await waitFor(() => warm.proxy.connections === 0, 'the warm-up connection closed');
     await warm.close();
-    await new Promise((r) => setTimeout(r, 50));
     const baseline = openFds();
 
     const fx = await fixture();

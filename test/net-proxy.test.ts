@@ -450,6 +450,9 @@ describe('transparent interception', () => {
     // TCP DNS, two queries in one write, the second split.
     const dnsTcp = await listen(createServer());
     p.proxy.serveDnsTcp(dnsTcp);
+    // Bytes the proxy's side has read (a second listener beside the proxy's own).
+    let arrived = 0;
+    dnsTcp.on('connection', (c) => c.on('data', (d: Buffer) => (arrived += d.length)));
     const frame = (m: Buffer) => Buffer.concat([Buffer.from([m.length >> 8, m.length & 0xff]), m]);
     const both = Buffer.concat([frame(dnsQuery('db.test', 1, 7)), frame(dnsQuery('nope.test', 1, 8))]);
     const s = connect({ host: '127.0.0.1', port: portOf(dnsTcp) });
@@ -457,7 +460,8 @@ describe('transparent interception', () => {
     const answers: Buffer[] = [];
     s.on('data', (c: Buffer) => answers.push(c));
     s.write(both.subarray(0, 30));
-    await new Promise((r) => setTimeout(r, 20));
+    // The second write only once the first has been read: the proxy gets the query split.
+    await waitFor(() => arrived >= 30, 'the first 30 bytes at the proxy');
     s.write(both.subarray(30));
     const complete = (): boolean => {
       const a = Buffer.concat(answers);

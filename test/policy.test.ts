@@ -1,4 +1,4 @@
-// Policies that are valid: loading, schema agreement with ajv, merging rules, flags, profiles and
+// Policies that are valid: loading, schema agreement with ajv, merging rules, profiles and
 // conversion to SandboxOptions.
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -9,16 +9,13 @@ import Ajv2020 from 'ajv/dist/2020';
 import {
   closest,
   effectivePolicy,
-  flagsToPolicy,
   guessProfile,
   loadPolicy,
-  mergeFlags,
   mergePolicies,
   nodeProfile,
   type Policy,
   PolicyError,
   parsePolicyText,
-  parseSecretFlag,
   parseSize,
   policySchema,
   policyToOptions,
@@ -167,113 +164,6 @@ describe('merging', () => {
     assert.equal(mergePolicies({ network: { allow: ['a.com'] } }, { network: 'none' }).network, 'none');
     assert.deepEqual(mergePolicies({ network: 'none' }, { network: { allow: ['a.com'] } }).network, { allow: ['a.com'] });
     assert.deepEqual(mergePolicies({ network: 'host' }, {}).network, 'host');
-  });
-
-  it('turns flags into a policy, resolving relative flag paths against the cwd', () => {
-    const p = flagsToPolicy(
-      {
-        ro: ['data', '/usr'],
-        rw: ['/tmp/out'],
-        env: ['DEBUG=1', 'HOME_DIR=', 'TERM'],
-        allowNet: ['api.github.com', '*.npmjs.org:443'],
-        resolve: ['api.github.com:443:127.0.0.1'],
-        secret: ['GITHUB_TOKEN@api.github.com:Authorization=token {secret}'],
-        tools: ['echo,get-sum', ' add '],
-        memory: '512m',
-        pids: '64',
-        cpu: '10',
-        openFiles: '256',
-        timeout: '1.5',
-        tmpSize: '32m',
-        home: 'state',
-        hostname: 'box',
-        profile: 'node',
-        cwd: '/work',
-        upstreamCa: ['ca.pem'],
-        audit: 'audit.jsonl',
-        verbose: true,
-        command: ['node', 'server.js'],
-      },
-      '/home/me',
-    );
-    assert.deepEqual(p, {
-      command: ['node', 'server.js'],
-      profile: 'node',
-      filesystem: { readOnly: ['/home/me/data', '/usr'], readWrite: ['/tmp/out'], home: '/home/me/state', tmpSize: '32m' },
-      network: { allow: ['api.github.com', '*.npmjs.org:443'], resolve: ['api.github.com:443:127.0.0.1'] },
-      env: { DEBUG: '1', HOME_DIR: '', TERM: true },
-      cwd: '/work',
-      secrets: [{ name: 'GITHUB_TOKEN', hosts: ['api.github.com'], inject: { header: 'Authorization', format: 'token {secret}' } }],
-      upstreamCa: ['/home/me/ca.pem'],
-      mcp: { tools: ['echo', 'get-sum', 'add'] },
-      audit: '/home/me/audit.jsonl',
-      verbose: true,
-      hostname: 'box',
-      limits: { memory: '512m', pids: 64, cpu: 10, openFiles: 256, timeout: 1.5 },
-    });
-  });
-
-  it('names the flag in errors', () => {
-    assert.throws(
-      () => flagsToPolicy({ allowNet: ['*bad.com'], pids: 'many', net: undefined, cwd: 'rel' }),
-      (err: PolicyError) => {
-        assert.deepEqual(
-          err.issues.map((i) => i.message),
-          [
-            '--allow-net: expected a host pattern (example.com, *.example.com, example.com:8443, 10.0.0.0/8), found "*bad.com": a wildcard must be the whole first label, as in `*.example.com` (or `:*` for every port)',
-            '--cwd: expected an absolute path, found "rel": the path is relative; absolute paths only',
-            '--pids: expected a positive integer, found the string "many"',
-          ],
-        );
-        return true;
-      },
-    );
-    assert.throws(() => flagsToPolicy({ net: 'none', allowNet: ['a.com'] }), /--net none and --allow-net contradict/);
-    assert.throws(() => flagsToPolicy({ net: 'proxy' }), /--net: expected "none" or "host" .*found the string "proxy"/);
-    assert.throws(() => flagsToPolicy({ secret: ['TOKEN'] }), /--secret 'TOKEN': expected NAME@HOST/);
-  });
-
-  it('merges flags over a policy: flags win', () => {
-    const policy: Policy = {
-      command: ['node', 'old.js'],
-      args: ['--old'],
-      network: 'none',
-      filesystem: { readOnly: ['/a'] },
-      limits: { memory: '1g' },
-      env: { X: '1' },
-      mcp: { tools: ['echo'] },
-    };
-    const merged = mergeFlags(policy, {
-      ro: ['/b'],
-      allowNet: ['a.com'],
-      memory: '2g',
-      env: ['X=2'],
-      tools: ['add'],
-      command: ['node', 'new.js'],
-    });
-    assert.deepEqual(merged, {
-      command: ['node', 'new.js'],
-      network: { allow: ['a.com'] },
-      filesystem: { readOnly: ['/a', '/b'] },
-      limits: { memory: '2g' },
-      env: { X: '2' },
-      mcp: { tools: ['echo', 'add'] },
-    });
-    assert.deepEqual(mergeFlags(policy, {}), policy, 'no flags, no change');
-    assert.equal(mergeFlags({ network: { allow: ['a.com'] } }, { net: 'host' }).network, 'host');
-  });
-
-  it('parses --secret with ports, several hosts and a header', () => {
-    assert.deepEqual(parseSecretFlag('T@a.com'), { name: 'T', hosts: ['a.com'] });
-    assert.deepEqual(parseSecretFlag('T@a.com:8443,*.b.com:X-Api-Key={secret}'), {
-      name: 'T',
-      hosts: ['a.com:8443', '*.b.com'],
-      inject: { header: 'X-Api-Key', format: '{secret}' },
-    });
-    assert.deepEqual(parseSecretFlag('T@a.com:Authorization=Bearer {secret}').inject, {
-      header: 'Authorization',
-      format: 'Bearer {secret}',
-    });
   });
 });
 

@@ -166,8 +166,8 @@ describe('choosing the profile: one validator for the option, the policy field a
   });
 
   test('the policy field and the flag reach the sandbox options', async () => {
-    const { mergeFlags, policyToOptions, validatePolicy } = await import('../lib/policy');
-    const { parseRunArgs } = await import('../lib/cli/flags');
+    const { policyToOptions, validatePolicy } = await import('../lib/policy');
+    const { mergeFlags, parseRunArgs } = await import('../lib/cli/flags');
     assert.deepEqual(validatePolicy({ command: ['x'], seccomp: 'strict' }), []);
     assert.equal(validatePolicy({ command: ['x'], seccomp: 'lenient' }).length, 1);
     assert.equal(policyToOptions({ command: ['/bin/true'], seccomp: 'strict' }).options.seccomp, 'strict');

@@ -19,21 +19,13 @@ import { Authenticator, newToken } from '../lib/serve/auth';
 import { parseServeConfig, type ServeConfigError } from '../lib/serve/config';
 import { Gateway } from '../lib/serve/gateway';
 import { repoRoot, sharedTempDir } from './helpers';
+import { waitFor } from './helpers/wait';
 
 const modules = path.join(repoRoot, 'node_modules');
 const memoryEntry = path.join(modules, '@modelcontextprotocol', 'server-memory', 'dist', 'index.js');
 
 type Content = { type: string; text?: string }[];
 const text = (result: unknown) => (((result as { content?: Content }).content ?? []) as Content).map((c) => c.text ?? '').join('\n');
-
-/** Polls `cond` until true (no fixed sleeps: the test waits exactly as long as it must). */
-async function until(cond: () => boolean, what: string, limitMs = 20_000): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** A raw HTTP request, for what the SDK client would never send. */
 function raw(
@@ -142,7 +134,7 @@ describe('stockade serve: a sandbox per principal behind streamable HTTP', () =>
     // Alice's state persists in her own HOME for her next session.
     const stateFiles = fs.readdirSync(path.join(dir, 'state', 'memory'));
     assert.equal(stateFiles.length, 2, 'one state directory per principal');
-    await until(() => gateway.tenants.countFor('alice') === 0, "alice's sandbox to stop");
+    await waitFor(() => gateway.tenants.countFor('alice') === 0, { what: "alice's sandbox to stop", timeout: 20_000 });
     const again = await connect(alice.token);
     assert.match(text(await again.callTool({ name: 'read_graph', arguments: {} })), /alice-secret/);
     await end(again);
@@ -245,11 +237,11 @@ describe('stockade serve: a sandbox per principal behind streamable HTTP', () =>
       authorization: `Bearer ${carol.token}`,
     });
     assert.equal(del.status, 200);
-    await until(() => gateway.tenants.countFor('carol') === 0, "carol's sandbox to stop after DELETE");
+    await waitFor(() => gateway.tenants.countFor('carol') === 0, { what: "carol's sandbox to stop after DELETE", timeout: 20_000 });
   });
 
   test('limits per principal hold', async () => {
-    await until(() => gateway.tenants.countFor('bob') === 0, "bob's earlier sandbox to stop");
+    await waitFor(() => gateway.tenants.countFor('bob') === 0, { what: "bob's earlier sandbox to stop", timeout: 20_000 });
     const first = await raw(port, 'POST', '/mcp/memory', { ...mcpHeaders, authorization: `Bearer ${bob.token}` }, INIT);
     assert.equal(first.status, 200);
     const second = await raw(port, 'POST', '/mcp/memory', { ...mcpHeaders, authorization: `Bearer ${bob.token}` }, INIT);
@@ -257,7 +249,7 @@ describe('stockade serve: a sandbox per principal behind streamable HTTP', () =>
     assert.match(second.body, /the most a principal may hold/);
     const headers = { 'mcp-session-id': String(first.headers['mcp-session-id']), 'mcp-protocol-version': '2025-06-18' };
     assert.equal((await raw(port, 'DELETE', '/mcp/memory', { ...headers, authorization: `Bearer ${bob.token}` })).status, 200);
-    await until(() => gateway.tenants.countFor('bob') === 0, "bob's sandbox to stop, freeing his slot");
+    await waitFor(() => gateway.tenants.countFor('bob') === 0, { what: "bob's sandbox to stop, freeing his slot", timeout: 20_000 });
     assert.equal((await raw(port, 'POST', '/mcp/memory', { ...mcpHeaders, authorization: `Bearer ${bob.token}` }, INIT)).status, 200);
   });
 
@@ -317,7 +309,7 @@ describe('stockade serve reaps idle sandboxes', () => {
       const res = await raw(port, 'POST', '/mcp/memory', { ...mcpHeaders, authorization: `Bearer ${token.token}` }, INIT);
       assert.equal(res.status, 200);
       assert.equal(gateway.tenants.size, 1);
-      await until(() => gateway.tenants.size === 0, 'the idle sandbox to be reaped');
+      await waitFor(() => gateway.tenants.size === 0, { what: 'the idle sandbox to be reaped', timeout: 20_000 });
       assert.ok(records.some((r) => r.event === 'serve-sandbox-stop' && r.principal === 'idler' && r.reason === 'idle'));
       const stale = await raw(
         port,
@@ -466,7 +458,10 @@ describe('stockade serve on the command line', () => {
       const child = spawn(process.execPath, [launcher, 'serve', path.join(dir, 'ok.yaml')], { stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
       child.stderr.on('data', (d) => (stderr += d));
-      await until(() => /listening on http:\/\/127\.0\.0\.1:\d+\/mcp\/\{cat\}/.test(stderr), 'the listening line');
+      await waitFor(() => /listening on http:\/\/127\.0\.0\.1:\d+\/mcp\/\{cat\}/.test(stderr), {
+        what: 'the listening line',
+        timeout: 20_000,
+      });
       child.kill('SIGTERM');
       const [code] = await once(child, 'exit');
       assert.equal(code, 0);

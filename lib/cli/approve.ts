@@ -7,9 +7,9 @@ import { approvalFiles, type Pending, policyDigest, printable, readApproval, rea
 import { describe, type ToolPins } from '../mcp/pins';
 import { loadPolicy } from '../policy';
 import { grownGrants, policyGrants } from '../policy/grants';
-import { UsageError } from './flags';
+import { parseCommandArgs } from './args';
 
-export function approveUsage(): string {
+function approveUsage(): string {
   return `Usage: stockade approve POLICY [--yes] [--forget-tools]
 
 Records POLICY as approved by you. Once a policy has been approved (stockade wrap approves the
@@ -48,16 +48,17 @@ function pendingLines(pending: Pending | undefined): string[] {
 }
 
 export async function main(argv: string[], io: CliIO = process): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
+  const { values, positionals } = parseCommandArgs(argv, {
+    command: 'approve',
+    positional: 'POLICY',
+    options: { yes: { type: 'boolean' }, 'forget-tools': { type: 'boolean' } },
+  });
+  if (values.help) {
     io.stdout.write(`${approveUsage()}\n`);
     return 0;
   }
-  const files = argv.filter((a) => !a.startsWith('--'));
-  const unknown = argv.filter((a) => a.startsWith('--') && a !== '--yes' && a !== '--forget-tools');
-  if (unknown.length > 0) throw new UsageError(`unknown option ${unknown[0]} (see stockade approve --help)`);
-  if (files.length !== 1) throw new UsageError('expected one policy file (see stockade approve --help)');
   try {
-    return await approve(files[0], argv, io);
+    return await approve(positionals[0], { yes: values.yes === true, forget: values['forget-tools'] === true }, io);
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (code !== 'ERR_STOCKADE_POLICY' && code !== 'ERR_STOCKADE_APPROVAL_FILE') throw err;
@@ -66,12 +67,12 @@ export async function main(argv: string[], io: CliIO = process): Promise<number>
   }
 }
 
-async function approve(file: string, argv: string[], io: CliIO): Promise<number> {
+async function approve(file: string, opts: { yes: boolean; forget: boolean }, io: CliIO): Promise<number> {
   const policy = loadPolicy(file);
   const paths = approvalFiles(file);
   const approval = readApproval(paths);
   const pending = readPending(paths);
-  const forget = argv.includes('--forget-tools');
+  const { forget } = opts;
 
   const grown = approval ? grownGrants(approval.grants, policyGrants(policy)) : policyGrants(policy).entries;
   const changed = approval?.policyDigest !== policyDigest(policy);
@@ -88,7 +89,7 @@ async function approve(file: string, argv: string[], io: CliIO): Promise<number>
   if (forget) out.push('  the pinned tool definitions are dropped; the next run pins the tools it is offered');
   io.stdout.write(`${out.join('\n')}\n`);
 
-  if (!argv.includes('--yes')) {
+  if (!opts.yes) {
     if (!io.stdin.isTTY) {
       io.stderr.write('stockade approve: not a terminal, so nothing was approved; review the above and run again with --yes\n');
       return 1;

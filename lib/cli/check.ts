@@ -2,6 +2,7 @@
 // JSON, so a user sees exactly what a server will get before running it.
 // Exit status: 0 valid, 1 invalid (errors on stderr), 2 usage error.
 import { effectivePolicy, lintPolicy, loadPolicy, PolicyError } from '../policy';
+import { parseCommandArgs } from './args';
 
 export interface CliIO {
   stdout: { write(s: string): unknown };
@@ -16,19 +17,16 @@ Warnings (valid, but rarely meant: \`*.com\`) go to stderr and do not change the
 Exit status: 0 valid, 1 invalid, 2 usage error.
 `;
 
-/** `argv` is what follows `check` on the command line. Resolves to the exit status. */
+/** `argv` is what follows `check` on the command line. Resolves to the exit status; a usage error is thrown (lib/cli/args.ts). */
 export async function main(argv: string[], io: CliIO = process): Promise<number> {
-  if (argv.includes('-h') || argv.includes('--help')) {
+  const { values, positionals } = parseCommandArgs(argv, { command: 'check', positional: 'FILE', options: {} });
+  if (values.help) {
     io.stdout.write(USAGE);
     return 0;
   }
-  const unknown = argv.find((a) => a.startsWith('-') && a !== '-');
-  if (unknown || argv.length !== 1) {
-    io.stderr.write(`stockade check: ${unknown ? `unknown option ${unknown}` : 'expected exactly one FILE'} (see stockade check --help)\n`);
-    return 2;
-  }
+  const [file] = positionals;
   try {
-    const { policy } = effectivePolicy(loadPolicy(argv[0] === '-' ? '/dev/stdin' : argv[0], { backstop: true }));
+    const { policy } = effectivePolicy(loadPolicy(file === '-' ? '/dev/stdin' : file, { backstop: true }));
     // Lint is a warning: the policy is valid, and `run` accepts it too (lib/policy/lint.ts).
     for (const w of lintPolicy(policy)) io.stderr.write(`stockade check: warning: ${w.message}\n`);
     io.stdout.write(`${JSON.stringify(policy, null, 2)}\n`);

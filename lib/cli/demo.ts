@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { libDir } from '../location';
 import { spawnSandboxed } from '../process';
+import { parseCommandArgs } from './args';
 
 interface Rpc {
   call(
@@ -52,7 +53,7 @@ async function attack(rpc: Rpc): Promise<Map<string, { description: string; outc
 }
 
 export async function main(argv: string[]): Promise<number> {
-  if (argv.includes('--help')) {
+  if (parseCommandArgs(argv, { command: 'demo', options: {} }).values.help) {
     process.stdout.write(
       'Usage: stockade demo\n\nRuns a bundled hostile MCP server against a fake home directory, unconfined and then under stockade, and shows what each attack achieved.\n',
     );

@@ -1,13 +1,14 @@
 // `stockade doctor`: what this host supports, and the fix for each missing piece.
 import * as fs from 'node:fs';
 import { type HostCheck, probeHost } from '../probe';
+import { parseCommandArgs } from './args';
 
 /**
  * An AppArmor profile that lets this node binary create user namespaces on Ubuntu 23.10+
  * (kernel.apparmor_restrict_unprivileged_userns=1), in the form Ubuntu ships for such programs:
  * unconfined otherwise, with the `userns` permission.
  */
-export function apparmorProfile(nodePath = fs.realpathSync(process.execPath)): string {
+function apparmorProfile(nodePath = fs.realpathSync(process.execPath)): string {
   return `# stockade: allow ${nodePath} to create user namespaces (Ubuntu 23.10+).
 # Install: sudo tee /etc/apparmor.d/stockade-node < this file; sudo apparmor_parser -r /etc/apparmor.d/stockade-node
 abi <abi/4.0>,
@@ -22,18 +23,22 @@ profile stockade-node ${nodePath} flags=(unconfined) {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  if (argv.includes('--apparmor-profile')) {
+  const { values } = parseCommandArgs(argv, {
+    command: 'doctor',
+    options: { json: { type: 'boolean' }, 'apparmor-profile': { type: 'boolean' } },
+  });
+  if (values['apparmor-profile'] && !values.help) {
     process.stdout.write(apparmorProfile());
     return 0;
   }
-  if (argv.includes('--help')) {
+  if (values.help) {
     process.stdout.write(
       'Usage: stockade doctor [--json] [--apparmor-profile]\n\nChecks what this host supports and prints the fix for each missing piece.\n--apparmor-profile prints an AppArmor profile that lets this node create user namespaces (Ubuntu 23.10+).\n',
     );
     return 0;
   }
   const report = probeHost();
-  if (argv.includes('--json')) {
+  if (values.json) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     return report.ready ? 0 : 1;
   }

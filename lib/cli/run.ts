@@ -15,14 +15,15 @@ import { SandboxOptionsError } from '../errors';
 import { resolveHostPath, within } from '../hostpath';
 import { native } from '../native';
 import type { SandboxOptions } from '../options';
-import { lintPolicy, loadPolicy, mergeFlags, type PolicyLaunch, policyToOptions } from '../policy';
+import { lintPolicy, loadPolicy, type PolicyLaunch, policyToOptions } from '../policy';
 import { type SandboxedProcess, spawnSandboxed } from '../process';
-import { parseRunArgs, UsageError } from './flags';
+import { UsageError } from './errors';
+import { mergeFlags, parseRunArgs } from './flags';
 import { installPinned, PackagePinError } from './package-pin';
 import { DenialReport, verboseStream } from './report';
 import { type LaunchTrust, launchTrust } from './trust';
 
-export function runUsage(): string {
+function runUsage(): string {
   return `Usage: stockade run [options] -- COMMAND [ARGS...]
        stockade run --policy FILE [options] [-- COMMAND [ARGS...]]
 
@@ -85,7 +86,7 @@ Example (an MCP client config "command"; stockade-sandbox is the same program):
  * regular file. The sandbox's audit lines carry strings it controls; this keeps them in the file
  * the user named.
  */
-export function openAuditFile(file: string, options: SandboxOptions): number {
+function openAuditFile(file: string, options: SandboxOptions): number {
   const absolute = path.resolve(file);
   const fsOptions = options.filesystem ?? {};
   const typed = [...(fsOptions.readWrite ?? []), ...(fsOptions.home && fsOptions.home !== 'tmpfs' ? [fsOptions.home] : [])];
@@ -140,13 +141,11 @@ function auditLogger(launch: PolicyLaunch): Logger | undefined {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const dd = argv.indexOf('--');
-  const own = dd < 0 ? argv : argv.slice(0, dd);
-  if (own.includes('--help') || own.includes('-h')) {
+  const { flags, policyFile, help } = parseRunArgs(argv);
+  if (help) {
     process.stdout.write(`${runUsage()}\n`);
     return 0;
   }
-  const { flags, policyFile } = parseRunArgs(argv);
   let launch: PolicyLaunch;
   let trust: LaunchTrust | undefined;
   let logger: Logger | undefined;
@@ -245,12 +244,16 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
     );
   }
   return new Promise((resolve) => {
+    let failed = false;
     sandbox.on('error', (err) => {
+      failed = true;
       unhook();
       stderrLine(`stockade: ${err.message}`);
       resolve(127);
     });
     sandbox.on('close', (code, signal: NodeJS.Signals | null) => {
+      // A spawn that failed closes too (as child_process does): its 'error' said it all.
+      if (failed) return;
       unhook();
       report.exit(signal);
       const summary = report.summary();

@@ -1,10 +1,10 @@
 // `stockade serve CONFIG`: sandboxed MCP servers behind one streamable-HTTP endpoint
 // (lib/serve). `stockade serve --new-token NAME` makes a token for the tokens file.
-import { parseArgs } from 'node:util';
 import pino from 'pino';
-import { UsageError } from './flags';
+import { parseCommandArgs } from './args';
+import { UsageError } from './errors';
 
-export function serveUsage(): string {
+function serveUsage(): string {
   return `Usage: stockade serve CONFIG [--audit FILE] [--verbose]
        stockade serve --new-token NAME
 
@@ -20,22 +20,13 @@ protected-resource metadata at /.well-known/oauth-protected-resource.
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let parsed: ReturnType<
-    typeof parseArgs<{
-      options: { audit: { type: 'string' }; verbose: { type: 'boolean' }; 'new-token': { type: 'string' }; help: { type: 'boolean' } };
-      allowPositionals: true;
-    }>
-  >;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: { audit: { type: 'string' }, verbose: { type: 'boolean' }, 'new-token': { type: 'string' }, help: { type: 'boolean' } },
-      allowPositionals: true,
-    });
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parseCommandArgs(argv, {
+    command: 'serve',
+    positional: 'CONFIG',
+    min: 0,
+    max: 1,
+    options: { audit: { type: 'string' }, verbose: { type: 'boolean' }, 'new-token': { type: 'string' } },
+  });
   if (values.help) {
     process.stdout.write(`${serveUsage()}\n`);
     return 0;

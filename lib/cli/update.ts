@@ -8,10 +8,11 @@ import * as fs from 'node:fs';
 import { approvalFiles, readApproval, writeApproval } from '../approval';
 import { loadPolicy } from '../policy';
 import type { PackagePin, Policy } from '../policy/types';
-import { UsageError } from './flags';
+import { parseCommandArgs } from './args';
+import { UsageError } from './errors';
 import { npxPackage } from './package-pin';
 
-export function updateUsage(): string {
+function updateUsage(): string {
   return `Usage: stockade update POLICY
 
 Pins the package of an \`npx -y PKG\` server: asks the registry (with your npm and its
@@ -27,7 +28,7 @@ interface CliIO {
 }
 
 /** The registry's answer for name@range, through npm itself (registry, auth and proxy as the user configured them). */
-export function resolvePackage(name: string, range: string, env: NodeJS.ProcessEnv = process.env): PackagePin {
+function resolvePackage(name: string, range: string, env: NodeJS.ProcessEnv = process.env): PackagePin {
   let out: string;
   try {
     out = execFileSync('npm', ['view', `${name}@${range}`, 'name', 'version', 'dist.integrity', '--json'], {
@@ -54,12 +55,12 @@ export function resolvePackage(name: string, range: string, env: NodeJS.ProcessE
 }
 
 export async function main(argv: string[], io: CliIO = process): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
+  const { values, positionals } = parseCommandArgs(argv, { command: 'update', positional: 'POLICY', options: {} });
+  if (values.help) {
     io.stdout.write(`${updateUsage()}\n`);
     return 0;
   }
-  if (argv.length !== 1 || argv[0].startsWith('-')) throw new UsageError('expected one policy file (see stockade update --help)');
-  const file = argv[0];
+  const [file] = positionals;
   if (!file.endsWith('.json'))
     throw new UsageError('update rewrites JSON policies only; for YAML, set package: { name, version, integrity } by hand');
   let policy: Policy;

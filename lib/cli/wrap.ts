@@ -26,6 +26,7 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { applyEdits, type FormattingOptions, type JSONPath, modify, type ParseError, parse, printParseErrorCode } from 'jsonc-parser';
 import { approveWrittenPolicy } from '../approval';
 import { libDir } from '../location';
+import { parseCommandArgs } from './args';
 import type { CliIO } from './check';
 import { unifiedDiff } from './diff';
 import { UsageError } from './errors';
@@ -87,7 +88,7 @@ export const PACKAGE_NAME = 'stockade-sandbox';
 const packageRoot = [join(libDir, '../..'), join(libDir, '..')].find((r) => existsSync(join(r, 'package.json'))) ?? join(libDir, '../..');
 const packageVersion = (): string => (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
 
-export function detectFormat(file: string, doc: unknown): ConfigFormat | undefined {
+function detectFormat(file: string, doc: unknown): ConfigFormat | undefined {
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return undefined;
   const d = doc as Record<string, unknown>;
   const name = basename(file);
@@ -140,7 +141,7 @@ export interface Launcher {
 }
 
 /** The program a wrapped entry runs: this install by absolute path, or a pinned npx. */
-export function launcherFor(portable: boolean, root = packageRoot): Launcher {
+function launcherFor(portable: boolean, root = packageRoot): Launcher {
   const pinned: Launcher = { command: 'npx', prefix: ['-y', `${PACKAGE_NAME}@${packageVersion()}`], kind: 'portable' };
   if (portable) return pinned;
   if (root.split('/').includes('_npx')) {
@@ -331,7 +332,7 @@ export function wrapConfig(file: string, opts: WrapOptions = {}): WrapResult {
 }
 
 /** Restores the backup byte for byte. Policy files are left in place (they may hold edits). */
-export function undoWrap(file: string): { backupFile: string } {
+function undoWrap(file: string): { backupFile: string } {
   const backupFile = `${file}${BACKUP_SUFFIX}`;
   if (!existsSync(backupFile))
     throw new WrapError(`no backup ${backupFile}: ${file} was not wrapped by stockade (or was already restored)`);
@@ -417,32 +418,28 @@ function report(result: WrapResult, file: string, io: CliIO, dryRun: boolean): v
   if (!dryRun) w(`backup: ${result.backupFile} (restore with: stockade wrap --undo ${shellQuote(resolve(file))})`);
 }
 
-function parseWrapArgs(argv: string[]): { file: string; undo: boolean; dryRun: boolean; portable: boolean } {
-  // --absolute: the default now; accepted so that scripts written for earlier versions work.
-  const known = new Set(['--dry-run', '--undo', '--portable', '--absolute']);
-  const unknown = argv.find((a) => a.startsWith('-') && !known.has(a));
-  if (unknown) throw new UsageError(`unknown option ${unknown} (see stockade wrap --help)`);
-  const files = argv.filter((a) => !a.startsWith('-'));
-  if (files.length !== 1) throw new UsageError('expected exactly one CONFIG (see stockade wrap --help)');
-  const flags = { undo: argv.includes('--undo'), dryRun: argv.includes('--dry-run'), portable: argv.includes('--portable') };
-  if (flags.undo && (flags.dryRun || flags.portable)) throw new UsageError('--undo combines with no other option');
-  return { file: files[0], ...flags };
-}
-
-/** `argv` is what follows `wrap`. Exit status: 0 done, 1 error, 2 usage error. */
+/** `argv` is what follows `wrap`. Exit status: 0 done, 1 error, 2 usage error (thrown, lib/cli/args.ts). */
 export async function main(argv: string[], io: CliIO = process): Promise<number> {
-  if (argv.includes('-h') || argv.includes('--help')) {
+  const { values, positionals } = parseCommandArgs(argv, {
+    command: 'wrap',
+    positional: 'CONFIG',
+    options: {
+      'dry-run': { type: 'boolean' },
+      undo: { type: 'boolean' },
+      portable: { type: 'boolean' },
+      // The default now; accepted so that scripts written for earlier versions work.
+      absolute: { type: 'boolean' },
+    },
+  });
+  if (values.help) {
     io.stdout.write(USAGE);
     return 0;
   }
-  let args: ReturnType<typeof parseWrapArgs>;
-  try {
-    args = parseWrapArgs(argv);
-  } catch (err) {
-    io.stderr.write(`stockade wrap: ${(err as Error).message}\n`);
-    return 2;
-  }
-  const { file, undo, dryRun, portable } = args;
+  const [file] = positionals;
+  const undo = values.undo === true;
+  const dryRun = values['dry-run'] === true;
+  const portable = values.portable === true;
+  if (undo && (dryRun || portable)) throw new UsageError('--undo combines with no other option (see stockade wrap --help)');
   try {
     if (undo) {
       undoWrap(file);

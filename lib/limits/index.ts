@@ -38,7 +38,8 @@ export function defaultMemory(): number {
 }
 
 /** Limits as validated by lib/plan.ts: positive integers (bytes for memory and fileSize), cpus a positive number. */
-export type ValidLimits = Omit<SandboxLimits, 'wallTime'>;
+/** The limits once checked by lib/plan.ts: sizes in bytes. */
+export type ValidLimits = Omit<SandboxLimits, 'wallTime' | 'memory' | 'fileSize'> & { memory?: number; fileSize?: number };
 
 /** One limit in force: its value and what enforces it ('cgroup v1 pids.max', 'RLIMIT_NPROC in the sandbox's user namespace'). */
 export interface LimitInForce {

@@ -2,7 +2,7 @@
 export { checkHostPattern, parseSize, toolMatches } from './formats';
 export { lintPolicy } from './lint';
 export { loadPolicy, MAX_POLICY_BYTES, parsePolicyText } from './load';
-export { flagsToPolicy, mergeFlags, mergePolicies, parseSecretFlag, type RunFlags } from './merge';
+export { mergePolicies } from './merge';
 export { guessProfile, nodeProfile, type ProfileContext, type ProfileResult, profileFor, pythonProfile } from './profiles';
 export { type EffectivePolicy, effectivePolicy, type PolicyLaunch, policyToOptions, type ResolveContext } from './resolve';
 export type { Policy, PolicyFilesystem, PolicyLimits, PolicyNetwork, ProfileName } from './types';

@@ -202,14 +202,7 @@ export function openFds(): number {
   return readdirSync('/proc/self/fd').length;
 }
 
-/** Waits until `pred()` holds (polling), or fails naming what was awaited. */
-export async function waitFor(pred: () => boolean, what: string, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+export { waitFor } from './wait';
 
 export function closeServer(server: Server): Promise<void> {
   return new Promise((resolve) => {

@@ -6,11 +6,16 @@
         "native/addon.cc", "native/spawn.cc", "native/child.cc", "native/userns.cc",
         "native/mounts.cc", "native/net.cc", "native/caps.cc", "native/seccomp.cc",
         "native/fds.cc", "native/udp.cc", "native/relay.cc", "native/spawner.cc", "native/compat.cc",
-        "native/landlock.cc", "native/loop_handles.cc",
+        "native/landlock.cc", "native/loop_handles.cc", "native/audit.cc",
         "native/cgroup.cc", "native/limits.cc", "native/oomwatch.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
-      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],
+      # NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS: a libuv callback that reaches JavaScript while a
+      # Worker's environment is being torn down (Environment::CleanupHandles runs the loop once
+      # more, before the cleanup hooks) gets napi_pending_exception with nothing pending; without
+      # the macro node-addon-api turns that into a fatal error that aborts the whole process.
+      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS",
+                  "_GNU_SOURCE"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
       "cflags_cc": ["-std=gnu++17", "-fno-exceptions", "-Wall", "-Wextra", "-Werror",

@@ -130,6 +130,7 @@ export function readApproval(files: ApprovalFiles): Approval | undefined {
     Array.isArray(doc.grants.entries) &&
     isObject(doc.grants.limits) &&
     Array.isArray(doc.grants.denied) &&
+    (doc.grants.restrictions === undefined || Array.isArray(doc.grants.restrictions)) &&
     (doc.tools === undefined || isObject(doc.tools));
   if (!ok) {
     throw new ApprovalError(

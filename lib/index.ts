@@ -1,6 +1,7 @@
 export { AbortError, MaxBufferError, SandboxError, SandboxOptionsError } from './errors';
 export type { LimitViolation } from './limits/watch';
-export { type ToolFilter, wireToolFilter } from './mcp';
+export { type ToolFilter, ToolGrants, type ToolGrantsSpec, wireToolFilter } from './mcp';
+export type { CallRef, GrantScope, ScopeVerdict } from './net/decision';
 export type {
   EgressOptions,
   KernelBudgets,

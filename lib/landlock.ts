@@ -25,6 +25,36 @@ export const FS = {
   ioctlDev: 1 << 15, // ABI 5
 } as const;
 
+/** LANDLOCK_ACCESS_NET_* (ABI 4): TCP only, by port. */
+export const NET = { bindTcp: 1 << 0, connectTcp: 1 << 1 } as const;
+
+/** The TCP ports a sandbox may connect() to and bind(), when Landlock handles TCP for it. */
+export interface TcpRules {
+  connect: number[];
+  bind: number[];
+}
+
+/**
+ * Which TCP ports Landlock (ABI 4) leaves open, by network mode (native/landlock.cc says why):
+ * - proxy: connect() to the injected listeners and the declared local ports, bind() to the
+ *   declared local ports. Every other port is EACCES, whatever the address.
+ * - none: the same for the declared local ports; with none declared, TCP is left to the network
+ *   namespace, which has only lo and nothing of ours listening on it — the payload's only TCP
+ *   peer is itself, on ports it picks at run time (port 0, a browser's debugging port) that no
+ *   rule can name in advance, and a connect() elsewhere is already ECONNREFUSED/ENETUNREACH.
+ * - host: never (the explicit escape hatch; the user asked for the host's network).
+ */
+export function tcpRules(
+  mode: 'none' | 'host' | 'proxy',
+  listenerPorts: readonly number[],
+  localPorts?: readonly number[],
+): TcpRules | undefined {
+  if (mode === 'host' || (mode === 'none' && localPorts === undefined)) return undefined;
+  const bind = [...new Set(localPorts ?? [])].sort((a, b) => a - b);
+  const connect = [...new Set([...listenerPorts, ...bind])].sort((a, b) => a - b);
+  return { connect, bind };
+}
+
 /** Every right: all are handled, so each is denied unless a rule below grants it. */
 const HANDLED = 0xffff;
 const readOnlyDir = FS.execute | FS.readFile | FS.readDir;
@@ -67,12 +97,20 @@ function rightsOf(m: NativeMount): number | undefined {
   }
 }
 
-/** The Landlock part of the native plan, for the mounts of one sandbox. */
-export function landlockPlan(mounts: readonly NativeMount[]): NativeLandlock {
+/** The Landlock part of the native plan, for the mounts of one sandbox and its TCP ports. */
+export function landlockPlan(mounts: readonly NativeMount[], tcp?: TcpRules): NativeLandlock {
   const rules = [{ path: '/', access: FS.readDir }];
   for (const m of mounts) {
     const access = rightsOf(m);
     if (access !== undefined) rules.push({ path: m.target, access });
   }
-  return { handledFs: HANDLED, rules, scope: true, allowStdio: true };
+  const plan: NativeLandlock = { handledFs: HANDLED, rules, scope: true, allowStdio: true };
+  if (tcp !== undefined) {
+    const ports = new Map<number, number>();
+    for (const p of tcp.connect) ports.set(p, (ports.get(p) ?? 0) | NET.connectTcp);
+    for (const p of tcp.bind) ports.set(p, (ports.get(p) ?? 0) | NET.bindTcp);
+    plan.handledNet = NET.bindTcp | NET.connectTcp;
+    plan.ports = [...ports].map(([port, access]) => ({ port, access }));
+  }
+  return plan;
 }

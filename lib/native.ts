@@ -46,6 +46,10 @@ export interface NativeListener {
 export interface NativeLandlock {
   handledFs: number;
   rules: { path: string; access: number }[];
+  /** ABI 4: LANDLOCK_ACCESS_NET_* handled (absent: TCP is left to the network namespace). */
+  handledNet?: number;
+  /** ABI 4: the TCP ports that grant them. */
+  ports?: { port: number; access: number }[];
   /** ABI 6: abstract unix sockets and signals stay inside the sandbox's domain. */
   scope?: boolean;
   /** The payload's stdio files and terminals get a read-write rule (reopening /dev/stdout). */
@@ -160,7 +164,18 @@ interface Addon {
     oomControlFd: number,
     onOom: () => void,
   ) => { close(): void };
-  Relay: new (upHead: Buffer, downHead: Buffer, idleMs: number, onDone: RelayDone, growPipes?: boolean) => NativeRelay;
+  /**
+   * pipeRoom: bytes of pipe buffers the uid must still be able to add under pipe-user-pages-soft
+   * once the relay's pipes exist (start() returns ENOBUFS otherwise); 0 or absent: no check.
+   */
+  Relay: new (
+    upHead: Buffer,
+    downHead: Buffer,
+    idleMs: number,
+    onDone: RelayDone,
+    growPipes?: boolean,
+    pipeRoom?: number,
+  ) => NativeRelay;
   UdpEndpoint: new (fd: number, onMessage: (data: Buffer, peer: Buffer) => void) => NativeUdpEndpoint;
   /**
    * Queues the spawn on the environment's spawner thread (native/spawner.cc) and returns at once;
@@ -178,11 +193,15 @@ interface Addon {
   closeFd(fd: number): number;
   probeNamespaces(): number;
   landlockAbi(): number;
+  /** Whether the host's audit is on (1/0, or -errno) and its read-only log joinable (0 or -errno). */
+  auditProbe(): { enabled: number; readLog: number };
   /** Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the soft limit now, or -errno. */
   raiseOpenFileLimit(): number;
   seccompNotify(): boolean;
   /** The checklist's steps by number (native/steps.h), frozen. */
   steps: Readonly<Record<number, { step: string; syscall: string }>>;
+  /** The capacity of pipe `fd` after setting it to `bytes` if given (F_SETPIPE_SZ), or -errno. */
+  pipeSize(fd: number, bytes?: number): number;
 }
 
 const packageRoot = path.join(libDir, '..', '..');

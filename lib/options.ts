@@ -1,7 +1,7 @@
 // Public options of spawnSandboxed(): what a caller may ask for. lib/plan.ts turns them into the
 // flat, fully resolved NativePlan the addon executes; nothing here reaches C++ unvalidated.
 import type { Logger } from 'pino';
-import type { EgressLimits } from './net/connector';
+import type { EgressLimits, GrantScope } from './net/connector';
 
 /** One stdio slot, as in child_process: a pipe to the parent, the parent's own fd, or /dev/null. */
 export type StdioSlot = 'pipe' | 'inherit' | 'ignore' | number;
@@ -149,8 +149,21 @@ export interface SandboxOptions {
    * (an allow list of what Node, Python and common MCP servers use; the rest is killed).
    */
   seccomp?: 'default' | 'strict';
+  /**
+   * TCP ports (1-65535) the payload serves on its own loopback and connects to itself. Where
+   * Landlock has ABI 4 (Linux 6.7+), bind() and connect() are refused (EACCES) on every other
+   * port: always with an allow list (the proxy's listeners stay reachable), and with network
+   * 'none' once this is given. Not with network 'host'.
+   */
+  localPorts?: number[];
   /** pino logger for audit events. Default: silent. */
   logger?: Logger;
+  /**
+   * A grant that changes while the sandbox runs: `network.allow` and `secrets` are everything it
+   * may ever use, and the scope decides per connection (and per injected request) what it may use
+   * now. The launcher's per-tool grants (lib/mcp/tool-grants.ts) are one.
+   */
+  grantScope?: GrantScope;
   /**
    * As spawn()'s: aborting it sends `killSignal` to the sandbox and emits an AbortError
    * (code 'ABORT_ERR', the signal's reason as `cause`) as 'error'.

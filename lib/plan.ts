@@ -17,7 +17,7 @@ import {
   wallTimeReason,
 } from './fields';
 import { entryType, findSocketOrFifo, HostPathError, resolveHostPath, within } from './hostpath';
-import { landlockPlan } from './landlock';
+import { landlockPlan, type TcpRules, tcpRules } from './landlock';
 import { CA_BUNDLE, devMounts, etcBinds, etcFiles, procMounts, SANDBOX_HOME, SANDBOX_UID, synthesized, systemDirs } from './layout';
 import { kernelBudgetNames, type LimitsPlan, planLimits, RLIMIT, type ValidLimits } from './limits';
 import { initPath, MountKind, type NativeMount, type NativePlan, SeccompProfileNumber } from './native';
@@ -62,6 +62,8 @@ export interface ResolvedSandbox {
   /** The listeners and ports of the egress proxy, when the network has an allow list. */
   egress?: EgressPlan;
   seccomp: SeccompProfile;
+  /** The TCP ports Landlock leaves open (ABI 4), or undefined where TCP is left to the namespaces. */
+  tcp?: TcpRules;
   /** The cgroups to make per spawn, and what holds each limit (lib/limits). */
   limits: Pick<LimitsPlan, 'cgroup' | 'report'>;
 }
@@ -73,6 +75,18 @@ export function seccompProfileOf(value: unknown, field: string): SeccompProfile 
   if (value === undefined) return 'default';
   if (value === 'default' || value === 'strict') return value;
   fail(field, `expected 'default' or 'strict', found ${JSON.stringify(value)}`);
+}
+
+/** The one validator of the local ports (API option, policy field, --local-port). */
+export function localPortsOf(value: unknown, field: string): number[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) fail(field, `expected an array of TCP ports, found ${JSON.stringify(value)}`);
+  if (value.length > 256) fail(field, `at most 256 ports, found ${value.length}`);
+  for (const [i, p] of value.entries()) {
+    if (!Number.isInteger(p) || p < 1 || p > 65535)
+      fail(`${field}[${i}]`, `expected a TCP port from 1 to 65535, found ${JSON.stringify(p)}`);
+  }
+  return [...new Set(value as number[])].sort((a, b) => a - b);
 }
 
 const knownOptions = new Set([
@@ -87,6 +101,8 @@ const knownOptions = new Set([
   'secrets',
   'upstreamCa',
   'seccomp',
+  'localPorts',
+  'grantScope',
   // spawn()'s own, checked by lib/process.ts (runSandboxed() takes its own options off first).
   'signal',
   'timeout',
@@ -442,6 +458,19 @@ export function resolveSandbox(command: string, args: readonly string[], options
   const seccomp = seccompProfileOf(options.seccomp, 'seccomp');
   const network = options.network ?? 'none';
   const egress = egressOf(network);
+  const localPorts = localPortsOf(options.localPorts, 'localPorts');
+  if (localPorts !== undefined && network === 'host') {
+    fail('localPorts', "restricts the sandbox's own network namespace; network 'host' has none");
+  }
+  const tcp = tcpRules(
+    network === 'host' ? 'host' : egress === undefined ? 'none' : 'proxy',
+    egress?.listeners.filter((l) => l.type === 'tcp').map((l) => l.port) ?? [],
+    localPorts,
+  );
+  const scope = options.grantScope;
+  if (scope !== undefined && (typeof scope?.checkHost !== 'function' || typeof scope.checkSecret !== 'function')) {
+    fail('grantScope', 'expected an object with checkHost() and checkSecret() (lib/net/decision.ts GrantScope)');
+  }
   if (options.secrets !== undefined && egress === undefined) {
     fail('secrets', "credentials are injected by the egress proxy: give network an allow list (not 'none' or 'host')");
   }
@@ -539,7 +568,7 @@ export function resolveSandbox(command: string, args: readonly string[], options
     initPath: initPath(),
     seccomp: true,
     seccompProfile: SeccompProfileNumber[seccomp],
-    landlock: landlockPlan(ordered),
+    landlock: landlockPlan(ordered, tcp),
   };
   const digest = createHash('sha256')
     .update(
@@ -553,6 +582,7 @@ export function resolveSandbox(command: string, args: readonly string[], options
         kernel: options.limits?.kernel,
         network,
         ...(seccomp === 'default' ? {} : { seccomp }),
+        ...(localPorts === undefined ? {} : { localPorts }),
       }),
     )
     .digest('hex')
@@ -568,6 +598,7 @@ export function resolveSandbox(command: string, args: readonly string[], options
     limits: { cgroup: limits.cgroup, report: limits.report },
     writable: grants.writable,
     seccomp,
+    tcp,
     describe(step, index) {
       if ((step === 'mount' || step === 'idmap-mount') && ordered[index] !== undefined) {
         const m = ordered[index];

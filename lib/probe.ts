@@ -24,6 +24,8 @@ export interface HostReport {
   seccomp: HostCheck;
   /** The ABI, and what stockade enforces with it (empty when Landlock is not used). */
   landlock: HostCheck & { abi: number; enforced: string[] };
+  /** Whether Landlock's denials could be read from the audit log here (they are not violation events). */
+  landlockAudit: HostCheck & { auditEnabled: number; readLog: number };
   cgroupDelegation: HostCheck;
   /** What holds the sandbox's memory, pids and cpu here, as a check ... */
   limitsCheck: HostCheck;
@@ -139,9 +141,11 @@ export function probeHost(): HostReport {
   if (abi >= 2) {
     enforced.push('filesystem rules mirroring the mounts');
     if (abi >= 3) enforced.push('truncation');
+    if (abi >= 4)
+      enforced.push('TCP bind/connect by port (proxy mode: the proxy listeners and localPorts; none mode: localPorts when given)');
     if (abi >= 5) enforced.push('device ioctls');
     if (abi >= 6) enforced.push('signals and abstract unix sockets scoped to the sandbox');
-    if (abi >= 7) enforced.push('denials logged to the kernel audit log');
+    if (abi >= 7) enforced.push("denials logged to the kernel audit log while the host's audit is on");
   }
   const landlock = {
     ok: abi >= 2,
@@ -155,6 +159,33 @@ export function probeHost(): HostReport {
           : `Landlock unavailable (${util.getSystemErrorName(abi)}): sandboxes run without this second filesystem layer`,
     fix:
       abi >= 2 ? undefined : 'optional: Linux 5.19+ booted with Landlock among the LSMs (lsm=...,landlock) adds a second filesystem layer',
+  };
+
+  // Landlock's audit records (ABI 7): where they would come from, and why they are not events
+  // (native/audit.cc). A note, never a failure: the denial itself does not depend on it.
+  const audit = addon.auditProbe();
+  const sysErr = (e: number) => util.getSystemErrorName(e);
+  const enabledText =
+    audit.enabled === 1
+      ? 'enabled'
+      : audit.enabled === 0
+        ? 'disabled, so the kernel logs no Landlock denial'
+        : audit.enabled === -111
+          ? 'unknown (ECONNREFUSED: not in the initial user namespace)'
+          : `unknown (AUDIT_GET: ${sysErr(audit.enabled)}; needs CAP_AUDIT_CONTROL)`;
+  const readText = audit.readLog === 0 ? 'joinable' : `not joinable (${sysErr(audit.readLog)}; needs CAP_AUDIT_READ)`;
+  const landlockAudit = {
+    ok: false,
+    auditEnabled: audit.enabled,
+    readLog: audit.readLog,
+    detail:
+      abi >= 7
+        ? `not violation events: Landlock ABI ${abi} logs denials to the kernel audit log only while the host's audit is on (here: ${enabledText}), and its read-only log is ${readText}; a denial is the EACCES/EPERM the payload sees (seccomp violations are named)`
+        : `not violation events: Landlock ${abi >= 2 ? `ABI ${abi}` : ''} has no audit records before ABI 7 (Linux 6.15); a denial is the EACCES/EPERM the payload sees`.replace(
+            '  ',
+            ' ',
+          ),
+    fix: 'optional: where auditd runs, `ausearch -m 1423,1424` (LANDLOCK_ACCESS, LANDLOCK_DOMAIN) lists the denials and the domains (pid, exe) they belong to',
   };
 
   // cgroup v2 delegation: whether this process may make cgroups in the unified hierarchy (as root,
@@ -206,6 +237,7 @@ export function probeHost(): HostReport {
     userNamespaces,
     seccomp,
     landlock,
+    landlockAudit,
     cgroupDelegation,
     limitsCheck,
     limits,

@@ -170,8 +170,16 @@ export class SandboxedProcess extends EventEmitter {
     lib.RunCa.create()
       .then((ca) => {
         // The upstream CAs as read when the options were checked (lib/plan.ts), not read again.
-        this.#interceptor = new lib.SecretInterceptor({ secrets, ca, upstreamCaPem: resolved.upstreamCaPem, logger: options.logger });
+        this.#interceptor = new lib.SecretInterceptor({
+          secrets,
+          ca,
+          upstreamCaPem: resolved.upstreamCaPem,
+          logger: options.logger,
+          ...(options.grantScope ? { scope: options.grantScope } : {}),
+        });
         this.#interceptor.on('violation', (v) => this.#audit('warn', { event: 'violation', ...v }));
+        // { secret, host, calls? }: lets the launcher join injections to tool calls.
+        this.#interceptor.on('injected', (i) => this.emit('injected', i));
         const trust = lib.sandboxTrust(ca);
         const placeholders = this.#interceptor.placeholders;
         const files = Object.fromEntries(
@@ -286,6 +294,7 @@ export class SandboxedProcess extends EventEmitter {
         {
           interceptor: this.#interceptor,
           guard: this.#interceptor?.plaintextGuard(),
+          ...(this.#options.grantScope ? { scope: this.#options.grantScope } : {}),
         },
       );
       this.#egress.proxy.on('egress', (record) => this.emit('egress', record));
@@ -577,6 +586,7 @@ function layersInForce(resolved: ResolvedSandbox, landlockAbi: number, named: bo
   ];
   if (landlockAbi > 0) {
     layers.push(`landlock ABI ${landlockAbi}: filesystem${landlockAbi >= 6 ? ', signals and abstract unix sockets scoped' : ''}`);
+    layers.push(landlockTcpLayer(resolved, landlockAbi));
   } else {
     const abi = native().landlockAbi();
     layers.push(
@@ -586,6 +596,19 @@ function layersInForce(resolved: ResolvedSandbox, landlockAbi: number, named: bo
     );
   }
   return layers;
+}
+
+/** What Landlock does with TCP for this sandbox (lib/landlock.ts tcpRules), for the start event. */
+function landlockTcpLayer(resolved: ResolvedSandbox, abi: number): string {
+  const { tcp } = resolved;
+  if (tcp === undefined) {
+    return resolved.plan.shareNetwork
+      ? 'landlock tcp: not restricted (network host)'
+      : 'landlock tcp: left to the network namespace (network none, no localPorts)';
+  }
+  if (abi < 4) return 'landlock tcp: not restricted (ABI 4, Linux 6.7+, needed); the network namespace confines it';
+  const list = (ports: number[]) => (ports.length ? ports.join(' ') : 'none');
+  return `landlock tcp: connect only to ports ${list(tcp.connect)}; bind only to ${list(tcp.bind)}`;
 }
 
 /**

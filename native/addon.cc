@@ -24,6 +24,7 @@
 
 #include <cmath>
 
+#include "audit.h"
 #include "child.h"
 #include "initproto.h"
 #include "landlock.h"
@@ -237,6 +238,13 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
         if (out.path.empty() || out.path[0] != '/' || out.path.find('\0') != std::string::npos)
           rule.fail("path", "an absolute path");
         ll.rules.push_back(std::move(out));
+      });
+      ll.handledNet = static_cast<uint64_t>(
+          l.integer("handledNet", 0, 3, "LANDLOCK_ACCESS_NET_* bits (0 to 3)", true, 0));
+      l.objects("ports", [&](Reader& rule, uint32_t) {
+        int64_t port = rule.integer("port", 0, 65535, "a TCP port (0 to 65535)");
+        int64_t access = rule.integer("access", 0, 3, "LANDLOCK_ACCESS_NET_* bits (0 to 3)");
+        ll.ports.push_back({static_cast<uint16_t>(port), static_cast<uint64_t>(access)});
       });
       ll.scope = l.flag("scope", true);
       ll.allowStdio = l.flag("allowStdio", true);
@@ -632,6 +640,16 @@ static Napi::Value LandlockAbi(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), stockade::landlockAbi());
 }
 
+// auditProbe() -> { enabled, readLog } (audit.h): whether Landlock's audit records could be
+// read here. For `stockade doctor`.
+static Napi::Value ProbeAudit(const Napi::CallbackInfo& info) {
+  stockade::AuditProbe probe = stockade::probeAudit();
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("enabled", probe.enabled);
+  out.Set("readLog", probe.readLog);
+  return out;
+}
+
 // seccompNotify() -> whether violations can be named here (SECCOMP_RET_USER_NOTIF, 5.0).
 static Napi::Value SeccompNotify(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), stockade::seccompNotifyAvailable());
@@ -677,6 +695,23 @@ stockade::LoopHandles* stockade::loopHandlesOf(napi_env env) {
   return &static_cast<AddonData*>(data)->handles;
 }
 
+// pipeSize(fd[, bytes]) -> the capacity of pipe `fd` in bytes after setting it to `bytes` if
+// given (F_SETPIPE_SZ, rounded up by the kernel), or -errno. The relay's pipes count against the
+// uid's pipe-user-pages-soft (relay.cc); `stockade doctor` and the tests read what a fresh pipe
+// gets. man 7 pipe, man 2 fcntl.
+static Napi::Value PipeSize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber() || (info.Length() > 1 && !info[1].IsNumber())) {
+    Napi::TypeError::New(env, "pipeSize(fd[, bytes]) takes numbers").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  if (info.Length() > 1 && fcntl(fd, F_SETPIPE_SZ, info[1].As<Napi::Number>().Int32Value()) < 0)
+    return Napi::Number::New(env, -errno);
+  int size = fcntl(fd, F_GETPIPE_SZ);
+  return Napi::Number::New(env, size < 0 ? -errno : size);
+}
+
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   using namespace stockade;
   uv_loop_t* loop = nullptr;
@@ -690,7 +725,9 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   exports.Set("probeNamespaces", Napi::Function::New(env, ProbeNamespaces));
   exports.Set("landlockAbi", Napi::Function::New(env, LandlockAbi));
+  exports.Set("auditProbe", Napi::Function::New(env, ProbeAudit));
   exports.Set("raiseOpenFileLimit", Napi::Function::New(env, RaiseOpenFileLimit));
+  exports.Set("pipeSize", Napi::Function::New(env, PipeSize));
   exports.Set("seccompNotify", Napi::Function::New(env, SeccompNotify));
   exports.Set("steps", StepTable(env));
   exports.Set("UdpEndpoint", UdpEndpoint::Init(env));

@@ -81,6 +81,10 @@ static void dieWithParent(const Prepared& prep, const ChildFds& fds) {
   int budget = -1;
   if (int err = setBudgetsInChild(plan, &budget)) failInChild(fds, Step::kBudget, err, budget);
 
+  // 1d. TCP Fast Open off where Landlock restricts connect() (net.cc says why), through the
+  //     host's /proc while it is still visible.
+  if (int err = disableFastOpenInChild(plan)) failInChild(fds, Step::kFastOpen, err);
+
   // 2. Filesystem: private mounts, tmpfs root, binds, /dev, /proc, /etc, pivot_root, cwd.
   Step step = Step::kMount;
   int index = -1;

@@ -33,6 +33,9 @@ int buildRootInChild(const Plan& plan, const Prepared& prep, Step* step, int* in
 // net.cc
 void prepareRouteMessages(Prepared& prep);
 int setupNetworkInChild(const Plan& plan, const Prepared& prep, Step* step, int* index);
+// net.cc: TCP Fast Open off in the sandbox's network namespace where Landlock restricts TCP
+// connect (the reason is there). Before the mounts: written through the host's /proc.
+int disableFastOpenInChild(const Plan& plan);
 int receiveListenersFromChild(int socket, size_t count, std::vector<int>* fds);
 
 // caps.cc

@@ -17,23 +17,29 @@
 //            link (REFER cannot be granted), which breaks package managers. Landlock needs >= 2.
 //   2 (5.19) REFER: granted beneath read-write paths.
 //   3 (6.2)  TRUNCATE: granted beneath read-write paths (and on the payload's stdio files).
-//   4 (6.7)  TCP bind/connect by port: not used, see below.
+//   4 (6.7)  TCP bind/connect by port: the ports the network mode needs, see below.
 //   5 (6.10) IOCTL_DEV: ioctl on device files only on the planned devices and ptys.
 //   6 (6.12) scopes: abstract unix sockets and signals do not leave the sandbox's domain.
 //   7 (6.15) audit: LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON, so that denials of the payload (which
 //            runs after execve) reach the kernel's audit log where one is collected.
 // Pathname unix sockets: connect() to a socket file needs no Landlock right on ABI <= 7 (only
-// creating one, MAKE_SOCK); no released kernel restricts it yet, so a socket inside a read-only
-// grant stays reachable there. Newer ABIs are not guessed at: an ABI above 7 is used as 7.
+// creating one, MAKE_SOCK), so a socket inside a read-only grant stays reachable there (plan.ts
+// refuses such grants unless allowSockets). LANDLOCK_ACCESS_FS_RESOLVE_UNIX (1 << 16) restricts
+// it from ABI 9 (Linux 7.1; ABI 8 added only LANDLOCK_RESTRICT_SELF_TSYNC); the 6.18 kernel this
+// was written on has ABI 7 and refuses the bit (EINVAL), so it is not used: it could not be
+// tested. Newer ABIs are not guessed at: an ABI above 7 is used as 7.
 //
-// TCP. Landlock's network rules name ports only — not addresses, not who bound the port. In
-// `none` and proxy mode the network namespace already confines every connect() to listeners
-// inside the sandbox: the injected proxy listeners and whatever the payload binds itself. A port
-// rule cannot say "ports the payload bound" (the ephemeral range alone would be ~28,000 rules per
-// spawn), and restricting connect() to the listener ports would turn the documented
-// ECONNREFUSED of an unlisted port into EACCES and cut the payload off from its own loopback
-// servers (a headless browser's debugging port, a language server). `host` mode is the explicit
-// escape hatch. So TCP is left to the namespace, and the ruleset handles no network rights.
+// TCP (ABI 4). Landlock's network rules name ports only — not addresses, not who bound the port,
+// and UDP not at all (ABI <= 7). lib/landlock.ts decides which ports, per network mode: in proxy
+// mode connect() only to the injected listeners (HTTP, SOCKS, DNS, the transparent ports) and to
+// the loopback ports the policy declares (localPorts), bind() only to those declared ports; in
+// `none` mode the same for the declared ports, and nothing handled when none are declared; in
+// `host` mode nothing. So even a network namespace that were not what the plan says (a kernel or
+// setup bug) leaves the payload unable to reach another port or to serve one. The price: a
+// connect() to an undeclared port fails with EACCES where the namespace alone gave ECONNREFUSED,
+// and a payload's own loopback servers (a headless browser's debugging port) need declaring. The
+// rights below ABI 4 are not requested (the kernel would refuse the ruleset): the filesystem
+// rules hold without them.
 //
 // The domain is entered after the mounts and the network setup (the rules are opened by their
 // paths inside the new root) and before seccomp. Every fd opened here is O_CLOEXEC and closed
@@ -56,7 +62,8 @@ constexpr long kSysCreateRuleset = 444;
 constexpr long kSysAddRule = 445;
 constexpr long kSysRestrictSelf = 446;
 constexpr unsigned kCreateRulesetVersion = 1u << 0;
-constexpr int kRulePathBeneath = 1;
+constexpr int kRulePathBeneath = 1, kRuleNetPort = 2;
+constexpr uint64_t kNetRights = (1ull << 0) | (1ull << 1);  // BIND_TCP CONNECT_TCP (ABI 4)
 constexpr uint64_t kScopeAbstractUnix = 1ull << 0, kScopeSignal = 1ull << 1;
 constexpr unsigned kLogNewExecOn = 1u << 1;  // ABI 7
 
@@ -70,6 +77,10 @@ struct RulesetAttr {
 struct __attribute__((packed)) PathBeneathAttr {
   uint64_t allowedAccess;
   int32_t parentFd;
+};
+struct NetPortAttr {
+  uint64_t allowedAccess;
+  uint64_t port;  // host byte order
 };
 
 // Rights that apply to a file (not a directory); a rule on a file may carry only these.
@@ -101,7 +112,8 @@ int landlockRestrictInChild(const LandlockPlan& plan, int abi, const LandlockFdR
                             int nFdRules, int* index) {
   *index = -1;
   const uint64_t known = landlockFsRights(abi);
-  RulesetAttr attr = {plan.handledFs & known, 0, 0};
+  const uint64_t handledNet = abi >= 4 ? plan.handledNet & kNetRights : 0;
+  RulesetAttr attr = {plan.handledFs & known, handledNet, 0};
   if (abi >= 6 && plan.scope) attr.scoped = kScopeAbstractUnix | kScopeSignal;
   long ruleset = sys(kSysCreateRuleset, &attr, sizeof attr, 0);
   if (ruleset < 0) return sysError(ruleset);
@@ -130,6 +142,12 @@ int landlockRestrictInChild(const LandlockPlan& plan, int abi, const LandlockFdR
       *index = static_cast<int>(i);
       return fail(err);
     }
+  }
+  // A port rule may grant only handled rights (EINVAL otherwise), and one with none grants nothing.
+  for (const LandlockPortRule& rule : plan.ports) {
+    NetPortAttr port = {rule.access & handledNet, rule.port};
+    if (port.allowedAccess == 0) continue;
+    if (int err = sysError(sys(kSysAddRule, fd, kRuleNetPort, &port, 0))) return fail(err);
   }
   for (int i = 0; i < nFdRules; ++i) {
     if (fdRules[i].fd < 0) continue;

@@ -19,11 +19,21 @@ struct LandlockRule {
   uint64_t access = 0;
 };
 
+// One net_port rule (ABI 4): the LANDLOCK_ACCESS_NET_* rights granted on a TCP port.
+struct LandlockPortRule {
+  uint16_t port = 0;
+  uint64_t access = 0;
+};
+
 struct LandlockPlan {
   bool enabled = false;
   // Rights the ruleset handles (denied unless a rule grants them), LANDLOCK_ACCESS_FS_*.
   uint64_t handledFs = 0;
   std::vector<LandlockRule> rules;
+  // ABI 4: LANDLOCK_ACCESS_NET_* rights handled (0: TCP left to the network namespace), and the
+  // ports that grant them. Ignored, with the rest of the plan enforced, below ABI 4.
+  uint64_t handledNet = 0;
+  std::vector<LandlockPortRule> ports;
   // ABI 6: abstract unix sockets and signals scoped to the sandbox.
   bool scope = false;
   // The payload's own stdio fds that are files or terminals get a rule of their own (read,

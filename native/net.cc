@@ -12,6 +12,7 @@
 // The ...InChild half runs in the child, in the parent's address space: raw system calls only
 // (syscall.h), buffers on the child's stack. receiveListenersFromChild is the parent's half.
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -154,6 +155,25 @@ static int sendListeners(const Prepared& prep, const int* fds, size_t count) {
   long sent = sys(SYS_sendmsg, prep.listenerSocket[1], &msg, MSG_NOSIGNAL);
   if (sent < 0) return sysError(sent);
   return sent == 1 ? 0 : EIO;
+}
+
+// Landlock checks connect() (ABI 4), but a TCP Fast Open client connects from sendto() or
+// sendmsg() with MSG_FASTOPEN and no connect() at all: on 6.18 that reaches a port Landlock
+// refuses to connect() to (test/landlock.test.ts shows both). net.ipv4.tcp_fastopen is per
+// network namespace (4.12+), so the sandbox's own is set to 0, where the kernel answers
+// MSG_FASTOPEN with EOPNOTSUPP (clients fall back to connect()); the payload, without
+// CAP_NET_ADMIN and with /proc/sys read-only, cannot set it back. Nothing a sandbox does needs
+// TFO: its peers are its own listeners and the proxy's. Where the host's /proc/sys is read-only
+// (a container) the value stays, and the network namespace alone confines Fast Open.
+int disableFastOpenInChild(const Plan& plan) {
+  if (plan.shareNetwork || plan.landlock.handledNet == 0) return 0;
+  long fd = sys(SYS_openat, AT_FDCWD, "/proc/sys/net/ipv4/tcp_fastopen", O_WRONLY | O_CLOEXEC);
+  int err = sysError(fd);
+  if (err == ENOENT || err == EROFS || err == EACCES) return 0;
+  if (err != 0) return err;
+  long n = sys(SYS_write, fd, "0\n", 2);
+  sys(SYS_close, fd);
+  return sysError(n);
 }
 
 int setupNetworkInChild(const Plan& plan, const Prepared& prep, Step* step, int* index) {

@@ -30,6 +30,14 @@ namespace {
 // /proc/sys/fs/pipe-user-pages-soft (64 MiB by default) whether used or not: growing every pipe
 // would exhaust it after 32 tunnels, and the kernel then gives new pipes 2 pages. An
 // unprivileged user over that limit gets EPERM here; the pipe keeps its size.
+//
+// The soft limit counts every pipe of the uid, in every process: once a uid is over it, each
+// new pipe of an unprivileged process of that uid gets 2 pages instead of 16 (fs/pipe.c,
+// alloc_pipe_info), so a launcher whose relays filled it would starve the caller's other
+// programs. The kernel says nothing about the total, but F_SETPIPE_SZ growing a pipe fails
+// with EPERM exactly when the uid would then be over the soft (or hard) limit, and a new pipe
+// comes out smaller than 64 KiB when it is over already; HasPipeRoom() asks with a scratch pipe.
+// (A process with CAP_SYS_RESOURCE or CAP_SYS_ADMIN is exempt, so root always has room.)
 constexpr int kPipeSize = 1 << 20;
 constexpr size_t kDefaultPipeSize = 64 * 1024;  // 16 pages, man 7 pipe
 // Rounds of read-then-write per wakeup, so one busy tunnel cannot starve the loop; the poll is
@@ -41,6 +49,25 @@ void closeFd(int& fd) {
   fd = -1;
 }
 
+// Whether the uid may still add `bytes` of pipe buffers (one scratch pipe grown to that size,
+// then closed) without going over pipe-user-pages-soft: 0, ENOBUFS when it may not, or the errno
+// of pipe2 (EMFILE...). `bytes` must not exceed /proc/sys/fs/pipe-max-size (EPERM there too).
+int HasPipeRoom(int bytes) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) return errno;
+  int err = 0;
+  int size = fcntl(p[1], F_GETPIPE_SZ);
+  if (size < 0)
+    err = errno;
+  else if (static_cast<size_t>(size) < kDefaultPipeSize)
+    err = ENOBUFS;  // already over the soft limit: the kernel gave this pipe 2 pages
+  else if (bytes > size && fcntl(p[1], F_SETPIPE_SZ, bytes) < 0)
+    err = errno == EPERM ? ENOBUFS : errno;
+  close(p[0]);
+  close(p[1]);
+  return err;
+}
+
 }  // namespace
 
 Napi::Function Relay::Init(Napi::Env env) {
@@ -49,9 +76,13 @@ Napi::Function Relay::Init(Napi::Env env) {
       {InstanceMethod("start", &Relay::Start), InstanceMethod("close", &Relay::Close)});
 }
 
-// new Relay(upHead: Buffer, downHead: Buffer, idleMs: number, onDone[, growPipes: boolean]):
-// nothing is opened yet. growPipes false keeps both pipes at the default 64 KiB (the caller's
-// pipe budget has no room for 1 MiB ones, see lib/net/budget.ts).
+// new Relay(upHead: Buffer, downHead: Buffer, idleMs: number, onDone[, growPipes: boolean[,
+// pipeRoom: number]]): nothing is opened yet. growPipes false keeps both pipes at the default
+// 64 KiB (the caller's pipe budget has no room for 1 MiB ones, see lib/net/budget.ts).
+// pipeRoom > 0: bytes of pipe buffers the uid must still be able to add under
+// pipe-user-pages-soft once this relay's pipes exist (and again after a pipe grows), for the
+// uid's other processes; start() returns ENOBUFS when it cannot, and a pipe that would eat into
+// it does not grow. 0: no check.
 Relay::Relay(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Relay>(info) {
   Napi::Env env = info.Env();
   if (info.Length() < 4 || !info[0].IsBuffer() || !info[1].IsBuffer() || !info[2].IsNumber() ||
@@ -74,6 +105,10 @@ Relay::Relay(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Relay>(info) {
   idleMs_ = static_cast<uint64_t>(idle);
   if (info.Length() > 4 && info[4].IsBoolean() && !info[4].As<Napi::Boolean>().Value()) {
     for (auto& d : dir_) d.grown = true;  // "already tried": never grows
+  }
+  if (info.Length() > 5 && info[5].IsNumber()) {
+    int64_t room = info[5].As<Napi::Number>().Int64Value();
+    pipeRoom_ = room > 0 && room <= kPipeSize ? static_cast<int>(room) : 0;
   }
   onDone_ = Napi::Persistent(info[3].As<Napi::Function>());
   env_ = env;
@@ -114,6 +149,8 @@ Napi::Value Relay::Start(const Napi::CallbackInfo& info) {
       break;
     }
   }
+  // With our two pipes counted, the uid must still have room for pipeRoom_ more (see kPipeSize).
+  if (err == 0 && pipeRoom_ > 0) err = HasPipeRoom(pipeRoom_);
   if (err != 0) {
     Release();
     return Napi::Number::New(env, err);
@@ -187,7 +224,11 @@ int Relay::Pump(int index) {
     lastActivity_ = uv_now(loop_);
     if (!d.grown && d.inPipe >= kDefaultPipeSize) {
       d.grown = true;
-      fcntl(d.pipe[1], F_SETPIPE_SZ, kPipeSize);  // best effort, see kPipeSize
+      // Best effort, see kPipeSize; undone when the uid has no room left beyond it. Shrinking
+      // back cannot fail: the pipe holds at most the 16 pages it had.
+      if (fcntl(d.pipe[1], F_SETPIPE_SZ, kPipeSize) >= 0 && pipeRoom_ > 0 &&
+          HasPipeRoom(pipeRoom_) != 0)
+        fcntl(d.pipe[1], F_SETPIPE_SZ, static_cast<int>(kDefaultPipeSize));
     }
   }
   return 0;

@@ -49,6 +49,7 @@ class Relay : public Napi::ObjectWrap<Relay>, public EnvResource {
   int events_[2] = {0, 0};
   uv_timer_t* timer_ = nullptr;
   uint64_t idleMs_ = 0;
+  int pipeRoom_ = 0;  // bytes of pipe buffers the uid must keep free (0: no check), see relay.cc
   uint64_t lastActivity_ = 0;
   Direction dir_[2];  // 0: client -> upstream (up), 1: upstream -> client (down)
   bool running_ = false;

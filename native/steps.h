@@ -43,6 +43,7 @@
   X(30, IdmapMount, "idmap-mount", "mount_setattr")   /* parent: idmapped rw grant (index) */  \
   X(31, Landlock, "landlock", "landlock_add_rule")    /* ruleset (index: rule) or entering */  \
   X(32, Cgroup, "cgroup", "write")                    /* parent: clone3 into v2, or procs */   \
-  X(33, Budget, "kernel-budget", "write")             /* one /proc/sys/user limit (index) */
+  X(33, Budget, "kernel-budget", "write")             /* one /proc/sys/user limit (index) */   \
+  X(34, FastOpen, "fast-open", "write")               /* net.ipv4.tcp_fastopen=0 (net.cc) */
 
 #endif /* STOCKADE_STEPS_H_ */

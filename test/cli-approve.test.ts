@@ -79,6 +79,34 @@ describe('what counts as growth', () => {
       }),
       ['filesystem.deny no longer hides /srv/work/keys', 'filesystem.denyDefaults turned off'],
     );
+    assert.deepEqual(
+      grew((p) => p.filesystem && (p.filesystem.allowSockets = true)),
+      ['filesystem.allowSockets'],
+    );
+  });
+
+  test('dropping a restriction the policy opted into grows', () => {
+    const strict: Policy = { command: ['/bin/true'], seccomp: 'strict', localPorts: [8080] };
+    const loosened = (change: (p: Policy) => void) => {
+      const next = structuredClone(strict);
+      change(next);
+      return grownGrants(policyGrants(strict), policyGrants(next));
+    };
+    assert.deepEqual(
+      loosened((p) => delete p.seccomp),
+      ['no longer: seccomp strict'],
+    );
+    // With no network, no local ports means Landlock leaves TCP alone.
+    assert.deepEqual(
+      loosened((p) => delete p.localPorts),
+      ['no longer: TCP ports restricted to localPorts'],
+    );
+    // Under a proxy the TCP rules hold anyway: fewer local ports is less.
+    const proxied: Policy = { ...strict, network: { allow: ['api.example.com'] } };
+    assert.deepEqual(grownGrants(policyGrants(proxied), policyGrants({ ...proxied, localPorts: [] })), []);
+    // An approval recorded before restrictions existed has none to lose.
+    const { restrictions: _, ...old } = policyGrants(strict);
+    assert.deepEqual(grownGrants(old, policyGrants({ command: ['/bin/true'], localPorts: [8080] })), []);
   });
 
   test('less, or the same again, does not', () => {

@@ -27,6 +27,8 @@ function tempDir(prefix: string): string {
 async function wrap(argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
+  // No registry is asked here: pinning npx/uvx servers has its own test (test/wrap-pin.test.ts).
+  if (!argv.includes('--undo') && argv.length > 0) argv = [...argv, '--no-pin'];
   const io = { stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) } };
   // As lib/cli/main.ts does: a thrown usage error is one line and its exit status.
   const code = await main(argv, io).catch((e: unknown) => {

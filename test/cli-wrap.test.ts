@@ -24,6 +24,8 @@ function copy(fixture: string, config: string): string {
 async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
+  // No registry is asked here: pinning npx/uvx servers has its own test (test/wrap-pin.test.ts).
+  if (!argv.includes('--undo') && argv.length > 0) argv = [...argv, '--no-pin'];
   const io = { stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) } };
   // As lib/cli/main.ts does: a thrown usage error is one line and its exit status.
   const code = await main(argv, io).catch((e: unknown) => {

@@ -3,8 +3,11 @@
 // that answers nonsense, a sandbox that floods DNS over TCP and never reads, one that asks for
 // names without end, a ClientHello followed by plaintext, and the fd budget.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import * as tls from 'node:tls';
 import { hostBudget } from '../lib/net/budget';
@@ -42,6 +45,35 @@ async function rawUpstream(answer: (n: number) => Buffer | string): Promise<Serv
     }),
     UPSTREAM_HOST,
   );
+}
+
+/** The lines a child writes, one at a time. */
+function readLines(stream: Readable): { next(): Promise<string> } {
+  const lines: string[] = [];
+  const waiting: ((l: string) => void)[] = [];
+  let rest = '';
+  stream.on('data', (c: Buffer) => {
+    rest += c.toString();
+    let nl = rest.indexOf('\n');
+    while (nl >= 0) {
+      const line = rest.slice(0, nl);
+      rest = rest.slice(nl + 1);
+      const w = waiting.shift();
+      if (w) w(line);
+      else lines.push(line);
+      nl = rest.indexOf('\n');
+    }
+  });
+  // At the end, every waiter gets '' (and JSON.parse fails the test instead of hanging it).
+  stream.on('end', () => {
+    for (const w of waiting.splice(0)) w('');
+  });
+  return {
+    next: () => {
+      const l = lines.shift();
+      return l !== undefined ? Promise.resolve(l) : new Promise((resolve) => waiting.push(resolve));
+    },
+  };
 }
 
 function get(port: number, path: string, hostPort: string): Promise<{ data: Buffer }> {
@@ -210,6 +242,85 @@ describe('hostile sandboxes', () => {
     }
   });
 
+  it('ClientHello, plaintext, then a placeholder split across writes: bytesUp is exactly what the listener received, and that has no placeholder', async () => {
+    const placeholder = makePlaceholder('TOKEN');
+    const set = new PlaceholderSet([{ name: 'TOKEN', placeholder }]);
+    const violations: string[] = [];
+    const guard: PlaintextGuard = {
+      find: (d) => set.find(d)?.name,
+      stream: () => set.stream(),
+      violation: (v) => violations.push(`${v.secret}@${v.host}:${v.via}`),
+    };
+    const capture = await listen(createServer());
+    const hello = new Promise<Buffer>((resolve) => capture.once('connection', (s: Socket) => s.once('data', resolve)));
+    const t = tls.connect({ host: '127.0.0.1', port: portOf(capture), servername: 'good.test' });
+    t.on('error', () => {});
+    const clientHello = await hello;
+    t.destroy();
+    await closeServer(capture);
+
+    let received = Buffer.alloc(0);
+    let listenerClosed = false;
+    const plain = await listen(
+      createServer((s) => {
+        s.on('error', () => {});
+        s.on('data', (c: Buffer) => {
+          received = Buffer.concat([received, c]);
+        });
+        s.on('close', () => {
+          listenerClosed = true;
+        });
+      }),
+      UPSTREAM_HOST,
+    );
+    const hp = `good.test:${portOf(plain)}`;
+    const p = await startProxy({ allow: [hp], resolve: [`${hp}:${UPSTREAM_HOST}`] }, { guard });
+    try {
+      for (const via of ['connect', 'socks'] as const) {
+        received = Buffer.alloc(0);
+        listenerClosed = false;
+        const s = connect({ host: '127.0.0.1', port: via === 'connect' ? p.httpPort : p.socksPort });
+        s.on('error', () => {});
+        if (via === 'connect') {
+          s.write(`CONNECT ${hp} HTTP/1.1\r\nHost: ${hp}\r\n\r\n`);
+          await readUntil(s, '200 Connection Established');
+        } else {
+          const port = portOf(plain);
+          s.write(Buffer.concat([Buffer.from([5, 1, 0, 5, 1, 0, 3, 9]), Buffer.from('good.test'), Buffer.from([port >> 8, port & 255])]));
+          s.resume();
+          await waitFor(() => s.bytesRead >= 12, 'the SOCKS5 success reply');
+        }
+        s.write(clientHello);
+        await waitFor(() => received.length >= clientHello.length, 'the ClientHello to arrive');
+        // Plaintext that is fine, then the placeholder cut in three: its first bytes sit in the
+        // scanner until the rest shows what they are, and are never forwarded.
+        const safe = 'GET /?q=fine HTTP/1.1\r\nHost: good.test\r\nX-A: ';
+        s.write(safe);
+        await waitFor(() => received.length >= clientHello.length + safe.length, 'the safe plaintext to arrive');
+        s.write(placeholder.slice(0, 5));
+        await new Promise((r) => setImmediate(r));
+        s.write(placeholder.slice(5, 12));
+        await new Promise((r) => setImmediate(r));
+        s.write(`${placeholder.slice(12)}\r\n\r\n`);
+        await once(s, 'close');
+        await waitFor(() => listenerClosed, 'the listener to see the connection end');
+        await waitFor(() => p.records.some((r) => r.via === via && r.decision === 'deny'), `the ${via} record`);
+        const rec = p.records.filter((r) => r.via === via && r.decision === 'deny').at(-1);
+        assert.ok(
+          received.equals(Buffer.concat([clientHello, Buffer.from(safe)])),
+          `the listener got ${JSON.stringify(received.subarray(clientHello.length).toString('latin1'))}`,
+        );
+        assert.ok(!received.includes(placeholder.slice(0, 5)), 'a piece of the placeholder reached the listener');
+        assert.equal(rec?.bytesUp, received.length);
+        assert.match(rec?.rule ?? '', /^placeholder of secret TOKEN sent in plaintext to good\.test:\d+$/);
+      }
+      assert.deepEqual(violations, ['TOKEN@good.test:connect', 'TOKEN@good.test:socks']);
+    } finally {
+      await p.close();
+      await closeServer(plain);
+    }
+  });
+
   it('a connection flood past maxConnections: refused at once, fd and memory growth bounded, all given back', async () => {
     const p = await startProxy({ allow: ['good.test'], limits: { maxConnections: 100 } });
     const fds0 = openFds();
@@ -231,6 +342,57 @@ describe('hostile sandboxes', () => {
     for (const s of sockets) s.destroy();
     await waitFor(() => p.proxy.connections === 0 && openFds() <= fds0 + 4, 'every fd to be given back', 10_000);
     await p.close();
+  });
+
+  it('an application under `ulimit -n 512` flooded with tunnels keeps half its fds: no EMFILE for it, refusals audited', async () => {
+    const up = await echoUpstream();
+    const hp = `echo.test:${portOf(up)}`;
+    // The embedding application: a proxy with the default maxFds (4096, far above what the
+    // process has), which then opens 200 files of its own while the flood holds every tunnel.
+    const app = `
+      const { EgressProxy } = require(${JSON.stringify(path.join(__dirname, '..', 'lib', 'net', 'proxy.js'))});
+      const net = require('node:net');
+      const fs = require('node:fs');
+      const proxy = new EgressProxy({ allow: [${JSON.stringify(hp)}], resolve: [${JSON.stringify(`${hp}:${UPSTREAM_HOST}`)}] }, 'app');
+      const refusals = [];
+      proxy.on('egress', (r) => { if (/budget: host file descriptor budget/.test(r.rule + ' ' + (r.error ?? ''))) refusals.push(r.rule); });
+      const server = net.createServer().listen(0, '127.0.0.1', () => {
+        proxy.serveHttpProxy(server);
+        console.log(JSON.stringify({ port: server.address().port }));
+      });
+      process.stdin.once('data', () => {
+        const opened = [];
+        let error = null;
+        try { for (let i = 0; i < 200; i++) opened.push(fs.openSync('/dev/null', 'r')); } catch (e) { error = e.code; }
+        for (const fd of opened) fs.closeSync(fd);
+        console.log(JSON.stringify({ opened: opened.length, error, refusals: refusals.length, limit: require('node:fs').readFileSync('/proc/self/limits', 'utf8').match(/Max open files\\s+(\\d+)/)[1] }));
+        process.exit(0);
+      });`;
+    const child = spawn('sh', ['-c', 'ulimit -n 512 && exec "$0" -e "$1"', process.execPath, app], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const lines = readLines(child.stdout);
+    const { port } = JSON.parse(await lines.next()) as { port: number };
+    const clients: Socket[] = [];
+    try {
+      let answered = 0;
+      for (let i = 0; i < 400; i++) {
+        const s = connect({ host: '127.0.0.1', port });
+        s.on('error', () => {});
+        clients.push(s);
+        s.write(`CONNECT ${hp} HTTP/1.1\r\nHost: ${hp}\r\n\r\n`);
+        s.once('data', () => answered++);
+      }
+      await waitFor(() => answered + clients.filter((c) => c.destroyed).length >= 400, 'every CONNECT to be answered or refused', 20_000);
+      child.stdin.write('check\n');
+      const r = JSON.parse(await lines.next()) as { opened: number; error: string | null; refusals: number; limit: string };
+      assert.equal(r.limit, '512');
+      assert.deepEqual({ opened: r.opened, error: r.error }, { opened: 200, error: null });
+      assert.ok(r.refusals > 0, 'the flood never reached the host budget');
+    } finally {
+      for (const s of clients) s.destroy();
+      child.kill();
+      await once(child, 'exit');
+      await closeServer(up);
+    }
   });
 
   it('a tunnel that does not fit the host pipe budget is relayed in JavaScript, bytes intact', async () => {

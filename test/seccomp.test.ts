@@ -371,22 +371,25 @@ describe('violations name the syscall and the deciding argument', () => {
     );
   });
 
-  test('answered refusals are named with their errno, and the run goes on', async () => {
-    const names = ['socket_packet', 'socket_inet_packet', 'socketpair_vsock', 'ioctl_tiocsti', 'personality_addr_no_randomize', 'clone'];
-    const r = await violationsOf(binary, names, { filesystem: { readOnly: [dir] } });
-    assert.equal(r.signal, null);
-    // The first refusal of each syscall is reported (a loop cannot flood the launcher):
-    // socket_inet_packet is answered, not reported again.
-    assert.deepEqual(
-      r.violations.map((v) => [v.action, v.errno, v.message]),
-      [
-        ['refused', 'EAFNOSUPPORT', 'refused: socket(AF_PACKET, SOCK_RAW) is not allowed in the sandbox (EAFNOSUPPORT)'],
-        ['refused', 'EAFNOSUPPORT', 'refused: socketpair(AF_VSOCK, SOCK_STREAM) is not allowed in the sandbox (EAFNOSUPPORT)'],
-        ['refused', 'EPERM', 'refused: ioctl(TIOCSTI) is not allowed in the sandbox (EPERM)'],
-        ['refused', 'EPERM', 'refused: personality(0x40000) is not allowed in the sandbox (EPERM)'],
-      ],
-    );
-  });
+  // The argument rules are common to both profiles (emitCommon in native/seccomp.cc).
+  for (const profile of ['default', 'strict'] as const) {
+    test(`${profile}: answered refusals are named with their errno, and the run goes on`, async () => {
+      const names = ['socket_packet', 'socket_inet_packet', 'socketpair_vsock', 'ioctl_tiocsti', 'personality_addr_no_randomize', 'clone'];
+      const r = await violationsOf(binary, names, { filesystem: { readOnly: [dir] }, seccomp: profile });
+      assert.equal(r.signal, null);
+      // The first refusal of each syscall is reported (a loop cannot flood the launcher):
+      // socket_inet_packet is answered, not reported again.
+      assert.deepEqual(
+        r.violations.map((v) => [v.action, v.errno, v.message]),
+        [
+          ['refused', 'EAFNOSUPPORT', 'refused: socket(AF_PACKET, SOCK_RAW) is not allowed in the sandbox (EAFNOSUPPORT)'],
+          ['refused', 'EAFNOSUPPORT', 'refused: socketpair(AF_VSOCK, SOCK_STREAM) is not allowed in the sandbox (EAFNOSUPPORT)'],
+          ['refused', 'EPERM', 'refused: ioctl(TIOCSTI) is not allowed in the sandbox (EPERM)'],
+          ['refused', 'EPERM', 'refused: personality(0x40000) is not allowed in the sandbox (EPERM)'],
+        ],
+      );
+    });
+  }
 
   test('a process that catches SIGSYS is killed by SIGKILL instead, the call still never runs', async () => {
     // python3 installs a SIGSYS handler, then calls unshare(CLONE_NEWUSER) through ctypes: the

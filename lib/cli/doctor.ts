@@ -48,6 +48,7 @@ export async function main(argv: string[]): Promise<number> {
     ['seccomp', report.seccomp, true],
     ['AppArmor', report.apparmor, true],
     ['Landlock', report.landlock, false],
+    ['Landlock denials', report.landlockAudit, false],
     ['cgroup v2 delegation', report.cgroupDelegation, false],
     ['limits', report.limitsCheck, false],
   ];

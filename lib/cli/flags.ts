@@ -36,6 +36,7 @@ const OPTIONS = {
   'allow-sockets': { type: 'boolean' },
   profile: { type: 'string' },
   seccomp: { type: 'string' },
+  'local-port': { type: 'string', multiple: true },
 } as const;
 
 export interface ParsedRunArgs {
@@ -75,6 +76,7 @@ export function parseRunArgs(argv: string[]): ParsedRunArgs {
     allowSockets: v['allow-sockets'],
     profile: v.profile,
     seccomp: v.seccomp,
+    localPorts: v['local-port'],
     command: command.length ? command : undefined,
   };
   for (const k of Object.keys(flags) as (keyof RunFlags)[]) if (flags[k] === undefined) delete flags[k];
@@ -113,6 +115,7 @@ export interface RunFlags {
   allowSockets?: boolean;
   profile?: string;
   seccomp?: string;
+  localPorts?: string[];
   /** The command and its arguments (everything after `--`). */
   command?: string[];
 }
@@ -143,6 +146,7 @@ const FLAG_FOR_PATH: [string, string][] = [
   ['/limits/timeout', '--timeout'],
   ['/profile', '--profile'],
   ['/seccomp', '--seccomp'],
+  ['/localPorts', '--local-port'],
   ['/command', '--'],
 ];
 
@@ -170,6 +174,7 @@ export function flagsToPolicy(flags: RunFlags, cwd: string = process.cwd(), vali
   if (flags.command?.length) p.command = [...flags.command];
   if (flags.profile !== undefined) p.profile = flags.profile as Policy['profile'];
   if (flags.seccomp !== undefined) p.seccomp = flags.seccomp as Policy['seccomp'];
+  if (flags.localPorts?.length) p.localPorts = flags.localPorts.map((v) => numberOrString(v) as number);
   if (
     flags.ro?.length ||
     flags.rw?.length ||

@@ -1,4 +1,4 @@
-// Pinned servers (supply chain): `npx -y PKG` runs whatever the registry calls PKG's latest
+// Pinned servers (supply chain; PyPI's uvx in ./pypi-pin.ts): `npx -y PKG` runs whatever the registry calls PKG's latest
 // version today. A policy with `package: { name, version, integrity }` runs exactly that
 // version, and only if its tarball is the one pinned:
 //
@@ -22,6 +22,9 @@ import * as path from 'node:path';
 import type { PolicyLaunch } from '../policy';
 import type { PackagePin } from '../policy/types';
 import { type SandboxedProcess, spawnSandboxed } from '../process';
+import { npxPackage } from './package-resolve';
+
+export { npxPackage } from './package-resolve';
 
 /** A lockfile larger than this is not npx's. */
 const MAX_FILE_BYTES = 64 * 1024 * 1024;
@@ -30,25 +33,12 @@ export class PackagePinError extends Error {
   readonly code = 'ERR_STOCKADE_PACKAGE_PIN';
 }
 
-/** `npx [-y|--yes] SPEC ...`: where SPEC is, and its name and version range. */
-export function npxPackage(command: readonly string[]): { index: number; name: string; range: string } | undefined {
-  if (path.basename(command[0] ?? '') !== 'npx') return undefined;
-  for (let i = 1; i < command.length; i++) {
-    const a = command[i];
-    if (a === '-y' || a === '--yes' || a === '-q' || a === '--quiet') continue;
-    if (a.startsWith('-')) return undefined; // -p/--package/-c forms: not pinned by this module
-    const at = a.indexOf('@', a.startsWith('@') ? 1 : 0);
-    return at < 0 ? { index: i, name: a, range: 'latest' } : { index: i, name: a.slice(0, at), range: a.slice(at + 1) };
-  }
-  return undefined;
-}
-
 /**
  * Reads `rel` below `root` (the sandbox-writable cache) the way a setuid helper would: every
  * component lstat'ed (no symlinks), the file opened with O_NOFOLLOW and checked to be the same
  * inode that was lstat'ed.
  */
-function readBelow(root: string, rel: string): Buffer {
+export function readBelow(root: string, rel: string): Buffer {
   let at = root;
   for (const part of rel.split('/')) {
     at = path.join(at, part);
@@ -89,6 +79,30 @@ function installedIntegrity(cache: string, pin: PackagePin): string {
   }
 }
 
+/**
+ * The program npx runs for the installed pin: the package's bin (the only one, or the one named
+ * like the package), as `_npx/HASH/node_modules/.bin/BIN` below the cache. `stockade serve` runs
+ * it directly, from a cache its sessions get read-only (lib/serve/trust.ts).
+ */
+export function installedBin(cache: string, pin: PackagePin): string {
+  const dirs = fs.readdirSync(path.join(cache, '_npx'));
+  if (dirs.length !== 1) throw new PackagePinError(`stockade: expected one npx install of ${pin.name}, found ${dirs.length}`);
+  const rel = `_npx/${dirs[0]}/node_modules`;
+  let manifest: { bin?: unknown };
+  try {
+    manifest = JSON.parse(readBelow(cache, `${rel}/${pin.name}/package.json`).toString('utf8'));
+  } catch (err) {
+    if (err instanceof PackagePinError) throw err;
+    throw new PackagePinError(`stockade: the installed ${pin.name} has no readable package.json`);
+  }
+  const own = pin.name.slice(pin.name.lastIndexOf('/') + 1);
+  const bins = typeof manifest.bin === 'string' ? [own] : manifest.bin && typeof manifest.bin === 'object' ? Object.keys(manifest.bin) : [];
+  const bin = bins.length === 1 ? bins[0] : bins.find((b) => b === own);
+  if (bin === undefined || !/^[A-Za-z0-9@._-]+$/.test(bin))
+    throw new PackagePinError(`stockade: ${pin.name} names no single program to run`);
+  return path.join(cache, rel, '.bin', bin);
+}
+
 function finished(child: SandboxedProcess): Promise<number | null> {
   return new Promise((resolve, reject) => {
     child.on('error', reject);
@@ -97,11 +111,21 @@ function finished(child: SandboxedProcess): Promise<number | null> {
 }
 
 /**
- * The install phase and the verification. Resolves with the launch for the run phase; rejects
- * with PackagePinError when the tarball does not match the pin.
+ * The install phase and the verification, for an npx or a uvx (./pypi-pin.ts) server. Resolves
+ * with the launch for the run phase; rejects with PackagePinError when the package does not
+ * match the pin. `registryNamed(host)`: does the user's policy itself allow that registry host
+ * (then the run phase keeps it)?
  */
-export async function installPinned(launch: PolicyLaunch, pin: PackagePin, registryNamed: boolean): Promise<PolicyLaunch> {
+export async function installPinned(
+  launch: PolicyLaunch,
+  pin: PackagePin,
+  registryNamed: (host: string) => boolean,
+): Promise<PolicyLaunch> {
   const command = [launch.command, ...launch.args];
+  if (path.basename(launch.command) === 'uvx') {
+    const { installPinnedPypi } = require('./pypi-pin') as typeof import('./pypi-pin');
+    return installPinnedPypi(launch, pin, registryNamed);
+  }
   const spec = npxPackage(command);
   if (spec === undefined || spec.name !== pin.name) {
     throw new PackagePinError(
@@ -133,7 +157,7 @@ export async function installPinned(launch: PolicyLaunch, pin: PackagePin, regis
   args[spec.index - 1] = wanted;
   const network = launch.options.network;
   const options = { ...launch.options, env: { ...env, npm_config_offline: 'true' } };
-  if (typeof network === 'object' && !registryNamed) {
+  if (typeof network === 'object' && !registryNamed('registry.npmjs.org')) {
     options.network = { ...network, allow: network.allow.filter((h) => h !== 'registry.npmjs.org') };
   }
   return { ...launch, args, options };

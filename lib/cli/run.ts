@@ -53,6 +53,9 @@ Network:
                           the sandbox gets a placeholder in NAME; the proxy puts the launcher's
                           real NAME on requests to HOST (default: Authorization: Bearer {secret})
   --upstream-ca FILE      an extra CA the proxy trusts for upstream servers
+  --local-port PORT       a TCP port the server serves on its own loopback (repeatable); with
+                          Landlock ABI 4 every other port is refused (EACCES) with --allow-net,
+                          and with --net none once one is given
 Limits:
   --memory SIZE           memory of the whole sandbox (default 2g or half the RAM); see doctor
   --pids N                processes and threads of the whole sandbox (default 1024)
@@ -161,8 +164,10 @@ export async function main(argv: string[]): Promise<number> {
     const say = (line: string) => process.stderr.write(`${line}\n`);
     if (policyFile) trust = launchTrust(policyFile, filePolicy, launch, logger, say);
     if (merged.package) {
+      // The registry stays reachable in the run phase only if the user's policy itself names it
+      // (not the profile, which adds it for the install).
       const net = merged.network;
-      launch = await installPinned(launch, merged.package, typeof net === 'object' && net.allow.includes('registry.npmjs.org'));
+      launch = await installPinned(launch, merged.package, (host) => typeof net === 'object' && net.allow.includes(host));
     }
   } catch (err) {
     if (err instanceof SandboxOptionsError) throw new UsageError(err.message);
@@ -190,7 +195,14 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
     // No addon: spawnSandboxed reports that below.
   }
   // Pinned tools need the tool layer; with no --tools it allows every tool and only the pins decide.
-  const filtered = launch.tools !== undefined || trust !== undefined;
+  const filtered = launch.tools !== undefined || trust !== undefined || launch.toolGrants !== undefined;
+  // The sandbox's current grant (lib/mcp/tool-grants.ts): per-tool grants narrow egress and
+  // injection to the calls in flight; without them every decision is still joined to those calls.
+  let grants: import('../mcp/tool-grants').ToolGrants | undefined;
+  if (filtered) {
+    const { ToolGrants } = require('../mcp/tool-grants') as typeof import('../mcp/tool-grants');
+    grants = new ToolGrants(launch.toolGrants);
+  }
   const report = new DenialReport(stderrLine, !launch.verbose);
   // Signal handlers before the spawn: the payload may run before 'spawn' is emitted (a signal
   // then is held by SandboxedProcess until the sandbox exists), and a signal that came in before
@@ -204,7 +216,12 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
   };
   for (const [s, h] of handlers) process.on(s, h);
   try {
-    child = spawnSandboxed(launch.command, launch.args, { ...launch.options, stdio: filtered ? ['pipe', 'pipe', 2] : [0, 1, 2], logger });
+    child = spawnSandboxed(launch.command, launch.args, {
+      ...launch.options,
+      stdio: filtered ? ['pipe', 'pipe', 2] : [0, 1, 2],
+      logger,
+      ...(grants ? { grantScope: grants } : {}),
+    });
   } catch (err) {
     unhook();
     if (err instanceof SandboxOptionsError) throw new UsageError(err.message);
@@ -231,16 +248,24 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
       logger?.warn({ event: 'mcp.stream_error', err: err.message }, 'tool layer stream error');
       stop();
     });
-    // Correlation: what the server did on the network, and which violations it committed, while
-    // tool calls were in flight. One line per event, naming the calls (request id and tool).
-    const during = (event: string, record: object) => {
-      const calls = filter.activeCalls();
-      if (calls.length > 0) logger?.info({ event, calls: calls.map((c) => ({ id: c.id, tool: c.tool })), ...record });
+    grants?.attach(() => filter.activeCalls());
+    // A call ended: connections only its grant allowed are cut (lib/mcp/tool-grants.ts).
+    filter.on('tool-call', () => grants?.recheck());
+    // Correlation: what the server did on the network, which secrets were injected and which
+    // violations it committed while tool calls were in flight. One line per event, naming the
+    // calls (request id and tool): those the decision was made for (the proxy and the
+    // interceptor record them when they decide: an egress record is written when its connection
+    // ends, maybe after the call), else the calls in flight now.
+    type Joined = { calls?: { id: string | number | null; tool: string }[] };
+    const during = (event: string, key: string, record: Joined) => {
+      const calls = record.calls ?? filter.activeCalls().map((c) => ({ id: c.id, tool: c.tool }));
+      if (calls.length > 0) logger?.[event === 'mcp.tool_violation' ? 'warn' : 'info']({ event, calls, [key]: record });
     };
-    sandbox.on('egress', (record: object) => during('mcp.tool_egress', { egress: record }));
+    sandbox.on('egress', (record: Joined) => during('mcp.tool_egress', 'egress', record));
+    sandbox.on('injected', (record: Joined) => during('mcp.tool_injection', 'injection', record));
     sandbox.on(
       'audit',
-      (record: { event?: string }) => record.event === 'violation' && during('mcp.tool_violation', { violation: record }),
+      (record: Joined & { event?: string }) => record.event === 'violation' && during('mcp.tool_violation', 'violation', record),
     );
   }
   return new Promise((resolve) => {

@@ -1,25 +1,27 @@
-// `stockade update POLICY`: moves a server's package pin deliberately. Asks the registry (with
-// the user's own npm and its configuration) what the command's package resolves to now, shows
+// `stockade update POLICY`: moves a server's package pin deliberately. Asks the registry (npm
+// through the user's own npm; PyPI's JSON API, lib/cli/package-resolve.ts) what the command's
+// package (npx or uvx) resolves to now, shows
 // the version change, and records name, version and integrity in the policy; an approved policy
 // is approved again with the new pin, since running this command is the consent.
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { approvalFiles, readApproval, writeApproval } from '../approval';
 import { loadPolicy } from '../policy';
-import type { PackagePin, Policy } from '../policy/types';
+import type { Policy } from '../policy/types';
 import { parseCommandArgs } from './args';
 import { UsageError } from './errors';
-import { npxPackage } from './package-pin';
+import { commandPackage, resolveCommandPackage } from './package-resolve';
 
 function updateUsage(): string {
   return `Usage: stockade update POLICY
+       stockade update CONFIG NAME     (the policy of server NAME in a wrapped client config)
 
-Pins the package of an \`npx -y PKG\` server: asks the registry (with your npm and its
-configuration) for the version PKG resolves to now, shows the change, and records
-package: { name, version, integrity } in POLICY (a JSON policy). The launcher then installs
-exactly that version, checks its tarball against the integrity before it runs, and runs it
-with the registry out of reach.`;
+Pins the package of an \`npx -y PKG\` or \`uvx PKG\` server: asks the registry (npm with
+your configuration; PyPI's JSON API at PIP_INDEX_URL / UV_INDEX_URL, default pypi.org) for the
+version PKG resolves to now, shows the change, and records package: { name, version,
+integrity } in POLICY (a JSON policy). The launcher then installs exactly that version, checks
+its tarball (or wheel) against the integrity before any of it runs, and runs it with the
+registry out of reach.`;
 }
 
 interface CliIO {
@@ -27,40 +29,25 @@ interface CliIO {
   stderr: { write(s: string): unknown };
 }
 
-/** The registry's answer for name@range, through npm itself (registry, auth and proxy as the user configured them). */
-function resolvePackage(name: string, range: string, env: NodeJS.ProcessEnv = process.env): PackagePin {
-  let out: string;
-  try {
-    out = execFileSync('npm', ['view', `${name}@${range}`, 'name', 'version', 'dist.integrity', '--json'], {
-      env,
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: 60_000,
-      maxBuffer: 16 * 1024 * 1024,
-    });
-  } catch (err) {
-    const said = String((err as { stderr?: string }).stderr ?? (err as Error).message)
-      .split('\n')
-      .find((l) => l.trim() !== '');
-    throw new UsageError(`npm view ${name}@${range} failed: ${said ?? 'no output'}`);
-  }
-  let doc = JSON.parse(out) as unknown;
-  // A range matching several versions gives an array, oldest first: the newest wins, as npm install picks.
-  if (Array.isArray(doc)) doc = doc[doc.length - 1];
-  const d = doc as { name?: unknown; version?: unknown; 'dist.integrity'?: unknown };
-  if (typeof d?.name !== 'string' || typeof d.version !== 'string' || typeof d['dist.integrity'] !== 'string') {
-    throw new UsageError(`npm view ${name}@${range} gave no name, version and integrity`);
-  }
-  return { name: d.name, version: d.version, integrity: d['dist.integrity'] };
-}
-
 export async function main(argv: string[], io: CliIO = process): Promise<number> {
-  const { values, positionals } = parseCommandArgs(argv, { command: 'update', positional: 'POLICY', options: {} });
+  const { values, positionals } = parseCommandArgs(argv, { command: 'update', positional: 'POLICY', min: 1, max: 2, options: {} });
   if (values.help) {
     io.stdout.write(`${updateUsage()}\n`);
     return 0;
   }
-  const [file] = positionals;
+  let file = positionals[0];
+  // A policy wrap wrote has no command: the client config runs it after `--`.
+  let command: string[] | undefined;
+  if (positionals.length === 2) {
+    const { policyOfServer, WrapError } = require('./wrap') as typeof import('./wrap');
+    try {
+      ({ policy: file, command } = policyOfServer(positionals[0], positionals[1]));
+    } catch (err) {
+      if (!(err instanceof WrapError)) throw err;
+      io.stderr.write(`stockade update: ${err.message}\n`);
+      return 2;
+    }
+  }
   if (!file.endsWith('.json'))
     throw new UsageError('update rewrites JSON policies only; for YAML, set package: { name, version, integrity } by hand');
   let policy: Policy;
@@ -71,9 +58,13 @@ export async function main(argv: string[], io: CliIO = process): Promise<number>
     io.stderr.write(`stockade update: ${(err as Error).message}\n`);
     return 2;
   }
-  const spec = npxPackage([...(policy.command ?? []), ...(policy.args ?? [])]);
-  if (spec === undefined) throw new UsageError(`the policy's command is not \`npx [-y] PACKAGE\``);
-  const now = resolvePackage(spec.name, spec.range);
+  const runs = command?.length ? command : [...(policy.command ?? []), ...(policy.args ?? [])];
+  if (runs.length === 0) throw new UsageError(`${file} has no command (the client config gives it): use stockade update CONFIG NAME`);
+  const spec = commandPackage(runs);
+  if (spec === undefined) throw new UsageError(`the server's command is not \`npx [-y] PACKAGE\` or \`uvx PACKAGE\``);
+  // The registry configuration is the user's (npm's config; PIP_INDEX_URL / UV_INDEX_URL), then the policy's env.
+  const policyEnv = Object.fromEntries(Object.entries(policy.env ?? {}).filter((e): e is [string, string] => typeof e[1] === 'string'));
+  const now = await resolveCommandPackage(spec, { ...policyEnv, ...process.env });
   const was = policy.package;
   if (was && was.version === now.version && was.integrity === now.integrity) {
     io.stdout.write(`stockade update: ${now.name} is pinned to ${now.version} already\n`);

@@ -26,6 +26,7 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { applyEdits, type FormattingOptions, type JSONPath, modify, type ParseError, parse, printParseErrorCode } from 'jsonc-parser';
 import { approveWrittenPolicy } from '../approval';
 import { libDir } from '../location';
+import type { PackagePin } from '../policy/types';
 import { parseCommandArgs } from './args';
 import type { CliIO } from './check';
 import { unifiedDiff } from './diff';
@@ -47,6 +48,8 @@ export type ServerAction =
       secrets: WrapSecret[];
       grants: Grant[];
       warnings: string[];
+      /** The registry package the policy pins (npx/uvx servers), when it was resolved. */
+      pinned?: PackagePin;
     }
   | { name: string; scope?: string; action: 'relaunched'; detail: string }
   | { name: string; scope?: string; action: 'already-wrapped' }
@@ -72,6 +75,12 @@ export interface WrapOptions {
   dryRun?: boolean;
   /** `npx -y stockade-sandbox@VERSION` instead of this install's launcher by absolute path. */
   portable?: boolean;
+  /**
+   * The package pin for a server's command (an `npx -y PKG` or `uvx PKG` server), asked for each
+   * policy wrap creates: a pin is recorded in the policy, an Error becomes a warning. main()
+   * resolves them beforehand (lib/cli/package-resolve.ts), since that is asynchronous.
+   */
+  pinFor?: (command: string[], env: Record<string, unknown>) => PackagePin | Error | undefined;
 }
 
 export class WrapError extends Error {
@@ -293,6 +302,14 @@ export function wrapConfig(file: string, opts: WrapOptions = {}): WrapResult {
       const env = entry.env && typeof entry.env === 'object' ? (entry.env as Record<string, unknown>) : {};
       const { policy, secrets, grants, warnings } = startingPolicy(entry.command, args, env);
       const policyCreated = !existsSync(policyFile);
+      let pinned: PackagePin | undefined;
+      const pin = policyCreated ? opts.pinFor?.([entry.command, ...args], env) : undefined;
+      if (pin instanceof Error) {
+        warnings.push(`not pinned: ${pin.message}; to pin it later: stockade update ${shellQuote(resolve(file))} ${shellQuote(name)}`);
+      } else if (pin !== undefined) {
+        policy.package = pin;
+        pinned = pin;
+      }
       if (policyCreated) policies.push({ file: policyFile, content: `${JSON.stringify(policy, null, 2)}\n` });
       // Keep every other field (env, type, cwd, envFile...) where it was; only the program changes.
       const wrapped = {
@@ -301,7 +318,17 @@ export function wrapConfig(file: string, opts: WrapOptions = {}): WrapResult {
         args: [...launcher.prefix, 'run', '--policy', place.ref(policyFile), '--', entry.command, ...args],
       };
       rewrite([...table.path, name], wrapped);
-      actions.push({ name, ...scope, action: 'wrapped', policyFile, policyCreated, secrets, grants, warnings });
+      actions.push({
+        name,
+        ...scope,
+        action: 'wrapped',
+        policyFile,
+        policyCreated,
+        secrets,
+        grants,
+        warnings,
+        ...(pinned ? { pinned } : {}),
+      });
     }
   }
   const changed = newText !== text;
@@ -331,6 +358,31 @@ export function wrapConfig(file: string, opts: WrapOptions = {}): WrapResult {
   return result;
 }
 
+/**
+ * The policy file a wrapped server of `file` runs with (`stockade update CONFIG NAME`): the
+ * `--policy` argument of its entry, resolved as the client resolves it. Throws WrapError when
+ * there is no such server or it is not wrapped.
+ */
+export function policyOfServer(file: string, name: string): { policy: string; command: string[] } {
+  const { doc, format } = readConfig(file);
+  const matches = serverTables(format, doc).filter((t) => Object.hasOwn(t.servers, name));
+  if (matches.length === 0) throw new WrapError(`${file} has no server named ${JSON.stringify(name)}`);
+  if (matches.length > 1) throw new WrapError(`${file} has ${matches.length} servers named ${JSON.stringify(name)} (in several projects)`);
+  const entry = matches[0].servers[name] as Entry;
+  const args = Array.isArray(entry?.args) ? entry.args : [];
+  const at = args.indexOf('--policy');
+  const ref = at >= 0 ? args[at + 1] : undefined;
+  if (typeof ref !== 'string')
+    throw new WrapError(`server ${JSON.stringify(name)} in ${file} does not run through stockade with a policy; wrap it first`);
+  const configDir = dirname(resolve(file));
+  const dd = args.indexOf('--');
+  const command = dd >= 0 ? args.slice(dd + 1).filter((a): a is string => typeof a === 'string') : [];
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: VS Code's variable syntax, read literally
+  const ws = '${workspaceFolder}/';
+  if (ref.startsWith(ws)) return { policy: join(dirname(configDir), ref.slice(ws.length)), command };
+  return { policy: resolve(configDir, ref), command };
+}
+
 /** Restores the backup byte for byte. Policy files are left in place (they may hold edits). */
 function undoWrap(file: string): { backupFile: string } {
   const backupFile = `${file}${BACKUP_SUFFIX}`;
@@ -343,7 +395,7 @@ function undoWrap(file: string): { backupFile: string } {
   return { backupFile };
 }
 
-const USAGE = `usage: stockade wrap CONFIG [--dry-run] [--portable]
+const USAGE = `usage: stockade wrap CONFIG [--dry-run] [--portable] [--no-pin]
        stockade wrap --undo CONFIG
 
 Rewrites every stdio MCP server in CONFIG (Claude Desktop, Claude Code's .mcp.json or
@@ -355,6 +407,9 @@ left alone.
   --undo       restore CONFIG from its backup (CONFIG${BACKUP_SUFFIX}), byte for byte
   --portable   launch with \`npx -y ${PACKAGE_NAME}@VERSION\` (this exact version) instead of
                this install by absolute path: for a config shared between machines
+  --no-pin     do not pin \`npx -y PKG\` / \`uvx PKG\` servers to the version and digest the
+               registry serves now (by default wrap asks the registry and records
+               package: { name, version, integrity } in the policy; stockade update moves it)
 `;
 
 /** Quotes a path for a POSIX shell when it needs it. */
@@ -386,6 +441,10 @@ function report(result: WrapResult, file: string, io: CliIO, dryRun: boolean): v
     if (s.action === 'wrapped') {
       w(`${verb} ${name}: policy ${s.policyFile}${s.policyCreated ? '' : ' (exists, kept)'}`);
       if (s.policyCreated) for (const g of s.grants) w(`  granted ${g.mode === 'rw' ? 'read-write' : 'read-only'} ${g.path} (${g.why})`);
+      if (s.pinned)
+        w(
+          `  pinned ${s.pinned.name} ${s.pinned.version} (${s.pinned.integrity}); move it with: stockade update ${shellQuote(resolve(file))} ${shellQuote(s.name)}`,
+        );
       for (const sec of s.secrets) w(describeSecret(sec));
       for (const warning of s.warnings) w(`  warning: ${warning}`);
     } else if (s.action === 'relaunched') {
@@ -418,7 +477,34 @@ function report(result: WrapResult, file: string, io: CliIO, dryRun: boolean): v
   if (!dryRun) w(`backup: ${result.backupFile} (restore with: stockade wrap --undo ${shellQuote(resolve(file))})`);
 }
 
-/** `argv` is what follows `wrap`. Exit status: 0 done, 1 error, 2 usage error (thrown, lib/cli/args.ts). */
+/** The pin (or why there is none) of every npx/uvx server whose policy a wrap of `file` creates. */
+async function resolvePins(file: string, portable: boolean): Promise<Map<string, PackagePin | Error>> {
+  const wanted = new Map<string, { command: string[]; env: Record<string, unknown> }>();
+  wrapConfig(file, {
+    dryRun: true,
+    portable,
+    pinFor: (command, env) => {
+      wanted.set(JSON.stringify(command), { command, env });
+      return undefined;
+    },
+  });
+  const { commandPackage, resolveCommandPackage } = require('./package-resolve') as typeof import('./package-resolve');
+  const pins = new Map<string, PackagePin | Error>();
+  for (const [key, { command, env }] of wanted) {
+    const spec = commandPackage(command);
+    if (spec === undefined) continue;
+    // The registry configuration the server itself gets (its env in the client config) wins.
+    const serverEnv = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => typeof e[1] === 'string'));
+    try {
+      pins.set(key, await resolveCommandPackage(spec, { ...process.env, ...serverEnv }));
+    } catch (err) {
+      pins.set(key, err as Error);
+    }
+  }
+  return pins;
+}
+
+/** `argv` is what follows `wrap`. Exit status: 0 done, 1 error, 2 usage error. */
 export async function main(argv: string[], io: CliIO = process): Promise<number> {
   const { values, positionals } = parseCommandArgs(argv, {
     command: 'wrap',
@@ -427,6 +513,7 @@ export async function main(argv: string[], io: CliIO = process): Promise<number>
       'dry-run': { type: 'boolean' },
       undo: { type: 'boolean' },
       portable: { type: 'boolean' },
+      'no-pin': { type: 'boolean' },
       // The default now; accepted so that scripts written for earlier versions work.
       absolute: { type: 'boolean' },
     },
@@ -439,14 +526,19 @@ export async function main(argv: string[], io: CliIO = process): Promise<number>
   const undo = values.undo === true;
   const dryRun = values['dry-run'] === true;
   const portable = values.portable === true;
-  if (undo && (dryRun || portable)) throw new UsageError('--undo combines with no other option (see stockade wrap --help)');
+  const pin = values['no-pin'] !== true;
+  if (undo && (dryRun || portable || !pin)) throw new UsageError('--undo combines with no other option (see stockade wrap --help)');
   try {
     if (undo) {
       undoWrap(file);
       io.stdout.write(`restored ${file} from its backup; policy files in ${join(dirname(resolve(file)), 'stockade')} were kept\n`);
       return 0;
     }
-    const result = wrapConfig(file, { dryRun, portable });
+    // Pins are resolved before the wrap proper (the registry answers asynchronously): a first,
+    // dry pass lists the npx/uvx servers whose policies wrap would create. A dry run asks no
+    // registry.
+    const pins = pin && !dryRun ? await resolvePins(file, portable) : undefined;
+    const result = wrapConfig(file, { dryRun, portable, ...(pins ? { pinFor: (command) => pins.get(JSON.stringify(command)) } : {}) });
     if (dryRun) {
       io.stdout.write(result.diff);
       for (const p of result.policies) io.stdout.write(`--- would create ${p.file}\n${p.content}`);

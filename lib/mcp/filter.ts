@@ -25,7 +25,7 @@
 import { EventEmitter } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
-import { toolMatches } from '../policy/formats';
+import { toolMatcher } from '../policy/formats';
 import { LineSplitter } from './framing';
 import { inspectJson, MAX_JSON_DEPTH } from './json';
 import { isInputRequired, requestProtocolVersion } from './protocol';
@@ -65,7 +65,7 @@ export interface ToolGate {
 }
 
 /** 'input-required': a 2026-07-28 InputRequiredResult; the client's retry is a call of its own. */
-export type ToolCallOutcome = 'ok' | 'error' | 'refused' | 'input-required';
+export type ToolCallOutcome = 'ok' | 'error' | 'refused' | 'input-required' | 'cancelled';
 
 export interface ToolCallEvent {
   /** JSON-RPC id of the tools/call request (undefined for a notification). */
@@ -165,7 +165,9 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
   const maxDepth = options.maxDepth ?? MAX_JSON_DEPTH;
   const emitter = new EventEmitter() as ToolFilter;
 
-  const isAllowed = (name: string) => allowed.some((p) => toolMatches(p, name));
+  // Compiled once: a patterns list is checked for every listed tool and every call.
+  const matchers = allowed.map(toolMatcher);
+  const isAllowed = (name: string) => matchers.some((m) => m(name));
   const pendingCalls = new Map<string, ActiveToolCall>();
   const pendingLists = new Set<string>();
 
@@ -211,6 +213,19 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
     const id = isRequestId(msg.id) ? msg.id : undefined;
     if (msg.method === 'tools/list') {
       if (id !== undefined) remember(pendingLists, idKey(id));
+      return null;
+    }
+    // The client gave up on a call: the server should not answer it, so it is no longer in
+    // flight (and its per-tool grant ends now, not never). The notification goes on to the server.
+    if (msg.method === 'notifications/cancelled') {
+      const p = msg.params;
+      const rid = isObject(p) && isRequestId(p.requestId) ? p.requestId : undefined;
+      const call = rid === undefined ? undefined : pendingCalls.get(idKey(rid));
+      if (rid !== undefined && call) {
+        pendingCalls.delete(idKey(rid));
+        const version = call.protocolVersion ? { protocolVersion: call.protocolVersion } : {};
+        audit({ id: call.id, tool: call.tool, outcome: 'cancelled', durationMs: Date.now() - call.startedAt, ...version });
+      }
       return null;
     }
     if (msg.method !== 'tools/call') return null;

@@ -13,3 +13,4 @@ export { LineSplitter, type LineSplitterOptions } from './framing';
 export { hasDuplicateKeys } from './json';
 export { canonicalJson, PinGate, type ToolPin, type ToolPins, toolDigest, type WithheldTool } from './pins';
 export { isInputRequired, requestProtocolVersion } from './protocol';
+export { describeCalls, type ToolGrant, ToolGrants, type ToolGrantsSpec } from './tool-grants';

@@ -7,6 +7,7 @@
 // upstream 1, a kernel relay 5 (two pipes, and the duplicates it holds of Node's sockets). A budget reached is a refusal the front-end answers (and audits); a kernel relay
 // that does not fit stays in JavaScript, which needs no pipes.
 import { readFileSync } from 'node:fs';
+import { totalmem } from 'node:os';
 
 /**
  * fds a kernel relay holds beyond what is already counted: two pipes of two fds, and the
@@ -18,6 +19,15 @@ export const RELAY_FDS = 5;
 export const RELAY_PIPE_PAGES = 2 * 16;
 /** The same for a relay whose pipes may grow to 1 MiB (native/relay.cc). */
 export const RELAY_GROWN_PIPE_PAGES = 2 * 256;
+
+/** /proc/sys/fs/pipe-max-size: the largest pipe an unprivileged process may ask for. */
+export function pipeMaxSize(): number {
+  try {
+    return Number(readFileSync('/proc/sys/fs/pipe-max-size', 'utf8').trim()) || 1 << 20;
+  } catch {
+    return 1 << 20;
+  }
+}
 
 /** The soft RLIMIT_NOFILE of this process, from /proc/self/limits. */
 export function openFileLimit(): number {
@@ -89,8 +99,37 @@ function hostPipeLimit(): number {
   return pipeLimit;
 }
 
+let room: number | undefined;
+/**
+ * Bytes of pipe buffers the caller's uid must still be able to add under pipe-user-pages-soft
+ * once a kernel relay's pipes exist: 1 MiB (16 default pipes), or pipe-max-size if smaller; 0
+ * when the limit is off. The host pipe budget counts only this process's relays; the soft limit
+ * counts every pipe of the uid, in every process, and the kernel shows no total. So each relay
+ * asks the kernel (native/relay.cc, HasPipeRoom) and stays in JavaScript when the uid is that
+ * close to the limit: the caller's other programs keep getting full-size pipes.
+ */
+export function uidPipeRoom(): number {
+  room ??= pipeUserPagesSoft() === 0 ? 0 : Math.min(1 << 20, pipeMaxSize());
+  return room;
+}
+
 /** The process-wide budgets every EgressProxy draws from. */
 export const hostBudget = {
   fds: new Budget('host file descriptor budget (half of RLIMIT_NOFILE)', hostFdLimit),
   pipePages: new Budget('host pipe budget (half of pipe-user-pages-soft)', hostPipeLimit),
+  /** Bytes queued in Node for peers that do not read, all sandboxes together. */
+  bufferedBytes: new Budget('host buffered bytes budget (an eighth of the memory, at most 1 GiB)', () =>
+    Math.min(2 ** 30, Math.floor(totalmem() / 8)),
+  ),
+  /**
+   * Until when (Date.now()) kernel relays are not tried: set for a second when the kernel said
+   * the uid has no pipe room left, so a flood of tunnels does not create (and drop) pipes at a
+   * uid that is at its limit.
+   */
+  uidPipesFullUntil: 0,
 };
+
+/** The note a tunnel's audit record carries when the uid's pipe room stopped a kernel relay. */
+export function uidPipesFullNote(): string {
+  return `budget: uid ${process.getuid?.() ?? '?'} has less than ${uidPipeRoom() >> 10} KiB of pipe-user-pages-soft (${pipeUserPagesSoft()} pages) left; relayed in JavaScript`;
+}

@@ -12,6 +12,7 @@ import {
   type Decision,
   type EgressRecord,
   type EgressTarget,
+  type GrantScope,
   type Interceptor,
   type PlaintextGuard,
   type ResolvedLimits,
@@ -23,15 +24,18 @@ import type { sniff } from './sniff';
 import { spliceTunnel } from './tunnel';
 
 export {
+  type CallRef,
   type Decision,
   type EgressLimits,
   type EgressRecord,
   type EgressTarget,
+  type GrantScope,
   hostOfHeader,
   type Interceptor,
   type PlaintextGuard,
   type ResolvedLimits,
   resolveLimits,
+  type ScopeVerdict,
   safeName,
   type Via,
 } from './decision';
@@ -49,6 +53,8 @@ export interface ConnectorOptions {
   audit: (record: EgressRecord) => void;
   /** Relay inspected tunnels with splice(2) in the kernel when possible. Default true. */
   kernelRelay?: boolean;
+  /** Per-tool grants (./decision.ts GrantScope). */
+  scope?: GrantScope;
 }
 
 /** An upstream socket reading through the shared buffer; bytes go to the sink once it is set. */
@@ -79,10 +85,46 @@ export class Connector {
   private readonly decider: Decider;
   /** This sandbox's file descriptors (./budget.ts), drawn from the host budget too. */
   readonly fds: Budget;
+  /** Bytes queued in Node's sockets for peers that do not read (./budget.ts), drawn from the host's. */
+  readonly buffered: Budget;
+  /** What each socket has charged to `buffered` until its next 'drain' or 'close'. */
+  private readonly charged = new WeakMap<Socket, number>();
 
   constructor(readonly opts: ConnectorOptions) {
     this.decider = new Decider(opts);
     this.fds = new Budget(`sandbox file descriptor budget (limits.maxFds)`, () => opts.limits.maxFds, hostBudget.fds);
+    this.buffered = new Budget(
+      'sandbox buffered bytes budget (limits.maxBufferedBytes)',
+      () => opts.limits.maxBufferedBytes,
+      hostBudget.bufferedBytes,
+    );
+  }
+
+  /**
+   * After a write() to `socket` that said "full": charges what waits in its queue to the
+   * buffered-bytes budget until 'drain' (or 'close') gives it back. The writer stops feeding
+   * the socket until then (backpressure), so a queue is one read's worth at most; the budget
+   * bounds the sum over all the sandbox's connections. Returns the refusal when it does not
+   * fit (the caller closes the connection), undefined otherwise.
+   */
+  chargeQueued(socket: Socket): string | undefined {
+    const queued = socket.writableLength;
+    const had = this.charged.get(socket);
+    const more = queued - (had ?? 0);
+    if (more <= 0) return undefined;
+    if (!this.buffered.take(more)) return `budget: ${this.buffered.refusal(more)} reached`;
+    this.charged.set(socket, queued);
+    if (had === undefined) {
+      const release = (): void => {
+        socket.removeListener('drain', release);
+        socket.removeListener('close', release);
+        this.buffered.give(this.charged.get(socket) ?? 0);
+        this.charged.delete(socket);
+      };
+      socket.once('drain', release);
+      socket.once('close', release);
+    }
+    return undefined;
   }
 
   get limits(): ResolvedLimits {
@@ -241,12 +283,21 @@ export class Connector {
       rule: d.rule,
       durationMs: Date.now() - started,
       ...outcome,
+      ...(d.calls ? { calls: d.calls } : {}),
     });
   }
 
   /** Audits a denial made before any upstream exists. */
   auditDenied(via: Via, d: Extract<Decision, { allowed: false }>, started: number): void {
-    this.audit({ via, host: d.host, port: d.port, decision: 'deny', rule: d.rule, durationMs: Date.now() - started });
+    this.audit({
+      via,
+      host: d.host,
+      port: d.port,
+      decision: 'deny',
+      rule: d.rule,
+      durationMs: Date.now() - started,
+      ...(d.calls ? { calls: d.calls } : {}),
+    });
   }
 
   /**
@@ -267,6 +318,8 @@ export class Connector {
     const interceptor = this.opts.interceptor;
     if (interceptor?.wants(d.host, d.port)) {
       this.auditAllowed(via, d, started, { intercepted: true });
+      const forget = this.hold(d, () => client.destroy());
+      client.once('close', forget);
       hooks.ready(undefined);
       const target: EgressTarget = { host: d.host, port: d.port, address: d.address };
       if (d.connectPort !== undefined) target.connectPort = d.connectPort;
@@ -289,6 +342,16 @@ export class Connector {
     }
     hooks.ready(upstream.socket);
     spliceTunnel(this, via, client, upstream, d, head, started, hooks.inspect);
+  }
+
+  /**
+   * A connection allowed by a tool call's grant (not the base grant) is cut when no call in
+   * flight grants it any more (lib/mcp/tool-grants.ts). Returns the function that forgets it.
+   */
+  hold(d: Extract<Decision, { allowed: true }>, cut: (reason: string) => void): () => void {
+    const scope = this.opts.scope;
+    if (!d.scoped || scope?.hold === undefined) return () => {};
+    return scope.hold(d.host, d.port, cut);
   }
 
   destroyAll(): void {

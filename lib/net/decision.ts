@@ -31,6 +31,51 @@ export interface EgressRecord {
   error?: string;
   /** Set when the connection was handed to the credential interceptor. */
   intercepted?: boolean;
+  /**
+   * Set when a budget was reached during an allowed connection and changed how it was carried
+   * (e.g. no room for kernel relay pipes: relayed in JavaScript), naming the budget.
+   */
+  budget?: string;
+  /**
+   * The MCP tool calls in flight when the decision was made (per-tool grants, GrantScope): the
+   * calls whose grant allowed it, or, for a refusal, every call in flight.
+   */
+  calls?: CallRef[];
+}
+
+/** One tools/call request in flight: its JSON-RPC id and tool. */
+export interface CallRef {
+  id: string | number | null;
+  tool: string;
+}
+
+/** A scope's answer: allowed or not, why, and the calls the decision is joined to. */
+export interface ScopeVerdict {
+  allowed: boolean;
+  /** The rule that allowed it ('tool fetch_a (call 3): a.test'), or the refusal. */
+  rule: string;
+  calls: CallRef[];
+  /** Allowed by the grant of a call in flight, not by the base grant: the connection is held. */
+  scoped?: boolean;
+}
+
+/**
+ * A grant that changes while the sandbox runs (per-tool grants, lib/mcp/tool-grants.ts). The
+ * allowlist the proxy is built from is the union of everything the sandbox may ever reach; the
+ * scope narrows it, per decision, to what the calls in flight now are granted. Consulted at
+ * connect time (and per request for plain HTTP and for secrets); a connection allowed by a
+ * call's grant is held, and cut once no call in flight grants its host any more.
+ */
+export interface GrantScope {
+  /** After the allowlist matched host:port: may it be reached now? */
+  checkHost(host: NormalizedHost, port: number): ScopeVerdict;
+  /** May the secret `name` be injected now? */
+  checkSecret(name: string): ScopeVerdict;
+  /**
+   * A connection a scoped verdict allowed: `cut` is called (once) when no call in flight grants
+   * host:port any more, at once if that is already so. Returns the function that forgets it.
+   */
+  hold?(host: string, port: number, cut: (reason: string) => void): () => void;
 }
 
 export interface EgressLimits {
@@ -42,6 +87,13 @@ export interface EgressLimits {
    * one host budget, half the process's RLIMIT_NOFILE.
    */
   maxFds?: number;
+  /**
+   * Bytes this sandbox's proxy may hold queued for a peer that does not read (tunnels relayed in
+   * JavaScript: a write the kernel did not take waits in Node). Default 67108864 (64 MiB). A
+   * tunnel whose queue does not fit is closed, with `budget` in its record. Every proxy of the
+   * process also draws from one host budget (an eighth of the memory, at most 1 GiB).
+   */
+  maxBufferedBytes?: number;
   /** Names the DNS responder keeps an address for (least recently used recycled). Default 4096. */
   dnsNames?: number;
   /** Largest request head (request line + headers) in bytes. Default 16384. */
@@ -71,6 +123,7 @@ export function resolveLimits(l: EgressLimits = {}): ResolvedLimits {
   const out: ResolvedLimits = {
     maxConnections: l.maxConnections ?? 1024,
     maxFds: l.maxFds ?? 4096,
+    maxBufferedBytes: l.maxBufferedBytes ?? 64 * 2 ** 20,
     dnsNames: l.dnsNames ?? 4096,
     maxHeaderSize: l.maxHeaderSize ?? 16384,
     idleTimeout: l.idleTimeout ?? 300_000,
@@ -114,14 +167,27 @@ export interface PlaintextGuard {
 }
 
 export type Decision =
-  | { allowed: true; host: string; port: number; rule: string; address: string; isName: boolean; connectPort?: number }
-  | { allowed: false; host: string; port: number; rule: string; status: 403 | 502 };
+  | {
+      allowed: true;
+      host: string;
+      port: number;
+      rule: string;
+      address: string;
+      isName: boolean;
+      connectPort?: number;
+      calls?: CallRef[];
+      /** Allowed by a tool call's grant (GrantScope.hold applies). */
+      scoped?: boolean;
+    }
+  | { allowed: false; host: string; port: number; rule: string; status: 403 | 502; calls?: CallRef[] };
 
 export interface DeciderOptions {
   allowlist: Allowlist;
   resolver: Resolver;
   /** The proxy's own listening endpoints (refused as targets). */
   ownEndpoints: () => { address: string; port: number }[];
+  /** Narrows the allowlist to the grant of the tool calls in flight (per-tool grants). */
+  scope?: GrantScope;
 }
 
 /** The decision pipeline of one sandbox's proxy. */
@@ -147,9 +213,14 @@ export class Decider {
     }
     const match = this.opts.allowlist.matchNormalized(host, port);
     if (!match.allowed) return deny(match.rule);
+    // Per-tool grants: the union allowed it; is it in the grant of what runs now?
+    const scoped = this.opts.scope?.checkHost(host, port);
+    if (scoped && !scoped.allowed) return { ...deny(scoped.rule), calls: scoped.calls };
+    const calls = scoped ? { calls: scoped.calls, ...(scoped.scoped ? { scoped: true as const } : {}) } : {};
+    const rule = scoped ? scoped.rule : match.rule;
     if (host.kind === 'ip') {
       // Allowed by an address/CIDR entry, which also names it for the SSRF guard.
-      return { allowed: true, host: host.host, port, rule: match.rule, address: host.host, isName: false };
+      return { allowed: true, host: host.host, port, rule, address: host.host, isName: false, ...calls };
     }
     let addresses: { address: string; override?: string; connectPort?: number }[];
     try {
@@ -166,11 +237,11 @@ export class Decider {
       const namedBy = a.override ?? this.opts.allowlist.namesAddress(a.address, port)?.text;
       const verdict = checkAddress(a.address, namedBy);
       if (verdict.allowed) {
-        return { allowed: true, host: host.host, port, rule: match.rule, address: a.address, isName: true, connectPort: a.connectPort };
+        return { allowed: true, host: host.host, port, rule, address: a.address, isName: true, connectPort: a.connectPort, ...calls };
       }
       firstRefusal ||= `${verdict.rule} (${host.host} resolved to it)`;
     }
-    return deny(firstRefusal);
+    return { ...deny(firstRefusal), ...calls };
   }
 
   private isSelf(address: string, port: number): string | undefined {

@@ -13,14 +13,14 @@ import type { Server, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { EgressOptions } from '../options';
 import { Allowlist } from './allowlist';
-import { Connector, type EgressRecord, type Interceptor, type PlaintextGuard, resolveLimits } from './connector';
+import { Connector, type EgressRecord, type GrantScope, type Interceptor, type PlaintextGuard, resolveLimits } from './connector';
 import { DEFAULT_DNS_POOL, DnsPool, DnsResponder, serveDnsTcp } from './dns';
 import { HttpProxy } from './http-proxy';
 import { type LookupFn, Resolver } from './resolve';
 import { serveSocksConnection } from './socks';
 import { serveTransparentConnection } from './transparent';
 
-export type { EgressLimits, EgressRecord, EgressTarget, Interceptor } from './connector';
+export type { CallRef, EgressLimits, EgressRecord, EgressTarget, GrantScope, Interceptor, ScopeVerdict } from './connector';
 
 export interface EgressProxyExtras {
   /** Credential interceptor (lib/secrets): takes over allowed connections to hosts it wants. */
@@ -37,6 +37,11 @@ export interface EgressProxyExtras {
    * in JavaScript (e.g. to compare the two).
    */
   kernelRelay?: boolean;
+  /**
+   * Per-tool grants (lib/mcp/tool-grants.ts): `options.allow` is everything the sandbox may ever
+   * reach; the scope narrows each decision to the grant of the tool calls in flight.
+   */
+  scope?: GrantScope;
 }
 
 type Kind = 'http' | 'socks' | 'transparent' | 'dns-tcp';
@@ -80,6 +85,7 @@ export class EgressProxy extends EventEmitter<EgressProxyEvents> {
       ownEndpoints: () => this.ownEndpoints(),
       audit: (record) => this.record(record),
       kernelRelay: extras.kernelRelay ?? true,
+      ...(extras.scope ? { scope: extras.scope } : {}),
     });
     this.http = new HttpProxy(this.connector);
     this.dns = new DnsResponder(this.allowlist, this.dnsPool, (d) =>
@@ -102,6 +108,11 @@ export class EgressProxy extends EventEmitter<EgressProxyEvents> {
   /** Client connections currently open, across all served listeners. */
   get connections(): number {
     return this.clients;
+  }
+
+  /** Bytes queued in this proxy's sockets for peers that do not read (limits.maxBufferedBytes). */
+  get bufferedBytes(): number {
+    return this.connector.buffered.used;
   }
 
   /** Tunnels currently relayed in the kernel (also counted in `connections`). */

@@ -125,7 +125,8 @@ export function whenFlushed(sockets: Socket[], fn: () => void): void {
 
 /**
  * Starts a Relay on the two sockets, then destroys them. Returns the relay, or the errno name
- * of what failed (the sockets are untouched and the caller relays them itself).
+ * of what failed (the sockets are untouched and the caller relays them itself): ENOBUFS when
+ * the uid has less than `pipeRoom` bytes of pipe-user-pages-soft left (native/relay.cc).
  */
 export function startKernelRelay(
   client: Socket,
@@ -133,6 +134,7 @@ export function startKernelRelay(
   upHead: Buffer,
   idleMs: number,
   growPipes: boolean,
+  pipeRoom: number,
   done: (r: KernelRelayResult) => void,
 ): NativeRelay | string {
   const R = Relay();
@@ -146,6 +148,7 @@ export function startKernelRelay(
       done({ bytesUp, bytesDown, ...(error ? { error } : {}) });
     },
     growPipes,
+    pipeRoom,
   );
   const err = relay.start(fdOf(client), fdOf(upstream));
   if (err !== 0) return getSystemErrorName(-err);

@@ -44,7 +44,8 @@ export function serveTransparentConnection(connector: Connector, pool: DnsPool, 
   const go = async (host: string, head: Buffer, inspect: boolean): Promise<void> => {
     const d: Decision = await connector.decide(host, dest.port);
     if (!d.allowed) {
-      refuse(d.host, d.port, d.rule);
+      connector.auditDenied('transparent', d, started);
+      socket.resetAndDestroy();
       return;
     }
     await connector.forward('transparent', socket, d, head, started, {

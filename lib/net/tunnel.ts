@@ -5,7 +5,7 @@
 // JavaScript when it cannot.
 import type { Socket } from 'node:net';
 import type { NativeRelay } from '../native';
-import { hostBudget, RELAY_FDS, RELAY_GROWN_PIPE_PAGES, RELAY_PIPE_PAGES } from './budget';
+import { hostBudget, RELAY_FDS, RELAY_GROWN_PIPE_PAGES, RELAY_PIPE_PAGES, uidPipeRoom, uidPipesFullNote } from './budget';
 import type { Connector, TunnelUpstream } from './connector';
 import type { Decision, PlaintextGuard, Via } from './decision';
 import { canHandOff, resumeReading, startKernelRelay, stopReading, whenFlushed } from './relay';
@@ -32,6 +32,8 @@ export function spliceTunnel(
   let bytesDown = 0;
   let denial: string | undefined;
   let error: string | undefined;
+  // A budget that kept this tunnel from the kernel relay (recorded, the tunnel goes on in JS).
+  let budget: string | undefined;
   let closed = 0;
   // inspect: holding the client's bytes; js: relayed here; handing: reads stopped, waiting for
   // Node's writes to flush; kernel: a native Relay owns the connection (Node's sockets are gone).
@@ -48,11 +50,20 @@ export function spliceTunnel(
       bytesDown,
       durationMs: Date.now() - started,
       ...(error && !denial ? { error } : {}),
+      ...(budget ? { budget } : {}),
+      ...(d.calls ? { calls: d.calls } : {}),
     });
   const abort = (): void => {
     client.destroy();
     upstream.destroy();
   };
+  // Per-tool grants: the grant that allowed this tunnel ended (./decision.ts GrantScope.hold).
+  let relay: NativeRelay | undefined;
+  const forget = c.hold(d, (reason) => {
+    error ??= reason;
+    if (mode === 'kernel' && relay) relay.close();
+    else abort();
+  });
   const onClose = (other: Socket) => (hadError: boolean) => {
     if (mode === 'kernel') return; // closed for the hand-off; the relay records the end
     if (hadError || denial || error) other.destroy();
@@ -60,7 +71,10 @@ export function spliceTunnel(
       // Pass the FIN on once what is queued for `other` has been written, then let it go.
       other.end(() => other.destroy());
     }
-    if (++closed === 2) record();
+    if (++closed === 2) {
+      forget();
+      record();
+    }
   };
   client.once('close', onClose(upstream));
   upstream.once('close', onClose(client));
@@ -78,10 +92,21 @@ export function spliceTunnel(
   }
   // Set while a TLS tunnel under the guard waits for the upstream to answer in TLS.
   let watchDown: ((chunk: Buffer) => void) | undefined;
+  // A write the kernel does not take waits in Node until the client reads: charged to the
+  // sandbox's buffered-bytes budget, and a tunnel that does not fit is closed.
+  const overBudget = (s: Socket): boolean => {
+    const refused = c.chargeQueued(s);
+    if (!refused) return false;
+    budget = `${refused}; tunnel closed`;
+    error ??= 'budget';
+    abort();
+    return true;
+  };
   tunnel.setSink((chunk) => {
     bytesDown += chunk.length;
     watchDown?.(chunk);
     if (client.write(chunk)) return true;
+    if (overBudget(client)) return false;
     client.once('drain', () => mode !== 'handing' && upstream.resume());
     return false;
   });
@@ -115,10 +140,12 @@ export function spliceTunnel(
         return false;
       }
       bytesUp += forward.length;
-      return forward.length === 0 || upstream.write(forward);
+      if (forward.length === 0 || upstream.write(forward)) return true;
+      overBudget(upstream);
+      return false;
     };
     const onData = (chunk: Buffer): void => {
-      if (denial) return;
+      if (denial || error) return;
       if (!pass(chunk)) {
         client.pause();
         upstream.once('drain', () => client.resume());
@@ -193,14 +220,21 @@ export function spliceTunnel(
       // budgets, 1 MiB pipes only while the host's pipe budget has room for them; a relay that
       // does not fit stays in JavaScript, which needs neither.
       const pipes = hostBudget.pipePages;
+      if (Date.now() < hostBudget.uidPipesFullUntil) {
+        budget = uidPipesFullNote();
+        inJs();
+        return;
+      }
       // Growable pipes get at most half the budget, so bulk tunnels leave room for many others.
       const growable = pipes.used + RELAY_GROWN_PIPE_PAGES <= pipes.limit / 2 && pipes.take(RELAY_GROWN_PIPE_PAGES);
       const pages = growable ? RELAY_GROWN_PIPE_PAGES : pipes.take(RELAY_PIPE_PAGES) ? RELAY_PIPE_PAGES : 0;
       if (pages === 0) {
+        budget = `budget: ${pipes.refusal(RELAY_PIPE_PAGES) ?? pipes.name} reached; relayed in JavaScript`;
         inJs();
         return;
       }
       if (!c.fds.take(RELAY_FDS)) {
+        budget = `budget: ${c.fds.refusal(RELAY_FDS) ?? c.fds.name} reached; relayed in JavaScript`;
         pipes.give(pages);
         inJs();
         return;
@@ -209,23 +243,30 @@ export function spliceTunnel(
         c.fds.give(RELAY_FDS);
         pipes.give(pages);
       };
-      const relay = startKernelRelay(client, upstream, upHead, idle, pages === RELAY_GROWN_PIPE_PAGES, (r) => {
+      const started_ = startKernelRelay(client, upstream, upHead, idle, pages === RELAY_GROWN_PIPE_PAGES, uidPipeRoom(), (r) => {
         release();
-        c.relays.delete(relay as NativeRelay);
+        c.relays.delete(started_ as NativeRelay);
         bytesUp += r.bytesUp;
         bytesDown += r.bytesDown;
-        error = r.error;
+        error = error ?? r.error;
+        forget();
         record();
         const waiters = c.handedOff.get(client) ?? [];
         c.handedOff.delete(client);
         for (const fn of waiters) fn();
       });
-      if (typeof relay === 'string') {
-        // e.g. EMFILE: the sockets are untouched; read them again and relay here.
+      if (typeof started_ === 'string') {
+        // e.g. EMFILE: the sockets are untouched; read them again and relay here. ENOBUFS: the
+        // caller's uid is near pipe-user-pages-soft (its other processes' pipes come first).
+        if (started_ === 'ENOBUFS') {
+          budget = uidPipesFullNote();
+          hostBudget.uidPipesFullUntil = Date.now() + 1000;
+        }
         release();
         inJs();
         return;
       }
+      relay = started_;
       c.relays.add(relay);
       c.handedOff.set(client, []);
       mode = 'kernel';

@@ -125,12 +125,17 @@ export const FORMATS: Record<string, [FormatCheck, string, string]> = {
 
 /** Glob match for tool patterns: `*` matches any run of characters, nothing else is special. */
 export function toolMatches(pattern: string, name: string): boolean {
-  if (!pattern.includes('*')) return pattern === name;
+  return toolMatcher(pattern)(name);
+}
+
+/** toolMatches with the pattern compiled once, for callers that test many names. */
+export function toolMatcher(pattern: string): (name: string) => boolean {
+  if (!pattern.includes('*')) return (name) => pattern === name;
   const re = new RegExp(
     `^${pattern
       .split('*')
       .map((s) => s.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&'))
       .join('.*')}$`,
   );
-  return re.test(name);
+  return (name) => re.test(name);
 }

@@ -17,6 +17,11 @@ export interface PolicyGrants {
   /** Paths the policy keeps hidden, and whether the default denials are on (lib/deny.ts). */
   denied: string[];
   denyDefaults: boolean;
+  /**
+   * Restrictions the policy opts into, each a readable phrase: dropping one loosens the sandbox
+   * as much as a new grant does. Optional: approvals recorded before it existed have none.
+   */
+  restrictions?: string[];
 }
 
 const LIMIT_UNITS: Record<string, 'size' | 'count'> = {
@@ -62,9 +67,21 @@ export function policyGrants(p: Policy): PolicyGrants {
     for (const h of s.hosts) add(`secret ${s.name} for ${h}`);
   }
   for (const ca of p.upstreamCa ?? []) add(`upstreamCa ${ca}`);
+  // A declared local port may be bound and connected to (Landlock ABI 4, lib/landlock.ts).
+  for (const port of p.localPorts ?? []) add(`localPorts ${port}`);
+  // Sockets and FIFOs inside grants reach host services (lib/layout.ts): a grant of its own.
+  if (p.filesystem?.allowSockets === true) add('filesystem.allowSockets');
   // No tool list means every tool: a policy that drops its list grew.
-  if (p.mcp?.tools === undefined) add('mcp.tools *');
-  else for (const t of p.mcp.tools) add(`mcp.tools ${t}`);
+  const tools = p.mcp?.tools;
+  if (tools === undefined) add('mcp.tools *');
+  else if (Array.isArray(tools)) for (const t of tools) add(`mcp.tools ${t}`);
+  else {
+    for (const [t, g] of Object.entries(tools)) {
+      add(`mcp.tools ${t}`);
+      for (const h of g.network ?? []) add(`mcp.tools.${t}.network ${h}`);
+      for (const s of g.secrets ?? []) add(`mcp.tools.${t}.secrets ${s}`);
+    }
+  }
   const limits: Record<string, number> = {};
   for (const [key, unit] of Object.entries(LIMIT_UNITS)) {
     const v = (p.limits as Record<string, number | string> | undefined)?.[key];
@@ -73,7 +90,18 @@ export function policyGrants(p: Policy): PolicyGrants {
   // A kernel budget raised is a looser limit like any other.
   for (const [key, v] of Object.entries(p.limits?.kernel ?? {})) if (typeof v === 'number') limits[`kernel.${key}`] = v;
   if (p.filesystem?.tmpSize !== undefined) limits.tmpSize = parseSize(p.filesystem.tmpSize);
-  return { entries, limits, denied: [...(p.filesystem?.deny ?? [])], denyDefaults: p.filesystem?.denyDefaults !== false };
+  const restrictions: string[] = [];
+  if (p.seccomp === 'strict') restrictions.push('seccomp strict');
+  // With no network, declaring local ports is what turns Landlock's TCP rules on (lib/landlock.ts);
+  // in proxy mode the rules hold without them, and fewer ports is less.
+  if ((p.network ?? 'none') === 'none' && (p.localPorts?.length ?? 0) > 0) restrictions.push('TCP ports restricted to localPorts');
+  return {
+    entries,
+    limits,
+    denied: [...(p.filesystem?.deny ?? [])],
+    denyDefaults: p.filesystem?.denyDefaults !== false,
+    restrictions,
+  };
 }
 
 /** Everything `current` grants beyond `approved`, one readable phrase each; empty when it did not grow. */
@@ -88,6 +116,7 @@ export function grownGrants(approved: PolicyGrants, current: PolicyGrants): stri
   }
   for (const d of approved.denied) if (!current.denied.includes(d)) out.push(`filesystem.deny no longer hides ${d}`);
   if (approved.denyDefaults && !current.denyDefaults) out.push('filesystem.denyDefaults turned off');
+  for (const r of approved.restrictions ?? []) if (!current.restrictions?.includes(r)) out.push(`no longer: ${r}`);
   return out;
 }
 

@@ -10,7 +10,7 @@
 // list merges with an allow list. `--allow-net` over a file saying 'none' (or nothing) yields an
 // allow list of just the flags' hosts: the flag is the later, explicit intent.
 import type { SecretOptions } from '../options';
-import type { Policy, PolicyNetwork } from './types';
+import type { Policy, PolicyNetwork, PolicyToolGrant } from './types';
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -60,6 +60,17 @@ export function mergePolicies(lower: Policy, upper: Policy): Policy {
   if (network !== undefined) out.network = network;
   const secrets = mergeSecrets(lower.secrets, upper.secrets);
   if (secrets !== undefined) out.secrets = secrets;
+  // A list of tools over per-tool grants (--tools over a policy's map) adds names without grants.
+  const lt = lower.mcp?.tools;
+  const ut = upper.mcp?.tools;
+  if (lt !== undefined && ut !== undefined && Array.isArray(lt) !== Array.isArray(ut)) {
+    const map: Record<string, unknown> = {};
+    for (const t of [lt, ut]) {
+      if (Array.isArray(t)) for (const name of t) map[name] ??= {};
+      else for (const [name, g] of Object.entries(t)) map[name] = deepMerge(map[name], g);
+    }
+    out.mcp = { ...out.mcp, tools: map as Record<string, PolicyToolGrant> };
+  }
   if (upper.command !== undefined) {
     out.command = upper.command;
     out.args = upper.args;

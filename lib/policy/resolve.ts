@@ -4,11 +4,12 @@
 //   policyToOptions: the effective policy as { command, args, options }, creating those dirs
 import { chownSync, mkdirSync } from 'node:fs';
 import { parseSize, timeoutToWallTime } from '../fields';
+import type { ToolGrantsSpec } from '../mcp/tool-grants';
 import type { SandboxOptions } from '../options';
 import { SANDBOX_UID } from '../plan';
 import { mergePolicies } from './merge';
 import { profileFor } from './profiles';
-import type { Policy } from './types';
+import { type Policy, toolPatterns } from './types';
 import { PolicyError } from './validate';
 
 export interface ResolveContext {
@@ -38,6 +39,11 @@ export interface PolicyLaunch {
   options: SandboxOptions;
   /** The MCP tool allowlist; undefined means the tool layer is off (stdio untouched). */
   tools?: string[];
+  /**
+   * Per-tool grants (mcp.tools as an object with network or secrets): `options.network.allow`
+   * is then the union of everything, and this says what holds when (lib/mcp/tool-grants.ts).
+   */
+  toolGrants?: ToolGrantsSpec;
   /** HOME as the policy wants it: 'tmpfs' or a host dir (bound read-write at /home/nobody). */
   home: 'tmpfs' | string;
   seccomp: 'default' | 'strict';
@@ -78,15 +84,22 @@ export function policyToOptions(policy: Policy, ctx: ResolveContext = {}): Polic
   if (p.cwd !== undefined) options.cwd = p.cwd;
   if (p.hostname !== undefined) options.hostname = p.hostname;
   if (p.seccomp !== undefined && p.seccomp !== 'default') options.seccomp = p.seccomp;
+  if (p.localPorts !== undefined) options.localPorts = [...p.localPorts];
   if (p.upstreamCa?.length) options.upstreamCa = [...p.upstreamCa];
   let network = p.network;
+  const toolGrants = resolveToolGrants(p);
   if (p.secrets?.length) {
     options.secrets = p.secrets.map((s) => ({ ...s, hosts: [...s.hosts] }));
-    if (network === undefined || typeof network === 'object') {
-      const allow = [...(network?.allow ?? [])];
-      for (const h of p.secrets.flatMap((s) => s.hosts)) if (!allow.includes(h)) allow.push(h);
-      network = { ...(network ?? {}), allow };
-    }
+  }
+  // A secret is useless if its host is blocked: secret hosts (and per-tool hosts) join the allow
+  // list, which with per-tool grants is the union of all of them (the scope narrows it).
+  const extra = toolGrants
+    ? [...toolGrants.base, ...Object.values(toolGrants.tools).flatMap((g) => g.network)]
+    : (p.secrets ?? []).flatMap((s) => s.hosts);
+  if (extra.length > 0 && (network === undefined || typeof network === 'object')) {
+    const allow = [...(network?.allow ?? [])];
+    for (const h of extra) if (!allow.includes(h)) allow.push(h);
+    network = { ...(network ?? {}), allow };
   }
   if (network !== undefined) {
     options.network =
@@ -109,10 +122,39 @@ export function policyToOptions(policy: Policy, ctx: ResolveContext = {}): Polic
     command,
     args: [...first, ...(p.args ?? [])],
     options,
-    ...(p.mcp?.tools ? { tools: [...p.mcp.tools] } : {}),
+    ...(p.mcp?.tools ? { tools: toolPatterns(p.mcp.tools) } : {}),
+    ...(toolGrants ? { toolGrants } : {}),
     home,
     seccomp: p.seccomp ?? 'default',
     ...(p.audit ? { audit: p.audit } : {}),
     verbose: p.verbose ?? false,
+  };
+}
+
+/**
+ * The per-tool grants of a policy whose mcp.tools is an object naming network or secrets; else
+ * undefined (no scoping). Base: network.allow and the hosts of the secrets no tool names; each
+ * tool: its network plus the hosts of its secrets.
+ */
+export function resolveToolGrants(p: Policy): ToolGrantsSpec | undefined {
+  const tools = p.mcp?.tools;
+  if (tools === undefined || Array.isArray(tools)) return undefined;
+  const entries = Object.entries(tools);
+  if (!entries.some(([, g]) => g.network?.length || g.secrets?.length)) return undefined;
+  const scoped = new Set(entries.flatMap(([, g]) => g.secrets ?? []));
+  const hostsOf = (name: string) => p.secrets?.find((s) => s.name === name)?.hosts ?? [];
+  const unique = (xs: string[]) => [...new Set(xs)];
+  const base = unique([
+    ...(typeof p.network === 'object' ? p.network.allow : []),
+    ...(p.secrets ?? []).filter((s) => !scoped.has(s.name)).flatMap((s) => s.hosts),
+  ]);
+  return {
+    base,
+    tools: Object.fromEntries(
+      entries.map(([t, g]) => [
+        t,
+        { network: unique([...(g.network ?? []), ...(g.secrets ?? []).flatMap(hostsOf)]), secrets: [...(g.secrets ?? [])] },
+      ]),
+    ),
   };
 }

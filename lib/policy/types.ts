@@ -38,12 +38,36 @@ export interface PolicyLimits {
   kernel?: KernelBudgets;
 }
 
-/** An exact registry package a `npx -y NAME` server must be (lib/cli/package-pin.ts). */
+/** An exact registry package an `npx -y NAME` or `uvx NAME` server must be (lib/cli/package-pin.ts). */
 export interface PackagePin {
   name: string;
   version: string;
-  /** npm's dist.integrity of the tarball: 'sha512-<base64>'. */
+  /** npm's dist.integrity of the tarball, 'sha512-<base64>'; PyPI: the wheel's 'sha256:<hex>'. */
   integrity: string;
+  /** PyPI: the pinned wheel's file name. */
+  file?: string;
+}
+
+/** What one tool (or pattern) is granted beyond the base grant while its calls are in flight. */
+export interface PolicyToolGrant {
+  /** Allowlist entries reachable only during the tool's calls. */
+  network?: string[];
+  /** Names of `secrets` injected only during the tool's calls. */
+  secrets?: string[];
+}
+
+export interface PolicyMcp {
+  /**
+   * The tools the client may see and call: a list of names or patterns, or an object whose keys
+   * are the names or patterns and whose values are their per-tool grants (lib/mcp/tool-grants.ts).
+   */
+  tools?: string[] | Record<string, PolicyToolGrant>;
+}
+
+/** The tool names or patterns of `mcp.tools`, in either form. */
+export function toolPatterns(tools: PolicyMcp['tools']): string[] | undefined {
+  if (tools === undefined) return undefined;
+  return Array.isArray(tools) ? [...tools] : Object.keys(tools);
 }
 
 export interface Policy {
@@ -60,8 +84,10 @@ export interface Policy {
   upstreamCa?: string[];
   limits?: PolicyLimits;
   seccomp?: 'default' | 'strict';
+  /** TCP ports the server serves on its own loopback and connects to itself (Landlock ABI 4). */
+  localPorts?: number[];
   hostname?: string;
-  mcp?: { tools?: string[] };
+  mcp?: PolicyMcp;
   audit?: string;
   verbose?: boolean;
 }

@@ -365,6 +365,12 @@ function semanticChecks(p: Policy): PolicyIssue[] {
       message: `/secrets: secrets are injected by the egress proxy, which needs network { allow: [...] }; found network ${show(p.network)}`,
     });
   }
+  if (p.localPorts !== undefined && p.network === 'host') {
+    issues.push({
+      path: '/localPorts',
+      message: "/localPorts: local ports restrict the sandbox's own network namespace, which network 'host' does not have",
+    });
+  }
   const names = new Set<string>();
   p.secrets?.forEach((s, i) => {
     if (names.has(s.name))
@@ -377,5 +383,26 @@ function semanticChecks(p: Policy): PolicyIssue[] {
       });
     }
   });
+  // Per-tool grants: secrets they name must be defined; hosts need the egress proxy.
+  const tools = p.mcp?.tools;
+  if (tools !== undefined && !Array.isArray(tools)) {
+    for (const [tool, grant] of Object.entries(tools)) {
+      const at = `/mcp/tools/${escapePointer(tool)}`;
+      grant.secrets?.forEach((name, i) => {
+        if (!names.has(name)) {
+          issues.push({
+            path: `${at}/secrets/${i}`,
+            message: `${at}/secrets/${i}: secret \`${name}\` is not defined in /secrets (a tool grant names secrets defined there)`,
+          });
+        }
+      });
+      if (grant.network?.length && (p.network === 'none' || p.network === 'host')) {
+        issues.push({
+          path: `${at}/network`,
+          message: `${at}/network: per-tool hosts are allowed by the egress proxy, which needs network { allow: [...] }; found network ${show(p.network)}`,
+        });
+      }
+    }
+  }
   return issues;
 }

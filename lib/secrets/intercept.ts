@@ -20,7 +20,7 @@ import type { Duplex } from 'node:stream';
 import type * as tls from 'node:tls';
 import * as zlib from 'node:zlib';
 import pino, { type Logger } from 'pino';
-import type { PlaintextGuard } from '../net/decision';
+import type { CallRef, GrantScope, PlaintextGuard } from '../net/decision';
 import { type RunCa, readCaFiles, upstreamSecureContext } from './ca';
 import { makeScrubber, PlaceholderSet, StreamRedactor, scrubDeep, secretForms } from './placeholder';
 import {
@@ -51,9 +51,23 @@ export interface SecretInterceptorOptions {
   upstreamTimeout?: number;
   /** Milliseconds the sandbox gets to complete its TLS handshake. Default 10000. */
   handshakeTimeout?: number;
+  /**
+   * Per-tool grants (lib/mcp/tool-grants.ts): a secret scoped to some tools is injected only
+   * while a call of one of them is in flight; its placeholder at any other time is refused.
+   */
+  scope?: GrantScope;
 }
 
 const TLS_VERIFY_CODE = /^(CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED|SELF_SIGNED_CERT|ERR_TLS_CERT_ALTNAME|HOSTNAME_MISMATCH|ERR_SSL_)/;
+
+/**
+ * Budgets of one sandbox's interceptor (there is one per sandbox): what a sandbox can make it
+ * hold at once. Requests in flight on one HTTP/1.1 connection (pipelining: Node parses and
+ * dispatches every pipelined request it has read, and each would open an upstream connection);
+ * concurrent streams of one HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS, enforced by
+ * nghttp2); upstream HTTP/1.1 connections in all (further requests wait in the agent's queue).
+ */
+export const INTERCEPT_LIMITS = { pipelined: 32, streams: 100, upstreamSockets: 256 } as const;
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
@@ -70,8 +84,11 @@ export class SecretInterceptor extends EventEmitter {
   private readonly upstream: UpstreamPool;
   private readonly upstreamTimeout: number;
   private readonly handshakeTimeout: number;
+  private readonly scope: GrantScope | undefined;
   private readonly servers = new Map<string, Promise<http2.Http2SecureServer>>();
   private readonly sockets = new Set<Duplex>();
+  /** Requests in flight per HTTP/1.1 connection from the sandbox (INTERCEPT_LIMITS.pipelined). */
+  private readonly inFlight = new WeakMap<object, number>();
   private closed = false;
   private formsCache: string[] | undefined;
 
@@ -92,6 +109,7 @@ export class SecretInterceptor extends EventEmitter {
       this.audit('warn', { event: 'secret-upstream-error', host: target.host, err }, 'upstream HTTP/2 session error'),
     );
     this.handshakeTimeout = options.handshakeTimeout ?? 10_000;
+    this.scope = options.scope;
   }
 
   /** Whether a connection to host:port must be intercepted (some secret is for it). */
@@ -195,6 +213,7 @@ export class SecretInterceptor extends EventEmitter {
       key: leaf.keyPem,
       cert: `${leaf.certPem}\n${this.ca.certPem}`,
       handshakeTimeout: this.handshakeTimeout,
+      settings: { maxConcurrentStreams: INTERCEPT_LIMITS.streams },
       // The SNI must name the host the proxy let through: a client that connected for one host
       // and asks TLS for another is trying to make us mint (and route) for a name we did not check.
       SNICallback: (servername, cb) => {
@@ -245,10 +264,45 @@ export class SecretInterceptor extends EventEmitter {
     res.end(text);
   }
 
-  private noteInjected(target: InterceptTarget, names: string[]): void {
+  /**
+   * Per-tool grants: every secret about to be injected must be in the grant of the calls in
+   * flight. Returns the calls each injection is joined to, or the violation that refuses them all.
+   */
+  private scopeInjections(
+    target: InterceptTarget,
+    names: string[],
+    method: string,
+    url: string,
+  ): { calls: Map<string, CallRef[]> } | { violation: SecretViolation } {
+    const calls = new Map<string, CallRef[]>();
+    if (this.scope === undefined) return { calls };
     for (const secret of names) {
-      this.audit('info', { event: 'secret-injected', secret, host: target.host }, 'secret injected');
-      this.emit('injected', { secret, host: target.host });
+      const v = this.scope.checkSecret(secret);
+      if (!v.allowed) {
+        return {
+          violation: {
+            rule: 'secret-out-of-call',
+            secret,
+            host: target.host,
+            port: target.port,
+            method,
+            path: url.split('?')[0],
+            calls: v.calls,
+            message: `stockade: secret ${secret} not injected: ${v.rule}`,
+          },
+        };
+      }
+      calls.set(secret, v.calls);
+    }
+    return { calls };
+  }
+
+  private noteInjected(target: InterceptTarget, names: string[], calls: Map<string, CallRef[]>): void {
+    for (const secret of names) {
+      const joined = calls.get(secret);
+      const tag = joined ? { calls: joined } : {};
+      this.audit('info', { event: 'secret-injected', secret, host: target.host, ...tag }, 'secret injected');
+      this.emit('injected', { secret, host: target.host, ...tag });
     }
   }
 
@@ -264,6 +318,18 @@ export class SecretInterceptor extends EventEmitter {
     if (method === 'CONNECT') {
       this.reply(res, 501, { error: 'not-supported', message: 'stockade: CONNECT inside an intercepted connection is not supported' });
       return;
+    }
+    if (!h2) {
+      const conn = (req as http.IncomingMessage).socket;
+      const n = this.inFlight.get(conn) ?? 0;
+      if (n >= INTERCEPT_LIMITS.pipelined) {
+        const message = `stockade: more than ${INTERCEPT_LIMITS.pipelined} requests in flight on one connection to ${target.host}:${target.port}; the connection is closed after this answer`;
+        this.audit('warn', { event: 'secret-proxy-budget', host: target.host, port: target.port, budget: 'pipelined' }, message);
+        this.reply(res, 503, { error: 'budget', message });
+        return;
+      }
+      this.inFlight.set(conn, n + 1);
+      res.once('close', () => this.inFlight.set(conn, (this.inFlight.get(conn) ?? 1) - 1));
     }
     let plan: UpstreamRequest;
     try {
@@ -282,7 +348,13 @@ export class SecretInterceptor extends EventEmitter {
       else this.upstreamFailed(target, res, err);
       return;
     }
-    this.noteInjected(target, plan.injected);
+    const scoped = this.scopeInjections(target, plan.injected, method, url);
+    if ('violation' in scoped) {
+      req.resume();
+      this.violation(res, scoped.violation);
+      return;
+    }
+    this.noteInjected(target, plan.injected, scoped.calls);
     const useH2 = h2 && !this.upstream.isH1Only(target);
     const forward = useH2
       ? this.upstream
@@ -606,7 +678,14 @@ export class SecretInterceptor extends EventEmitter {
       rawReply(403, { error: 'secret-violation', rule: info.rule, secret: info.secret, message: info.message });
       return;
     }
-    this.noteInjected(target, plan.injected);
+    const scoped = this.scopeInjections(target, plan.injected, req.method ?? 'GET', req.url ?? '/');
+    if ('violation' in scoped) {
+      const info = scrubDeep(scoped.violation, this.scrubText);
+      this.violation(null, info);
+      rawReply(403, { error: 'secret-violation', rule: info.rule, secret: info.secret, message: info.message });
+      return;
+    }
+    this.noteInjected(target, plan.injected, scoped.calls);
     const headers: http.OutgoingHttpHeaders = { host: plan.authority };
     for (const [k, v] of plan.headers) headers[k.toLowerCase()] = v;
     const up = https.request({ ...this.upstream.tlsOptions(target), agent: false, method: req.method, path: plan.path, headers });

@@ -27,7 +27,8 @@ export type ViolationRule =
   | 'placeholder-in-url'
   | 'placeholder-in-body'
   | 'host-mismatch'
-  | 'sni-mismatch';
+  | 'sni-mismatch'
+  | 'secret-out-of-call';
 
 export interface SecretViolation {
   rule: ViolationRule;
@@ -39,6 +40,8 @@ export interface SecretViolation {
   /** Request path without the query string (it may hold other secrets of the client). */
   path?: string;
   message: string;
+  /** Per-tool grants: the tool calls in flight when it happened. */
+  calls?: { id: string | number | null; tool: string }[];
 }
 
 // Never copied from one side to the other: the hop-by-hop fields (lib/net/headers.ts, RFC 9110

@@ -23,7 +23,9 @@ export function targetKey(t: InterceptTarget): string {
 }
 
 export class UpstreamPool {
-  readonly agent = new https.Agent({ keepAlive: true, maxFreeSockets: 16, scheduling: 'lifo' });
+  // maxTotalSockets: a sandbox's requests may not open upstream connections without end (each
+  // is an fd of the launcher); those past it wait for a free socket (see INTERCEPT_LIMITS).
+  readonly agent = new https.Agent({ keepAlive: true, maxFreeSockets: 16, maxTotalSockets: 256, scheduling: 'lifo' });
   private readonly sessions = new Map<string, Promise<http2.ClientHttp2Session | null>>();
   private readonly h1Only = new Set<string>();
 

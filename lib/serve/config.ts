@@ -63,6 +63,11 @@ export interface ServeConfig {
   auth: { tokens?: { file: string } | { env: string }; oauth?: OAuthConfig };
   limits: ServeLimits;
   servers: Record<string, Policy>;
+  /**
+   * The policy file of each server given as `{ policy: FILE }`: its approval (lib/approval.ts)
+   * and tool pins apply to every session, as they do to `stockade run --policy FILE`.
+   */
+  policyFiles: Record<string, string>;
   /** The file it was read from (relative paths in it are relative to its directory). */
   file?: string;
 }
@@ -221,6 +226,7 @@ export function parseServeConfig(doc: unknown, base: string, file?: string): Ser
   }
 
   const servers: Record<string, Policy> = {};
+  const policyFiles: Record<string, string> = {};
   if (!isObj(doc.servers) || Object.keys(doc.servers).length === 0)
     bad('/servers', 'expected { NAME: policy or { policy: FILE } } with at least one server');
   else
@@ -233,6 +239,7 @@ export function parseServeConfig(doc: unknown, base: string, file?: string): Ser
       if (isObj(entry) && typeof entry.policy === 'string' && Object.keys(entry).length === 1) {
         try {
           servers[name] = loadPolicy(abs(entry.policy));
+          policyFiles[name] = abs(entry.policy);
         } catch (err) {
           for (const i of (err as { issues?: PolicyIssue[] }).issues ?? [{ path: '', message: String(err) }])
             bad(path, `${entry.policy}: ${i.message}`);
@@ -258,6 +265,7 @@ export function parseServeConfig(doc: unknown, base: string, file?: string): Ser
     auth,
     limits,
     servers,
+    policyFiles,
     ...(file ? { file } : {}),
   };
 }

@@ -29,6 +29,7 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 export class Gateway {
   readonly server: Server;
   readonly tenants: Tenants;
+  private readonly trust: Record<string, import('./trust').ServerTrust>;
   private readonly auth: Authenticator;
   private readonly logger: Logger;
   private readonly buckets = new Map<string, Bucket>();
@@ -40,10 +41,25 @@ export class Gateway {
   ) {
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.auth = new Authenticator(config.auth);
-    this.tenants = new Tenants(config.servers, config.stateDir, config.secretsDir, config.limits, this.logger, {
-      onToolCall: () => this.counters.toolCalls++,
-      onDenial: (_t, kind) => this.deny(kind),
-    });
+    const { ServerTrust } = require('./trust') as typeof import('./trust');
+    this.trust = Object.fromEntries(
+      Object.entries(config.servers).map(([name, policy]) => [
+        name,
+        new ServerTrust(name, policy, config.policyFiles?.[name], this.logger),
+      ]),
+    );
+    this.tenants = new Tenants(
+      config.servers,
+      config.stateDir,
+      config.secretsDir,
+      config.limits,
+      this.logger,
+      {
+        onToolCall: () => this.counters.toolCalls++,
+        onDenial: (_t, kind) => this.deny(kind),
+      },
+      this.trust,
+    );
     const handler = (req: IncomingMessage, res: ServerResponse) => {
       this.handle(req, res).catch((err: Error) => {
         // Nothing a client sends may take the gateway down: the request fails, the rest go on.
@@ -59,7 +75,12 @@ export class Gateway {
     this.server.requestTimeout = 0; // SSE streams are long-lived; idle sandboxes are reaped instead.
   }
 
-  listen(): Promise<AddressInfo> {
+  /**
+   * Listens once every server's package pin was checked (the install phase, ./trust.ts): a server
+   * whose package does not match is withheld from sessions, the others are served.
+   */
+  async listen(): Promise<AddressInfo> {
+    await Promise.all(Object.values(this.trust).map((t) => t.preparePackage()));
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen(this.config.listen.port, this.config.listen.host, () => {
@@ -160,7 +181,7 @@ export class Gateway {
         t = this.tenants.open(principal, server);
       } catch (err) {
         if (err instanceof TenantStartError) {
-          this.deny('credential');
+          this.deny(err.kind);
           this.logger.warn({ event: 'serve-session-refused', principal: principal.id, server, reason: err.detail });
           return this.reply(res, 403, { jsonrpc: '2.0', id: null, error: { code: -32000, message: err.message } });
         }

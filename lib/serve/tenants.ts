@@ -16,12 +16,13 @@ import { PassThrough, type Readable, type Writable } from 'node:stream';
 import type { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from 'pino';
-import { LineSplitter, wireToolFilter } from '../mcp';
+import { LineSplitter, type ToolGate, wireToolFilter } from '../mcp';
 import { policyToOptions } from '../policy/resolve';
 import type { Policy } from '../policy/types';
 import { type SandboxedProcess, spawnSandboxed } from '../process';
 import type { Principal } from './auth';
 import type { ServeLimits } from './config';
+import { type ServerTrust, ServerWithheld } from './trust';
 
 /** Largest message a sandboxed server may send in one line (the SDK's own client cap is similar). */
 const MAX_SERVER_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -43,6 +44,8 @@ export class TenantStartError extends Error {
     message: string,
     /** What the audit log gets. */
     readonly detail: string,
+    /** Why: no credential of the principal's, or the server is withheld (consent, package pin). */
+    readonly kind: 'credential' | 'consent' | 'package' = 'credential',
   ) {
     super(message);
     this.name = 'TenantStartError';
@@ -79,6 +82,8 @@ export class Tenants {
     private readonly limits: ServeLimits,
     private readonly logger: Logger,
     private readonly events: TenantEvents,
+    /** Consent, tool pins and package pins per server (./trust.ts). */
+    private readonly trust: Record<string, ServerTrust> = {},
   ) {
     const every = Math.max(250, Math.min(30_000, (limits.idleSeconds * 1000) / 4));
     this.reaper = setInterval(() => this.reapIdle(), every).unref();
@@ -116,7 +121,16 @@ export class Tenants {
     const id = randomUUID();
     const logger = this.logger.child({ principal: principal.id, server, sandbox: id });
     const home = this.homeFor(principal, server);
-    const launch = policyToOptions({ ...policy, filesystem: { ...(policy.filesystem ?? {}), home } });
+    let launch = policyToOptions({ ...policy, filesystem: { ...(policy.filesystem ?? {}), home } });
+    const trust = this.trust[server];
+    let gate: ToolGate | undefined;
+    try {
+      gate = trust?.admit(launch);
+    } catch (err) {
+      if (!(err instanceof ServerWithheld)) throw err;
+      throw new TenantStartError(err.message, err.detail, err.kind);
+    }
+    if (trust) launch = trust.applyPackage(launch);
     if (this.secretsDir !== undefined && launch.options.secrets) {
       const own = join(this.secretsDir, encodeURIComponent(principal.id));
       launch.options.secrets = launch.options.secrets.map((s) => ({ ...s, source: { file: join(own, s.name) } }));
@@ -145,7 +159,7 @@ export class Tenants {
     }
     const tenant: Tenant = { id, principal, server, transport, child, lastUsed: Date.now(), inFlight: new Map(), stopping: false };
     this.live.add(tenant);
-    this.bridge(tenant, launch.tools, logger);
+    this.bridge(tenant, launch.tools, logger, gate);
     logger.info({ event: 'serve-sandbox-start', home });
     return tenant;
   }
@@ -185,19 +199,20 @@ export class Tenants {
     return dir;
   }
 
-  private bridge(t: Tenant, tools: string[] | undefined, logger: Logger): void {
+  private bridge(t: Tenant, tools: string[] | undefined, logger: Logger, gate?: ToolGate): void {
     const { child, transport } = t;
     const stdin = child.stdin as Writable;
     const stdout = child.stdout as Readable;
     let toServer: Writable = stdin;
     let fromServer: Readable = stdout;
-    if (tools !== undefined) {
-      // The same tool filter `stockade run --tools` puts on stdio, between two in-memory pipes.
+    if (tools !== undefined || gate !== undefined) {
+      // The same tool filter `stockade run --tools` puts on stdio, between two in-memory pipes;
+      // with pinned tools and no allowlist it allows every tool and only the pins decide.
       const clientSide = new PassThrough();
       const serverSide = new PassThrough();
       const filter = wireToolFilter(
         { fromClient: clientSide, toClient: serverSide, toServer: stdin, fromServer: stdout },
-        { tools, logger },
+        { tools: tools ?? ['*'], logger, ...(gate ? { gate } : {}) },
       );
       filter.on('tool-call', (e: { outcome: string }) => e.outcome === 'refused' && this.events.onDenial(t, 'tool'));
       filter.on('error', (err: Error) => logger.warn({ event: 'serve-bridge-error', error: err.message }));
@@ -211,7 +226,7 @@ export class Tenants {
       if (m.method !== undefined && m.id !== undefined) t.inFlight.set(key(m.id), m.id);
       if (m.method === 'tools/call' && typeof m.params?.name === 'string') {
         // With an allowlist the filter audits each call with its outcome; without one, here.
-        if (tools === undefined) logger.info({ event: 'mcp.tool_call', tool: m.params.name, id: m.id });
+        if (tools === undefined && gate === undefined) logger.info({ event: 'mcp.tool_call', tool: m.params.name, id: m.id });
         this.events.onToolCall(t, m.params.name);
       }
       toServer.write(`${JSON.stringify(message)}\n`);

@@ -10,11 +10,13 @@ import { tmpdir } from 'node:os';
 import { basename, delimiter, join } from 'node:path';
 import { test } from 'node:test';
 
-export type Tool = 'curl' | 'python3' | 'redis' | 'static-cc' | 'cross-cc';
+export type Tool = 'curl' | 'python3' | 'pip' | 'redis' | 'static-cc' | 'cross-cc';
 
 const INSTALL: Record<Tool, string> = {
   curl: 'apt-get install curl',
   python3: 'apt-get install python3',
+  // Pinned uvx servers are installed by pip in the sandbox (lib/cli/pypi-pin.ts).
+  pip: 'apt-get install python3-pip (/usr/bin/python3 -m pip)',
   redis: 'apt-get install redis-server (redis-server and redis-cli)',
   'static-cc': 'apt-get install gcc libc6-dev (cc -static)',
   // Packing builds both architectures' prebuilds: the other one is cross-compiled.
@@ -32,6 +34,16 @@ function inSystemPath(program: string): boolean {
 
 function onPath(program: string): boolean {
   return (process.env.PATH ?? '').split(delimiter).some((d) => d !== '' && existsSync(join(d, program)));
+}
+
+/** The system python3's pip (the sandbox binds /usr, not a user's pyenv). */
+function systemPipWorks(): boolean {
+  try {
+    execFileSync('/usr/bin/python3', ['-m', 'pip', '--version'], { stdio: 'ignore', env: { PATH: '/usr/bin:/bin' } });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function staticCcWorks(): boolean {
@@ -56,11 +68,13 @@ function has(tool: Tool): boolean {
         ? onPath('curl') && inSystemPath('curl')
         : tool === 'python3'
           ? onPath('python3') && inSystemPath('python3')
-          : tool === 'redis'
-            ? onPath('redis-server') && inSystemPath('redis-cli')
-            : tool === 'cross-cc'
-              ? onPath(`${crossTriple().replace('x86-64', 'x86_64')}-g++`)
-              : staticCcWorks();
+          : tool === 'pip'
+            ? systemPipWorks()
+            : tool === 'redis'
+              ? onPath('redis-server') && inSystemPath('redis-cli')
+              : tool === 'cross-cc'
+                ? onPath(`${crossTriple().replace('x86-64', 'x86_64')}-g++`)
+                : staticCcWorks();
     present.set(tool, p);
   }
   return p;

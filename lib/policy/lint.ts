@@ -17,6 +17,17 @@ export function lintPolicy(policy: Policy): PolicyIssue[] {
   if (typeof network === 'object' && network !== null) {
     for (const [i, h] of (network.allow ?? []).entries()) entry(`/network/allow/${i}`, h);
   }
+  // Per-tool grants (mcp.tools in its object form): their network entries are allow entries too.
+  const tools = policy.mcp?.tools as unknown;
+  if (tools !== null && typeof tools === 'object' && !Array.isArray(tools)) {
+    for (const [name, grant] of Object.entries(tools as Record<string, { network?: unknown }>)) {
+      const network = grant?.network;
+      if (!Array.isArray(network)) continue;
+      for (const [i, h] of network.entries()) {
+        if (typeof h === 'string') entry(`/mcp/tools/${name.replace(/~/g, '~0').replace(/\//g, '~1')}/network/${i}`, h);
+      }
+    }
+  }
   for (const [i, s] of (policy.secrets ?? []).entries()) {
     for (const [j, h] of (s.hosts ?? []).entries()) entry(`/secrets/${i}/hosts/${j}`, h);
   }

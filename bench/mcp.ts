@@ -28,10 +28,11 @@ const modes: Record<string, [string, string[]]> = {
     [launcher, 'run', '--ro', path.join(root, 'node_modules'), '--tools', 'echo', '--', process.execPath, server, 'stdio'],
   ],
 };
-// The sandbox is a session of its own (setsid, so that no terminal can be pushed input). Where
-// the kernel groups the scheduler by session (sched_autogroup_enabled), that alone moves the
-// server to another autogroup, whose wakeups then compete with every other session's: the
-// direct server in a session of its own isolates that cost from the sandbox's.
+// A server in a session of its own (setsid): where the kernel groups the scheduler by session
+// (sched_autogroup_enabled), that alone moves it to another autogroup, whose wakeups then
+// compete with every other session's — 2-4x slower per round trip on a loaded host. The sandbox
+// was such a session until it gave up the terminal with TIOCNOTTY and setpgid instead
+// (native/child.cc); this mode stays to show what that was worth.
 if (fs.existsSync('/usr/bin/setsid')) modes['direct, own session (setsid)'] = ['/usr/bin/setsid', [process.execPath, server, 'stdio']];
 
 async function connect([command, args]: [string, string[]]): Promise<Client> {

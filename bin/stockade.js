@@ -1,29 +1,78 @@
 #!/usr/bin/env node
-// The launcher. It loads the bundled CLI (dist/lib/cli.js, scripts/bundle.js) and, on Node
-// versions that have it (22.1+), V8's compile cache: later starts skip compiling the bundle.
-// The cache lives in the user's own ~/.cache/stockade (0700), not in a shared temporary
-// directory where another user could plant compiled code for this one to run.
+// The launcher. It loads the bundled CLI (dist/lib/cli.js, scripts/bundle.js) with V8's compile
+// cache: Node's own where it has one (22.1+), else by hand (loadBundle): later starts skip
+// compiling the bundle.
+// The cache lives beside the bundle, in the package's own dist/ (dist/.compile-cache), never in
+// the user's home: V8's cached data is bytecode that V8 runs without reading the source again,
+// so whoever can write it can run code as the next user of the launcher. Beside the bundle it is
+// exactly as protected as the code itself (a sandbox granted ~/.cache, or a shared temporary
+// directory, would otherwise be a way out). Where dist/ is not writable (a root-owned global
+// install) there is no cache: only slower.
 const path = require('node:path');
 const mod = require('node:module');
 
-if (typeof mod.enableCompileCache === 'function' && !process.env.NODE_COMPILE_CACHE) {
+const bundle = path.join(__dirname, '..', 'dist', 'lib', 'cli.js');
+const cacheDir = path.join(__dirname, '..', 'dist', '.compile-cache');
+
+const nativeCache = typeof mod.enableCompileCache === 'function';
+if (nativeCache && !process.env.NODE_COMPILE_CACHE && !process.env.STOCKADE_NO_COMPILE_CACHE) {
   try {
-    const os = require('node:os');
-    const base =
-      process.env.XDG_CACHE_HOME && path.isAbsolute(process.env.XDG_CACHE_HOME)
-        ? process.env.XDG_CACHE_HOME
-        : path.join(os.homedir(), '.cache');
-    mod.enableCompileCache(path.join(base, 'stockade', 'compile-cache'));
+    mod.enableCompileCache(cacheDir);
   } catch {
     // No cache is only slower.
   }
 }
 
+/**
+ * Node 20 has no module.enableCompileCache: the bundle is compiled through vm.Script with V8's
+ * code cache by hand (what the v8-compile-cache package does), ~10-30 ms of a start. The cache
+ * file is named after the Node version, the architecture and the bundle's size and mtime, and
+ * V8 itself rejects data made from other source or by another V8 (cachedDataRejected), which is
+ * then made anew. It is written once, at the first exit, so that it holds every function that
+ * run compiled. Anything unusual (no bundle, dist/ read-only) falls back to require() or to no
+ * cache.
+ */
+function loadBundle(file) {
+  if (nativeCache || process.env.STOCKADE_NO_COMPILE_CACHE) return require(file);
+  const fs = require('node:fs');
+  let source;
+  let cacheFile;
+  try {
+    source = fs.readFileSync(file, 'utf8');
+    const st = fs.statSync(file);
+    cacheFile = path.join(cacheDir, `cli-${process.version}-${process.arch}-${st.size}-${Math.floor(st.mtimeMs)}.v8`);
+  } catch {
+    return require(file);
+  }
+  const vm = require('node:vm');
+  let cachedData;
+  try {
+    cachedData = fs.readFileSync(cacheFile);
+  } catch {}
+  const script = new vm.Script(mod.wrap(source), { filename: file, cachedData });
+  if (cachedData === undefined || script.cachedDataRejected) {
+    process.once('exit', () => {
+      try {
+        fs.mkdirSync(cacheDir, { recursive: true, mode: 0o755 });
+        const tmp = `${cacheFile}.${process.pid}`;
+        fs.writeFileSync(tmp, script.createCachedData(), { mode: 0o644 });
+        fs.renameSync(tmp, cacheFile);
+      } catch {
+        // No cache is only slower.
+      }
+    });
+  }
+  const m = { exports: {}, filename: file, id: file, loaded: false };
+  script.runInThisContext()(m.exports, mod.createRequire(file), m, file, path.dirname(file));
+  m.loaded = true;
+  return m.exports;
+}
+
 let cli;
 try {
-  cli = require('../dist/lib/cli.js');
+  cli = loadBundle(bundle);
 } catch (err) {
-  if (err?.code !== 'MODULE_NOT_FOUND' || !String(err.message).includes('cli.js')) throw err;
+  if (err?.code !== 'ENOENT' && (err?.code !== 'MODULE_NOT_FOUND' || !String(err.message).includes('cli.js'))) throw err;
   cli = require('../dist/lib/cli/main'); // a checkout built with plain tsc
 }
 cli.main(process.argv.slice(2)).then(

@@ -74,7 +74,7 @@ export function fromNative(error: NativeError, pathOf: (step: string, index: num
   const path = error.path ?? pathOf(names.step, error.index);
   return new SandboxError({
     errno: error.errno,
-    syscall: names.syscall,
+    syscall: error.syscall ?? names.syscall,
     step: names.step,
     path,
     hint: hintFor(names.step, error.errno),

@@ -84,10 +84,12 @@ export interface NativePlan {
   seccompProfile?: number;
   /** Absent: no Landlock. Used when the kernel has ABI 2 or later. */
   landlock?: NativeLandlock;
-  /** The v2 cgroup to clone the child into (a directory fd), or -1. */
-  cgroupFd?: number;
-  /** `tasks` files of v1 cgroups the child moves itself into before it proceeds (native/cgroup.cc). */
-  cgroupTasksFds?: number[];
+  /**
+   * The sandbox's cgroups, made and configured by the spawner thread (native/cgroup.cc), which
+   * clones the child into the v2 one and has it move itself into the v1 ones; watchOom registers
+   * a v1 memory cgroup's OOM eventfd (result.oomEventFd).
+   */
+  cgroups?: NativeCgroup[];
   /** /proc/sys/user limits the child sets in its own user namespace. */
   budgets?: { path: string; value: string }[];
   /**
@@ -95,6 +97,18 @@ export interface NativePlan {
    * that spawned it (a Worker) is torn down while it runs, when no JavaScript can.
    */
   cgroupDirs?: string[];
+}
+
+/** Opaque: a plan held in C++ (Addon.PlanTemplate). */
+export interface NativePlanTemplate {
+  readonly __planTemplate: never;
+}
+
+export interface NativeCgroup {
+  dir: string;
+  version: 1 | 2;
+  files: { name: string; value: string; optional?: boolean }[];
+  watchOom?: boolean;
 }
 
 /** A refused syscall, as stockade-init's seccomp supervisor saw it (native/initproto.h). */
@@ -114,6 +128,8 @@ export interface NativeError {
   errno: number;
   index: number;
   path?: string;
+  /** Where the failing syscall is not the step's usual one (cgroup: mkdir, open, write). */
+  syscall?: string;
 }
 
 export interface NativeHandle {
@@ -133,6 +149,8 @@ export type NativeSpawnResult =
       landlockAbi: number;
       /** stockade-init supervises the seccomp filter: violations are named. */
       seccompNotify: boolean;
+      /** A v1 memory cgroup's OOM eventfd (plan.cgroups watchOom), or -1: for new OomWatch(fd, onOom). */
+      oomEventFd: number;
     };
 
 /** Serves a UDP socket bound inside a sandbox's netns (native/udp.cc); owns the fd. */
@@ -159,11 +177,11 @@ export type RelayDone = (bytesUp: number, bytesDown: number, errno: number, time
 
 interface Addon {
   /** Calls onOom() on every OOM in a cgroup v1 memory cgroup (native/oomwatch.cc); throws with .errno. */
-  OomWatch: new (
-    eventControlFd: number,
-    oomControlFd: number,
-    onOom: () => void,
-  ) => { close(): void };
+  OomWatch: {
+    new (eventControlFd: number, oomControlFd: number, onOom: () => void): { close(): void };
+    /** Adopts an eventfd registered already (NativeSpawnResult.oomEventFd). */
+    new (eventFd: number, onOom: () => void): { close(): void };
+  };
   /**
    * pipeRoom: bytes of pipe buffers the uid must still be able to add under pipe-user-pages-soft
    * once the relay's pipes exist (start() returns ENOBUFS otherwise); 0 or absent: no check.
@@ -188,6 +206,18 @@ interface Addon {
     onSpawn: (result: NativeSpawnResult) => void,
     onViolation?: (violation: NativeViolation) => void,
   ): void;
+  /** With a template, the plan gives only what differs per spawn: file, fds, cgroups. */
+  spawn(
+    plan: Pick<NativePlan, 'file' | 'fds' | 'cgroups'>,
+    onExit: (code: number | null, signal: NodeJS.Signals | null) => void,
+    onSpawn: (result: NativeSpawnResult) => void,
+    onViolation: ((violation: NativeViolation) => void) | undefined,
+    template: NativePlanTemplate,
+  ): void;
+  /** A plan checked and converted once, for every spawn of one resolved definition (native/addon.cc). */
+  PlanTemplate: new (
+    plan: NativePlan,
+  ) => NativePlanTemplate;
   pipe(): [number, number];
   /** Closes an fd pipe() made (fs.closeSync warns about those in a Worker); 0 or an errno. */
   closeFd(fd: number): number;
@@ -198,6 +228,13 @@ interface Addon {
   /** Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the soft limit now, or -errno. */
   raiseOpenFileLimit(): number;
   seccompNotify(): boolean;
+  /**
+   * On the libuv pool: reads each of readFiles (null where unreadable), then rmdir()s each of
+   * dirs; done gets the texts and how many directories are left (native/addon.cc).
+   */
+  releaseCgroup(readFiles: string[], dirs: string[], done: (texts: (string | null)[], left: number) => void): void;
+  /** CPU time of the calling thread, ms (for bench/). */
+  threadCpuTime(): number;
   /** The checklist's steps by number (native/steps.h), frozen. */
   steps: Readonly<Record<number, { step: string; syscall: string }>>;
   /** The capacity of pipe `fd` after setting it to `bytes` if given (F_SETPIPE_SZ), or -errno. */

@@ -5,14 +5,13 @@
 // for those who await, 'audit' events mirroring the pino audit log, and 'violation' events
 // naming each refused syscall. What is not part of the public shape is #private.
 import { EventEmitter } from 'node:events';
-import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import * as util from 'node:util';
 import type { Logger } from 'pino';
 import { AbortError, fromNative, invalidArgType, outOfRange, SandboxError, SandboxOptionsError, unknownSignal } from './errors';
-import { type LimitViolation, LimitWatch, SandboxCgroup } from './limits';
+import { type CgroupEvents, type LimitViolation, LimitWatch, SandboxCgroup } from './limits';
 import { limitFile } from './limits/cgroup';
 import { type NativeHandle, type NativePlan, type NativeSpawnResult, type NativeViolation, native } from './native';
 import type { EgressAttachment } from './net/sandbox';
@@ -169,10 +168,11 @@ export class SandboxedProcess extends EventEmitter {
     // starts once it exists ('spawn' says when; pid is undefined until then).
     lib.RunCa.create()
       .then((ca) => {
+        // The upstream CAs as read when the options were checked (lib/plan.ts), not read again.
         this.#interceptor = new lib.SecretInterceptor({
           secrets,
           ca,
-          upstreamCa: options.upstreamCa,
+          upstreamCaPem: resolved.upstreamCaPem,
           logger: options.logger,
           ...(options.grantScope ? { scope: options.grantScope } : {}),
         });
@@ -235,7 +235,11 @@ export class SandboxedProcess extends EventEmitter {
   }
 
   #start(resolved: ResolvedSandbox, childFds: number[], slots: Slots): void {
-    const file = resolveCommand(this.spawnfile, resolved.plan.envp, resolved.plan.cwd, resolved.visible, resolved.writable);
+    // A cached definition sees only the host's system directories: its command is found once.
+    const file =
+      (resolved.reusable ? resolved.commandFile : undefined) ??
+      resolveCommand(this.spawnfile, resolved.plan.envp, resolved.plan.cwd, resolved.visible, resolved.writable);
+    if (resolved.reusable) resolved.commandFile = file;
     if (file === undefined) {
       closeChildEnds(slots, childFds);
       const err = new SandboxError({
@@ -259,20 +263,23 @@ export class SandboxedProcess extends EventEmitter {
     }
     // The spawn runs on the addon's spawner thread; the event loop goes on meanwhile (the
     // sandbox's pid, like its 'spawn' event, comes once the payload has exec'd).
-    native().spawn(
-      plan,
-      (code, signal) => this.#onExit(code, signal),
-      (result) => this.#spawned(result, resolved),
-      (v) => this.#onViolation(v),
-    );
+    const onExit = (code: number | null, signal: NodeJS.Signals | null) => this.#onExit(code, signal);
+    const onSpawn = (result: NativeSpawnResult) => this.#spawned(result, resolved);
+    const onViolation = (v: NativeViolation) => this.#onViolation(v);
+    if (resolved.reusable) {
+      // A cached definition (lib/plan.ts) is converted for the addon once; each spawn then
+      // hands over only what is its own.
+      resolved.template ??= new (native().PlanTemplate)({ ...resolved.plan, file, fds: [] });
+      native().spawn({ file, fds: plan.fds, cgroups: plan.cgroups }, onExit, onSpawn, onViolation, resolved.template);
+    } else {
+      native().spawn(plan, onExit, onSpawn, onViolation);
+    }
     closeChildEnds(slots, childFds); // the addon holds duplicates until the child has its own
   }
 
   #spawned(result: NativeSpawnResult, resolved: ResolvedSandbox): void {
-    // The spawner thread is done with the cgroup fds (clone3's directory, v1 tasks files).
-    this.#cgroup?.closeFds();
     if ('error' in result) {
-      this.#oomWatch?.close();
+      // The spawner removed the cgroups it made; this catches what it could not.
       void this.#cgroup?.remove();
       const cgroupFiles = this.#cgroup?.dirs.filter((d) => d.hierarchy.version === 1).map((d) => `${d.dir}/tasks`) ?? [];
       this.#failAsync(fromNative(result.error, (step, index) => (step === 'cgroup' ? cgroupFiles[index] : resolved.describe(step, index))));
@@ -280,6 +287,16 @@ export class SandboxedProcess extends EventEmitter {
     }
     this.pid = result.pid;
     this.#handle = result.handle;
+    if (result.oomEventFd >= 0) {
+      // v1 (lib/limits/cgroup.ts): the kernel's OOM killer is off for the sandbox, which ends
+      // whole on the notification, registered by the spawner before the sandbox existed (an OOM
+      // since then is reported now).
+      this.#oomWatch = new (native().OomWatch)(result.oomEventFd, () => {
+        this.#oomWatch?.close();
+        this.#cgroup?.noteOom();
+        this.#handle?.kill(osConstants.signals.SIGKILL);
+      });
+    }
     const layers = layersInForce(resolved, result.landlockAbi, result.seccompNotify);
     if (resolved.egress !== undefined) {
       // The proxy is loaded with the first sandbox that has an allow list (cold start of `run`).
@@ -299,7 +316,6 @@ export class SandboxedProcess extends EventEmitter {
       this.#egress.proxy.on('egress', (record) => this.emit('egress', record));
     }
     if (this.#pendingSignal !== undefined) this.#handle.kill(this.#pendingSignal);
-    if (this.#cgroup?.events().oomKills) this.#handle.kill(osConstants.signals.SIGKILL); // an OOM before the handle existed
     this.#watchLimits(resolved);
     if (this.#unrefed) this.unref();
     if (resolved.wallTime !== undefined) {
@@ -336,38 +352,16 @@ export class SandboxedProcess extends EventEmitter {
   }
 
   /**
-   * The sandbox's cgroups (lib/limits), made before the spawn and handed to the addon as fds. On
-   * cgroup v1 the OOM watch is registered now, before the payload can allocate: v1's OOM killer
-   * is off for the sandbox (it would kill one process), so the launcher ends the whole sandbox,
-   * as v2's memory.oom.group does.
+   * The sandbox's cgroups (lib/limits): decided here, made by the spawner thread before the
+   * clone (native/cgroup.cc). On cgroup v1 the spawner also registers the OOM notification then,
+   * before the payload can allocate: v1's OOM killer is off for the sandbox (it would kill one
+   * process), so the launcher ends the whole sandbox, as v2's memory.oom.group does.
    */
   #joinCgroup(plan: NativePlan): void {
     const spec = this.#resolved?.limits.cgroup;
     if (spec === undefined) return;
-    this.#cgroup = new SandboxCgroup(spec.where, spec.settings);
-    Object.assign(plan, this.#cgroup.planFds(), { cgroupDirs: this.#cgroup.dirs.map((d) => d.dir) });
-    const memory = this.#cgroup.v1Memory();
-    if (memory === undefined) return;
-    const control = fs.openSync(`${memory}/cgroup.event_control`, fs.constants.O_WRONLY);
-    const oom = fs.openSync(`${memory}/memory.oom_control`, fs.constants.O_RDONLY);
-    try {
-      this.#oomWatch = new (native().OomWatch)(control, oom, () => {
-        this.#oomWatch?.close();
-        this.#cgroup?.noteOom();
-        this.#handle?.kill(osConstants.signals.SIGKILL);
-      });
-    } catch (err) {
-      void this.#cgroup.remove();
-      throw new SandboxError({
-        errno: (err as { errno?: number }).errno ?? osConstants.errno.EINVAL,
-        syscall: 'write',
-        step: 'cgroup',
-        path: `${memory}/cgroup.event_control`,
-      });
-    } finally {
-      fs.closeSync(control);
-      fs.closeSync(oom);
-    }
+    this.#cgroup = new SandboxCgroup(spec.where, spec.settings, { bySpawner: true });
+    plan.cgroups = this.#cgroup.spec();
   }
 
   /** A limit that struck: a 'violation' event and its audit record (and the launcher's line, lib/cli/report.ts). */
@@ -420,10 +414,11 @@ export class SandboxedProcess extends EventEmitter {
     });
   }
 
-  /** OOM kills, and refused forks the watch did not see yet, as violations: read once the sandbox has ended. */
-  #reportCgroupEvents(): void {
-    if (this.#cgroup === undefined) return;
-    const { oomKills, pidsRefused } = this.#cgroup.events();
+  /**
+   * OOM kills, and refused forks the watch did not see yet, as violations: read once the sandbox
+   * has ended (off the JS thread, lib/limits/cgroup.ts release), before 'close'.
+   */
+  #reportCgroupEvents({ oomKills, pidsRefused }: CgroupEvents): void {
     const memory = this.#resolved?.limits.report.memory;
     if (oomKills > 0) {
       this.#limitViolation({
@@ -466,37 +461,51 @@ export class SandboxedProcess extends EventEmitter {
     this.#settle();
     this.#oomWatch?.close();
     this.#limitWatch?.close();
-    this.#reportCgroupEvents();
-    // Every process of the sandbox is gone (its PID 1 is reaped last): the count is final.
-    const cpuSeconds = this.#cgroup?.cpuSeconds();
-    // The proxy's state dies with the sandbox: listeners, client and upstream sockets, the CA.
-    // 'close' waits for it, so that every egress record of the sandbox has been emitted by then
-    // (allowed connections are recorded when they close).
-    Promise.all([this.#egress?.close(), this.#interceptor?.close(), this.#cgroup?.remove()])
-      .catch(() => {})
-      .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
-      .then(() => {
-        this.#tornDown = true;
-        this.#maybeClose();
-      });
     this.exitCode = code;
     this.signalCode = signal;
     this.#exited = true;
     this.#handle = undefined;
-    this.#audit('info', {
-      event: 'sandbox-exit',
-      pid: this.pid,
-      policy: this.policyDigest,
-      exitCode: code,
-      signal,
-      ...(cpuSeconds === undefined ? {} : { cpuSeconds: Math.round(cpuSeconds * 1000) / 1000 }),
-    });
+    // The cgroups' OOM and pids counters and the CPU seconds of the whole sandbox (final: every
+    // process of it is gone, its PID 1 is reaped last) are read, and the cgroups removed, off the
+    // JS thread (lib/limits/cgroup.ts); the exit record follows the violations they report. Then
+    // the proxy's state dies with the sandbox: listeners, client and upstream sockets, the CA.
+    // 'close' waits for all of it, so that every egress record of the sandbox has been emitted
+    // by then (allowed connections are recorded when they close).
+    const exitRecord = (cpuSeconds?: number) =>
+      this.#audit('info', {
+        event: 'sandbox-exit',
+        pid: this.pid,
+        policy: this.policyDigest,
+        exitCode: code,
+        signal,
+        ...(cpuSeconds === undefined ? {} : { cpuSeconds: Math.round(cpuSeconds * 1000) / 1000 }),
+      });
+    const released = this.#cgroup
+      ?.release()
+      .then((events) => {
+        this.#reportCgroupEvents(events);
+        return events.cpuSeconds;
+      })
+      .catch(() => undefined)
+      .then(exitRecord);
+    if (released === undefined) exitRecord();
+    (released ?? Promise.resolve())
+      .then(() => Promise.all([this.#egress?.close(), this.#interceptor?.close()]))
+      .catch(() => {})
+      .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      .then(() => {
+        this.#tornDown = true;
+        // As child_process does: output nobody reads is drained, so that 'close' can follow —
+        // once the teardown is done, not at 'exit', so that a caller who reads a sandbox's output
+        // only after awaiting another sandbox still gets it (the release above takes a trip to
+        // the libuv pool).
+        for (const stream of [this.stdout, this.stderr]) {
+          if (stream !== null && stream.readableFlowing !== true && stream.listenerCount('data') === 0) stream.resume();
+        }
+        this.#maybeClose();
+      });
     this.emit('exit', code, signal);
     this.stdin?.destroy();
-    // As child_process does: output nobody reads is drained, so that 'close' can follow.
-    for (const stream of [this.stdout, this.stderr]) {
-      if (stream !== null && stream.readableFlowing !== true && stream.listenerCount('data') === 0) stream.resume();
-    }
     this.#maybeClose();
   }
 

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -148,6 +149,32 @@ class Reader {
   std::string message_;
 };
 
+// The fields of a plan that change from one spawn of a definition to the next (PlanTemplate).
+void readPerSpawn(Reader& r, Plan& plan) {
+  plan.fds = r.ints("fds");
+  if (plan.fds.size() > static_cast<size_t>(kMaxFds)) r.fail("fds", "at most 64 entries");
+  r.objects("cgroups", [&](Reader& c, uint32_t) {
+    CgroupSpec spec;
+    spec.dir = c.str("dir");
+    spec.version = static_cast<int>(c.integer("version", 1, 2, "1 or 2"));
+    if (spec.dir.size() < 2 || spec.dir[0] != '/' || spec.dir.find('\0') != std::string::npos)
+      c.fail("dir", "an absolute path");
+    c.objects("files", [&](Reader& f, uint32_t) {
+      CgroupFile file;
+      file.name = f.str("name");
+      file.value = f.str("value");
+      file.optional = f.flag("optional", false);
+      if (file.name.empty() || file.name.find('/') != std::string::npos ||
+          file.name.find('\0') != std::string::npos)
+        f.fail("name", "a file name");
+      spec.files.push_back(std::move(file));
+    });
+    spec.watchOom = c.flag("watchOom", false);
+    plan.cgroups.push_back(std::move(spec));
+  });
+  if (plan.cgroups.size() > 8) r.fail("cgroups", "at most 8 entries");
+}
+
 bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message) {
   Reader r(env, obj, "plan");
   plan.file = r.str("file");
@@ -200,8 +227,7 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
     plan.listeners.push_back(spec);
   });
   if (plan.listeners.size() > kMaxListeners) r.fail("listeners", "at most 64 entries");
-  plan.fds = r.ints("fds");
-  if (plan.fds.size() > static_cast<size_t>(kMaxFds)) r.fail("fds", "at most 64 entries");
+  readPerSpawn(r, plan);
   r.objects("limits", [&](Reader& l, uint32_t) {
     Limit limit;
     // RLIM_NLIMITS is 16; values up to 2^53 (JavaScript's exact integers; RLIM_INFINITY is
@@ -251,9 +277,6 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
       r.absorb(l);
     }
   }
-  plan.cgroupFd = static_cast<int>(r.integer("cgroupFd", -1, INT32_MAX, "an fd or -1", true, -1));
-  plan.cgroupTasksFds = r.ints("cgroupTasksFds", true);
-  if (plan.cgroupTasksFds.size() > 8) r.fail("cgroupTasksFds", "at most 8 entries");
   r.objects("budgets", [&](Reader& b, uint32_t) {
     Budget budget;
     budget.path = b.str("path");
@@ -271,6 +294,35 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
   *message = r.message();
   return r.ok();
 }
+
+// A plan read once (new PlanTemplate(plan)) for many spawns of one definition: converting a
+// plan's few hundred strings and numbers from JS values took ~0.2 ms of the JS thread per
+// spawn. spawn(perSpawn, ..., template) copies the template's C++ Plan and reads only `file`,
+// `fds` and `cgroups` from perSpawn. Type-tagged, so that no other object passes for one.
+const napi_type_tag kPlanTemplateTag = {0x73746f636b616465ull, 0x706c616e74706c31ull};
+
+class PlanTemplate : public Napi::ObjectWrap<PlanTemplate> {
+ public:
+  static Napi::Function Init(Napi::Env env) { return DefineClass(env, "PlanTemplate", {}); }
+  explicit PlanTemplate(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PlanTemplate>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) {
+      Napi::TypeError::New(env, "new PlanTemplate(plan) takes a plan object")
+          .ThrowAsJavaScriptException();
+      return;
+    }
+    std::string message;
+    if (!readPlan(env, info[0].As<Napi::Object>(), plan_, &message)) {
+      Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
+      return;
+    }
+    napi_type_tag_object(env, info.This(), &kPlanTemplateTag);
+  }
+  const Plan& plan() const { return plan_; }
+
+ private:
+  Plan plan_;
+};
 
 // Calls a JS callback from the event loop. The status is not turned into a C++ Napi::Error (which
 // is fatal under NAPI_DISABLE_CPP_EXCEPTIONS when it cannot be built): a callback fails either
@@ -335,12 +387,17 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
   }
 
  private:
+  // Both watchers report to JavaScript: when it cannot run any more (canRunJs, loop_handles.h),
+  // they stop, and the environment's teardown kills, reaps and releases the sandbox.
   static void OnReadable(uv_poll_t* handle, int, int) {
-    static_cast<Sandbox*>(handle->data)->Collect();
+    auto* self = static_cast<Sandbox*>(handle->data);
+    if (!canRunJs(self->env_)) return self->Pause();
+    self->Collect();
   }
 
   static void OnStatusReadable(uv_poll_t* handle, int, int) {
     auto* self = static_cast<Sandbox*>(handle->data);
+    if (!canRunJs(self->env_)) return self->Pause();
     Napi::HandleScope scope(self->env_);
     // At end-of-file (stockade-init gone) the pipe stays readable: stop watching it, so the
     // loop does not spin until the pidfd reports the exit.
@@ -440,6 +497,12 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
     pidfd_ = statusFd_ = -1;
   }
 
+  // Stops both watchers without closing anything (see OnReadable).
+  void Pause() {
+    if (poll_ != nullptr) uv_poll_stop(poll_);
+    if (statusPoll_ != nullptr) uv_poll_stop(statusPoll_);
+  }
+
   // kill(signal: number) -> 0 or an errno (ESRCH once it has exited).
   Napi::Value Kill(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !info[0].IsNumber()) {
@@ -520,6 +583,9 @@ void DeliverSpawn(std::unique_ptr<SpawnJob> done, void* data) {
   auto* addon = static_cast<AddonData*>(data);
   std::unique_ptr<Job> job(static_cast<Job*>(done.release()));
   Napi::Env env = addon->env;
+  // The spawn finished as its Worker stops (canRunJs, loop_handles.h): nobody can be told, so
+  // the sandbox is killed and released as if it were still queued at teardown.
+  if (!canRunJs(env)) return Spawner::discard(*job);
   Napi::HandleScope scope(env);
   const SpawnResult& r = job->result;
   Napi::Object out = Napi::Object::New(env);
@@ -529,6 +595,7 @@ void DeliverSpawn(std::unique_ptr<SpawnJob> done, void* data) {
     error.Set("errno", r.error.err);
     error.Set("index", r.error.index);
     if (!r.failedPath.empty()) error.Set("path", r.failedPath);
+    if (r.failedSyscall != nullptr) error.Set("syscall", r.failedSyscall);
     out.Set("error", error);
   } else {
     Napi::Object handle = addon->sandboxClass.New({});
@@ -543,15 +610,17 @@ void DeliverSpawn(std::unique_ptr<SpawnJob> done, void* data) {
     out.Set("listenerFds", fds);
     out.Set("landlockAbi", r.landlockAbi);
     out.Set("seccompNotify", r.seccompNotify);
+    out.Set("oomEventFd", r.oomEventFd);
   }
   Napi::FunctionReference onSpawn = std::move(job->onSpawn);
   job.reset();
   CallBack(env, onSpawn, {out});
 }
 
-// spawn(plan, onExit, onSpawn[, onViolation]): checks the plan's shape (a TypeError otherwise) and
-// queues it; onSpawn(result) follows from the event loop. The payload's stdio fds are duplicated
-// here, synchronously, so the caller may close its own as soon as spawn() returns (as it may after
+// spawn(plan, onExit, onSpawn[, onViolation[, template]]): checks the plan's shape (a TypeError
+// otherwise) and queues it (with a PlanTemplate, `plan` gives only file, fds and cgroups);
+// onSpawn(result) follows from the event loop. The payload's stdio fds are duplicated here,
+// synchronously, so the caller may close its own as soon as spawn() returns (as it may after
 // child_process.spawn()).
 Napi::Value Spawn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -562,13 +631,33 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   }
   auto job = std::make_unique<Job>();
   std::string message;
-  if (!readPlan(env, info[0].As<Napi::Object>(), job->plan, &message)) {
+  bool tagged = false;
+  if (info.Length() > 4 && info[4].IsObject())
+    napi_check_object_type_tag(env, info[4], &kPlanTemplateTag, &tagged);
+  if (tagged) {
+    job->plan = PlanTemplate::Unwrap(info[4].As<Napi::Object>())->plan();
+    Reader r(env, info[0].As<Napi::Object>(), "plan");
+    job->plan.file = r.str("file");
+    job->plan.fds.clear();
+    job->plan.cgroups.clear();
+    readPerSpawn(r, job->plan);
+    if (job->plan.file.empty() || job->plan.file[0] != '/') r.fail("file", "an absolute path");
+    message = r.message();
+    if (!r.ok()) {
+      Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+  } else if (!readPlan(env, info[0].As<Napi::Object>(), job->plan, &message)) {
     // A getter or Proxy trap of the plan threw: that exception is already pending and is the
     // one the caller sees (throwing a second one over it is fatal in N-API).
     if (env.IsExceptionPending()) return env.Undefined();
     Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
     return env.Undefined();
   }
+  // The sandbox's cgroup directories, for the teardown when its environment goes first.
+  if (tagged) job->plan.cgroupDirs.clear();
+  if (job->plan.cgroupDirs.empty())
+    for (const CgroupSpec& cg : job->plan.cgroups) job->plan.cgroupDirs.push_back(cg.dir);
   auto* addon = env.GetInstanceData<AddonData>();
   for (int& fd : job->plan.fds) {
     if (fd < 0) continue;
@@ -670,6 +759,106 @@ static Napi::Value RaiseOpenFileLimit(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(rl.rlim_cur));
 }
 
+// releaseCgroup(readFiles, dirs, done(texts, left)): what a sandbox's cgroups leave behind,
+// on the libuv pool: reads each of readFiles (their event counters; null where unreadable),
+// then rmdir()s each of dirs (ENOENT counts as removed), and calls done with the texts and how
+// many directories are still there. lib/limits/cgroup.ts at every sandbox exit: the reads and
+// rmdirs (five system calls per hierarchy) would otherwise hold the JS thread.
+class ReleaseCgroup : public Napi::AsyncWorker {
+ public:
+  ReleaseCgroup(Napi::Function done, std::vector<std::string> files, std::vector<std::string> dirs)
+      : Napi::AsyncWorker(done), files_(std::move(files)), dirs_(std::move(dirs)) {}
+
+  void Execute() override {
+    for (const std::string& file : files_) {
+      std::string text;
+      bool ok = false;
+      int fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd >= 0) {
+        char buf[4096];
+        ssize_t n;
+        // Counter files are a few hundred bytes; 64 KiB bounds a hostile or odd one.
+        while (text.size() < 65536 && (n = read(fd, buf, sizeof buf)) > 0)
+          text.append(buf, static_cast<size_t>(n));
+        ok = n == 0 || text.size() >= 65536;
+        close(fd);
+      }
+      texts_.push_back(ok ? std::move(text) : std::string());
+      read_.push_back(ok);
+    }
+    for (const std::string& dir : dirs_)
+      if (rmdir(dir.c_str()) != 0 && errno != ENOENT) ++left_;
+  }
+
+  // Not OnOK: node-addon-api's Callback().Call() turns a failed call into a C++ Napi::Error,
+  // which is fatal under NAPI_DISABLE_CPP_EXCEPTIONS, and a call fails when the environment (a
+  // Worker being terminated) is going away as the work completes. As CallBack() above, the
+  // status of the call is not acted on: then there is nobody left to tell.
+  void OnWorkComplete(Napi::Env napiEnv, napi_status status) override {
+    if (status == napi_cancelled) return;
+    // Raw N-API calls, each status ignored: node-addon-api's wrappers throw a C++ error on any
+    // failure (napi_set_element fails once the environment is terminating), which is fatal here.
+    napi_env env = napiEnv;
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+    napi_value texts, value, left, fn, global, result;
+    napi_create_array_with_length(env, texts_.size(), &texts);
+    for (size_t i = 0; i < texts_.size(); ++i) {
+      if (read_[i])
+        napi_create_string_utf8(env, texts_[i].data(), texts_[i].size(), &value);
+      else
+        napi_get_null(env, &value);
+      napi_set_element(env, texts, static_cast<uint32_t>(i), value);
+    }
+    napi_create_int32(env, left_, &left);
+    napi_value args[2] = {texts, left};
+    if (napi_get_reference_value(env, Callback(), &fn) == napi_ok && fn != nullptr &&
+        napi_get_global(env, &global) == napi_ok)
+      napi_make_callback(env, nullptr, global, fn, 2, args, &result);
+    napi_close_handle_scope(env, scope);
+  }
+
+ private:
+  std::vector<std::string> files_, dirs_, texts_;
+  std::vector<bool> read_;
+  int left_ = 0;
+};
+
+static std::vector<std::string> StringsOf(Napi::Value v) {
+  std::vector<std::string> out;
+  if (!v.IsArray()) return out;
+  auto a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value e = a.Get(i);
+    if (e.IsString()) out.push_back(e.As<Napi::String>().Utf8Value());
+  }
+  return out;
+}
+
+static Napi::Value ReleaseCgroupFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsArray() || !info[2].IsFunction()) {
+    Napi::TypeError::New(env,
+                         "releaseCgroup(readFiles, dirs, done) takes two arrays and a function")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto* worker =
+      new ReleaseCgroup(info[2].As<Napi::Function>(), StringsOf(info[0]), StringsOf(info[1]));
+  worker->Queue();  // deleted by napi once done
+  return env.Undefined();
+}
+
+// threadCpuTime() -> CPU time of the calling thread in ms (CLOCK_THREAD_CPUTIME_ID, ns
+// resolution). For bench/: how much of a spawn the JS thread itself works, apart from the time
+// other tasks of a loaded host held its CPU (process.threadCpuUsage() exists from Node 23.9;
+// /proc/thread-self/schedstat is updated only at scheduler ticks).
+static Napi::Value ThreadCpuTime(const Napi::CallbackInfo& info) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return Napi::Number::New(info.Env(), static_cast<double>(ts.tv_sec) * 1e3 + ts.tv_nsec / 1e6);
+}
+
 // steps -> { [number]: { step, syscall } }: the checklist's names (steps.h), so that
 // lib/native.ts has them from the same list the child and stockade-init are built from.
 static Napi::Object StepTable(Napi::Env env) {
@@ -693,6 +882,21 @@ stockade::LoopHandles* stockade::loopHandlesOf(napi_env env) {
   void* data = nullptr;
   napi_get_instance_data(env, &data);
   return &static_cast<AddonData*>(data)->handles;
+}
+
+// napi_coerce_to_number starts with N-API's preamble, which fails (napi_pending_exception, or
+// napi_cannot_run_js in newer Node) once the environment cannot call into JavaScript (stopping,
+// or being freed) and does nothing else for a number: the cheapest status check that asks
+// exactly that question. Creating a number and a handle scope never needs JavaScript.
+bool stockade::canRunJs(napi_env env) {
+  if (env == nullptr) return false;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return false;
+  napi_value zero = nullptr, out = nullptr;
+  bool ok = napi_create_int32(env, 0, &zero) == napi_ok &&
+            napi_coerce_to_number(env, zero, &out) == napi_ok;
+  napi_close_handle_scope(env, scope);
+  return ok;
 }
 
 // pipeSize(fd[, bytes]) -> the capacity of pipe `fd` in bytes after setting it to `bytes` if
@@ -729,10 +933,13 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("raiseOpenFileLimit", Napi::Function::New(env, RaiseOpenFileLimit));
   exports.Set("pipeSize", Napi::Function::New(env, PipeSize));
   exports.Set("seccompNotify", Napi::Function::New(env, SeccompNotify));
+  exports.Set("threadCpuTime", Napi::Function::New(env, ThreadCpuTime));
+  exports.Set("releaseCgroup", Napi::Function::New(env, ReleaseCgroupFn));
   exports.Set("steps", StepTable(env));
   exports.Set("UdpEndpoint", UdpEndpoint::Init(env));
   exports.Set("Relay", Relay::Init(env));
   exports.Set("OomWatch", OomWatch::Init(env));
+  exports.Set("PlanTemplate", PlanTemplate::Init(env));
   return exports;
 }
 

@@ -11,10 +11,13 @@
 // child has its own copy of the disposition table, so resetting it here leaves Node's handlers
 // in place; the reset happens first, so that none of Node's handlers could run here, and the
 // mask is cleared right before execve.
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -61,6 +64,34 @@ static void dieWithParent(const Prepared& prep, const ChildFds& fds) {
     sys(SYS_exit_group, 127);
 }
 
+// No controlling terminal, and a process group of its own, in the caller's session. What setsid()
+// gave the sandbox, without the scheduler autogroup the kernel makes for every new session
+// (sched_autogroup_enabled=1, Debian's and Ubuntu's default): an autogroup is a CPU share of its
+// own, and on a loaded host a sandboxed MCP server then waited behind every other session for
+// each wakeup, 2-4x slower per round trip than the same server started directly (bench/mcp.ts).
+// - TIOCNOTTY on the controlling terminal (opened as /dev/tty, before the root is built) drops
+//   it for this process only: the child is not a session leader, so nobody else loses it and
+//   no SIGHUP is sent. Then /dev/tty inside opens with ENXIO, TIOCSTI on an inherited terminal
+//   is refused for not being the controlling one (besides seccomp's EPERM), and the terminal's
+//   job control never stops or signals the sandbox. A process that is not a session leader can
+//   never get a controlling terminal back (TIOCSCTTY and open() both need one).
+// - setpgid(0, 0): out of the caller's (foreground) process group, so ^C, ^Z and hangup in the
+//   caller's terminal signal the launcher, which forwards to stockade-init, not the payload.
+// Where /dev/tty cannot be opened for another reason than "no controlling terminal" (ENXIO),
+// each of the payload's stdio fds is tried instead (ENOTTY for one that is not a terminal).
+static int leaveTerminal(const Plan& plan) {
+  long tty = sys(SYS_openat, AT_FDCWD, "/dev/tty", O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+  if (tty >= 0) {
+    long rc = sys(SYS_ioctl, tty, TIOCNOTTY, 0);
+    sys(SYS_close, tty);
+    if (int err = sysError(rc)) return err;
+  } else if (sysError(tty) != ENXIO) {
+    for (int fd : plan.fds)
+      if (fd >= 0) sys(SYS_ioctl, fd, TIOCNOTTY, 0);
+  }
+  return sysError(sys(SYS_setpgid, 0, 0));
+}
+
 [[noreturn]] void runChild(const Plan& plan, const Prepared& prep) {
   ChildFds fds = {prep.errorPipe[1], prep.statusPipe[1], prep.initFd};
   resetSignalDispositions();
@@ -84,6 +115,10 @@ static void dieWithParent(const Prepared& prep, const ChildFds& fds) {
   // 1d. TCP Fast Open off where Landlock restricts connect() (net.cc says why), through the
   //     host's /proc while it is still visible.
   if (int err = disableFastOpenInChild(plan)) failInChild(fds, Step::kFastOpen, err);
+
+  // 1e. Out of the caller's terminal and process group (leaveTerminal above), while the host's
+  //     /dev/tty is still in view.
+  if (int err = leaveTerminal(plan)) failInChild(fds, Step::kSetsid, err);
 
   // 2. Filesystem: private mounts, tmpfs root, binds, /dev, /proc, /etc, pivot_root, cwd.
   Step step = Step::kMount;
@@ -112,10 +147,16 @@ static void dieWithParent(const Prepared& prep, const ChildFds& fds) {
       failInChild(fds, Step::kLandlock, err, index);
   }
 
-  // 4. Hostname, a session of its own (no controlling terminal to push input into), rlimits.
+  // 4. Hostname, rlimits, and back to the scheduling policy of a normal process: the
+  //    spawner thread, and so this child until here, runs SCHED_BATCH (spawner.cc), which the
+  //    payload must not inherit.
   if (int err = sysError(sys(SYS_sethostname, plan.hostname.data(), plan.hostname.size())))
     failInChild(fds, Step::kHostname, err);
-  if (int err = sysError(sys(SYS_setsid))) failInChild(fds, Step::kSetsid, err);
+  if (plan.resetScheduler) {
+    struct sched_param normal = {};
+    if (int err = sysError(sys(SYS_sched_setscheduler, 0, SCHED_OTHER, &normal)))
+      failInChild(fds, Step::kSetsid, err);
+  }
   for (size_t i = 0; i < plan.limits.size(); ++i) {
     const Limit& limit = plan.limits[i];
     if (int err = sysError(sys(SYS_prlimit64, 0, limit.resource, &limit.value, nullptr)))

@@ -58,6 +58,7 @@ int setBudgetsInChild(const Plan& plan, int* index);
 pid_t cloneIntoCgroup(unsigned long flags, void* stackBase, size_t stackSize, int cgroupFd,
                       int (*fn)(void*), void* arg, int* pidfd);
 int joinV2CgroupFromParent(pid_t pid, const Plan& plan);
+
 int joinCgroupsInChild(const Plan& plan, int* index);
 
 // child.cc

@@ -82,4 +82,17 @@ class LoopHandles {
 // The registry of the environment `env` (a napi_env): the addon's instance data (addon.cc).
 LoopHandles* loopHandlesOf(struct napi_env__* env);
 
+// Whether the environment `env` can still run JavaScript (addon.cc). Every libuv callback of the
+// addon that calls into JavaScript asks first. Why: when a Worker stops (terminate(),
+// process.exit() inside it) Node marks its environment stopping and still turns its loop, and
+// when it frees the environment, Node's Environment::CleanupHandles() runs the loop again
+// (uv_run, with JavaScript disallowed) *before* the cleanup hooks, so before
+// AddonData::OnEnvTeardown. A poll, timer or async callback that fires then and calls into
+// JavaScript gets a failed N-API status, and node-addon-api turns that into a fatal error (e.g.
+// the spawn completion's sandboxClass.New() came back empty, and unwrapping it aborted with
+// "Error::New napi_get_last_error_info", env null). Such a callback instead stops its handle
+// and returns: its resource is still tracked, and the teardown that follows releases it
+// natively (kills and reaps, closes, removes cgroups), as for any resource alive at teardown.
+bool canRunJs(struct napi_env__* env);
+
 }  // namespace stockade

@@ -26,24 +26,33 @@ Napi::Function OomWatch::Init(Napi::Env env) {
 
 // new OomWatch(eventControlFd, oomControlFd, onOom()): both fds stay the caller's. Throws an
 // Error with .errno when the registration fails.
+// new OomWatch(eventFd, onOom()): an eventfd the spawner thread registered already (cgroup.cc,
+// before the sandbox existed), which the watch then owns.
 OomWatch::OomWatch(const Napi::CallbackInfo& info) : Napi::ObjectWrap<OomWatch>(info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsFunction()) {
+  bool adopt = info.Length() == 2 && info[0].IsNumber() && info[1].IsFunction();
+  if (!adopt &&
+      (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsFunction())) {
     Napi::TypeError::New(env,
                          "new OomWatch(eventControlFd, oomControlFd, onOom) takes two fds "
-                         "and a function")
+                         "and a function, new OomWatch(eventFd, onOom) an eventfd and a function")
         .ThrowAsJavaScriptException();
     return;
   }
   handles_ = loopHandlesOf(env);
-  int control = info[0].As<Napi::Number>().Int32Value();
-  int oom = info[1].As<Napi::Number>().Int32Value();
-  eventFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  int err = eventFd_ < 0 ? errno : 0;
-  if (err == 0) {
-    char line[32];
-    int len = snprintf(line, sizeof line, "%d %d", eventFd_, oom);
-    if (write(control, line, static_cast<size_t>(len)) != len) err = errno;
+  int err = 0;
+  if (adopt) {
+    eventFd_ = info[0].As<Napi::Number>().Int32Value();
+  } else {
+    int control = info[0].As<Napi::Number>().Int32Value();
+    int oom = info[1].As<Napi::Number>().Int32Value();
+    eventFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    err = eventFd_ < 0 ? errno : 0;
+    if (err == 0) {
+      char line[32];
+      int len = snprintf(line, sizeof line, "%d %d", eventFd_, oom);
+      if (write(control, line, static_cast<size_t>(len)) != len) err = errno;
+    }
   }
   if (err == 0) poll_ = handles_->openPoll(eventFd_, this, &err);
   if (err != 0) {
@@ -53,7 +62,7 @@ OomWatch::OomWatch(const Napi::CallbackInfo& info) : Napi::ObjectWrap<OomWatch>(
     e.ThrowAsJavaScriptException();
     return;
   }
-  onOom_ = Napi::Persistent(info[2].As<Napi::Function>());
+  onOom_ = Napi::Persistent(info[adopt ? 1 : 2].As<Napi::Function>());
   env_ = env;
   uv_poll_start(poll_, UV_READABLE, &OomWatch::OnReadable);
   handles_->track(this);
@@ -69,6 +78,8 @@ OomWatch::~OomWatch() {
 void OomWatch::OnReadable(uv_poll_t* handle, int status, int) {
   auto* self = static_cast<OomWatch*>(handle->data);
   if (status < 0 || self->eventFd_ < 0) return;
+  // JavaScript cannot run any more (canRunJs, loop_handles.h): stop; teardown closes the eventfd.
+  if (!canRunJs(self->env_)) return static_cast<void>(uv_poll_stop(handle));
   uint64_t count = 0;
   if (read(self->eventFd_, &count, sizeof count) != sizeof count) return;  // EAGAIN
   Napi::HandleScope scope(self->env_);

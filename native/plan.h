@@ -88,6 +88,21 @@ struct Budget {
   std::string value;
 };
 
+// One sandbox cgroup in one hierarchy (lib/limits/cgroup.ts decides all of it): the directory
+// to make, the files to write there in order (an optional one is skipped where the kernel has
+// no such file), and, for a v1 memory cgroup, whether to register an OOM eventfd.
+struct CgroupFile {
+  std::string name;
+  std::string value;
+  bool optional = false;
+};
+struct CgroupSpec {
+  std::string dir;
+  int version = 2;
+  std::vector<CgroupFile> files;
+  bool watchOom = false;
+};
+
 struct Plan {
   // Payload
   std::string file;  // absolute path inside the sandbox
@@ -116,6 +131,8 @@ struct Plan {
   bool useInit = true;   // stockade-init as PID 1
   std::string initPath;  // host path of the stockade-init executable
   bool seccomp = true;
+  // Set by the spawner thread, not the plan: it runs SCHED_BATCH, which the child resets.
+  bool resetScheduler = false;
 
   // Defense in depth (landlock.h, seccomp.cc)
   SeccompProfile seccompProfile = SeccompProfile::kDefault;
@@ -123,6 +140,9 @@ struct Plan {
   // Limits (lib/limits). The v2 cgroup the child is cloned into (a directory fd, or -1); the
   // `tasks` files of v1 hierarchies the child moves itself into right after the sync point
   // (cgroup.cc); the budgets the child sets in its user namespace before anything else.
+  // The cgroups are made by the spawner thread (cgroup.cc, makeCgroupsFromParent) from
+  // `cgroups`, which then fills in cgroupFd and cgroupTasksFds.
+  std::vector<CgroupSpec> cgroups;
   int cgroupFd = -1;
   std::vector<int> cgroupTasksFds;
   std::vector<Budget> budgets;

@@ -296,6 +296,14 @@ void Relay::releaseAtTeardown() {
 
 void Relay::Finish(int err, bool timedOut) {
   if (!running_) return;
+  // onDone cannot be told (canRunJs, loop_handles.h): stop everything and stay tracked, so the
+  // environment's teardown, which follows, closes the sockets and pipes.
+  if (!canRunJs(env_)) {
+    for (uv_poll_t* poll : poll_)
+      if (poll != nullptr) uv_poll_stop(poll);
+    if (timer_ != nullptr) uv_timer_stop(timer_);
+    return;
+  }
   running_ = false;
   handles_->untrack(this);
   Release();

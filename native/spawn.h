@@ -24,10 +24,19 @@ struct SpawnResult {
   // Failure: the step, errno and list index the child (or the parent) reported.
   bool failed = false;
   ChildError error = {};
-  std::string failedPath;  // for parent-side failures (the id map file)
+  std::string failedPath;               // for parent-side failures (the id map file, a cgroup file)
+  const char* failedSyscall = nullptr;  // where it is not the step's usual one
+  // A v1 memory cgroup's OOM eventfd, registered before clone() (oomwatch.cc), or -1.
+  int oomEventFd = -1;
 };
 
 SpawnResult spawnSandbox(Plan& plan);
+
+// cgroup.cc: the sandbox's cgroups, made on the spawner thread before spawnSandbox(); 0 or an
+// errno, with result's failedPath and failedSyscall set and nothing left behind.
+int makeCgroupsFromParent(Plan& plan, SpawnResult& result);
+void closeCgroupFds(Plan& plan);
+void removeCgroupsFromParent(const Plan& plan);
 
 // Kills the sandbox whose PID 1 is `pid` (the whole pid namespace) and reaps it; `pidfd` stays
 // open. Used when its environment goes first.

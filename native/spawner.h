@@ -44,6 +44,11 @@ class Spawner {
   void shutdown();
   ~Spawner() = default;
 
+  // Kills, reaps and releases the sandbox of a job nobody will be told about (its fds closed, its
+  // cgroups removed): what shutdown() does to every undelivered job, and what `deliver` does with
+  // a job that arrives once its environment can no longer run JavaScript (addon.cc).
+  static void discard(SpawnJob& job);
+
  private:
   void stop();
   static void* threadMain(void* self);

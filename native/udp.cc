@@ -58,6 +58,8 @@ UdpEndpoint::~UdpEndpoint() {
 void UdpEndpoint::OnReadable(uv_poll_t* handle, int status, int) {
   auto* self = static_cast<UdpEndpoint*>(handle->data);
   if (status < 0) return;
+  // JavaScript cannot run any more (canRunJs, loop_handles.h): stop; teardown closes the socket.
+  if (!canRunJs(self->env_)) return static_cast<void>(uv_poll_stop(handle));
   Napi::HandleScope scope(self->env_);
   // Bounded per wakeup so a flood cannot starve the loop; the poll fires again if more remain.
   for (int i = 0; i < 64 && self->fd_ >= 0; ++i) {

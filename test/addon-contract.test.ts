@@ -171,10 +171,20 @@ const cases: [string, Record<string, unknown>, string][] = [
     { landlock: { handledFs: 1, rules: [], allowStdio: 'y' } },
     'plan.landlock.allowStdio must be a boolean',
   ],
-  ['cgroupFd a string', { cgroupFd: '3' }, 'plan.cgroupFd must be a number'],
-  ['cgroupFd -2', { cgroupFd: -2 }, 'plan.cgroupFd must be an fd or -1'],
-  ['cgroupTasksFds an object', { cgroupTasksFds: {} }, 'plan.cgroupTasksFds must be an array of fds'],
-  ['9 cgroupTasksFds', { cgroupTasksFds: Array.from({ length: 9 }, () => -1) }, 'plan.cgroupTasksFds must be at most 8 entries'],
+  // The sandbox's cgroups, made by the spawner thread (native/cgroup.cc) from what lib/limits decided.
+  ['cgroups an object', { cgroups: {} }, 'plan.cgroups must be an array'],
+  ['a relative cgroup dir', { cgroups: [{ dir: 'rel', version: 2, files: [] }] }, 'plan.cgroups[0].dir must be an absolute path'],
+  ['cgroup version 3', { cgroups: [{ dir: '/x', version: 3, files: [] }] }, 'plan.cgroups[0].version must be 1 or 2'],
+  [
+    'a cgroup file name with a slash',
+    { cgroups: [{ dir: '/x', version: 1, files: [{ name: 'a/b', value: '1' }] }] },
+    'plan.cgroups[0].files[0].name must be a file name',
+  ],
+  [
+    '9 cgroups',
+    { cgroups: Array.from({ length: 9 }, () => ({ dir: '/x', version: 2, files: [] })) },
+    'plan.cgroups must be at most 8 entries',
+  ],
   ['budgets an object', { budgets: {} }, 'plan.budgets must be an array'],
   [
     'budget path elsewhere',
@@ -313,8 +323,12 @@ describe('addon contract: the other classes', () => {
     relay.close();
   });
 
-  test('OomWatch(eventControlFd, oomControlFd, onOom)', () => {
-    const usage = { name: 'TypeError', message: 'new OomWatch(eventControlFd, oomControlFd, onOom) takes two fds and a function' };
+  test('OomWatch(eventControlFd, oomControlFd, onOom) and OomWatch(eventFd, onOom)', () => {
+    const usage = {
+      name: 'TypeError',
+      message:
+        'new OomWatch(eventControlFd, oomControlFd, onOom) takes two fds and a function, new OomWatch(eventFd, onOom) an eventfd and a function',
+    };
     assert.throws(() => ctor(OomWatch), usage);
     assert.throws(() => ctor(OomWatch, 1, 2), usage);
     assert.throws(

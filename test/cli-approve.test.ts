@@ -80,7 +80,9 @@ describe('what counts as growth', () => {
       ['filesystem.deny no longer hides /srv/work/keys', 'filesystem.denyDefaults turned off'],
     );
     assert.deepEqual(
-      grew((p) => p.filesystem && (p.filesystem.allowSockets = true)),
+      grew((p) => {
+        if (p.filesystem) p.filesystem.allowSockets = true;
+      }),
       ['filesystem.allowSockets'],
     );
   });

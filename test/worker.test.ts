@@ -17,6 +17,7 @@ import { Worker } from 'node:worker_threads';
 import { spawnSandboxed } from '../lib';
 import { probeLimits } from '../lib/probe';
 import { descendants, isRoot, openFdCount } from './helpers';
+import { waitFor } from './helpers/wait';
 
 const distLib = path.join(__dirname, '..', 'lib');
 const delegated = process.env.STOCKADE_TEST_CGROUP_PARENT;
@@ -123,7 +124,7 @@ const child = spawnSandboxed('/bin/sh', ['-c', 'sleep 1000 & echo up; exec sleep
 });
 child.on('error', (e) => parentPort.postMessage({ error: e.message }));
 parentPort.on('message', (m) => m === 'exit' && process.exit(3));
-// The cgroups exist from the call on (lib/limits makes them before the spawn is queued).
+// The cgroups exist once the spawner thread has taken the job (native/cgroup.cc), before the clone.
 if (workerData.mode === 'in-flight') parentPort.postMessage({ inFlight: true });
 const spawned = new Promise((r) => child.once('spawn', r));
 child.stdout.once('data', async () => {
@@ -277,6 +278,8 @@ describe('worker threads', () => {
           worker.on('message', (m) => m.inFlight && resolve());
           worker.once('error', reject);
         });
+        // The spawner thread makes the cgroups as it takes the job (native/cgroup.cc), first thing.
+        if (cgroups) await waitFor(() => sandboxCgroups(worker.threadId).length > 0, 'the spawner thread to make the cgroups');
         const dirs = sandboxCgroups(worker.threadId);
         assert.equal(dirs.length > 0, cgroups, `cgroups ${cgroups ? '' : 'not '}held: ${dirs}`);
         await worker.terminate();

@@ -39,6 +39,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { SandboxError } from '../errors';
+import { type NativeCgroup, native } from '../native';
 
 /**
  * The controllers stockade uses. cpuacct is v1's CPU accounting (cpuacct.usage), for limits.cpu
@@ -293,132 +294,124 @@ export function limitFile(c: Controller, version: 1 | 2): string {
 
 let counter = 0;
 
+/** cpuacct.usage (v1, nanoseconds) or cpu.stat's usage_usec (v2), in seconds. */
+function cpuSecondsOf(text: string | undefined, version: 1 | 2): number | undefined {
+  if (text === undefined) return undefined;
+  if (version === 1) return Number(text.trim()) / 1e9;
+  const usec = /^usage_usec (\d+)$/m.exec(text)?.[1];
+  return usec === undefined ? undefined : Number(usec) / 1e6;
+}
+
+/** The files that set controller `c`'s limits in a sandbox cgroup, in the order they are written. */
+function settingFiles(version: 1 | 2, c: Controller, s: CgroupSettings): NativeCgroup['files'] {
+  if (c === 'memory' && s.memory !== undefined) {
+    if (version === 2) {
+      return [
+        { name: 'memory.max', value: String(s.memory) },
+        // No swap: a limit that swaps is a limit on RAM only, and swapping is how a host slows to a halt.
+        { name: 'memory.swap.max', value: '0', optional: true },
+        // An OOM kill takes the whole sandbox, not one process of it (4.19).
+        { name: 'memory.oom.group', value: '1' },
+      ];
+    }
+    return [
+      { name: 'memory.limit_in_bytes', value: String(s.memory) },
+      // memory+swap equal to memory: no swap. Absent without swap accounting (swapaccount=0).
+      { name: 'memory.memsw.limit_in_bytes', value: String(s.memory), optional: true },
+      // v1 has no oom.group, and its OOM killer takes one process: the rest of the sandbox would
+      // see it die and run on. So the killer is off for this cgroup (a task that hits the limit
+      // waits instead), and process.ts kills the whole sandbox on the OOM notification, which
+      // the spawner registers before the child exists (native/cgroup.cc, oomwatch.cc): all of it
+      // or nothing, as v2's memory.oom.group.
+      { name: 'memory.oom_control', value: '1' },
+    ];
+  }
+  if (c === 'pids' && s.pids !== undefined) return [{ name: 'pids.max', value: String(s.pids) }];
+  if (c === 'cpu' && s.cpus !== undefined) {
+    const quota = Math.max(1000, Math.round(s.cpus * CPU_PERIOD_US));
+    if (version === 2) return [{ name: 'cpu.max', value: `${quota} ${CPU_PERIOD_US}` }];
+    return [
+      { name: 'cpu.cfs_period_us', value: String(CPU_PERIOD_US) },
+      { name: 'cpu.cfs_quota_us', value: String(quota) },
+    ];
+  }
+  return [];
+}
+
 /** Counters read from the sandbox's cgroups: OOM kills and refused forks. */
 export interface CgroupEvents {
   oomKills: number;
   pidsRefused: number;
+  /** CPU seconds of the whole sandbox (release() only; undefined where unreadable). */
+  cpuSeconds?: number;
 }
 
-/** The cgroups of one sandbox, one per hierarchy it uses. */
+/**
+ * The cgroups of one sandbox, one per hierarchy it uses. Decided here, made by the addon's
+ * spawner thread (native/cgroup.cc) from spec(): the mkdir and the writes are system calls the
+ * JS thread need not wait for. The addon removes them again when the spawn fails.
+ */
 export class SandboxCgroup {
   /** Directory of the sandbox's cgroup per hierarchy, with what it holds there. */
   readonly dirs: { hierarchy: Hierarchy; dir: string; holds: Controller[] }[] = [];
-  private fds: number[] = [];
+  private readonly settings: CgroupSettings;
   private removed = false;
   /** OOMs the launcher acted on (v1, where the kernel's killer is off and counts none). */
   private oomsHandled = 0;
 
   /**
-   * Makes and configures the cgroups; `where` says which hierarchy holds which controller
-   * (undefined: a hierarchy that holds none, the v2 one on a hybrid host). Throws a
-   * SandboxError with step 'cgroup' and nothing left behind.
+   * `where` says which hierarchy holds which controller (holds [] for a hierarchy that holds
+   * none, the v2 one on a hybrid host).
    */
-  constructor(where: { placement: Placement; holds: Controller[] }[], settings: CgroupSettings) {
+  constructor(where: { placement: Placement; holds: Controller[] }[], settings: CgroupSettings, opts: { bySpawner?: boolean } = {}) {
     // Each Worker has its own copy of this module (and counter): the thread id keeps names apart.
     const name = `${process.pid}-${threadId}-${++counter}`;
-    try {
-      for (const { placement: p, holds } of where) {
-        const dir = path.join(p.parent, name);
-        this.step('mkdir', dir, () => {
-          try {
-            fs.mkdirSync(dir, { mode: 0o755 });
-          } catch (err) {
-            // The parent is settled once per process (placement()); an empty parent removed since
-            // (by whoever cleans up empty cgroups) is made again, once.
-            if (errorCode(err) !== 'ENOENT') throw err;
-            fs.mkdirSync(p.parent, { recursive: true, mode: 0o755 });
-            fs.mkdirSync(dir, { mode: 0o755 });
-          }
-        });
-        this.dirs.push({ hierarchy: p.hierarchy, dir, holds });
-        for (const c of holds) this.configure(dir, p.hierarchy.version, c, settings);
-      }
-    } catch (err) {
-      this.removeNow();
-      throw err;
-    }
-  }
-
-  private step(syscall: string, file: string, fn: () => void): void {
-    try {
-      fn();
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      throw new SandboxError({ errno: e.errno ?? -22, syscall, step: 'cgroup', path: file });
-    }
-  }
-
-  private set(dir: string, file: string, value: string, optional = false): void {
-    const full = path.join(dir, file);
-    if (optional && !fs.existsSync(full)) return;
-    this.step('write', full, () => writeText(full, value));
-  }
-
-  private configure(dir: string, version: 1 | 2, c: Controller, s: CgroupSettings): void {
-    if (c === 'memory' && s.memory !== undefined) {
-      if (version === 2) {
-        this.set(dir, 'memory.max', String(s.memory));
-        // No swap: a limit that swaps is a limit on RAM only, and swapping is how a host slows to a halt.
-        this.set(dir, 'memory.swap.max', '0', true);
-        // An OOM kill takes the whole sandbox, not one process of it (4.19).
-        this.set(dir, 'memory.oom.group', '1');
-      } else {
-        this.set(dir, 'memory.limit_in_bytes', String(s.memory));
-        // memory+swap equal to memory: no swap. Absent without swap accounting (swapaccount=0).
-        this.set(dir, 'memory.memsw.limit_in_bytes', String(s.memory), true);
-        // v1 has no oom.group, and its OOM killer takes one process: the rest of the sandbox would
-        // see it die and run on. So the killer is off for this cgroup (a task that hits the
-        // limit waits instead), and process.ts kills the whole sandbox on the OOM notification
-        // (native/oomwatch.cc): all of it or nothing, as v2's memory.oom.group.
-        this.set(dir, 'memory.oom_control', '1');
-      }
-    } else if (c === 'pids' && s.pids !== undefined) {
-      this.set(dir, 'pids.max', String(s.pids));
-    } else if (c === 'cpu' && s.cpus !== undefined) {
-      const quota = Math.max(1000, Math.round(s.cpus * CPU_PERIOD_US));
-      if (version === 2) {
-        this.set(dir, 'cpu.max', `${quota} ${CPU_PERIOD_US}`);
-      } else {
-        this.set(dir, 'cpu.cfs_period_us', String(CPU_PERIOD_US));
-        this.set(dir, 'cpu.cfs_quota_us', String(quota));
-      }
-    }
+    for (const { placement: p, holds } of where) this.dirs.push({ hierarchy: p.hierarchy, dir: path.join(p.parent, name), holds });
+    this.settings = settings;
+    if (!opts.bySpawner) this.createNow();
   }
 
   /**
-   * Descriptors for the addon: the v2 cgroup's directory (clone3 CLONE_INTO_CGROUP) and the v1
-   * cgroups' `tasks` files (the child moves itself at its sync point). Close them once the
-   * spawn returned.
+   * The same cgroups made here, synchronously (a caller outside spawnSandboxed, which lets the
+   * spawner thread make them: process.ts passes bySpawner). Throws a SandboxError with step
+   * 'cgroup' and leaves nothing behind.
    */
-  planFds(): { cgroupFd: number; cgroupTasksFds: number[] } {
-    let cgroupFd = -1;
-    const cgroupTasksFds: number[] = [];
-    for (const { hierarchy, dir } of this.dirs) {
-      if (hierarchy.version === 2) {
-        this.step('open', dir, () => {
-          cgroupFd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
-        });
-        this.fds.push(cgroupFd);
-      } else {
-        const file = path.join(dir, 'tasks');
-        this.step('open', file, () => {
-          const fd = fs.openSync(file, fs.constants.O_WRONLY);
-          cgroupTasksFds.push(fd);
-          this.fds.push(fd);
-        });
+  private createNow(): void {
+    const step = (syscall: string, file: string, fn: () => void) => {
+      try {
+        fn();
+      } catch (err) {
+        this.removeNow();
+        throw new SandboxError({ errno: (err as NodeJS.ErrnoException).errno ?? -22, syscall, step: 'cgroup', path: file });
+      }
+    };
+    for (const { dir, files } of this.spec()) {
+      step('mkdir', dir, () => {
+        try {
+          fs.mkdirSync(dir, { mode: 0o755 });
+        } catch (err) {
+          // An empty parent removed since placement() settled it is made again, once.
+          if (errorCode(err) !== 'ENOENT') throw err;
+          fs.mkdirSync(path.dirname(dir), { recursive: true, mode: 0o755 });
+          fs.mkdirSync(dir, { mode: 0o755 });
+        }
+      });
+      for (const f of files) {
+        const full = path.join(dir, f.name);
+        if (f.optional && !fs.existsSync(full)) continue;
+        step('write', full, () => writeText(full, f.value));
       }
     }
-    return { cgroupFd, cgroupTasksFds };
   }
 
-  closeFds(): void {
-    for (const fd of this.fds) fs.closeSync(fd);
-    this.fds = [];
-  }
-
-  /** The v1 memory cgroup, which needs the launcher to end the sandbox on OOM. */
-  v1Memory(): string | undefined {
-    return this.dirs.find((d) => d.hierarchy.version === 1 && d.holds.includes('memory'))?.dir;
+  /** What the spawner thread makes: each directory, the files to write in it, the v1 OOM watch. */
+  spec(): NativeCgroup[] {
+    return this.dirs.map(({ hierarchy, dir, holds }) => {
+      const files: NativeCgroup['files'] = [];
+      for (const c of holds) files.push(...settingFiles(hierarchy.version, c, this.settings));
+      const watchOom = hierarchy.version === 1 && holds.includes('memory') && this.settings.memory !== undefined;
+      return { dir, version: hierarchy.version, files, watchOom };
+    });
   }
 
   /** Records an OOM the launcher ended the sandbox for (v1). */
@@ -426,18 +419,60 @@ export class SandboxCgroup {
     this.oomsHandled++;
   }
 
-  /** OOM kills and refused forks so far. */
-  events(): CgroupEvents {
-    const out: CgroupEvents = { oomKills: this.oomsHandled, pidsRefused: 0 };
-    const field = (text: string | undefined, key: string) => Number(new RegExp(`^${key} (\\d+)$`, 'm').exec(text ?? '')?.[1] ?? 0);
+  /** The files whose counters events() reads, and the key of each. */
+  private eventFiles(): { file: string; key: string; kind: keyof CgroupEvents }[] {
+    const out: { file: string; key: string; kind: keyof CgroupEvents }[] = [];
     for (const { hierarchy, dir, holds } of this.dirs) {
-      if (holds.includes('memory')) {
-        const file = hierarchy.version === 2 ? 'memory.events' : 'memory.oom_control';
-        out.oomKills += field(readText(path.join(dir, file)), 'oom_kill');
-      }
-      if (holds.includes('pids')) out.pidsRefused += field(readText(path.join(dir, 'pids.events')), 'max');
+      if (holds.includes('memory'))
+        out.push({
+          file: path.join(dir, hierarchy.version === 2 ? 'memory.events' : 'memory.oom_control'),
+          key: 'oom_kill',
+          kind: 'oomKills',
+        });
+      if (holds.includes('pids')) out.push({ file: path.join(dir, 'pids.events'), key: 'max', kind: 'pidsRefused' });
     }
     return out;
+  }
+
+  private count(texts: (string | undefined | null)[]): CgroupEvents {
+    const out: CgroupEvents = { oomKills: this.oomsHandled, pidsRefused: 0 };
+    this.eventFiles().forEach(({ key, kind }, i) => {
+      out[kind] += Number(new RegExp(`^${key} (\\d+)$`, 'm').exec(texts[i] ?? '')?.[1] ?? 0);
+    });
+    return out;
+  }
+
+  /** OOM kills and refused forks so far. */
+  events(): CgroupEvents {
+    return this.count(this.eventFiles().map(({ file }) => readText(file)));
+  }
+
+  /**
+   * Once the sandbox has ended: its counters, read, and its cgroups removed, on the libuv pool
+   * (native/addon.cc releaseCgroup), so that neither holds the JS thread; what is still
+   * populated goes through remove().
+   */
+  release(): Promise<CgroupEvents> {
+    if (this.removed) return Promise.resolve(this.events());
+    const files = this.eventFiles().map((f) => f.file);
+    const cpu = this.cpuAccounting();
+    if (cpu !== undefined) files.push(cpu.file);
+    return new Promise<CgroupEvents>((resolve) => {
+      native().releaseCgroup(
+        files,
+        this.dirs.map((d) => d.dir),
+        (texts, left) => {
+          const events = this.count(texts);
+          if (cpu !== undefined) events.cpuSeconds = cpuSecondsOf(texts[files.length - 1] ?? undefined, cpu.version);
+          if (left === 0) {
+            this.removed = true;
+            resolve(events);
+          } else {
+            void this.remove().then(() => resolve(events));
+          }
+        },
+      );
+    });
   }
 
   /**
@@ -466,11 +501,7 @@ export class SandboxCgroup {
   /** CPU seconds used by every process of the sandbox so far, dead ones included; undefined if unreadable. */
   cpuSeconds(): number | undefined {
     const source = this.cpuAccounting();
-    const text = source && readText(source.file);
-    if (text === undefined) return undefined;
-    if (source?.version === 1) return Number(text.trim()) / 1e9; // nanoseconds
-    const usec = /^usage_usec (\d+)$/m.exec(text)?.[1];
-    return usec === undefined ? undefined : Number(usec) / 1e6;
+    return source && cpuSecondsOf(readText(source.file), source.version);
   }
 
   /**
@@ -501,7 +532,6 @@ export class SandboxCgroup {
   /** rmdir of every cgroup not yet removed; true when none is left. */
   private removeNow(): boolean {
     if (this.removed) return true;
-    this.closeFds();
     let left = 0;
     for (const { dir } of this.dirs) {
       try {

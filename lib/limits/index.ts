@@ -25,7 +25,7 @@ import type { NativePlan } from '../native';
 import type { KernelBudgets, SandboxLimits } from '../options';
 import { type CgroupSettings, type Controller, cgroupLayout, controllers, limitFile, mounts, type Placement, placement } from './cgroup';
 
-export { SandboxCgroup } from './cgroup';
+export { type CgroupEvents, SandboxCgroup } from './cgroup';
 export { type LimitViolation, LimitWatch } from './watch';
 
 /** RLIMIT_* numbers (identical on x86_64 and aarch64). */

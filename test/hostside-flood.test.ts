@@ -14,6 +14,7 @@ import { describe, it } from 'node:test';
 import * as tls from 'node:tls';
 import pino from 'pino';
 import { wireToolFilter } from '../lib/mcp';
+import { hostBudget } from '../lib/net/budget';
 import type { PlaintextGuard } from '../lib/net/decision';
 import { RunCa } from '../lib/secrets/ca';
 import { INTERCEPT_LIMITS, SecretInterceptor } from '../lib/secrets/intercept';
@@ -217,6 +218,138 @@ describe('writers against a reader that never reads', () => {
       await closeServer(flood.server);
     }
     await waitFor(() => p.proxy.bufferedBytes === 0, 'the budget to be given back');
+  });
+
+  it('HTTP proxy: many plain-HTTP responses to clients that never read: the buffered-bytes budget closes the ones past it, audited', async () => {
+    const flood = await floodUpstream('HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n');
+    const hp = `flood.test:${portOf(flood.server)}`;
+    const budget = MiB;
+    const p = await startProxy({ allow: [hp], resolve: [`${hp}:${UPSTREAM_HOST}`], limits: { maxBufferedBytes: budget } });
+    const clients: Socket[] = [];
+    let peak = 0;
+    try {
+      for (let i = 0; i < 40; i++) {
+        const c = lazyClient(p.httpPort);
+        clients.push(c);
+        c.write(`GET http://${hp}/ HTTP/1.1\r\nHost: ${hp}\r\n\r\n`);
+      }
+      await waitFor(
+        () => {
+          peak = Math.max(peak, p.proxy.bufferedBytes);
+          return flood.written.length === 40 && flood.stuck();
+        },
+        'every upstream to be held back',
+        30_000,
+      );
+      const over = p.records.filter((r) =>
+        /^budget: sandbox buffered bytes budget \(limits\.maxBufferedBytes\) \(1048576\) reached; connection closed$/.test(r.budget ?? ''),
+      );
+      console.log(
+        `# 40 plain-HTTP responses: upstreams wrote ${mib(flood.total())}, ${over.length} closed by the budget, proxy holds ${mib(p.proxy.bufferedBytes)} (peak seen ${mib(peak)})`,
+      );
+      // What Node holds for them is counted: it never passes the budget, and the connections
+      // past it were closed (each queue is a read's worth, about 64 KiB: 40 of them do not fit).
+      assert.ok(p.proxy.bufferedBytes > 0, 'nothing was counted');
+      assert.ok(p.proxy.bufferedBytes <= budget, `the proxy holds ${p.proxy.bufferedBytes} bytes`);
+      assert.ok(over.length > 0, 'no response reached the budget');
+      assert.ok(over.every((r) => r.error === 'budget' && r.decision === 'allow' && r.via === 'http'));
+    } finally {
+      for (const c of clients) c.destroy();
+      await p.close();
+      await closeServer(flood.server);
+    }
+    await waitFor(() => p.proxy.bufferedBytes === 0 && p.proxy.fdsInUse === 0, 'the budgets to be given back');
+  });
+
+  it("credential interceptor: a flood of requests with a small maxFds opens only the upstream connections the sandbox's fd budget holds", async () => {
+    const upstreamCa = await RunCa.create({ commonName: 'silent upstream CA' });
+    const leaf = await upstreamCa.leaf('api.silent.test');
+    // Accepts and never answers: every upstream connection stays open. No ALPN: HTTP/1.1 pool.
+    let accepted = 0;
+    const silent = await listen(
+      tls.createServer({ key: leaf.keyPem, cert: `${leaf.certPem}\n${upstreamCa.certPem}` }, (s) => {
+        accepted++;
+        s.on('error', () => {});
+      }),
+      UPSTREAM_HOST,
+    );
+    const host = `api.silent.test:${portOf(silent)}`;
+    const secrets = resolveSecrets([{ name: 'TOKEN', hosts: [host] }], { TOKEN: 'real-silent-token' });
+    const ca = await RunCa.create();
+    const logged: Record<string, unknown>[] = [];
+    const logger = pino(
+      new Writable({
+        write(c: Buffer, _e, cb) {
+          logged.push(JSON.parse(c.toString()));
+          cb();
+        },
+      }),
+    );
+    const interceptor = new SecretInterceptor({ secrets, ca, upstreamCaPem: [upstreamCa.certPem], logger });
+    const maxFds = 24;
+    const host0 = hostBudget.fds.used;
+    const p = await startProxy({ allow: [host], resolve: [`${host}:${UPSTREAM_HOST}`], limits: { maxFds } }, { interceptor });
+    const s = connect({ host: '127.0.0.1', port: p.httpPort });
+    s.on('error', () => {});
+    let session: http2.ClientHttp2Session | undefined;
+    const statuses: number[] = [];
+    const kinds: string[] = [];
+    const N = 60;
+    try {
+      s.write(`CONNECT ${host} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+      await readUntil(s, '\r\n\r\n');
+      const t = tls.connect({ socket: s, servername: 'api.silent.test', ca: ca.certPem, ALPNProtocols: ['h2'] });
+      t.on('error', () => {});
+      await once(t, 'secureConnect');
+      session = http2.connect(`https://${host}`, { createConnection: () => t });
+      session.on('error', () => {});
+      for (let i = 0; i < N; i++) {
+        const r = session.request({ ':path': `/${i}`, authorization: `Bearer ${interceptor.placeholders.TOKEN}` });
+        r.on('error', () => {});
+        r.on('response', (h) => {
+          statuses.push(Number(h[':status']));
+          kinds.push(String(h['x-stockade-error']));
+        });
+        r.resume();
+      }
+      // The client connection is one fd of the 24: the other 23 are upstream connections.
+      const upstreams = maxFds - 1;
+      await waitFor(() => accepted >= upstreams && statuses.length >= N - upstreams, 'the budget to be reached', 20_000);
+      // A last look after a moment more: no further upstream connection comes.
+      await new Promise((r) => setTimeout(r, 200));
+      const refusals = logged.filter((l) => l.event === 'secret-proxy-budget');
+      console.log(
+        `# interceptor with maxFds ${maxFds}: ${accepted} upstream connections, ${statuses.length} refused (${refusals.length} audited), proxy fds ${p.proxy.fdsInUse}`,
+      );
+      assert.equal(accepted, upstreams);
+      assert.equal(interceptor.upstreamSockets, upstreams);
+      assert.equal(p.proxy.fdsInUse, maxFds);
+      assert.deepEqual(new Set(statuses), new Set([503]));
+      assert.deepEqual(new Set(kinds), new Set(['budget']));
+      assert.equal(statuses.length, N - upstreams);
+      assert.equal(refusals.length, N - upstreams);
+      for (const r of refusals) {
+        assert.equal(r.budget, `sandbox file descriptor budget (limits.maxFds) (${maxFds})`);
+        assert.equal(r.host, 'api.silent.test');
+        assert.match(String(r.msg), /^stockade: no upstream connection to api\.silent\.test:\d+: budget: sandbox file descriptor budget/);
+      }
+      // The sandbox's budget draws on the host's: it holds the same fds.
+      assert.equal(hostBudget.fds.used - host0, maxFds);
+    } finally {
+      session?.destroy();
+      s.destroy();
+    }
+    // The sandbox went away: every upstream socket closes and gives its fd back, once.
+    await waitFor(
+      () => interceptor.upstreamSockets === 0 && p.proxy.fdsInUse === 0 && hostBudget.fds.used === host0,
+      () =>
+        `every fd to be given back (interceptor ${interceptor.upstreamSockets}, proxy ${p.proxy.fdsInUse}, host ${hostBudget.fds.used - host0})`,
+      10_000,
+    );
+    await interceptor.close();
+    await p.close();
+    await closeServer(silent);
+    assert.equal(hostBudget.fds.used, host0);
   });
 
   it('credential interceptor: a response flood to a sandbox that never reads stops at the upstream', async () => {

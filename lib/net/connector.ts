@@ -69,6 +69,16 @@ function sharedReadBuffer(): Buffer {
   return readBuffer;
 }
 
+/**
+ * What queues bytes for a peer: a socket, or an http.ServerResponse (which queues in itself
+ * while an earlier pipelined response holds the socket). 'drain' and 'close' end a charge.
+ */
+export interface QueueHolder {
+  readonly writableLength: number;
+  once(event: 'drain' | 'close', listener: () => void): unknown;
+  removeListener(event: 'drain' | 'close', listener: () => void): unknown;
+}
+
 export class Connector {
   get guard(): PlaintextGuard | undefined {
     return this.opts.guard;
@@ -88,7 +98,7 @@ export class Connector {
   /** Bytes queued in Node's sockets for peers that do not read (./budget.ts), drawn from the host's. */
   readonly buffered: Budget;
   /** What each socket has charged to `buffered` until its next 'drain' or 'close'. */
-  private readonly charged = new WeakMap<Socket, number>();
+  private readonly charged = new WeakMap<QueueHolder, number>();
 
   constructor(readonly opts: ConnectorOptions) {
     this.decider = new Decider(opts);
@@ -98,6 +108,8 @@ export class Connector {
       () => opts.limits.maxBufferedBytes,
       hostBudget.bufferedBytes,
     );
+    // The credential interceptor's upstream sockets are fds of this process too: the same budget.
+    opts.interceptor?.useFdBudget?.(this.fds);
   }
 
   /**
@@ -107,7 +119,7 @@ export class Connector {
    * bounds the sum over all the sandbox's connections. Returns the refusal when it does not
    * fit (the caller closes the connection), undefined otherwise.
    */
-  chargeQueued(socket: Socket): string | undefined {
+  chargeQueued(socket: QueueHolder): string | undefined {
     const queued = socket.writableLength;
     const had = this.charged.get(socket);
     const more = queued - (had ?? 0);
@@ -272,7 +284,7 @@ export class Connector {
     via: Via,
     d: Extract<Decision, { allowed: true }>,
     started: number,
-    outcome: Partial<Pick<EgressRecord, 'bytesUp' | 'bytesDown' | 'error' | 'intercepted'>> = {},
+    outcome: Partial<Pick<EgressRecord, 'bytesUp' | 'bytesDown' | 'error' | 'intercepted' | 'budget'>> = {},
   ): void {
     this.audit({
       via,

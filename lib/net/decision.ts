@@ -5,6 +5,7 @@
 // ./tunnel.ts (the relay, the plaintext guard, the kernel hand-off).
 import type { Socket } from 'node:net';
 import type { Allowlist } from './allowlist';
+import type { Budget } from './budget';
 import { type NormalizedHost, normalizeHost, splitHostPort } from './hostname';
 import type { Resolver } from './resolve';
 import type { sniff } from './sniff';
@@ -148,6 +149,8 @@ export interface EgressTarget {
 export interface Interceptor {
   wants(host: string, port: number): boolean;
   handle(client: Socket, target: EgressTarget, head: Buffer): void;
+  /** The sandbox's fd budget: the interceptor's upstream sockets are charged to it (./budget.ts). */
+  useFdBudget?(fds: Budget): void;
 }
 
 /**

@@ -182,12 +182,13 @@ export class HttpProxy {
     let bytesUp = 0;
     let bytesDown = 0;
     let error: string | undefined;
+    let budget: string | undefined;
     let audited = false;
     const audit = (): void => {
       if (audited) return;
       audited = true;
       upstream.destroy();
-      this.connector.auditAllowed('http', d, started, { bytesUp, bytesDown, ...(error ? { error } : {}) });
+      this.connector.auditAllowed('http', d, started, { bytesUp, bytesDown, ...(error ? { error } : {}), ...(budget ? { budget } : {}) });
     };
     const guard = this.connector.guard;
     const headers = forwardHeaders(req.rawHeaders, req.headers.connection);
@@ -246,10 +247,25 @@ export class HttpProxy {
         audit();
         return;
       }
+      // Not pipe(): a write the client does not take waits in Node (in its socket, or in this
+      // response while an earlier pipelined one holds the socket) until it reads. That is
+      // charged to the sandbox's buffered-bytes budget until 'drain', and the upstream paused;
+      // a connection whose queue does not fit is closed, with `budget` in its record.
       upRes.on('data', (c: Buffer) => {
         bytesDown += c.length;
+        if (res.write(c)) return;
+        const refused = this.connector.chargeQueued(res);
+        if (refused) {
+          budget = `${refused}; connection closed`;
+          error ??= 'budget';
+          upRes.destroy();
+          res.destroy();
+          return;
+        }
+        upRes.pause();
+        res.once('drain', () => upRes.resume());
       });
-      upRes.pipe(res);
+      upRes.on('end', () => res.end());
       upRes.on('error', () => res.destroy());
     });
     upReq.on('error', (err: NodeJS.ErrnoException) => {

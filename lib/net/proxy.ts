@@ -115,6 +115,14 @@ export class EgressProxy extends EventEmitter<EgressProxyEvents> {
     return this.connector.buffered.used;
   }
 
+  /**
+   * File descriptors this proxy holds against limits.maxFds: client sockets, upstream sockets,
+   * kernel relays, and the credential interceptor's upstream connections.
+   */
+  get fdsInUse(): number {
+    return this.connector.fds.used;
+  }
+
   /** Tunnels currently relayed in the kernel (also counted in `connections`). */
   get kernelRelays(): number {
     return this.connector.relays.size;

@@ -20,6 +20,7 @@ import type { Duplex } from 'node:stream';
 import type * as tls from 'node:tls';
 import * as zlib from 'node:zlib';
 import pino, { type Logger } from 'pino';
+import type { Budget } from '../net/budget';
 import type { CallRef, GrantScope, PlaintextGuard } from '../net/decision';
 import { type RunCa, readCaFiles, upstreamSecureContext } from './ca';
 import { makeScrubber, PlaceholderSet, StreamRedactor, scrubDeep, secretForms } from './placeholder';
@@ -34,7 +35,7 @@ import {
   Violation,
 } from './rewrite';
 import { type ResolvedSecret, secretIsFor } from './spec';
-import { targetKey, UpstreamError, UpstreamPool } from './upstream';
+import { BudgetError, targetKey, UPSTREAM_SOCKETS, UpstreamError, UpstreamPool } from './upstream';
 
 export type { InterceptTarget, SecretViolation, ViolationRule } from './rewrite';
 
@@ -66,8 +67,11 @@ const TLS_VERIFY_CODE = /^(CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED|SELF_SIGNED_C
  * dispatches every pipelined request it has read, and each would open an upstream connection);
  * concurrent streams of one HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS, enforced by
  * nghttp2); upstream HTTP/1.1 connections in all (further requests wait in the agent's queue).
+ * Every upstream socket (HTTP/1.1, HTTP/2, upgrades) also takes an fd from the sandbox's fd
+ * budget (limits.maxFds) and the host's (lib/net/budget.ts): a request that finds one of them
+ * full is a 503, audited as 'secret-proxy-budget' with the budget's name.
  */
-export const INTERCEPT_LIMITS = { pipelined: 32, streams: 100, upstreamSockets: 256 } as const;
+export const INTERCEPT_LIMITS = { pipelined: 32, streams: 100, upstreamSockets: UPSTREAM_SOCKETS } as const;
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
@@ -110,6 +114,19 @@ export class SecretInterceptor extends EventEmitter {
     );
     this.handshakeTimeout = options.handshakeTimeout ?? 10_000;
     this.scope = options.scope;
+  }
+
+  /**
+   * Called by the sandbox's egress proxy (lib/net/connector.ts): upstream sockets draw from its
+   * fd budget (limits.maxFds, and through it the host's) from now on.
+   */
+  useFdBudget(fds: Budget): void {
+    this.upstream.useFdBudget(fds);
+  }
+
+  /** Upstream sockets this interceptor holds open now (each one fd of the budgets). */
+  get upstreamSockets(): number {
+    return this.upstream.socketsInUse;
   }
 
   /** Whether a connection to host:port must be intercepted (some secret is for it). */
@@ -365,6 +382,11 @@ export class SecretInterceptor extends EventEmitter {
   }
 
   private upstreamFailed(target: InterceptTarget, res: Res, err: unknown): void {
+    if (err instanceof BudgetError) {
+      this.budgetRefused(target, err);
+      this.reply(res, 503, { error: 'budget', message: err.message });
+      return;
+    }
     const e = err as NodeJS.ErrnoException;
     let status = 502;
     let kind = 'upstream-error';
@@ -382,6 +404,10 @@ export class SecretInterceptor extends EventEmitter {
     message = this.scrubText(message);
     this.audit('warn', { event: 'secret-upstream-error', host: target.host, port: target.port, kind, message }, message);
     this.reply(res, status, { error: kind, message });
+  }
+
+  private budgetRefused(target: InterceptTarget, err: BudgetError): void {
+    this.audit('warn', { event: 'secret-proxy-budget', host: target.host, port: target.port, budget: err.budget }, err.message);
   }
 
   /** Sends one request over HTTP/1.1 upstream (keep-alive pool); works for either client version. */
@@ -418,15 +444,23 @@ export class SecretInterceptor extends EventEmitter {
           reject(err);
         } else if (!res.writableEnded) res.destroy();
       });
+      // Whether the upstream's response came to its end (its socket may go back to the pool).
+      let upEnded = false;
       up.on('response', (upRes) => {
         clearTimeout(timer);
         settled = true;
         this.relayResponse(res, upRes.statusCode ?? 502, rawPairs(upRes.rawHeaders), upRes, req.method ?? 'GET');
-        upRes.on('end', () => resolve());
+        upRes.on('end', () => {
+          upEnded = true;
+          resolve();
+        });
       });
       res.on('close', () => {
         clearTimeout(timer);
-        if (!res.writableFinished) up.destroy();
+        // Not res.writableFinished: an HTTP/2 response whose stream the client reset (or whose
+        // session went away) reads as finished, and its upstream socket, an fd of the sandbox's
+        // budget, stayed open until the upstream timeout.
+        if (!upEnded) up.destroy();
       });
       this.pumpBody(target, req, res, up, () => {
         aborted = true;
@@ -458,6 +492,7 @@ export class SecretInterceptor extends EventEmitter {
       }
       let aborted = false;
       let settled = false;
+      let upEnded = false;
       const timer = setTimeout(
         () =>
           up.destroy(
@@ -495,11 +530,15 @@ export class SecretInterceptor extends EventEmitter {
           (res as http2.Http2ServerResponse).addTrailers?.(clean);
         });
         this.relayResponse(res, Number(h[':status'] ?? 502), pairs, up, req.method ?? 'GET');
-        up.on('end', () => resolve());
+        up.on('end', () => {
+          upEnded = true;
+          resolve();
+        });
       });
       res.on('close', () => {
         clearTimeout(timer);
-        if (!res.writableFinished && !up.destroyed) up.close(http2.constants.NGHTTP2_CANCEL);
+        // As in forwardH1: not res.writableFinished, which a reset HTTP/2 stream reads as true.
+        if (!upEnded && !up.destroyed) up.close(http2.constants.NGHTTP2_CANCEL);
       });
       this.pumpBody(target, req, res, up, () => {
         aborted = true;
@@ -688,7 +727,13 @@ export class SecretInterceptor extends EventEmitter {
     this.noteInjected(target, plan.injected, scoped.calls);
     const headers: http.OutgoingHttpHeaders = { host: plan.authority };
     for (const [k, v] of plan.headers) headers[k.toLowerCase()] = v;
-    const up = https.request({ ...this.upstream.tlsOptions(target), agent: false, method: req.method, path: plan.path, headers });
+    const up = https.request({
+      ...this.upstream.tlsOptions(target),
+      agent: this.upstream.oneShot,
+      method: req.method,
+      path: plan.path,
+      headers,
+    });
     up.on('upgrade', (upRes, upSocket, upHead) => {
       upSocket.on('error', () => socket.destroy());
       socket.on('error', () => upSocket.destroy());
@@ -722,6 +767,11 @@ export class SecretInterceptor extends EventEmitter {
       upRes.on('end', () => socket.end(redact.end()));
     });
     up.on('error', (err) => {
+      if (err instanceof BudgetError) {
+        this.budgetRefused(target, err);
+        if (socket.writable) rawReply(503, { error: 'budget', message: err.message });
+        return;
+      }
       const e = err as NodeJS.ErrnoException;
       const verify = e.code && TLS_VERIFY_CODE.test(e.code);
       const message = this.scrubText(

@@ -1,10 +1,13 @@
 // The upstream side of credential injection: one verified TLS context for upstream servers
 // (system and Node roots plus --upstream-ca), a keep-alive HTTP/1.1 agent, and one shared
 // HTTP/2 session per target (or the note that the target only speaks HTTP/1.1).
+import type * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as https from 'node:https';
 import { isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
+import { Budget, hostBudget } from '../net/budget';
 import type { InterceptTarget } from './rewrite';
 
 /** An upstream failure with the status the sandbox gets (502, 504) and an error kind. */
@@ -18,6 +21,66 @@ export class UpstreamError extends Error {
   }
 }
 
+/**
+ * No upstream connection could be opened because a file descriptor budget is full: a 503 to the
+ * sandbox, audited as 'secret-proxy-budget' with the budget's name.
+ */
+export class BudgetError extends UpstreamError {
+  constructor(
+    readonly budget: string,
+    message: string,
+  ) {
+    super(503, 'budget', message);
+  }
+}
+
+/** Upstream connections of one interceptor in all (INTERCEPT_LIMITS.upstreamSockets). */
+export const UPSTREAM_SOCKETS = 256;
+const UPSTREAM_BUDGET_NAME = `interceptor upstream connection budget (${UPSTREAM_SOCKETS})`;
+
+/**
+ * An https.Agent whose every socket is charged to the pool's fd budget before it is opened, and
+ * given back when it closes. Node's Agent calls createConnection(options, oncreate) and waits
+ * for oncreate when nothing is returned: a refusal goes there as the request's 'error'.
+ */
+class BudgetedAgent extends https.Agent {
+  constructor(
+    options: https.AgentOptions,
+    private readonly pool: UpstreamPool,
+  ) {
+    super(options);
+  }
+
+  override createConnection(
+    options: http.RequestOptions,
+    oncreate?: (err: Error | null, stream: Duplex) => void,
+  ): Duplex | null | undefined {
+    let release: () => void;
+    try {
+      release = this.pool.charge((options as tls.ConnectionOptions).servername ?? options.host ?? '', Number(options.port));
+    } catch (err) {
+      // Agent.createSocket passes oncreate always; it turns the error into the request's 'error'.
+      oncreate?.(err as Error, undefined as unknown as Duplex);
+      return undefined;
+    }
+    let socket: Duplex | null | undefined;
+    try {
+      socket = super.createConnection(options);
+    } catch (err) {
+      // tls.connect throws on options it cannot use: that request fails, nothing escapes.
+      release();
+      oncreate?.(err as Error, undefined as unknown as Duplex);
+      return undefined;
+    }
+    if (!socket) {
+      release();
+      return socket;
+    }
+    socket.once('close', release);
+    return socket;
+  }
+}
+
 export function targetKey(t: InterceptTarget): string {
   return `${t.host.toLowerCase()}\0${t.port}\0${t.address}`;
 }
@@ -25,7 +88,19 @@ export function targetKey(t: InterceptTarget): string {
 export class UpstreamPool {
   // maxTotalSockets: a sandbox's requests may not open upstream connections without end (each
   // is an fd of the launcher); those past it wait for a free socket (see INTERCEPT_LIMITS).
-  readonly agent = new https.Agent({ keepAlive: true, maxFreeSockets: 16, maxTotalSockets: 256, scheduling: 'lifo' });
+  readonly agent: https.Agent = new BudgetedAgent(
+    { keepAlive: true, maxFreeSockets: 16, maxTotalSockets: UPSTREAM_SOCKETS, scheduling: 'lifo' },
+    this,
+  );
+  /** For WebSocket and other upgrades: one connection per request, never pooled, charged the same. */
+  readonly oneShot: https.Agent = new BudgetedAgent({ keepAlive: false }, this);
+  /**
+   * Every upstream socket (pooled HTTP/1.1, HTTP/2 sessions and their ALPN probes, upgrades)
+   * takes one fd from here: UPSTREAM_SOCKETS for the interceptor, drawn from the sandbox's fd
+   * budget (limits.maxFds, set by useFdBudget when the sandbox's proxy is made) and through it
+   * from the host's. Alone (no proxy yet), it draws from the host budget directly.
+   */
+  private fds = new Budget(UPSTREAM_BUDGET_NAME, () => UPSTREAM_SOCKETS, hostBudget.fds);
   private readonly sessions = new Map<string, Promise<http2.ClientHttp2Session | null>>();
   private readonly h1Only = new Set<string>();
 
@@ -34,6 +109,36 @@ export class UpstreamPool {
     private readonly upstreamTimeout: number,
     private readonly onSessionError: (target: InterceptTarget, err: Error) => void,
   ) {}
+
+  /** Makes upstream sockets draw from `sandbox` (the proxy's fd budget) from now on. */
+  useFdBudget(sandbox: Budget): void {
+    // Sockets charged before keep the budget they were charged to (their release holds it).
+    this.fds = new Budget(UPSTREAM_BUDGET_NAME, () => UPSTREAM_SOCKETS, sandbox);
+  }
+
+  /** Upstream sockets open now (charged and not yet closed). */
+  get socketsInUse(): number {
+    return this.fds.used;
+  }
+
+  /**
+   * Takes one fd for an upstream socket about to be opened to host:port; returns the release,
+   * which gives it back once however often it is called. Throws a BudgetError when a budget
+   * (the interceptor's, the sandbox's, the host's) is full.
+   */
+  charge(host: string, port: number): () => void {
+    const fds = this.fds;
+    if (!fds.take(1)) {
+      const which = fds.refusal(1) ?? fds.name;
+      throw new BudgetError(which, `stockade: no upstream connection to ${host}:${port}: budget: ${which} reached`);
+    }
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      fds.give(1);
+    };
+  }
 
   /** Whether the target answered ALPN with HTTP/1.1 only before. */
   isH1Only(target: InterceptTarget): boolean {
@@ -65,7 +170,16 @@ export class UpstreamPool {
       });
     }
     const p = new Promise<http2.ClientHttp2Session | null>((resolve, reject) => {
+      let release: () => void;
+      try {
+        release = this.charge(target.host, target.port);
+      } catch (err) {
+        reject(err);
+        return;
+      }
       const socket = tls.connect({ ...this.tlsOptions(target), ALPNProtocols: ['h2', 'http/1.1'] });
+      // Given back on close: after an error, a timeout, the end of the session (it owns the socket).
+      socket.once('close', release);
       const timer = setTimeout(
         () => socket.destroy(new UpstreamError(504, 'upstream-timeout', `stockade: TLS to ${target.host} timed out`)),
         this.upstreamTimeout,
@@ -80,6 +194,9 @@ export class UpstreamPool {
           // Remember, so HTTP/2 clients of this target go straight to the HTTP/1.1 pool next time.
           this.h1Only.add(key);
           socket.destroy();
+          // destroy() closed the fd already; 'close' comes a tick later, after the requests
+          // waiting for this answer have asked the HTTP/1.1 pool for their sockets.
+          release();
           resolve(null);
           return;
         }
@@ -104,5 +221,6 @@ export class UpstreamPool {
     for (const s of sessions) s?.destroy();
     this.sessions.clear();
     this.agent.destroy();
+    this.oneShot.destroy();
   }
 }

@@ -6,14 +6,27 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { denyMounts } from './deny';
 import { SandboxOptionsError } from './errors';
+import {
+  absolutePathReason,
+  countReason,
+  envNameReason,
+  hostnameReason,
+  parseSize,
+  sandboxFileReason,
+  sizeReason,
+  wallTimeReason,
+} from './fields';
 import { entryType, findSocketOrFifo, HostPathError, resolveHostPath, within } from './hostpath';
 import { landlockPlan, type TcpRules, tcpRules } from './landlock';
 import { CA_BUNDLE, devMounts, etcBinds, etcFiles, procMounts, SANDBOX_HOME, SANDBOX_UID, synthesized, systemDirs } from './layout';
 import { kernelBudgetNames, type LimitsPlan, planLimits, RLIMIT, type ValidLimits } from './limits';
 import { initPath, MountKind, type NativeMount, type NativePlan, type NativePlanTemplate, SeccompProfileNumber } from './native';
+import { allowEntryReason } from './net/allowlist';
+import { EGRESS_LIMIT_KEYS, resolveLimits } from './net/decision';
 import { PRELOAD_PATH } from './net/env';
 import type { EgressPlan } from './net/sandbox';
 import type { EgressOptions, KernelBudgets, SandboxLimits, SandboxOptions } from './options';
+import { readUpstreamCa } from './secrets/upstream-ca';
 
 export { SANDBOX_HOME, SANDBOX_UID } from './layout';
 
@@ -43,6 +56,8 @@ export interface ResolvedSandbox {
   visible: string[];
   /** Canonical host paths the sandbox can write (read-write grants, a persistent home). */
   writable: string[];
+  /** The extra upstream CAs (options.upstreamCa), read and checked with the options. */
+  upstreamCaPem?: string[];
   /** The listeners and ports of the egress proxy, when the network has an allow list. */
   egress?: EgressPlan;
   seccomp: SeccompProfile;
@@ -121,10 +136,11 @@ interface Grant {
   idmap: boolean;
 }
 
+/** A host path of the options: the policies' grammar (lib/fields.ts absolutePathReason). */
 function typedPath(p: unknown, field: string): string {
   if (typeof p !== 'string') fail(field, `expected an absolute path string, found ${typeof p}`);
-  if (p.includes('\0')) fail(field, 'path contains a NUL byte');
-  if (!path.isAbsolute(p)) fail(field, `expected an absolute path, found '${p}'`);
+  const reason = absolutePathReason(p);
+  if (reason !== null) fail(field, `${reason}, found ${JSON.stringify(p)}`);
   return p;
 }
 
@@ -263,13 +279,11 @@ function placeTargets(ordered: NativeMount[], fields: Map<string, string>): Nati
   return out;
 }
 
+/** A size in bytes or a string like '64m' (lib/fields.ts: the same grammar as policies and flags). */
 function size(value: unknown, field: string): number {
-  if (typeof value === 'number' && Number.isSafeInteger(value) && value > 0) return value;
-  if (typeof value === 'string') {
-    const m = /^(\d+)([kmg]?)$/i.exec(value.trim());
-    if (m) return Number(m[1]) * { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g'];
-  }
-  fail(field, `expected a positive size in bytes or a string like '64m', found ${JSON.stringify(value)}`);
+  const reason = sizeReason(value);
+  if (reason !== null) fail(field, `${reason}, found ${JSON.stringify(value)}`);
+  return parseSize(value as number | string);
 }
 
 /**
@@ -299,7 +313,7 @@ function buildEnv(env: SandboxOptions['env'], forced?: (nodeOptions: string | un
   if (env !== undefined) {
     if (typeof env !== 'object' || env === null || Array.isArray(env)) fail('env', 'expected an object of NAME: value | true');
     for (const [name, value] of Object.entries(env)) {
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) fail(`env.${name}`, 'not a valid environment variable name');
+      if (envNameReason(name) !== null) fail(`env.${name}`, 'not a valid environment variable name');
       if (value === true) {
         const host = process.env[name];
         if (host !== undefined) out.set(name, host);
@@ -324,8 +338,7 @@ function buildLimits(limits: SandboxLimits | undefined): LimitsPlan {
   for (const key of integerLimits) {
     const n = given[key];
     if (n === undefined) continue;
-    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0)
-      fail(`limits.${key}`, `expected a positive integer, found ${JSON.stringify(n)}`);
+    if (countReason(n) !== null) fail(`limits.${key}`, `expected a positive integer, found ${JSON.stringify(n)}`);
     valid[key] = n;
   }
   if (given.cpus !== undefined) {
@@ -369,14 +382,41 @@ function egressModule(): typeof import('./net/sandbox') {
 /** The fetch preload's content, read once (it is part of the package). */
 let preload: Buffer | undefined;
 
+/**
+ * The egress options, checked whole here, before anything exists: the allow list, the resolver
+ * overrides and the proxy limits (an invalid one used to throw from the proxy's constructor
+ * after the sandbox had started, leaving the payload running with no handle).
+ */
 function egressOf(network: unknown): EgressPlan | undefined {
   if (network === undefined || network === 'none' || network === 'host') return undefined;
   if (typeof network !== 'object' || network === null || Array.isArray(network)) {
     fail('network', `expected 'none', 'host' or { allow: [...] }, found ${JSON.stringify(network)}`);
   }
   checkKeys(network, ['allow', 'resolve', 'limits'], 'network');
-  const { allow } = network as EgressOptions;
-  if (!Array.isArray(allow) || allow.some((a) => typeof a !== 'string')) fail('network.allow', 'expected an array of host patterns');
+  const { allow, resolve, limits } = network as EgressOptions;
+  if (!Array.isArray(allow)) fail('network.allow', 'expected an array of host patterns');
+  allow.forEach((entry, i) => {
+    if (typeof entry !== 'string') fail(`network.allow[${i}]`, `expected a host pattern string, found ${JSON.stringify(entry)}`);
+    const reason = allowEntryReason(entry);
+    if (reason !== null) fail(`network.allow[${i}]`, `${reason}, found ${JSON.stringify(entry)}`);
+  });
+  if (resolve !== undefined) {
+    try {
+      // The resolver (and node:dns) is loaded only for a sandbox with resolve entries.
+      new (require('./net/resolve') as typeof import('./net/resolve')).Resolver(resolve);
+    } catch (err) {
+      fail('network.resolve', (err as Error).message);
+    }
+  }
+  if (limits !== undefined) {
+    if (typeof limits !== 'object' || limits === null || Array.isArray(limits)) fail('network.limits', 'expected an object');
+    checkKeys(limits, [...EGRESS_LIMIT_KEYS], 'network.limits');
+    try {
+      resolveLimits(limits);
+    } catch (err) {
+      fail('network.limits', (err as Error).message);
+    }
+  }
   try {
     return egressModule().planEgress(network as EgressOptions);
   } catch (err) {
@@ -424,6 +464,38 @@ function planCacheKey(command: string, args: readonly string[], options: Sandbox
   }
 }
 
+/**
+ * The sandbox's side of credentials, checked with the rest of the options: where a placeholder
+ * file goes inside (it is synthesized over that path) and the extra upstream CAs, read now (an
+ * unreadable one used to come back as an 'error' once the per-run CA existed).
+ */
+function secretsFilesOf(secrets: SandboxOptions['secrets']): void {
+  if (secrets === undefined) return;
+  if (!Array.isArray(secrets)) fail('secrets', 'expected an array of secrets');
+  secrets.forEach((s, i) => {
+    const file = (s as { file?: unknown } | null)?.file;
+    if (file === undefined) return;
+    const reason = sandboxFileReason(file);
+    if (reason !== null) fail(`secrets[${i}].file`, `${reason} (a file inside the sandbox), found ${JSON.stringify(file)}`);
+  });
+}
+
+function upstreamCaOf(upstreamCa: unknown): string[] | undefined {
+  if (upstreamCa === undefined) return undefined;
+  if (!Array.isArray(upstreamCa)) fail('upstreamCa', 'expected an array of PEM file paths');
+  const pems: string[] = [];
+  upstreamCa.forEach((p, i) => {
+    const field = `upstreamCa[${i}]`;
+    typedPath(p, field);
+    try {
+      pems.push(readUpstreamCa(p));
+    } catch (err) {
+      fail(field, (err as Error).message);
+    }
+  });
+  return pems;
+}
+
 export function resolveSandbox(command: string, args: readonly string[], options: SandboxOptions, trust?: SandboxTrust): ResolvedSandbox {
   const key = trust === undefined ? planCacheKey(command, args, options) : undefined;
   if (key === undefined) return resolveUncached(command, args, options, trust);
@@ -451,13 +523,11 @@ function resolveUncached(command: string, args: readonly string[], options: Sand
   checkKeys(options, [...knownOptions], '');
 
   const hostname = options.hostname ?? 'stockade';
-  if (typeof hostname !== 'string' || !/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(hostname)) {
-    fail('hostname', `expected a hostname label (letters, digits, '-'), found ${JSON.stringify(hostname)}`);
-  }
+  const hostnameProblem = hostnameReason(hostname);
+  if (hostnameProblem !== null) fail('hostname', `${hostnameProblem}, found ${JSON.stringify(hostname)}`);
   const cwd = options.cwd ?? '/';
-  if (typeof cwd !== 'string' || !path.isAbsolute(cwd) || cwd.includes('\0')) {
-    fail('cwd', `expected an absolute path inside the sandbox, found ${JSON.stringify(cwd)}`);
-  }
+  const cwdProblem = absolutePathReason(cwd);
+  if (cwdProblem !== null) fail('cwd', `${cwdProblem} (a path inside the sandbox), found ${JSON.stringify(cwd)}`);
 
   const seccomp = seccompProfileOf(options.seccomp, 'seccomp');
   const network = options.network ?? 'none';
@@ -478,6 +548,8 @@ function resolveUncached(command: string, args: readonly string[], options: Sand
   if (options.secrets !== undefined && egress === undefined) {
     fail('secrets', "credentials are injected by the egress proxy: give network an allow list (not 'none' or 'host')");
   }
+  secretsFilesOf(options.secrets);
+  const upstreamCaPem = upstreamCaOf(options.upstreamCa);
 
   const fsOptions = options.filesystem ?? {};
   if (typeof fsOptions !== 'object' || fsOptions === null) fail('filesystem', 'expected an object');
@@ -546,9 +618,8 @@ function resolveUncached(command: string, args: readonly string[], options: Sand
 
   const limits = buildLimits(options.limits);
   const wallTime = options.limits?.wallTime;
-  if (wallTime !== undefined && (typeof wallTime !== 'number' || !(wallTime > 0))) {
-    fail('limits.wallTime', `expected a positive number of milliseconds, found ${JSON.stringify(wallTime)}`);
-  }
+  const wallTimeProblem = wallTime === undefined ? null : wallTimeReason(wallTime);
+  if (wallTimeProblem !== null) fail('limits.wallTime', `${wallTimeProblem}, found ${JSON.stringify(wallTime)}`);
 
   const envp = buildEnv(
     options.env,
@@ -597,6 +668,7 @@ function resolveUncached(command: string, args: readonly string[], options: Sand
     digest,
     egress,
     wallTime,
+    upstreamCaPem,
     visible,
     limits: { cgroup: limits.cgroup, report: limits.report },
     writable: grants.writable,

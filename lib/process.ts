@@ -168,10 +168,11 @@ export class SandboxedProcess extends EventEmitter {
     // starts once it exists ('spawn' says when; pid is undefined until then).
     lib.RunCa.create()
       .then((ca) => {
+        // The upstream CAs as read when the options were checked (lib/plan.ts), not read again.
         this.#interceptor = new lib.SecretInterceptor({
           secrets,
           ca,
-          upstreamCa: options.upstreamCa,
+          upstreamCaPem: resolved.upstreamCaPem,
           logger: options.logger,
           ...(options.grantScope ? { scope: options.grantScope } : {}),
         });

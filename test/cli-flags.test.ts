@@ -131,8 +131,8 @@ describe('flags to a policy, and over a policy file', () => {
         assert.deepEqual(
           err.issues.map((i) => i.message),
           [
-            '--allow-net: expected a host pattern (example.com, *.example.com, example.com:8443, 10.0.0.0/8), found "*bad.com": a wildcard must be the whole first label, as in `*.example.com`',
-            '--cwd: expected an absolute path, found "rel": the path is relative; policies take absolute paths only',
+            '--allow-net: expected a host pattern (example.com, *.example.com, example.com:8443, 10.0.0.0/8), found "*bad.com": a wildcard must be the whole first label, as in `*.example.com` (or `:*` for every port)',
+            '--cwd: expected an absolute path, found "rel": the path is relative; absolute paths only',
             '--pids: expected a positive integer, found the string "many"',
           ],
         );

@@ -269,6 +269,36 @@ describe('stockade wrap', () => {
     assert.ok(!looksLikeSecret('SSH_KEY_PATH', '/home/me/.ssh/id'), 'a path is not a secret value');
   });
 
+  it('writes back JSONC byte for byte outside the wrapped entry: strings holding `, ]`, `//` and `/*` are not edited (issue #12)', async () => {
+    // The old hand-rolled JSONC handling removed "trailing commas" inside strings: "echo a, ]"
+    // came back as "echo a ]". Everything around the rewritten entry must be the same bytes.
+    const head = [
+      '// servers for this machine, with a trailing comma or two',
+      '{',
+      '  "note": "echo a, ]", /* a, ] in a comment */',
+      '  "url": "http://x//y /* not a comment */",',
+      '  "mcpServers": {',
+      '    "remote": { "url": "https://mcp.example.com/sse", "headers": { "X": "a, }" }, },',
+      '    ',
+    ].join('\n');
+    const entry = '"shell": { "command": "sh", "args": ["-c", "echo a, ]"], "env": { "LABEL": "b, ]" } }';
+    const tail = ['', '  },', '  "tail": [1, 2,],', '}', '// end, ]', ''].join('\n');
+    const dir = mkdtempSync(join(tmpRoot, 'jsonc-'));
+    const file = join(dir, 'claude_desktop_config.json');
+    writeFileSync(file, head + entry + tail);
+    const r = await run([file]);
+    assert.equal(r.code, 0, r.err);
+    const text = readFileSync(file, 'utf8');
+    assert.ok(text.startsWith(head), `the bytes before the wrapped entry are unchanged:\n${text}`);
+    assert.ok(text.endsWith(tail), `the bytes after the wrapped entry are unchanged:\n${text}`);
+    const doc = parseJsonc(text) as { mcpServers: Record<string, Entry> };
+    assert.deepEqual(doc.mcpServers.shell.args.slice(-3), ['sh', '-c', 'echo a, ]'], 'the wrapped command keeps its string');
+    assert.deepEqual(doc.mcpServers.shell.env, { LABEL: 'b, ]' });
+    const undo = await run(['--undo', file]);
+    assert.equal(undo.code, 0, undo.err);
+    assert.equal(readFileSync(file, 'utf8'), head + entry + tail, '--undo restores it byte for byte');
+  });
+
   it('parses JSONC without touching strings that look like comments or trailing commas', () => {
     assert.deepEqual(parseJsonc('{"a":"http://x//y", /* c */ "b":[1,2,],"c":"echo a, ]"}\n// end'), {
       a: 'http://x//y',

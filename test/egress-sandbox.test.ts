@@ -387,5 +387,8 @@ with concurrent.futures.ThreadPoolExecutor(50) as pool:
 });
 
 test('options: a bad allowlist entry is an options error naming it', () => {
-  assert.throws(() => spawnSandboxed('true', [], { network: { allow: ['*'] } }), /options\.network\.allow: /);
+  assert.throws(
+    () => spawnSandboxed('true', [], { network: { allow: ['*'] } }),
+    /^SandboxOptionsError: options\.network\.allow\[0\]: a bare `\*` would allow everything; use network "host" if that is really meant, found "\*"$/,
+  );
 });

@@ -23,7 +23,7 @@ import {
   toolMatches,
   validatePolicy,
 } from '../lib/policy';
-import { FORMATS } from '../lib/policy/formats';
+import { FORMATS, NUMBER_FORMATS } from '../lib/policy/formats';
 import { which } from '../lib/policy/profiles';
 import { needs } from './helpers/tools';
 
@@ -63,7 +63,10 @@ describe('loading', () => {
 
 describe('schema', () => {
   const ajv = new Ajv2020({ allErrors: true, strict: true });
-  for (const [name, [check]] of Object.entries(FORMATS)) ajv.addFormat(name, (v: string) => check(v) === null);
+  for (const [name, [check]] of Object.entries(FORMATS)) {
+    if (NUMBER_FORMATS.has(name)) ajv.addFormat(name, { type: 'number', validate: (v: number) => check(v) === null });
+    else ajv.addFormat(name, { type: 'string', validate: (v: string) => check(v) === null });
+  }
   const schemaAccepts = ajv.compile(policySchema());
 
   it('is a valid draft 2020-12 schema with a description on every property', () => {
@@ -110,7 +113,7 @@ describe('formats', () => {
     assert.equal(parseSize('1.5G'), 1.5 * 1024 ** 3);
     assert.equal(parseSize('4KiB'), 4096);
     assert.equal(parseSize(100), 100);
-    assert.throws(() => parseSize('12q'), /invalid size `12q`/);
+    assert.throws(() => parseSize('12q'), /invalid size "12q"/);
   });
 
   it('matches tool patterns with * only', () => {

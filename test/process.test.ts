@@ -203,16 +203,22 @@ describe('options and errors', () => {
 
   test('invalid options throw synchronously, naming the field', () => {
     const cases: [unknown, RegExp][] = [
-      [{ cwd: 'relative' }, /^options\.cwd: expected an absolute path inside the sandbox, found "relative"$/],
+      [{ cwd: 'relative' }, /^options\.cwd: the path is relative; absolute paths only \(a path inside the sandbox\), found "relative"$/],
       [{ env: { 'BAD NAME': 'x' } }, /^options\.env\.BAD NAME: not a valid environment variable name$/],
       [{ env: { A: 1 } }, /^options\.env\.A: expected a string or true, found 1$/],
-      [{ filesystem: { readOnly: ['rel/path'] } }, /^options\.filesystem\.readOnly\[0\]: expected an absolute path, found 'rel\/path'$/],
+      [
+        { filesystem: { readOnly: ['rel/path'] } },
+        /^options\.filesystem\.readOnly\[0\]: the path is relative; absolute paths only, found "rel\/path"$/,
+      ],
       [{ filesystem: { readWrite: ['/'] } }, /^options\.filesystem\.readWrite\[0\]: the host's \/ cannot be bound/],
       [{ filesystem: { readOnly: ['/proc/self'] } }, /managed by the sandbox itself/],
       [{ filesystem: { rw: [] } }, /^options\.filesystem\.rw: unknown option/],
-      [{ limits: { memory: -1 } }, /^options\.limits\.memory: expected a positive size/],
+      [{ limits: { memory: -1 } }, /^options\.limits\.memory: the size must be at least one byte, found -1$/],
       [{ limits: { openFiles: 1.5 } }, /^options\.limits\.openFiles: expected a positive integer, found 1\.5$/],
-      [{ hostname: 'bad host' }, /^options\.hostname: expected a hostname label/],
+      [
+        { hostname: 'bad host' },
+        /^options\.hostname: `bad host` is not a valid hostname label \(letters, digits, inner hyphens\), found "bad host"$/,
+      ],
       [{ network: 'everything' }, /^options\.network: expected 'none', 'host' or \{ allow: \[\.\.\.\] \}, found "everything"$/],
       [{ stdio: ['pipe', 'pipe'] }, /^options\.stdio: expected 3 slots, found 2$/],
       [{ stdio: 'bogus' }, /^options\.stdio\[0\]: expected 'pipe', 'inherit', 'ignore' or an fd/],

@@ -51,7 +51,10 @@ test('parseSecretSpec: malformed specs are rejected with the reason', () => {
   assert.throws(() => parseSecretSpec('T@h.example.com:Bad Header={secret}'), /invalid header name 'Bad Header'/);
   assert.throws(() => parseSecretSpec('T@h.example.com:Host={secret}'), /header 'Host' is managed by the proxy/);
   assert.throws(() => parseSecretSpec('T@h.example.com:X-Key={secret}\r\nX-Evil: 1'), /contains CR, LF or NUL/);
-  assert.throws(() => parseSecretSpec('T@exa mple.com'), /invalid host/);
+  assert.throws(
+    () => parseSecretSpec('T@exa mple.com'),
+    /invalid allowlist entry "exa mple.com": contains a control character or whitespace/,
+  );
   assert.throws(() => parseSecretSpec('T=sh:foo@h.example.com'), /source must be env:VAR or file:PATH/);
 });
 
@@ -65,7 +68,32 @@ test('host patterns: exact, wildcard (apex separate), ports', () => {
   assert.ok(!hostMatches(wild, 'example.com', 443));
   assert.ok(!hostMatches(wild, 'badexample.com', 443));
   assert.ok(hostMatches(parseHostPattern('example.com:8443'), 'example.com', 8443));
-  assert.throws(() => parseHostPattern('*.10.0.0.1'), /wildcard cannot apply to an IP/);
+  assert.throws(() => parseHostPattern('*.10.0.0.1'), /a wildcard needs a name after "\*\.", not an address/);
+});
+
+test('host patterns are allowlist entries: every form, normalized as the proxy normalizes hosts (issue #12)', () => {
+  // IDN and a trailing dot, in the pattern or in the host asked for.
+  assert.ok(hostMatches(parseHostPattern('bücher.example'), 'xn--bcher-kva.example', 443));
+  assert.ok(hostMatches(parseHostPattern('example.com.'), 'EXAMPLE.com', 443));
+  // Every port; an address; a CIDR with a port; a bracketed IPv6 address.
+  const anyPort = parseHostPattern('example.com:*');
+  assert.ok(hostMatches(anyPort, 'example.com', 8443) && hostMatches(anyPort, 'example.com', 443));
+  assert.ok(hostMatches(parseHostPattern('203.0.113.7'), '203.0.113.7', 443));
+  const v6 = parseHostPattern('[fd00::/8]:443');
+  assert.ok(hostMatches(v6, 'fd12::1', 443));
+  assert.ok(!hostMatches(v6, 'fd12::1', 80), 'the port of the entry holds');
+  assert.ok(!hostMatches(v6, 'fe80::1', 443), 'outside the CIDR');
+  assert.ok(hostMatches(parseHostPattern('[2001:db8::1]:8443'), '[2001:db8::1]', 8443));
+  // Without a port, a secret is for 443 only (never the allowlist's plaintext 80).
+  assert.ok(!hostMatches(parseHostPattern('api.example.com'), 'api.example.com', 80));
+  // A whole-TLD wildcard is valid here (policy lint warns about it, lib/policy/lint.ts).
+  assert.ok(hostMatches(parseHostPattern('*.com'), 'a.com', 443));
+  // The CLI form carries the same entries: brackets, ':*', and a header after them.
+  assert.deepEqual(parseSecretSpec('T@[fd00::/8]:443,example.com:*,*.example.org:X-Key={secret}'), {
+    name: 'T',
+    hosts: ['[fd00::/8]:443', 'example.com:*', '*.example.org'],
+    inject: { header: 'X-Key', format: '{secret}' },
+  });
 });
 
 test('resolveSecrets: a missing env var is an error naming it, not the value', () => {

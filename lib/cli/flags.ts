@@ -3,7 +3,7 @@
 // one file so the flag set and the policy fields cannot drift: every flag here has a policy
 // field (FLAG_FOR_PATH), and errors name the flag, not the JSON path.
 import { resolve as resolvePath } from 'node:path';
-import { mergePolicies, type Policy, PolicyError, type PolicyIssue, validatePolicy } from '../policy';
+import { mergePolicies, type Policy, PolicyError, type PolicyIssue, type ValidationOptions, validatePolicy } from '../policy';
 import type { PolicyNetwork } from '../policy/types';
 import { parseCommandArgs } from './args';
 import { UsageError } from './errors';
@@ -166,7 +166,7 @@ function numberOrString(v: string): number | string {
  * flags are resolved against `cwd` (default process.cwd()), as a shell user expects; policy
  * files, which have no obvious base, must use absolute paths.
  */
-export function flagsToPolicy(flags: RunFlags, cwd: string = process.cwd()): Policy {
+export function flagsToPolicy(flags: RunFlags, cwd: string = process.cwd(), validation: ValidationOptions = {}): Policy {
   const abs = (p: string) => (p.startsWith('~') ? p : resolvePath(cwd, p));
   const p: Policy = {};
   const issues: PolicyIssue[] = [];
@@ -240,7 +240,7 @@ export function flagsToPolicy(flags: RunFlags, cwd: string = process.cwd()): Pol
   if (flags.openFiles !== undefined) limits.openFiles = numberOrString(flags.openFiles) as number;
   if (flags.timeout !== undefined) limits.timeout = numberOrString(flags.timeout) as number;
   if (Object.keys(limits).length > 0) p.limits = limits;
-  if (issues.length === 0) issues.push(...validatePolicy(p).map(toFlagIssue));
+  if (issues.length === 0) issues.push(...validatePolicy(p, validation).map(toFlagIssue));
   if (issues.length > 0) throw new PolicyError(issues, 'command line');
   return p;
 }
@@ -249,9 +249,9 @@ export function flagsToPolicy(flags: RunFlags, cwd: string = process.cwd()): Pol
  * The policy `stockade run` executes: the file's policy with the flags over it (see the rules at
  * the top). Throws PolicyError naming the flag or the JSON path.
  */
-export function mergeFlags(policy: Policy, flags: RunFlags, cwd?: string): Policy {
-  const merged = mergePolicies(policy, flagsToPolicy(flags, cwd));
-  const issues = validatePolicy(merged);
+export function mergeFlags(policy: Policy, flags: RunFlags, cwd?: string, validation: ValidationOptions = {}): Policy {
+  const merged = mergePolicies(policy, flagsToPolicy(flags, cwd, validation));
+  const issues = validatePolicy(merged, validation);
   if (issues.length > 0) throw new PolicyError(issues, 'policy with command-line flags');
   return merged;
 }

@@ -15,7 +15,7 @@ import { SandboxOptionsError } from '../errors';
 import { resolveHostPath, within } from '../hostpath';
 import { native } from '../native';
 import type { SandboxOptions } from '../options';
-import { loadPolicy, type PolicyLaunch, policyToOptions, policyValidation } from '../policy';
+import { lintPolicy, loadPolicy, type PolicyLaunch, policyToOptions } from '../policy';
 import { type SandboxedProcess, spawnSandboxed } from '../process';
 import { UsageError } from './errors';
 import { mergeFlags, parseRunArgs } from './flags';
@@ -149,13 +149,16 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${runUsage()}\n`);
     return 0;
   }
-  policyValidation.backstop = false;
   let launch: PolicyLaunch;
   let trust: LaunchTrust | undefined;
   let logger: Logger | undefined;
   try {
-    const filePolicy = policyFile ? loadPolicy(policyFile) : {};
-    const merged = mergeFlags(filePolicy, flags);
+    // No ajv backstop: the launcher starts once per MCP server, and its compile costs ~60 ms
+    // (lib/policy/validate.ts); `stockade check` keeps it.
+    const validation = { backstop: false };
+    const filePolicy = policyFile ? loadPolicy(policyFile, validation) : {};
+    const merged = mergeFlags(filePolicy, flags, undefined, validation);
+    for (const w of lintPolicy(merged)) process.stderr.write(`stockade run: warning: ${w.message}\n`);
     launch = policyToOptions(merged);
     logger = auditLogger(launch);
     const say = (line: string) => process.stderr.write(`${line}\n`);

@@ -10,7 +10,7 @@
 // APIs, and "api.example.com" silently opening ssh, SMTP or a database port on that host would
 // surprise the person who wrote it. Other ports must be named ('db.example.com:5432'), or opened
 // wholesale with ':*'.
-import { HostError, type NormalizedHost, normalizeHost, parsePort } from './hostname';
+import { HostError, type NormalizedHost, normalizeHost, parsePort, splitAuthority } from './hostname';
 import { type Cidr, cidrContains, parseCidr, parseIp } from './ip';
 
 export const DEFAULT_PORTS: readonly number[] = [80, 443];
@@ -34,29 +34,36 @@ export interface MatchResult {
   host?: NormalizedHost;
 }
 
-/** Parses one allowlist entry; throws a TypeError naming the entry when it is not valid. */
+/**
+ * Parses one allowlist entry; throws a TypeError naming the entry when it is not valid. The one
+ * grammar of allow entries: the API's network.allow, a policy's (its schema format
+ * `host-pattern` calls this), --allow-net and the hosts of a secret all come through here.
+ * Names are normalized as the proxy normalizes what it is asked for (lib/net/hostname.ts):
+ * case folded, one trailing dot dropped, IDN turned into punycode.
+ */
 export function parseAllowEntry(text: string): AllowEntry {
   if (typeof text !== 'string' || text.trim() === '') {
     throw new TypeError(`invalid allowlist entry ${JSON.stringify(text)}: empty`);
   }
   try {
-    let rest = text.trim();
+    const trimmed = text.trim();
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed)) throw new TypeError('write a host name, not a URL (drop the scheme and path)');
+    if (trimmed.includes('@')) throw new TypeError('the entry contains `@`; write a host name only');
     let ports: readonly number[] | 'any' = DEFAULT_PORTS;
-    // A port suffix follows a name, an IPv4 address/CIDR, or a bracketed IPv6 address/CIDR; the
-    // colons of a bare IPv6 literal are never read as one ('::1:80' is an address).
-    const withPort = rest.match(/^(\[[^\]]+\]|[^:[\]]+):(\*|[^:]*)$/);
-    if (withPort) {
-      rest = withPort[1];
-      ports = withPort[2] === '*' ? 'any' : [parsePort(withPort[2], text)];
+    const split = splitAuthority(trimmed);
+    let rest = split.host;
+    if (split.portText !== undefined) ports = split.portText === '*' ? 'any' : [parsePort(split.portText, text)];
+    if (rest === '*' || rest === '*.*') {
+      throw new TypeError('a bare `*` would allow everything; use network "host" if that is really meant');
     }
     if (rest.startsWith('[') && rest.endsWith(']')) rest = rest.slice(1, -1);
     if (rest.includes('/')) return { text, kind: 'cidr', cidr: parseCidr(rest), ports };
     if (rest.startsWith('*.')) {
       const suffix = normalizeHost(rest.slice(2));
-      if (suffix.kind !== 'name') throw new TypeError('a wildcard needs a name after "*."');
+      if (suffix.kind !== 'name') throw new TypeError('a wildcard needs a name after "*.", not an address');
       return { text, kind: 'suffix', name: `.${suffix.host}`, ports };
     }
-    if (rest.includes('*')) throw new TypeError('"*" is only allowed as a leading "*." label or as ":*"');
+    if (rest.includes('*')) throw new TypeError('a wildcard must be the whole first label, as in `*.example.com` (or `:*` for every port)');
     const host = normalizeHost(rest);
     if (host.kind === 'ip') {
       const ip = parseIp(host.host);
@@ -68,6 +75,40 @@ export function parseAllowEntry(text: string): AllowEntry {
     const reason = err instanceof HostError ? err.reason : (err as Error).message;
     throw new TypeError(`invalid allowlist entry ${JSON.stringify(text)}: ${reason}`);
   }
+}
+
+/** Why `text` is not an allow entry (the reason of parseAllowEntry's error), or null. */
+export function allowEntryReason(text: string): string | null {
+  try {
+    parseAllowEntry(text);
+    return null;
+  } catch (err) {
+    return (err as Error).message.replace(/^invalid allowlist entry "(?:[^"\\]|\\.)*": /, '');
+  }
+}
+
+/**
+ * Policy lint on a valid entry: what is allowed but rarely meant. A warning from `stockade check`
+ * and `stockade run`, never an error, and nothing at all through the API (a program that builds
+ * its allowlist knows what it asked for).
+ */
+export function lintAllowEntry(text: string): string | null {
+  let entry: AllowEntry;
+  try {
+    entry = parseAllowEntry(text);
+  } catch {
+    return null;
+  }
+  if (entry.kind === 'suffix' && !(entry.name as string).slice(1).includes('.')) {
+    return `\`${text}\` covers a whole top-level domain; name the domain (\`*.example${entry.name}\`)`;
+  }
+  // '127.1', '0x7f000001', '2130706433': an IPv4 address in a spelling resolvers disagree on.
+  const host = splitAuthority(text.trim()).host;
+  if (entry.kind === 'cidr' && !host.includes('/') && !host.includes(':')) {
+    const address = normalizeHost(host).host;
+    if (address !== host) return `\`${host}\` is read as the address ${address}; write it in full`;
+  }
+  return null;
 }
 
 export class Allowlist {
@@ -118,7 +159,8 @@ export class Allowlist {
   }
 }
 
-function entryCovers(entry: AllowEntry, host: NormalizedHost): boolean {
+/** Does `entry` cover the (normalized) host, whatever the port? */
+export function entryCovers(entry: AllowEntry, host: NormalizedHost): boolean {
   if (host.kind === 'ip') {
     if (entry.kind !== 'cidr') return false;
     const ip = parseIp(host.host);

@@ -108,6 +108,17 @@ export interface EgressLimits {
 
 export type ResolvedLimits = Required<EgressLimits>;
 
+/** The keys of EgressLimits, for the options check (lib/plan.ts refuses others). */
+export const EGRESS_LIMIT_KEYS = [
+  'maxConnections',
+  'maxFds',
+  'dnsNames',
+  'maxHeaderSize',
+  'idleTimeout',
+  'headersTimeout',
+  'connectTimeout',
+] as const satisfies readonly (keyof EgressLimits)[];
+
 export function resolveLimits(l: EgressLimits = {}): ResolvedLimits {
   const out: ResolvedLimits = {
     maxConnections: l.maxConnections ?? 1024,
@@ -120,7 +131,7 @@ export function resolveLimits(l: EgressLimits = {}): ResolvedLimits {
     connectTimeout: l.connectTimeout ?? 10_000,
   };
   for (const [k, v] of Object.entries(out)) {
-    if (!Number.isInteger(v) || v <= 0) throw new TypeError(`invalid limits.${k}: ${v} (must be a positive integer)`);
+    if (!Number.isSafeInteger(v) || v <= 0) throw new TypeError(`invalid limits.${k}: ${JSON.stringify(v)} (must be a positive integer)`);
   }
   return out;
 }

@@ -84,27 +84,33 @@ function asNumericIPv4(host: string, input: string): NormalizedHost | null {
   return { kind: 'ip', host: ip, family: 4 };
 }
 
-/** Splits 'host:port', '[v6]:port' or a bare host. Port is a number, or undefined if absent. */
-export function splitHostPort(authority: string): { host: string; port: number | undefined } {
-  let host = authority;
-  let portText: string | undefined;
+/**
+ * The one `host:port` splitter (allow entries, resolve entries and their addresses, CONNECT
+ * targets, Host headers): 'host:port', '[v6]:port', '[v6]', a bare host, or a bare IPv6 literal,
+ * whose colons are never read as a port ('::1:80' is an address). The port is returned as
+ * written ('*' included) for the caller to judge; undefined when there is none.
+ */
+export function splitAuthority(authority: string): { host: string; portText: string | undefined } {
   if (authority.startsWith('[')) {
     const close = authority.indexOf(']');
     if (close < 0) throw new HostError(authority, 'unterminated "["');
-    host = authority.slice(0, close + 1);
+    const host = authority.slice(0, close + 1);
     const after = authority.slice(close + 1);
-    if (after !== '') {
-      if (!after.startsWith(':')) throw new HostError(authority, 'garbage after "]"');
-      portText = after.slice(1);
-    }
-  } else {
-    const colon = authority.lastIndexOf(':');
-    // A bare IPv6 literal has several colons and no port.
-    if (colon >= 0 && authority.indexOf(':') === colon) {
-      host = authority.slice(0, colon);
-      portText = authority.slice(colon + 1);
-    }
+    if (after === '') return { host, portText: undefined };
+    if (!after.startsWith(':')) throw new HostError(authority, 'garbage after "]"');
+    return { host, portText: after.slice(1) };
   }
+  const colon = authority.lastIndexOf(':');
+  // A bare IPv6 literal has several colons and no port.
+  if (colon >= 0 && authority.indexOf(':') === colon) {
+    return { host: authority.slice(0, colon), portText: authority.slice(colon + 1) };
+  }
+  return { host: authority, portText: undefined };
+}
+
+/** Splits 'host:port', '[v6]:port' or a bare host. Port is a number, or undefined if absent. */
+export function splitHostPort(authority: string): { host: string; port: number | undefined } {
+  const { host, portText } = splitAuthority(authority);
   if (portText === undefined) return { host, port: undefined };
   return { host, port: parsePort(portText, authority) };
 }

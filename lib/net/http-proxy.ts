@@ -12,20 +12,8 @@ import { createServer, request as httpRequest, type IncomingMessage, type Outgoi
 import type { Socket } from 'node:net';
 import type { Connector, Decision } from './connector';
 import { hostOfHeader, safeName } from './connector';
+import { HOP_BY_HOP } from './headers';
 import { HostError, splitHostPort } from './hostname';
-
-// RFC 9110 7.6.1: connection-specific fields a proxy must not forward.
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-]);
 
 function denialBody(host: string, port: number, rule: string): string {
   return `stockade: egress to ${host}:${port} denied: ${rule}\n`;

@@ -3,7 +3,7 @@
 // dns.lookup() for all addresses. The caller checks every address with the SSRF guard and then
 // connects to exactly the address it checked, so there is no second lookup to rebind.
 import { lookup } from 'node:dns/promises';
-import { normalizeHost } from './hostname';
+import { type HostError, normalizeHost, splitAuthority } from './hostname';
 import { canonicalIp } from './ip';
 
 export interface ResolvedAddress {
@@ -76,35 +76,76 @@ function parseOverrides(resolve: string[] | Record<string, string> | undefined):
   } else {
     throw new TypeError('resolve must be an array of NAME:PORT:ADDRESS strings or an object');
   }
-  return pairs.map(([text, key, value]) => {
-    const colon = key.lastIndexOf(':');
-    const nameText = colon < 0 ? key : key.slice(0, colon);
-    const portText = colon < 0 ? '*' : key.slice(colon + 1);
-    if (portText !== '*' && !(/^\d{1,5}$/.test(portText) && +portText >= 1 && +portText <= 65535)) {
-      throw new TypeError(`invalid resolve entry '${text}': invalid port '${portText}'`);
-    }
-    let name: string;
+  return pairs.map(([text, key, value]) => parsePair(text, key, value));
+}
+
+/** Why a key of the object form (`name:port`, or a bare `name` for every port) is invalid, or null. */
+export function resolveKeyReason(key: string): string | null {
+  try {
+    parseKey(key, key);
+    return null;
+  } catch (err) {
+    return (err as Error).message.replace(/^invalid resolve entry '[^']*': /, '');
+  }
+}
+
+function parseKey(text: string, key: string): { name: string; port: number | '*' } {
+  let split: ReturnType<typeof splitAuthority>;
+  try {
+    split = splitAuthority(key);
+  } catch (err) {
+    throw new TypeError(`invalid resolve entry '${text}': ${(err as HostError).reason}`);
+  }
+  const portText = split.portText ?? '*';
+  if (portText !== '*' && !(/^\d{1,5}$/.test(portText) && +portText >= 1 && +portText <= 65535)) {
+    throw new TypeError(`invalid resolve entry '${text}': invalid port '${portText}'`);
+  }
+  let name: string;
+  try {
+    const n = normalizeHost(split.host);
+    if (n.kind !== 'name') throw new Error('an IP address cannot be overridden');
+    name = n.host;
+  } catch (err) {
+    throw new TypeError(`invalid resolve entry '${text}': ${(err as Error).message}`);
+  }
+  return { name, port: portText === '*' ? '*' : Number(portText) };
+}
+
+/** Why a value of the object form (`address[,address...]`, each with an optional port) is invalid, or null. */
+export function resolveAddressReason(value: string): string | null {
+  try {
+    parseAddresses(value, value);
+    return null;
+  } catch (err) {
+    return (err as Error).message.replace(/^invalid resolve entry '[^']*': /, '');
+  }
+}
+
+function parsePair(text: string, key: string, value: string): OverrideEntry {
+  const { name, port } = parseKey(text, key);
+  return { text, name, port, addresses: parseAddresses(text, value) };
+}
+
+function parseAddresses(text: string, value: string): OverrideEntry['addresses'] {
+  if (typeof value !== 'string') throw new TypeError(`invalid resolve entry '${text}': the address is not a string`);
+  // An address may carry the port to connect to instead ('127.0.0.1:8443', '[::1]:8443'), so
+  // that a local stand-in on an unprivileged port can answer for a name on 443.
+  return value.split(',').map((a) => {
+    let split: ReturnType<typeof splitAuthority>;
     try {
-      const n = normalizeHost(nameText);
-      if (n.kind !== 'name') throw new Error('an IP address cannot be overridden');
-      name = n.host;
-    } catch (err) {
-      throw new TypeError(`invalid resolve entry '${text}': ${(err as Error).message}`);
+      split = splitAuthority(a.trim());
+    } catch {
+      throw new TypeError(`invalid resolve entry '${text}': '${a}' is not an IP address`);
     }
-    // An address may carry the port to connect to instead ('127.0.0.1:8443', '[::1]:8443'), so
-    // that a local stand-in on an unprivileged port can answer for a name on 443.
-    const addresses = String(value)
-      .split(',')
-      .map((a) => {
-        const m = /^\s*(?:\[([^\]]+)\]|(\d+\.\d+\.\d+\.\d+))(?::(\d{1,5}))?\s*$/.exec(a);
-        const bare = m ? (m[1] ?? m[2]) : a.trim();
-        const c = canonicalIp(bare);
-        if (!c) throw new TypeError(`invalid resolve entry '${text}': '${a}' is not an IP address`);
-        if (m?.[3] === undefined) return { address: c };
-        const connectPort = Number(m[3]);
-        if (connectPort < 1 || connectPort > 65535) throw new TypeError(`invalid resolve entry '${text}': invalid port '${m[3]}'`);
-        return { address: c, connectPort };
-      });
-    return { text, name, port: portText === '*' ? '*' : Number(portText), addresses };
+    const bare = split.host.startsWith('[') ? split.host.slice(1, -1) : split.host;
+    const c = canonicalIp(bare);
+    if (!c || (split.portText !== undefined && !/^\[|^\d+\.\d+\.\d+\.\d+$/.test(split.host))) {
+      throw new TypeError(`invalid resolve entry '${text}': '${a}' is not an IP address`);
+    }
+    if (split.portText === undefined) return { address: c };
+    if (!/^\d{1,5}$/.test(split.portText) || +split.portText < 1 || +split.portText > 65535) {
+      throw new TypeError(`invalid resolve entry '${text}': invalid port '${split.portText}'`);
+    }
+    return { address: c, connectPort: Number(split.portText) };
   });
 }

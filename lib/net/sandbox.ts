@@ -35,6 +35,13 @@ const LOOPBACK = Buffer.from([127, 0, 0, 1]);
 const ANY4 = Buffer.alloc(4);
 const ANY6 = Buffer.alloc(16);
 
+/**
+ * The addon takes at most 64 listeners (native/plan.h kMaxListeners): four are the proxy's own
+ * (HTTP, SOCKS, DNS over UDP and TCP), and each transparent port takes two (IPv4 and IPv6).
+ */
+const MAX_LISTENERS = 64;
+export const MAX_TRANSPARENT_PORTS = (MAX_LISTENERS - 4) / 2;
+
 /** Validates the egress options (TypeError naming the bad entry) and lays out the listeners. */
 export function planEgress(options: EgressOptions): EgressPlan {
   const allowlist = new Allowlist(options.allow);
@@ -56,12 +63,15 @@ export function planEgress(options: EgressOptions): EgressPlan {
   add('dns-udp', 'udp', LOOPBACK, 53);
   add('dns-tcp', 'tcp', LOOPBACK, 53);
   const transparentPorts = [...ports].sort((a, b) => a - b);
+  if (transparentPorts.length > MAX_TRANSPARENT_PORTS) {
+    throw new TypeError(
+      `the allowlist names ${transparentPorts.length} ports (80 and 443 included); at most ${MAX_TRANSPARENT_PORTS} distinct ports are supported (use ':*' for every port)`,
+    );
+  }
   for (const port of transparentPorts) {
     add('transparent', 'tcp', ANY4, port);
     add('transparent', 'tcp', ANY6, port);
   }
-  if (listeners.length > 64)
-    throw new TypeError(`the allowlist names ${transparentPorts.length} ports; at most 29 distinct ports are supported`);
   return { listeners, roles, httpPort, socksPort, transparentPorts, resolvConf: 'nameserver 127.0.0.1\noptions edns0\n' };
 }
 

@@ -1,5 +1,6 @@
 // Policies: the document a user writes per server, its schema, profiles and merging rules.
 export { checkHostPattern, parseSize, toolMatches } from './formats';
+export { lintPolicy } from './lint';
 export { loadPolicy, MAX_POLICY_BYTES, parsePolicyText } from './load';
 export { mergePolicies } from './merge';
 export { guessProfile, nodeProfile, type ProfileContext, type ProfileResult, profileFor, pythonProfile } from './profiles';
@@ -12,6 +13,6 @@ export {
   PolicyError,
   type PolicyIssue,
   policySchema,
-  policyValidation,
+  type ValidationOptions,
   validatePolicy,
 } from './validate';

@@ -4,7 +4,7 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { extname } from 'node:path';
 import type { parseDocument as ParseDocument } from 'yaml';
 import type { Policy } from './types';
-import { PolicyError, validatePolicy } from './validate';
+import { PolicyError, type ValidationOptions, validatePolicy } from './validate';
 
 /** A policy is a few dozen lines; a megabyte means the wrong file (or an attack on the parser). */
 export const MAX_POLICY_BYTES = 1024 * 1024;
@@ -78,7 +78,7 @@ export function parsePolicyText(text: string, format: 'json' | 'yaml' | 'auto', 
 }
 
 /** Reads, parses and validates a policy file; throws PolicyError naming the file on any problem. */
-export function loadPolicy(file: string): Policy {
+export function loadPolicy(file: string, options: ValidationOptions = {}): Policy {
   const ext = extname(file).toLowerCase();
   const format = ext === '.json' ? 'json' : ext === '.yaml' || ext === '.yml' ? 'yaml' : 'auto';
   let text: string;
@@ -90,7 +90,7 @@ export function loadPolicy(file: string): Policy {
     throw new PolicyError([{ path: '', message: `cannot read the policy file: ${e.message}` }], file);
   }
   const doc = parsePolicyText(text, format, file);
-  const issues = validatePolicy(doc);
+  const issues = validatePolicy(doc, options);
   if (issues.length > 0) throw new PolicyError(issues, file);
   return doc as Policy;
 }

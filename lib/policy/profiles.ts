@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, delimiter, dirname, join } from 'node:path';
+import { systemDirs as layoutSystemDirs } from '../layout';
 import type { Policy, ProfileName } from './types';
 
 export interface ProfileResult {
@@ -31,7 +32,8 @@ export interface ProfileContext {
 
 /** System directories a dynamically linked interpreter needs (libc, ld.so, /usr/bin/env). */
 export function systemDirs(): string[] {
-  return ['/usr', '/bin', '/lib', '/lib64', '/lib32', '/libx32'].filter((d) => existsSync(d));
+  // The sandbox layout's own list (lib/layout.ts), so a profile names what every sandbox binds.
+  return layoutSystemDirs.filter((d) => existsSync(d));
 }
 
 const SYSTEM_PATH = '/usr/local/bin:/usr/bin:/bin';

@@ -3,10 +3,10 @@
 //   effectivePolicy: the profile merged under the policy (pure; reports dirs to create)
 //   policyToOptions: the effective policy as { command, args, options }, creating those dirs
 import { chownSync, mkdirSync } from 'node:fs';
+import { parseSize, timeoutToWallTime } from '../fields';
 import type { ToolGrantsSpec } from '../mcp/tool-grants';
 import type { SandboxOptions } from '../options';
 import { SANDBOX_UID } from '../plan';
-import { parseSize } from './formats';
 import { mergePolicies } from './merge';
 import { profileFor } from './profiles';
 import { type Policy, toolPatterns } from './types';
@@ -114,7 +114,7 @@ export function policyToOptions(policy: Policy, ctx: ResolveContext = {}): Polic
     if (l.cpus !== undefined) options.limits.cpus = l.cpus;
     if (l.openFiles !== undefined) options.limits.openFiles = l.openFiles;
     if (l.fileSize !== undefined) options.limits.fileSize = parseSize(l.fileSize);
-    if (l.timeout !== undefined) options.limits.wallTime = Math.round(l.timeout * 1000);
+    if (l.timeout !== undefined) options.limits.wallTime = timeoutToWallTime(l.timeout);
     if (l.kernel !== undefined) options.limits.kernel = { ...l.kernel };
   }
   const [command, ...first] = p.command;

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Ajv2020 from 'ajv/dist/2020';
-import { FORMATS } from './formats';
+import { FORMATS, NUMBER_FORMATS } from './formats';
 import type { Policy } from './types';
 
 export interface PolicyIssue {
@@ -253,6 +253,12 @@ function walk(s: Schema, v: unknown, path: string, out: PolicyIssue[]): void {
     const below = (s.minimum !== undefined && v < s.minimum) || (s.exclusiveMinimum !== undefined && v <= s.exclusiveMinimum);
     if (below || (s.maximum !== undefined && v > s.maximum)) {
       out.push({ path, message: `${where}: expected ${expected(s)}, found ${found(v)}` });
+      return;
+    }
+    if (s.format && FORMATS[s.format]) {
+      const [check, what] = FORMATS[s.format];
+      const reason = check(v);
+      if (reason) out.push({ path, message: `${where}: expected ${what}, found ${show(v)}: ${reason}` });
     }
     return;
   }
@@ -306,10 +312,13 @@ let ajvValidate: (((doc: unknown) => boolean) & { errors?: unknown }) | undefine
 
 function ajvCheck(doc: unknown): PolicyIssue[] {
   if (!ajvValidate) {
-    // Loaded here, not at the top: the launcher never needs it (policyValidation.backstop).
+    // Loaded here, not at the top: the launcher never needs it (ValidationOptions.backstop).
     const Ajv = (require('ajv/dist/2020') as { default: typeof Ajv2020 }).default;
     const ajv = new Ajv({ allErrors: true, strict: true });
-    for (const [name, [check]] of Object.entries(FORMATS)) ajv.addFormat(name, (v: string) => check(v) === null);
+    for (const [name, [check]] of Object.entries(FORMATS)) {
+      if (NUMBER_FORMATS.has(name)) ajv.addFormat(name, { type: 'number', validate: (v: number) => check(v) === null });
+      else ajv.addFormat(name, { type: 'string', validate: (v: string) => check(v) === null });
+    }
     ajvValidate = ajv.compile(policySchema());
   }
   if (ajvValidate(doc)) return [];
@@ -317,28 +326,32 @@ function ajvCheck(doc: unknown): PolicyIssue[] {
   return errors.map((e) => ({ path: e.instancePath, message: `${e.instancePath || '/'}: ${e.message}` }));
 }
 
-/**
- * The schema walker is authoritative; ajv over the same schema is a safety net that must agree
- * (the tests check it does, over the whole corpus). Compiling the schema costs ~60 ms, so the
- * launcher, which starts once per MCP server, turns it off; `stockade check` and tests keep it.
- */
-export const policyValidation = { backstop: true };
+export interface ValidationOptions {
+  /**
+   * Also check with ajv over the same schema (default true). The schema walker is authoritative;
+   * ajv is a safety net that must agree (the tests check it does, over the whole corpus).
+   * Compiling the schema costs ~60 ms, so the launcher, which starts once per MCP server, turns
+   * it off; `stockade check` and the tests keep it. An option of each call, not a switch of the
+   * process: a library user validating policies is not affected by what `run` chose.
+   */
+  backstop?: boolean;
+}
 
 /**
  * Checks a parsed policy document. Returns every problem found (empty when valid); never throws
  * for bad input. Order follows the document, so the first issue is the first thing to fix.
  */
-export function validatePolicy(doc: unknown): PolicyIssue[] {
+export function validatePolicy(doc: unknown, options: ValidationOptions = {}): PolicyIssue[] {
   const issues: PolicyIssue[] = [];
   walk(policySchema(), doc, '', issues);
-  if (issues.length === 0 && policyValidation.backstop) issues.push(...ajvCheck(doc));
+  if (issues.length === 0 && options.backstop !== false) issues.push(...ajvCheck(doc));
   if (issues.length === 0) issues.push(...semanticChecks(doc as Policy));
   return issues;
 }
 
 /** validatePolicy, throwing a PolicyError listing every issue; returns the document typed. */
-export function assertPolicy(doc: unknown, file?: string): Policy {
-  const issues = validatePolicy(doc);
+export function assertPolicy(doc: unknown, file?: string, options: ValidationOptions = {}): Policy {
+  const issues = validatePolicy(doc, options);
   if (issues.length > 0) throw new PolicyError(issues, file);
   return doc as Policy;
 }

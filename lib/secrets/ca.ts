@@ -16,6 +16,7 @@ import * as x509 from '@peculiar/x509';
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
 import * as tls from 'node:tls';
+import { readUpstreamCa } from './upstream-ca';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -49,19 +50,7 @@ export function readHostCaBundle(paths: readonly string[] = HOST_CA_BUNDLE_PATHS
 
 /** Reads the user's extra upstream CAs (PEM files); a missing file is an error naming it. */
 export function readCaFiles(paths: readonly string[]): string[] {
-  return paths.map((p) => {
-    let text: string;
-    try {
-      text = readFileSync(p, 'utf8');
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      throw Object.assign(new Error(`upstream CA ${p}: cannot read: ${e.code ?? e.message}`), { code: 'EUPSTREAMCA', path: p });
-    }
-    if (!text.includes('-----BEGIN CERTIFICATE-----')) {
-      throw Object.assign(new Error(`upstream CA ${p}: no PEM certificate found`), { code: 'EUPSTREAMCA', path: p });
-    }
-    return text;
-  });
+  return paths.map(readUpstreamCa);
 }
 
 /**

@@ -25,8 +25,8 @@ import { type RunCa, readCaFiles, upstreamSecureContext } from './ca';
 import { makeScrubber, PlaceholderSet, StreamRedactor, scrubDeep, secretForms } from './placeholder';
 import {
   type HeaderPairs,
-  HOP_BY_HOP,
   type InterceptTarget,
+  NOT_COPIED,
   rawPairs,
   rewriteRequest,
   type SecretViolation,
@@ -581,7 +581,7 @@ export class SecretInterceptor extends EventEmitter {
     let encoding = '';
     for (const [k, v] of pairs) {
       const l = k.toLowerCase();
-      if (HOP_BY_HOP.has(l)) continue;
+      if (NOT_COPIED.has(l)) continue;
       if (l === 'content-encoding') encoding = `${encoding}${encoding ? ',' : ''}${v}`.toLowerCase();
       // Location and friends are passed through as they are (only a real value is masked): which
       // host a redirect may lead to is the proxy's decision when the client follows it.
@@ -707,7 +707,7 @@ export class SecretInterceptor extends EventEmitter {
       // The upstream declined the upgrade: relay its answer and close, as it would have.
       let text = `HTTP/1.1 ${upRes.statusCode} ${upRes.statusMessage}\r\n`;
       for (const [k, v] of rawPairs(upRes.rawHeaders)) {
-        if (!HOP_BY_HOP.has(k.toLowerCase()) && k.toLowerCase() !== 'content-length') text += `${k}: ${this.redactHeader(v)}\r\n`;
+        if (!NOT_COPIED.has(k.toLowerCase()) && k.toLowerCase() !== 'content-length') text += `${k}: ${this.redactHeader(v)}\r\n`;
       }
       // Streamed, not collected: the upstream decides how long the body is.
       socket.write(`${text}connection: close\r\n\r\n`);

@@ -3,6 +3,9 @@
 // (or query parameter) rebuilt from the trusted format and the real value. Any placeholder
 // outside the place its secret is configured for throws a Violation. The I/O around it is
 // ./intercept.ts (the sandbox side) and ./upstream.ts (the upstream connections).
+
+import { HOP_BY_HOP } from '../net/headers';
+import { normalizeHost, splitHostPort } from '../net/hostname';
 import type { PlaceholderSet } from './placeholder';
 import { type ResolvedSecret, secretIsFor } from './spec';
 
@@ -41,22 +44,11 @@ export interface SecretViolation {
   calls?: { id: string | number | null; tool: string }[];
 }
 
-// Connection-specific headers (RFC 9110 7.6.1, RFC 9113 8.2.2): they describe one hop, and node's
-// HTTP/2 layer throws on them, so they are never copied from one side to the other.
-export const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authorization',
-  'transfer-encoding',
-  'upgrade',
-  'te',
-  'trailer',
-  'http2-settings',
-  'host',
-  // We answered (or node answered) 100-continue to the client already.
-  'expect',
-]);
+// Never copied from one side to the other: the hop-by-hop fields (lib/net/headers.ts, RFC 9110
+// 7.6.1), and what HTTP/2 forbids or this side answers itself (RFC 9113 8.2.2): node's HTTP/2
+// layer throws on connection-specific fields, :authority replaces host, and 100-continue was
+// answered to the client already.
+export const NOT_COPIED: ReadonlySet<string> = new Set([...HOP_BY_HOP, 'http2-settings', 'host', 'expect']);
 
 export type HeaderPairs = Array<[string, string]>;
 
@@ -84,9 +76,14 @@ function safeDecode(s: string): string {
 
 /** Splits an :authority / Host value into host and port (default 443); handles [v6]:port. */
 export function parseAuthority(value: string): { host: string; port: number } | null {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+))(?::(\d{1,5}))?$/.exec(value.trim());
-  if (!m) return null;
-  return { host: (m[1] ?? m[2]).toLowerCase().replace(/\.$/, ''), port: m[3] ? Number(m[3]) : 443 };
+  // The proxy's own splitter and normalization (lib/net/hostname.ts), so that the authority is
+  // compared with the connection's target spelled the same way (case, trailing dot, IDN).
+  try {
+    const { host, port } = splitHostPort(value.trim());
+    return { host: normalizeHost(host).host, port: port ?? 443 };
+  } catch {
+    return null;
+  }
 }
 
 export function rawPairs(raw: string[]): HeaderPairs {
@@ -149,7 +146,7 @@ export function rewriteRequest(
   const rebuilt = new Set<string>();
   for (const [name, value] of raw) {
     const lname = name.toLowerCase();
-    if (lname.startsWith(':') || (HOP_BY_HOP.has(lname) && !keep.has(lname))) continue;
+    if (lname.startsWith(':') || (NOT_COPIED.has(lname) && !keep.has(lname))) continue;
     const inName = secrets.set.names(name);
     if (inName.length) fail('placeholder-in-header', `the placeholder of secret ${inName[0]} appears in a header name`, inName[0]);
     let names = secrets.set.names(value);

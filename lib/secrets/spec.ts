@@ -2,6 +2,8 @@
 // SecretOptions of the API, and their resolution to real values on the host. Everything here runs
 // before the sandbox exists, so a missing env var or unreadable file fails the launch with an error
 // naming it instead of starting a server that cannot authenticate.
+import { type AllowEntry, DEFAULT_PORTS, entryCovers, parseAllowEntry } from '../net/allowlist';
+import { type NormalizedHost, normalizeHost } from '../net/hostname';
 import type { SecretOptions } from '../options';
 import { makePlaceholder } from './placeholder';
 import { readSecretSource, type SourceContext } from './sources';
@@ -29,11 +31,14 @@ export type SecretInjection =
   | { kind: 'query'; param: string }
   | { kind: 'basic'; username: string };
 
-/** An allowlist entry: exact host or `*.suffix` (subdomains only; the apex is separate), optional port. */
+/**
+ * One of a secret's hosts: an allowlist entry (lib/net/allowlist.ts, the one grammar: names,
+ * `*.suffix`, addresses, CIDRs, `:PORT`, `:*`), and the ports it is for. Without a port a secret
+ * is for 443 only, not the allowlist's 80 and 443: a credential is never sent in plaintext.
+ */
 export interface HostPattern {
-  readonly host: string;
-  readonly wildcard: boolean;
-  readonly port: number | undefined;
+  readonly entry: AllowEntry;
+  readonly ports: readonly number[] | 'any';
 }
 
 /** A secret ready for the interceptor: value loaded, placeholder drawn. */
@@ -52,7 +57,6 @@ export interface ResolvedSecret {
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 // RFC 9110 token: what a header field name may be.
 const TOKEN_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const LABEL_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 // Headers the proxy itself owns; letting a secret format set them would desynchronise framing.
 const RESERVED_HEADERS = new Set([
   'host',
@@ -71,31 +75,27 @@ function specError(message: string, secret?: string): SecretError {
   return new SecretError('ESECRETSPEC', message, secret);
 }
 
-/** Parses one allowlist host entry ('api.github.com', '*.example.com', 'example.com:8443'). */
+/** Parses one of a secret's hosts ('api.github.com', '*.example.com', 'example.com:8443'). */
 export function parseHostPattern(entry: string, secret?: string): HostPattern {
-  const m = /^(\*\.)?([^:]+)(?::(\d{1,5}))?$/.exec(entry.trim());
-  if (!m) throw specError(`secret ${secret ?? ''}: invalid host '${entry}'`, secret);
-  const host = m[2].toLowerCase().replace(/\.$/, '');
-  const port = m[3] === undefined ? undefined : Number(m[3]);
-  if (port !== undefined && (port < 1 || port > 65535)) {
-    throw specError(`secret ${secret ?? ''}: invalid port in host '${entry}'`, secret);
+  let parsed: AllowEntry;
+  try {
+    parsed = parseAllowEntry(entry);
+  } catch (err) {
+    throw specError(`secret ${secret ?? ''}: ${(err as Error).message}`, secret);
   }
-  const labels = host.split('.');
-  // IPv4 literals are allowed as exact hosts (private APIs); everything else must be a DNS name.
-  const isIpv4 = /^\d{1,3}(\.\d{1,3}){3}$/.test(host) && labels.every((l) => Number(l) <= 255);
-  if (isIpv4 && m[1]) throw specError(`secret ${secret ?? ''}: a wildcard cannot apply to an IP '${entry}'`, secret);
-  if (!isIpv4 && (host.length > 253 || !labels.every((l) => LABEL_RE.test(l)) || /^\d+$/.test(labels[labels.length - 1]))) {
-    throw specError(`secret ${secret ?? ''}: invalid host '${entry}'`, secret);
-  }
-  return { host, wildcard: m[1] !== undefined, port };
+  return { entry: parsed, ports: parsed.ports === DEFAULT_PORTS ? [443] : parsed.ports };
 }
 
 /** Whether `host:port` is covered by `pattern`. A pattern without a port matches 443 only. */
 export function hostMatches(pattern: HostPattern, host: string, port: number): boolean {
-  const h = host.toLowerCase().replace(/\.$/, '');
-  if ((pattern.port ?? 443) !== port) return false;
-  if (pattern.wildcard) return h.endsWith(`.${pattern.host}`);
-  return h === pattern.host;
+  if (pattern.ports !== 'any' && !pattern.ports.includes(port)) return false;
+  let normalized: NormalizedHost;
+  try {
+    normalized = normalizeHost(host);
+  } catch {
+    return false;
+  }
+  return entryCovers(pattern.entry, normalized);
 }
 
 /** Whether any of a secret's hosts covers `host:port`. */
@@ -131,6 +131,31 @@ function validateInjection(name: string, inject: SecretOptions['inject']): Secre
 }
 
 /**
+ * The hosts of the CLI form and what follows them: hosts are comma-separated allowlist entries,
+ * each a name, a bracketed IPv6 address or CIDR, or an IPv4 address or CIDR, with an optional
+ * `:PORT` or `:*`; they end at '?' or at a ':' that does not start a port. Null when malformed.
+ */
+function splitHosts(right: string): { hosts: string[]; tail: string } | null {
+  const hosts: string[] = [];
+  let i = 0;
+  for (;;) {
+    let j = i;
+    if (right[j] === '[') {
+      const close = right.indexOf(']', j);
+      if (close < 0) return null;
+      j = close + 1;
+    } else {
+      while (j < right.length && !':,?'.includes(right[j])) j++;
+    }
+    const port = /^:(?:\d+|\*)(?=$|[,?:])/.exec(right.slice(j));
+    if (port) j += port[0].length;
+    hosts.push(right.slice(i, j));
+    if (right[j] !== ',') return { hosts, tail: right.slice(j) };
+    i = j + 1;
+  }
+}
+
+/**
  * Parses the CLI form into SecretOptions:
  *   NAME@HOST[,HOST...]                    Authorization: Bearer {secret}
  *   NAME@HOSTS:HEADER=FORMAT               e.g. BRAVE_API_KEY@api.search.brave.com:X-Subscription-Token={secret}
@@ -138,7 +163,7 @@ function validateInjection(name: string, inject: SecretOptions['inject']): Secre
  *   NAME@HOSTS:basic:USERNAME              Authorization: Basic base64(USERNAME:secret)
  * The value comes from the launcher's env var NAME, or from NAME=env:OTHER@... / NAME=file:PATH@...
  * (a path cannot contain '@'). A literal value is deliberately not accepted: argv is world-readable.
- * Hosts may carry a port ('example.com:8443'); header names cannot contain ':' so the split is unambiguous.
+ * Hosts are allowlist entries and may carry a port ('example.com:8443', ':*'); header names cannot contain ':'.
  */
 export function parseSecretSpec(spec: string): SecretOptions {
   const at = spec.indexOf('@');
@@ -155,16 +180,15 @@ export function parseSecretSpec(spec: string): SecretOptions {
     else if (src.startsWith('file:') && src.length > 5) source = { file: src.slice(5) };
     else throw specError(`--secret '${spec}': source must be env:VAR or file:PATH`, name);
   }
-  // Hosts run until '?' or a ':' that does not start a port number.
-  const m = /^([^:?,]+(?::\d+)?(?:,[^:?,]+(?::\d+)?)*)(?:\?(.*)|:(.*))?$/s.exec(right);
-  if (!m) throw specError(`--secret '${spec}': expected NAME@HOST[,HOST...][:HEADER=FORMAT|?PARAM|:basic:USER]`, name);
-  const hosts = m[1].split(',');
+  const split = splitHosts(right);
+  if (split === null) throw specError(`--secret '${spec}': expected NAME@HOST[,HOST...][:HEADER=FORMAT|?PARAM|:basic:USER]`, name);
+  const { hosts, tail } = split;
   for (const h of hosts) parseHostPattern(h, name);
   let inject: SecretOptions['inject'];
-  if (m[2] !== undefined) {
-    inject = { query: m[2] };
-  } else if (m[3] !== undefined) {
-    const rest = m[3];
+  if (tail.startsWith('?')) {
+    inject = { query: tail.slice(1) };
+  } else if (tail.startsWith(':')) {
+    const rest = tail.slice(1);
     if (rest.startsWith('basic:')) {
       inject = { basic: { username: rest.slice(6) } };
     } else {

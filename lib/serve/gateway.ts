@@ -10,6 +10,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
+import { splitAuthority } from '../net/hostname';
 import { AuthError, Authenticator, type Principal } from './auth';
 import type { ServeConfig } from './config';
 import { CapacityError, TenantStartError, Tenants } from './tenants';
@@ -209,9 +210,14 @@ export class Gateway {
   /** On a loopback bind only loopback names are valid Host values (DNS rebinding). */
   private hostAllowed(req: IncomingMessage): boolean {
     if (!LOOPBACK.has(this.config.listen.host)) return true;
-    const host = req.headers.host ?? '';
-    const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.split(':')[0];
-    return LOOPBACK.has(name);
+    // The proxy's own splitter (lib/net/hostname.ts): one reading of `host:port` everywhere.
+    let name: string;
+    try {
+      name = splitAuthority(req.headers.host ?? '').host;
+    } catch {
+      return false;
+    }
+    return LOOPBACK.has(name.startsWith('[') ? name.slice(1, -1) : name.toLowerCase());
   }
 
   private publicBase(req: IncomingMessage): string {

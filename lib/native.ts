@@ -137,6 +137,11 @@ export interface NativeHandle {
   kill(signal: number): number;
   ref(): void;
   unref(): void;
+  /**
+   * listenerFds[index] is wrapped now (net.Server, UdpEndpoint): the wrapper owns it. Until then
+   * the handle does, and closes it when the sandbox ends or its environment is torn down.
+   */
+  adoptListener(index: number): void;
 }
 
 export type NativeSpawnResult =

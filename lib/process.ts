@@ -305,6 +305,7 @@ export class SandboxedProcess extends EventEmitter {
         this.#options.network as EgressOptions,
         resolved.egress,
         result.listenerFds,
+        (i) => result.handle.adoptListener(i),
         String(result.pid),
         this.#logger,
         {

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -342,7 +343,8 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
     return DefineClass(
         env, "Sandbox",
         {InstanceMethod("kill", &Sandbox::Kill), InstanceMethod("ref", &Sandbox::Ref),
-         InstanceMethod("unref", &Sandbox::Unref)});
+         InstanceMethod("unref", &Sandbox::Unref),
+         InstanceMethod("adoptListener", &Sandbox::AdoptListener)});
   }
 
   explicit Sandbox(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Sandbox>(info) {}
@@ -358,6 +360,16 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
     pidfd_ = r.pidfd;
     statusFd_ = r.statusFd;
     cgroupDirs_ = std::move(cgroupDirs);
+    // The injected listeners are the handle's until JavaScript has wrapped each one (see
+    // AdoptListener): onSpawn gets them as bare numbers, and a Worker terminated before it has
+    // wrapped them all (lib/net/sandbox.ts runs in onSpawn, after a require) would otherwise
+    // lose the rest. Identified by inode, for the teardown's check (releaseAtTeardown).
+    listeners_.reserve(r.listenerFds.size());
+    for (int fd : r.listenerFds) {
+      struct stat st;
+      if (fstat(fd, &st) != 0) st.st_dev = st.st_ino = 0;  // cannot happen: the fd is ours
+      listeners_.push_back({fd, st.st_dev, st.st_ino});
+    }
     onExit_ = Napi::Persistent(onExit);
     handles_->track(this);  // from here on, the environment's teardown kills it (see below)
     poll_ = handles_->openPoll(pidfd_, this);
@@ -379,8 +391,14 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
   // runs: nothing of it may outlive the environment. Its whole pid namespace is killed and
   // reaped, its fds closed, its cgroups removed (lib/limits would have, after 'exit'); no
   // JavaScript is told.
+  // Listeners JavaScript had not adopted: it may have wrapped one (a net.Server, a UdpEndpoint)
+  // and been stopped before adoptListener(); LoopHandles::closeLast closes each at the end of
+  // teardown only if the number still names the socket, i.e. nobody wrapped and closed it.
   void releaseAtTeardown() override {
     if (pidfd_ >= 0) killAndReap(pid_, pidfd_);
+    for (Listener& l : listeners_)
+      if (l.fd >= 0) handles_->closeLast(l.fd, l.dev, l.ino);
+    listeners_.clear();
     Stop();
     removeCgroupDirs(cgroupDirs_);
     cgroupDirs_.clear();
@@ -492,6 +510,12 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
       handles_->close(statusPoll_);
     }
     onViolation_.Reset();
+    // The sandbox has exited (or the handle is collected) with listeners never adopted, e.g.
+    // lib/net threw before wrapping them; their netns is gone with the sandbox. Not one that
+    // was wrapped and not yet adopted: JavaScript adopts each in the statement after the wrap.
+    for (Listener& l : listeners_)
+      if (l.fd >= 0) closeIfSame(l.fd, l.dev, l.ino);
+    listeners_.clear();
     if (pidfd_ >= 0) close(pidfd_);
     if (statusFd_ >= 0) close(statusFd_);
     pidfd_ = statusFd_ = -1;
@@ -516,6 +540,27 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
     return Napi::Number::New(info.Env(), rc == 0 ? 0 : errno);
   }
 
+  // adoptListener(index): JavaScript has wrapped listenerFds[index] (net.Server listen({ fd }),
+  // new UdpEndpoint(fd)), right after the wrap, in the same synchronous run: from here on the
+  // wrapper closes it, the handle never does. Why after, not a take() before the wrap: a Worker
+  // terminated between a take and the wrap would lose the fd; between the wrap and this call,
+  // the teardown's identity check (releaseAtTeardown) sorts it out.
+  Napi::Value AdoptListener(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsNumber()) {
+      Napi::TypeError::New(env, "adoptListener(index) takes an index").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    int64_t i = info[0].As<Napi::Number>().Int64Value();
+    if (i < 0 || i >= static_cast<int64_t>(listeners_.size())) {
+      Napi::RangeError::New(env, "adoptListener(index): no such listener")
+          .ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    listeners_[static_cast<size_t>(i)].fd = -1;
+    return env.Undefined();
+  }
+
   Napi::Value Ref(const Napi::CallbackInfo& info) {
     if (poll_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
     return info.Env().Undefined();
@@ -529,6 +574,12 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
   Napi::Env env_ = nullptr;
   LoopHandles* handles_ = nullptr;
   std::vector<std::string> cgroupDirs_;
+  struct Listener {
+    int fd;  // -1 once adopted
+    dev_t dev;
+    ino_t ino;
+  };
+  std::vector<Listener> listeners_;
   pid_t pid_ = -1;
   int pidfd_ = -1;
   int statusFd_ = -1;

@@ -3,6 +3,8 @@
 #include "loop_handles.h"
 
 #include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace stockade {
 
@@ -96,6 +98,8 @@ void LoopHandles::teardown(void (*done)(void*), void* arg) {
     untrack(r);
     r->releaseAtTeardown();
   }
+  for (const Identified& f : closeLast_) closeIfSame(f.fd, f.dev, f.ino);
+  closeLast_.clear();
   finishIfIdle();
 }
 
@@ -104,6 +108,13 @@ void LoopHandles::finishIfIdle() {
   void (*done)(void*) = done_;
   done_ = nullptr;
   done(doneArg_);
+}
+
+bool closeIfSame(int fd, dev_t dev, ino_t ino) {
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0 || st.st_dev != dev || st.st_ino != ino) return false;
+  close(fd);
+  return true;
 }
 
 }  // namespace stockade

@@ -7,6 +7,9 @@
 #include <uv.h>
 
 #include <stddef.h>
+#include <sys/types.h>
+
+#include <vector>
 
 namespace stockade {
 
@@ -66,7 +69,20 @@ class LoopHandles {
   // once no handle made here is open (at once if none is). Nothing can be opened afterwards.
   void teardown(void (*done)(void*), void* arg);
 
+  // For a releaseAtTeardown(): an fd that JavaScript may or may not have wrapped, identified by
+  // its (st_dev, st_ino), closed at the end of teardown only if that number still names that
+  // file (see closeIfSame). At the end because every other resource (a UdpEndpoint that took
+  // the fd) has closed what it owns by then, and Node closed the handles it wrapped before the
+  // cleanup hooks ran (canRunJs below): a wrapped fd is gone or its number reused, never closed
+  // twice. Allocates; teardown only.
+  void closeLast(int fd, dev_t dev, ino_t ino) { closeLast_.push_back({fd, dev, ino}); }
+
  private:
+  struct Identified {
+    int fd;
+    dev_t dev;
+    ino_t ino;
+  };
   void closeHandle(uv_handle_t* handle);
   static void onClosed(uv_handle_t* handle);
   void finishIfIdle();
@@ -77,7 +93,13 @@ class LoopHandles {
   bool tearingDown_ = false;
   void (*done_)(void*) = nullptr;
   void* doneArg_ = nullptr;
+  std::vector<Identified> closeLast_;
 };
+
+// Closes `fd` if it is still open on the file (st_dev, st_ino): a descriptor that may have been
+// closed by its other possible owner since, and its number reused, is left alone. Returns
+// whether it closed it.
+bool closeIfSame(int fd, dev_t dev, ino_t ino);
 
 // The registry of the environment `env` (a napi_env): the addon's instance data (addon.cc).
 LoopHandles* loopHandlesOf(struct napi_env__* env);

@@ -292,6 +292,47 @@ describe('worker threads', () => {
     }
   });
 
+  test("a Worker that stops while onSpawn wraps the sandbox's listeners: not one listener fd is left open", async () => {
+    // Deterministic version of the race above: the Worker calls process.exit() (which stops its
+    // JavaScript as terminate() does) right after the k-th listener is wrapped and before it is
+    // adopted (lib/net/sandbox.ts), so one fd is wrapped but still the native handle's, and the
+    // rest are bare numbers nobody wrapped. Each must be closed exactly once.
+    const stopping = (stopAt: string) => `
+const { parentPort } = require('node:worker_threads');
+const net = require('node:net');
+const { native } = require(${JSON.stringify(path.join(distLib, 'native.js'))});
+const { spawnSandboxed } = require(${JSON.stringify(path.join(distLib, 'index.js'))});
+const stopAt = ${JSON.stringify(stopAt)};
+let wrapped = 0;
+const listen = net.Server.prototype.listen;
+net.Server.prototype.listen = function (...args) {
+  const r = listen.apply(this, args);
+  if (String(++wrapped) === stopAt) process.exit(4);
+  return r;
+};
+const addon = native();
+const Udp = addon.UdpEndpoint;
+addon.UdpEndpoint = function (...args) {
+  const e = new Udp(...args);
+  if (stopAt === 'udp') process.exit(4);
+  return e;
+};
+const child = spawnSandboxed('/bin/sh', ['-c', 'exec sleep 1000'], { stdio: 'ignore', network: { allow: ['example.com:443'] } });
+child.on('error', (e) => parentPort.postMessage({ error: e.message }));
+child.on('spawn', () => parentPort.postMessage({ error: 'onSpawn ran to its end' }));
+`;
+    const fds = openFdCount();
+    for (const stopAt of ['1', 'udp', '3', '7']) {
+      const worker = new Worker(stopping(stopAt), { eval: true });
+      const said: unknown[] = [];
+      worker.on('message', (m) => said.push(m));
+      assert.equal(await new Promise((r) => worker.once('exit', r)), 4, `stopped at ${stopAt}: ${JSON.stringify(said)}`);
+      assert.deepEqual(said, []);
+      noChildren();
+      assert.equal(openFdCount(), fds, `fds left after stopping at ${stopAt}`);
+    }
+  });
+
   test('20 Workers load the addon and end (some after a spawn); then the main thread spawns and its output is right', async () => {
     assert.deepEqual(await echoFromMain('before'), { out: 'before\n', exit: { exitCode: 0, signalCode: null } });
     const fds = openFdCount();

@@ -92,7 +92,21 @@ export class EgressAttachment {
   private readonly servers: net.Server[] = [];
   private readonly udp: NativeUdpEndpoint[] = [];
 
-  constructor(options: EgressOptions, plan: EgressPlan, fds: number[], sandbox: string, logger?: Logger, extras?: EgressProxyExtras) {
+  /**
+   * `fds` are the sandbox's listeners, still owned by its native handle: each is adopted
+   * (`adopt(i)`) in the statement right after the one that wraps it, so that whatever stops this
+   * code half way (a Worker's terminate() interrupts any JavaScript) loses no fd: the handle
+   * closes the ones not adopted (native/addon.cc, Sandbox::AdoptListener).
+   */
+  constructor(
+    options: EgressOptions,
+    plan: EgressPlan,
+    fds: number[],
+    adopt: (index: number) => void,
+    sandbox: string,
+    logger?: Logger,
+    extras?: EgressProxyExtras,
+  ) {
     this.proxy = new EgressProxy(options, sandbox, logger, extras);
     const { UdpEndpoint } = native();
     plan.roles.forEach((role, i) => {
@@ -102,11 +116,13 @@ export class EgressAttachment {
           const answer = this.proxy.handleDnsQuery(msg);
           if (answer) endpoint.send(answer, peer);
         });
+        adopt(i);
         this.udp.push(endpoint);
         return;
       }
       const server = net.createServer();
       server.listen({ fd });
+      adopt(i);
       this.servers.push(server);
       if (role === 'http') this.proxy.serveHttpProxy(server);
       else if (role === 'socks') this.proxy.serveSocks(server);

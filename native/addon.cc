@@ -366,9 +366,10 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
     // lose the rest. Identified by inode, for the teardown's check (releaseAtTeardown).
     listeners_.reserve(r.listenerFds.size());
     for (int fd : r.listenerFds) {
-      struct stat st;
-      if (fstat(fd, &st) != 0) st.st_dev = st.st_ino = 0;  // cannot happen: the fd is ours
-      listeners_.push_back({fd, st.st_dev, st.st_ino});
+      dev_t dev = 0;
+      ino_t ino = 0;
+      fdIdentity(fd, &dev, &ino);  // cannot fail: the fd is ours
+      listeners_.push_back({fd, dev, ino});
     }
     onExit_ = Napi::Persistent(onExit);
     handles_->track(this);  // from here on, the environment's teardown kills it (see below)

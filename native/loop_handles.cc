@@ -3,7 +3,9 @@
 #include "loop_handles.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 namespace stockade {
@@ -110,9 +112,18 @@ void LoopHandles::finishIfIdle() {
   done(doneArg_);
 }
 
+bool fdIdentity(int fd, dev_t* dev, ino_t* ino) {
+  struct statx stx;
+  if (fd < 0 || statx(fd, "", AT_EMPTY_PATH, STATX_INO, &stx) != 0) return false;
+  *dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+  *ino = stx.stx_ino;
+  return true;
+}
+
 bool closeIfSame(int fd, dev_t dev, ino_t ino) {
-  struct stat st;
-  if (fd < 0 || fstat(fd, &st) != 0 || st.st_dev != dev || st.st_ino != ino) return false;
+  dev_t now_dev;
+  ino_t now_ino;
+  if (!fdIdentity(fd, &now_dev, &now_ino) || now_dev != dev || now_ino != ino) return false;
   close(fd);
   return true;
 }

@@ -96,6 +96,11 @@ class LoopHandles {
   std::vector<Identified> closeLast_;
 };
 
+// The (device, inode) of an open fd, or false. statx rather than fstat: glibc 2.33 made fstat a
+// symbol of its own (fstat@GLIBC_2.33), and the prebuilt addon loads on glibc 2.28
+// (scripts/check-prebuilds.js); statx is 2.28's.
+bool fdIdentity(int fd, dev_t* dev, ino_t* ino);
+
 // Closes `fd` if it is still open on the file (st_dev, st_ino): a descriptor that may have been
 // closed by its other possible owner since, and its number reused, is left alone. Returns
 // whether it closed it.

@@ -53,20 +53,25 @@ function stringEnd(text: string, open: number): number {
   }
 }
 
-/** Own keys of every object in a parsed value; iterative, as the value may nest deeper than the stack. */
+/**
+ * Own keys of every object in a parsed value; iterative, as the value may nest deeper than the
+ * stack. Only containers are queued, so an array of a million numbers queues nothing.
+ */
 function countKeys(value: unknown): number {
   let n = 0;
-  const todo: unknown[] = [value];
+  const todo: object[] = typeof value === 'object' && value !== null ? [value] : [];
+  const queue = (v: unknown) => {
+    if (typeof v === 'object' && v !== null) todo.push(v);
+  };
   while (todo.length > 0) {
-    const v = todo.pop();
-    if (typeof v !== 'object' || v === null) continue;
+    const v = todo.pop() as object;
     if (Array.isArray(v)) {
-      for (const x of v) todo.push(x);
+      for (const x of v) queue(x);
       continue;
     }
     for (const k of Object.keys(v)) {
       n++;
-      todo.push((v as Record<string, unknown>)[k]);
+      queue((v as Record<string, unknown>)[k]);
     }
   }
   return n;

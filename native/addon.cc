@@ -352,13 +352,15 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
   ~Sandbox() override { Stop(); }
 
   // `cgroupDirs` are the sandbox's cgroups (plan.cgroupDirs), taken over for teardown.
-  void Start(Napi::Env env, LoopHandles* handles, const SpawnResult& r, Napi::Function onExit,
-             Napi::Value onViolation, std::vector<std::string> cgroupDirs) {
+  void Start(Napi::Env env, LoopHandles* handles, Spawner* spawner, const SpawnResult& r,
+             Napi::Function onExit, Napi::Value onViolation, std::vector<std::string> cgroupDirs) {
     env_ = env;
     handles_ = handles;
+    spawner_ = spawner;
     pid_ = r.pid;
     pidfd_ = r.pidfd;
     statusFd_ = r.statusFd;
+    mountNsFd_ = r.mountNsFd;
     cgroupDirs_ = std::move(cgroupDirs);
     // The injected listeners are the handle's until JavaScript has wrapped each one (see
     // AdoptListener): onSpawn gets them as bare numbers, and a Worker terminated before it has
@@ -519,7 +521,8 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
     listeners_.clear();
     if (pidfd_ >= 0) close(pidfd_);
     if (statusFd_ >= 0) close(statusFd_);
-    pidfd_ = statusFd_ = -1;
+    if (mountNsFd_ >= 0) spawner_->closeLater(mountNsFd_);
+    pidfd_ = statusFd_ = mountNsFd_ = -1;
   }
 
   // Stops both watchers without closing anything (see OnReadable).
@@ -584,6 +587,8 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
   pid_t pid_ = -1;
   int pidfd_ = -1;
   int statusFd_ = -1;
+  int mountNsFd_ = -1;
+  Spawner* spawner_ = nullptr;
   uv_poll_t* poll_ = nullptr;
   uv_poll_t* statusPoll_ = nullptr;
   Napi::FunctionReference onExit_;
@@ -652,7 +657,7 @@ void DeliverSpawn(std::unique_ptr<SpawnJob> done, void* data) {
   } else {
     Napi::Object handle = addon->sandboxClass.New({});
     Sandbox::Unwrap(handle)->Start(
-        env, &addon->handles, r, job->onExit.Value(),
+        env, &addon->handles, addon->spawner.get(), r, job->onExit.Value(),
         job->onViolation.IsEmpty() ? env.Undefined() : job->onViolation.Value(),
         std::move(job->plan.cgroupDirs));
     Napi::Array fds = Napi::Array::New(env, r.listenerFds.size());

@@ -344,7 +344,8 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
         env, "Sandbox",
         {InstanceMethod("kill", &Sandbox::Kill), InstanceMethod("ref", &Sandbox::Ref),
          InstanceMethod("unref", &Sandbox::Unref),
-         InstanceMethod("adoptListener", &Sandbox::AdoptListener)});
+         InstanceMethod("adoptListener", &Sandbox::AdoptListener),
+         InstanceMethod("released", &Sandbox::Released)});
   }
 
   explicit Sandbox(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Sandbox>(info) {}
@@ -521,8 +522,44 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
     listeners_.clear();
     if (pidfd_ >= 0) close(pidfd_);
     if (statusFd_ >= 0) close(statusFd_);
-    if (mountNsFd_ >= 0) spawner_->closeLater(mountNsFd_);
+    // The mount namespace is freed on the releaser thread (spawn.h, SpawnResult::mountNsFd);
+    // the handle stays alive until it has been, and released() reports it. At teardown the
+    // threads are stopped, and the fd is closed here.
+    if (mountNsFd_ >= 0 && spawner_->closeLater(mountNsFd_, &Sandbox::OnReleased, this)) {
+      releasing_ = true;
+      Napi::ObjectWrap<Sandbox>::Ref();
+    } else if (mountNsFd_ >= 0) {
+      close(mountNsFd_);
+    }
     pidfd_ = statusFd_ = mountNsFd_ = -1;
+  }
+
+  static void OnReleased(void* data) {
+    auto* self = static_cast<Sandbox*>(data);
+    self->releasing_ = false;
+    Napi::FunctionReference done = std::move(self->onReleased_);
+    if (!done.IsEmpty() && canRunJs(self->env_)) {
+      Napi::HandleScope scope(self->env_);
+      CallBack(self->env_, done, {});
+    }
+    self->Napi::ObjectWrap<Sandbox>::Unref();  // the Ref of Stop(), last: `self` may go with it
+  }
+
+  // released(callback): callback() once the sandbox's mount namespace is freed (after its exit),
+  // at once if it is. lib/process.ts waits for it before 'close', so that no fd of the sandbox
+  // is left then.
+  Napi::Value Released(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsFunction()) {
+      Napi::TypeError::New(env, "released(callback) takes a function").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (!releasing_) {
+      CallBack(env, Napi::Persistent(info[0].As<Napi::Function>()), {});
+      return env.Undefined();
+    }
+    onReleased_ = Napi::Persistent(info[0].As<Napi::Function>());
+    return env.Undefined();
   }
 
   // Stops both watchers without closing anything (see OnReadable).
@@ -588,6 +625,8 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
   int pidfd_ = -1;
   int statusFd_ = -1;
   int mountNsFd_ = -1;
+  bool releasing_ = false;  // the releaser thread has the mount namespace's fd
+  Napi::FunctionReference onReleased_;
   Spawner* spawner_ = nullptr;
   uv_poll_t* poll_ = nullptr;
   uv_poll_t* statusPoll_ = nullptr;

@@ -129,12 +129,46 @@ bool hasDotComponent(const std::string& path) {
   return false;
 }
 
-// Opens `path` (absolute, read beneath `root`) one component at a time with O_PATH|O_NOFOLLOW:
-// a symlink is opened as itself and refused (ELOOP), "." and ".." are refused (EINVAL). With
-// `create`, a missing component is made — a directory (0755), or for a kNonDir leaf an empty
-// file (0444) — which the plan asks for only on the sandbox's own tmpfs. Returns an O_PATH fd
-// of the last component, or -errno. Raw system calls only: used by the child and, for the
-// fallback before openat2, by the parent.
+// One component of a walk: `name` opened beneath `dir` with O_PATH|O_NOFOLLOW (a symlink is
+// opened as itself and refused, ELOOP; "." and ".." are refused, EINVAL), made first where it
+// is missing and `create` allows — a directory (0755), or for a kNonDir leaf an empty file
+// (0444). An fd of it, or -errno; `dir` stays open. A leaf to create is usually missing (the
+// sandbox's tmpfs is fresh), so it is made before it is looked for: a file made with O_EXCL is
+// the leaf itself, and its fd the target, in one system call instead of five.
+long stepInto(long dir, const char* name, bool last, bool create, Leaf leaf) {
+  if ((name[0] == '.' && name[1] == '\0') || (name[0] == '.' && name[1] == '.' && name[2] == '\0'))
+    return -EINVAL;
+  bool wantDir = !last || leaf == Leaf::kDir;
+  bool make = create && (wantDir || leaf == Leaf::kNonDir);
+  if (make && last && !wantDir) {
+    long made =
+        sys(SYS_openat, dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
+    if (made != -EEXIST) return made;  // the new file's fd, or a failure
+  } else if (make && last) {
+    long made = sys(SYS_mkdirat, dir, name, 0755);
+    if (made < 0 && made != -EEXIST) return made;
+  }
+  long fd = sys(SYS_openat, dir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd == -ENOENT && make && !last) {
+    long made = sys(SYS_mkdirat, dir, name, 0755);
+    if (made < 0 && made != -EEXIST) return made;
+    fd = sys(SYS_openat, dir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  }
+  if (fd < 0) return fd;
+  mode_t mode = 0;
+  long rc = statMode(fd, &mode);
+  if (rc == 0) rc = refuseLeaf(mode, wantDir, last ? leaf : Leaf::kDir);
+  if (rc < 0) {
+    closeIn(fd);
+    return rc;
+  }
+  return fd;
+}
+
+// Opens `path` (absolute, read beneath `root`) one component at a time (stepInto). With
+// `create`, missing components are made, which the plan asks for only on the sandbox's own
+// tmpfs. Returns an O_PATH fd of the last component, or -errno. Raw system calls only: used by
+// the child and, for the fallback before openat2, by the parent.
 long walkNoFollow(long root, const std::string& path, bool create, Leaf leaf) {
   PathCopy copy(path);
   if (copy.err != 0) return -copy.err;
@@ -147,61 +181,28 @@ long walkNoFollow(long root, const std::string& path, bool create, Leaf leaf) {
     char* next = end;
     while (*next == '/') ++next;
     *end = '\0';
-    bool last = *next == '\0';
-    bool wantDir = !last || leaf == Leaf::kDir;
-    if ((p[0] == '.' && p[1] == '\0') || (p[0] == '.' && p[1] == '.' && p[2] == '\0')) {
-      closeIn(dir);
-      return -EINVAL;
-    }
-    long fd = sys(SYS_openat, dir, p, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-    if (fd == -ENOENT && create && (wantDir || leaf == Leaf::kNonDir)) {
-      long made;
-      if (wantDir) {
-        made = sys(SYS_mkdirat, dir, p, 0755);
-      } else {
-        made = sys(SYS_openat, dir, p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
-        closeIn(made);
-      }
-      if (made < 0 && made != -EEXIST) {
-        closeIn(dir);
-        return made;
-      }
-      fd = sys(SYS_openat, dir, p, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-    }
+    long fd = stepInto(dir, p, *next == '\0', create, leaf);
     closeIn(dir);
-    if (fd < 0) return fd;
-    mode_t mode = 0;
-    if (long rc = statMode(fd, &mode); rc < 0) {
-      closeIn(fd);
-      return rc;
-    }
-    long refused = refuseLeaf(mode, wantDir, last ? leaf : Leaf::kDir);
-    if (refused != 0) {
-      closeIn(fd);
-      return refused;
-    }
     dir = fd;
     p = next;
   }
   return dir;
 }
 
-// walkNoFollow's result, for a target that must exist already (a mask over /proc, a deny rule),
-// in one openat2 (5.6) and one fstat: the walk costs three system calls per component. The
-// same refusals: RESOLVE_NO_SYMLINKS fails on a symlink in the middle (ELOOP) and opens a
-// trailing one as itself (O_NOFOLLOW), which refuseLeaf refuses; "." and ".." are refused
-// before (EINVAL). Targets to create (most of them, on a fresh tmpfs) and kernels without
-// openat2 take the walk.
-long openNoFollow(long root, const std::string& path, bool create, Leaf leaf) {
-  if (create) return walkNoFollow(root, path, create, leaf);
+// walkNoFollow's result for a path that exists, in one openat2 (5.6) and one fstat, where the
+// walk costs three system calls per component: the same refusals, as RESOLVE_NO_SYMLINKS fails
+// on a symlink in the middle (ELOOP) and opens a trailing one as itself (O_NOFOLLOW), which
+// refuseLeaf refuses, and "." and ".." are refused before (EINVAL). Kernels without openat2
+// take the walk.
+long openExisting(long root, const std::string& path, Leaf leaf) {
   if (hasDotComponent(path)) return -EINVAL;
   const char* rel = path.c_str();
   while (*rel == '/') ++rel;
-  if (*rel == '\0') return walkNoFollow(root, path, create, leaf);
+  if (*rel == '\0') return walkNoFollow(root, path, false, leaf);
   OpenHow how = {O_PATH | O_NOFOLLOW | O_CLOEXEC, 0,
                  kResolveNoSymlinks | kResolveNoMagiclinks | kResolveBeneath};
   long fd = sys(SYS_openat2, root, rel, &how, sizeof how);
-  if (fd == -ENOSYS || fd == -EAGAIN) return walkNoFollow(root, path, create, leaf);
+  if (fd == -ENOSYS || fd == -EAGAIN) return walkNoFollow(root, path, false, leaf);
   if (fd < 0) return fd;
   mode_t mode = 0;
   long rc = statMode(fd, &mode);
@@ -210,6 +211,26 @@ long openNoFollow(long root, const std::string& path, bool create, Leaf leaf) {
     closeIn(fd);
     return rc;
   }
+  return fd;
+}
+
+// A mount target (walkNoFollow's result) with as few system calls as it takes: a sandbox's root
+// has some 45 targets. One that must exist (a mask over /proc, a deny rule) is opened at once
+// (openExisting); one to create, usually in a directory an earlier target made, is made in its
+// parent opened at once, and only where the parent is missing too is the path walked.
+long openNoFollow(long root, const std::string& path, bool create, Leaf leaf) {
+  if (!create) return openExisting(root, path, leaf);
+  PathCopy copy(path);
+  if (copy.err != 0) return -copy.err;
+  char* slash = strrchr(copy.path, '/');
+  if (slash == nullptr || slash == copy.path || slash[1] == '\0')
+    return walkNoFollow(root, path, create, leaf);
+  *slash = '\0';
+  long parent = openExisting(root, copy.path, Leaf::kDir);
+  if (parent == -ENOENT) return walkNoFollow(root, path, create, leaf);
+  if (parent < 0) return parent;
+  long fd = stepInto(parent, slash + 1, true, create, leaf);
+  closeIn(parent);
   return fd;
 }
 

@@ -163,24 +163,29 @@ void Spawner::onAsync(uv_async_t* handle) {
 
 void Spawner::drain() {
   std::deque<std::unique_ptr<SpawnJob>> ready;
+  std::vector<Release> closed;
   pthread_mutex_lock(&mu_);
   ready.swap(done_);
+  closed.swap(closed_);
   pthread_mutex_unlock(&mu_);
   for (auto& job : ready) {
     if (--inFlight_ == 0) uv_unref(reinterpret_cast<uv_handle_t*>(async_));
     deliver_(std::move(job), data_);
   }
+  for (const Release& r : closed) {
+    if (--inFlight_ == 0) uv_unref(reinterpret_cast<uv_handle_t*>(async_));
+    r.done(r.data);
+  }
 }
 
-void Spawner::closeLater(int fd) {
-  if (!started_) {
-    close(fd);
-    return;
-  }
+bool Spawner::closeLater(int fd, Released done, void* data) {
+  if (!started_) return false;
   pthread_mutex_lock(&mu_);
-  toClose_.push_back(fd);
+  toClose_.push_back({fd, done, data});
   pthread_cond_signal(&releaseWake_);
   pthread_mutex_unlock(&mu_);
+  if (inFlight_++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(async_));
+  return true;
 }
 
 void* Spawner::releaserMain(void* self) {
@@ -196,11 +201,13 @@ void Spawner::release() {
       pthread_cond_wait(&releaseWake_, &mu_);
       continue;
     }
-    int fd = toClose_.back();
+    Release r = toClose_.back();
     toClose_.pop_back();
     pthread_mutex_unlock(&mu_);
-    close(fd);
+    close(r.fd);
     pthread_mutex_lock(&mu_);
+    closed_.push_back(r);
+    uv_async_send(async_);
   }
   pthread_mutex_unlock(&mu_);
 }
@@ -215,8 +222,9 @@ void Spawner::stop() {
   uv_thread_join(&thread_);
   uv_thread_join(&releaser_);
   started_ = false;
-  for (int fd : toClose_) close(fd);
+  for (const Release& r : toClose_) close(r.fd);
   toClose_.clear();
+  closed_.clear();  // nobody is told at teardown
 }
 
 }  // namespace stockade

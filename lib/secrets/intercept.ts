@@ -23,7 +23,7 @@ import pino, { type Logger } from 'pino';
 import type { Budget } from '../net/budget';
 import type { CallRef, GrantScope, PlaintextGuard } from '../net/decision';
 import { type RunCa, readCaFiles, upstreamSecureContext } from './ca';
-import { makeScrubber, PlaceholderSet, StreamRedactor, scrubDeep, secretForms } from './placeholder';
+import { makeScrubber, PlaceholderSet, redactNeedles, StreamRedactor, scrubDeep, secretForms } from './placeholder';
 import {
   type HeaderPairs,
   type InterceptTarget,
@@ -73,6 +73,10 @@ const TLS_VERIFY_CODE = /^(CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED|SELF_SIGNED_C
  */
 export const INTERCEPT_LIMITS = { pipelined: 32, streams: 100, upstreamSockets: UPSTREAM_SOCKETS } as const;
 
+/** Hop-by-hop fields rewriteRequest keeps per client version: `te` (trailers) is end to end in HTTP/2. */
+const KEEP_H2: ReadonlySet<string> = new Set(['te']);
+const KEEP_NONE: ReadonlySet<string> = new Set();
+
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
 /** Dispatches TLS connections for secret-carrying hosts; see the file header. */
@@ -95,6 +99,7 @@ export class SecretInterceptor extends EventEmitter {
   private readonly inFlight = new WeakMap<object, number>();
   private closed = false;
   private formsCache: string[] | undefined;
+  private needlesCache: Buffer[] | undefined;
 
   constructor(options: SecretInterceptorOptions) {
     super();
@@ -175,6 +180,9 @@ export class SecretInterceptor extends EventEmitter {
       return;
     }
     client.pause();
+    // Requests and responses are whole messages written at once: Nagle's algorithm would only
+    // hold the next one back for the ACK of the last (the tunnel sets the same, lib/net/tunnel.ts).
+    client.setNoDelay(true);
     this.track(client);
     client.on('error', (err) =>
       this.audit('warn', { event: 'secret-proxy-client-error', host: target.host, err }, 'client connection error'),
@@ -209,6 +217,8 @@ export class SecretInterceptor extends EventEmitter {
   }
 
   private audit(level: 'info' | 'warn' | 'error', record: Record<string, unknown>, msg: string): void {
+    // Scrubbing walks the whole record: not for a line the logger drops (every injection is one).
+    if (!this.log.isLevelEnabled(level)) return;
     this.log[level](scrubDeep(record, this.scrubText), this.scrubText(msg));
   }
 
@@ -357,7 +367,7 @@ export class SecretInterceptor extends EventEmitter {
         url,
         authority,
         rawPairs(req.rawHeaders),
-        new Set(h2 ? ['te'] : []),
+        h2 ? KEEP_H2 : KEEP_NONE,
       );
     } catch (err) {
       if (err instanceof Violation) this.violation(res, err.info);
@@ -602,6 +612,12 @@ export class SecretInterceptor extends EventEmitter {
     return this.formsCache;
   }
 
+  /** The forms as the body redactors match them. */
+  private get needles(): Buffer[] {
+    this.needlesCache ??= redactNeedles(this.forms);
+    return this.needlesCache;
+  }
+
   private redactHeader(v: string): string {
     let out = v;
     for (const f of this.forms) if (out.includes(f)) out = out.split(f).join('*'.repeat(f.length));
@@ -673,7 +689,7 @@ export class SecretInterceptor extends EventEmitter {
       });
       return;
     }
-    const redact = new StreamRedactor(this.forms);
+    const redact = new StreamRedactor(this.needles);
     source.on('data', (chunk: Buffer) => {
       const out = redact.push(chunk);
       if (out.length && !(res as http.ServerResponse).write(out)) {
@@ -756,7 +772,7 @@ export class SecretInterceptor extends EventEmitter {
       }
       // Streamed, not collected: the upstream decides how long the body is.
       socket.write(`${text}connection: close\r\n\r\n`);
-      const redact = new StreamRedactor(this.forms);
+      const redact = new StreamRedactor(this.needles);
       upRes.on('data', (c: Buffer) => {
         const out = redact.push(c);
         if (out.length && !socket.write(out)) {

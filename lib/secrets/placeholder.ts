@@ -15,6 +15,10 @@ export function makePlaceholder(name: string): string {
   return `${PLACEHOLDER_PREFIX}${tag}-${randomBytes(16).toString('hex')}`;
 }
 
+const PREFIX_BYTES = Buffer.from(PLACEHOLDER_PREFIX);
+/** Never written to: the scanners' "nothing held back", shared rather than allocated per body. */
+const EMPTY = Buffer.alloc(0);
+
 /** A placeholder occurrence: which secret, and where. */
 export interface PlaceholderMatch {
   name: string;
@@ -27,7 +31,7 @@ export interface PlaceholderMatch {
  */
 export class PlaceholderSet {
   private readonly byPlaceholder = new Map<string, string>();
-  private readonly prefix = Buffer.from(PLACEHOLDER_PREFIX);
+  private readonly prefix = PREFIX_BYTES;
   /** Length of the longest placeholder: how much a streaming scan must hold back at most. */
   maxLength = 0;
 
@@ -102,8 +106,8 @@ export function partialSuffix(buf: Buffer, needle: Buffer): number {
  * placeholder start at the end of a chunk is held back until the next chunk or end().
  */
 export class StreamScanner {
-  private carry: Buffer = Buffer.alloc(0);
-  private readonly prefix = Buffer.from(PLACEHOLDER_PREFIX);
+  private carry: Buffer = EMPTY;
+  private readonly prefix = PREFIX_BYTES;
 
   constructor(private readonly set: PlaceholderSet) {}
 
@@ -116,14 +120,14 @@ export class StreamScanner {
     let hold = partialSuffix(data, this.prefix);
     const last = data.lastIndexOf(this.prefix);
     if (last >= 0 && data.length - last < this.set.maxLength) hold = Math.max(hold, data.length - last);
-    this.carry = hold ? Buffer.from(data.subarray(data.length - hold)) : Buffer.alloc(0);
+    this.carry = hold ? Buffer.from(data.subarray(data.length - hold)) : EMPTY;
     return { forward: hold ? data.subarray(0, data.length - hold) : data, match: null };
   }
 
   /** The held-back tail, at the end of the body. It cannot contain a full placeholder. */
   end(): Buffer {
     const rest = this.carry;
-    this.carry = Buffer.alloc(0);
+    this.carry = EMPTY;
     return rest;
   }
 }
@@ -134,11 +138,12 @@ export class StreamScanner {
  * Content-Length stays right.
  */
 export class StreamRedactor {
-  private carry: Buffer = Buffer.alloc(0);
-  private readonly needles: Buffer[];
+  private carry: Buffer = EMPTY;
+  private readonly needles: readonly Buffer[];
 
-  constructor(values: readonly string[]) {
-    this.needles = values.filter((v) => v.length > 0).map((v) => Buffer.from(v));
+  /** `values` as strings, or as the Buffers of an earlier redactNeedles() (one response each: no copies). */
+  constructor(values: readonly string[] | readonly Buffer[]) {
+    this.needles = values.length > 0 && Buffer.isBuffer(values[0]) ? (values as readonly Buffer[]) : redactNeedles(values as readonly string[]);
   }
 
   push(chunk: Buffer): Buffer {
@@ -157,15 +162,20 @@ export class StreamRedactor {
     }
     let hold = 0;
     for (const n of this.needles) hold = Math.max(hold, partialSuffix(data, n));
-    this.carry = hold ? Buffer.from(data.subarray(data.length - hold)) : Buffer.alloc(0);
+    this.carry = hold ? Buffer.from(data.subarray(data.length - hold)) : EMPTY;
     return hold ? data.subarray(0, data.length - hold) : data;
   }
 
   end(): Buffer {
     const rest = this.carry;
-    this.carry = Buffer.alloc(0);
+    this.carry = EMPTY;
     return rest;
   }
+}
+
+/** The byte strings a StreamRedactor masks, made once per run rather than once per response. */
+export function redactNeedles(values: readonly string[]): Buffer[] {
+  return values.filter((v) => v.length > 0).map((v) => Buffer.from(v));
 }
 
 /**

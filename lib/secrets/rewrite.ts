@@ -109,7 +109,7 @@ export function rewriteRequest(
   url: string,
   authority: string | undefined,
   raw: HeaderPairs,
-  keep: Set<string>,
+  keep: ReadonlySet<string>,
 ): UpstreamRequest {
   const base = { host: target.host, port: target.port, method, path: url.split('?')[0] };
   const fail = (rule: ViolationRule, message: string, secret?: string): never => {

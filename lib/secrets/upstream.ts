@@ -145,7 +145,20 @@ export class UpstreamPool {
     return this.h1Only.has(targetKey(target));
   }
 
+  /** Per target, made once: the HTTP/1.1 agent looks at these on every request. */
+  private readonly tlsByTarget = new Map<string, tls.ConnectionOptions>();
+
   tlsOptions(target: InterceptTarget): tls.ConnectionOptions {
+    const key = targetKey(target);
+    let options = this.tlsByTarget.get(key);
+    if (!options) {
+      options = this.makeTlsOptions(target);
+      this.tlsByTarget.set(key, options);
+    }
+    return options;
+  }
+
+  private makeTlsOptions(target: InterceptTarget): tls.ConnectionOptions {
     return {
       host: target.address,
       port: target.connectPort ?? target.port,

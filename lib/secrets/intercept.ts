@@ -646,10 +646,7 @@ export class SecretInterceptor extends EventEmitter {
     }
     if (h2) delete headers['keep-alive'];
     const noBody = method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
-    const codings = encoding
-      .split(',')
-      .map((c) => c.trim())
-      .filter((c) => c && c !== 'identity');
+    const codings = (encoding === '' ? [] : encoding.split(',')).map((c) => c.trim()).filter((c) => c && c !== 'identity');
     let source: NodeJS.ReadableStream = body;
     if (codings.length > 0 && !noBody) {
       const decoders: Duplex[] = [];

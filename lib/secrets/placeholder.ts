@@ -16,6 +16,8 @@ export function makePlaceholder(name: string): string {
 }
 
 const PREFIX_BYTES = Buffer.from(PLACEHOLDER_PREFIX);
+/** Code points latin1 cannot hold: Buffer.from(s, 'latin1') keeps only their low byte. */
+const BEYOND_LATIN1 = /[\u0100-\uffff]/;
 /** Never written to: the scanners' "nothing held back", shared rather than allocated per body. */
 const EMPTY = Buffer.alloc(0);
 
@@ -52,6 +54,9 @@ export class PlaceholderSet {
   /** The first placeholder in `data` at or after `from`, or null. */
   find(data: Buffer | string, from = 0): PlaceholderMatch | null {
     if (this.byPlaceholder.size === 0) return null;
+    // A string of code points up to U+00FF (every header, URL and method node's parser hands
+    // us) is its latin1 bytes one to one: searched as it is, without a copy per field.
+    if (typeof data === 'string' && !BEYOND_LATIN1.test(data)) return this.findInText(data, from);
     const buf = typeof data === 'string' ? Buffer.from(data, 'latin1') : data;
     let i = buf.indexOf(this.prefix, from);
     while (i >= 0) {
@@ -60,6 +65,15 @@ export class PlaceholderSet {
         if (buf.length - i >= ph.length && buf.toString('latin1', i, i + ph.length) === ph) return { name, index: i };
       }
       i = buf.indexOf(this.prefix, i + 1);
+    }
+    return null;
+  }
+
+  private findInText(text: string, from: number): PlaceholderMatch | null {
+    let i = text.indexOf(PLACEHOLDER_PREFIX, from);
+    while (i >= 0) {
+      for (const [ph, name] of this.byPlaceholder) if (text.startsWith(ph, i)) return { name, index: i };
+      i = text.indexOf(PLACEHOLDER_PREFIX, i + 1);
     }
     return null;
   }
@@ -143,7 +157,8 @@ export class StreamRedactor {
 
   /** `values` as strings, or as the Buffers of an earlier redactNeedles() (one response each: no copies). */
   constructor(values: readonly string[] | readonly Buffer[]) {
-    this.needles = values.length > 0 && Buffer.isBuffer(values[0]) ? (values as readonly Buffer[]) : redactNeedles(values as readonly string[]);
+    this.needles =
+      values.length > 0 && Buffer.isBuffer(values[0]) ? (values as readonly Buffer[]) : redactNeedles(values as readonly string[]);
   }
 
   push(chunk: Buffer): Buffer {

@@ -23,6 +23,8 @@ import pino, { type Logger } from 'pino';
 import type { Budget } from '../net/budget';
 import type { CallRef, GrantScope, PlaintextGuard } from '../net/decision';
 import { type RunCa, readCaFiles, upstreamSecureContext } from './ca';
+import { ResponseError } from './h1-response';
+import type { BodyFraming, H1Exchange, H1Response } from './h1-upstream';
 import { makeScrubber, PlaceholderSet, redactNeedles, StreamRedactor, scrubDeep, secretForms } from './placeholder';
 import {
   type HeaderPairs,
@@ -78,6 +80,21 @@ const KEEP_H2: ReadonlySet<string> = new Set(['te']);
 const KEEP_NONE: ReadonlySet<string> = new Set();
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
+/** Where pumpBody sends a request body: an HTTP/1.1 exchange or an HTTP/2 stream upstream. */
+type BodySink = { write(chunk: Buffer): boolean; end(chunk: Buffer): void; once(event: 'drain', f: () => void): unknown };
+
+/**
+ * How a request's body goes upstream: as long as its Content-Length says (checked there), none
+ * (HTTP/1.1 without Content-Length or Transfer-Encoding, RFC 9112 6.3; HTTP/2 ended with its
+ * headers), or chunked, whatever framing it came in (its Transfer-Encoding is hop-by-hop).
+ */
+function bodyFraming(req: Req): BodyFraming {
+  const cl = req.headers['content-length'];
+  // Node's parsers checked the value: digits only, and one value however often it was sent.
+  if (cl !== undefined) return { kind: 'length', length: Number(cl) };
+  if (req.httpVersionMajor === 2) return (req as http2.Http2ServerRequest).stream.endAfterHeaders ? { kind: 'none' } : { kind: 'chunked' };
+  return req.headers['transfer-encoding'] === undefined ? { kind: 'none' } : { kind: 'chunked' };
+}
 type Res = http.ServerResponse | http2.Http2ServerResponse;
 /** Dispatches TLS connections for secret-carrying hosts; see the file header. */
 export class SecretInterceptor extends EventEmitter {
@@ -405,6 +422,9 @@ export class SecretInterceptor extends EventEmitter {
       status = err.status;
       kind = err.kind;
       message = err.message;
+    } else if (err instanceof ResponseError) {
+      kind = 'upstream-malformed';
+      message = `stockade: ${target.host}:${target.port} sent a response the proxy cannot read: ${e.message}`;
     } else if (e.code && TLS_VERIFY_CODE.test(e.code)) {
       kind = 'upstream-tls-verification-failed';
       message = `stockade: upstream certificate verification failed for ${target.host}:${target.port}: ${e.code}: ${e.message}`;
@@ -423,19 +443,13 @@ export class SecretInterceptor extends EventEmitter {
   /** Sends one request over HTTP/1.1 upstream (keep-alive pool); works for either client version. */
   private forwardH1(target: InterceptTarget, req: Req, res: Res, plan: UpstreamRequest): Promise<void> {
     return new Promise((resolve, reject) => {
-      const headers: http.OutgoingHttpHeaders = { host: plan.authority };
-      for (const [k, v] of plan.headers) {
-        const l = k.toLowerCase();
-        const prev = headers[l];
-        headers[l] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : l === 'cookie' ? `${prev}; ${v}` : [String(prev), v];
+      let up: H1Exchange;
+      try {
+        up = this.upstream.h1Request(target, req.method ?? 'GET', plan, bodyFraming(req));
+      } catch (err) {
+        reject(err);
+        return;
       }
-      const up = https.request({
-        ...this.upstream.tlsOptions(target),
-        agent: this.upstream.agent,
-        method: req.method,
-        path: plan.path,
-        headers,
-      });
       // Set when we stop the request ourselves (a violation in the body): the errors that follow are ours.
       let aborted = false;
       let settled = false;
@@ -456,11 +470,11 @@ export class SecretInterceptor extends EventEmitter {
       });
       // Whether the upstream's response came to its end (its socket may go back to the pool).
       let upEnded = false;
-      up.on('response', (upRes) => {
+      up.on('response', (upRes: H1Response) => {
         clearTimeout(timer);
         settled = true;
-        this.relayResponse(res, upRes.statusCode ?? 502, rawPairs(upRes.rawHeaders), upRes, req.method ?? 'GET');
-        upRes.on('end', () => {
+        this.relayResponse(res, upRes.status, upRes.pairs, upRes.body, req.method ?? 'GET');
+        upRes.body.on('end', () => {
           upEnded = true;
           resolve();
         });
@@ -561,13 +575,7 @@ export class SecretInterceptor extends EventEmitter {
    * Copies the request body upstream through the placeholder scanner, with backpressure. A
    * placeholder (even split across chunks) stops the request: it never reaches the upstream.
    */
-  private pumpBody(
-    target: InterceptTarget,
-    req: Req,
-    res: Res,
-    up: NodeJS.WritableStream & { destroyed?: boolean },
-    abort: () => void,
-  ): void {
+  private pumpBody(target: InterceptTarget, req: Req, res: Res, up: BodySink, abort: () => void): void {
     const scan = this.set.stream();
     let stopped = false;
     req.on('data', (chunk: Buffer) => {

@@ -184,17 +184,20 @@ export class ResponseParser {
       if (code === 101) throw new ResponseError('unexpected 101 Switching Protocols');
       return rest;
     }
+    // Every refusal before the head goes out: after it, the sandbox would get half a response.
     if (te !== undefined && cl !== undefined) throw new ResponseError('both transfer-encoding and content-length');
-    this.reusable = !close;
-    this.sink.head(code, pairs);
-    if (this.method === 'HEAD' || code === 204 || code === 304) {
-      this.finish(rest);
-    } else if (te !== undefined) {
+    if (te !== undefined) {
       const codings = te
         .split(',')
         .map((c) => c.trim().toLowerCase())
         .filter((c) => c !== '');
       if (codings.length !== 1 || codings[0] !== 'chunked') throw new ResponseError(`transfer-encoding ${te} not supported`);
+    }
+    this.reusable = !close;
+    this.sink.head(code, pairs);
+    if (this.method === 'HEAD' || code === 204 || code === 304) {
+      this.finish(rest);
+    } else if (te !== undefined) {
       this.state = 'chunk-size';
     } else if (cl !== undefined) {
       this.remaining = Number(cl);

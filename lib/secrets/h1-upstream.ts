@@ -114,6 +114,11 @@ export class H1Exchange extends EventEmitter {
   end(chunk?: Buffer): void {
     if (chunk?.length) this.write(chunk);
     if (this.destroyed || this.requestDone) return;
+    if (this.responseDone) {
+      // The whole body was out (requestSent) when the response ended; its connection moved on.
+      this.requestDone = true;
+      return;
+    }
     if (this.framing.kind === 'length' && this.sent !== this.framing.length) {
       this.destroy(new ResponseError('request body shorter than its content-length'));
       return;
@@ -122,7 +127,6 @@ export class H1Exchange extends EventEmitter {
     const last = this.framing.kind === 'chunked' ? [LAST_CHUNK] : [];
     if (!this.conn) this.queued.push(...last);
     else this.send(last);
-    if (this.responseDone) this.release();
   }
 
   /** Fails the exchange (an 'error', as node's client emits one) and closes its connection. */
@@ -188,8 +192,13 @@ export class H1Exchange extends EventEmitter {
     this.body?.push(null);
     // A response that came before the request was sent whole (an early 413, say): this
     // connection is in the middle of a request and cannot carry another.
-    if (!this.requestDone) this.reusable = false;
+    if (!this.requestSent) this.reusable = false;
     this.release();
+  }
+
+  /** Every byte of the request is written: its end, or as many body bytes as its length says. */
+  private get requestSent(): boolean {
+    return this.requestDone || (this.framing.kind === 'length' && this.sent === this.framing.length && this.pendingHead === null);
   }
 
   private release(): void {
@@ -197,7 +206,7 @@ export class H1Exchange extends EventEmitter {
     if (!conn) return;
     this.conn = null;
     conn.current = null;
-    this.pool.release(conn, this.reusable && this.requestDone);
+    this.pool.release(conn, this.reusable);
   }
 
   /** Writes the head (once) and `parts` as one batch; false when the socket asks to wait. */

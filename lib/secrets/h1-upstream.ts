@@ -21,8 +21,9 @@ export interface H1Response {
   body: Readable;
 }
 
-// What node's ClientRequest refuses in a path (ERR_UNESCAPED_CHARACTERS).
+// What node's ClientRequest refuses in a path (ERR_UNESCAPED_CHARACTERS) and a method (a token).
 const BAD_PATH = /[^\u0021-\u00ff]/;
+const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 
 /**
@@ -30,6 +31,7 @@ const LAST_CHUNK = Buffer.from('0\r\n\r\n');
  * checks them: no CR, LF or other control character can start a second request), framing.
  */
 export function requestHead(method: string, path: string, authority: string, headers: HeaderPairs, framing: BodyFraming): string {
+  if (!METHOD.test(method)) throw Object.assign(new TypeError('Method must be a valid HTTP token'), { code: 'ERR_INVALID_HTTP_TOKEN' });
   if (BAD_PATH.test(path))
     throw Object.assign(new TypeError('Request path contains unescaped characters'), { code: 'ERR_UNESCAPED_CHARACTERS' });
   validateHeaderValue('host', authority);

@@ -23,7 +23,9 @@ import pino, { type Logger } from 'pino';
 import type { Budget } from '../net/budget';
 import type { CallRef, GrantScope, PlaintextGuard } from '../net/decision';
 import { type RunCa, readCaFiles, upstreamSecureContext } from './ca';
-import { makeScrubber, PlaceholderSet, StreamRedactor, scrubDeep, secretForms } from './placeholder';
+import { ResponseError } from './h1-response';
+import type { BodyFraming, H1Exchange, H1Response } from './h1-upstream';
+import { makeScrubber, PlaceholderSet, redactNeedles, StreamRedactor, scrubDeep, secretForms } from './placeholder';
 import {
   type HeaderPairs,
   type InterceptTarget,
@@ -73,7 +75,26 @@ const TLS_VERIFY_CODE = /^(CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED|SELF_SIGNED_C
  */
 export const INTERCEPT_LIMITS = { pipelined: 32, streams: 100, upstreamSockets: UPSTREAM_SOCKETS } as const;
 
+/** Hop-by-hop fields rewriteRequest keeps per client version: `te` (trailers) is end to end in HTTP/2. */
+const KEEP_H2: ReadonlySet<string> = new Set(['te']);
+const KEEP_NONE: ReadonlySet<string> = new Set();
+
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
+/** Where pumpBody sends a request body: an HTTP/1.1 exchange or an HTTP/2 stream upstream. */
+type BodySink = { write(chunk: Buffer): boolean; end(chunk: Buffer): void; once(event: 'drain', f: () => void): unknown };
+
+/**
+ * How a request's body goes upstream: as long as its Content-Length says (checked there), none
+ * (HTTP/1.1 without Content-Length or Transfer-Encoding, RFC 9112 6.3; HTTP/2 ended with its
+ * headers), or chunked, whatever framing it came in (its Transfer-Encoding is hop-by-hop).
+ */
+function bodyFraming(req: Req): BodyFraming {
+  const cl = req.headers['content-length'];
+  // Node's parsers checked the value: digits only, and one value however often it was sent.
+  if (cl !== undefined) return { kind: 'length', length: Number(cl) };
+  if (req.httpVersionMajor === 2) return (req as http2.Http2ServerRequest).stream.endAfterHeaders ? { kind: 'none' } : { kind: 'chunked' };
+  return req.headers['transfer-encoding'] === undefined ? { kind: 'none' } : { kind: 'chunked' };
+}
 type Res = http.ServerResponse | http2.Http2ServerResponse;
 /** Dispatches TLS connections for secret-carrying hosts; see the file header. */
 export class SecretInterceptor extends EventEmitter {
@@ -95,6 +116,7 @@ export class SecretInterceptor extends EventEmitter {
   private readonly inFlight = new WeakMap<object, number>();
   private closed = false;
   private formsCache: string[] | undefined;
+  private needlesCache: Buffer[] | undefined;
 
   constructor(options: SecretInterceptorOptions) {
     super();
@@ -175,6 +197,9 @@ export class SecretInterceptor extends EventEmitter {
       return;
     }
     client.pause();
+    // Requests and responses are whole messages written at once: Nagle's algorithm would only
+    // hold the next one back for the ACK of the last (the tunnel sets the same, lib/net/tunnel.ts).
+    client.setNoDelay(true);
     this.track(client);
     client.on('error', (err) =>
       this.audit('warn', { event: 'secret-proxy-client-error', host: target.host, err }, 'client connection error'),
@@ -209,6 +234,8 @@ export class SecretInterceptor extends EventEmitter {
   }
 
   private audit(level: 'info' | 'warn' | 'error', record: Record<string, unknown>, msg: string): void {
+    // Scrubbing walks the whole record: not for a line the logger drops (every injection is one).
+    if (!this.log.isLevelEnabled(level)) return;
     this.log[level](scrubDeep(record, this.scrubText), this.scrubText(msg));
   }
 
@@ -357,7 +384,7 @@ export class SecretInterceptor extends EventEmitter {
         url,
         authority,
         rawPairs(req.rawHeaders),
-        new Set(h2 ? ['te'] : []),
+        h2 ? KEEP_H2 : KEEP_NONE,
       );
     } catch (err) {
       if (err instanceof Violation) this.violation(res, err.info);
@@ -395,6 +422,9 @@ export class SecretInterceptor extends EventEmitter {
       status = err.status;
       kind = err.kind;
       message = err.message;
+    } else if (err instanceof ResponseError) {
+      kind = 'upstream-malformed';
+      message = `stockade: ${target.host}:${target.port} sent a response the proxy cannot read: ${e.message}`;
     } else if (e.code && TLS_VERIFY_CODE.test(e.code)) {
       kind = 'upstream-tls-verification-failed';
       message = `stockade: upstream certificate verification failed for ${target.host}:${target.port}: ${e.code}: ${e.message}`;
@@ -413,19 +443,13 @@ export class SecretInterceptor extends EventEmitter {
   /** Sends one request over HTTP/1.1 upstream (keep-alive pool); works for either client version. */
   private forwardH1(target: InterceptTarget, req: Req, res: Res, plan: UpstreamRequest): Promise<void> {
     return new Promise((resolve, reject) => {
-      const headers: http.OutgoingHttpHeaders = { host: plan.authority };
-      for (const [k, v] of plan.headers) {
-        const l = k.toLowerCase();
-        const prev = headers[l];
-        headers[l] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : l === 'cookie' ? `${prev}; ${v}` : [String(prev), v];
+      let up: H1Exchange;
+      try {
+        up = this.upstream.h1Request(target, req.method ?? 'GET', plan, bodyFraming(req));
+      } catch (err) {
+        reject(err);
+        return;
       }
-      const up = https.request({
-        ...this.upstream.tlsOptions(target),
-        agent: this.upstream.agent,
-        method: req.method,
-        path: plan.path,
-        headers,
-      });
       // Set when we stop the request ourselves (a violation in the body): the errors that follow are ours.
       let aborted = false;
       let settled = false;
@@ -446,11 +470,11 @@ export class SecretInterceptor extends EventEmitter {
       });
       // Whether the upstream's response came to its end (its socket may go back to the pool).
       let upEnded = false;
-      up.on('response', (upRes) => {
+      up.on('response', (upRes: H1Response) => {
         clearTimeout(timer);
         settled = true;
-        this.relayResponse(res, upRes.statusCode ?? 502, rawPairs(upRes.rawHeaders), upRes, req.method ?? 'GET');
-        upRes.on('end', () => {
+        this.relayResponse(res, upRes.status, upRes.pairs, upRes.body, req.method ?? 'GET');
+        upRes.body.on('end', () => {
           upEnded = true;
           resolve();
         });
@@ -551,13 +575,7 @@ export class SecretInterceptor extends EventEmitter {
    * Copies the request body upstream through the placeholder scanner, with backpressure. A
    * placeholder (even split across chunks) stops the request: it never reaches the upstream.
    */
-  private pumpBody(
-    target: InterceptTarget,
-    req: Req,
-    res: Res,
-    up: NodeJS.WritableStream & { destroyed?: boolean },
-    abort: () => void,
-  ): void {
+  private pumpBody(target: InterceptTarget, req: Req, res: Res, up: BodySink, abort: () => void): void {
     const scan = this.set.stream();
     let stopped = false;
     req.on('data', (chunk: Buffer) => {
@@ -602,6 +620,12 @@ export class SecretInterceptor extends EventEmitter {
     return this.formsCache;
   }
 
+  /** The forms as the body redactors match them. */
+  private get needles(): Buffer[] {
+    this.needlesCache ??= redactNeedles(this.forms);
+    return this.needlesCache;
+  }
+
   private redactHeader(v: string): string {
     let out = v;
     for (const f of this.forms) if (out.includes(f)) out = out.split(f).join('*'.repeat(f.length));
@@ -630,10 +654,7 @@ export class SecretInterceptor extends EventEmitter {
     }
     if (h2) delete headers['keep-alive'];
     const noBody = method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
-    const codings = encoding
-      .split(',')
-      .map((c) => c.trim())
-      .filter((c) => c && c !== 'identity');
+    const codings = (encoding === '' ? [] : encoding.split(',')).map((c) => c.trim()).filter((c) => c && c !== 'identity');
     let source: NodeJS.ReadableStream = body;
     if (codings.length > 0 && !noBody) {
       const decoders: Duplex[] = [];
@@ -673,7 +694,7 @@ export class SecretInterceptor extends EventEmitter {
       });
       return;
     }
-    const redact = new StreamRedactor(this.forms);
+    const redact = new StreamRedactor(this.needles);
     source.on('data', (chunk: Buffer) => {
       const out = redact.push(chunk);
       if (out.length && !(res as http.ServerResponse).write(out)) {
@@ -756,7 +777,7 @@ export class SecretInterceptor extends EventEmitter {
       }
       // Streamed, not collected: the upstream decides how long the body is.
       socket.write(`${text}connection: close\r\n\r\n`);
-      const redact = new StreamRedactor(this.forms);
+      const redact = new StreamRedactor(this.needles);
       upRes.on('data', (c: Buffer) => {
         const out = redact.push(c);
         if (out.length && !socket.write(out)) {

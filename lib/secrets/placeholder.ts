@@ -15,6 +15,12 @@ export function makePlaceholder(name: string): string {
   return `${PLACEHOLDER_PREFIX}${tag}-${randomBytes(16).toString('hex')}`;
 }
 
+const PREFIX_BYTES = Buffer.from(PLACEHOLDER_PREFIX);
+/** Code points latin1 cannot hold: Buffer.from(s, 'latin1') keeps only their low byte. */
+const BEYOND_LATIN1 = /[\u0100-\uffff]/;
+/** Never written to: the scanners' "nothing held back", shared rather than allocated per body. */
+const EMPTY = Buffer.alloc(0);
+
 /** A placeholder occurrence: which secret, and where. */
 export interface PlaceholderMatch {
   name: string;
@@ -27,7 +33,7 @@ export interface PlaceholderMatch {
  */
 export class PlaceholderSet {
   private readonly byPlaceholder = new Map<string, string>();
-  private readonly prefix = Buffer.from(PLACEHOLDER_PREFIX);
+  private readonly prefix = PREFIX_BYTES;
   /** Length of the longest placeholder: how much a streaming scan must hold back at most. */
   maxLength = 0;
 
@@ -48,6 +54,9 @@ export class PlaceholderSet {
   /** The first placeholder in `data` at or after `from`, or null. */
   find(data: Buffer | string, from = 0): PlaceholderMatch | null {
     if (this.byPlaceholder.size === 0) return null;
+    // A string of code points up to U+00FF (every header, URL and method node's parser hands
+    // us) is its latin1 bytes one to one: searched as it is, without a copy per field.
+    if (typeof data === 'string' && !BEYOND_LATIN1.test(data)) return this.findInText(data, from);
     const buf = typeof data === 'string' ? Buffer.from(data, 'latin1') : data;
     let i = buf.indexOf(this.prefix, from);
     while (i >= 0) {
@@ -56,6 +65,15 @@ export class PlaceholderSet {
         if (buf.length - i >= ph.length && buf.toString('latin1', i, i + ph.length) === ph) return { name, index: i };
       }
       i = buf.indexOf(this.prefix, i + 1);
+    }
+    return null;
+  }
+
+  private findInText(text: string, from: number): PlaceholderMatch | null {
+    let i = text.indexOf(PLACEHOLDER_PREFIX, from);
+    while (i >= 0) {
+      for (const [ph, name] of this.byPlaceholder) if (text.startsWith(ph, i)) return { name, index: i };
+      i = text.indexOf(PLACEHOLDER_PREFIX, i + 1);
     }
     return null;
   }
@@ -102,8 +120,8 @@ export function partialSuffix(buf: Buffer, needle: Buffer): number {
  * placeholder start at the end of a chunk is held back until the next chunk or end().
  */
 export class StreamScanner {
-  private carry: Buffer = Buffer.alloc(0);
-  private readonly prefix = Buffer.from(PLACEHOLDER_PREFIX);
+  private carry: Buffer = EMPTY;
+  private readonly prefix = PREFIX_BYTES;
 
   constructor(private readonly set: PlaceholderSet) {}
 
@@ -116,14 +134,14 @@ export class StreamScanner {
     let hold = partialSuffix(data, this.prefix);
     const last = data.lastIndexOf(this.prefix);
     if (last >= 0 && data.length - last < this.set.maxLength) hold = Math.max(hold, data.length - last);
-    this.carry = hold ? Buffer.from(data.subarray(data.length - hold)) : Buffer.alloc(0);
+    this.carry = hold ? Buffer.from(data.subarray(data.length - hold)) : EMPTY;
     return { forward: hold ? data.subarray(0, data.length - hold) : data, match: null };
   }
 
   /** The held-back tail, at the end of the body. It cannot contain a full placeholder. */
   end(): Buffer {
     const rest = this.carry;
-    this.carry = Buffer.alloc(0);
+    this.carry = EMPTY;
     return rest;
   }
 }
@@ -134,11 +152,13 @@ export class StreamScanner {
  * Content-Length stays right.
  */
 export class StreamRedactor {
-  private carry: Buffer = Buffer.alloc(0);
-  private readonly needles: Buffer[];
+  private carry: Buffer = EMPTY;
+  private readonly needles: readonly Buffer[];
 
-  constructor(values: readonly string[]) {
-    this.needles = values.filter((v) => v.length > 0).map((v) => Buffer.from(v));
+  /** `values` as strings, or as the Buffers of an earlier redactNeedles() (one response each: no copies). */
+  constructor(values: readonly string[] | readonly Buffer[]) {
+    this.needles =
+      values.length > 0 && Buffer.isBuffer(values[0]) ? (values as readonly Buffer[]) : redactNeedles(values as readonly string[]);
   }
 
   push(chunk: Buffer): Buffer {
@@ -157,15 +177,20 @@ export class StreamRedactor {
     }
     let hold = 0;
     for (const n of this.needles) hold = Math.max(hold, partialSuffix(data, n));
-    this.carry = hold ? Buffer.from(data.subarray(data.length - hold)) : Buffer.alloc(0);
+    this.carry = hold ? Buffer.from(data.subarray(data.length - hold)) : EMPTY;
     return hold ? data.subarray(0, data.length - hold) : data;
   }
 
   end(): Buffer {
     const rest = this.carry;
-    this.carry = Buffer.alloc(0);
+    this.carry = EMPTY;
     return rest;
   }
+}
+
+/** The byte strings a StreamRedactor masks, made once per run rather than once per response. */
+export function redactNeedles(values: readonly string[]): Buffer[] {
+  return values.filter((v) => v.length > 0).map((v) => Buffer.from(v));
 }
 
 /**

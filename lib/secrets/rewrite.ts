@@ -86,6 +86,23 @@ export function parseAuthority(value: string): { host: string; port: number } | 
   }
 }
 
+/**
+ * parseAuthority of the Host values seen lately: a client sends the same one on every request of
+ * a connection. The answer depends on the string alone; bounded in entries and in key length.
+ */
+const authorities = new Map<string, { host: string; port: number } | null>();
+function parseAuthorityMemo(value: string): { host: string; port: number } | null {
+  let a = authorities.get(value);
+  if (a === undefined) {
+    a = parseAuthority(value);
+    if (value.length <= 300) {
+      if (authorities.size >= 256) authorities.clear();
+      authorities.set(value, a);
+    }
+  }
+  return a;
+}
+
 export function rawPairs(raw: string[]): HeaderPairs {
   const out: HeaderPairs = [];
   for (let i = 0; i + 1 < raw.length; i += 2) out.push([raw[i], raw[i + 1]]);
@@ -109,7 +126,7 @@ export function rewriteRequest(
   url: string,
   authority: string | undefined,
   raw: HeaderPairs,
-  keep: Set<string>,
+  keep: ReadonlySet<string>,
 ): UpstreamRequest {
   const base = { host: target.host, port: target.port, method, path: url.split('?')[0] };
   const fail = (rule: ViolationRule, message: string, secret?: string): never => {
@@ -126,7 +143,7 @@ export function rewriteRequest(
   } else if (!url.startsWith('/') && !(url === '*' && method === 'OPTIONS')) {
     fail('host-mismatch', `request target '${url.slice(0, 100)}' is not a path`);
   }
-  const a = parseAuthority(auth);
+  const a = parseAuthorityMemo(auth);
   if (!a || a.host !== target.host || a.port !== target.port) {
     fail('host-mismatch', `request for '${auth}' on a connection to ${target.host}:${target.port}; host and connection must agree`);
   }
@@ -187,7 +204,8 @@ export function rewriteRequest(
   let path = url;
   const q = url.indexOf('?');
   const pathname = q < 0 ? url : url.slice(0, q);
-  const inPath = secrets.set.names(pathname).concat(secrets.set.names(safeDecode(pathname)));
+  // Without a '%' decoding changes only '+' to ' ', neither of which a placeholder holds.
+  const inPath = secrets.set.names(pathname).concat(pathname.includes('%') ? secrets.set.names(safeDecode(pathname)) : []);
   if (inPath.length) {
     usable(inPath[0], 'the URL path');
     fail('placeholder-in-url', `the placeholder of secret ${inPath[0]} appears in the URL path`, inPath[0]);

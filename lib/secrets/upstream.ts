@@ -1,6 +1,7 @@
 // The upstream side of credential injection: one verified TLS context for upstream servers
-// (system and Node roots plus --upstream-ca), a keep-alive HTTP/1.1 agent, and one shared
-// HTTP/2 session per target (or the note that the target only speaks HTTP/1.1).
+// (system and Node roots plus --upstream-ca), a pool of keep-alive HTTP/1.1 connections
+// (./h1-upstream.ts), and one shared HTTP/2 session per target (or the note that the target only
+// speaks HTTP/1.1).
 import type * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as https from 'node:https';
@@ -8,7 +9,8 @@ import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
 import { Budget, hostBudget } from '../net/budget';
-import type { InterceptTarget } from './rewrite';
+import { type BodyFraming, type H1Exchange, H1Pool, requestHead } from './h1-upstream';
+import type { InterceptTarget, UpstreamRequest } from './rewrite';
 
 /** An upstream failure with the status the sandbox gets (502, 504) and an error kind. */
 export class UpstreamError extends Error {
@@ -86,12 +88,11 @@ export function targetKey(t: InterceptTarget): string {
 }
 
 export class UpstreamPool {
-  // maxTotalSockets: a sandbox's requests may not open upstream connections without end (each
-  // is an fd of the launcher); those past it wait for a free socket (see INTERCEPT_LIMITS).
-  readonly agent: https.Agent = new BudgetedAgent(
-    { keepAlive: true, maxFreeSockets: 16, maxTotalSockets: UPSTREAM_SOCKETS, scheduling: 'lifo' },
-    this,
-  );
+  // UPSTREAM_SOCKETS: a sandbox's requests may not open upstream connections without end (each
+  // is an fd of the launcher); those past it wait for a free connection (see INTERCEPT_LIMITS).
+  private readonly h1 = new H1Pool((target, key) => this.connectH1(target, key), UPSTREAM_SOCKETS, 16);
+  /** The last TLS session of each target's HTTP/1.1 connections: the next one resumes it. */
+  private readonly tlsSessions = new Map<string, Buffer>();
   /** For WebSocket and other upgrades: one connection per request, never pooled, charged the same. */
   readonly oneShot: https.Agent = new BudgetedAgent({ keepAlive: false }, this);
   /**
@@ -140,12 +141,50 @@ export class UpstreamPool {
     };
   }
 
+  /**
+   * Sends one request over HTTP/1.1 (a pooled connection). Throws what node's client threw for a
+   * field it cannot send (ERR_INVALID_CHAR, ERR_INVALID_HTTP_TOKEN, ERR_UNESCAPED_CHARACTERS).
+   */
+  h1Request(target: InterceptTarget, method: string, plan: UpstreamRequest, framing: BodyFraming): H1Exchange {
+    const head = requestHead(method, plan.path, plan.authority, plan.headers, framing);
+    return this.h1.request(target, targetKey(target), method, head, framing);
+  }
+
+  private connectH1(target: InterceptTarget, key: string): tls.TLSSocket {
+    const release = this.charge(target.host, target.port);
+    let socket: tls.TLSSocket;
+    try {
+      socket = tls.connect({ ...this.tlsOptions(target), session: this.tlsSessions.get(key) });
+    } catch (err) {
+      release();
+      throw err;
+    }
+    socket.once('close', release);
+    socket.on('session', (session: Buffer) => this.tlsSessions.set(key, session));
+    // As node's agent does: a session of a connection that failed is not offered again.
+    socket.once('error', () => this.tlsSessions.delete(key));
+    return socket;
+  }
+
   /** Whether the target answered ALPN with HTTP/1.1 only before. */
   isH1Only(target: InterceptTarget): boolean {
     return this.h1Only.has(targetKey(target));
   }
 
+  /** Per target, made once: asked for on every request. */
+  private readonly tlsByTarget = new Map<string, tls.ConnectionOptions>();
+
   tlsOptions(target: InterceptTarget): tls.ConnectionOptions {
+    const key = targetKey(target);
+    let options = this.tlsByTarget.get(key);
+    if (!options) {
+      options = this.makeTlsOptions(target);
+      this.tlsByTarget.set(key, options);
+    }
+    return options;
+  }
+
+  private makeTlsOptions(target: InterceptTarget): tls.ConnectionOptions {
     return {
       host: target.address,
       port: target.connectPort ?? target.port,
@@ -220,7 +259,7 @@ export class UpstreamPool {
     const sessions = await Promise.all([...this.sessions.values()].map((p) => p.catch(() => null)));
     for (const s of sessions) s?.destroy();
     this.sessions.clear();
-    this.agent.destroy();
+    this.h1.close();
     this.oneShot.destroy();
   }
 }

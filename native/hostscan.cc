@@ -14,7 +14,7 @@
 // symlink planted anywhere below the root (by a payload that had it read-write) is not followed:
 // inside the sandbox it points into the sandbox's own view, not the host's. It descends into
 // submounts, as the bind takes them along (AT_RECURSIVE). Entry types come from d_type; a file
-// system that leaves it DT_UNKNOWN gets an fstatat (AT_SYMLINK_NOFOLLOW) per entry.
+// system that leaves it DT_UNKNOWN gets a statx (AT_SYMLINK_NOFOLLOW) per entry.
 //
 // What cannot be looked at is handled as fs.readdirSync was: a directory the launcher may not
 // read (EACCES, EPERM) is skipped, since the sandbox, with less privilege, cannot list it
@@ -60,7 +60,16 @@ struct Level {
   std::unique_ptr<char[]> buffer;
 };
 
-SpecialKind kindOf(mode_t mode) {
+// The type of `name` below `dir`, not following a final symlink, or -1 (errno set). statx, not
+// lstat or fstatat: glibc 2.33 made those symbols of its own, past the prebuilt addon's glibc
+// 2.28 floor (scripts/check-prebuilds.js).
+int typeAt(int dir, const char* name) {
+  struct statx stx;
+  if (statx(dir, name, AT_SYMLINK_NOFOLLOW, STATX_TYPE, &stx) != 0) return -1;
+  return stx.stx_mode & S_IFMT;
+}
+
+SpecialKind kindOf(int mode) {
   if (S_ISSOCK(mode)) return SpecialKind::socket;
   if (S_ISFIFO(mode)) return SpecialKind::fifo;
   return SpecialKind::none;
@@ -79,18 +88,18 @@ bool changed(int err) {
 
 SpecialScan findSpecialFileOnHost(const std::string& root, size_t limit) {
   SpecialScan out;
-  struct stat st;
-  if (lstat(root.c_str(), &st) != 0) {
+  int rootType = typeAt(AT_FDCWD, root.c_str());
+  if (rootType < 0) {
     out.err = errno;
     out.path = root;
     return out;
   }
-  out.kind = kindOf(st.st_mode);
+  out.kind = kindOf(rootType);
   if (out.kind != SpecialKind::none) {
     out.path = root;
     return out;
   }
-  if (!S_ISDIR(st.st_mode)) return out;
+  if (!S_ISDIR(rootType)) return out;
   int top = open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (top < 0) {
     if (!unreadable(errno) && !changed(errno)) {
@@ -140,14 +149,12 @@ SpecialScan findSpecialFileOnHost(const std::string& root, size_t limit) {
     path += name;
     unsigned char type = e->d_type;
     if (type == DT_UNKNOWN) {
-      if (fstatat(level.fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      int mode = typeAt(level.fd, name);
+      if (mode < 0) {
         if (errno != ENOENT) fail(errno);
         continue;
       }
-      type = S_ISDIR(st.st_mode)    ? DT_DIR
-             : S_ISSOCK(st.st_mode) ? DT_SOCK
-             : S_ISFIFO(st.st_mode) ? DT_FIFO
-                                    : DT_REG;
+      type = S_ISDIR(mode) ? DT_DIR : S_ISSOCK(mode) ? DT_SOCK : S_ISFIFO(mode) ? DT_FIFO : DT_REG;
     }
     if (type == DT_SOCK || type == DT_FIFO) {
       out.kind = type == DT_SOCK ? SpecialKind::socket : SpecialKind::fifo;
@@ -168,9 +175,9 @@ SpecialScan findSpecialFileOnHost(const std::string& root, size_t limit) {
         break;
       }
       // Replaced since it was listed: by a socket or FIFO, that is what the sandbox would see.
-      if (fstatat(level.fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-          kindOf(st.st_mode) != SpecialKind::none) {
-        out.kind = kindOf(st.st_mode);
+      int mode = typeAt(level.fd, name);
+      if (mode >= 0 && kindOf(mode) != SpecialKind::none) {
+        out.kind = kindOf(mode);
         out.path = path;
       }
       continue;

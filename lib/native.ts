@@ -87,7 +87,7 @@ export interface NativePlan {
   /**
    * The sandbox's cgroups, made and configured by the spawner thread (native/cgroup.cc), which
    * clones the child into the v2 one and has it move itself into the v1 ones; watchOom registers
-   * a v1 memory cgroup's OOM eventfd (result.oomEventFd).
+   * a v1 memory cgroup's OOM eventfd, which the handle holds (result.watchOom).
    */
   cgroups?: NativeCgroup[];
   /** /proc/sys/user limits the child sets in its own user namespace. */
@@ -154,8 +154,8 @@ export type NativeSpawnResult =
       landlockAbi: number;
       /** stockade-init supervises the seccomp filter: violations are named. */
       seccompNotify: boolean;
-      /** A v1 memory cgroup's OOM eventfd (plan.cgroups watchOom), or -1: for new OomWatch(fd, onOom). */
-      oomEventFd: number;
+      /** The handle holds a v1 memory cgroup's OOM eventfd (plan.cgroups watchOom): for new OomWatch(handle, onOom). */
+      watchOom: boolean;
     };
 
 /** Serves a UDP socket bound inside a sandbox's netns (native/udp.cc); owns the fd. */
@@ -182,11 +182,10 @@ export type RelayDone = (bytesUp: number, bytesDown: number, errno: number, time
 
 interface Addon {
   /** Calls onOom() on every OOM in a cgroup v1 memory cgroup (native/oomwatch.cc); throws with .errno. */
-  OomWatch: {
-    new (eventControlFd: number, oomControlFd: number, onOom: () => void): { close(): void };
-    /** Adopts an eventfd registered already (NativeSpawnResult.oomEventFd). */
-    new (eventFd: number, onOom: () => void): { close(): void };
-  };
+  OomWatch: new (
+    handle: NativeHandle,
+    onOom: () => void,
+  ) => { close(): void };
   /**
    * pipeRoom: bytes of pipe buffers the uid must still be able to add under pipe-user-pages-soft
    * once the relay's pipes exist (start() returns ENOBUFS otherwise); 0 or absent: no check.

@@ -289,11 +289,11 @@ export class SandboxedProcess extends EventEmitter {
     }
     this.pid = result.pid;
     this.#handle = result.handle;
-    if (result.oomEventFd >= 0) {
+    if (result.watchOom) {
       // v1 (lib/limits/cgroup.ts): the kernel's OOM killer is off for the sandbox, which ends
       // whole on the notification, registered by the spawner before the sandbox existed (an OOM
       // since then is reported now).
-      this.#oomWatch = new (native().OomWatch)(result.oomEventFd, () => {
+      this.#oomWatch = new (native().OomWatch)(result.handle, () => {
         this.#oomWatch?.close();
         this.#cgroup?.noteOom();
         this.#handle?.kill(osConstants.signals.SIGKILL);

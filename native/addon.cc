@@ -338,6 +338,9 @@ void CallBack(Napi::Env env, const Napi::FunctionReference& fn,
 
 // ---- the handle of a running sandbox ----
 
+// Type-tagged too: new OomWatch(handle, ...) takes the handle's eventfd (takeOomEventFd).
+const napi_type_tag kSandboxTag = {0x73746f636b616465ull, 0x73616e64626f7831ull};
+
 class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -348,7 +351,9 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
          InstanceMethod("adoptListener", &Sandbox::AdoptListener)});
   }
 
-  explicit Sandbox(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Sandbox>(info) {}
+  explicit Sandbox(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Sandbox>(info) {
+    napi_type_tag_object(info.Env(), info.This(), &kSandboxTag);
+  }
 
   ~Sandbox() override { Stop(); }
 
@@ -360,6 +365,7 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
     pid_ = r.pid;
     pidfd_ = r.pidfd;
     statusFd_ = r.statusFd;
+    oomEventFd_ = r.oomEventFd;  // until a watch takes it (takeOomEventFd), for the same reason
     cgroupDirs_ = std::move(cgroupDirs);
     // The injected listeners are the handle's until JavaScript has wrapped each one (see
     // AdoptListener): onSpawn gets them as bare numbers, and a Worker terminated before it has
@@ -404,6 +410,13 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
     Stop();
     removeCgroupDirs(cgroupDirs_);
     cgroupDirs_.clear();
+  }
+
+  // The OOM eventfd, for the watch that takes it over (takeOomEventFd below); -1 once taken.
+  int takeOomEventFd() {
+    int fd = oomEventFd_;
+    oomEventFd_ = -1;
+    return fd;
   }
 
  private:
@@ -520,7 +533,8 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
     listeners_.clear();
     if (pidfd_ >= 0) close(pidfd_);
     if (statusFd_ >= 0) close(statusFd_);
-    pidfd_ = statusFd_ = -1;
+    if (oomEventFd_ >= 0) close(oomEventFd_);
+    pidfd_ = statusFd_ = oomEventFd_ = -1;
   }
 
   // Stops both watchers without closing anything (see OnReadable).
@@ -585,6 +599,7 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
   pid_t pid_ = -1;
   int pidfd_ = -1;
   int statusFd_ = -1;
+  int oomEventFd_ = -1;
   uv_poll_t* poll_ = nullptr;
   uv_poll_t* statusPoll_ = nullptr;
   Napi::FunctionReference onExit_;
@@ -663,7 +678,7 @@ void DeliverSpawn(std::unique_ptr<SpawnJob> done, void* data) {
     out.Set("listenerFds", fds);
     out.Set("landlockAbi", r.landlockAbi);
     out.Set("seccompNotify", r.seccompNotify);
-    out.Set("oomEventFd", r.oomEventFd);
+    out.Set("watchOom", r.oomEventFd >= 0);
   }
   Napi::FunctionReference onSpawn = std::move(job->onSpawn);
   job.reset();
@@ -775,6 +790,13 @@ Napi::Value ProbeNamespaces(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace
+
+int takeOomEventFd(Napi::Env env, Napi::Value handle) {
+  bool tagged = false;
+  if (handle.IsObject()) napi_check_object_type_tag(env, handle, &kSandboxTag, &tagged);
+  return tagged ? Sandbox::Unwrap(handle.As<Napi::Object>())->takeOomEventFd() : -1;
+}
+
 }  // namespace stockade
 
 // landlockAbi() -> the Landlock ABI version, or -errno (EOPNOTSUPP: disabled at boot).

@@ -14,8 +14,6 @@
 
 #include <errno.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 namespace stockade {
@@ -24,45 +22,33 @@ Napi::Function OomWatch::Init(Napi::Env env) {
   return DefineClass(env, "OomWatch", {InstanceMethod("close", &OomWatch::Close)});
 }
 
-// new OomWatch(eventControlFd, oomControlFd, onOom()): both fds stay the caller's. Throws an
-// Error with .errno when the registration fails.
-// new OomWatch(eventFd, onOom()): an eventfd the spawner thread registered already (cgroup.cc,
-// before the sandbox existed), which the watch then owns.
+// new OomWatch(handle, onOom()): watches the v1 OOM eventfd the spawner thread registered for a
+// sandbox (cgroup.cc, before the sandbox existed) and held by its handle (addon.cc) until now.
+// The fd moves from the handle to the watch here, in native code, so no Worker stopped between
+// the two can lose it: the handle closes it if no watch took it, the watch once it is made,
+// even when the poll cannot be opened.
 OomWatch::OomWatch(const Napi::CallbackInfo& info) : Napi::ObjectWrap<OomWatch>(info) {
   Napi::Env env = info.Env();
-  bool adopt = info.Length() == 2 && info[0].IsNumber() && info[1].IsFunction();
-  if (!adopt &&
-      (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsFunction())) {
+  int fd = info.Length() == 2 && info[1].IsFunction() ? takeOomEventFd(env, info[0]) : -1;
+  if (fd < 0) {
     Napi::TypeError::New(env,
-                         "new OomWatch(eventControlFd, oomControlFd, onOom) takes two fds "
-                         "and a function, new OomWatch(eventFd, onOom) an eventfd and a function")
+                         "new OomWatch(handle, onOom) takes a sandbox handle holding an OOM "
+                         "eventfd and a function")
         .ThrowAsJavaScriptException();
     return;
   }
   handles_ = loopHandlesOf(env);
+  eventFd_ = fd;
   int err = 0;
-  if (adopt) {
-    eventFd_ = info[0].As<Napi::Number>().Int32Value();
-  } else {
-    int control = info[0].As<Napi::Number>().Int32Value();
-    int oom = info[1].As<Napi::Number>().Int32Value();
-    eventFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    err = eventFd_ < 0 ? errno : 0;
-    if (err == 0) {
-      char line[32];
-      int len = snprintf(line, sizeof line, "%d %d", eventFd_, oom);
-      if (write(control, line, static_cast<size_t>(len)) != len) err = errno;
-    }
-  }
-  if (err == 0) poll_ = handles_->openPoll(eventFd_, this, &err);
+  poll_ = handles_->openPoll(eventFd_, this, &err);
   if (err != 0) {
     Stop();
-    Napi::Error e = Napi::Error::New(env, "cgroup.event_control: registration failed");
+    Napi::Error e = Napi::Error::New(env, "OomWatch: the eventfd cannot be polled");
     e.Set("errno", Napi::Number::New(env, err));
     e.ThrowAsJavaScriptException();
     return;
   }
-  onOom_ = Napi::Persistent(info[adopt ? 1 : 2].As<Napi::Function>());
+  onOom_ = Napi::Persistent(info[1].As<Napi::Function>());
   env_ = env;
   uv_poll_start(poll_, UV_READABLE, &OomWatch::OnReadable);
   handles_->track(this);

@@ -8,6 +8,10 @@
 
 namespace stockade {
 
+// addon.cc: the OOM eventfd a sandbox handle holds, which the caller then owns; -1 when `handle`
+// is not a sandbox handle or holds none (any more).
+int takeOomEventFd(Napi::Env env, Napi::Value handle);
+
 class OomWatch : public Napi::ObjectWrap<OomWatch>, public EnvResource {
  public:
   static Napi::Function Init(Napi::Env env);

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
 import { Resolver as DnsClient } from 'node:dns/promises';
+import { once } from 'node:events';
 import { Agent, request as httpRequest } from 'node:http';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -744,9 +745,12 @@ describe('audit log and upstream failures', () => {
   });
 
   it('an allowed upstream that refuses: 502 naming the address (HTTP) and 0x05 (SOCKS)', { skip: needs('curl') }, async () => {
-    const closed = await listen(createServer(), '127.0.0.2');
-    const port = portOf(closed);
-    await closeServer(closed);
+    // A port nothing listens on that no other test can take meanwhile: the local end of a
+    // connection made from 127.0.0.2 holds it (a closed server's port could be reused).
+    const peer = await listen(createServer(), '127.0.0.3');
+    const holder = connect({ host: '127.0.0.3', port: portOf(peer), localAddress: '127.0.0.2' });
+    await once(holder, 'connect');
+    const port = holder.localPort as number;
     const p = await startProxy({ allow: ['down.test:*'], resolve: [`down.test:*:127.0.0.2`] });
     const r = await curl(['-x', `http://127.0.0.1:${p.httpPort}`, `http://down.test:${port}/`]);
     assert.equal(r.stdout, `stockade: upstream down.test:${port} (127.0.0.2) failed: ECONNREFUSED\n`);
@@ -756,6 +760,8 @@ describe('audit log and upstream failures', () => {
     assert.deepEqual([rec?.decision, rec?.error], ['allow', 'ECONNREFUSED']);
     s.socket.destroy();
     await p.close();
+    holder.destroy();
+    await closeServer(peer);
   });
 
   it('proxyEnv gives both cases of the proxy variables and the preload', () => {

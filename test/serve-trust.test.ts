@@ -11,16 +11,13 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import pino from 'pino';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { approvalFiles, readApproval } from '../lib/approval';
 import { newToken } from '../lib/serve/auth';
-import { parseServeConfig } from '../lib/serve/config';
-import { Gateway } from '../lib/serve/gateway';
+import type { Gateway } from '../lib/serve/gateway';
 import { repoRoot, sharedTempDir } from './helpers';
+import { connectAs, endSession, startGateway } from './helpers/gateway';
 
 const launcher = path.join(repoRoot, 'bin', 'stockade.js');
 const modules = path.join(repoRoot, 'node_modules');
@@ -34,6 +31,13 @@ describe('stockade serve: consent and pinned tools per session', () => {
   let port: number;
   const records: Record<string, unknown>[] = [];
   const alice = newToken('alice');
+  const config = {
+    listen: { host: '127.0.0.1', port: 0 },
+    stateDir: 'state',
+    auth: { tokens: { file: 'tokens' } },
+    limits: { sandboxesPerPrincipal: 2, requestsPerMinute: 1000 },
+    servers: { changing: { policy: 'policies/changing.policy.json' } },
+  };
   const basePolicy = () => ({
     command: ['node', path.join(helpers, 'changing-server.js'), toolsDir],
     filesystem: { readOnly: [modules, path.join(repoRoot, 'dist'), toolsDir] },
@@ -49,22 +53,7 @@ describe('stockade serve: consent and pinned tools per session', () => {
     const approved = spawnSync(process.execPath, [launcher, 'approve', policyFile, '--yes'], { encoding: 'utf8' });
     assert.equal(approved.status, 0, approved.stderr);
     fs.writeFileSync(path.join(dir, 'tokens'), `${alice.line}\n`);
-    const config = parseServeConfig(
-      {
-        listen: { host: '127.0.0.1', port: 0 },
-        stateDir: 'state',
-        auth: { tokens: { file: 'tokens' } },
-        limits: { sandboxesPerPrincipal: 2, requestsPerMinute: 1000 },
-        servers: { changing: { policy: 'policies/changing.policy.json' } },
-      },
-      dir,
-    );
-    const audit = new PassThrough();
-    audit.on('data', (line: Buffer) => {
-      for (const l of line.toString().split('\n')) if (l) records.push(JSON.parse(l));
-    });
-    gateway = new Gateway(config, { logger: pino(audit) });
-    port = (await gateway.listen()).port;
+    ({ gateway, port } = await startGateway(config, dir, records));
   });
   after(async () => {
     await gateway?.close();
@@ -72,16 +61,11 @@ describe('stockade serve: consent and pinned tools per session', () => {
   });
 
   async function session<T>(fn: (client: Client) => Promise<T>): Promise<T> {
-    const transport = new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp/changing`), {
-      requestInit: { headers: { authorization: `Bearer ${alice.token}` } },
-    });
-    const client = new Client({ name: 'stockade-test', version: '0.0.0' });
-    await client.connect(transport);
+    const client = await connectAs(port, 'changing', alice.token);
     try {
       return await fn(client);
     } finally {
-      await transport.terminateSession();
-      await client.close();
+      await endSession(client);
     }
   }
   const names = async (client: Client) => (await client.listTools()).tools.map((t) => t.name).sort();
@@ -108,18 +92,7 @@ describe('stockade serve: consent and pinned tools per session', () => {
     // The gateway keeps the policy it loaded: a grown file on disk is what the next start runs,
     // so here the config is re-read the way a restart reads it.
     await gateway.close();
-    const config = parseServeConfig(
-      {
-        listen: { host: '127.0.0.1', port: 0 },
-        stateDir: 'state',
-        auth: { tokens: { file: 'tokens' } },
-        limits: { sandboxesPerPrincipal: 2, requestsPerMinute: 1000 },
-        servers: { changing: { policy: 'policies/changing.policy.json' } },
-      },
-      dir,
-    );
-    gateway = new Gateway(config, { logger: pino({ level: 'silent' }) });
-    port = (await gateway.listen()).port;
+    ({ gateway, port } = await startGateway(config, dir));
     await assert.rejects(
       session(names),
       /server changing is withheld: its policy grew since it was approved \(network\.allow example\.com\); an administrator must approve it/,
@@ -209,7 +182,8 @@ server.connect(new StdioServerTransport());
 
   async function serve(pinned: Buffer): Promise<number> {
     await gateway?.close();
-    const config = parseServeConfig(
+    let port: number;
+    ({ gateway, port } = await startGateway(
       {
         listen: { host: '127.0.0.1', port: 0 },
         stateDir: 'state',
@@ -226,26 +200,17 @@ server.connect(new StdioServerTransport());
         },
       },
       dir,
-    );
-    const audit = new PassThrough();
-    audit.on('data', (line: Buffer) => {
-      for (const l of line.toString().split('\n')) if (l) records.push(JSON.parse(l));
-    });
-    gateway = new Gateway(config, { logger: pino(audit) });
-    return (await gateway.listen()).port;
+      records,
+    ));
+    return port;
   }
 
   async function tools(port: number): Promise<string[]> {
-    const transport = new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp/served`), {
-      requestInit: { headers: { authorization: `Bearer ${alice.token}` } },
-    });
-    const client = new Client({ name: 'stockade-test', version: '0.0.0' });
-    await client.connect(transport);
+    const client = await connectAs(port, 'served', alice.token);
     try {
       return (await client.listTools()).tools.map((t) => t.name);
     } finally {
-      await transport.terminateSession();
-      await client.close();
+      await endSession(client);
     }
   }
 

@@ -8,17 +8,15 @@ import * as fs from 'node:fs';
 import { request } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import * as path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import * as jose from 'jose';
-import pino from 'pino';
 import { RunCa } from '../lib/secrets/ca';
 import { Authenticator, newToken } from '../lib/serve/auth';
 import { parseServeConfig, type ServeConfigError } from '../lib/serve/config';
-import { Gateway } from '../lib/serve/gateway';
+import type { Gateway } from '../lib/serve/gateway';
 import { repoRoot, sharedTempDir } from './helpers';
+import { connectAs, endSession, startGateway } from './helpers/gateway';
 import { waitFor } from './helpers/wait';
 
 const modules = path.join(repoRoot, 'node_modules');
@@ -59,7 +57,6 @@ describe('stockade serve: a sandbox per principal behind streamable HTTP', () =>
   let gateway: Gateway;
   let port: number;
   let issuerKey: jose.CryptoKey;
-  const audit = new PassThrough();
   const records: Record<string, unknown>[] = [];
   const alice = newToken('alice');
   const bob = newToken('bob');
@@ -72,7 +69,7 @@ describe('stockade serve: a sandbox per principal behind streamable HTTP', () =>
     issuerKey = privateKey;
     const jwk = { ...(await jose.exportJWK(publicKey)), kid: 'k1', alg: 'ES256' };
     fs.writeFileSync(path.join(dir, 'jwks.json'), JSON.stringify({ keys: [jwk] }));
-    const config = parseServeConfig(
+    ({ gateway, port } = await startGateway(
       {
         listen: { host: '127.0.0.1', port: 0 },
         origins: ['https://app.example.com'],
@@ -91,12 +88,8 @@ describe('stockade serve: a sandbox per principal behind streamable HTTP', () =>
         },
       },
       dir,
-    );
-    audit.on('data', (line: Buffer) => {
-      for (const l of line.toString().split('\n')) if (l) records.push(JSON.parse(l));
-    });
-    gateway = new Gateway(config, { logger: pino(audit) });
-    port = (await gateway.listen()).port;
+      records,
+    ));
   });
 
   after(async () => {
@@ -104,20 +97,8 @@ describe('stockade serve: a sandbox per principal behind streamable HTTP', () =>
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  async function connect(token: string): Promise<Client> {
-    const transport = new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp/memory`), {
-      requestInit: { headers: { authorization: `Bearer ${token}` } },
-    });
-    const client = new Client({ name: 'stockade-test', version: '0.0.0' });
-    await client.connect(transport);
-    return client;
-  }
-
-  /** Ends a session as a client that is done does: DELETE, which stops its sandbox. */
-  async function end(client: Client): Promise<void> {
-    await (client.transport as StreamableHTTPClientTransport).terminateSession();
-    await client.close();
-  }
+  const connect = (token: string): Promise<Client> => connectAs(port, 'memory', token);
+  const end = endSession;
 
   test("two principals get different sandboxes: one's state is invisible to the other", async () => {
     const a = await connect(alice.token);
@@ -290,11 +271,7 @@ describe('stockade serve reaps idle sandboxes', () => {
     const token = newToken('idler');
     fs.writeFileSync(path.join(dir, 'tokens'), `${token.line}\n`);
     const records: Record<string, unknown>[] = [];
-    const sink = new PassThrough();
-    sink.on('data', (d: Buffer) => {
-      for (const l of d.toString().split('\n')) if (l) records.push(JSON.parse(l));
-    });
-    const config = parseServeConfig(
+    const { gateway, port } = await startGateway(
       {
         listen: { port: 0 },
         auth: { tokens: { file: 'tokens' } },
@@ -302,10 +279,9 @@ describe('stockade serve reaps idle sandboxes', () => {
         servers: { memory: { command: ['node', memoryEntry], filesystem: { readOnly: [modules] } } },
       },
       dir,
+      records,
     );
-    const gateway = new Gateway(config, { logger: pino(sink) });
     try {
-      const { port } = await gateway.listen();
       const res = await raw(port, 'POST', '/mcp/memory', { ...mcpHeaders, authorization: `Bearer ${token.token}` }, INIT);
       assert.equal(res.status, 200);
       assert.equal(gateway.tenants.size, 1);
@@ -339,7 +315,7 @@ describe('stockade serve over TLS', () => {
     fs.writeFileSync(path.join(dir, 'key.pem'), leaf.keyPem);
     const token = newToken('tls-user');
     fs.writeFileSync(path.join(dir, 'tokens'), `${token.line}\n`);
-    const config = parseServeConfig(
+    const { gateway, port } = await startGateway(
       {
         listen: { port: 0 },
         tls: { cert: 'cert.pem', key: 'key.pem' },
@@ -348,9 +324,7 @@ describe('stockade serve over TLS', () => {
       },
       dir,
     );
-    const gateway = new Gateway(config);
     try {
-      const { port } = await gateway.listen();
       const status = await new Promise<number>((resolve, reject) => {
         httpsRequest({ host: '127.0.0.1', port, path: '/healthz', ca: ca.certPem }, (res) => {
           res.resume();
@@ -378,11 +352,7 @@ describe('stockade serve with per-principal credentials', () => {
     fs.mkdirSync(path.join(dir, 'secrets', 'has-key'), { recursive: true, mode: 0o700 });
     fs.writeFileSync(path.join(dir, 'secrets', 'has-key', 'API_TOKEN'), 'tenant-token\n', { mode: 0o600 });
     const records: Record<string, unknown>[] = [];
-    const sink = new PassThrough();
-    sink.on('data', (d: Buffer) => {
-      for (const l of d.toString().split('\n')) if (l) records.push(JSON.parse(l));
-    });
-    const config = parseServeConfig(
+    const { gateway, port } = await startGateway(
       {
         listen: { port: 0 },
         secretsDir: 'secrets',
@@ -397,10 +367,9 @@ describe('stockade serve with per-principal credentials', () => {
         },
       },
       dir,
+      records,
     );
-    const gateway = new Gateway(config, { logger: pino(sink) });
     try {
-      const { port } = await gateway.listen();
       const refused = await raw(port, 'POST', '/mcp/cat', { ...mcpHeaders, authorization: `Bearer ${without.token}` }, INIT);
       assert.equal(refused.status, 403);
       assert.equal(JSON.parse(refused.body).error.message, 'the gateway has no credential API_TOKEN for you on server cat');

@@ -333,6 +333,30 @@ child.on('spawn', () => parentPort.postMessage({ error: 'onSpawn ran to its end'
     }
   });
 
+  test('a Worker that stops in onSpawn before it watches the OOM eventfd: the eventfd is closed all the same', async (t) => {
+    // cgroup v1 only (lib/limits): the spawner registers the eventfd before the clone and the
+    // sandbox handle holds it until new OomWatch(handle, ...) takes it over. The Worker exits
+    // in the constructor's place, so the watch is never made.
+    const body = `
+const { parentPort } = require('node:worker_threads');
+const { native } = require(${JSON.stringify(path.join(distLib, 'native.js'))});
+const { spawnSandboxed } = require(${JSON.stringify(path.join(distLib, 'index.js'))});
+native().OomWatch = function () { process.exit(4); };
+const child = spawnSandboxed('/bin/sh', ['-c', 'exec sleep 1000'], { stdio: 'ignore', limits: { memory: 256 * 1024 * 1024 } });
+child.on('error', (e) => parentPort.postMessage({ error: e.message }));
+child.on('spawn', () => { parentPort.postMessage({ watched: false }); child.kill('SIGKILL'); child.on('exit', () => process.exit(0)); });
+`;
+    const fds = openFdCount();
+    const worker = new Worker(body, { eval: true });
+    const said: unknown[] = [];
+    worker.on('message', (m) => said.push(m));
+    const code = await new Promise((r) => worker.once('exit', r));
+    if (code === 0) return t.skip(`no v1 memory cgroup OOM watch here: ${JSON.stringify(said)}`);
+    assert.equal(code, 4, JSON.stringify(said));
+    noChildren();
+    assert.equal(openFdCount(), fds, 'fds left (the OOM eventfd)');
+  });
+
   test('20 Workers load the addon and end (some after a spawn); then the main thread spawns and its output is right', async () => {
     assert.deepEqual(await echoFromMain('before'), { out: 'before\n', exit: { exitCode: 0, signalCode: null } });
     const fds = openFdCount();

@@ -3,16 +3,28 @@
 // tunnelled connection. Three processes (sink server, proxy, client) so the proxy's cost is not
 // hidden in, or inflated by, a shared event loop. Reports numbers only; asserts nothing.
 //
-//   EGRESS_BENCH_BYTES  bytes per transfer (default 256 MiB), EGRESS_ROUNDS (default 4)
+// Throughput is measured first with a native client and sink (bench/fixtures/egress-peer.c,
+// built here with the system `cc`), so that a JavaScript event loop at either end is not what
+// limits the tunnel; then with the JavaScript client and sink, labelled as such. Without a C
+// compiler the native section says so and is skipped. CPU per GiB is counted for each process
+// (the proxy's from process.cpuUsage(), the client's from its getrusage(), the sink's from
+// /proc/PID/stat): unlike MiB/s it hardly moves with the machine's load.
+//
+//   EGRESS_BENCH_NATIVE_BYTES  bytes per native transfer (default 1 GiB)
+//   EGRESS_BENCH_BYTES  bytes per JavaScript transfer (default 256 MiB), EGRESS_ROUNDS (default 4)
 //   EGRESS_BENCH_CONNS  connections for the latency sample (default 500)
 //   EGRESS_BENCH_IDLE   idle tunnels for the memory sample (default 1000)
 //   EGRESS_BENCH_KERNEL_RELAY=0  keep tunnel bytes in JavaScript (the proxy's kernelRelay: false)
-import { fork } from 'node:child_process';
+import { execFile, execFileSync, fork, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { EgressProxy } from '../lib/net/proxy';
 import { interleave, knob, median, ratio, report, section } from './harness';
 
 const BYTES = Number(process.env.EGRESS_BENCH_BYTES ?? 2 ** 28);
+const NATIVE_BYTES = knob('EGRESS_BENCH_NATIVE_BYTES', 2 ** 30);
 const ROUNDS = knob('EGRESS_ROUNDS', 4);
 const CONNS = Number(process.env.EGRESS_BENCH_CONNS ?? 500);
 const IDLE = Number(process.env.EGRESS_BENCH_IDLE ?? 1000);
@@ -45,22 +57,30 @@ function runSink(): void {
   server.listen({ host: SINK_HOST, port: 0, backlog: 4096 }, () => process.send?.({ port: (server.address() as { port: number }).port }));
 }
 
-function runProxy(sinkPort: number): void {
+/** The proxy, allowing `sink.test` on each of `sinkPorts` (the JavaScript and the native sink). */
+function runProxy(sinkPorts: number[]): void {
   const proxy = new EgressProxy(
-    { allow: [`sink.test:${sinkPort}`], resolve: [`sink.test:${sinkPort}:${SINK_HOST}`], limits: { maxConnections: IDLE + 100 } },
+    {
+      allow: sinkPorts.map((p) => `sink.test:${p}`),
+      resolve: sinkPorts.map((p) => `sink.test:${p}:${SINK_HOST}`),
+      limits: { maxConnections: IDLE + 100 },
+    },
     'bench',
     undefined,
     { dnsPool: '127.77.0.0/16', kernelRelay: KERNEL_RELAY },
   );
   proxy.dnsPool.addressFor('sink.test'); // -> 127.77.0.1, as the DNS responder would hand out
   const http = createServer();
-  const transparent = createServer();
-  http.listen({ host: '127.0.0.1', port: 0, backlog: 4096 }, () => {
-    transparent.listen({ host: POOL_ADDR, port: sinkPort, backlog: 4096 }, () => {
-      proxy.serveHttpProxy(http);
-      proxy.serveTransparent(transparent);
-      process.send?.({ proxyPort: (http.address() as { port: number }).port });
-    });
+  // A transparent listener per sink port: the accepted socket's local port is the destination's.
+  const transparent = sinkPorts.map(() => createServer());
+  const listening = transparent.map(
+    (server, i) => new Promise<void>((resolve) => server.listen({ host: POOL_ADDR, port: sinkPorts[i], backlog: 4096 }, resolve)),
+  );
+  http.listen({ host: '127.0.0.1', port: 0, backlog: 4096 }, async () => {
+    await Promise.all(listening);
+    proxy.serveHttpProxy(http);
+    for (const server of transparent) proxy.serveTransparent(server);
+    process.send?.({ proxyPort: (http.address() as { port: number }).port });
   });
   process.on('message', (m: Msg) => {
     if (m.cmd === 'mem') process.send?.({ mem: process.memoryUsage() });
@@ -144,32 +164,154 @@ async function latency(path: Path, sinkPort: number, proxyPort: number): Promise
   return ms;
 }
 
+/** Builds bench/fixtures/egress-peer.c with the system `cc`; the reason when it cannot. */
+function buildPeer(): { binary: string } | { reason: string } {
+  const source = path.join(__dirname, '..', '..', 'bench', 'fixtures', 'egress-peer.c');
+  const binary = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'stockade-bench-egress-')), 'egress-peer');
+  try {
+    execFileSync('cc', ['-O2', '-pthread', '-o', binary, source], { stdio: ['ignore', 'ignore', 'pipe'] });
+    return { binary };
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { stderr?: Buffer };
+    return {
+      reason: e.code === 'ENOENT' ? 'no C compiler (cc) on this machine' : `cc failed: ${e.stderr?.toString().trim() ?? e.message}`,
+    };
+  }
+}
+
+/** The native sink: resolves with its port once it listens. */
+function nativeSink(binary: string): Promise<{ proc: ReturnType<typeof spawn>; port: number }> {
+  const proc = spawn(binary, ['sink', SINK_HOST], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    proc.once('error', reject);
+    proc.stdout?.once('data', (c: Buffer) => resolve({ proc, port: Number(c.toString().trim()) }));
+  });
+}
+
+/** CPU seconds a process has used so far (all threads), from /proc/PID/stat (clock ticks). */
+function cpuOf(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime (fields 14, 15); USER_HZ is 100
+}
+
+/** Seconds the thread `pid` has spent runnable but waiting for a CPU (/proc/PID/schedstat). */
+function waitOf(pid: number): number {
+  return Number(fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e9;
+}
+
+/** One native transfer along `p`: bytes per second, the client's CPU and runqueue seconds. */
+function nativeTransfer(binary: string, p: Path, sinkPort: number, proxyPort: number): Promise<{ bps: number; cpu: number; wait: number }> {
+  const n = String(NATIVE_BYTES);
+  const args =
+    p === 'direct'
+      ? [SINK_HOST, String(sinkPort), n]
+      : p === 'connect'
+        ? ['127.0.0.1', String(proxyPort), n, `sink.test:${sinkPort}`]
+        : [POOL_ADDR, String(sinkPort), n];
+  return new Promise((resolve, reject) => {
+    execFile(binary, ['get', ...args], (err, stdout, stderr) => {
+      if (err) return reject(new Error(`egress-peer ${p}: ${stderr.trim() || err.message}`));
+      const [bps, cpu, wait] = stdout.trim().split(' ').map(Number);
+      resolve({ bps, cpu, wait });
+    });
+  });
+}
+
+/** Per process, per path: one figure per transfer (ms per GiB), warm-up included (dropped below). */
+type PerGiB = Record<string, Record<Path, number[]>>;
+const perGiB = (...who: string[]): PerGiB => Object.fromEntries(who.map((w) => [w, { direct: [], connect: [], transparent: [] }]));
+
+/** One `figures` line per path: each process's median ms per GiB and, for several, their sum. */
+function perGiBFigures(what: string, table: PerGiB, figures: Record<string, string | number>): void {
+  for (const p of ['direct', 'connect', 'transparent'] as Path[]) {
+    const who = Object.keys(table).filter((w) => table[w][p].length > 1);
+    if (who.length === 0) continue;
+    const runs = table[who[0]][p].slice(1);
+    const total = median(runs.map((_, i) => who.reduce((t, w) => t + table[w][p][i + 1], 0)));
+    const parts = who.map((w) => `${w} ${median(table[w][p].slice(1)).toFixed(0)}`).join(', ');
+    figures[`${what}, ${p} (ms per GiB, median)`] = who.length > 1 ? `${parts}; all ${total.toFixed(0)}` : parts;
+  }
+}
+
+const MODES = { direct: 'direct', 'CONNECT tunnel': 'connect', transparent: 'transparent' } as const;
+
 async function main(): Promise<void> {
+  const peer = buildPeer();
   const sink = await child('sink');
   const sinkPort = sink.msg.port as number;
-  const proxy = await child('proxy', String(sinkPort));
+  const native = 'binary' in peer ? await nativeSink(peer.binary) : undefined;
+  const proxy = await child('proxy', [sinkPort, ...(native ? [native.port] : [])].join(','));
   const proxyPort = proxy.msg.proxyPort as number;
-  // Throughput (MiB/s) and the proxy's CPU per GiB, the three paths interleaved over rounds.
-  const cpu: Record<Path, number[]> = { direct: [], connect: [], transparent: [] };
-  const throughput = (path: Path) => async (): Promise<number> => {
-    const before = (await ask(proxy.proc, 'cpu')).cpu as NodeJS.CpuUsage;
-    const bps = await transfer(path, sinkPort, proxyPort);
-    const used = (await ask(proxy.proc, 'cpu')).cpu as NodeJS.CpuUsage;
-    cpu[path].push((used.user - before.user + used.system - before.system) / 1000 / (BYTES / 2 ** 30));
+  const proxyCpu = async (): Promise<number> => {
+    const u = (await ask(proxy.proc, 'cpu')).cpu as NodeJS.CpuUsage;
+    return (u.user + u.system) / 1e6;
+  };
+  const relayNote = KERNEL_RELAY ? 'kernel (splice) where possible' : 'JavaScript (EGRESS_BENCH_KERNEL_RELAY=0)';
+
+  // Throughput (MiB/s) and CPU per GiB, native client and sink, the three paths interleaved.
+  const nativeBulk = section(
+    'egress-native',
+    `egress throughput, native client and sink, ${(NATIVE_BYTES / 2 ** 20).toFixed(0)} MiB per transfer, ${ROUNDS} rounds interleaved (MiB/s)`,
+  );
+  if (native && 'binary' in peer) {
+    const cpu = perGiB('client', 'proxy', 'sink');
+    const wait = perGiB('client', 'proxy');
+    const sinkPid = native.proc.pid as number;
+    const proxyPid = proxy.proc.pid as number;
+    const sampler = (p: Path) => async (): Promise<number> => {
+      const before = { proxy: await proxyCpu(), sink: cpuOf(sinkPid), wait: waitOf(proxyPid) };
+      const r = await nativeTransfer(peer.binary, p, native.port, proxyPort);
+      const ms = (secs: number): number => (secs * 1000) / (NATIVE_BYTES / 2 ** 30);
+      cpu.client[p].push(ms(r.cpu));
+      cpu.sink[p].push(ms(cpuOf(sinkPid) - before.sink));
+      wait.client[p].push(ms(r.wait));
+      if (p !== 'direct') {
+        cpu.proxy[p].push(ms((await proxyCpu()) - before.proxy));
+        wait.proxy[p].push(ms(waitOf(proxyPid) - before.wait));
+      }
+      return r.bps / 2 ** 20;
+    };
+    nativeBulk.modes = await interleave(Object.fromEntries(Object.entries(MODES).map(([name, p]) => [name, sampler(p)])), {
+      rounds: ROUNDS,
+      perRound: 1,
+      warmup: 1,
+      unit: 'MiB/s',
+    });
+    nativeBulk.ratios.push(ratio(nativeBulk.modes, 'CONNECT tunnel', 'direct'), ratio(nativeBulk.modes, 'transparent', 'direct'));
+    nativeBulk.figures.relay = relayNote;
+    perGiBFigures('CPU', cpu, nativeBulk.figures);
+    perGiBFigures('runnable, waiting for a CPU', wait, nativeBulk.figures);
+    nativeBulk.notes.push(
+      'a ratio below 1 is slower than direct; client (C), proxy (node) and sink (C) are separate processes on the same cores',
+      "the sink's CPU is read from /proc in clock ticks (10 ms); the proxy's wait is its main thread's, where the relay runs",
+    );
+  } else {
+    nativeBulk.notes.push(`skipped: ${(peer as { reason: string }).reason}; the JavaScript client and sink below are all there is`);
+  }
+  report(nativeBulk);
+
+  // The same with the JavaScript client and sink (node at all three ends).
+  const cpu = perGiB('proxy');
+  const throughput = (p: Path) => async (): Promise<number> => {
+    const before = await proxyCpu();
+    const bps = await transfer(p, sinkPort, proxyPort);
+    if (p !== 'direct') cpu.proxy[p].push((((await proxyCpu()) - before) * 1000) / (BYTES / 2 ** 30));
     return bps / 2 ** 20;
   };
   const bulk = section(
     'egress',
-    `egress throughput, ${(BYTES / 2 ** 20).toFixed(0)} MiB per transfer, ${ROUNDS} rounds interleaved (MiB/s)`,
+    `egress throughput, JavaScript client and sink, ${(BYTES / 2 ** 20).toFixed(0)} MiB per transfer, ${ROUNDS} rounds interleaved (MiB/s)`,
   );
-  bulk.modes = await interleave(
-    { direct: throughput('direct'), 'CONNECT tunnel': throughput('connect'), transparent: throughput('transparent') },
-    { rounds: ROUNDS, perRound: 1, warmup: 1, unit: 'MiB/s' },
-  );
+  bulk.modes = await interleave(Object.fromEntries(Object.entries(MODES).map(([name, p]) => [name, throughput(p)])), {
+    rounds: ROUNDS,
+    perRound: 1,
+    warmup: 1,
+    unit: 'MiB/s',
+  });
   bulk.ratios.push(ratio(bulk.modes, 'CONNECT tunnel', 'direct'), ratio(bulk.modes, 'transparent', 'direct'));
-  bulk.figures.relay = KERNEL_RELAY ? 'kernel (splice) where possible' : 'JavaScript (EGRESS_BENCH_KERNEL_RELAY=0)';
-  for (const p of ['connect', 'transparent'] as Path[])
-    bulk.figures[`proxy CPU per GiB, ${p} (ms, median)`] = median(cpu[p].slice(1)).toFixed(0);
+  bulk.figures.relay = relayNote;
+  perGiBFigures('CPU', cpu, bulk.figures);
   bulk.notes.push(
     'throughput: a ratio below 1 is slower than direct; client, proxy and sink are separate node processes on the same cores',
   );
@@ -205,12 +347,14 @@ async function main(): Promise<void> {
   for (const [k, v] of rows) mem.figures[k] = v;
   report(mem);
   sink.proc.kill();
+  native?.proc.kill();
   proxy.proc.kill();
+  if ('binary' in peer) fs.rmSync(path.dirname(peer.binary), { recursive: true, force: true });
 }
 
 const [role, arg] = process.argv.slice(2);
 if (role === 'sink') runSink();
-else if (role === 'proxy') runProxy(Number(arg));
+else if (role === 'proxy') runProxy(arg.split(',').map(Number));
 else
   main().catch((err) => {
     console.error(err);

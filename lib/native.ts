@@ -142,6 +142,8 @@ export interface NativeHandle {
    * the handle does, and closes it when the sandbox ends or its environment is torn down.
    */
   adoptListener(index: number): void;
+  /** callback() once the exited sandbox's mount namespace is freed (off the JS thread), at once if it is. */
+  released(callback: () => void): void;
 }
 
 export type NativeSpawnResult =

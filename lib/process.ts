@@ -467,6 +467,10 @@ export class SandboxedProcess extends EventEmitter {
     this.exitCode = code;
     this.signalCode = signal;
     this.#exited = true;
+    // The sandbox's mount namespace is freed off the JS thread, after the exit is reported
+    // (native/spawn.h, SpawnResult::mountNsFd); 'close' waits for it with the rest.
+    const handle = this.#handle;
+    const namespaceFreed = new Promise<void>((resolve) => (handle === undefined ? resolve() : handle.released(resolve)));
     this.#handle = undefined;
     // The cgroups' OOM and pids counters and the CPU seconds of the whole sandbox (final: every
     // process of it is gone, its PID 1 is reaped last) are read, and the cgroups removed, off the
@@ -493,7 +497,7 @@ export class SandboxedProcess extends EventEmitter {
       .then(exitRecord);
     if (released === undefined) exitRecord();
     (released ?? Promise.resolve())
-      .then(() => Promise.all([this.#egress?.close(), this.#interceptor?.close()]))
+      .then(() => Promise.all([this.#egress?.close(), this.#interceptor?.close(), namespaceFreed]))
       .catch(() => {})
       .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
       .then(() => {

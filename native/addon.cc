@@ -348,7 +348,8 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
         env, "Sandbox",
         {InstanceMethod("kill", &Sandbox::Kill), InstanceMethod("ref", &Sandbox::Ref),
          InstanceMethod("unref", &Sandbox::Unref),
-         InstanceMethod("adoptListener", &Sandbox::AdoptListener)});
+         InstanceMethod("adoptListener", &Sandbox::AdoptListener),
+         InstanceMethod("released", &Sandbox::Released)});
   }
 
   explicit Sandbox(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Sandbox>(info) {
@@ -358,13 +359,15 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
   ~Sandbox() override { Stop(); }
 
   // `cgroupDirs` are the sandbox's cgroups (plan.cgroupDirs), taken over for teardown.
-  void Start(Napi::Env env, LoopHandles* handles, const SpawnResult& r, Napi::Function onExit,
-             Napi::Value onViolation, std::vector<std::string> cgroupDirs) {
+  void Start(Napi::Env env, LoopHandles* handles, Spawner* spawner, const SpawnResult& r,
+             Napi::Function onExit, Napi::Value onViolation, std::vector<std::string> cgroupDirs) {
     env_ = env;
     handles_ = handles;
+    spawner_ = spawner;
     pid_ = r.pid;
     pidfd_ = r.pidfd;
     statusFd_ = r.statusFd;
+    mountNsFd_ = r.mountNsFd;
     oomEventFd_ = r.oomEventFd;  // until a watch takes it (takeOomEventFd), for the same reason
     cgroupDirs_ = std::move(cgroupDirs);
     // The injected listeners are the handle's until JavaScript has wrapped each one (see
@@ -534,7 +537,44 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
     if (pidfd_ >= 0) close(pidfd_);
     if (statusFd_ >= 0) close(statusFd_);
     if (oomEventFd_ >= 0) close(oomEventFd_);
-    pidfd_ = statusFd_ = oomEventFd_ = -1;
+    // The mount namespace is freed on the releaser thread (spawn.h, SpawnResult::mountNsFd);
+    // the handle stays alive until it has been, and released() reports it. At teardown the
+    // threads are stopped, and the fd is closed here.
+    if (mountNsFd_ >= 0 && spawner_->closeLater(mountNsFd_, &Sandbox::OnReleased, this)) {
+      releasing_ = true;
+      Napi::ObjectWrap<Sandbox>::Ref();
+    } else if (mountNsFd_ >= 0) {
+      close(mountNsFd_);
+    }
+    pidfd_ = statusFd_ = oomEventFd_ = mountNsFd_ = -1;
+  }
+
+  static void OnReleased(void* data) {
+    auto* self = static_cast<Sandbox*>(data);
+    self->releasing_ = false;
+    Napi::FunctionReference done = std::move(self->onReleased_);
+    if (!done.IsEmpty() && canRunJs(self->env_)) {
+      Napi::HandleScope scope(self->env_);
+      CallBack(self->env_, done, {});
+    }
+    self->Napi::ObjectWrap<Sandbox>::Unref();  // the Ref of Stop(), last: `self` may go with it
+  }
+
+  // released(callback): callback() once the sandbox's mount namespace is freed (after its exit),
+  // at once if it is. lib/process.ts waits for it before 'close', so that no fd of the sandbox
+  // is left then.
+  Napi::Value Released(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsFunction()) {
+      Napi::TypeError::New(env, "released(callback) takes a function").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (!releasing_) {
+      CallBack(env, Napi::Persistent(info[0].As<Napi::Function>()), {});
+      return env.Undefined();
+    }
+    onReleased_ = Napi::Persistent(info[0].As<Napi::Function>());
+    return env.Undefined();
   }
 
   // Stops both watchers without closing anything (see OnReadable).
@@ -600,6 +640,10 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
   int pidfd_ = -1;
   int statusFd_ = -1;
   int oomEventFd_ = -1;
+  int mountNsFd_ = -1;
+  bool releasing_ = false;  // the releaser thread has the mount namespace's fd
+  Napi::FunctionReference onReleased_;
+  Spawner* spawner_ = nullptr;
   uv_poll_t* poll_ = nullptr;
   uv_poll_t* statusPoll_ = nullptr;
   Napi::FunctionReference onExit_;
@@ -668,7 +712,7 @@ void DeliverSpawn(std::unique_ptr<SpawnJob> done, void* data) {
   } else {
     Napi::Object handle = addon->sandboxClass.New({});
     Sandbox::Unwrap(handle)->Start(
-        env, &addon->handles, r, job->onExit.Value(),
+        env, &addon->handles, addon->spawner.get(), r, job->onExit.Value(),
         job->onViolation.IsEmpty() ? env.Undefined() : job->onViolation.Value(),
         std::move(job->plan.cgroupDirs));
     Napi::Array fds = Napi::Array::New(env, r.listenerFds.size());

@@ -58,6 +58,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -210,6 +211,15 @@ void forgetChildEnds(Prepared& prep) {
   prep.listenerSocket[1] = -1;
 }
 
+// The sandbox's mount namespace, opened while the child waits on the sync pipe (so it is alive
+// and its pid is its own); -1 where it cannot be opened, which costs time, nothing else
+// (SpawnResult::mountNsFd).
+int openMountNamespaceFromParent(pid_t pid) {
+  char path[40];
+  snprintf(path, sizeof path, "/proc/%d/ns/mnt", static_cast<int>(pid));
+  return open(path, O_RDONLY | O_CLOEXEC);
+}
+
 // See "Dumpability" above: undo the kernel's reset after a child changed its ids.
 void restoreDumpable(int before) {
   if ((before == 0 || before == 1) && prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != before)
@@ -302,6 +312,7 @@ SpawnResult spawnSandbox(Plan& plan) {
     closeAll(prep);
     return fail(Step::kCgroup, err);
   }
+  result.mountNsFd = openMountNamespaceFromParent(pid);
   char go = 'G';
   ssize_t written = write(prep.syncPipe[1], &go, 1);
   (void)written;  // a child that died already reports through the error pipe (or not at all)
@@ -323,6 +334,8 @@ SpawnResult spawnSandbox(Plan& plan) {
   if (n != 0 || receiveErr != 0) {
     for (int fd : result.listenerFds) close(fd);
     result.listenerFds.clear();
+    if (result.mountNsFd >= 0) close(result.mountNsFd);
+    result.mountNsFd = -1;
     // A record arrives while the child still runs on `stack`: reap before anything is freed.
     reap(pid, pidfd);
     close(pidfd);

@@ -28,6 +28,10 @@
 //   so the payload runs as child_process.spawn would run it.
 // - Jobs run one at a time in submission order, as spawns did on the JS thread; the JS side
 //   sees 'spawn' (or 'error') per sandbox in that order.
+// - A second thread, the releaser, closes what must not be closed on the JS thread nor hold up
+//   the next spawn: the parent's reference to an exited sandbox's mount namespace, whose release
+//   waits for an RCU grace period and tears its mounts down (spawn.h, SpawnResult::mountNsFd).
+//   It is started and joined with the spawner thread, and clones nothing.
 #include "spawner.h"
 
 #include <errno.h>
@@ -53,6 +57,7 @@ void Spawner::shutdown() {
     q->clear();
   }
   pthread_cond_destroy(&wake_);
+  pthread_cond_destroy(&releaseWake_);
   pthread_mutex_destroy(&mu_);
   handles_->close(async_);
 }
@@ -64,10 +69,11 @@ void Spawner::discard(SpawnJob& job) {
     close(r.pidfd);
   }
   if (r.statusFd >= 0) close(r.statusFd);
+  if (r.mountNsFd >= 0) close(r.mountNsFd);
   if (r.oomEventFd >= 0) close(r.oomEventFd);
   for (int fd : r.listenerFds) close(fd);
   for (int fd : job.ownedFds) close(fd);
-  r.pidfd = r.statusFd = r.oomEventFd = -1;
+  r.pidfd = r.statusFd = r.mountNsFd = r.oomEventFd = -1;
   r.listenerFds.clear();
   job.ownedFds.clear();
   // Spawned or not, its cgroups were made by lib/limits for it, and nobody else will remove
@@ -86,6 +92,17 @@ int Spawner::submit(std::unique_ptr<SpawnJob> job) {
     // mask exactly as pthread_sigmask does in glibc.
     sigprocmask(SIG_SETMASK, &all, &old);  // inherited by the new thread
     int err = -uv_thread_create(&thread_, [](void* self) { Spawner::threadMain(self); }, this);
+    if (err == 0) {
+      err = -uv_thread_create(&releaser_, [](void* self) { Spawner::releaserMain(self); }, this);
+      if (err != 0) {
+        pthread_mutex_lock(&mu_);
+        stopping_ = true;
+        pthread_cond_signal(&wake_);
+        pthread_mutex_unlock(&mu_);
+        uv_thread_join(&thread_);
+        stopping_ = false;
+      }
+    }
     sigprocmask(SIG_SETMASK, &old, nullptr);
     if (err != 0) return err;
     started_ = true;
@@ -146,13 +163,53 @@ void Spawner::onAsync(uv_async_t* handle) {
 
 void Spawner::drain() {
   std::deque<std::unique_ptr<SpawnJob>> ready;
+  std::vector<Release> closed;
   pthread_mutex_lock(&mu_);
   ready.swap(done_);
+  closed.swap(closed_);
   pthread_mutex_unlock(&mu_);
   for (auto& job : ready) {
     if (--inFlight_ == 0) uv_unref(reinterpret_cast<uv_handle_t*>(async_));
     deliver_(std::move(job), data_);
   }
+  for (const Release& r : closed) {
+    if (--inFlight_ == 0) uv_unref(reinterpret_cast<uv_handle_t*>(async_));
+    r.done(r.data);
+  }
+}
+
+bool Spawner::closeLater(int fd, Released done, void* data) {
+  if (!started_) return false;
+  pthread_mutex_lock(&mu_);
+  toClose_.push_back({fd, done, data});
+  pthread_cond_signal(&releaseWake_);
+  pthread_mutex_unlock(&mu_);
+  if (inFlight_++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(async_));
+  return true;
+}
+
+void* Spawner::releaserMain(void* self) {
+  static_cast<Spawner*>(self)->release();
+  return nullptr;
+}
+
+// The releaser thread: closes what closeLater() queued, in any order, until stop().
+void Spawner::release() {
+  pthread_mutex_lock(&mu_);
+  while (!stopping_) {
+    if (toClose_.empty()) {
+      pthread_cond_wait(&releaseWake_, &mu_);
+      continue;
+    }
+    Release r = toClose_.back();
+    toClose_.pop_back();
+    pthread_mutex_unlock(&mu_);
+    close(r.fd);
+    pthread_mutex_lock(&mu_);
+    closed_.push_back(r);
+    uv_async_send(async_);
+  }
+  pthread_mutex_unlock(&mu_);
 }
 
 void Spawner::stop() {
@@ -160,9 +217,14 @@ void Spawner::stop() {
   pthread_mutex_lock(&mu_);
   stopping_ = true;
   pthread_cond_signal(&wake_);
+  pthread_cond_signal(&releaseWake_);
   pthread_mutex_unlock(&mu_);
   uv_thread_join(&thread_);
+  uv_thread_join(&releaser_);
   started_ = false;
+  for (const Release& r : toClose_) close(r.fd);
+  toClose_.clear();
+  closed_.clear();  // nobody is told at teardown
 }
 
 }  // namespace stockade

@@ -36,6 +36,13 @@ class Spawner {
   // Queues a job (called on the loop's thread). 0, or the errno of starting the thread.
   int submit(std::unique_ptr<SpawnJob> job);
 
+  // Closes `fd` on the releaser thread, then calls done(data) on the loop's thread (called on
+  // the loop's thread): for an fd whose close blocks, the last reference to a sandbox's mount
+  // namespace (spawn.h, SpawnResult::mountNsFd). False, with nothing done, once the threads are
+  // stopped; `done` is not called if the environment is torn down first.
+  using Released = void (*)(void* data);
+  bool closeLater(int fd, Released done, void* data);
+
   // Environment teardown: finishes the job at hand, joins the thread (whose exit sends
   // PR_SET_PDEATHSIG to every sandbox it spawned), kills, reaps and releases every sandbox that
   // was not delivered (its cgroups removed), and closes the async handle through the registry,
@@ -52,6 +59,8 @@ class Spawner {
  private:
   void stop();
   static void* threadMain(void* self);
+  static void* releaserMain(void* self);
+  void release();
   static void onAsync(uv_async_t* handle);
   void run();
   void drain();
@@ -61,14 +70,23 @@ class Spawner {
   void* data_;
   uv_async_t* async_ = nullptr;
   pthread_t thread_{};
+  pthread_t releaser_{};
   bool started_ = false;
-  size_t inFlight_ = 0;  // loop thread only: submitted, not yet delivered
+  size_t inFlight_ = 0;  // loop thread only: jobs and releases not yet delivered
 
   pthread_mutex_t mu_ = PTHREAD_MUTEX_INITIALIZER;
   pthread_cond_t wake_ = PTHREAD_COND_INITIALIZER;
+  pthread_cond_t releaseWake_ = PTHREAD_COND_INITIALIZER;
   bool stopping_ = false;                       // under mu_
   std::deque<std::unique_ptr<SpawnJob>> todo_;  // under mu_
   std::deque<std::unique_ptr<SpawnJob>> done_;  // under mu_
+  struct Release {
+    int fd;
+    Released done;
+    void* data;
+  };
+  std::vector<Release> toClose_;  // under mu_: for the releaser thread
+  std::vector<Release> closed_;   // under mu_: for the loop's thread
 };
 
 }  // namespace stockade

@@ -1,32 +1,53 @@
 // MCP: server-everything's echo tool called from the official SDK client, with the server run
 // directly, through `stockade run` (stdio handed over: should be at par) and through
-// `stockade run --tools` (one more process hop, every message parsed). One client per mode stays
-// connected; the rounds interleave the modes, each round a batch of sequential calls per mode,
-// so the per-call figure of every mode comes from the same minutes of the machine. Then cold
-// start to `initialized`, interleaved the same way.
+// `stockade run --tools` (one more process hop, every message parsed). Two references frame
+// them: a second direct server (two identical servers differ by this much: the noise floor) and
+// a bare Node relay (the extra hop alone, bytes passed on unread: the floor under --tools).
 //
-//   MCP_ROUNDS (default 8), MCP_CALLS (calls per mode per round, default 200), MCP_STARTS (default 4 per round)
+// The round trip starts every mode's server afresh each round, one SDK client per mode, and
+// interleaves the modes call by call: every iteration calls each mode once, in a fresh random order (seeded), so a burst of the
+// machine's other load, the client's garbage collection, or the after-work of the server called
+// just before (its GC threads run on after it answered) lands on every mode alike. A fixed
+// rotation (ABC, BCA, ...) had each mode mostly follow the same other mode, which skewed one
+// ratio by 3-5% on this 2-core machine. Each round's ratio is of the medians of its calls, and
+// each call is also paired with the direct call of its iteration (the difference, in µs). CPU
+// time per call of every process (the scheduler's own account, /proc/PID/task/TID/schedstat)
+// is the figure the machine's load moves least. Then cold start to `initialized`, interleaved
+// the same way, a batch per mode per round.
+//
+//   MCP_ROUNDS (default 8), MCP_ITER (calls per mode per round, default 400), MCP_WARMUP (calls per
+//   mode before, default 200), MCP_STARTS (default 4 per mode per round)
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { difference, interleave, knob, ratio, report, type Sampler, section } from './harness';
+import { difference, interleave, knob, load, median, ratio, report, type Sampler, section, statsOf } from './harness';
 
 const root = path.join(__dirname, '..', '..');
 const server = path.join(root, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
 const launcher = path.join(root, 'bin', 'stockade.js');
 const ROUNDS = knob('MCP_ROUNDS', 8);
-const CALLS = knob('MCP_CALLS', 200);
+const ITER = knob('MCP_ITER', 400);
+const WARMUP = knob('MCP_WARMUP', 200);
 const STARTS = knob('MCP_STARTS', 4);
+
+// The extra hop of --tools without the tool layer: every chunk passed on as it came.
+const relay = `const c = require('node:child_process').spawn(process.argv[1], process.argv.slice(2), { stdio: ['pipe', 'pipe', 'ignore'] });
+process.stdin.on('data', (d) => c.stdin.write(d)).on('end', () => c.stdin.end());
+c.stdout.on('data', (d) => process.stdout.write(d));
+c.on('exit', (code) => process.exit(code ?? 1));`;
 
 // Each mode: the command the SDK client starts, and its arguments.
 const modes: Record<string, [string, string[]]> = {
   direct: [process.execPath, [server, 'stdio']],
+  'direct, second server': [process.execPath, [server, 'stdio']],
   'stockade run': [process.execPath, [launcher, 'run', '--ro', path.join(root, 'node_modules'), '--', process.execPath, server, 'stdio']],
   'stockade run --tools': [
     process.execPath,
     [launcher, 'run', '--ro', path.join(root, 'node_modules'), '--tools', 'echo', '--', process.execPath, server, 'stdio'],
   ],
+  'node relay (no filter)': [process.execPath, ['-e', relay, process.execPath, server, 'stdio']],
 };
 // A server in a session of its own (setsid): where the kernel groups the scheduler by session
 // (sched_autogroup_enabled), that alone moves it to another autogroup, whose wakeups then
@@ -34,6 +55,28 @@ const modes: Record<string, [string, string[]]> = {
 // was such a session until it gave up the terminal with TIOCNOTTY and setpgid instead
 // (native/child.cc); this mode stays to show what that was worth.
 if (fs.existsSync('/usr/bin/setsid')) modes['direct, own session (setsid)'] = ['/usr/bin/setsid', [process.execPath, server, 'stdio']];
+// Cold start compares what users start; the references above only frame the round trip.
+const starting = ['direct', 'stockade run', 'stockade run --tools', 'direct, own session (setsid)'].filter((name) => modes[name]);
+
+/** Deterministic shuffles (mulberry32): the same orders in every run. */
+function shuffler(seed: number): <T>(xs: T[]) => T[] {
+  let a = seed >>> 0;
+  const next = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+  return (xs) => {
+    const out = [...xs];
+    for (let i = out.length - 1; i > 0; i--) {
+      const j = Math.floor(next() * (i + 1));
+      [out[i], out[j]] = [out[j], out[i]];
+    }
+    return out;
+  };
+}
 
 async function connect([command, args]: [string, string[]]): Promise<Client> {
   const client = new Client({ name: 'stockade-bench', version: '0' });
@@ -41,40 +84,150 @@ async function connect([command, args]: [string, string[]]): Promise<Client> {
   return client;
 }
 
-async function main(): Promise<void> {
-  const clients: Record<string, Client> = {};
-  for (const [name, mode] of Object.entries(modes)) clients[name] = await connect(mode);
-  let n = 0;
-  const calls: Record<string, Sampler> = Object.fromEntries(
-    Object.keys(modes).map((name) => [
-      name,
-      async () => {
-        const t = performance.now();
-        for (let i = 0; i < CALLS; i++) await clients[name].callTool({ name: 'echo', arguments: { message: `m${n++}` } });
-        return ((performance.now() - t) / CALLS) * 1000; // µs per call
-      },
-    ]),
-  );
-  const rt = section('mcp', `MCP echo round trip: ${ROUNDS} rounds x ${CALLS} sequential calls per mode, interleaved (µs per call)`);
-  rt.modes = await interleave(calls, { rounds: ROUNDS, perRound: 1, warmup: 1, unit: 'µs/call' });
-  rt.ratios.push(ratio(rt.modes, 'stockade run', 'direct'), ratio(rt.modes, 'stockade run --tools', 'direct'));
-  if (rt.modes['direct, own session (setsid)']) {
-    rt.ratios.push(
-      ratio(rt.modes, 'direct, own session (setsid)', 'direct'),
-      ratio(rt.modes, 'stockade run', 'direct, own session (setsid)'),
-    );
-    const auto = '/proc/sys/kernel/sched_autogroup_enabled';
-    rt.figures.sched_autogroup_enabled = fs.existsSync(auto) ? fs.readFileSync(auto, 'utf8').trim() : 'absent';
+/** Every process of the tree rooted at `pid` (the launcher, the sandbox's init, the server). */
+function tree(pid: number): number[] {
+  const parent = new Map<number, number>();
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      // pid (comm) state ppid ...: comm may hold spaces and parentheses, so split after the last ')'.
+      const stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
+      parent.set(Number(e), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // Exited meanwhile.
+    }
   }
-  for (const c of Object.values(clients)) await c.close();
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) for (const [p, pp] of parent) if (pp === out[i]) out.push(p);
+  return out;
+}
+
+/** CPU time (ns) of every thread of the processes, from the scheduler's own account. */
+function cpuNs(pids: number[]): number {
+  let ns = 0;
+  for (const pid of pids) {
+    try {
+      for (const t of fs.readdirSync(`/proc/${pid}/task`))
+        ns += Number(fs.readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // Exited meanwhile.
+    }
+  }
+  return ns;
+}
+
+/** Times a process moved to another CPU (every thread), where the kernel has /proc/PID/sched. */
+function migrations(pids: number[]): number {
+  let n = 0;
+  for (const pid of pids) {
+    try {
+      for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
+        const m = /se\.nr_migrations\s*:\s*(\d+)/.exec(fs.readFileSync(`/proc/${pid}/task/${t}/sched`, 'utf8'));
+        if (m) n += Number(m[1]);
+      }
+    } catch {
+      // Exited meanwhile, or no CONFIG_SCHED_DEBUG.
+    }
+  }
+  return n;
+}
+
+const perCall = (ns: number, calls: number) => (ns / calls / 1000).toFixed(1);
+const isHop = (name: string) => name.startsWith('stockade') || name.startsWith('node relay');
+
+async function main(): Promise<void> {
+  const names = Object.keys(modes);
+  const shuffle = shuffler(14);
+  let n = 0;
+  const samples: Record<string, number[][]> = Object.fromEntries(names.map((name) => [name, []]));
+  // Each call minus the direct call of the same iteration (µs).
+  const paired: Record<string, number[][]> = Object.fromEntries(names.map((name) => [name, []]));
+  // CPU time (ns) of each mode's processes and of its launcher or relay alone, CPU migrations.
+  const used: Record<string, [number, number, number]> = Object.fromEntries(names.map((name) => [name, [0, 0, 0]]));
+  let clientUs = 0;
+  let gcMs = 0;
+  const gc = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcMs += e.duration;
+  });
+  const load0 = load();
+  for (let r = 0; r < ROUNDS; r++) {
+    // Fresh servers every round: two instances of the same server differ (JIT, heap layout, where
+    // the kernel put their memory), and one instance per mode would carry its luck into every
+    // round. Started in a shuffled order too.
+    const clients: Record<string, Client> = {};
+    const transports: Record<string, StdioClientTransport> = {};
+    for (const name of shuffle(names)) {
+      const [command, args] = modes[name];
+      clients[name] = new Client({ name: 'stockade-bench', version: '0' });
+      transports[name] = new StdioClientTransport({ command, args, stderr: 'ignore' });
+      await clients[name].connect(transports[name]);
+    }
+    const call = async (name: string): Promise<number> => {
+      const t = performance.now();
+      await clients[name].callTool({ name: 'echo', arguments: { message: `m${n++}` } });
+      return (performance.now() - t) * 1000; // µs
+    };
+    for (let i = 0; i < WARMUP; i++) for (const name of shuffle(names)) await call(name);
+    // After the warm-up the sandboxes' servers are running: each mode's processes, and the
+    // launcher's or the relay's own (the process the client started).
+    const trees = Object.fromEntries(names.map((name) => [name, tree(transports[name].pid ?? -1)]));
+    const hops = Object.fromEntries(names.map((name) => [name, isHop(name) ? [transports[name].pid ?? -1] : []]));
+    const before = Object.fromEntries(names.map((name) => [name, [cpuNs(trees[name]), cpuNs(hops[name]), migrations(trees[name])]]));
+    const client0 = process.cpuUsage();
+    gc.observe({ entryTypes: ['gc'] });
+    for (const name of names) {
+      samples[name].push([]);
+      paired[name].push([]);
+    }
+    for (let i = 0; i < ITER; i++) {
+      const t: Record<string, number> = {};
+      for (const name of shuffle(names)) t[name] = await call(name);
+      for (const name of names) {
+        samples[name][r].push(t[name]);
+        paired[name][r].push(t[name] - t.direct);
+      }
+    }
+    gc.disconnect();
+    const c = process.cpuUsage(client0);
+    clientUs += c.user + c.system;
+    for (const name of names) {
+      used[name][0] += cpuNs(trees[name]) - before[name][0];
+      used[name][1] += cpuNs(hops[name]) - before[name][1];
+      used[name][2] += migrations(trees[name]) - before[name][2];
+    }
+    await Promise.all(Object.values(clients).map((client) => client.close()));
+  }
+  const calls = ROUNDS * ITER;
+
+  const rt = section('mcp', `MCP echo round trip: ${ROUNDS} rounds x ${ITER} calls per mode, interleaved call by call (µs per call)`);
+  rt.modes = Object.fromEntries(names.map((name) => [name, statsOf(samples[name], 'µs/call')]));
+  const others = names.filter((name) => name !== 'direct');
+  rt.ratios.push(...others.map((name) => ratio(rt.modes, name, 'direct')));
+  rt.ratios.push(ratio(rt.modes, 'stockade run --tools', 'node relay (no filter)'));
+  if (rt.modes['direct, own session (setsid)']) rt.ratios.push(ratio(rt.modes, 'stockade run', 'direct, own session (setsid)'));
+  for (const name of others) {
+    const per = paired[name].map(median);
+    rt.figures[`${name} − direct, paired per call (µs)`] =
+      `median ${median(paired[name].flat()).toFixed(1)}, rounds ${Math.min(...per).toFixed(1)} to ${Math.max(...per).toFixed(1)}`;
+  }
+  for (const name of names) {
+    const [all, hop, moved] = used[name];
+    const own = isHop(name) ? `, of which the launcher or relay ${perCall(hop, calls)}` : '';
+    rt.figures[`${name}: CPU per call (µs)`] = `${perCall(all, calls)}${own}; CPU migrations per call ${(moved / calls).toFixed(2)}`;
+  }
+  rt.figures['the client: CPU per call (µs)'] = (clientUs / (calls * names.length)).toFixed(1);
+  rt.figures['the client: GC pause per call (µs)'] = ((gcMs * 1000) / (calls * names.length)).toFixed(1);
+  const auto = '/proc/sys/kernel/sched_autogroup_enabled';
+  rt.figures.sched_autogroup_enabled = fs.existsSync(auto) ? fs.readFileSync(auto, 'utf8').trim() : 'absent';
+  rt.figures.load = `${load0} before, ${load()} after`;
   report(rt);
 
   const starts: Record<string, Sampler> = Object.fromEntries(
-    Object.entries(modes).map(([name, mode]) => [
+    starting.map((name) => [
       name,
       async () => {
         const t = performance.now();
-        const c = await connect(mode);
+        const c = await connect(modes[name]);
         const ms = performance.now() - t;
         await c.close();
         return ms;

@@ -484,5 +484,17 @@ describe('hasDuplicateKeys', () => {
     assert.equal(hasDuplicateKeys('[{"a":1},{"a":1}]'), false);
     assert.equal(hasDuplicateKeys('{"a":["a","a"],"b":"a\\"a"}'), false);
     assert.equal(hasDuplicateKeys('{"a":{"x":1},"a":2}'), true);
+    assert.equal(hasDuplicateKeys('{"__proto__":1,"__proto__":2}'), true);
+  });
+
+  it('reads colons, quotes and backslash runs inside strings as text', () => {
+    assert.equal(hasDuplicateKeys('{"a:b":"c:d","e":"\\\\","f":"\\"x:y\\""}'), false);
+    assert.equal(hasDuplicateKeys('{"a":"\\\\","a":1}'), true);
+    assert.equal(hasDuplicateKeys(' { "a" : [ 1 , { "b" : "::" } ] , "c" : { } } '), false);
+  });
+
+  it('walks a value nested far deeper than the stack allows', () => {
+    const deep = `${'['.repeat(200_000)}{"a":1,"a":2}${']'.repeat(200_000)}`;
+    assert.equal(hasDuplicateKeys(deep), true);
   });
 });

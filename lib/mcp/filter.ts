@@ -22,6 +22,7 @@
 // backpressure. Batches (JSON arrays) are handled element by element.
 //
 // When the tool layer is off the launcher does not call this at all: stdio is not touched.
+import { isUtf8 } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
@@ -148,14 +149,6 @@ function makeWriter(sources: Readable[], sink: Writable): (buf: Buffer) => void 
   };
 }
 
-/** The text of a line, and whether it was valid UTF-8 (decoding replaced nothing). */
-function decode(line: Buffer): { text: string; utf8: boolean } {
-  const text = line.toString('utf8');
-  return { text, utf8: !text.includes('\uFFFD') || Buffer.from(text, 'utf8').equals(line) };
-}
-
-const NL = Buffer.from('\n');
-
 export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOptions): ToolFilter {
   const { fromClient, toClient, toServer, fromServer } = streams;
   const allowed = [...options.tools];
@@ -188,7 +181,7 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
   // is being streamed through (oversize mode), so they wait for the server side's line end.
   let injectQueue: Buffer[] = [];
   const sendToClient = (msg: Json) => {
-    const buf = Buffer.concat([Buffer.from(JSON.stringify(msg)), NL]);
+    const buf = Buffer.from(`${JSON.stringify(msg)}\n`);
     if (serverSide.midLine) injectQueue.push(buf);
     else writeClientRaw(buf);
   };
@@ -255,20 +248,20 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
     return errorResponse(isRequestId(msg.id) ? msg.id : null, INVALID_PARAMS, reason, { stockade: 'refused', tool: name ?? null });
   };
 
-  const onClientLine = (line: Buffer) => {
-    const { text, utf8 } = decode(line);
-    if (text.trim() === '') {
-      writeServer(Buffer.concat([line, NL]));
-      return;
-    }
+  // Every message is read whole (JSON.parse, then inspectJson over the same text) before a byte of
+  // it goes on; what goes on unchanged is the line as it came (`raw`, with its '\n').
+  const onClientLine = (line: Buffer, raw: Buffer) => {
+    const text = line.toString('utf8');
     let msg: Json;
     try {
       msg = JSON.parse(text) as Json;
     } catch (err) {
-      refuseUnreadable(`not valid JSON: ${(err as Error).message}`, PARSE_ERROR);
+      // An empty line is not JSON, and is passed on as it came.
+      if (text.trim() === '') writeServer(raw);
+      else refuseUnreadable(`not valid JSON: ${(err as Error).message}`, PARSE_ERROR);
       return;
     }
-    const shape = inspectJson(text, maxDepth);
+    const shape = inspectJson(text, msg, maxDepth);
     if (shape === 'too-deep') {
       refuseUnreadable(`message nested deeper than ${maxDepth} levels`, INVALID_REQUEST);
       return;
@@ -277,13 +270,13 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
       refuseUnreadable('message has duplicate keys, which parsers read differently', INVALID_REQUEST);
       return;
     }
-    if (!utf8) {
+    if (!isUtf8(line)) {
       refuseUnreadable('message is not valid UTF-8, which parsers read differently', PARSE_ERROR);
       return;
     }
     if (!Array.isArray(msg)) {
       const verdict = checkClientMessage(msg);
-      if (verdict === null) writeServer(Buffer.concat([line, NL]));
+      if (verdict === null) writeServer(raw);
       else if (verdict !== 'drop') sendToClient(verdict);
       return;
     }
@@ -297,8 +290,8 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
       if (verdict === null) keep.push(item);
       else if (verdict !== 'drop') errors.push(verdict);
     }
-    if (keep.length === msg.length) writeServer(Buffer.concat([line, NL]));
-    else if (keep.length > 0) writeServer(Buffer.concat([Buffer.from(JSON.stringify(keep)), NL]));
+    if (keep.length === msg.length) writeServer(raw);
+    else if (keep.length > 0) writeServer(Buffer.from(`${JSON.stringify(keep)}\n`));
     if (errors.length > 0) sendToClient(errors);
   };
 
@@ -366,23 +359,19 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
     sendToClient(errorResponse(null, INTERNAL_ERROR, `stockade: the server sent ${reason}; message not forwarded`));
   };
 
-  const onServerLine = (line: Buffer) => {
-    const { text, utf8 } = decode(line);
-    if (text.trim() === '') {
-      writeClientRaw(Buffer.concat([line, NL]));
-      flushInjected();
-      return;
-    }
+  const onServerLine = (line: Buffer, raw: Buffer) => {
+    const text = line.toString('utf8');
     let msg: Json;
     try {
       msg = JSON.parse(text) as Json;
     } catch {
+      if (text.trim() === '') writeClientRaw(raw);
       // A lenient client parser (NaN, comments, single quotes) could read what the filter did not.
-      refuseServerMessage('a message that is not valid JSON');
+      else refuseServerMessage('a message that is not valid JSON');
       flushInjected();
       return;
     }
-    const shape = inspectJson(text, maxDepth);
+    const shape = inspectJson(text, msg, maxDepth);
     if (shape === 'too-deep') {
       refuseServerMessage(`a message nested deeper than ${maxDepth} levels`);
       flushInjected();
@@ -401,8 +390,8 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
       replacement = rewriteServerMessage(msg);
     }
     // Duplicate keys or invalid UTF-8: the client gets the message as the filter read it.
-    if (replacement === null && (shape === 'duplicate-keys' || !utf8)) replacement = msg;
-    writeClientRaw(replacement === null ? Buffer.concat([line, NL]) : Buffer.concat([Buffer.from(JSON.stringify(replacement)), NL]));
+    if (replacement === null && (shape === 'duplicate-keys' || !isUtf8(line))) replacement = msg;
+    writeClientRaw(replacement === null ? raw : Buffer.from(`${JSON.stringify(replacement)}\n`));
     flushInjected();
   };
 
@@ -429,7 +418,8 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
   const onClientData = (chunk: Buffer | string) => clientSide.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
   const onClientEnd = () => {
     const rest = clientSide.end();
-    if (rest) onClientLine(rest);
+    // A last line without '\n' is read like any other, and goes on with one.
+    if (rest) onClientLine(rest, Buffer.concat([rest, Buffer.from('\n')]));
     clientEnded = true;
     // EOF on the server's stdin is how an MCP client asks a stdio server to exit.
     toServer.end();

@@ -6,8 +6,11 @@
 export interface LineSplitterOptions {
   /** Longest line buffered whole. Longer lines are reported through onOversize. */
   maxLineBytes: number;
-  /** A complete line, without its '\n' (a '\r' before it is kept, so bytes round-trip). */
-  onLine: (line: Buffer) => void;
+  /**
+   * A complete line, without its '\n' (a '\r' before it is kept, so bytes round-trip), and the
+   * same bytes with the '\n', to pass on unchanged without copying them again.
+   */
+  onLine: (line: Buffer, withNewline: Buffer) => void;
   /**
    * Part of a line longer than maxLineBytes: called with the bytes buffered so far and then with
    * each further piece; `end` is true for the piece that finishes the line.
@@ -35,18 +38,18 @@ export class LineSplitter {
         this.append(chunk.subarray(start));
         return;
       }
-      const piece = chunk.subarray(start, nl);
       if (this.oversize) {
-        this.opts.onOversize(piece, true);
+        this.opts.onOversize(chunk.subarray(start, nl), true);
         this.oversize = false;
-      } else if (this.buffered + piece.length > this.opts.maxLineBytes) {
-        this.opts.onOversize(Buffer.concat([...this.chunks, piece]), true);
+      } else if (this.buffered + (nl - start) > this.opts.maxLineBytes) {
+        this.opts.onOversize(Buffer.concat([...this.chunks, chunk.subarray(start, nl)]), true);
         this.reset();
       } else {
         // The common case (a whole message in one chunk) avoids a copy.
-        const line = this.buffered === 0 ? piece : Buffer.concat([...this.chunks, piece]);
+        const piece = chunk.subarray(start, nl + 1);
+        const raw = this.buffered === 0 ? piece : Buffer.concat([...this.chunks, piece]);
         this.reset();
-        this.opts.onLine(line);
+        this.opts.onLine(raw.subarray(0, raw.length - 1), raw);
       }
       start = nl + 1;
     }

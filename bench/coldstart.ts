@@ -1,52 +1,102 @@
 // Cold start of the launcher: `node bin/stockade.js run -- /bin/true` (the bundled CLI, lazy
 // loading, the compile cache where Node has it) against `node -e 0` — what any node-based
 // launcher costs — and against the unbundled CLI (dist/lib/cli/main.js, what the launcher ran
-// before scripts/bundle.js), interleaved, each start to exit.
+// before scripts/bundle.js), each start to exit. `--ro node_modules` adds what granting a large
+// tree costs (the socket/FIFO check walks it, lib/hostpath.ts). The modes alternate sample by
+// sample within each round, so that the per-round difference to `node -e 0` is taken over the
+// same seconds of the machine; it is the figure to read.
 //
-//   COLD_ROUNDS (default 5), COLD_PER_ROUND (default 10)
+// Wall time on a loaded 2-core machine is mostly waiting for a CPU (a start is five processes
+// and threads handing over to each other), so each start's CPU time is counted too: that of all
+// its processes, reaped (the bench's cutime + cstime, /proc/self/stat, in USER_HZ ticks summed
+// over a round), the figure that load moves least.
+//
+// Every start gets the environment an MCP client gives a stdio server (the SDK's default:
+// HOME, LOGNAME, PATH, SHELL, TERM, USER), not this shell's: a NODE_EXTRA_CA_CERTS naming the
+// system bundle, for one, costs every node start ~35 ms on this machine, to both sides alike.
+//
+//   COLD_ROUNDS (default 8), COLD_PER_ROUND (default 15)
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { interleave, knob, ratio, report, type Sampler, section } from './harness';
+import { difference, interleave, knob, median, ratio, report, type Sampler, section } from './harness';
 
-const ROUNDS = knob('COLD_ROUNDS', 5);
-const PER_ROUND = knob('COLD_PER_ROUND', 10);
+const ROUNDS = knob('COLD_ROUNDS', 8);
+const PER_ROUND = knob('COLD_PER_ROUND', 15);
 const root = path.join(__dirname, '..', '..');
 const launcher = path.join(root, 'bin', 'stockade.js');
 const unbundled = path.join(root, 'dist', 'lib', 'cli', 'main.js');
 const nativeCache = typeof (require('node:module') as { enableCompileCache?: unknown }).enableCompileCache === 'function';
+const clientEnv = Object.fromEntries(
+  ['HOME', 'LOGNAME', 'PATH', 'SHELL', 'TERM', 'USER'].flatMap((k) =>
+    process.env[k] === undefined ? [] : [[k, process.env[k] as string]],
+  ),
+);
 
-function run(args: string[], env: Record<string, string> = {}): Sampler {
-  return async () => {
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env } });
-    const [code] = await once(child, 'exit');
-    if (code !== 0) throw new Error(`${args.join(' ')} exited with ${code}`);
-    return undefined;
-  };
+/** CPU ms of every reaped descendant so far; USER_HZ is 100 on every Linux ABI. */
+function childrenCpuMs(): number {
+  const stat = fs.readFileSync('/proc/self/stat', 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[13]) + Number(fields[14])) * 10; // cutime, cstime
+}
+
+/** Per mode, the CPU ms of each start in order (warm-up first), filled by run(). */
+const cpu: Record<string, number[]> = {};
+
+function run(name: string, args: string[], env: Record<string, string> = {}): [string, Sampler] {
+  cpu[name] = [];
+  return [
+    name,
+    async () => {
+      const before = childrenCpuMs();
+      const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'], env: { ...clientEnv, ...env } });
+      const [code] = await once(child, 'exit');
+      if (code !== 0) throw new Error(`${args.join(' ')} exited with ${code}`);
+      cpu[name].push(childrenCpuMs() - before);
+      return undefined;
+    },
+  ];
+}
+
+/** `of` - `to` in CPU ms per start, per round: the median and range over rounds, as text. */
+function cpuDifference(of: string, to: string, warmup: number): string {
+  const perRound = (name: string) =>
+    Array.from(
+      { length: ROUNDS },
+      (_, r) => cpu[name].slice(warmup + r * PER_ROUND, warmup + (r + 1) * PER_ROUND).reduce((a, b) => a + b, 0) / PER_ROUND,
+    );
+  const a = perRound(of);
+  const b = perRound(to);
+  const d = a.map((x, i) => x - b[i]);
+  return `${median(a).toFixed(1)} vs ${median(b).toFixed(1)} ms: ${median(d).toFixed(1)} ms more, rounds ${Math.min(...d).toFixed(1)} to ${Math.max(...d).toFixed(1)}`;
 }
 
 async function main(): Promise<void> {
   if (!fs.existsSync(path.join(root, 'dist', 'lib', 'cli.js'))) throw new Error('dist/lib/cli.js missing: npm run build:ts');
-  const modes: Record<string, Sampler> = {
-    'node -e 0': run(['-e', '0']),
-    'stockade run -- /bin/true': run([launcher, 'run', '--', '/bin/true']),
+  const plain = 'stockade run -- /bin/true';
+  const granted = 'stockade run --ro node_modules -- /bin/true';
+  const modes: Record<string, Sampler> = Object.fromEntries([
+    run('node -e 0', ['-e', '0']),
+    run(plain, [launcher, 'run', '--', '/bin/true']),
+    run(granted, [launcher, 'run', '--ro', path.join(root, 'node_modules'), '--', '/bin/true']),
     // bin/stockade.js's hand-made code cache (Node < 22.1) turned off: what it saves.
-    ...(nativeCache
-      ? {}
-      : { 'stockade run, no code cache': run([launcher, 'run', '--', '/bin/true'], { STOCKADE_NO_COMPILE_CACHE: '1' }) }),
-    'unbundled CLI run -- /bin/true': run([
+    ...(nativeCache ? [] : [run('stockade run, no code cache', [launcher, 'run', '--', '/bin/true'], { STOCKADE_NO_COMPILE_CACHE: '1' })]),
+    run('unbundled CLI run -- /bin/true', [
       '-e',
       `require(${JSON.stringify(unbundled)}).main(['run','--','/bin/true']).then((c) => process.exit(c))`,
     ]),
-  };
-  const s = section('coldstart', `cold start to exit: ${ROUNDS} rounds x ${PER_ROUND} per mode, interleaved (ms)`);
-  s.modes = await interleave(modes, { rounds: ROUNDS, perRound: PER_ROUND, warmup: 3 });
-  s.ratios.push(ratio(s.modes, 'stockade run -- /bin/true', 'node -e 0'));
-  s.ratios.push(ratio(s.modes, 'stockade run -- /bin/true', 'unbundled CLI run -- /bin/true'));
-  if (!nativeCache) s.ratios.push(ratio(s.modes, 'stockade run -- /bin/true', 'stockade run, no code cache'));
-  const added = s.modes['stockade run -- /bin/true'].roundMedians.map((x, i) => x - s.modes['node -e 0'].roundMedians[i]);
-  s.figures['launcher + sandbox over `node -e 0`, per-round medians (ms)'] = added.map((x) => x.toFixed(1)).join(', ');
+  ]);
+  const s = section('coldstart', `cold start to exit: ${ROUNDS} rounds x ${PER_ROUND} per mode, modes alternating (ms)`);
+  const warmup = 3;
+  s.modes = await interleave(modes, { rounds: ROUNDS, perRound: PER_ROUND, warmup, alternate: true });
+  s.ratios.push(ratio(s.modes, plain, 'node -e 0'));
+  s.ratios.push(ratio(s.modes, plain, 'unbundled CLI run -- /bin/true'));
+  if (!nativeCache) s.ratios.push(ratio(s.modes, plain, 'stockade run, no code cache'));
+  s.figures['launcher + sandbox over `node -e 0` (median of per-round differences)'] = difference(s.modes, plain, 'node -e 0');
+  s.figures['granting node_modules adds'] = difference(s.modes, granted, plain);
+  s.figures['CPU per start, all processes: stockade run -- /bin/true vs node -e 0'] = cpuDifference(plain, 'node -e 0', warmup);
+  s.figures['CPU per start: --ro node_modules vs plain run'] = cpuDifference(granted, plain, warmup);
   s.notes.push(
     nativeCache
       ? "V8 compile cache on (Node's module.enableCompileCache, dist/.compile-cache beside the bundle)"

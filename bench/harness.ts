@@ -75,6 +75,12 @@ export interface InterleaveOptions {
   /** Samples per mode before the first round, not counted. */
   warmup: number;
   unit?: string;
+  /**
+   * Within a round, one sample per mode in turn (ABCABC...) instead of each mode's samples in a
+   * row: for short samples (process starts) whose difference is the figure, so that every sample
+   * of one mode has neighbours of the others from the same seconds of the machine.
+   */
+  alternate?: boolean;
 }
 
 /**
@@ -92,11 +98,13 @@ export async function interleave(modes: Record<string, Sampler>, opts: Interleav
   const samples: Record<string, number[][]> = Object.fromEntries(names.map((n) => [n, []]));
   for (let r = 0; r < opts.rounds; r++) {
     const order = names.map((_, i) => names[(i + r) % names.length]);
-    for (const name of order) {
-      const round: number[] = [];
-      for (let i = 0; i < opts.perRound; i++) round.push(await once(name));
-      samples[name].push(round);
+    const round: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+    if (opts.alternate) {
+      for (let i = 0; i < opts.perRound; i++) for (const name of order) round[name].push(await once(name));
+    } else {
+      for (const name of order) for (let i = 0; i < opts.perRound; i++) round[name].push(await once(name));
     }
+    for (const name of names) samples[name].push(round[name]);
   }
   return Object.fromEntries(names.map((n) => [n, statsOf(samples[n], opts.unit ?? 'ms')]));
 }
@@ -107,6 +115,12 @@ export function ratio(modes: Record<string, ModeStats>, of: string, to: string):
   const b = modes[to].roundMedians;
   const per = a.map((x, i) => x / b[i]);
   return { of, to, median: median(per), range: [Math.min(...per), Math.max(...per)] };
+}
+
+/** `of` - `to` per round (medians): the median difference and its range over rounds, as text. */
+export function difference(modes: Record<string, ModeStats>, of: string, to: string): string {
+  const per = modes[of].roundMedians.map((x, i) => x - modes[to].roundMedians[i]);
+  return `${fmt(median(per))} ${modes[of].unit}, rounds ${fmt(Math.min(...per))} to ${fmt(Math.max(...per))}`;
 }
 
 export function machine(): Record<string, string | number> {

@@ -243,6 +243,11 @@ interface Addon {
   threadCpuTime(): number;
   /** The checklist's steps by number (native/steps.h), frozen. */
   steps: Readonly<Record<number, { step: string; syscall: string }>>;
+  /**
+   * The first unix socket or FIFO at or below `root` (lib/hostpath.ts, native/hostscan.cc), null
+   * when there is none, or the errno (E2BIG past `limit` entries) and the path where it gave up.
+   */
+  findSpecialFile(root: string, limit: number): { type: 'unix socket' | 'FIFO'; path: string } | { errno: number; path: string } | null;
   /** The capacity of pipe `fd` after setting it to `bytes` if given (F_SETPIPE_SZ), or -errno. */
   pipeSize(fd: number, bytes?: number): number;
 }

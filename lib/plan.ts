@@ -1,7 +1,6 @@
 // Options -> NativePlan: every decision about the sandbox's contents is made here, in
 // TypeScript, and checked before anything is spawned. The addon gets a flat list of mounts,
 // strings and numbers and executes it.
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { denyMounts } from './deny';
@@ -47,8 +46,12 @@ const rlimitNames: Record<number, string> = {
 export interface ResolvedSandbox {
   /** The plan without fds (added per spawn by process.ts). */
   plan: Omit<NativePlan, 'fds'>;
-  /** A short digest of everything that defines the sandbox, for audit events. */
-  digest: string;
+  /**
+   * A short digest of everything that defines the sandbox, for audit events. Made when first
+   * read: lib/process.ts reads it once the spawn is queued, so that node:crypto is loaded and
+   * the hash made while the spawner thread sets the sandbox up (~2 ms of a cold start).
+   */
+  readonly digest: string;
   /** Human-readable description of list entries, for error paths. */
   describe(step: string, index: number): string | undefined;
   wallTime?: number;
@@ -645,27 +648,33 @@ function resolveUncached(command: string, args: readonly string[], options: Sand
     seccompProfile: SeccompProfileNumber[seccomp],
     landlock: landlockPlan(ordered, tcp),
   };
-  const digest = createHash('sha256')
-    .update(
-      JSON.stringify({
-        argv: plan.argv,
-        env: envp.map((e) => e.slice(0, e.indexOf('='))),
-        cwd,
-        mounts: ordered.map((m) => [m.kind, m.source, m.target, m.readOnly, m.idmap]),
-        limits: limits.rlimits,
-        cgroup: limits.cgroup?.settings,
-        kernel: options.limits?.kernel,
-        network,
-        ...(seccomp === 'default' ? {} : { seccomp }),
-        ...(localPorts === undefined ? {} : { localPorts }),
-      }),
-    )
-    .digest('hex')
-    .slice(0, 16);
+  let digest: string | undefined;
+  const makeDigest = () =>
+    (require('node:crypto') as typeof import('node:crypto'))
+      .createHash('sha256')
+      .update(
+        JSON.stringify({
+          argv: plan.argv,
+          env: envp.map((e) => e.slice(0, e.indexOf('='))),
+          cwd,
+          mounts: ordered.map((m) => [m.kind, m.source, m.target, m.readOnly, m.idmap]),
+          limits: limits.rlimits,
+          cgroup: limits.cgroup?.settings,
+          kernel: options.limits?.kernel,
+          network,
+          ...(seccomp === 'default' ? {} : { seccomp }),
+          ...(localPorts === undefined ? {} : { localPorts }),
+        }),
+      )
+      .digest('hex')
+      .slice(0, 16);
 
   return {
     plan,
-    digest,
+    get digest() {
+      digest ??= makeDigest();
+      return digest;
+    },
     egress,
     wallTime,
     upstreamCaPem,

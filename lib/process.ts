@@ -125,7 +125,6 @@ export class SandboxedProcess extends EventEmitter {
     const home = options.filesystem?.home;
     const grants = [...resolved.visible, ...(home !== undefined && home !== 'tmpfs' ? [home] : [])];
     const secrets = lib?.resolveSecrets(options.secrets ?? [], process.env, { grants });
-    this.policyDigest = resolved.digest;
     this.#logger = options.logger;
     this.#options = options;
 
@@ -162,8 +161,11 @@ export class SandboxedProcess extends EventEmitter {
 
     if (secrets === undefined || lib === undefined) {
       this.#start(resolved, childFds, slots);
+      // Once the spawn is queued (lib/plan.ts digest): made while the spawner thread works.
+      this.policyDigest = resolved.digest;
       return;
     }
+    this.policyDigest = resolved.digest;
     // Credentials: the per-run CA is made with WebCrypto, which is asynchronous, so the sandbox
     // starts once it exists ('spawn' says when; pid is undefined until then).
     lib.RunCa.create()

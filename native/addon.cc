@@ -28,6 +28,7 @@
 
 #include "audit.h"
 #include "child.h"
+#include "hostscan.h"
 #include "initproto.h"
 #include "landlock.h"
 #include "loop_handles.h"
@@ -967,6 +968,29 @@ static Napi::Value ReleaseCgroupFn(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// findSpecialFile(root, limit) -> null, { type: 'unix socket' | 'FIFO', path }, or
+// { errno, path } where the scan gave up (hostscan.cc). Synchronous: lib/plan.ts resolves a
+// sandbox's grants before anything is spawned.
+static Napi::Value FindSpecialFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) {
+    Napi::TypeError::New(env, "findSpecialFile(root, limit) takes a path and a number")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  double limit = info[1].As<Napi::Number>().DoubleValue();
+  stockade::SpecialScan scan = stockade::findSpecialFileOnHost(
+      info[0].As<Napi::String>().Utf8Value(), limit > 0 ? static_cast<size_t>(limit) : 0);
+  if (scan.err == 0 && scan.kind == stockade::SpecialKind::none) return env.Null();
+  Napi::Object out = Napi::Object::New(env);
+  if (scan.err != 0)
+    out.Set("errno", scan.err);
+  else
+    out.Set("type", scan.kind == stockade::SpecialKind::socket ? "unix socket" : "FIFO");
+  out.Set("path", scan.path);
+  return out;
+}
+
 // threadCpuTime() -> CPU time of the calling thread in ms (CLOCK_THREAD_CPUTIME_ID, ns
 // resolution). For bench/: how much of a spawn the JS thread itself works, apart from the time
 // other tasks of a loaded host held its CPU (process.threadCpuUsage() exists from Node 23.9;
@@ -1053,6 +1077,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("seccompNotify", Napi::Function::New(env, SeccompNotify));
   exports.Set("threadCpuTime", Napi::Function::New(env, ThreadCpuTime));
   exports.Set("releaseCgroup", Napi::Function::New(env, ReleaseCgroupFn));
+  exports.Set("findSpecialFile", Napi::Function::New(env, FindSpecialFile));
   exports.Set("steps", StepTable(env));
   exports.Set("UdpEndpoint", UdpEndpoint::Init(env));
   exports.Set("Relay", Relay::Init(env));

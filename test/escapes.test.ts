@@ -10,6 +10,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fromNative, type SandboxError } from '../lib/errors';
+import { findSocketOrFifo } from '../lib/hostpath';
 import { initPath, type NativeSpawnResult, native } from '../lib/native';
 import { resolveSandbox } from '../lib/plan';
 import { PLACEHOLDER_PREFIX } from '../lib/secrets/placeholder';
@@ -327,6 +328,43 @@ describe('sockets and FIFOs in grants', () => {
     assert.match(second.stderr, new RegExp(`^stockade run: options.filesystem.readWrite\\[0\\]: '${rw}' holds the FIFO '${rw}/deep/pipe'`));
     const allowed = cli('--rw', rw, '--allow-sockets', '--', '/bin/true');
     assert.equal(allowed.status, 0, allowed.stderr);
+  });
+
+  test('the walk follows no symlink, finds what is deep down, and refuses what it cannot finish', () => {
+    const { base } = scene('walk');
+    const outside = path.join(base, 'outside');
+    const grant = path.join(base, 'grant');
+    mkdirs(outside, path.join(grant, 'a', 'b'));
+    spawnSync('mkfifo', [path.join(outside, 'pipe')]);
+    // A symlink to a directory holding a FIFO is a symlink inside: it points into the sandbox's
+    // own view, so it neither hides nor reveals anything.
+    fs.symlinkSync(outside, path.join(grant, 'a', 'link'));
+    assert.equal(findSocketOrFifo(grant), undefined);
+    const deep = path.join(grant, 'a', 'b', ...Array.from({ length: 40 }, (_, i) => `d${i}`));
+    mkdirs(deep);
+    spawnSync('mkfifo', [path.join(deep, 'pipe')]);
+    assert.deepEqual(findSocketOrFifo(grant), { type: 'FIFO', path: path.join(deep, 'pipe') });
+    assert.deepEqual(findSocketOrFifo(path.join(deep, 'pipe')), { type: 'FIFO', path: path.join(deep, 'pipe') });
+    assert.throws(() => findSocketOrFifo(grant, 10), {
+      code: 'E2BIG',
+      message: `'${grant}' has more than 10 entries, too many to check for unix sockets and FIFOs; grant a narrower path, or allow sockets explicitly`,
+    });
+    // Nested past the walk's bound (a payload can build this in its read-write grant): a clear
+    // refusal, not a crash, an fd per level without end, or a grant left unchecked.
+    const nest = path.join(base, 'nest');
+    let at = nest;
+    mkdirs(nest);
+    for (let i = 0; i < 600; i++) {
+      at = path.join(at, 'n');
+      fs.mkdirSync(at);
+    }
+    assert.throws(() => findSocketOrFifo(nest), {
+      code: 'ELOOP',
+      message: `'${nest}' is nested too deep (more than 512 directories) to be checked for unix sockets and FIFOs; grant a narrower path, or allow sockets explicitly`,
+    });
+    const r = cli('--ro', nest, '--', '/bin/true');
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /^stockade run: options\.filesystem\.readOnly\[0\]: '.*nest' is nested too deep/);
   });
 
   test('the opt-in is one validated field', () => {

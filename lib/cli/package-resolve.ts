@@ -11,7 +11,6 @@
 //         JSON API beside the simple API. The pin is one file: the pure-Python wheel
 //         ('*-none-any.whl'), which installs without running any of its code; a release with
 //         only platform wheels or an sdist is not pinned (the user is told so).
-import { execFileSync } from 'node:child_process';
 import type { PackagePin } from '../policy/types';
 import { UsageError } from './errors';
 
@@ -77,6 +76,8 @@ export function commandPackage(command: readonly string[]): CommandPackage | und
 export function resolveNpm(name: string, range: string, env: NodeJS.ProcessEnv = process.env): PackagePin {
   let out: string;
   try {
+    // node:child_process is loaded here, not with `run` (cold start).
+    const { execFileSync } = require('node:child_process') as typeof import('node:child_process');
     out = execFileSync('npm', ['view', `${name}@${range}`, 'name', 'version', 'dist.integrity', '--json'], {
       env,
       encoding: 'utf8',

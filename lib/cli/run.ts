@@ -21,7 +21,7 @@ import { UsageError } from './errors';
 import { mergeFlags, parseRunArgs } from './flags';
 import { installPinned, PackagePinError } from './package-pin';
 import { DenialReport, verboseStream } from './report';
-import { type LaunchTrust, launchTrust } from './trust';
+import type { LaunchTrust } from './trust';
 
 function runUsage(): string {
   return `Usage: stockade run [options] -- COMMAND [ARGS...]
@@ -162,7 +162,8 @@ export async function main(argv: string[]): Promise<number> {
     launch = policyToOptions(merged);
     logger = auditLogger(launch);
     const say = (line: string) => process.stderr.write(`${line}\n`);
-    if (policyFile) trust = launchTrust(policyFile, filePolicy, launch, logger, say);
+    // Approvals and tool pins (and node:crypto with them) exist only for a policy file.
+    if (policyFile) trust = (require('./trust') as typeof import('./trust')).launchTrust(policyFile, filePolicy, launch, logger, say);
     if (merged.package) {
       // The registry stays reachable in the run phase only if the user's policy itself names it
       // (not the profile, which adds it for the install).

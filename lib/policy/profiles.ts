@@ -6,8 +6,6 @@
 // another (perhaps holding more secrets) later runs. So each distinct command gets its own cache
 // directory under ~/.cache/stockade/, bound read-write: warm starts, no cross-server poisoning,
 // and the user's own ~/.npm and ~/.cache/uv are never exposed.
-import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, delimiter, dirname, join } from 'node:path';
@@ -41,6 +39,7 @@ const SYSTEM_PATH = '/usr/local/bin:/usr/bin:/bin';
 function cacheDir(ctx: ProfileContext, kind: string): string {
   const env = ctx.hostEnv ?? process.env;
   const root = ctx.cacheRoot ?? join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'stockade');
+  const { createHash } = require('node:crypto') as typeof import('node:crypto'); // loaded for profiles only (cold start)
   const key = createHash('sha256').update(JSON.stringify(ctx.command)).digest('hex').slice(0, 16);
   return join(root, `${kind}-${key}`);
 }
@@ -109,6 +108,7 @@ interface PythonInfo {
 
 function pythonInfo(python: string): PythonInfo | undefined {
   try {
+    const { execFileSync } = require('node:child_process') as typeof import('node:child_process');
     const out = execFileSync(
       python,
       ['-I', '-c', 'import sys,os,json; print(json.dumps([os.path.realpath(sys.executable), sys.prefix, sys.base_prefix, sys.path]))'],

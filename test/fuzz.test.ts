@@ -34,6 +34,9 @@ import {
 const CASES = Number(process.env.STOCKADE_FUZZ_CASES ?? 60);
 const SEED = Number(process.env.STOCKADE_FUZZ_SEED ?? Date.now() % 2 ** 31);
 console.log(`# fuzz: ${CASES} cases per direction, seed ${SEED}`);
+// A hang is a failure (rerun it with STOCKADE_FUZZ_SEED, printed above), not a stalled suite: a
+// bound far above what a test takes (seconds), never an assertion about speed.
+const BOUND = { timeout: 300_000 };
 
 /** mulberry32: small, seeded, good enough to pick mutations. */
 function prng(seed: number): () => number {
@@ -114,7 +117,7 @@ async function each(n: number, parallel: number, fn: (i: number) => Promise<unkn
 }
 
 describe('fuzz: sandbox -> proxy', () => {
-  it('HTTP, CONNECT, SOCKS5, DNS (UDP and TCP) and transparent survive mutated requests', async () => {
+  it('HTTP, CONNECT, SOCKS5, DNS (UDP and TCP) and transparent survive mutated requests', BOUND, async () => {
     const up = await listen(
       createServer((s) => {
         s.on('error', () => {});
@@ -163,7 +166,7 @@ describe('fuzz: upstream -> proxy and interceptor', () => {
     Buffer.from('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'),
   ];
 
-  it('the HTTP proxy survives mutated status lines, headers, chunking and compression', async () => {
+  it('the HTTP proxy survives mutated status lines, headers, chunking and compression', BOUND, async () => {
     let n = 0;
     const up = await listen(
       createServer((s) => {
@@ -183,7 +186,7 @@ describe('fuzz: upstream -> proxy and interceptor', () => {
     assert.deepEqual(uncaught, []);
   });
 
-  it('the interceptor survives mutated HTTP/1.1 responses and HTTP/2 frames from a TLS upstream', async () => {
+  it('the interceptor survives mutated HTTP/1.1 responses and HTTP/2 frames from a TLS upstream', BOUND, async () => {
     const ca = await RunCa.create({ commonName: 'fuzz upstream CA' });
     const leaf = await ca.leaf('api.fuzz.test');
     const secret = 'real-fuzz-token';
@@ -314,7 +317,7 @@ describe('fuzz: sandbox -> interceptor', () => {
   // WINDOW_UPDATE, RST_STREAM, PING, GOAWAY). The property: no exception escapes, the launcher
   // keeps its fds and memory, the placeholder's real value never reaches the sandbox, and a
   // valid request still gets its answer afterwards.
-  it('the interceptor survives mutated HTTP/1.1 and HTTP/2 requests from the sandbox', async () => {
+  it('the interceptor survives mutated HTTP/1.1 and HTTP/2 requests from the sandbox', BOUND, async () => {
     const upstreamCa = await RunCa.create({ commonName: 'fuzz sandbox-side CA' });
     const leaf = await upstreamCa.leaf('api.inside.test');
     const upstream = await listen(
@@ -463,7 +466,7 @@ describe('fuzz: sandbox -> interceptor', () => {
 });
 
 describe('fuzz: server -> tool layer', () => {
-  it('the client never receives a line it cannot parse, nor a tool outside the allowlist', async () => {
+  it('the client never receives a line it cannot parse, nor a tool outside the allowlist', BOUND, async () => {
     const client = new PassThrough();
     const server = new PassThrough();
     const out: Buffer[] = [];

@@ -45,6 +45,14 @@ export class ResponseParser {
     return this.state === 'done';
   }
 
+  /** Passes up to `remaining` bytes of `data` on as body; returns the rest. */
+  private body(data: Buffer): Buffer {
+    const n = Math.min(this.remaining, data.length);
+    this.remaining -= n;
+    this.sink.body(n === data.length ? data : data.subarray(0, n));
+    return data.subarray(n);
+  }
+
   /** Feeds bytes from the connection. Throws ResponseError on anything it refuses. */
   push(chunk: Buffer): void {
     let data = chunk;
@@ -54,10 +62,7 @@ export class ResponseParser {
           data = this.readHead(data);
           break;
         case 'length': {
-          const n = Math.min(this.remaining, data.length);
-          this.remaining -= n;
-          this.sink.body(n === data.length ? data : data.subarray(0, n));
-          data = data.subarray(n);
+          data = this.body(data);
           if (this.remaining === 0) {
             this.finish(data);
             return;
@@ -78,10 +83,7 @@ export class ResponseParser {
           break;
         }
         case 'chunk-data': {
-          const n = Math.min(this.remaining, data.length);
-          this.remaining -= n;
-          this.sink.body(n === data.length ? data : data.subarray(0, n));
-          data = data.subarray(n);
+          data = this.body(data);
           if (this.remaining === 0) this.state = 'chunk-crlf';
           break;
         }

@@ -87,11 +87,18 @@ export function targetKey(t: InterceptTarget): string {
   return `${t.host.toLowerCase()}\0${t.port}\0${t.address}`;
 }
 
+/** Entries kept per target in UpstreamPool's caches before they start over. */
+const PER_TARGET_MAX = 256;
+
 export class UpstreamPool {
   // UPSTREAM_SOCKETS: a sandbox's requests may not open upstream connections without end (each
   // is an fd of the launcher); those past it wait for a free connection (see INTERCEPT_LIMITS).
   private readonly h1 = new H1Pool((target, key) => this.connectH1(target, key), UPSTREAM_SOCKETS, 16);
-  /** The last TLS session of each target's HTTP/1.1 connections: the next one resumes it. */
+  /**
+   * The last TLS session of each target's HTTP/1.1 connections: the next one resumes it. Both
+   * per-target maps are bounded like the authority memo (rewrite.ts): a wildcard grant lets the
+   * sandbox name targets without end.
+   */
   private readonly tlsSessions = new Map<string, Buffer>();
   /** For WebSocket and other upgrades: one connection per request, never pooled, charged the same. */
   readonly oneShot: https.Agent = new BudgetedAgent({ keepAlive: false }, this);
@@ -160,7 +167,10 @@ export class UpstreamPool {
       throw err;
     }
     socket.once('close', release);
-    socket.on('session', (session: Buffer) => this.tlsSessions.set(key, session));
+    socket.on('session', (session: Buffer) => {
+      if (this.tlsSessions.size >= PER_TARGET_MAX && !this.tlsSessions.has(key)) this.tlsSessions.clear();
+      this.tlsSessions.set(key, session);
+    });
     // As node's agent does: a session of a connection that failed is not offered again.
     socket.once('error', () => this.tlsSessions.delete(key));
     return socket;
@@ -179,6 +189,7 @@ export class UpstreamPool {
     let options = this.tlsByTarget.get(key);
     if (!options) {
       options = this.makeTlsOptions(target);
+      if (this.tlsByTarget.size >= PER_TARGET_MAX) this.tlsByTarget.clear();
       this.tlsByTarget.set(key, options);
     }
     return options;

@@ -97,6 +97,11 @@ export interface NativePlan {
    * that spawned it (a Worker) is torn down while it runs, when no JavaScript can.
    */
   cgroupDirs?: string[];
+  /**
+   * May take the warm child of the spawner's pool (namespaces made ahead of time, native/spawn.cc)
+   * and leave one like it for the next spawn. Given per spawn, also with a template.
+   */
+  warm?: boolean;
 }
 
 /** Opaque: a plan held in C++ (Addon.PlanTemplate). */
@@ -158,6 +163,8 @@ export type NativeSpawnResult =
       seccompNotify: boolean;
       /** The handle holds a v1 memory cgroup's OOM eventfd (plan.cgroups watchOom): for new OomWatch(handle, onOom). */
       watchOom: boolean;
+      /** The cgroups the sandbox is in, in plan.cgroups order (a warm child's v2 cgroup is its own). */
+      cgroupDirs: string[];
     };
 
 /** Serves a UDP socket bound inside a sandbox's netns (native/udp.cc); owns the fd. */
@@ -212,9 +219,9 @@ interface Addon {
     onSpawn: (result: NativeSpawnResult) => void,
     onViolation?: (violation: NativeViolation) => void,
   ): void;
-  /** With a template, the plan gives only what differs per spawn: file, fds, cgroups. */
+  /** With a template, the plan gives only what differs per spawn: file, fds, cgroups, warm. */
   spawn(
-    plan: Pick<NativePlan, 'file' | 'fds' | 'cgroups'>,
+    plan: Pick<NativePlan, 'file' | 'fds' | 'cgroups' | 'warm'>,
     onExit: (code: number | null, signal: NodeJS.Signals | null) => void,
     onSpawn: (result: NativeSpawnResult) => void,
     onViolation: ((violation: NativeViolation) => void) | undefined,

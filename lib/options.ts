@@ -173,4 +173,11 @@ export interface SandboxOptions {
   timeout?: number;
   /** As spawn()'s: the signal `timeout` and `signal` send. Default 'SIGTERM'. */
   killSignal?: NodeJS.Signals | number;
+  /**
+   * The warm pool (README, "The warm pool"). Default true: this spawn may take the namespaces the
+   * spawner made ahead of time for a sandbox like it, and the spawner then makes the next ones
+   * while it is idle (one set, let go after 2 s unused). false: neither. `STOCKADE_WARM_POOL=0`
+   * in the environment turns it off for the whole process.
+   */
+  warm?: boolean;
 }

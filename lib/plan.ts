@@ -115,6 +115,7 @@ const knownOptions = new Set([
   'signal',
   'timeout',
   'killSignal',
+  'warm',
 ]);
 
 function fail(field: string, message: string): never {

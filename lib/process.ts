@@ -61,13 +61,20 @@ function signalName(n: number): string {
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 /** spawn()'s own options, checked the way spawn() checks them (before anything is spawned). */
-function processOptions(options: SandboxOptions): { signal?: AbortSignal; timeout?: number; killSignal: number } {
-  const { signal, timeout, killSignal } = options;
+function processOptions(options: SandboxOptions): { signal?: AbortSignal; timeout?: number; killSignal: number; warm: boolean } {
+  const { signal, timeout, killSignal, warm } = options;
+  if (warm !== undefined && typeof warm !== 'boolean') throw invalidArgType('options.warm', 'boolean', warm);
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'AbortSignal', signal);
   if (timeout !== undefined && !(Number.isInteger(timeout) && timeout >= 0 && timeout <= MAX_TIMEOUT_MS)) {
     throw outOfRange('timeout', `>= 0 and <= ${MAX_TIMEOUT_MS}`, timeout);
   }
-  return { signal, timeout, killSignal: killSignal === undefined ? osConstants.signals.SIGTERM : signalNumber(killSignal) };
+  return {
+    signal,
+    timeout,
+    killSignal: killSignal === undefined ? osConstants.signals.SIGTERM : signalNumber(killSignal),
+    // The warm pool (README, "The warm pool"): on unless turned off here or for the process.
+    warm: warm !== false && process.env.STOCKADE_WARM_POOL !== '0',
+  };
 }
 
 export class SandboxedProcess extends EventEmitter {
@@ -106,6 +113,8 @@ export class SandboxedProcess extends EventEmitter {
   readonly #logger: Logger | undefined;
   /** options.killSignal: what `timeout` and `signal` send (default SIGTERM, as spawn()). */
   readonly #killSignal: number;
+  /** options.warm: may use and refill the spawner's warm pool. */
+  readonly #warm: boolean;
   #timeoutTimer: NodeJS.Timeout | undefined;
   #forgetAbort: (() => void) | undefined;
 
@@ -117,6 +126,7 @@ export class SandboxedProcess extends EventEmitter {
     const slots = normalizeStdio(options.stdio);
     const own = processOptions(options);
     this.#killSignal = own.killSignal;
+    this.#warm = own.warm;
     const resolved = resolveSandbox(command, args, options);
     // A secret missing on the host is an error now, naming the variable, before anything starts.
     // lib/secrets (an X.509 library) is loaded only when secrets are used: ~90 ms of startup.
@@ -254,7 +264,7 @@ export class SandboxedProcess extends EventEmitter {
       this.#failAsync(err);
       return;
     }
-    const plan = { ...resolved.plan, file, fds: childFds };
+    const plan = { ...resolved.plan, file, fds: childFds, warm: this.#warm };
     this.#resolved = resolved;
     try {
       this.#joinCgroup(plan);
@@ -272,7 +282,7 @@ export class SandboxedProcess extends EventEmitter {
       // A cached definition (lib/plan.ts) is converted for the addon once; each spawn then
       // hands over only what is its own.
       resolved.template ??= new (native().PlanTemplate)({ ...resolved.plan, file, fds: [] });
-      native().spawn({ file, fds: plan.fds, cgroups: plan.cgroups }, onExit, onSpawn, onViolation, resolved.template);
+      native().spawn({ file, fds: plan.fds, cgroups: plan.cgroups, warm: plan.warm }, onExit, onSpawn, onViolation, resolved.template);
     } else {
       native().spawn(plan, onExit, onSpawn, onViolation);
     }
@@ -289,6 +299,7 @@ export class SandboxedProcess extends EventEmitter {
     }
     this.pid = result.pid;
     this.#handle = result.handle;
+    this.#cgroup?.adopt(result.cgroupDirs);
     if (result.watchOom) {
       // v1 (lib/limits/cgroup.ts): the kernel's OOM killer is off for the sandbox, which ends
       // whole on the notification, registered by the spawner before the sandbox existed (an OOM

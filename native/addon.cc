@@ -175,6 +175,7 @@ void readPerSpawn(Reader& r, Plan& plan) {
     plan.cgroups.push_back(std::move(spec));
   });
   if (plan.cgroups.size() > 8) r.fail("cgroups", "at most 8 entries");
+  plan.warm = r.flag("warm", false);
 }
 
 bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message) {
@@ -710,6 +711,12 @@ void DeliverSpawn(std::unique_ptr<SpawnJob> done, void* data) {
     if (r.failedSyscall != nullptr) error.Set("syscall", r.failedSyscall);
     out.Set("error", error);
   } else {
+    // The cgroups the sandbox is in, in plan order: a warm child's v2 cgroup is its own, not
+    // the one lib/limits named (spawner.cc).
+    Napi::Array cgroupDirs = Napi::Array::New(env, job->plan.cgroups.size());
+    for (size_t i = 0; i < job->plan.cgroups.size(); ++i)
+      cgroupDirs.Set(i, job->plan.cgroups[i].dir);
+    out.Set("cgroupDirs", cgroupDirs);
     Napi::Object handle = addon->sandboxClass.New({});
     Sandbox::Unwrap(handle)->Start(
         env, &addon->handles, addon->spawner.get(), r, job->onExit.Value(),

@@ -186,7 +186,7 @@ int makeCgroupsFromParent(Plan& plan, SpawnResult& result) {
   for (size_t i = 0; i < plan.cgroups.size() && err == 0; ++i) {
     const CgroupSpec& cg = plan.cgroups[i];
     std::string failed;  // the file within cg.dir, "" for the directory itself
-    int rc = mkdir(cg.dir.c_str(), 0755);
+    int rc = cg.premade ? 0 : mkdir(cg.dir.c_str(), 0755);
     if (rc != 0 && errno == ENOENT) {
       // The parent is settled once per process (lib/limits placement()); an empty parent removed
       // since (by whoever cleans up empty cgroups) is made again, once.

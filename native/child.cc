@@ -92,12 +92,49 @@ static int leaveTerminal(const Plan& plan) {
   return sysError(sys(SYS_setpgid, 0, 0));
 }
 
-[[noreturn]] void runChild(const Plan& plan, const Prepared& prep) {
-  ChildFds fds = {prep.errorPipe[1], prep.statusPipe[1], prep.initFd};
-  resetSignalDispositions();
+[[noreturn]] static void buildSandbox(const Plan& plan, const Prepared& prep);
 
-  // 1. Wait until the parent has written uid_map/gid_map. EOF: the parent failed (and reports
-  //    it) or died.
+[[noreturn]] void runChild(const Plan& plan, const Prepared& prep) {
+  resetSignalDispositions();
+  buildSandbox(plan, prep);
+}
+
+// 0. A warm child, before its plan exists: default signal dispositions, death with the spawner
+//    thread, a name that tells it apart in ps, then the wait. Until the wake it has no state of
+//    any tenant: no mounts of its own, no listeners, no environment, and only the fd table it
+//    shares with the parent. After the wake, before it answers: unshare(CLONE_FILES) copies that
+//    table as it is now, holding every fd the parent prepared for this sandbox (and whatever
+//    else the parent has open, as clone() would have copied it; arrangeFdsInChild closes all
+//    that is not planned), and unshare(CLONE_NEWNS) copies the host's mount table as it is now,
+//    owned by the child's user namespace, so its mounts are locked as clone(CLONE_NEWNS) would
+//    have them. From there on it is the child of any spawn (buildSandbox).
+[[noreturn]] void runWarmChild(const WarmChild& warm) {
+  resetSignalDispositions();
+  sys(SYS_prctl, PR_SET_NAME, "stockade-warm", 0, 0, 0);
+  if (sysError(sys(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0))) sys(SYS_exit_group, 127);
+  struct pollfd parent = {warm.parentPidfd, POLLIN, 0};
+  struct timespec now = {0, 0};
+  if (sys(SYS_ppoll, &parent, 1, &now, nullptr, 0) != 0) sys(SYS_exit_group, 127);
+  char go;
+  long n;
+  do {
+    n = sys(SYS_read, warm.channel, &go, 1);
+  } while (n == -EINTR);
+  if (n != 1) sys(SYS_exit_group, 0);  // the pool let it go
+  const Prepared& prep = *warm.prep;
+  ChildFds fds = {prep.errorPipe[1], prep.statusPipe[1], prep.initFd};
+  if (int err = sysError(sys(SYS_unshare, CLONE_FILES))) failInChild(fds, Step::kClone, err);
+  if (int err = sysError(sys(SYS_unshare, CLONE_NEWNS))) failInChild(fds, Step::kClone, err);
+  char ready = 'R';
+  if (sys(SYS_write, warm.channel, &ready, 1) != 1) sys(SYS_exit_group, 127);
+  buildSandbox(*warm.plan, prep);
+}
+
+[[noreturn]] static void buildSandbox(const Plan& plan, const Prepared& prep) {
+  ChildFds fds = {prep.errorPipe[1], prep.statusPipe[1], prep.initFd};
+
+  // 1. Wait until the parent has written uid_map/gid_map (a warm child: until it has taken a
+  //    reference to the new mount namespace). EOF: the parent failed (and reports it) or died.
   sys(SYS_close, prep.syncPipe[1]);
   char go;
   if (sys(SYS_read, prep.syncPipe[0], &go, 1) != 1) sys(SYS_exit_group, 127);

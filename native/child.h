@@ -61,8 +61,21 @@ int joinV2CgroupFromParent(pid_t pid, const Plan& plan);
 
 int joinCgroupsInChild(const Plan& plan, int* index);
 
+// A warm child (spawn.cc, "The warm pool"): made ahead of time in fresh user, pid, net, ipc,
+// uts and cgroup namespaces, sharing the parent's fd table (CLONE_FILES) and living in the
+// host's mount namespace, until a spawn hands it a plan. The parent fills in plan and prep,
+// then writes one byte on `channel`; the child answers one byte there once it holds a fd table
+// and a mount namespace of its own (or exits).
+struct WarmChild {
+  int channel = -1;      // the child's end of the wake socketpair
+  int parentPidfd = -1;  // as Prepared::parentPidfd, for the time before the wake
+  const Plan* plan = nullptr;
+  const Prepared* prep = nullptr;
+};
+
 // child.cc
 [[noreturn]] void runChild(const Plan& plan, const Prepared& prep);
+[[noreturn]] void runWarmChild(const WarmChild& warm);
 [[noreturn]] void failInChild(const ChildFds& fds, Step step, int err, int index = -1);
 
 }  // namespace stockade

@@ -101,6 +101,7 @@ struct CgroupSpec {
   int version = 2;
   std::vector<CgroupFile> files;
   bool watchOom = false;
+  bool premade = false;  // a warm child's cgroup (spawner.cc): it exists, and the child is in it
 };
 
 struct Plan {
@@ -133,6 +134,8 @@ struct Plan {
   bool seccomp = true;
   // Set by the spawner thread, not the plan: it runs SCHED_BATCH, which the child resets.
   bool resetScheduler = false;
+  // May take a warm child of the pool and leave one like it for the next spawn (spawner.cc).
+  bool warm = false;
 
   // Defense in depth (landlock.h, seccomp.cc)
   SeccompProfile seccompProfile = SeccompProfile::kDefault;

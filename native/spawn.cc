@@ -55,6 +55,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -66,6 +67,9 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <optional>
 
 #include "child.h"
 #include "syscall.h"
@@ -183,6 +187,10 @@ int childMain(void* arg) {
   runChild(*args->plan, *args->prep);
 }
 
+int warmMain(void* arg) {
+  runWarmChild(*static_cast<const WarmChild*>(arg));
+}
+
 int probeMain(void*) {
   sys(SYS_exit_group, 0);
   __builtin_unreachable();
@@ -228,7 +236,141 @@ void restoreDumpable(int before) {
 
 }  // namespace
 
-SpawnResult spawnSandbox(Plan& plan) {
+struct WarmEntry {
+  WarmKey key;
+  pid_t pid = -1;
+  int pidfd = -1;
+  // The wake socketpair: [0] the parent's end, [1] the child's. Both sit in the fd table the
+  // child shares until its wake, so neither side sees the other's death as EOF: the parent
+  // watches the pidfd instead.
+  int channel[2] = {-1, -1};
+  std::string cgroupDir;
+  ChildStack stack;
+  WarmChild child;  // read by the child once woken
+};
+
+void WarmDeleter::operator()(WarmEntry* w) const {
+  // Killed and reaped before anything it might read goes: it runs in this memory.
+  if (w->pidfd >= 0) {
+    killAndReap(w->pid, w->pidfd);
+    close(w->pidfd);
+  }
+  for (int& fd : w->channel) closeFd(fd);
+  closeFd(w->child.parentPidfd);
+  if (!w->cgroupDir.empty()) removeCgroupDirs({w->cgroupDir});
+  delete w;
+}
+
+WarmKey warmKeyOf(const Plan& plan) {
+  WarmKey key;
+  key.shareNetwork = plan.shareNetwork;
+  key.hostRoot = geteuid() == 0;
+  key.uid = plan.uid;
+  key.gid = plan.gid;
+  key.hostUid = plan.hostUid;
+  key.hostGid = plan.hostGid;
+  for (const CgroupSpec& cg : plan.cgroups) {
+    if (cg.version != 2) continue;
+    key.cgroupParent = cg.dir.substr(0, cg.dir.rfind('/'));
+    break;
+  }
+  return key;
+}
+
+bool warmMatches(const WarmEntry& entry, const WarmKey& key) {
+  return entry.key == key;
+}
+
+std::string adoptWarmCgroup(WarmEntry& entry) {
+  std::string dir = std::move(entry.cgroupDir);
+  entry.cgroupDir.clear();
+  return dir;
+}
+
+Warm makeWarm(const WarmKey& key) {
+  Warm w(new WarmEntry);
+  w->key = key;
+  if (w->stack.error() != 0) return nullptr;
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, w->channel) != 0) return nullptr;
+  w->child.channel = w->channel[1];
+  w->child.parentPidfd = static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0));
+  if (w->child.parentPidfd < 0) return nullptr;
+  // Born in a v2 cgroup of its own (moving a process later costs an RCU grace period, cgroup.cc),
+  // named like lib/limits' ("pid-thread-n"), so that a launcher killed with one is swept.
+  int cgroupFd = -1;
+  if (!key.cgroupParent.empty()) {
+    static std::atomic<unsigned> made{0};
+    char name[64];
+    snprintf(name, sizeof name, "/%d-%ld-w%u", static_cast<int>(getpid()), syscall(SYS_gettid),
+             ++made);
+    std::string dir = key.cgroupParent + name;
+    if (mkdir(dir.c_str(), 0755) != 0) return nullptr;
+    w->cgroupDir = dir;
+    cgroupFd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (cgroupFd < 0) return nullptr;
+  }
+  unsigned long flags =
+      (kNamespaces & ~CLONE_NEWNS) | CLONE_FILES | (key.shareNetwork ? 0 : CLONE_NEWNET);
+  sigset_t all, old;
+  sigfillset(&all);
+  sigprocmask(SIG_SETMASK, &all, &old);
+  pid_t pid = cgroupFd >= 0 ? cloneIntoCgroup(flags, w->stack.bottom(), w->stack.size(), cgroupFd,
+                                              warmMain, &w->child, &w->pidfd)
+                            : cloneChild(flags, w->stack, warmMain, &w->child, &w->pidfd);
+  sigprocmask(SIG_SETMASK, &old, nullptr);
+  if (cgroupFd >= 0) close(cgroupFd);
+  if (pid < 0) {
+    w->pidfd = -1;
+    return nullptr;  // without clone3 too: no pool where a v2 cgroup would need a move
+  }
+  w->pid = pid;
+  Plan ids;
+  ids.uid = key.uid;
+  ids.gid = key.gid;
+  ids.hostUid = key.hostUid;
+  ids.hostGid = key.hostGid;
+  std::string failed;
+  if (writeIdMapsFromParent(pid, ids, key.hostRoot, &failed) != 0) return nullptr;
+  return w;
+}
+
+namespace {
+
+// Hands `plan` to a warm child and waits until it holds its own fd table and mount namespace:
+// 0; ESRCH if it had died before it took anything (the spawn clones a fresh child instead);
+// else the errno it reported (its record is on the error pipe) or EPIPE. The child then waits
+// on the sync pipe, as a fresh one waits for its id maps.
+int wakeWarm(WarmEntry& w, const Plan& plan, const Prepared& prep) {
+  w.child.plan = &plan;
+  w.child.prep = &prep;
+  char go = 'G';
+  if (write(w.channel[0], &go, 1) != 1) return EPIPE;
+  struct pollfd wait[2] = {{w.channel[0], POLLIN, 0}, {w.pidfd, POLLIN, 0}};
+  for (;;) {
+    if (poll(wait, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    char ready;
+    if ((wait[0].revents & POLLIN) && read(w.channel[0], &ready, 1) == 1) return 0;
+    if (wait[1].revents != 0) break;
+  }
+  // Gone: reaped here, so that nothing of it runs in this memory any more.
+  killAndReap(w.pid, w.pidfd);
+  close(w.pidfd);
+  w.pidfd = -1;
+  ChildError record;
+  int flags = fcntl(prep.errorPipe[0], F_GETFL);
+  fcntl(prep.errorPipe[0], F_SETFL, flags | O_NONBLOCK);
+  ssize_t n = read(prep.errorPipe[0], &record, sizeof record);
+  fcntl(prep.errorPipe[0], F_SETFL, flags);
+  if (n == static_cast<ssize_t>(sizeof record)) return record.err != 0 ? record.err : EPIPE;
+  return ESRCH;
+}
+
+}  // namespace
+
+SpawnResult spawnSandbox(Plan& plan, Warm warm) {
   SpawnResult result;
   Prepared prep;
   auto fail = [&](Step step, int err) {
@@ -248,41 +390,57 @@ SpawnResult spawnSandbox(Plan& plan) {
     return result;
   }
 
-  ChildStack stack;
-  if (int err = stack.error()) {
-    closeAll(prep);
-    return fail(Step::kClone, err);
-  }
   int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
-
-  unsigned long flags = kNamespaces | (plan.shareNetwork ? 0 : CLONE_NEWNET);
-  ChildArgs args = {&plan, &prep};
-  sigset_t all, old;
-  sigfillset(&all);
-  // sigprocmask, not pthread_sigmask: in glibc both set the calling thread's mask (and keep
-  // glibc's internal signals unblocked), but pthread_sigmask in libc proper is a GLIBC_2.32
-  // symbol, and the prebuilt addon must load on glibc 2.28.
-  sigprocmask(SIG_SETMASK, &all, &old);
   int pidfd = -1;
-  // Into its v2 cgroup from birth (cgroup.cc); clone() and a move at the sync point where
-  // clone3 is missing.
-  bool joinV2 = false;
   pid_t pid = -1;
-  int cloneErr = 0;
-  if (plan.cgroupFd >= 0) {
-    pid = cloneIntoCgroup(flags, stack.bottom(), stack.size(), plan.cgroupFd, childMain, &args,
-                          &pidfd);
-    cloneErr = errno;
-    joinV2 = pid < 0 && cloneErr == ENOSYS;
+  bool woken = false;  // a warm child took the plan (its id maps are written, its cgroup is v2's)
+  if (warm) {
+    int err = wakeWarm(*warm, plan, prep);
+    if (err == 0) {
+      pid = warm->pid;
+      pidfd = warm->pidfd;
+      warm->pid = warm->pidfd = -1;
+      woken = true;
+    } else if (err != ESRCH) {
+      closeAll(prep);
+      return fail(Step::kClone, err);
+    }
   }
-  if (plan.cgroupFd < 0 || joinV2) {
-    pid = cloneChild(flags, stack, childMain, &args, &pidfd);
-    cloneErr = errno;
-  }
-  sigprocmask(SIG_SETMASK, &old, nullptr);
-  if (pid < 0) {
-    closeAll(prep);
-    return fail(Step::kClone, cloneErr);
+
+  std::optional<ChildStack> stack;
+  ChildArgs args = {&plan, &prep};
+  bool joinV2 = false;
+  if (!woken) {
+    stack.emplace();
+    if (int err = stack->error()) {
+      closeAll(prep);
+      return fail(Step::kClone, err);
+    }
+    unsigned long flags = kNamespaces | (plan.shareNetwork ? 0 : CLONE_NEWNET);
+    sigset_t all, old;
+    sigfillset(&all);
+    // sigprocmask, not pthread_sigmask: in glibc both set the calling thread's mask (and keep
+    // glibc's internal signals unblocked), but pthread_sigmask in libc proper is a GLIBC_2.32
+    // symbol, and the prebuilt addon must load on glibc 2.28.
+    sigprocmask(SIG_SETMASK, &all, &old);
+    // Into its v2 cgroup from birth (cgroup.cc); clone() and a move at the sync point where
+    // clone3 is missing.
+    int cloneErr = 0;
+    if (plan.cgroupFd >= 0) {
+      pid = cloneIntoCgroup(flags, stack->bottom(), stack->size(), plan.cgroupFd, childMain, &args,
+                            &pidfd);
+      cloneErr = errno;
+      joinV2 = pid < 0 && cloneErr == ENOSYS;
+    }
+    if (plan.cgroupFd < 0 || joinV2) {
+      pid = cloneChild(flags, *stack, childMain, &args, &pidfd);
+      cloneErr = errno;
+    }
+    sigprocmask(SIG_SETMASK, &old, nullptr);
+    if (pid < 0) {
+      closeAll(prep);
+      return fail(Step::kClone, cloneErr);
+    }
   }
 
   // From here until the child has exec'd or died, `plan` and `prep` are the child's too: read
@@ -296,7 +454,7 @@ SpawnResult spawnSandbox(Plan& plan) {
   if (prep.statusPipe[1] >= 0) close(prep.statusPipe[1]);
   if (prep.listenerSocket[1] >= 0) close(prep.listenerSocket[1]);
 
-  if (int err = writeIdMapsFromParent(pid, plan, prep.hostRoot, &result.failedPath)) {
+  if (int err = woken ? 0 : writeIdMapsFromParent(pid, plan, prep.hostRoot, &result.failedPath)) {
     close(prep.syncPipe[1]);
     reap(pid, pidfd);
     close(pidfd);

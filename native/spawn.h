@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -37,7 +38,38 @@ struct SpawnResult {
   int oomEventFd = -1;
 };
 
-SpawnResult spawnSandbox(Plan& plan);
+// The warm pool (spawn.cc, "The warm pool"): a sandbox's namespaces made ahead of time, used by
+// the next spawn whose key matches, exactly once. A Warm that is destroyed unused is killed,
+// reaped and its cgroup removed.
+struct WarmKey {
+  bool shareNetwork = false;
+  bool hostRoot = false;
+  uint32_t uid = 0, gid = 0, hostUid = 0, hostGid = 0;
+  std::string cgroupParent;  // where its v2 cgroup is made ("" without one)
+  bool operator==(const WarmKey& o) const {
+    return shareNetwork == o.shareNetwork && hostRoot == o.hostRoot && uid == o.uid &&
+           gid == o.gid && hostUid == o.hostUid && hostGid == o.hostGid &&
+           cgroupParent == o.cgroupParent;
+  }
+};
+struct WarmEntry;
+struct WarmDeleter {
+  void operator()(WarmEntry* entry) const;
+};
+using Warm = std::unique_ptr<WarmEntry, WarmDeleter>;
+
+// The key a plan's sandbox would need (its v2 cgroup's parent from plan.cgroups).
+WarmKey warmKeyOf(const Plan& plan);
+// A warm child for `key`, or null where one cannot be made (the reason does not matter: the
+// spawn that wants one makes its namespaces itself, as without a pool).
+Warm makeWarm(const WarmKey& key);
+bool warmMatches(const WarmEntry& entry, const WarmKey& key);
+// The v2 cgroup the warm child lives in ("" if none), handed over: from here on it is the
+// cgroup of the spawn that took the entry, and removed with that sandbox, not by the pool.
+std::string adoptWarmCgroup(WarmEntry& entry);
+
+// `warm`, if given, is used instead of a clone() (its cgroup is then plan's v2 cgroup).
+SpawnResult spawnSandbox(Plan& plan, Warm warm = nullptr);
 
 // cgroup.cc: the sandbox's cgroups, made on the spawner thread before spawnSandbox(); 0 or an
 // errno, with result's failedPath and failedSyscall set and nothing left behind.

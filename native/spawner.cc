@@ -39,6 +39,7 @@
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 namespace stockade {
@@ -120,25 +121,80 @@ void* Spawner::threadMain(void* self) {
   return nullptr;
 }
 
+// A warm child unused this long is let go (killed, reaped, its cgroup removed): a burst of
+// spawns keeps one ready, and a process that stopped spawning keeps nothing for long.
+constexpr time_t kWarmIdleSeconds = 2;
+
+// The warm child, if it fits this plan: taken, with its v2 cgroup made the plan's own (the
+// directory lib/limits named is then never made; the addon reports the one used). One that
+// does not fit is let go. The next spawn like this one finds a new one.
+void Spawner::takeWarm(Plan& plan, Warm* taken) {
+  if (!plan.warm) return;
+  WarmKey key = warmKeyOf(plan);
+  refill_ = true;
+  refillKey_ = key;
+  if (!warm_) return;
+  if (!warmMatches(*warm_, key)) {
+    warm_.reset();
+    return;
+  }
+  std::string dir = adoptWarmCgroup(*warm_);
+  for (CgroupSpec& cg : plan.cgroups) {
+    if (cg.version != 2 || dir.empty()) continue;
+    for (std::string& d : plan.cgroupDirs)
+      if (d == cg.dir) d = dir;
+    cg.dir = dir;
+    cg.premade = true;
+    break;
+  }
+  *taken = std::move(warm_);
+}
+
 void Spawner::run() {
   struct sched_param none = {};
   bool batch =
       sched_getscheduler(0) == SCHED_OTHER && sched_setscheduler(0, SCHED_BATCH, &none) == 0;
   pthread_mutex_lock(&mu_);
   for (;;) {
-    while (todo_.empty() && !stopping_) pthread_cond_wait(&wake_, &mu_);
+    while (todo_.empty() && !stopping_) {
+      // Idle: make the warm child the last spawn asked for, or let an unused one go in time.
+      if (refill_ && !warm_) {
+        refill_ = false;
+        pthread_mutex_unlock(&mu_);
+        warm_ = makeWarm(refillKey_);
+        clock_gettime(CLOCK_REALTIME, &warmSince_);
+        pthread_mutex_lock(&mu_);
+        continue;
+      }
+      if (!warm_) {
+        pthread_cond_wait(&wake_, &mu_);
+        continue;
+      }
+      struct timespec until = warmSince_;
+      until.tv_sec += kWarmIdleSeconds;
+      if (pthread_cond_timedwait(&wake_, &mu_, &until) == ETIMEDOUT && todo_.empty()) {
+        pthread_mutex_unlock(&mu_);
+        warm_.reset();
+        pthread_mutex_lock(&mu_);
+      }
+    }
     if (stopping_) break;
     std::unique_ptr<SpawnJob> job = std::move(todo_.front());
     todo_.pop_front();
     pthread_mutex_unlock(&mu_);
     job->plan.resetScheduler = batch;
+    Warm warm;
+    takeWarm(job->plan, &warm);
     SpawnResult made;
     if (int err = makeCgroupsFromParent(job->plan, made)) {
       made.failed = true;
       made.error = {static_cast<int32_t>(Step::kCgroup), err, -1};
       job->result = std::move(made);
+      // The warm child first: its cgroup can only be removed once it is gone.
+      warm.reset();
+      removeCgroupsFromParent(job->plan);
     } else {
-      job->result = spawnSandbox(job->plan);
+      job->result = spawnSandbox(job->plan, std::move(warm));
       job->result.oomEventFd = made.oomEventFd;
       closeCgroupFds(job->plan);  // the child holds its own copies, or is gone
       if (job->result.failed) {
@@ -222,6 +278,7 @@ void Spawner::stop() {
   uv_thread_join(&thread_);
   uv_thread_join(&releaser_);
   started_ = false;
+  warm_.reset();
   for (const Release& r : toClose_) close(r.fd);
   toClose_.clear();
   closed_.clear();  // nobody is told at teardown

@@ -87,6 +87,15 @@ class Spawner {
   };
   std::vector<Release> toClose_;  // under mu_: for the releaser thread
   std::vector<Release> closed_;   // under mu_: for the loop's thread
+
+  // The warm pool (spawn.h): at most one warm child, made while no job waits, like the last
+  // spawn that asked for it, and let go after kWarmIdle unused. Spawner thread only (and
+  // shutdown(), after the join).
+  Warm warm_;
+  bool refill_ = false;
+  WarmKey refillKey_;
+  struct timespec warmSince_ = {};
+  void takeWarm(Plan& plan, Warm* taken);
 };
 
 }  // namespace stockade

@@ -222,6 +222,8 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
       stdio: filtered ? ['pipe', 'pipe', 2] : [0, 1, 2],
       logger,
       ...(grants ? { grantScope: grants } : {}),
+      // One sandbox per launcher: nothing to make ahead for a next one.
+      warm: false,
     });
   } catch (err) {
     unhook();

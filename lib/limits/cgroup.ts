@@ -218,7 +218,7 @@ function sweepStale(parent: string): void {
     return;
   }
   for (const name of entries) {
-    const m = /^(\d+)-\d+-\d+$/.exec(name);
+    const m = /^(\d+)-\d+-w?\d+$/.exec(name); // lib/limits' names, and the warm pool's (native/spawn.cc)
     if (!m || Number(m[1]) === process.pid) continue;
     try {
       process.kill(Number(m[1]), 0);
@@ -411,6 +411,17 @@ export class SandboxCgroup {
       for (const c of holds) files.push(...settingFiles(hierarchy.version, c, this.settings));
       const watchOom = hierarchy.version === 1 && holds.includes('memory') && this.settings.memory !== undefined;
       return { dir, version: hierarchy.version, files, watchOom };
+    });
+  }
+
+  /**
+   * The directories the spawner put the sandbox in (native result.cgroupDirs, spec() order): a
+   * warm child's v2 cgroup is the one it was born in, made by the spawner, not the one named here.
+   */
+  adopt(dirs: readonly string[]): void {
+    dirs.forEach((dir, i) => {
+      const d = this.dirs[i];
+      if (d !== undefined && d.dir !== dir) this.dirs[i] = { ...d, dir };
     });
   }
 

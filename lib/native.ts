@@ -165,6 +165,8 @@ export type NativeSpawnResult =
       watchOom: boolean;
       /** The cgroups the sandbox is in, in plan.cgroups order (a warm child's v2 cgroup is its own). */
       cgroupDirs: string[];
+      /** Made from the spawner's warm child (namespaces made ahead of time), not a fresh clone(). */
+      warm: boolean;
     };
 
 /** Serves a UDP socket bound inside a sandbox's netns (native/udp.cc); owns the fd. */

@@ -348,6 +348,8 @@ export class SandboxedProcess extends EventEmitter {
       network: shareNetwork ? 'host' : resolved.egress ? 'proxy' : 'none',
       layers,
       limits: resolved.limits.report,
+      // Its namespaces were made ahead of time by the spawner (the warm pool, native/spawn.cc).
+      ...(result.warm ? { warm: true } : {}),
     });
     if (shareNetwork)
       this.#audit('warn', {

@@ -730,6 +730,7 @@ void DeliverSpawn(std::unique_ptr<SpawnJob> done, void* data) {
     out.Set("landlockAbi", r.landlockAbi);
     out.Set("seccompNotify", r.seccompNotify);
     out.Set("watchOom", r.oomEventFd >= 0);
+    out.Set("warm", r.warm);
   }
   Napi::FunctionReference onSpawn = std::move(job->onSpawn);
   job.reset();

@@ -264,7 +264,9 @@ void WarmDeleter::operator()(WarmEntry* w) const {
 WarmKey warmKeyOf(const Plan& plan) {
   WarmKey key;
   key.shareNetwork = plan.shareNetwork;
-  key.hostRoot = geteuid() == 0;
+  key.callerUid = geteuid();
+  key.callerGid = getegid();
+  key.hostRoot = key.callerUid == 0;
   key.uid = plan.uid;
   key.gid = plan.gid;
   key.hostUid = plan.hostUid;
@@ -516,6 +518,7 @@ SpawnResult spawnSandbox(Plan& plan, Warm warm) {
   result.statusFd = prep.statusPipe[0];
   result.landlockAbi = prep.landlockAbi;
   result.seccompNotify = prep.notify;
+  result.warm = woken;
   prep.statusPipe[0] = -1;
   closeAll(prep);
   return result;

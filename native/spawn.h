@@ -36,6 +36,8 @@ struct SpawnResult {
   int mountNsFd = -1;
   // A v1 memory cgroup's OOM eventfd, registered before clone() (oomwatch.cc), or -1.
   int oomEventFd = -1;
+  // Made from a warm child of the pool (its namespaces made ahead of time), not by clone().
+  bool warm = false;
 };
 
 // The warm pool (spawn.cc, "The warm pool"): a sandbox's namespaces made ahead of time, used by
@@ -45,11 +47,12 @@ struct WarmKey {
   bool shareNetwork = false;
   bool hostRoot = false;
   uint32_t uid = 0, gid = 0, hostUid = 0, hostGid = 0;
-  std::string cgroupParent;  // where its v2 cgroup is made ("" without one)
+  uint32_t callerUid = 0, callerGid = 0;  // what an unprivileged caller's id maps name
+  std::string cgroupParent;               // where its v2 cgroup is made ("" without one)
   bool operator==(const WarmKey& o) const {
     return shareNetwork == o.shareNetwork && hostRoot == o.hostRoot && uid == o.uid &&
            gid == o.gid && hostUid == o.hostUid && hostGid == o.hostGid &&
-           cgroupParent == o.cgroupParent;
+           callerUid == o.callerUid && callerGid == o.callerGid && cgroupParent == o.cgroupParent;
   }
 };
 struct WarmEntry;

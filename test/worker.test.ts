@@ -45,10 +45,12 @@ interface Alive {
 
 /**
  * The cgroup directories of a Worker's sandboxes: lib/limits names them `<pid>-<threadId>-<n>`
- * under its parent in every hierarchy. A bounded walk of the cgroup mounts (depth 8).
+ * under its parent in every hierarchy (`threadId` undefined: the warm pool's, `<pid>-<tid>-w<n>`,
+ * of any thread). A bounded walk of the cgroup mounts (depth 8).
  */
-function sandboxCgroups(threadId: number): string[] {
-  const prefix = `${process.pid}-${threadId}-`;
+function sandboxCgroups(threadId: number | undefined): string[] {
+  const warm = new RegExp(`^${process.pid}-\\d+-w\\d+$`);
+  const mine = (name: string) => (threadId === undefined ? warm.test(name) : name.startsWith(`${process.pid}-${threadId}-`));
   const found: string[] = [];
   const walk = (dir: string, depth: number) => {
     let entries: fs.Dirent[];
@@ -59,7 +61,7 @@ function sandboxCgroups(threadId: number): string[] {
     }
     for (const e of entries) {
       if (!e.isDirectory()) continue;
-      if (e.name.startsWith(prefix)) found.push(path.join(dir, e.name));
+      if (mine(e.name)) found.push(path.join(dir, e.name));
       else if (depth < 8) walk(path.join(dir, e.name), depth + 1);
     }
   };
@@ -233,14 +235,19 @@ async function until(condition: () => boolean, what: string): Promise<void> {
   assert.fail(`gave up waiting: ${what}`);
 }
 
-/** No process of ours but ourselves: every sandbox spawned so far has been reaped. */
+/**
+ * No process of ours but ourselves: every sandbox spawned so far has been reaped, and so has
+ * every warm child the Workers' spawners kept (the main thread keeps none: echoFromMain), with
+ * its cgroup.
+ */
 function noChildren(): void {
   assert.deepEqual(descendants(process.pid), [process.pid]);
+  assert.deepEqual(sandboxCgroups(undefined), []);
 }
 
-/** Runs /bin/echo from the main thread and returns its stdout and exit. */
+/** Runs /bin/echo from the main thread (keeping no warm child) and returns its stdout and exit. */
 async function echoFromMain(text: string): Promise<{ out: string; exit: unknown }> {
-  const child = spawnSandboxed('/bin/echo', [text]);
+  const child = spawnSandboxed('/bin/echo', [text], { warm: false });
   let out = '';
   child.stdout?.on('data', (d: Buffer) => {
     out += d.toString();

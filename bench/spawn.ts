@@ -10,7 +10,8 @@
 // Where the host gives a cgroup, spawnSandboxed makes one per sandbox (lib/limits) and watches
 // it for refused forks (lib/limits/watch.ts); the modes 'cgroups off'
 // (STOCKADE_CGROUP_PARENT=none), '+ cpus' (a cpu cgroup too) and '+ cpu seconds' (limits.cpu:
-// the launcher reading the sandbox's CPU count) show what that costs.
+// the launcher reading the sandbox's CPU count) show what that costs; 'warm: false' the spawn
+// without the warm pool (namespaces made by clone() on demand).
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
@@ -109,6 +110,11 @@ async function main(): Promise<void> {
   const modes: Record<string, Sampler> = {
     'child_process.spawn': timed('child_process.spawn', () => once(spawn('/bin/true', [], { stdio: 'ignore' }), 'exit')),
     spawnSandboxed: timed('spawnSandboxed', () => spawnSandboxed('/bin/true', [], { stdio: 'ignore' }).exited),
+    // Without the warm pool: every spawn clones its namespaces itself.
+    'spawnSandboxed, warm: false': timed(
+      'spawnSandboxed, warm: false',
+      () => spawnSandboxed('/bin/true', [], { stdio: 'ignore', warm: false }).exited,
+    ),
   };
   // What the default limits' cgroups cost (lib/limits): the same spawn without cgroups, and with a cpu cgroup too.
   const { probeLimits } = require('../lib/probe') as typeof import('../lib/probe');
@@ -123,6 +129,8 @@ async function main(): Promise<void> {
   const s = section('spawn', `spawn /bin/true to exit: ${ROUNDS} rounds x ${PER_ROUND} per mode, interleaved (ms)`);
   s.modes = await interleave(modes, { rounds: ROUNDS, perRound: PER_ROUND, warmup: WARMUP });
   s.ratios.push(ratio(s.modes, 'spawnSandboxed', 'child_process.spawn'));
+  s.ratios.push(ratio(s.modes, 'spawnSandboxed, warm: false', 'child_process.spawn'));
+  s.ratios.push(ratio(s.modes, 'spawnSandboxed', 'spawnSandboxed, warm: false'));
   if (bwrap) s.ratios.push(ratio(s.modes, 'bwrap (from node)', 'child_process.spawn'));
   if (modes['spawnSandboxed, cgroups off']) s.ratios.push(ratio(s.modes, 'spawnSandboxed', 'spawnSandboxed, cgroups off'));
   s.notes.push(`limits: ${limits.detail}`);
@@ -138,6 +146,7 @@ async function main(): Promise<void> {
   }
   s.notes.push(
     'spawnSandboxed runs clone() and the wait for exec on a spawner thread (native/spawner.cc); child_process.spawn holds the JS thread until exec',
+    "the warm pool is on (README, 'warm'): the spawner makes the next sandbox's namespaces while it is idle, here while the payload runs and exits; a mode whose plan differs from the one before it (cgroups off) finds none at the start of its batch",
     "wall time counts what the event loop waited, CPU the JS thread's own work: on a loaded host the difference is other tasks holding the CPU",
   );
   report(s);

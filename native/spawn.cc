@@ -35,6 +35,7 @@
 // - Signal dispositions: no CLONE_SIGHAND, so the kernel gives the child a copy of the handler
 //   table (copy_sighand), and the child's reset to SIG_DFL leaves Node's handlers untouched.
 //   No CLONE_FILES and no CLONE_FS either: the child's fd table, cwd, root and umask are its own.
+//   (A warm child shares the fd table until its wake, then takes its own copy first: below.)
 // - rseq: the kernel does not carry the parent's rseq registration over to a CLONE_VM child
 //   (rseq_fork), so it never writes the parent thread's rseq area on the child's behalf; the
 //   child's robust-futex list starts empty, so its exit walks none of Node's mutexes.
@@ -236,6 +237,17 @@ void restoreDumpable(int before) {
 
 }  // namespace
 
+// The warm pool (README, Architecture notes: "The warm pool"). A warm child is a CLONE_VM child
+// like any other, with two differences until it is woken: it shares the parent's fd table
+// (CLONE_FILES), so that the fds a spawn prepares later are in it without passing them over a
+// socket, and it stays in the host's mount namespace, so that the table it copies is the host's
+// at the wake, not a stale one. What the CLONE_VM rules above require holds for it too: it runs
+// raw system calls only; it reads WarmChild, Plan and Prepared in place, which the parent sets
+// before the wake and leaves alone until the child has exec'd or died; it runs on a stack of its
+// own, owned by the entry, unmapped only after it has been reaped or has exec'd; and the thread
+// that made it (the spawner thread, whose TLS it has) is the one that wakes it and then waits
+// for its exec, as for a fresh child. While it waits, the spawner thread runs other jobs: the
+// child is blocked in read(), touching nothing.
 struct WarmEntry {
   WarmKey key;
   pid_t pid = -1;

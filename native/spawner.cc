@@ -32,6 +32,9 @@
 //   the next spawn: the parent's reference to an exited sandbox's mount namespace, whose release
 //   waits for an RCU grace period and tears its mounts down (spawn.h, SpawnResult::mountNsFd).
 //   It is started and joined with the spawner thread, and clones nothing.
+// - While no job waits, the spawner thread makes the warm child of the next spawn (spawn.cc,
+//   "The warm pool"): it must be this thread, since the warm child's death signal and TLS are
+//   this thread's, and it costs a job that arrives meanwhile at most the rest of one clone().
 #include "spawner.h"
 
 #include <errno.h>

@@ -204,7 +204,7 @@ describe('the warm pool', () => {
     // In this process: after the spawns, the fds and processes come back to what they were once
     // the warm child is let go (its cgroup too, where it had one).
     await runOnce('/bin/true', []);
-    await waitFor(() => warmChildren().length === 0, 'the warm child of an earlier test to be let go', 5000);
+    await waitFor(() => warmChildren().length === 0, { what: 'the warm child of an earlier test to be let go' });
     const fds = openFdCount();
     await runOnce('/bin/true', []);
     const warm = await warmReady();
@@ -218,7 +218,7 @@ describe('the warm pool', () => {
         ? path.join('/sys/fs/cgroup', fs.existsSync('/sys/fs/cgroup/unified') ? 'unified' : '', cgroup)
         : undefined;
     if (v2 !== undefined) assert.ok(fs.existsSync(v2), `the warm child's cgroup ${v2}`);
-    await waitFor(() => warmChildren().length === 0, 'the unused warm child to be let go', 5000);
+    await waitFor(() => warmChildren().length === 0, { what: 'the unused warm child to be let go' });
     if (v2 !== undefined) assert.equal(fs.existsSync(v2), false, `${v2} removed with it`);
     await waitFor(() => openFdCount() === fds, { what: () => `the fd count back to ${fds} (now ${openFdCount()})` });
   });

@@ -88,6 +88,32 @@ export function descendants(root: number): number[] {
   return out;
 }
 
+/**
+ * Host pids of the warm children below `root`: the spawner's warm pool (native/spawn.cc) keeps
+ * one after a spawn, named `stockade-warm` until a spawn hands it a plan.
+ */
+export function warmChildren(root = process.pid): number[] {
+  return descendants(root).filter((pid) => {
+    try {
+      return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'stockade-warm';
+    } catch {
+      return false;
+    }
+  });
+}
+
+/**
+ * Spawns one sandbox, waits for the warm child the spawner makes after it, and then until that
+ * is let go (2 s unused): from here until the next spawn the process holds no warm child, so fd
+ * and process counts taken now are exact.
+ */
+export async function settleWarmPool(): Promise<void> {
+  const { waitFor } = await import('./helpers/wait');
+  await spawnSandboxed('/bin/true', [], { stdio: 'ignore' }).exited;
+  await waitFor(() => warmChildren().length === 1, 'the spawner to make a warm child');
+  await waitFor(() => warmChildren().length === 0, 'the warm child to be let go');
+}
+
 /** A host process as /proc shows it: its pid, name and start time (which tells a reused pid apart). */
 export interface ProcessIdentity {
   pid: number;

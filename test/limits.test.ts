@@ -15,7 +15,7 @@ import { cgroupLayout, placement, SandboxCgroup } from '../lib/limits/cgroup';
 import { grownGrants, policyGrants } from '../lib/policy/grants';
 import { assertPolicy } from '../lib/policy/validate';
 import { probeHost, probeLimits } from '../lib/probe';
-import { isRoot, openFdCount, type RunResult, repoRoot } from './helpers';
+import { isRoot, openFdCount, type RunResult, repoRoot, settleWarmPool } from './helpers';
 import { waitFor } from './helpers/wait';
 
 const unprivileged = process.env.STOCKADE_TEST_UNPRIVILEGED === '1';
@@ -713,6 +713,7 @@ describe('limits: the OOM from the launcher', () => {
 
 describe('limits: nothing left behind', () => {
   test('1,000 spawns leave no cgroup and no fd', async () => {
+    await settleWarmPool();
     const fdsBefore = openFdCount();
     const dirs = new Set<string>();
     for (const h of [cgroupLayout().unified, ...Object.values(cgroupLayout().byController)]) {

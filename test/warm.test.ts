@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { type SandboxOptions, spawnSandboxed } from '../lib';
-import { descendants, openFdCount, repoRoot, sharedTempDir } from './helpers';
+import { openFdCount, repoRoot, settleWarmPool, sharedTempDir, warmChildren } from './helpers';
 import { waitFor } from './helpers/wait';
 
 const isRoot = process.getuid?.() === 0;
@@ -22,11 +22,6 @@ function comm(pid: number): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** Host pids of the warm children below `root` (their name until they are handed a plan). */
-function warmChildren(root = process.pid): number[] {
-  return descendants(root).filter((pid) => comm(pid) === 'stockade-warm');
 }
 
 /** Runs a sandbox to its end: its output, exit code and whether it was made from a warm child. */
@@ -203,8 +198,7 @@ describe('the warm pool', () => {
 
     // In this process: after the spawns, the fds and processes come back to what they were once
     // the warm child is let go (its cgroup too, where it had one).
-    await runOnce('/bin/true', []);
-    await waitFor(() => warmChildren().length === 0, { what: 'the warm child of an earlier test to be let go' });
+    await settleWarmPool();
     const fds = openFdCount();
     await runOnce('/bin/true', []);
     const warm = await warmReady();

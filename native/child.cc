@@ -92,15 +92,16 @@ static int leaveTerminal(const Plan& plan) {
   return sysError(sys(SYS_setpgid, 0, 0));
 }
 
-[[noreturn]] static void buildSandbox(const Plan& plan, const Prepared& prep);
+[[noreturn]] static void buildSandbox(const Plan& plan, const Prepared& prep, bool early);
 
 [[noreturn]] void runChild(const Plan& plan, const Prepared& prep) {
   resetSignalDispositions();
-  buildSandbox(plan, prep);
+  buildSandbox(plan, prep, false);
 }
 
 // 0. A warm child, before its plan exists: default signal dispositions, death with the spawner
-//    thread, a name that tells it apart in ps, then the wait. Until the wake it has no state of
+//    thread, a name that tells it apart in ps, its budgets once its id maps are written, then
+//    the wait. Until the wake it has no state of
 //    any tenant: no mounts of its own, no listeners, no environment, and only the fd table it
 //    shares with the parent. After the wake, before it answers: unshare(CLONE_FILES) copies that
 //    table as it is now, holding every fd the parent prepared for this sandbox (and whatever
@@ -115,22 +116,33 @@ static int leaveTerminal(const Plan& plan) {
   struct pollfd parent = {warm.parentPidfd, POLLIN, 0};
   struct timespec now = {0, 0};
   if (sys(SYS_ppoll, &parent, 1, &now, nullptr, 0) != 0) sys(SYS_exit_group, 127);
-  char go;
-  long n;
-  do {
-    n = sys(SYS_read, warm.channel, &go, 1);
-  } while (n == -EINTR);
-  if (n != 1) sys(SYS_exit_group, 0);  // the pool let it go
+  auto await = [&](char expected) {
+    char got;
+    long n;
+    do {
+      n = sys(SYS_read, warm.channel, &got, 1);
+    } while (n == -EINTR);
+    if (n != 1 || got != expected) sys(SYS_exit_group, 0);  // the pool let it go
+  };
+  // Its id maps are written: steps 1c and 1d of buildSandbox, which depend only on the key the
+  // warm child was made for (WarmKey: the same budgets, the same Fast Open setting), done now.
+  // A failure ends it; the spawn that would have taken it then clones and reports the error.
+  await('M');
+  int index = -1;
+  if (setBudgetsInChild(*warm.early, &index) != 0 || disableFastOpenInChild(*warm.early) != 0)
+    sys(SYS_exit_group, 127);
+  await('G');
   const Prepared& prep = *warm.prep;
   ChildFds fds = {prep.errorPipe[1], prep.statusPipe[1], prep.initFd};
   if (int err = sysError(sys(SYS_unshare, CLONE_FILES))) failInChild(fds, Step::kClone, err);
   if (int err = sysError(sys(SYS_unshare, CLONE_NEWNS))) failInChild(fds, Step::kClone, err);
   char ready = 'R';
   if (sys(SYS_write, warm.channel, &ready, 1) != 1) sys(SYS_exit_group, 127);
-  buildSandbox(*warm.plan, prep);
+  buildSandbox(*warm.plan, prep, true);
 }
 
-[[noreturn]] static void buildSandbox(const Plan& plan, const Prepared& prep) {
+// `early`: a warm child, which has set the budgets and Fast Open (1c, 1d) before its wake.
+[[noreturn]] static void buildSandbox(const Plan& plan, const Prepared& prep, bool early) {
   ChildFds fds = {prep.errorPipe[1], prep.statusPipe[1], prep.initFd};
 
   // 1. Wait until the parent has written uid_map/gid_map (a warm child: until it has taken a
@@ -147,11 +159,12 @@ static int leaveTerminal(const Plan& plan) {
   // 1c. The sandbox's own budgets of inotify, fanotify and namespaces (limits.cc), while this
   //     process is still root in its namespace with CAP_SYS_RESOURCE there.
   int budget = -1;
-  if (int err = setBudgetsInChild(plan, &budget)) failInChild(fds, Step::kBudget, err, budget);
+  if (int err = early ? 0 : setBudgetsInChild(plan, &budget))
+    failInChild(fds, Step::kBudget, err, budget);
 
   // 1d. TCP Fast Open off where Landlock restricts connect() (net.cc says why), through the
   //     host's /proc while it is still visible.
-  if (int err = disableFastOpenInChild(plan)) failInChild(fds, Step::kFastOpen, err);
+  if (int err = early ? 0 : disableFastOpenInChild(plan)) failInChild(fds, Step::kFastOpen, err);
 
   // 1e. Out of the caller's terminal and process group (leaveTerminal above), while the host's
   //     /dev/tty is still in view.

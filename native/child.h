@@ -64,11 +64,14 @@ int joinCgroupsInChild(const Plan& plan, int* index);
 // A warm child (spawn.cc, "The warm pool"): made ahead of time in fresh user, pid, net, ipc,
 // uts and cgroup namespaces, sharing the parent's fd table (CLONE_FILES) and living in the
 // host's mount namespace, until a spawn hands it a plan. The parent fills in plan and prep,
-// then writes one byte on `channel`; the child answers one byte there once it holds a fd table
-// and a mount namespace of its own (or exits).
+// then writes one byte ('G') on `channel`; the child answers one byte there once it holds a fd
+// table and a mount namespace of its own (or exits).
 struct WarmChild {
   int channel = -1;      // the child's end of the wake socketpair
   int parentPidfd = -1;  // as Prepared::parentPidfd, for the time before the wake
+  // What it applies before the wake, once the parent says its id maps are written ('M'): the
+  // budgets and Fast Open setting of its key (a Plan with only those fields set).
+  const Plan* early = nullptr;
   const Plan* plan = nullptr;
   const Prepared* prep = nullptr;
 };

@@ -258,7 +258,8 @@ struct WarmEntry {
   int channel[2] = {-1, -1};
   std::string cgroupDir;
   ChildStack stack;
-  WarmChild child;  // read by the child once woken
+  Plan early;       // the key's ids, budgets and Fast Open setting, as a Plan (child.h)
+  WarmChild child;  // read by the child, after 'M' and after its wake
 };
 
 void WarmDeleter::operator()(WarmEntry* w) const {
@@ -288,6 +289,8 @@ WarmKey warmKeyOf(const Plan& plan) {
     key.cgroupParent = cg.dir.substr(0, cg.dir.rfind('/'));
     break;
   }
+  key.budgets = plan.budgets;
+  key.fastOpenOff = !plan.shareNetwork && plan.landlock.handledNet != 0;
   return key;
 }
 
@@ -307,6 +310,14 @@ Warm makeWarm(const WarmKey& key) {
   if (w->stack.error() != 0) return nullptr;
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, w->channel) != 0) return nullptr;
   w->child.channel = w->channel[1];
+  w->early.uid = key.uid;
+  w->early.gid = key.gid;
+  w->early.hostUid = key.hostUid;
+  w->early.hostGid = key.hostGid;
+  w->early.budgets = key.budgets;
+  w->early.shareNetwork = key.shareNetwork;
+  w->early.landlock.handledNet = key.fastOpenOff ? 1 : 0;
+  w->child.early = &w->early;
   w->child.parentPidfd = static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0));
   if (w->child.parentPidfd < 0) return nullptr;
   // Born in a v2 cgroup of its own (moving a process later costs an RCU grace period, cgroup.cc),
@@ -338,13 +349,10 @@ Warm makeWarm(const WarmKey& key) {
     return nullptr;  // without clone3 too: no pool where a v2 cgroup would need a move
   }
   w->pid = pid;
-  Plan ids;
-  ids.uid = key.uid;
-  ids.gid = key.gid;
-  ids.hostUid = key.hostUid;
-  ids.hostGid = key.hostGid;
   std::string failed;
-  if (writeIdMapsFromParent(pid, ids, key.hostRoot, &failed) != 0) return nullptr;
+  if (writeIdMapsFromParent(pid, w->early, key.hostRoot, &failed) != 0) return nullptr;
+  char maps = 'M';
+  if (write(w->channel[0], &maps, 1) != 1) return nullptr;
   return w;
 }
 

@@ -49,10 +49,20 @@ struct WarmKey {
   uint32_t uid = 0, gid = 0, hostUid = 0, hostGid = 0;
   uint32_t callerUid = 0, callerGid = 0;  // what an unprivileged caller's id maps name
   std::string cgroupParent;               // where its v2 cgroup is made ("" without one)
+  std::vector<Budget> budgets;            // set by the warm child before its wake (limits.cc)
+  bool fastOpenOff = false;               // likewise (net.cc, disableFastOpenInChild)
   bool operator==(const WarmKey& o) const {
     return shareNetwork == o.shareNetwork && hostRoot == o.hostRoot && uid == o.uid &&
            gid == o.gid && hostUid == o.hostUid && hostGid == o.hostGid &&
-           callerUid == o.callerUid && callerGid == o.callerGid && cgroupParent == o.cgroupParent;
+           callerUid == o.callerUid && callerGid == o.callerGid && cgroupParent == o.cgroupParent &&
+           fastOpenOff == o.fastOpenOff && sameBudgets(o);
+  }
+  bool sameBudgets(const WarmKey& o) const {
+    if (budgets.size() != o.budgets.size()) return false;
+    for (size_t i = 0; i < budgets.size(); ++i)
+      if (budgets[i].path != o.budgets[i].path || budgets[i].value != o.budgets[i].value)
+        return false;
+    return true;
   }
 };
 struct WarmEntry;

@@ -98,6 +98,17 @@ describe('the warm pool', () => {
       await warmReady();
       const fds = await runOnce('/bin/ls', ['/proc/self/fd']);
       assert.deepEqual([fds.warm, fds.stdout], [true, '0\n1\n2\n3\n']);
+      // The budgets of its user namespace (set before its wake) are those a fresh sandbox gets:
+      // no namespaces of its own, its share of inotify and fanotify.
+      const budgets = ['max_user_namespaces', 'max_net_namespaces', 'max_inotify_instances', 'max_inotify_watches'].map(
+        (f) => `/proc/sys/user/${f}`,
+      );
+      await warmReady();
+      const warmBudgets = await runOnce('/bin/cat', budgets);
+      const freshBudgets = await runOnce('/bin/cat', budgets, { warm: false });
+      assert.deepEqual([warmBudgets.warm, freshBudgets.warm], [true, false]);
+      assert.equal(warmBudgets.stdout, freshBudgets.stdout);
+      assert.match(warmBudgets.stdout, /^0\n0\n\d+\n\d+\n$/);
     } finally {
       first.kill('SIGKILL');
       await first.exited;

@@ -131,6 +131,7 @@ static int leaveTerminal(const Plan& plan) {
   int index = -1;
   if (setBudgetsInChild(*warm.early, &index) != 0 || disableFastOpenInChild(*warm.early) != 0)
     sys(SYS_exit_group, 127);
+  loopbackCongestionInChild(*warm.early);
   await('G');
   const Prepared& prep = *warm.prep;
   ChildFds fds = {prep.errorPipe[1], prep.statusPipe[1], prep.initFd};
@@ -165,6 +166,7 @@ static int leaveTerminal(const Plan& plan) {
   // 1d. TCP Fast Open off where Landlock restricts connect() (net.cc says why), through the
   //     host's /proc while it is still visible.
   if (int err = early ? 0 : disableFastOpenInChild(plan)) failInChild(fds, Step::kFastOpen, err);
+  if (!early) loopbackCongestionInChild(plan);
 
   // 1e. Out of the caller's terminal and process group (leaveTerminal above), while the host's
   //     /dev/tty is still in view.

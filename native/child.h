@@ -36,6 +36,8 @@ int setupNetworkInChild(const Plan& plan, const Prepared& prep, Step* step, int*
 // net.cc: TCP Fast Open off in the sandbox's network namespace where Landlock restricts TCP
 // connect (the reason is there). Before the mounts: written through the host's /proc.
 int disableFastOpenInChild(const Plan& plan);
+// net.cc: CUBIC (or Reno) for the loopback-only namespace, before the mounts (the reason is there).
+void loopbackCongestionInChild(const Plan& plan);
 int receiveListenersFromChild(int socket, size_t count, std::vector<int>* fds);
 
 // caps.cc

@@ -132,6 +132,11 @@ static int leaveTerminal(const Plan& plan) {
   if (setBudgetsInChild(*warm.early, &index) != 0 || disableFastOpenInChild(*warm.early) != 0)
     sys(SYS_exit_group, 127);
   loopbackCongestionInChild(*warm.early);
+  // Done, and holding no fd of its own: from here until the wake it only waits, so that killing
+  // it (the pool letting it go) never leaves an fd of this shared table open. makeWarm waits for
+  // this answer before it counts the child as warm.
+  char settled = 'E';
+  if (sys(SYS_write, warm.channel, &settled, 1) != 1) sys(SYS_exit_group, 127);
   await('G');
   const Prepared& prep = *warm.prep;
   ChildFds fds = {prep.errorPipe[1], prep.statusPipe[1], prep.initFd};

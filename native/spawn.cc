@@ -353,7 +353,19 @@ Warm makeWarm(const WarmKey& key) {
   if (writeIdMapsFromParent(pid, w->early, key.hostRoot, &failed) != 0) return nullptr;
   char maps = 'M';
   if (write(w->channel[0], &maps, 1) != 1) return nullptr;
-  return w;
+  // Until it answers, it opens and closes files in the fd table it shares with this process: it
+  // must not be killed then (an fd it opened would stay open here), so this waits. A child that
+  // died instead (its budgets refused) is reaped by the deleter.
+  struct pollfd wait[2] = {{w->channel[0], POLLIN, 0}, {w->pidfd, POLLIN, 0}};
+  for (;;) {
+    if (poll(wait, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return nullptr;
+    }
+    char early;
+    if ((wait[0].revents & POLLIN) && read(w->channel[0], &early, 1) == 1 && early == 'E') return w;
+    if (wait[1].revents != 0) return nullptr;
+  }
 }
 
 namespace {

@@ -24,7 +24,7 @@ import * as fs from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawnSandboxed } from '../lib';
+import { runSandboxed } from '../lib';
 import { EgressProxy } from '../lib/net/proxy';
 import { interleave, knob, median, ratio, report, section } from './harness';
 
@@ -245,20 +245,10 @@ async function nativeTransfer(binary: string, p: Path, sinkPort: number): Promis
       });
     });
   }
-  const child = spawnSandboxed('/bin/sh', ['-c', inSandbox[p], binary, String(sinkPort), n], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const { stdout, stderr, exitCode } = await runSandboxed('/bin/sh', ['-c', inSandbox[p], binary, String(sinkPort), n], {
     filesystem: { readOnly: [path.dirname(binary)] },
     network: { allow: [`sink.test:${sinkPort}`], resolve: [`sink.test:${sinkPort}:${SINK_HOST}`] },
   });
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    stdout += d;
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    stderr += d;
-  });
-  const { exitCode } = await child.exited;
   if (exitCode !== 0) throw new Error(`egress-peer ${p} in a sandbox: exit ${exitCode}: ${stderr.trim()}`);
   return parse(stdout);
 }

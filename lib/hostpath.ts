@@ -117,29 +117,38 @@ export interface SpecialFile {
 }
 
 /**
- * The first unix socket or FIFO at or below `root`, or undefined. A read-only bind does not
- * stop connect() to a socket or a write to a FIFO in it (kernel semantics), so a grant holding
- * one (docker.sock, $XDG_RUNTIME_DIR, /run) reaches a host service. The walk is the addon's
- * (native/hostscan.cc: a granted node_modules cost ~45 ms of a start in JavaScript): entry
- * types from getdents64, each directory opened from its parent's fd without following a
- * symlink, submounts included (a bind takes them along). Throws a HostPathError past `limit`
- * entries, or when a directory could not be read for another reason than permissions, since
- * what was not looked at may hold one.
+ * Starts looking for the first unix socket or FIFO at or below `root`; the function returned
+ * waits for the answer: the file, or undefined. A read-only bind does not stop connect() to a
+ * socket or a write to a FIFO in it (kernel semantics), so a grant holding one (docker.sock,
+ * $XDG_RUNTIME_DIR, /run) reaches a host service. The walk is the addon's (native/hostscan.cc: a
+ * granted node_modules cost ~45 ms of a start in JavaScript), on threads of its own, so the
+ * caller resolves the rest of a plan meanwhile: entry types from getdents64, each directory
+ * opened from its parent's fd without following a symlink, submounts included (a bind takes
+ * them along). The answer throws a HostPathError past `limit` entries, or when a directory could
+ * not be read for another reason than permissions, since what was not looked at may hold one.
  */
+export function startSocketScan(root: string, limit = SCAN_LIMIT): () => SpecialFile | undefined {
+  const handle = native().startSpecialScan(root, limit);
+  return () => {
+    const found = native().finishSpecialScan(handle);
+    if (found === null) return undefined;
+    if ('type' in found) return found;
+    if (found.errno === osConstants.errno.E2BIG) {
+      throw new HostPathError(
+        `'${root}' has more than ${limit} entries, too many to check for unix sockets and FIFOs; grant a narrower path, or allow sockets explicitly`,
+        'E2BIG',
+      );
+    }
+    const code = util.getSystemErrorName(-found.errno);
+    const why =
+      code === 'ELOOP'
+        ? `'${root}' is nested too deep (more than ${MAX_SCAN_DEPTH} directories) to be checked`
+        : `'${found.path}' cannot be read (${code}), so '${root}' cannot be checked`;
+    throw new HostPathError(`${why} for unix sockets and FIFOs; grant a narrower path, or allow sockets explicitly`, code);
+  };
+}
+
+/** startSocketScan, waited for at once. */
 export function findSocketOrFifo(root: string, limit = SCAN_LIMIT): SpecialFile | undefined {
-  const found = native().findSpecialFile(root, limit);
-  if (found === null) return undefined;
-  if ('type' in found) return found;
-  if (found.errno === osConstants.errno.E2BIG) {
-    throw new HostPathError(
-      `'${root}' has more than ${limit} entries, too many to check for unix sockets and FIFOs; grant a narrower path, or allow sockets explicitly`,
-      'E2BIG',
-    );
-  }
-  const code = util.getSystemErrorName(-found.errno);
-  const why =
-    code === 'ELOOP'
-      ? `'${root}' is nested too deep (more than ${MAX_SCAN_DEPTH} directories) to be checked`
-      : `'${found.path}' cannot be read (${code}), so '${root}' cannot be checked`;
-  throw new HostPathError(`${why} for unix sockets and FIFOs; grant a narrower path, or allow sockets explicitly`, code);
+  return startSocketScan(root, limit)();
 }

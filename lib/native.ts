@@ -191,6 +191,11 @@ export interface NativeRelay {
 
 export type RelayDone = (bytesUp: number, bytesDown: number, errno: number, timedOut: boolean) => void;
 
+/** Opaque: a scan of native/hostscan.cc in progress (an external). */
+export interface SpecialScanHandle {
+  readonly __specialScan: never;
+}
+
 interface Addon {
   /** Calls onOom() on every OOM in a cgroup v1 memory cgroup (native/oomwatch.cc); throws with .errno. */
   OomWatch: new (
@@ -253,10 +258,15 @@ interface Addon {
   /** The checklist's steps by number (native/steps.h), frozen. */
   steps: Readonly<Record<number, { step: string; syscall: string }>>;
   /**
-   * The first unix socket or FIFO at or below `root` (lib/hostpath.ts, native/hostscan.cc), null
-   * when there is none, or the errno (E2BIG past `limit` entries) and the path where it gave up.
+   * Starts looking for a unix socket or FIFO at or below `root` on threads of the addon's own
+   * (lib/hostpath.ts, native/hostscan.cc); a handle dropped unfinished is stopped when collected.
    */
-  findSpecialFile(root: string, limit: number): { type: 'unix socket' | 'FIFO'; path: string } | { errno: number; path: string } | null;
+  startSpecialScan(root: string, limit: number): SpecialScanHandle;
+  /**
+   * Waits for the scan: the first unix socket or FIFO found, null when there is none, or the
+   * errno (E2BIG past `limit` entries) and the path where it gave up. Once per handle.
+   */
+  finishSpecialScan(handle: SpecialScanHandle): { type: 'unix socket' | 'FIFO'; path: string } | { errno: number; path: string } | null;
   /** The capacity of pipe `fd` after setting it to `bytes` if given (F_SETPIPE_SZ), or -errno. */
   pipeSize(fd: number, bytes?: number): number;
 }

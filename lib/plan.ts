@@ -15,7 +15,7 @@ import {
   sizeReason,
   wallTimeReason,
 } from './fields';
-import { entryType, findSocketOrFifo, HostPathError, resolveHostPath, within } from './hostpath';
+import { entryType, HostPathError, resolveHostPath, startSocketScan, within } from './hostpath';
 import { landlockPlan, type TcpRules, tcpRules } from './landlock';
 import { CA_BUNDLE, devMounts, etcBinds, etcFiles, procMounts, SANDBOX_HOME, SANDBOX_UID, synthesized, systemDirs } from './layout';
 import { kernelBudgetNames, type LimitsPlan, planLimits, RLIMIT, type ValidLimits } from './limits';
@@ -169,9 +169,15 @@ function underSystemDir(p: string): boolean {
  * The grants (read-write, read-only, a persistent home), resolved so that no symlink a sandbox
  * could have planted is followed: the read-write roots are resolved first, then every path is
  * resolved again with symlinks refused inside them. A grant holding a unix socket or a FIFO is
- * refused unless filesystem.allowSockets says so.
+ * refused unless filesystem.allowSockets says so: that walk runs on the addon's threads while the
+ * caller resolves the rest of the plan, and `checked()` waits for every one of them (a refusal
+ * thrown, the first grant's first).
  */
-function resolveGrants(fsOptions: NonNullable<SandboxOptions['filesystem']>): { list: Grant[]; writable: string[] } {
+function resolveGrants(fsOptions: NonNullable<SandboxOptions['filesystem']>): {
+  list: Grant[];
+  writable: string[];
+  checked: () => void;
+} {
   const typed: { field: string; path: string; readOnly: boolean; home: boolean }[] = [];
   for (const key of ['readWrite', 'readOnly'] as const) {
     const list = fsOptions[key] ?? [];
@@ -188,33 +194,63 @@ function resolveGrants(fsOptions: NonNullable<SandboxOptions['filesystem']>): { 
 
   const firstPass = typed.filter((t) => !t.readOnly).map((t) => hostPathOf(t.path, [], t.field));
   const root = process.getuid?.() === 0;
-  const list = typed.map((t): Grant => {
-    const host = hostPathOf(t.path, firstPass, t.field);
-    if (host === '/') fail(t.field, "the host's / cannot be bound; name the directories the sandbox needs");
-    if (within(host, '/proc') || within(host, '/dev')) fail(t.field, `'${t.path}' is managed by the sandbox itself and cannot be bound`);
-    const stat = fs.statSync(host);
-    if (t.home && !stat.isDirectory()) fail(t.field, `expected a directory, found '${t.path}' (not a directory)`);
-    if (!allowSockets && !underSystemDir(host)) {
-      let found: ReturnType<typeof findSocketOrFifo>;
+  const scans: (() => void)[] = [];
+  const checked = () => {
+    let first: unknown;
+    for (const scan of scans.splice(0)) {
       try {
-        found = findSocketOrFifo(host);
+        scan();
       } catch (err) {
-        if (err instanceof HostPathError) fail(t.field, err.message);
-        throw err;
-      }
-      if (found !== undefined) {
-        fail(
-          t.field,
-          `'${t.path}' holds the ${found.type} '${found.path}': a read-only bind does not stop connect() to a socket or writes to a FIFO, so it would reach a host service; grant a path without it, or allow it explicitly with filesystem.allowSockets (--allow-sockets)`,
-        );
+        first ??= err;
       }
     }
-    // As host root the payload is host uid 65534: a directory root owns is writable inside only
-    // through an idmapped mount, which also makes what the payload creates root's on the host.
-    const idmap = root && !t.readOnly && stat.uid === process.getuid?.();
-    return { field: t.field, host, inside: t.home ? SANDBOX_HOME : host, readOnly: t.readOnly, idmap };
-  });
-  return { list, writable: list.filter((g) => !g.readOnly).map((g) => g.host) };
+    if (first !== undefined) throw first;
+  };
+  const list = whileScanning(checked, () =>
+    typed.map((t): Grant => {
+      const host = hostPathOf(t.path, firstPass, t.field);
+      if (host === '/') fail(t.field, "the host's / cannot be bound; name the directories the sandbox needs");
+      if (within(host, '/proc') || within(host, '/dev')) fail(t.field, `'${t.path}' is managed by the sandbox itself and cannot be bound`);
+      const stat = fs.statSync(host);
+      if (t.home && !stat.isDirectory()) fail(t.field, `expected a directory, found '${t.path}' (not a directory)`);
+      if (!allowSockets && !underSystemDir(host)) {
+        const scan = startSocketScan(host);
+        scans.push(() => {
+          let found: ReturnType<typeof scan>;
+          try {
+            found = scan();
+          } catch (err) {
+            if (err instanceof HostPathError) fail(t.field, err.message);
+            throw err;
+          }
+          if (found !== undefined) {
+            fail(
+              t.field,
+              `'${t.path}' holds the ${found.type} '${found.path}': a read-only bind does not stop connect() to a socket or writes to a FIFO, so it would reach a host service; grant a path without it, or allow it explicitly with filesystem.allowSockets (--allow-sockets)`,
+            );
+          }
+        });
+      }
+      // As host root the payload is host uid 65534: a directory root owns is writable inside only
+      // through an idmapped mount, which also makes what the payload creates root's on the host.
+      const idmap = root && !t.readOnly && stat.uid === process.getuid?.();
+      return { field: t.field, host, inside: t.home ? SANDBOX_HOME : host, readOnly: t.readOnly, idmap };
+    }),
+  );
+  return { list, writable: list.filter((g) => !g.readOnly).map((g) => g.host), checked };
+}
+
+/**
+ * `f()`, while the grants' socket scans run: when it throws, the scans are waited for first, and
+ * a grant's refusal is what the caller sees (its field was named first).
+ */
+function whileScanning<T>(checked: () => void, f: () => T): T {
+  try {
+    return f();
+  } catch (err) {
+    checked();
+    throw err;
+  }
 }
 
 /** A host system path as the host has it: a symlink is re-created, anything else bound read-only. */
@@ -560,143 +596,146 @@ function resolveUncached(command: string, args: readonly string[], options: Sand
   checkKeys(fsOptions, ['readOnly', 'readWrite', 'tmpSize', 'home', 'allowSockets', 'deny', 'denyDefaults'], 'filesystem');
   const tmpSize = fsOptions.tmpSize === undefined ? 64 * 1024 ** 2 : size(fsOptions.tmpSize, 'filesystem.tmpSize');
   const grants = resolveGrants(fsOptions);
-
-  const mounts = new Map<string, NativeMount>();
-  const add = (m: NativeMount | undefined) => m && mounts.set(m.target, m);
-  for (const dir of systemDirs) add(mirror(dir));
-  for (const p of etcBinds) add(mirror(p));
-  if (network === 'host' && fs.existsSync('/etc/resolv.conf')) {
-    // The host's resolver configuration, wherever the host's /etc/resolv.conf points.
-    add({ kind: MountKind.bind, source: hostPathOf('/etc/resolv.conf', grants.writable, 'network'), target: '/etc/resolv.conf' });
-  }
-  const visible = systemDirs.filter((d) => fs.existsSync(d));
-
-  const fields = new Map(grants.list.map((g) => [g.inside, g.field]));
-  for (const g of grants.list) {
-    if (g.inside === SANDBOX_HOME) continue;
-    add({ kind: MountKind.bind, source: g.host, target: g.host, readOnly: g.readOnly, idmap: g.idmap });
-    visible.push(g.host);
-  }
-
-  if (trust !== undefined) {
-    // The host's bundle plus the per-run CA, in place of the host's certificate directory.
-    mounts.delete('/etc/ssl/certs');
-    add(synthesized(CA_BUNDLE, trust.bundle));
-    // Synthesized files win over a grant of the same path (a secret file over a host file).
-    for (const [file, content] of Object.entries(trust.files ?? {})) {
-      if (!path.isAbsolute(file) || path.normalize(file) !== file || file.includes('\0') || file === '/') {
-        fail('secrets', `file must be a normalized absolute path inside the sandbox, found ${JSON.stringify(file)}`);
-      }
-      add(synthesized(file, content, 0o444));
-      fields.set(file, 'secrets');
+  return whileScanning(grants.checked, () => {
+    const mounts = new Map<string, NativeMount>();
+    const add = (m: NativeMount | undefined) => m && mounts.set(m.target, m);
+    for (const dir of systemDirs) add(mirror(dir));
+    for (const p of etcBinds) add(mirror(p));
+    if (network === 'host' && fs.existsSync('/etc/resolv.conf')) {
+      // The host's resolver configuration, wherever the host's /etc/resolv.conf points.
+      add({ kind: MountKind.bind, source: hostPathOf('/etc/resolv.conf', grants.writable, 'network'), target: '/etc/resolv.conf' });
     }
-  }
-  add({ kind: MountKind.tmpfs, target: '/tmp', data: `mode=1777,size=${tmpSize}` });
-  const home = grants.list.find((g) => g.inside === SANDBOX_HOME);
-  if (home === undefined) {
-    add({ kind: MountKind.tmpfs, target: SANDBOX_HOME, data: `mode=0700,uid=${SANDBOX_UID},gid=${SANDBOX_UID},size=${tmpSize}` });
-  } else {
-    add({ kind: MountKind.bind, source: home.host, target: SANDBOX_HOME, readOnly: false, idmap: home.idmap });
-  }
-  // Deny inside a grant (lib/deny.ts): masks over credentials under the granted directories.
-  if (fsOptions.deny !== undefined && !Array.isArray(fsOptions.deny)) fail('filesystem.deny', 'expected an array of absolute paths');
-  const explicit = grants.list.map((g) => g.host);
-  for (const m of denyMounts(grants.list, explicit, fsOptions.deny ?? [], fsOptions.denyDefaults !== false)) add(m);
-  for (const m of devMounts(tmpSize)) add(m);
-  for (const m of procMounts()) add(m);
-  if (egress !== undefined) {
-    // fetch() in Node < 22.21 needs a preload to honour the proxy variables (lib/net/env.ts). A
-    // copy, so that nothing inside (mountinfo included) names where stockade is installed.
-    preload ??= fs.readFileSync(PRELOAD_PATH);
-    add(synthesized(egressModule().PRELOAD_INSIDE, preload, 0o444));
-  }
-  for (const f of etcFiles(hostname, egress?.resolvConf ?? '')) {
-    if (!mounts.has(f.target)) add(f);
-  }
+    const visible = systemDirs.filter((d) => fs.existsSync(d));
 
-  // Parents before children: a bind below /tmp must land on the tmpfs, not under it.
-  const ordered = placeTargets(
-    [...mounts.values()].sort((a, b) => (a.target < b.target ? -1 : a.target > b.target ? 1 : 0)),
-    fields,
-  );
+    const fields = new Map(grants.list.map((g) => [g.inside, g.field]));
+    for (const g of grants.list) {
+      if (g.inside === SANDBOX_HOME) continue;
+      add({ kind: MountKind.bind, source: g.host, target: g.host, readOnly: g.readOnly, idmap: g.idmap });
+      visible.push(g.host);
+    }
 
-  const limits = buildLimits(options.limits);
-  const wallTime = options.limits?.wallTime;
-  const wallTimeProblem = wallTime === undefined ? null : wallTimeReason(wallTime);
-  if (wallTimeProblem !== null) fail('limits.wallTime', `${wallTimeProblem}, found ${JSON.stringify(wallTime)}`);
-
-  const envp = buildEnv(
-    options.env,
-    egress === undefined ? undefined : (nodeOptions) => ({ ...egressModule().egressEnv(egress, nodeOptions), ...trust?.env }),
-  );
-  const plan: Omit<NativePlan, 'fds'> = {
-    file: command,
-    argv: [command, ...args],
-    envp,
-    cwd,
-    hostname,
-    baseDir: fs.existsSync('/tmp') ? '/tmp' : '/mnt',
-    rootOptions: 'mode=0755,size=1m',
-    mounts: ordered,
-    shareNetwork: network === 'host',
-    routeAllLocal: egress !== undefined,
-    listeners: egress?.listeners,
-    limits: limits.rlimits,
-    budgets: limits.budgets,
-    useInit: true,
-    initPath: initPath(),
-    seccomp: true,
-    seccompProfile: SeccompProfileNumber[seccomp],
-    landlock: landlockPlan(ordered, tcp),
-  };
-  let digest: string | undefined;
-  const makeDigest = () =>
-    (require('node:crypto') as typeof import('node:crypto'))
-      .createHash('sha256')
-      .update(
-        JSON.stringify({
-          argv: plan.argv,
-          env: envp.map((e) => e.slice(0, e.indexOf('='))),
-          cwd,
-          mounts: ordered.map((m) => [m.kind, m.source, m.target, m.readOnly, m.idmap]),
-          limits: limits.rlimits,
-          cgroup: limits.cgroup?.settings,
-          kernel: options.limits?.kernel,
-          network,
-          ...(seccomp === 'default' ? {} : { seccomp }),
-          ...(localPorts === undefined ? {} : { localPorts }),
-        }),
-      )
-      .digest('hex')
-      .slice(0, 16);
-
-  return {
-    plan,
-    get digest() {
-      digest ??= makeDigest();
-      return digest;
-    },
-    egress,
-    wallTime,
-    upstreamCaPem,
-    visible,
-    limits: { cgroup: limits.cgroup, report: limits.report },
-    writable: grants.writable,
-    seccomp,
-    tcp,
-    describe(step, index) {
-      if ((step === 'mount' || step === 'idmap-mount') && ordered[index] !== undefined) {
-        const m = ordered[index];
-        return m.kind === MountKind.bind ? m.source : m.target;
+    if (trust !== undefined) {
+      // The host's bundle plus the per-run CA, in place of the host's certificate directory.
+      mounts.delete('/etc/ssl/certs');
+      add(synthesized(CA_BUNDLE, trust.bundle));
+      // Synthesized files win over a grant of the same path (a secret file over a host file).
+      for (const [file, content] of Object.entries(trust.files ?? {})) {
+        if (!path.isAbsolute(file) || path.normalize(file) !== file || file.includes('\0') || file === '/') {
+          fail('secrets', `file must be a normalized absolute path inside the sandbox, found ${JSON.stringify(file)}`);
+        }
+        add(synthesized(file, content, 0o444));
+        fields.set(file, 'secrets');
       }
-      if (step === 'rlimit') return rlimitNames[limits.rlimits[index]?.resource];
-      if (step === 'kernel-budget') return limits.budgets[index]?.path;
-      if (step === 'chdir') return cwd;
-      if (step === 'exec') return command;
-      if (step === 'landlock' && index >= 0) return plan.landlock?.rules[index]?.path;
-      return undefined;
-    },
-  };
+    }
+    add({ kind: MountKind.tmpfs, target: '/tmp', data: `mode=1777,size=${tmpSize}` });
+    const home = grants.list.find((g) => g.inside === SANDBOX_HOME);
+    if (home === undefined) {
+      add({ kind: MountKind.tmpfs, target: SANDBOX_HOME, data: `mode=0700,uid=${SANDBOX_UID},gid=${SANDBOX_UID},size=${tmpSize}` });
+    } else {
+      add({ kind: MountKind.bind, source: home.host, target: SANDBOX_HOME, readOnly: false, idmap: home.idmap });
+    }
+    // Deny inside a grant (lib/deny.ts): masks over credentials under the granted directories.
+    if (fsOptions.deny !== undefined && !Array.isArray(fsOptions.deny)) fail('filesystem.deny', 'expected an array of absolute paths');
+    const explicit = grants.list.map((g) => g.host);
+    for (const m of denyMounts(grants.list, explicit, fsOptions.deny ?? [], fsOptions.denyDefaults !== false)) add(m);
+    for (const m of devMounts(tmpSize)) add(m);
+    for (const m of procMounts()) add(m);
+    if (egress !== undefined) {
+      // fetch() in Node < 22.21 needs a preload to honour the proxy variables (lib/net/env.ts). A
+      // copy, so that nothing inside (mountinfo included) names where stockade is installed.
+      preload ??= fs.readFileSync(PRELOAD_PATH);
+      add(synthesized(egressModule().PRELOAD_INSIDE, preload, 0o444));
+    }
+    for (const f of etcFiles(hostname, egress?.resolvConf ?? '')) {
+      if (!mounts.has(f.target)) add(f);
+    }
+
+    // Parents before children: a bind below /tmp must land on the tmpfs, not under it.
+    const ordered = placeTargets(
+      [...mounts.values()].sort((a, b) => (a.target < b.target ? -1 : a.target > b.target ? 1 : 0)),
+      fields,
+    );
+
+    const limits = buildLimits(options.limits);
+    const wallTime = options.limits?.wallTime;
+    const wallTimeProblem = wallTime === undefined ? null : wallTimeReason(wallTime);
+    if (wallTimeProblem !== null) fail('limits.wallTime', `${wallTimeProblem}, found ${JSON.stringify(wallTime)}`);
+
+    const envp = buildEnv(
+      options.env,
+      egress === undefined ? undefined : (nodeOptions) => ({ ...egressModule().egressEnv(egress, nodeOptions), ...trust?.env }),
+    );
+    const plan: Omit<NativePlan, 'fds'> = {
+      file: command,
+      argv: [command, ...args],
+      envp,
+      cwd,
+      hostname,
+      baseDir: fs.existsSync('/tmp') ? '/tmp' : '/mnt',
+      rootOptions: 'mode=0755,size=1m',
+      mounts: ordered,
+      shareNetwork: network === 'host',
+      routeAllLocal: egress !== undefined,
+      listeners: egress?.listeners,
+      limits: limits.rlimits,
+      budgets: limits.budgets,
+      useInit: true,
+      initPath: initPath(),
+      seccomp: true,
+      seccompProfile: SeccompProfileNumber[seccomp],
+      landlock: landlockPlan(ordered, tcp),
+    };
+    let digest: string | undefined;
+    const makeDigest = () =>
+      (require('node:crypto') as typeof import('node:crypto'))
+        .createHash('sha256')
+        .update(
+          JSON.stringify({
+            argv: plan.argv,
+            env: envp.map((e) => e.slice(0, e.indexOf('='))),
+            cwd,
+            mounts: ordered.map((m) => [m.kind, m.source, m.target, m.readOnly, m.idmap]),
+            limits: limits.rlimits,
+            cgroup: limits.cgroup?.settings,
+            kernel: options.limits?.kernel,
+            network,
+            ...(seccomp === 'default' ? {} : { seccomp }),
+            ...(localPorts === undefined ? {} : { localPorts }),
+          }),
+        )
+        .digest('hex')
+        .slice(0, 16);
+
+    const resolved: ResolvedSandbox = {
+      plan,
+      get digest() {
+        digest ??= makeDigest();
+        return digest;
+      },
+      egress,
+      wallTime,
+      upstreamCaPem,
+      visible,
+      limits: { cgroup: limits.cgroup, report: limits.report },
+      writable: grants.writable,
+      seccomp,
+      tcp,
+      describe(step, index) {
+        if ((step === 'mount' || step === 'idmap-mount') && ordered[index] !== undefined) {
+          const m = ordered[index];
+          return m.kind === MountKind.bind ? m.source : m.target;
+        }
+        if (step === 'rlimit') return rlimitNames[limits.rlimits[index]?.resource];
+        if (step === 'kernel-budget') return limits.budgets[index]?.path;
+        if (step === 'chdir') return cwd;
+        if (step === 'exec') return command;
+        if (step === 'landlock' && index >= 0) return plan.landlock?.rules[index]?.path;
+        return undefined;
+      },
+    };
+    grants.checked();
+    return resolved;
+  });
 }
 
 /**

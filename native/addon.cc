@@ -976,19 +976,51 @@ static Napi::Value ReleaseCgroupFn(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// findSpecialFile(root, limit) -> null, { type: 'unix socket' | 'FIFO', path }, or
-// { errno, path } where the scan gave up (hostscan.cc). Synchronous: lib/plan.ts resolves a
-// sandbox's grants before anything is spawned.
-static Napi::Value FindSpecialFile(const Napi::CallbackInfo& info) {
+// startSpecialScan(root, limit) -> a handle; finishSpecialScan(handle) -> null,
+// { type: 'unix socket' | 'FIFO', path }, or { errno, path } where the scan gave up
+// (hostscan.cc). The scan runs on threads of its own in between: lib/plan.ts starts it for each
+// grant, resolves the rest of the plan, and finishes it before anything is spawned. A handle
+// dropped unfinished is stopped when it is collected.
+const napi_type_tag kSpecialScanTag = {0x73746f636b616465ull, 0x7363616e68616e64ull};
+
+struct SpecialScanHandle {
+  stockade::SpecialFileScan* scan;
+};
+
+static Napi::Value StartSpecialScan(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) {
-    Napi::TypeError::New(env, "findSpecialFile(root, limit) takes a path and a number")
+    Napi::TypeError::New(env, "startSpecialScan(root, limit) takes a path and a number")
         .ThrowAsJavaScriptException();
     return env.Undefined();
   }
   double limit = info[1].As<Napi::Number>().DoubleValue();
-  stockade::SpecialScan scan = stockade::findSpecialFileOnHost(
-      info[0].As<Napi::String>().Utf8Value(), limit > 0 ? static_cast<size_t>(limit) : 0);
+  auto* handle = new SpecialScanHandle{stockade::startSpecialFileScan(
+      info[0].As<Napi::String>().Utf8Value(), limit > 0 ? static_cast<size_t>(limit) : 0)};
+  auto external =
+      Napi::External<SpecialScanHandle>::New(env, handle, [](Napi::Env, SpecialScanHandle* h) {
+        if (h->scan != nullptr) stockade::abandonSpecialFileScan(h->scan);
+        delete h;
+      });
+  napi_type_tag_object(env, external, &kSpecialScanTag);
+  return external;
+}
+
+static Napi::Value FinishSpecialScan(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool tagged = false;
+  if (info.Length() > 0 && info[0].IsExternal())
+    napi_check_object_type_tag(env, info[0], &kSpecialScanTag, &tagged);
+  SpecialScanHandle* handle =
+      tagged ? info[0].As<Napi::External<SpecialScanHandle>>().Data() : nullptr;
+  if (handle == nullptr || handle->scan == nullptr) {
+    Napi::TypeError::New(env,
+                         "finishSpecialScan(handle) takes an unfinished startSpecialScan handle")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  stockade::SpecialScan scan = stockade::finishSpecialFileScan(handle->scan);
+  handle->scan = nullptr;
   if (scan.err == 0 && scan.kind == stockade::SpecialKind::none) return env.Null();
   Napi::Object out = Napi::Object::New(env);
   if (scan.err != 0)
@@ -1085,7 +1117,8 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("seccompNotify", Napi::Function::New(env, SeccompNotify));
   exports.Set("threadCpuTime", Napi::Function::New(env, ThreadCpuTime));
   exports.Set("releaseCgroup", Napi::Function::New(env, ReleaseCgroupFn));
-  exports.Set("findSpecialFile", Napi::Function::New(env, FindSpecialFile));
+  exports.Set("startSpecialScan", Napi::Function::New(env, StartSpecialScan));
+  exports.Set("finishSpecialScan", Napi::Function::New(env, FinishSpecialScan));
   exports.Set("steps", StepTable(env));
   exports.Set("UdpEndpoint", UdpEndpoint::Init(env));
   exports.Set("Relay", Relay::Init(env));

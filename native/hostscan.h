@@ -18,7 +18,13 @@ struct SpecialScan {
   int err = 0;
 };
 
-// Runs on the calling (JS) thread, from the host's view, before anything is spawned.
-SpecialScan findSpecialFileOnHost(const std::string& root, size_t limit);
+// A scan running on threads of its own (hostscan.cc), from the host's view, started before the
+// rest of a plan is resolved and finished before anything is spawned.
+struct SpecialFileScan;
+SpecialFileScan* startSpecialFileScan(const std::string& root, size_t limit);
+// Waits for the scan and frees it.
+SpecialScan finishSpecialFileScan(SpecialFileScan* scan);
+// Stops the scan where it is, waits for its threads and frees it: nobody wants its result.
+void abandonSpecialFileScan(SpecialFileScan* scan);
 
 }  // namespace stockade

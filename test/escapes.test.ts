@@ -9,8 +9,10 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 import { fromNative, type SandboxError } from '../lib/errors';
-import { findSocketOrFifo } from '../lib/hostpath';
+import { findSocketOrFifo, startSocketScan } from '../lib/hostpath';
 import { initPath, type NativeSpawnResult, native } from '../lib/native';
 import { resolveSandbox } from '../lib/plan';
 import { PLACEHOLDER_PREFIX } from '../lib/secrets/placeholder';
@@ -365,6 +367,62 @@ describe('sockets and FIFOs in grants', () => {
     const r = cli('--ro', nest, '--', '/bin/true');
     assert.equal(r.status, 2);
     assert.match(r.stderr, /^stockade run: options\.filesystem\.readOnly\[0\]: '.*nest' is nested too deep/);
+  });
+
+  test('the walk on several threads: every branch looked at, its limit and depth bound kept, no fd or thread left', async () => {
+    const { base } = scene('wide');
+    const grant = path.join(base, 'grant');
+    // Wider than the workers' queue, each branch with subtrees: whichever worker takes it.
+    for (let i = 0; i < 40; i++) mkdirs(path.join(grant, `b${i}`, 'x', 'y'), path.join(grant, `b${i}`, 'z'));
+    const fds = () => fs.readdirSync('/proc/self/fd').length;
+    const threads = () => fs.readdirSync('/proc/self/task').length;
+    const before = { fds: fds(), threads: threads() };
+    assert.equal(findSocketOrFifo(grant), undefined);
+    for (const at of ['b0/x/y', 'b17/z', 'b39/x/y']) {
+      const pipe = path.join(grant, at, 'pipe');
+      spawnSync('mkfifo', [pipe]);
+      assert.deepEqual(findSocketOrFifo(grant), { type: 'FIFO', path: pipe });
+      fs.rmSync(pipe);
+    }
+    // 40 x 4 directories: the count is shared by the workers.
+    assert.equal(findSocketOrFifo(grant, 160), undefined);
+    assert.throws(() => findSocketOrFifo(grant, 159), { code: 'E2BIG' });
+    // Two chains past the bound, on two workers at once.
+    for (const chain of ['b3', 'b30']) {
+      let at = path.join(grant, chain);
+      for (let i = 0; i < 520; i++) {
+        at = path.join(at, 'n');
+        fs.mkdirSync(at);
+      }
+    }
+    assert.throws(() => findSocketOrFifo(grant), { code: 'ELOOP' });
+    assert.deepEqual({ fds: fds(), threads: threads() }, before);
+    // A scan nobody waits for is stopped (or, done already, freed) when collected: nothing left.
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    startSocketScan(grant);
+    for (let i = 0; i < 50 && threads() !== before.threads; i++) {
+      gc();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.deepEqual({ fds: fds(), threads: threads() }, before);
+  });
+
+  test('a refused grant is reported first when a later option is wrong too, and its scan is waited for', () => {
+    const { base } = scene('order');
+    const grant = path.join(base, 'grant');
+    mkdirs(grant);
+    spawnSync('mkfifo', [path.join(grant, 'pipe')]);
+    const threads = fs.readdirSync('/proc/self/task').length;
+    assert.throws(() => resolveSandbox('/bin/true', [], { filesystem: { readOnly: [grant, '/nonexistent-stockade'] } }), {
+      name: 'SandboxOptionsError',
+      message: new RegExp(`^options\\.filesystem\\.readOnly\\[0\\]: '${grant}' holds the FIFO`),
+    });
+    assert.throws(() => resolveSandbox('/bin/true', [], { filesystem: { readOnly: [grant] }, limits: { memory: 'lots' } }), {
+      name: 'SandboxOptionsError',
+      message: new RegExp(`^options\\.filesystem\\.readOnly\\[0\\]: '${grant}' holds the FIFO`),
+    });
+    assert.equal(fs.readdirSync('/proc/self/task').length, threads);
   });
 
   test('the opt-in is one validated field', () => {

@@ -26,7 +26,7 @@ import type { KernelBudgets, SandboxLimits } from '../options';
 import { type CgroupSettings, type Controller, cgroupLayout, controllers, limitFile, mounts, type Placement, placement } from './cgroup';
 
 export { type CgroupEvents, SandboxCgroup } from './cgroup';
-export { type LimitViolation, LimitWatch } from './watch';
+export type { LimitViolation } from './watch';
 
 /** RLIMIT_* numbers (identical on x86_64 and aarch64). */
 export const RLIMIT = { CPU: 0, FSIZE: 1, CORE: 4, NPROC: 6, NOFILE: 7, AS: 9 } as const;

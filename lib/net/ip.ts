@@ -2,7 +2,11 @@
 // Kept free of DNS and policy so that the allowlist, the SSRF guard and the DNS pool share one
 // notion of "the same address" (an IPv4 address and its ::ffff: mapped form stay distinct here;
 // ssrf.ts unwraps mapped addresses explicitly).
-import { isIPv4, isIPv6 } from 'node:net';
+
+// node:net on first use, not at load: `stockade run` parses no address before its spawn in most
+// policies, and loading node:net was 2.5 ms of the launcher's start (bench/coldstart.ts).
+let nodeNet: typeof import('node:net') | undefined;
+const net = () => (nodeNet ??= require('node:net') as typeof import('node:net'));
 
 export interface IpAddress {
   family: 4 | 6;
@@ -11,10 +15,10 @@ export interface IpAddress {
 
 /** Parses a canonical dotted-quad IPv4 or an IPv6 literal (no brackets, no zone). Null otherwise. */
 export function parseIp(text: string): IpAddress | null {
-  if (isIPv4(text)) {
+  if (net().isIPv4(text)) {
     return { family: 4, bytes: Uint8Array.from(text.split('.').map(Number)) };
   }
-  if (isIPv6(text) && !text.includes('%')) return { family: 6, bytes: parseIPv6(text) };
+  if (net().isIPv6(text) && !text.includes('%')) return { family: 6, bytes: parseIPv6(text) };
   return null;
 }
 

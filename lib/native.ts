@@ -2,7 +2,7 @@
 // knows nothing about policy: lib/plan.ts builds the plan, and every value here has already
 // been validated.
 import * as path from 'node:path';
-import { libDir } from './location';
+import { packageRoot } from './location';
 
 /** Mount operations, in the order the child applies them (native/plan.h, MountOp::Kind). */
 export const MountKind = {
@@ -270,8 +270,6 @@ interface Addon {
   /** The capacity of pipe `fd` after setting it to `bytes` if given (F_SETPIPE_SZ), or -errno. */
   pipeSize(fd: number, bytes?: number): number;
 }
-
-const packageRoot = path.join(libDir, '..', '..');
 
 let addon: Addon | undefined;
 let addonPath: string | undefined;

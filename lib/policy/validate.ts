@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Ajv2020 from 'ajv/dist/2020';
+import { packageRoot } from '../location';
 import { FORMATS, NUMBER_FORMATS } from './formats';
 import type { Policy } from './types';
 
@@ -32,18 +33,15 @@ type Schema = any;
 
 let cachedSchema: Schema | undefined;
 
-/** The published schema, read from the package root (dist/lib/policy -> ../../.., lib/policy -> ../..). */
+/**
+ * The published schema, read from the package root (lib/location.ts). Only there: the search of
+ * two places it replaced read ../../../stockade.schema.json first, which from the bundle
+ * (dist/lib/cli.js) is the node_modules directory holding the package, where any other package
+ * could have put a schema of its own that lets every policy through.
+ */
 export function policySchema(): Schema {
-  if (cachedSchema) return cachedSchema;
-  for (const up of ['../../..', '../..']) {
-    try {
-      cachedSchema = JSON.parse(readFileSync(join(__dirname, up, 'stockade.schema.json'), 'utf8'));
-      return cachedSchema;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-  }
-  throw new Error(`stockade.schema.json not found above ${__dirname}`);
+  cachedSchema ??= JSON.parse(readFileSync(join(packageRoot, 'stockade.schema.json'), 'utf8'));
+  return cachedSchema;
 }
 
 // ---- describing values -------------------------------------------------------------------------

@@ -111,9 +111,9 @@ struct Task {
   size_t depth;
 };
 
-// One more than the CPUs the launcher may run on: the JS thread mostly waits, and a worker
-// waits for the disk now and then. On this 2-CPU VM a granted node_modules took 17 ms with one
-// worker, 11 with two, 9 with three.
+// One more than the CPUs the launcher may run on, at most kMaxWorkers: on a 2-CPU VM a granted
+// node_modules (warm page cache) took 13-17 ms with one worker, 11 with two, 9 with three, and
+// no less with four.
 size_t workersWanted() {
   cpu_set_t set;
   size_t cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;

@@ -1,7 +1,19 @@
 // Policies that are valid: loading, schema agreement with ajv, merging rules, profiles and
 // conversion to SandboxOptions.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import {
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, extname, join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -25,6 +37,7 @@ import {
 } from '../lib/policy';
 import { FORMATS, NUMBER_FORMATS } from '../lib/policy/formats';
 import { which } from '../lib/policy/profiles';
+import { repoRoot } from './helpers';
 import { needs } from './helpers/tools';
 
 const fixtures = join(__dirname, '..', '..', 'test', 'fixtures', 'policies');
@@ -104,6 +117,37 @@ describe('schema', () => {
     assert.equal(closest('filesystm', ['filesystem', 'network']), 'filesystem');
     assert.equal(closest('readonly', ['readOnly', 'readWrite']), 'readOnly');
     assert.equal(closest('banana', ['filesystem', 'network']), undefined);
+  });
+});
+
+describe('schema location', () => {
+  // The bundled CLI (dist/lib/cli.js) read ../../../stockade.schema.json first: from an installed
+  // package that is the node_modules directory holding it, where any other package can write.
+  it('the CLI reads the schema of its own package, not one planted in the directory above it', () => {
+    const base = mkdtempSync(join(tmpdir(), 'stockade-schema-'));
+    try {
+      const pkg = join(base, 'stockade-sandbox');
+      for (const part of [
+        'bin',
+        'dist/lib',
+        'build/Release/stockade.node',
+        'build/Release/stockade-init',
+        'package.json',
+        'stockade.schema.json',
+      ])
+        cpSync(join(repoRoot, part), join(pkg, part), { recursive: true });
+      symlinkSync(join(repoRoot, 'node_modules'), join(pkg, 'node_modules'));
+      writeFileSync(join(base, 'stockade.schema.json'), '{}'); // a schema that lets everything through
+      const policy = join(base, 'policy.json');
+      writeFileSync(policy, '{"bogus": 1}');
+      const r = spawnSync(process.execPath, [join(pkg, 'bin', 'stockade.js'), 'run', '--policy', policy, '--', '/bin/true'], {
+        encoding: 'utf8',
+      });
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, /unknown key `\/bogus`/);
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
   });
 });
 

@@ -16,7 +16,8 @@ import { findSocketOrFifo, startSocketScan } from '../lib/hostpath';
 import { initPath, type NativeSpawnResult, native } from '../lib/native';
 import { resolveSandbox } from '../lib/plan';
 import { PLACEHOLDER_PREFIX } from '../lib/secrets/placeholder';
-import { isRoot, repoRoot, sh, sharedTempDir } from './helpers';
+import { isRoot, repoRoot, settleWarmPool, sh, sharedTempDir } from './helpers';
+import { waitFor } from './helpers/wait';
 
 const launcher = path.join(repoRoot, 'bin', 'stockade.js');
 const cli = (...args: string[]) => spawnSync(process.execPath, [launcher, 'run', ...args], { encoding: 'utf8', input: '' });
@@ -36,6 +37,17 @@ function scene(name: string): { base: string; key: string; victim: string; keyBy
   const victim = path.join(base, 'victim');
   fs.writeFileSync(victim, 'the host file, untouched\n', { mode: 0o644 });
   return { base, key, victim, keyBytes: fs.readFileSync(key), victimBytes: fs.readFileSync(victim) };
+}
+
+const threadCount = () => fs.readdirSync('/proc/self/task').length;
+
+/**
+ * Waits, bounded, for this process to have `n` threads again: a joined thread can still be
+ * listed in /proc/self/task for a moment (pthread_join returns when the kernel clears its tid,
+ * before the task is released). A thread that never ends times the wait out.
+ */
+async function threadsBackTo(n: number): Promise<void> {
+  await waitFor(() => threadCount() === n, { what: () => `the thread count back to ${n} (now ${threadCount()})` });
 }
 
 function mkdirs(...dirsToMake: string[]): void {
@@ -375,8 +387,9 @@ describe('sockets and FIFOs in grants', () => {
     // Wider than the workers' queue, each branch with subtrees: whichever worker takes it.
     for (let i = 0; i < 40; i++) mkdirs(path.join(grant, `b${i}`, 'x', 'y'), path.join(grant, `b${i}`, 'z'));
     const fds = () => fs.readdirSync('/proc/self/fd').length;
-    const threads = () => fs.readdirSync('/proc/self/task').length;
-    const before = { fds: fds(), threads: threads() };
+    // Counted with no warm child (its fds are in this process's table until it is let go).
+    await settleWarmPool();
+    const before = { fds: fds(), threads: threadCount() };
     assert.equal(findSocketOrFifo(grant), undefined);
     for (const at of ['b0/x/y', 'b17/z', 'b39/x/y']) {
       const pipe = path.join(grant, at, 'pipe');
@@ -396,24 +409,28 @@ describe('sockets and FIFOs in grants', () => {
       }
     }
     assert.throws(() => findSocketOrFifo(grant), { code: 'ELOOP' });
-    assert.deepEqual({ fds: fds(), threads: threads() }, before);
+    assert.equal(fds(), before.fds);
+    await threadsBackTo(before.threads);
     // A scan nobody waits for is stopped (or, done already, freed) when collected: nothing left.
     v8.setFlagsFromString('--expose-gc');
     const gc = vm.runInNewContext('gc') as () => void;
+    // (One that ended early keeps the directories it had queued open until then.)
     startSocketScan(grant);
-    for (let i = 0; i < 50 && threads() !== before.threads; i++) {
-      gc();
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    assert.deepEqual({ fds: fds(), threads: threads() }, before);
+    await waitFor(
+      () => {
+        gc();
+        return fds() === before.fds && threadCount() === before.threads;
+      },
+      { what: () => `the fds and threads back to ${JSON.stringify(before)} (now ${fds()}, ${threadCount()})` },
+    );
   });
 
-  test('a refused grant is reported first when a later option is wrong too, and its scan is waited for', () => {
+  test('a refused grant is reported first when a later option is wrong too, and its scan is waited for', async () => {
     const { base } = scene('order');
     const grant = path.join(base, 'grant');
     mkdirs(grant);
     spawnSync('mkfifo', [path.join(grant, 'pipe')]);
-    const threads = fs.readdirSync('/proc/self/task').length;
+    const threads = threadCount();
     assert.throws(() => resolveSandbox('/bin/true', [], { filesystem: { readOnly: [grant, '/nonexistent-stockade'] } }), {
       name: 'SandboxOptionsError',
       message: new RegExp(`^options\\.filesystem\\.readOnly\\[0\\]: '${grant}' holds the FIFO`),
@@ -422,7 +439,7 @@ describe('sockets and FIFOs in grants', () => {
       name: 'SandboxOptionsError',
       message: new RegExp(`^options\\.filesystem\\.readOnly\\[0\\]: '${grant}' holds the FIFO`),
     });
-    assert.equal(fs.readdirSync('/proc/self/task').length, threads);
+    await threadsBackTo(threads);
   });
 
   test('the opt-in is one validated field', () => {

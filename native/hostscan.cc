@@ -9,8 +9,9 @@
 // `stockade run` that granted it; this walk makes one openat and a few getdents64 per
 // directory and builds a path only for the directories it enters.
 //
-// The walk runs on threads of its own (startSpecialFileScan: up to kMaxWorkers, as many as the
-// launcher may run on), while the JS thread goes on resolving the rest of the plan; lib/plan.ts
+// The walk runs on threads of its own (startSpecialFileScan: one, and more while directories
+// wait in the queue with no worker free, up to workersWanted()), while the JS thread goes on
+// resolving the rest of the plan; lib/plan.ts
 // waits for it before anything is spawned. A granted node_modules takes ~15 ms on one thread
 // here, nearly all of it ext4's readdir (hashing and sorting each directory's names), which
 // scales with threads. Each worker walks depth first, except that a directory it is about to
@@ -128,14 +129,28 @@ struct SpecialFileScan {
   pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
   pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
   std::deque<Task> queue;         // under mu: first in, first out, so the shallowest go first
+  size_t wanted = 1;              // workers at most
   size_t workers = 0;             // taking part (under mu)
   size_t idle = 0;                // waiting for a task (under mu)
   bool finished = false;          // under mu: nothing more to take
   std::atomic<size_t> queued{0};  // queue.size(), read without mu
   std::atomic<size_t> seen{0};
   std::atomic<bool> stop{false};
-  SpecialScan out;  // under mu once workers run
-  std::vector<uv_thread_t> threads;
+  SpecialScan out;                   // under mu once workers run
+  std::vector<uv_thread_t> threads;  // under mu; final once finished
+
+  // One more worker, under mu: its thread blocks every signal (it inherits the mask of a worker,
+  // or the one startSpecialFileScan set). libuv's thread calls, for the prebuilt addon's glibc
+  // floor, as in the spawner (native/spawner.cc).
+  bool addWorker() {
+    uv_thread_t t;
+    if (uv_thread_create(
+            &t, [](void* self) { static_cast<SpecialFileScan*>(self)->work(); }, this) != 0)
+      return false;
+    threads.push_back(t);
+    ++workers;
+    return true;
+  }
 
   // The first result wins: a socket, a FIFO, or why the scan gave up. Every worker stops.
   void settle(SpecialKind kind, int err, const std::string& path) {
@@ -159,7 +174,12 @@ struct SpecialFileScan {
     if (taken) {
       queue.push_back(std::move(task));
       queued.store(queue.size(), std::memory_order_relaxed);
-      if (idle > 0) pthread_cond_signal(&wake);
+      // Workers are added as there is work for them: a small grant is walked by one thread,
+      // without the cost of starting the others (~40 us each).
+      if (idle > 0)
+        pthread_cond_signal(&wake);
+      else if (workers < wanted)
+        addWorker();
     }
     pthread_mutex_unlock(&mu);
     return taken;
@@ -297,41 +317,32 @@ SpecialFileScan* startSpecialFileScan(const std::string& root, size_t limit) {
     return scan;
   }
   scan->queue.push_back(Task{top, root, 1});
-  size_t wanted = workersWanted();
-  scan->workers = wanted;
-  scan->threads.reserve(wanted);
-  // Every signal blocked in the workers (the new thread inherits the mask), as in the spawner:
-  // libuv's thread calls, for the same glibc floor (native/spawner.cc).
+  scan->wanted = workersWanted();
+  scan->threads.reserve(scan->wanted);  // never reallocated while workers add to it
   sigset_t all, old;
   sigfillset(&all);
   sigprocmask(SIG_SETMASK, &all, &old);
-  for (size_t i = 0; i < wanted; ++i) {
-    uv_thread_t t;
-    if (uv_thread_create(
-            &t, [](void* self) { static_cast<SpecialFileScan*>(self)->work(); }, scan) == 0) {
-      scan->threads.push_back(t);
-      continue;
-    }
-    // Fewer workers: whoever is idle must not wait for one that never came.
-    pthread_mutex_lock(&scan->mu);
-    --scan->workers;
-    if (scan->workers > 0 && scan->idle == scan->workers && scan->queue.empty()) {
-      scan->finished = true;
-      pthread_cond_broadcast(&scan->wake);
-    }
-    pthread_mutex_unlock(&scan->mu);
-  }
+  pthread_mutex_lock(&scan->mu);
+  scan->addWorker();  // if none could be made, finishSpecialFileScan walks on the caller's thread
+  pthread_mutex_unlock(&scan->mu);
   sigprocmask(SIG_SETMASK, &old, nullptr);
   return scan;
 }
 
 SpecialScan finishSpecialFileScan(SpecialFileScan* scan) {
-  if (scan->threads.empty() && !scan->queue.empty()) {
-    // No thread could be made: the caller walks.
+  if (scan->threads.empty()) {
+    // No thread could be made: the caller walks, alone.
     scan->workers = 1;
+    scan->wanted = 1;
     scan->work();
+  } else {
+    // The first worker ends only once the scan has finished, and no worker is added after that.
+    pthread_mutex_lock(&scan->mu);
+    uv_thread_t first = scan->threads[0];
+    pthread_mutex_unlock(&scan->mu);
+    uv_thread_join(&first);
+    for (size_t i = 1; i < scan->threads.size(); ++i) uv_thread_join(&scan->threads[i]);
   }
-  for (uv_thread_t& t : scan->threads) uv_thread_join(&t);
   for (Task& task : scan->queue) close(task.fd);  // left when the scan settled early
   SpecialScan out = std::move(scan->out);
   delete scan;

@@ -12,7 +12,8 @@ import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 import * as util from 'node:util';
-import { native } from './native';
+import { systemDirs } from './layout';
+import { native, type SpecialScanHandle } from './native';
 
 /** A host path that cannot be used: what is wrong, for the caller to name the field. */
 export class HostPathError extends Error {
@@ -128,7 +129,9 @@ export interface SpecialFile {
  * not be read for another reason than permissions, since what was not looked at may hold one.
  */
 export function startSocketScan(root: string, limit = SCAN_LIMIT): () => SpecialFile | undefined {
-  const handle = native().startSpecialScan(root, limit);
+  const early = limit === SCAN_LIMIT ? prefetched.get(root) : undefined;
+  prefetched.delete(root);
+  const handle = early ?? native().startSpecialScan(root, limit);
   return () => {
     const found = native().finishSpecialScan(handle);
     if (found === null) return undefined;
@@ -146,6 +149,49 @@ export function startSocketScan(root: string, limit = SCAN_LIMIT): () => Special
         : `'${found.path}' cannot be read (${code}), so '${root}' cannot be checked`;
     throw new HostPathError(`${why} for unix sockets and FIFOs; grant a narrower path, or allow sockets explicitly`, code);
   };
+}
+
+/**
+ * Scans started before the plan by prefetchSocketScans, by canonical root, each taken by the
+ * plan's startSocketScan of the same root (and the default limit).
+ */
+const prefetched = new Map<string, SpecialScanHandle>();
+
+/**
+ * Starts the socket scans of grants as soon as their paths are known (`stockade run` knows them
+ * from its flags and policy file before it loads what resolves a plan: ~10 ms of its cold start
+ * that the walk of a granted node_modules overlaps instead of adding). Each path is resolved as
+ * the plan resolves it, and the plan's own scan of the same canonical root is this one: the walk
+ * is the same, only started earlier. A path the plan resolves otherwise (a symlink inside a
+ * read-write grant, a profile's rewrite) gets its own scan then, and anything that goes wrong
+ * here is left for the plan to report. Scans nothing takes are stopped by dropPrefetchedScans.
+ */
+export function prefetchSocketScans(paths: readonly string[]): void {
+  for (const p of paths) {
+    if (!path.isAbsolute(p)) continue;
+    try {
+      const host = resolveHostPath(p, []);
+      if (!prefetched.has(host) && !underSystemDir(host)) prefetched.set(host, native().startSpecialScan(host, SCAN_LIMIT));
+    } catch {
+      // The plan resolves it again and says what is wrong.
+    }
+  }
+}
+
+/** Stops the prefetched scans no plan took (their threads, their directory fds). */
+export function dropPrefetchedScans(): void {
+  for (const handle of prefetched.values()) native().cancelSpecialScan(handle);
+  prefetched.clear();
+}
+
+let realSystemDirs: string[] | undefined;
+/**
+ * `p` lies in one of the host's system directories as the sandbox binds them anyway (their
+ * contents are visible in every sandbox, so a grant there is not scanned).
+ */
+export function underSystemDir(p: string): boolean {
+  realSystemDirs ??= systemDirs.filter((d) => fs.existsSync(d)).map((d) => fs.realpathSync(d));
+  return realSystemDirs.some((d) => within(p, d));
 }
 
 /** startSocketScan, waited for at once. */

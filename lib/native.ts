@@ -253,6 +253,10 @@ interface Addon {
    * dirs; done gets the texts and how many directories are left (native/addon.cc).
    */
   releaseCgroup(readFiles: string[], dirs: string[], done: (texts: (string | null)[], left: number) => void): void;
+  /** SHA-256 of `text` (UTF-8) in hex, with the OpenSSL of the Node process; null where it has none. */
+  sha256Hex(text: string): string | null;
+  /** The calling thread is the process's first (gettid() == getpid()): Node's main thread. */
+  onMainThread(): boolean;
   /** CPU time of the calling thread, ms (for bench/). */
   threadCpuTime(): number;
   /** The checklist's steps by number (native/steps.h), frozen. */
@@ -267,6 +271,8 @@ interface Addon {
    * errno (E2BIG past `limit` entries) and the path where it gave up. Once per handle.
    */
   finishSpecialScan(handle: SpecialScanHandle): { type: 'unix socket' | 'FIFO'; path: string } | { errno: number; path: string } | null;
+  /** Stops a scan without its answer (workers stop at their next directory). Once per handle, instead of finishSpecialScan. */
+  cancelSpecialScan(handle: SpecialScanHandle): void;
   /** The capacity of pipe `fd` after setting it to `bytes` if given (F_SETPIPE_SZ), or -errno. */
   pipeSize(fd: number, bytes?: number): number;
 }
@@ -286,6 +292,13 @@ function load(): Addon {
 
 export function native(): Addon {
   return load();
+}
+
+/**
+ * SHA-256 in hex: the addon's (the OpenSSL Node carries, no module to load), else node:crypto's.
+ */
+export function sha256Hex(text: string): string {
+  return load().sha256Hex(text) ?? (require('node:crypto') as typeof import('node:crypto')).createHash('sha256').update(text).digest('hex');
 }
 
 /** stockade-init lives beside the addon, in the prebuild or the build directory. */

@@ -15,11 +15,11 @@ import {
   sizeReason,
   wallTimeReason,
 } from './fields';
-import { entryType, HostPathError, resolveHostPath, startSocketScan, within } from './hostpath';
+import { entryType, HostPathError, resolveHostPath, startSocketScan, underSystemDir, within } from './hostpath';
 import { landlockPlan, type TcpRules, tcpRules } from './landlock';
 import { CA_BUNDLE, devMounts, etcBinds, etcFiles, procMounts, SANDBOX_HOME, SANDBOX_UID, synthesized, systemDirs } from './layout';
 import { kernelBudgetNames, type LimitsPlan, planLimits, RLIMIT, type ValidLimits } from './limits';
-import { initPath, MountKind, type NativeMount, type NativePlan, type NativePlanTemplate, SeccompProfileNumber } from './native';
+import { initPath, MountKind, type NativeMount, type NativePlan, type NativePlanTemplate, SeccompProfileNumber, sha256Hex } from './native';
 import { allowEntryReason } from './net/allowlist';
 import { EGRESS_LIMIT_KEYS, resolveLimits } from './net/decision';
 import { PRELOAD_PATH } from './net/env';
@@ -48,8 +48,9 @@ export interface ResolvedSandbox {
   plan: Omit<NativePlan, 'fds'>;
   /**
    * A short digest of everything that defines the sandbox, for audit events. Made when first
-   * read: lib/process.ts reads it once the spawn is queued, so that node:crypto is loaded and
-   * the hash made while the spawner thread sets the sandbox up (~2 ms of a cold start).
+   * read: lib/process.ts reads it once the spawn is queued, while the spawner thread sets the
+   * sandbox up. SHA-256 by the addon (lib/native.ts sha256Hex): loading node:crypto for it cost
+   * ~6 ms of CPU just as the sandbox and the server in it start.
    */
   readonly digest: string;
   /** Human-readable description of list entries, for error paths. */
@@ -156,13 +157,6 @@ function hostPathOf(p: string, writable: readonly string[], field: string): stri
     if (err instanceof HostPathError) fail(field, err.message);
     throw err;
   }
-}
-
-let realSystemDirs: string[] | undefined;
-/** The host's system directories as bound by default (their contents are visible anyway). */
-function underSystemDir(p: string): boolean {
-  realSystemDirs ??= systemDirs.filter((d) => fs.existsSync(d)).map((d) => fs.realpathSync(d));
-  return realSystemDirs.some((d) => within(p, d));
 }
 
 /**
@@ -689,24 +683,20 @@ function resolveUncached(command: string, args: readonly string[], options: Sand
     };
     let digest: string | undefined;
     const makeDigest = () =>
-      (require('node:crypto') as typeof import('node:crypto'))
-        .createHash('sha256')
-        .update(
-          JSON.stringify({
-            argv: plan.argv,
-            env: envp.map((e) => e.slice(0, e.indexOf('='))),
-            cwd,
-            mounts: ordered.map((m) => [m.kind, m.source, m.target, m.readOnly, m.idmap]),
-            limits: limits.rlimits,
-            cgroup: limits.cgroup?.settings,
-            kernel: options.limits?.kernel,
-            network,
-            ...(seccomp === 'default' ? {} : { seccomp }),
-            ...(localPorts === undefined ? {} : { localPorts }),
-          }),
-        )
-        .digest('hex')
-        .slice(0, 16);
+      sha256Hex(
+        JSON.stringify({
+          argv: plan.argv,
+          env: envp.map((e) => e.slice(0, e.indexOf('='))),
+          cwd,
+          mounts: ordered.map((m) => [m.kind, m.source, m.target, m.readOnly, m.idmap]),
+          limits: limits.rlimits,
+          cgroup: limits.cgroup?.settings,
+          kernel: options.limits?.kernel,
+          network,
+          ...(seccomp === 'default' ? {} : { seccomp }),
+          ...(localPorts === undefined ? {} : { localPorts }),
+        }),
+      ).slice(0, 16);
 
     const resolved: ResolvedSandbox = {
       plan,

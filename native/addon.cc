@@ -1006,7 +1006,8 @@ static Napi::Value StartSpecialScan(const Napi::CallbackInfo& info) {
   return external;
 }
 
-static Napi::Value FinishSpecialScan(const Napi::CallbackInfo& info) {
+// The unfinished scan behind a startSpecialScan handle, or null with a TypeError thrown.
+static SpecialScanHandle* UnfinishedScan(const Napi::CallbackInfo& info, const char* usage) {
   Napi::Env env = info.Env();
   bool tagged = false;
   if (info.Length() > 0 && info[0].IsExternal())
@@ -1014,11 +1015,17 @@ static Napi::Value FinishSpecialScan(const Napi::CallbackInfo& info) {
   SpecialScanHandle* handle =
       tagged ? info[0].As<Napi::External<SpecialScanHandle>>().Data() : nullptr;
   if (handle == nullptr || handle->scan == nullptr) {
-    Napi::TypeError::New(env,
-                         "finishSpecialScan(handle) takes an unfinished startSpecialScan handle")
-        .ThrowAsJavaScriptException();
-    return env.Undefined();
+    Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
+    return nullptr;
   }
+  return handle;
+}
+
+static Napi::Value FinishSpecialScan(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  SpecialScanHandle* handle =
+      UnfinishedScan(info, "finishSpecialScan(handle) takes an unfinished startSpecialScan handle");
+  if (handle == nullptr) return env.Undefined();
   stockade::SpecialScan scan = stockade::finishSpecialFileScan(handle->scan);
   handle->scan = nullptr;
   if (scan.err == 0 && scan.kind == stockade::SpecialKind::none) return env.Null();
@@ -1029,6 +1036,52 @@ static Napi::Value FinishSpecialScan(const Napi::CallbackInfo& info) {
     out.Set("type", scan.kind == stockade::SpecialKind::socket ? "unix socket" : "FIFO");
   out.Set("path", scan.path);
   return out;
+}
+
+// cancelSpecialScan(handle): stops an unfinished scan without waiting for its answer (its
+// workers stop at their next directory and are joined; their fds are closed).
+static Napi::Value CancelSpecialScan(const Napi::CallbackInfo& info) {
+  SpecialScanHandle* handle =
+      UnfinishedScan(info, "cancelSpecialScan(handle) takes an unfinished startSpecialScan handle");
+  if (handle != nullptr) {
+    stockade::abandonSpecialFileScan(handle->scan);
+    handle->scan = nullptr;
+  }
+  return info.Env().Undefined();
+}
+
+// SHA-256 from the OpenSSL the Node process carries (Node exports its symbols for addons): a
+// weak reference, null where this Node has none, and sha256Hex then returns null for the caller
+// to load node:crypto instead. For lib/plan.ts's digest, whose node:crypto load (~6 ms) fell right
+// when the sandbox and the server in it start, on CPUs they need.
+extern "C" unsigned char* SHA256(const unsigned char* data, size_t length, unsigned char* md)
+    __attribute__((weak));
+
+// sha256Hex(text) -> the SHA-256 of text's UTF-8 bytes, in hex, or null without OpenSSL.
+static Napi::Value Sha256Hex(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "sha256Hex(text) takes a string").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (SHA256 == nullptr) return env.Null();
+  std::string text = info[0].As<Napi::String>().Utf8Value();
+  unsigned char md[32];
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), md);
+  static const char kHex[] = "0123456789abcdef";
+  char hex[64];
+  for (size_t i = 0; i < sizeof md; ++i) {
+    hex[2 * i] = kHex[md[i] >> 4];
+    hex[2 * i + 1] = kHex[md[i] & 15];
+  }
+  return Napi::String::New(env, hex, sizeof hex);
+}
+
+// onMainThread() -> whether the calling thread is the process's first (gettid() == getpid()):
+// lib/limits/cgroup.ts names cgroups with Node's thread id, 0 there, without loading
+// node:worker_threads (~2 ms of a cold start) to learn it.
+static Napi::Value OnMainThread(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), syscall(SYS_gettid) == getpid());
 }
 
 // threadCpuTime() -> CPU time of the calling thread in ms (CLOCK_THREAD_CPUTIME_ID, ns
@@ -1119,6 +1172,9 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("releaseCgroup", Napi::Function::New(env, ReleaseCgroupFn));
   exports.Set("startSpecialScan", Napi::Function::New(env, StartSpecialScan));
   exports.Set("finishSpecialScan", Napi::Function::New(env, FinishSpecialScan));
+  exports.Set("cancelSpecialScan", Napi::Function::New(env, CancelSpecialScan));
+  exports.Set("onMainThread", Napi::Function::New(env, OnMainThread));
+  exports.Set("sha256Hex", Napi::Function::New(env, Sha256Hex));
   exports.Set("steps", StepTable(env));
   exports.Set("UdpEndpoint", UdpEndpoint::Init(env));
   exports.Set("Relay", Relay::Init(env));

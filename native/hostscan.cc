@@ -10,19 +10,19 @@
 // directory and builds a path only for the directories it enters.
 //
 // The walk runs on threads of its own (startSpecialFileScan: one, and more while directories
-// wait in the queue with no worker free, up to workersWanted()), while the JS thread goes on
-// resolving the rest of the plan; lib/plan.ts
-// waits for it before anything is spawned. A granted node_modules takes ~15 ms on one thread
-// here, nearly all of it ext4's readdir (hashing and sorting each directory's names), which
-// scales with threads. Each worker walks depth first, except that a directory it is about to
-// enter goes to a short shared queue while that has room (first in, first out: the queue mostly
-// holds shallow directories, the large subtrees), for whichever worker is free first. The walk
-// is with the host's view, as the launcher's user: each
-// directory opened relative to its parent's fd with O_NOFOLLOW | O_DIRECTORY, so a
-// symlink planted anywhere below the root (by a payload that had it read-write) is not followed:
-// inside the sandbox it points into the sandbox's own view, not the host's. It descends into
-// submounts, as the bind takes them along (AT_RECURSIVE). Entry types come from d_type; a file
-// system that leaves it DT_UNKNOWN gets a statx (AT_SYMLINK_NOFOLLOW) per entry.
+// wait in the queue with no worker free, up to workersBeside()), while the JS thread goes on
+// resolving the rest of the plan; lib/plan.ts waits for it before anything is spawned, and
+// while it waits it walks too (finishSpecialFileScan, up to workersWaited()). A granted
+// node_modules takes ~15 ms on one thread here, nearly all of it ext4's readdir (hashing and
+// sorting each directory's names), which scales with threads. Each worker walks depth first, except
+// that a directory it is about to enter goes to a short shared queue while that has room (first in,
+// first out: the queue mostly holds shallow directories, the large subtrees), for whichever worker
+// is free first. The walk is with the host's view, as the launcher's user: each directory opened
+// relative to its parent's fd with O_NOFOLLOW | O_DIRECTORY, so a symlink planted anywhere below
+// the root (by a payload that had it read-write) is not followed: inside the sandbox it points into
+// the sandbox's own view, not the host's. It descends into submounts, as the bind takes them along
+// (AT_RECURSIVE). Entry types come from d_type; a file system that leaves it DT_UNKNOWN gets a
+// statx (AT_SYMLINK_NOFOLLOW) per entry.
 //
 // What cannot be looked at is handled as fs.readdirSync was: a directory the launcher may not
 // read (EACCES, EPERM) is skipped, since the sandbox, with less privilege, cannot list it
@@ -112,12 +112,24 @@ struct Task {
   size_t depth;
 };
 
-// One more than the CPUs the launcher may run on, at most kMaxWorkers: on a 2-CPU VM a granted
-// node_modules (warm page cache) took 13-17 ms with one worker, 11 with two, 9 with three, and
-// no less with four.
-size_t workersWanted() {
+size_t cpusAllowed() {
   cpu_set_t set;
-  size_t cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+  return sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+}
+
+// While the caller goes on working (lib/plan.ts resolving the rest of a plan, or `stockade run`
+// loading it: lib/hostpath.ts prefetchSocketScans), the CPUs it leaves: one worker on a 2-CPU
+// host. Three there had the JS thread's module loading take 11-13 ms instead of 2.
+size_t workersBeside() {
+  size_t cpus = cpusAllowed();
+  return cpus < 2 ? 1 : cpus - 1 > kMaxWorkers ? kMaxWorkers : cpus - 1;
+}
+
+// Once the caller waits (and walks too): one more than the CPUs, at most kMaxWorkers. On a 2-CPU
+// VM a granted node_modules (warm page cache) took 13-17 ms with one worker, 11 with two, 9 with
+// three, and no less with four.
+size_t workersWaited() {
+  size_t cpus = cpusAllowed();
   return cpus + 1 > kMaxWorkers ? kMaxWorkers : cpus + 1;
 }
 
@@ -317,8 +329,8 @@ SpecialFileScan* startSpecialFileScan(const std::string& root, size_t limit) {
     return scan;
   }
   scan->queue.push_back(Task{top, root, 1});
-  scan->wanted = workersWanted();
-  scan->threads.reserve(scan->wanted);  // never reallocated while workers add to it
+  scan->wanted = workersBeside();
+  scan->threads.reserve(kMaxWorkers);  // never reallocated while workers add to it
   sigset_t all, old;
   sigfillset(&all);
   sigprocmask(SIG_SETMASK, &all, &old);
@@ -336,10 +348,18 @@ SpecialScan finishSpecialFileScan(SpecialFileScan* scan) {
     scan->wanted = 1;
     scan->work();
   } else {
-    // The first worker ends only once the scan has finished, and no worker is added after that.
+    // The caller walks too, as one more worker, and more may be added now that it has stopped
+    // working beside them. The first worker ends only once the scan has finished, and no worker
+    // is added after that.
     pthread_mutex_lock(&scan->mu);
+    bool walk = !scan->finished;
+    if (walk) {
+      ++scan->workers;
+      scan->wanted = workersWaited();
+    }
     uv_thread_t first = scan->threads[0];
     pthread_mutex_unlock(&scan->mu);
+    if (walk) scan->work();
     uv_thread_join(&first);
     for (size_t i = 1; i < scan->threads.size(); ++i) uv_thread_join(&scan->threads[i]);
   }

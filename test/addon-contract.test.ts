@@ -5,7 +5,11 @@
 // other native classes. Hostile shapes (getters that throw, proxies, huge sparse arrays, NaN,
 // 2^32 as a uid) must come back as errors, never as a crash, a hang or a silently wrapped value.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import * as path from 'node:path';
 import { describe, test } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import { type NativePlan, type NativeSpawnResult, native, stepNames } from '../lib/native';
 import { resolveSandbox } from '../lib/plan';
 
@@ -341,6 +345,43 @@ describe('addon contract: the other classes', () => {
     assert.equal(native().closeFd(w), 0);
     assert.equal(native().closeFd(w), 9, 'EBADF: already closed');
     assert.throws(() => (native().closeFd as unknown as () => number)(), { name: 'TypeError', message: 'closeFd(fd) takes an fd' });
+  });
+
+  test('sha256Hex(text): the SHA-256 of its UTF-8, as node:crypto makes it', () => {
+    for (const text of ['', 'abc', 'h\u00e9llo \u{1F600}', 'x'.repeat(100_000), '\u0000 nul inside']) {
+      assert.equal(native().sha256Hex(text), createHash('sha256').update(text).digest('hex'));
+    }
+    const usage = { name: 'TypeError', message: 'sha256Hex(text) takes a string' };
+    assert.throws(() => (native().sha256Hex as unknown as () => string)(), usage);
+    assert.throws(() => (native().sha256Hex as unknown as (b: Buffer) => string)(Buffer.from('abc')), usage);
+  });
+
+  test('onMainThread(): true here, false in a Worker', async () => {
+    assert.equal(native().onMainThread(), true);
+    const worker = new Worker(
+      `require('node:worker_threads').parentPort.postMessage(require(${JSON.stringify(path.join(__dirname, '..', 'lib', 'native.js'))}).native().onMainThread())`,
+      { eval: true },
+    );
+    const [answer] = (await once(worker, 'message')) as [boolean];
+    assert.equal(answer, false);
+    await once(worker, 'exit');
+  });
+
+  test('startSpecialScan, finishSpecialScan and cancelSpecialScan: each handle once', () => {
+    const finishUsage = { name: 'TypeError', message: 'finishSpecialScan(handle) takes an unfinished startSpecialScan handle' };
+    const cancelUsage = { name: 'TypeError', message: 'cancelSpecialScan(handle) takes an unfinished startSpecialScan handle' };
+    const finished = native().startSpecialScan('/proc/self/fdinfo', 1000);
+    assert.equal(native().finishSpecialScan(finished), null);
+    assert.throws(() => native().finishSpecialScan(finished), finishUsage);
+    assert.throws(() => native().cancelSpecialScan(finished), cancelUsage);
+    const cancelled = native().startSpecialScan('/proc/self/fdinfo', 1000);
+    native().cancelSpecialScan(cancelled);
+    assert.throws(() => native().cancelSpecialScan(cancelled), cancelUsage);
+    assert.throws(() => native().finishSpecialScan(cancelled), finishUsage);
+    for (const bad of [undefined, 3, {}, Buffer.alloc(8)]) {
+      assert.throws(() => native().cancelSpecialScan(bad as never), cancelUsage);
+      assert.throws(() => native().finishSpecialScan(bad as never), finishUsage);
+    }
   });
 
   test("a sandbox handle's kill(signal)", async () => {

@@ -12,7 +12,7 @@ import { after, describe, test } from 'node:test';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { fromNative, type SandboxError } from '../lib/errors';
-import { findSocketOrFifo, startSocketScan } from '../lib/hostpath';
+import { dropPrefetchedScans, findSocketOrFifo, prefetchSocketScans, startSocketScan } from '../lib/hostpath';
 import { initPath, type NativeSpawnResult, native } from '../lib/native';
 import { resolveSandbox } from '../lib/plan';
 import { PLACEHOLDER_PREFIX } from '../lib/secrets/placeholder';
@@ -423,6 +423,34 @@ describe('sockets and FIFOs in grants', () => {
       },
       { what: () => `the fds and threads back to ${JSON.stringify(before)} (now ${fds()}, ${threadCount()})` },
     );
+  });
+
+  test('scans started ahead of the plan (stockade run): the plan takes the one of its root, the rest are stopped', async () => {
+    const { base } = scene('prefetch');
+    const grant = path.join(base, 'grant');
+    const wide = path.join(base, 'wide');
+    mkdirs(path.join(grant, 'a', 'b'));
+    for (let i = 0; i < 300; i++) mkdirs(path.join(wide, `d${i}`, 'x'));
+    spawnSync('mkfifo', [path.join(grant, 'a', 'b', 'pipe')]);
+    fs.symlinkSync(grant, path.join(base, 'link'));
+    const fds = () => fs.readdirSync('/proc/self/fd').length;
+    await settleWarmPool();
+    const before = { fds: fds(), threads: threadCount() };
+    // Through a symlink outside every writable grant, as the plan resolves it; a relative path,
+    // a missing one and a system directory start nothing (the plan reports the first two).
+    prefetchSocketScans([path.join(base, 'link'), wide, 'relative', path.join(base, 'missing'), '/usr']);
+    assert.throws(() => resolveSandbox('/bin/true', [], { filesystem: { readOnly: [grant] } }), {
+      name: 'SandboxOptionsError',
+      message: new RegExp(`^options\\.filesystem\\.readOnly\\[0\\]: '${grant}' holds the FIFO '${grant}/a/b/pipe'`),
+    });
+    // Another limit than the plan's is a scan of its own.
+    prefetchSocketScans([grant]);
+    assert.throws(() => findSocketOrFifo(grant, 1), { code: 'E2BIG' });
+    // The scans nothing took (the wide tree's, perhaps still walking; the grant's second) stop.
+    dropPrefetchedScans();
+    assert.equal(findSocketOrFifo(wide), undefined, 'a later scan of a dropped root is a fresh one');
+    assert.equal(fds(), before.fds);
+    await threadsBackTo(before.threads);
   });
 
   test('a refused grant is reported first when a later option is wrong too, and its scan is waited for', async () => {

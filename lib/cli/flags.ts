@@ -3,8 +3,11 @@
 // one file so the flag set and the policy fields cannot drift: every flag here has a policy
 // field (FLAG_FOR_PATH), and errors name the flag, not the JSON path.
 import { resolve as resolvePath } from 'node:path';
-import { mergePolicies, type Policy, PolicyError, type PolicyIssue, type ValidationOptions, validatePolicy } from '../policy';
-import type { PolicyNetwork } from '../policy/types';
+// The policy's modules themselves, not lib/policy's index: `stockade run` parses its flags
+// before it loads what resolves a plan (lib/cli/run.ts).
+import { mergePolicies } from '../policy/merge';
+import type { Policy, PolicyNetwork } from '../policy/types';
+import { PolicyError, type PolicyIssue, type ValidationOptions, validatePolicy } from '../policy/validate';
 import { parseCommandArgs } from './args';
 import { UsageError } from './errors';
 

@@ -6,20 +6,25 @@
 //
 // Cold start is most of what the launcher adds to an MCP server's start, so what a plain `run`
 // does not use is loaded only when asked for: pino with --audit/--verbose, the tool layer with
-// --tools (and, in lib/process.ts, the egress proxy with an allow list).
+// --tools (and, in lib/process.ts, the egress proxy with an allow list). What it does use to
+// resolve and spawn the sandbox (lib/policy/resolve, lib/process and the plan behind them) is
+// loaded only once the grants' socket scans have started (prefetchGrantScans), so that the walk
+// of a large grant runs on the addon's threads while those modules load.
 import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 import type { Logger, StreamEntry } from 'pino';
 import { SandboxOptionsError } from '../errors';
-import { resolveHostPath, within } from '../hostpath';
+import { dropPrefetchedScans, prefetchSocketScans, resolveHostPath, within } from '../hostpath';
 import { native } from '../native';
 import type { SandboxOptions } from '../options';
-import { lintPolicy, loadPolicy, type PolicyLaunch, policyToOptions } from '../policy';
-import { type SandboxedProcess, spawnSandboxed } from '../process';
+import type { Policy, PolicyLaunch } from '../policy';
+import { lintPolicy } from '../policy/lint';
+import { loadPolicy } from '../policy/load';
+import type { SandboxedProcess } from '../process';
 import { UsageError } from './errors';
 import { mergeFlags, parseRunArgs } from './flags';
-import { installPinned, PackagePinError } from './package-pin';
+import type { PackagePinError as PackagePinErrorClass } from './package-pin';
 import { DenialReport, verboseStream } from './report';
 import type { LaunchTrust } from './trust';
 
@@ -143,6 +148,25 @@ function auditLogger(launch: PolicyLaunch): Logger | undefined {
   return pino({ base: { component: 'stockade' } }, pino.multistream(streams));
 }
 
+/**
+ * The grants of `policy` as given (lib/hostpath.ts resolves them as the plan does). Not with a
+ * pinned package: its install runs in a sandbox of its own first, writing where the server's
+ * grants are, so their walk must come after it (and is nothing beside the install's time).
+ */
+function prefetchGrantScans(policy: Policy): void {
+  const fsPolicy = policy.filesystem ?? {};
+  if (fsPolicy.allowSockets === true || policy.package !== undefined) return;
+  const home = fsPolicy.home !== undefined && fsPolicy.home !== 'tmpfs' ? [fsPolicy.home] : [];
+  try {
+    prefetchSocketScans([...(fsPolicy.readWrite ?? []), ...(fsPolicy.readOnly ?? []), ...home]);
+  } catch {
+    // No addon: the spawn says so.
+  }
+}
+
+/** Loaded with lib/cli/package-pin, for a policy that pins a package. */
+let PackagePinError: typeof PackagePinErrorClass | undefined;
+
 export async function main(argv: string[]): Promise<number> {
   const { flags, policyFile, help } = parseRunArgs(argv);
   if (help) {
@@ -158,7 +182,9 @@ export async function main(argv: string[]): Promise<number> {
     const validation = { backstop: false };
     const filePolicy = policyFile ? loadPolicy(policyFile, validation) : {};
     const merged = mergeFlags(filePolicy, flags, undefined, validation);
+    prefetchGrantScans(merged);
     for (const w of lintPolicy(merged)) process.stderr.write(`stockade run: warning: ${w.message}\n`);
+    const { policyToOptions } = require('../policy/resolve') as typeof import('../policy/resolve');
     launch = policyToOptions(merged);
     logger = auditLogger(launch);
     const say = (line: string) => process.stderr.write(`${line}\n`);
@@ -168,13 +194,16 @@ export async function main(argv: string[]): Promise<number> {
       // The registry stays reachable in the run phase only if the user's policy itself names it
       // (not the profile, which adds it for the install).
       const net = merged.network;
-      launch = await installPinned(launch, merged.package, (host) => typeof net === 'object' && net.allow.includes(host));
+      const pin = require('./package-pin') as typeof import('./package-pin');
+      PackagePinError = pin.PackagePinError;
+      launch = await pin.installPinned(launch, merged.package, (host) => typeof net === 'object' && net.allow.includes(host));
     }
   } catch (err) {
+    dropPrefetchedScans();
     if (err instanceof SandboxOptionsError) throw new UsageError(err.message);
     const code = (err as { code?: string }).code;
     if (
-      err instanceof PackagePinError ||
+      (PackagePinError !== undefined && err instanceof PackagePinError) ||
       code === 'ERR_STOCKADE_POLICY' ||
       code === 'ERR_STOCKADE_NOT_APPROVED' ||
       code === 'ERR_STOCKADE_APPROVAL_FILE'
@@ -217,6 +246,7 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
   };
   for (const [s, h] of handlers) process.on(s, h);
   try {
+    const { spawnSandboxed } = require('../process') as typeof import('../process');
     child = spawnSandboxed(launch.command, launch.args, {
       ...launch.options,
       stdio: filtered ? ['pipe', 'pipe', 2] : [0, 1, 2],
@@ -229,6 +259,8 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
     unhook();
     if (err instanceof SandboxOptionsError) throw new UsageError(err.message);
     throw err;
+  } finally {
+    dropPrefetchedScans();
   }
   const sandbox = child;
   sandbox.on('egress', (record) => report.egress(record));

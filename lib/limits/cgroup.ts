@@ -37,9 +37,16 @@
 // are safe to use here.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { threadId } from 'node:worker_threads';
 import { SandboxError } from '../errors';
 import { type NativeCgroup, native } from '../native';
+
+/**
+ * Node's thread id (node:worker_threads threadId): 0 on the main thread, which the addon tells
+ * without loading node:worker_threads (~2 ms of a cold start).
+ */
+function nodeThreadId(): number {
+  return native().onMainThread() ? 0 : (require('node:worker_threads') as typeof import('node:worker_threads')).threadId;
+}
 
 /**
  * The controllers stockade uses. cpuacct is v1's CPU accounting (cpuacct.usage), for limits.cpu
@@ -365,7 +372,7 @@ export class SandboxCgroup {
    */
   constructor(where: { placement: Placement; holds: Controller[] }[], settings: CgroupSettings, opts: { bySpawner?: boolean } = {}) {
     // Each Worker has its own copy of this module (and counter): the thread id keeps names apart.
-    const name = `${process.pid}-${threadId}-${++counter}`;
+    const name = `${process.pid}-${nodeThreadId()}-${++counter}`;
     for (const { placement: p, holds } of where) this.dirs.push({ hierarchy: p.hierarchy, dir: path.join(p.parent, name), holds });
     this.settings = settings;
     if (!opts.bySpawner) this.createNow();

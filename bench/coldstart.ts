@@ -15,7 +15,11 @@
 // HOME, LOGNAME, PATH, SHELL, TERM, USER), not this shell's: a NODE_EXTRA_CA_CERTS naming the
 // system bundle, for one, costs every node start ~35 ms on this machine, to both sides alike.
 //
-//   COLD_ROUNDS (default 8), COLD_PER_ROUND (default 15)
+// COLD_BASELINE names another build's bin/stockade.js (a checkout of the code before a change,
+// built): its plain and granted starts join the same rounds, and the figures compare this
+// launcher with it start by start, on the same seconds of the machine.
+//
+//   COLD_ROUNDS (default 8), COLD_PER_ROUND (default 15), COLD_BASELINE (unset)
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
@@ -26,6 +30,7 @@ const ROUNDS = knob('COLD_ROUNDS', 8);
 const PER_ROUND = knob('COLD_PER_ROUND', 15);
 const root = path.join(__dirname, '..', '..');
 const launcher = path.join(root, 'bin', 'stockade.js');
+const baseline = process.env.COLD_BASELINE ? path.resolve(process.env.COLD_BASELINE) : undefined;
 const unbundled = path.join(root, 'dist', 'lib', 'cli', 'main.js');
 const nativeCache = typeof (require('node:module') as { enableCompileCache?: unknown }).enableCompileCache === 'function';
 const clientEnv = Object.fromEntries(
@@ -82,6 +87,12 @@ async function main(): Promise<void> {
     run(granted, [launcher, 'run', '--ro', path.join(root, 'node_modules'), '--', '/bin/true']),
     // bin/stockade.js's hand-made code cache (Node < 22.1) turned off: what it saves.
     ...(nativeCache ? [] : [run('stockade run, no code cache', [launcher, 'run', '--', '/bin/true'], { STOCKADE_NO_COMPILE_CACHE: '1' })]),
+    ...(baseline
+      ? [
+          run(`baseline: ${plain}`, [baseline, 'run', '--', '/bin/true']),
+          run(`baseline: ${granted}`, [baseline, 'run', '--ro', path.join(root, 'node_modules'), '--', '/bin/true']),
+        ]
+      : []),
     run('unbundled CLI run -- /bin/true', [
       '-e',
       `require(${JSON.stringify(unbundled)}).main(['run','--','/bin/true']).then((c) => process.exit(c))`,
@@ -97,6 +108,14 @@ async function main(): Promise<void> {
   s.figures['granting node_modules adds'] = difference(s.modes, granted, plain);
   s.figures['CPU per start, all processes: stockade run -- /bin/true vs node -e 0'] = cpuDifference(plain, 'node -e 0', warmup);
   s.figures['CPU per start: --ro node_modules vs plain run'] = cpuDifference(granted, plain, warmup);
+  if (baseline) {
+    s.notes.push(`baseline: ${baseline}`);
+    for (const name of [plain, granted]) {
+      s.ratios.push(ratio(s.modes, name, `baseline: ${name}`));
+      s.figures[`${name}: this launcher − the baseline`] = difference(s.modes, name, `baseline: ${name}`);
+      s.figures[`CPU per start: ${name}, this launcher vs the baseline`] = cpuDifference(name, `baseline: ${name}`, warmup);
+    }
+  }
   s.notes.push(
     nativeCache
       ? "V8 compile cache on (Node's module.enableCompileCache, dist/.compile-cache beside the bundle)"

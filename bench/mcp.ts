@@ -15,8 +15,11 @@
 // is the figure the machine's load moves least. Then cold start to `initialized`, interleaved
 // the same way, a batch per mode per round.
 //
+// MCP_BASELINE names another build's bin/stockade.js (the code before a change, built): its
+// `stockade run` joins the cold starts, alternating with this one's.
+//
 //   MCP_ROUNDS (default 8), MCP_ITER (calls per mode per round, default 400), MCP_WARMUP (calls per
-//   mode before, default 200), MCP_STARTS (default 4 per mode per round)
+//   mode before, default 200), MCP_STARTS (default 4 per mode per round), MCP_BASELINE (unset)
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PerformanceObserver } from 'node:perf_hooks';
@@ -55,8 +58,13 @@ const modes: Record<string, [string, string[]]> = {
 // was such a session until it gave up the terminal with TIOCNOTTY and setpgid instead
 // (native/child.cc); this mode stays to show what that was worth.
 if (fs.existsSync('/usr/bin/setsid')) modes['direct, own session (setsid)'] = ['/usr/bin/setsid', [process.execPath, server, 'stdio']];
+const baseline = process.env.MCP_BASELINE ? path.resolve(process.env.MCP_BASELINE) : undefined;
+const baselineMode: [string, string[]] | undefined = baseline
+  ? [process.execPath, [baseline, 'run', '--ro', path.join(root, 'node_modules'), '--', process.execPath, server, 'stdio']]
+  : undefined;
 // Cold start compares what users start; the references above only frame the round trip.
 const starting = ['direct', 'stockade run', 'stockade run --tools', 'direct, own session (setsid)'].filter((name) => modes[name]);
+if (baselineMode) starting.push('baseline: stockade run');
 
 /** Deterministic shuffles (mulberry32): the same orders in every run. */
 function shuffler(seed: number): <T>(xs: T[]) => T[] {
@@ -227,7 +235,7 @@ async function main(): Promise<void> {
       name,
       async () => {
         const t = performance.now();
-        const c = await connect(modes[name]);
+        const c = await connect(name === 'baseline: stockade run' && baselineMode ? baselineMode : modes[name]);
         const ms = performance.now() - t;
         await c.close();
         return ms;
@@ -239,6 +247,14 @@ async function main(): Promise<void> {
   cold.modes = await interleave(starts, { rounds: ROUNDS, perRound: STARTS, warmup: 1, alternate: true });
   cold.ratios.push(ratio(cold.modes, 'stockade run', 'direct'));
   cold.figures['stockade run over direct (median of per-round differences)'] = difference(cold.modes, 'stockade run', 'direct');
+  if (baselineMode) {
+    cold.notes.push(`baseline: ${baseline}`);
+    cold.figures['stockade run − the baseline (median of per-round differences)'] = difference(
+      cold.modes,
+      'stockade run',
+      'baseline: stockade run',
+    );
+  }
   report(cold);
 }
 

@@ -25,7 +25,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, 
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { applyEdits, type FormattingOptions, type JSONPath, modify, type ParseError, parse, printParseErrorCode } from 'jsonc-parser';
 import { approveWrittenPolicy } from '../approval';
-import { libDir } from '../location';
+import { packageRoot } from '../location';
 import type { PackagePin } from '../policy/types';
 import { parseCommandArgs } from './args';
 import type { CliIO } from './check';
@@ -93,8 +93,6 @@ export class WrapError extends Error {
 export const BACKUP_SUFFIX = '.stockade-backup';
 export const PACKAGE_NAME = 'stockade-sandbox';
 
-// dist/lib is the bundle's and the library's directory alike (lib/location.ts).
-const packageRoot = [join(libDir, '../..'), join(libDir, '..')].find((r) => existsSync(join(r, 'package.json'))) ?? join(libDir, '../..');
 const packageVersion = (): string => (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
 
 function detectFormat(file: string, doc: unknown): ConfigFormat | undefined {

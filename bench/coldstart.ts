@@ -74,7 +74,8 @@ function cpuDifference(of: string, to: string, warmup: number): string {
   const a = perRound(of);
   const b = perRound(to);
   const d = a.map((x, i) => x - b[i]);
-  return `${median(a).toFixed(1)} vs ${median(b).toFixed(1)} ms: ${median(d).toFixed(1)} ms more, rounds ${Math.min(...d).toFixed(1)} to ${Math.max(...d).toFixed(1)}`;
+  const signed = (x: number) => `${x > 0 ? '+' : ''}${x.toFixed(1)}`;
+  return `${median(a).toFixed(1)} vs ${median(b).toFixed(1)} ms: ${signed(median(d))} ms, rounds ${signed(Math.min(...d))} to ${signed(Math.max(...d))}`;
 }
 
 async function main(): Promise<void> {

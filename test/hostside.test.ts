@@ -295,7 +295,9 @@ describe('hostile sandboxes', () => {
         s.write(clientHello);
         await waitFor(() => received.length >= clientHello.length, 'the ClientHello to arrive');
         // Plaintext that is fine, then the placeholder cut in three: its first bytes sit in the
-        // scanner until the rest shows what they are, and are never forwarded.
+        // scanner until the rest shows what they are, and nothing of its own is forwarded (only
+        // `stock`, the start of the public prefix, could go on, had the next piece come more than
+        // a pause later: the test below).
         const safe = 'GET /?q=fine HTTP/1.1\r\nHost: good.test\r\nX-A: ';
         s.write(safe);
         await waitFor(() => received.length >= clientHello.length + safe.length, 'the safe plaintext to arrive');
@@ -308,15 +310,80 @@ describe('hostile sandboxes', () => {
         await waitFor(() => listenerClosed, 'the listener to see the connection end');
         await waitFor(() => p.records.some((r) => r.via === via && r.decision === 'deny'), `the ${via} record`);
         const rec = p.records.filter((r) => r.via === via && r.decision === 'deny').at(-1);
+        const expected = [safe, `${safe}${placeholder.slice(0, 5)}`].map((t) => Buffer.concat([clientHello, Buffer.from(t)]));
         assert.ok(
-          received.equals(Buffer.concat([clientHello, Buffer.from(safe)])),
+          expected.some((e) => received.equals(e)),
           `the listener got ${JSON.stringify(received.subarray(clientHello.length).toString('latin1'))}`,
         );
-        assert.ok(!received.includes(placeholder.slice(0, 5)), 'a piece of the placeholder reached the listener');
+        assert.ok(!received.includes(placeholder.slice(5, 12)), 'a piece of the placeholder reached the listener');
         assert.equal(rec?.bytesUp, received.length);
         assert.match(rec?.rule ?? '', /^placeholder of secret TOKEN sent in plaintext to good\.test:\d+$/);
       }
       assert.deepEqual(violations, ['TOKEN@good.test:connect', 'TOKEN@good.test:socks']);
+    } finally {
+      await p.close();
+      await closeServer(plain);
+    }
+  });
+
+  it('a tail that is only the start of the placeholder prefix goes on after a pause: no tunnel waits for ever on a last `s`', async () => {
+    const placeholder = makePlaceholder('TOKEN');
+    const set = new PlaceholderSet([{ name: 'TOKEN', placeholder }]);
+    const violations: string[] = [];
+    const guard: PlaintextGuard = {
+      find: (d) => set.find(d)?.name,
+      stream: () => set.stream(),
+      violation: (v) => violations.push(`${v.secret}@${v.host}:${v.via}`),
+    };
+    let received = Buffer.alloc(0);
+    const plain = await listen(
+      createServer((s) => {
+        s.on('error', () => {});
+        s.on('data', (c: Buffer) => {
+          received = Buffer.concat([received, c]);
+        });
+      }),
+      UPSTREAM_HOST,
+    );
+    const hp = `good.test:${portOf(plain)}`;
+    const p = await startProxy({ allow: [hp], resolve: [`${hp}:${UPSTREAM_HOST}`] }, { guard });
+    try {
+      // A real ClientHello whose last byte is `s` (its last extension's data: one in 256 ends so),
+      // and a plaintext message: each all its client sends before it waits for an answer.
+      const capture = await listen(createServer());
+      const hello = new Promise<Buffer>((resolve) => capture.once('connection', (s: Socket) => s.once('data', resolve)));
+      const t = tls.connect({ host: '127.0.0.1', port: portOf(capture), servername: 'good.test' });
+      t.on('error', () => {});
+      const clientHello = Buffer.from(await hello);
+      t.destroy();
+      await closeServer(capture);
+      clientHello[clientHello.length - 1] = 's'.charCodeAt(0);
+      for (const first of [clientHello, Buffer.from('hello there s')]) {
+        received = Buffer.alloc(0);
+        const s = connect({ host: '127.0.0.1', port: p.httpPort });
+        s.on('error', () => {});
+        s.write(`CONNECT ${hp} HTTP/1.1\r\nHost: ${hp}\r\n\r\n`);
+        await readUntil(s, '200 Connection Established');
+        s.write(first);
+        await waitFor(
+          () => received.equals(first),
+          () => `the whole first write to arrive (${received.length} of ${first.length} bytes)`,
+        );
+        // Then a message ending in more of the prefix, after which its client waits: it goes on too.
+        s.write('PING stock');
+        await waitFor(
+          () => received.equals(Buffer.concat([first, Buffer.from('PING stock')])),
+          () => `the second write to arrive (${received.length - first.length} of 10 bytes)`,
+        );
+        // What it started is still scanned: the rest of a placeholder is refused, and nothing
+        // past the public prefix's first bytes reached the listener.
+        s.write(`${placeholder.slice(5)}\r\n`);
+        await once(s, 'close');
+        assert.ok(received.equals(Buffer.concat([first, Buffer.from('PING stock')])), `the listener got more: ${received.length} bytes`);
+        await waitFor(() => p.records.filter((r) => r.decision === 'deny').length === violations.length, 'the deny record');
+        assert.equal(p.records.filter((r) => r.decision === 'deny').at(-1)?.bytesUp, received.length);
+      }
+      assert.deepEqual(violations, ['TOKEN@good.test:connect', 'TOKEN@good.test:connect']);
     } finally {
       await p.close();
       await closeServer(plain);

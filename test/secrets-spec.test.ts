@@ -173,6 +173,35 @@ test('StreamScanner catches a placeholder split across chunks at every offset', 
   assert.equal(scan.push(Buffer.from('ost.')).forward.toString(), 'stockade-post.');
 });
 
+test('StreamScanner.release lets go only the start of the public prefix, and still finds what it starts', () => {
+  const ph = makePlaceholder('T');
+  const set = new PlaceholderSet([{ name: 'T', placeholder: ph }]);
+  for (let cut = 1; cut < ph.length; cut++) {
+    const scan = set.stream();
+    const first = scan.push(Buffer.from(`abc ${ph.slice(0, cut)}`));
+    assert.equal(first.forward.toString(), 'abc ');
+    // The start of `stockade-ph-` may go on after a pause; once the prefix is whole, nothing.
+    const released = scan.release().toString();
+    assert.equal(released, cut < 12 ? ph.slice(0, cut) : '', `cut at ${cut}`);
+    assert.equal(scan.releasable, 0);
+    const rest = scan.push(Buffer.from(`${ph.slice(cut)} def`));
+    assert.equal(rest.match?.name, 'T', `cut at ${cut}: found across the release`);
+    assert.equal(rest.forward.length, 0);
+  }
+  // Released bytes are not forwarded twice, whatever follows them.
+  const scan = set.stream();
+  scan.push(Buffer.from('x stock'));
+  assert.equal(scan.release().toString(), 'stock');
+  assert.equal(scan.push(Buffer.from('ade')).forward.toString(), '', 'still a start of the prefix');
+  assert.equal(scan.release().toString(), 'ade');
+  assert.equal(scan.push(Buffer.from('-pho')).forward.toString(), '-pho');
+  assert.equal(scan.push(Buffer.from('ne stockade-ph-t')).forward.toString(), 'ne ');
+  assert.equal(scan.releasable, 0, 'a placeholder in the making is never released');
+  assert.equal(scan.release().length, 0);
+  assert.equal(scan.end().toString(), 'stockade-ph-t');
+  assert.equal(scan.end().length, 0);
+});
+
 test('StreamRedactor masks a real value split across chunks, keeping the length', () => {
   const secret = 'ghp_realvalue1234567890';
   const body = `error: token ${secret} is invalid`;

@@ -163,8 +163,16 @@ export interface Interceptor {
 export interface PlaintextGuard {
   /** The name of the secret whose placeholder occurs in `data`, if any. */
   find(data: Buffer | string): string | undefined;
-  /** A scanner for a stream: `forward` is safe to send now; a split placeholder is held back. */
-  stream(): { push(chunk: Buffer): { forward: Buffer; match: { name: string } | null }; end(): Buffer };
+  /**
+   * A scanner for a stream: `forward` is safe to send now; a split placeholder is held back, and
+   * a tail that is only the start of the public prefix is let go by release() (StreamScanner).
+   */
+  stream(): {
+    push(chunk: Buffer): { forward: Buffer; match: { name: string } | null };
+    readonly releasable: number;
+    release(): Buffer;
+    end(): Buffer;
+  };
   /** Reports a refusal (an audit event and a 'violation' on the sandbox). */
   violation(info: { secret: string; host: string; port: number; via: Via }): void;
 }

@@ -12,6 +12,12 @@ import { canHandOff, resumeReading, startKernelRelay, stopReading, whenFlushed }
 import { sniff } from './sniff';
 
 /**
+ * How long a guarded tunnel holds a tail that is only the start of the placeholders' public
+ * prefix before it lets it go (the scanner still sees it with the next chunk).
+ */
+const TAIL_RELEASE_MS = 50;
+
+/**
  * Relays client <-> upstream, counting bytes; one audit record once both are closed. A side
  * that ends normally has its FIN passed on after everything it sent has been flushed; an error,
  * the idle timeout or a refusal destroys both at once. Once the first bytes are checked (or
@@ -130,7 +136,29 @@ export function spliceTunnel(
     mode = 'js';
     const guard = c.opts.guard as PlaintextGuard;
     const scanner = guard.stream();
+    // A tail that is only the start of the placeholders' public prefix goes on after a pause
+    // (lib/secrets/placeholder.ts StreamScanner.release): a stream waiting for an answer must not
+    // wait for ever on a last byte that happened to be `s`.
+    let releaseTimer: NodeJS.Timeout | undefined;
+    const stopRelease = () => {
+      clearTimeout(releaseTimer);
+      releaseTimer = undefined;
+    };
+    const releaseLater = () => {
+      stopRelease();
+      if (scanner.releasable === 0) return;
+      releaseTimer = setTimeout(() => {
+        releaseTimer = undefined;
+        if (denial || error || client.destroyed || upstream.destroyed) return;
+        const rest = scanner.release();
+        bytesUp += rest.length;
+        if (rest.length > 0 && !upstream.write(rest)) overBudget(upstream);
+      }, TAIL_RELEASE_MS);
+      releaseTimer.unref();
+    };
+    client.once('close', stopRelease);
     const pass = (chunk: Buffer): boolean => {
+      stopRelease();
       const { forward, match } = scanner.push(chunk);
       if (match) {
         denial = `placeholder of secret ${match.name} sent in plaintext to ${d.host}:${d.port}`;
@@ -140,6 +168,7 @@ export function spliceTunnel(
         return false;
       }
       bytesUp += forward.length;
+      releaseLater();
       if (forward.length === 0 || upstream.write(forward)) return true;
       overBudget(upstream);
       return false;
@@ -152,6 +181,7 @@ export function spliceTunnel(
       }
     };
     const onEnd = (): void => {
+      stopRelease();
       if (denial) return;
       const rest = scanner.end();
       bytesUp += rest.length;
@@ -172,6 +202,7 @@ export function spliceTunnel(
         if (denial || client.destroyed || upstream.destroyed) return;
         client.removeListener('data', onData);
         client.removeListener('end', onEnd);
+        stopRelease();
         relayOut(scanner.end(), true);
       });
     };

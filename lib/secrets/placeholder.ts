@@ -118,9 +118,22 @@ export function partialSuffix(buf: Buffer, needle: Buffer): number {
  * Finds placeholders in a body that arrives in chunks, including one split across chunks.
  * push() returns the bytes that are safe to forward now and the match, if any; a possible
  * placeholder start at the end of a chunk is held back until the next chunk or end().
+ *
+ * Two kinds of tail are held. A full common prefix followed by less than a placeholder is one
+ * in the making: held until it completes (a violation) or the body ends. A tail that is only the
+ * start of the common prefix (`s`, `stock`...) is as likely the last byte of anything (a TLS
+ * ClientHello ends in `s` one time in 256): a stream that then waits for an answer would wait
+ * for ever, so release() lets such a tail go once nothing followed for a while (the tunnel's
+ * caller decides how long). What is released stays in the scan, so a placeholder it turns out to
+ * start is still found, before its first byte of its own goes on: the far end can get at most
+ * those first bytes of the public prefix, never a placeholder's own.
  */
 export class StreamScanner {
+  /** The tail kept for the next chunk's scan; its first `sent` bytes are forwarded already. */
   private carry: Buffer = EMPTY;
+  private sent = 0;
+  /** Whether the carry holds a full prefix (a placeholder in the making): never released. */
+  private inProgress = false;
   private readonly prefix = PREFIX_BYTES;
 
   constructor(private readonly set: PlaceholderSet) {}
@@ -128,20 +141,39 @@ export class StreamScanner {
   push(chunk: Buffer): { forward: Buffer; match: PlaceholderMatch | null } {
     const data = this.carry.length ? Buffer.concat([this.carry, chunk]) : chunk;
     const match = this.set.find(data);
-    if (match) return { forward: Buffer.alloc(0), match };
-    // Hold back a possible start of a placeholder: either part of the common prefix, or the prefix
-    // followed by an incomplete rest (at most maxLength - 1 bytes from the last prefix start).
-    let hold = partialSuffix(data, this.prefix);
+    if (match) return { forward: EMPTY, match };
+    // The prefix followed by an incomplete rest (at most maxLength - 1 bytes from its start).
     const last = data.lastIndexOf(this.prefix);
-    if (last >= 0 && data.length - last < this.set.maxLength) hold = Math.max(hold, data.length - last);
-    this.carry = hold ? Buffer.from(data.subarray(data.length - hold)) : EMPTY;
-    return { forward: hold ? data.subarray(0, data.length - hold) : data, match: null };
+    const held = last >= 0 && data.length - last < this.set.maxLength ? data.length - last : 0;
+    const keep = Math.max(held, partialSuffix(data, this.prefix));
+    // Forwarded up to here: what was forwarded before (released) is not sent again.
+    const upTo = Math.max(this.sent, data.length - keep);
+    const forward = data.subarray(this.sent, upTo);
+    this.carry = keep ? Buffer.from(data.subarray(data.length - keep)) : EMPTY;
+    this.sent = Math.max(0, upTo - (data.length - keep));
+    this.inProgress = held > 0;
+    return { forward, match: null };
+  }
+
+  /** Bytes held back that release() would let go: only the start of the common prefix. */
+  get releasable(): number {
+    return this.inProgress ? 0 : this.carry.length - this.sent;
+  }
+
+  /** The held start of the common prefix, to forward now; kept for the next chunk's scan. */
+  release(): Buffer {
+    if (this.releasable === 0) return EMPTY;
+    const out = this.carry.subarray(this.sent);
+    this.sent = this.carry.length;
+    return out;
   }
 
   /** The held-back tail, at the end of the body. It cannot contain a full placeholder. */
   end(): Buffer {
-    const rest = this.carry;
+    const rest = this.carry.subarray(this.sent);
     this.carry = EMPTY;
+    this.sent = 0;
+    this.inProgress = false;
     return rest;
   }
 }

@@ -349,7 +349,9 @@ describe('hostile sandboxes', () => {
     const p = await startProxy({ allow: [hp], resolve: [`${hp}:${UPSTREAM_HOST}`] }, { guard });
     try {
       // A real ClientHello whose last byte is `s` (its last extension's data: one in 256 ends so),
-      // and a plaintext message: each all its client sends before it waits for an answer.
+      // a plaintext message, and a line protocol's upper-case command (SMTP's, which the tunnel's
+      // first-bytes check once took for the start of an HTTP head and waited on): each all its
+      // client sends before it waits for an answer.
       const capture = await listen(createServer());
       const hello = new Promise<Buffer>((resolve) => capture.once('connection', (s: Socket) => s.once('data', resolve)));
       const t = tls.connect({ host: '127.0.0.1', port: portOf(capture), servername: 'good.test' });
@@ -358,7 +360,8 @@ describe('hostile sandboxes', () => {
       t.destroy();
       await closeServer(capture);
       clientHello[clientHello.length - 1] = 's'.charCodeAt(0);
-      for (const first of [clientHello, Buffer.from('hello there s')]) {
+      const firsts = [clientHello, Buffer.from('hello there s'), Buffer.from('EHLO relay.example\r\n')];
+      for (const first of firsts) {
         received = Buffer.alloc(0);
         const s = connect({ host: '127.0.0.1', port: p.httpPort });
         s.on('error', () => {});
@@ -383,7 +386,10 @@ describe('hostile sandboxes', () => {
         await waitFor(() => p.records.filter((r) => r.decision === 'deny').length === violations.length, 'the deny record');
         assert.equal(p.records.filter((r) => r.decision === 'deny').at(-1)?.bytesUp, received.length);
       }
-      assert.deepEqual(violations, ['TOKEN@good.test:connect', 'TOKEN@good.test:connect']);
+      assert.deepEqual(
+        violations,
+        firsts.map(() => 'TOKEN@good.test:connect'),
+      );
     } finally {
       await p.close();
       await closeServer(plain);

@@ -99,6 +99,27 @@ describe('first-bytes sniffing', () => {
     assert.deepEqual(sniff(Buffer.from('SSH-2.0-OpenSSH_9.2\r\n'), 16384), { kind: 'other' });
     assert.deepEqual(sniff(Buffer.from([0x2a, 0x31, 0x0d, 0x0a]), 16384), { kind: 'other' });
   });
+
+  it("tells a line protocol's upper-case command from HTTP at its first line, and reads a bare-LF head as lenient servers do", () => {
+    // What an SMTP or Redis client sends, then waits on: opaque at once, not a head to wait for.
+    for (const line of ['EHLO relay.example\r\n', 'SET k v\r\n', 'AUTH PLAIN x\n', 'GET /legacy\r\n']) {
+      assert.deepEqual(sniff(Buffer.from(line), 16384), { kind: 'other' }, line);
+    }
+    // Still partial, or a line that names HTTP in a form a lenient server might accept: held to
+    // the strict form.
+    assert.deepEqual(sniff(Buffer.from('EHLO relay.exa'), 16384), { kind: 'need-more' });
+    for (const line of ['GET  /  HTTP/1.1\r\nHost: evil.test\r\n\r\n', 'GET / http/1.1\r\n', 'GET / HTTP/1.1 \r\n', 'GET / HTTP/2.0\r\n']) {
+      assert.deepEqual(sniff(Buffer.from(line), 16384), { kind: 'invalid', protocol: 'http', reason: 'malformed request line' }, line);
+    }
+    // Bare LF line ends (nginx and Node accept them): the Host header is read, not waited past.
+    assert.deepEqual(sniff(Buffer.from('GET / HTTP/1.1\nHost: evil.test\n\n'), 16384), { kind: 'http', host: 'evil.test' });
+    assert.deepEqual(sniff(Buffer.from('GET / HTTP/1.1\r\nHost: a.test\nHost: b.test\n\n'), 16384), {
+      kind: 'invalid',
+      protocol: 'http',
+      reason: 'more than one Host header',
+    });
+    assert.deepEqual(sniff(Buffer.from('GET / HTTP/1.1\nHost: good.test\r\n\r\n'), 16384), { kind: 'http', host: 'good.test' });
+  });
 });
 
 describe('SOCKS5 parser', () => {

@@ -28,17 +28,32 @@ export function sniff(data: Buffer, maxHeaderSize: number): SniffResult {
   return sniffHttpHost(data, maxHeaderSize);
 }
 
+const REQUEST_LINE = /^[A-Z]+ \S+ HTTP\/1\.[01]$/;
+
 function sniffHttpHost(data: Buffer, maxHeaderSize: number): SniffResult {
-  const end = data.indexOf('\r\n\r\n');
+  // The first line, once whole, tells a line protocol's command (SMTP's `EHLO relay`, Redis's
+  // inline `SET k v`: an upper-case word and a space too) from HTTP/1.x, whose request line names
+  // its version. Waiting for a head that such a client never sends hung its tunnel until the
+  // idle timeout. A line that names HTTP at all is held to the strict form, as before: one a
+  // lenient server might still read as HTTP (`GET  /  HTTP/1.1`) is refused, not passed unread.
+  const firstEnd = data.indexOf(0x0a);
+  if (firstEnd >= 0) {
+    const first = data.toString('latin1', 0, firstEnd).replace(/\r$/, '');
+    if (!REQUEST_LINE.test(first)) {
+      return /http\//i.test(first) ? { kind: 'invalid', protocol: 'http', reason: 'malformed request line' } : { kind: 'other' };
+    }
+  }
+  // The head ends at an empty line, CRLF or a bare LF (which lenient servers accept): its
+  // headers are read as such a server would read them.
+  const crlf = data.indexOf('\r\n\r\n');
+  const lf = data.indexOf('\n\n');
+  const end = crlf < 0 ? lf : lf < 0 ? crlf : Math.min(crlf, lf);
   if (end < 0) {
     return data.length > maxHeaderSize
       ? { kind: 'invalid', protocol: 'http', reason: `request head larger than ${maxHeaderSize} bytes` }
       : { kind: 'need-more' };
   }
-  const lines = data.subarray(0, end).toString('latin1').split('\r\n');
-  if (!/^[A-Z]+ \S+ HTTP\/1\.[01]$/.test(lines[0])) {
-    return { kind: 'invalid', protocol: 'http', reason: 'malformed request line' };
-  }
+  const lines = data.subarray(0, end).toString('latin1').split(/\r?\n/);
   let host: string | null = null;
   for (const line of lines.slice(1)) {
     const colon = line.indexOf(':');

@@ -268,7 +268,9 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
   // A refused syscall, an OOM kill or a pids refusal is named by the report, in one line:
   // `stockade: killed: unshare(CLONE_NEWUSER) is not allowed in the sandbox`.
   if (filtered && sandbox.stdin && sandbox.stdout) {
-    const { wireToolFilter } = require('../mcp') as typeof import('../mcp');
+    // The filter's own module, not lib/mcp's index: that loads tool pins and node:crypto with
+    // them (~6 ms of CPU as the server starts), which a policy file's pins load through ./trust.
+    const { wireToolFilter } = require('../mcp/filter') as typeof import('../mcp/filter');
     const filter = wireToolFilter(
       { fromClient: process.stdin, toClient: process.stdout, toServer: sandbox.stdin, fromServer: sandbox.stdout },
       { tools: launch.tools ?? ['*'], logger, ...(trust ? { gate: trust.gate } : {}) },

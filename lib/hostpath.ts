@@ -146,7 +146,9 @@ export function startSocketScan(root: string, limit = SCAN_LIMIT): () => Special
     const why =
       code === 'ELOOP'
         ? `'${root}' is nested too deep (more than ${MAX_SCAN_DEPTH} directories) to be checked`
-        : `'${found.path}' cannot be read (${code}), so '${root}' cannot be checked`;
+        : code === 'EACCES'
+          ? `'${found.path}' can be entered but not listed by this user (as mode 0711 allows), so what it holds, reachable by name from the sandbox, cannot be checked`
+          : `'${found.path}' cannot be read (${code}), so '${root}' cannot be checked`;
     throw new HostPathError(`${why} for unix sockets and FIFOs; grant a narrower path, or allow sockets explicitly`, code);
   };
 }

@@ -24,11 +24,13 @@
 // (AT_RECURSIVE). Entry types come from d_type; a file system that leaves it DT_UNKNOWN gets a
 // statx (AT_SYMLINK_NOFOLLOW) per entry.
 //
-// What cannot be looked at is handled as fs.readdirSync was: a directory the launcher may not
-// read (EACCES, EPERM) is skipped, since the sandbox, with less privilege, cannot list it
-// either; one that vanished or became something else since it was listed (ENOENT, ENOTDIR,
-// ELOOP) is looked at again as an entry. Anything else (EMFILE, EIO, ENOMEM...) ends the scan
-// with that errno, and the caller refuses the grant: what was not looked at may hold one.
+// What cannot be looked at is handled as fs.readdirSync was: a directory the launcher may
+// neither read nor search (EACCES, EPERM) is skipped, since the sandbox, with no more privilege,
+// cannot enter it either; one it may search but not read (0711) ends the scan, since the sandbox
+// can reach what is in it by name (searchable()); one that vanished or became something else since
+// it was listed (ENOENT, ENOTDIR, ELOOP) is looked at again as an entry. Anything else (EMFILE,
+// EIO, ENOMEM...) ends the scan with that errno, and the caller refuses the grant: what was not
+// looked at may hold one.
 #include "hostscan.h"
 
 #include <dirent.h>
@@ -98,6 +100,14 @@ SpecialKind kindOf(int mode) {
 
 bool unreadable(int err) {
   return err == EACCES || err == EPERM;
+}
+
+// A directory this user may not list but may search (0711, 0311): the sandbox, as this user
+// (or as nobody, which cannot list it either), cannot read its names, but reaches a socket or a
+// FIFO in it by name (connect(2) and open(2) need search permission on the path, not read).
+// What it holds cannot be checked, so the scan gives up on it (EACCES) instead of skipping it.
+bool searchable(int dir, const char* name) {
+  return faccessat(dir, name, X_OK, 0) == 0;
 }
 
 // The entry changed between getdents64 and the open: it is no longer a directory here.
@@ -256,7 +266,11 @@ void SpecialFileScan::walk(Task task) {
     int fd = openat(level.fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
       int err = errno;
-      if (unreadable(err)) continue;
+      if (unreadable(err)) {
+        if (!searchable(level.fd, name)) continue;  // closed to this user: nothing to reach
+        settle(SpecialKind::none, err, path);
+        break;
+      }
       if (!changed(err)) {
         settle(SpecialKind::none, err, path);
         break;
@@ -322,8 +336,10 @@ SpecialFileScan* startSpecialFileScan(const std::string& root, size_t limit) {
   if (!S_ISDIR(rootType)) return scan;
   int top = open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (top < 0) {
-    if (!unreadable(errno) && !changed(errno)) {
-      out.err = errno;
+    int err = errno;
+    if ((unreadable(err) && searchable(AT_FDCWD, root.c_str())) ||
+        (!unreadable(err) && !changed(err))) {
+      out.err = err;
       out.path = root;
     }
     return scan;

@@ -3,7 +3,7 @@
 // and a second start that must not act on the host for it. Host files are compared byte for
 // byte before and after; tests that grant /etc run over a copy in a private mount namespace.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -423,6 +423,62 @@ describe('sockets and FIFOs in grants', () => {
       },
       { what: () => `the fds and threads back to ${JSON.stringify(before)} (now ${fds()}, ${threadCount()})` },
     );
+  });
+
+  test('a directory that can be entered but not listed (0711) ends the check: a socket in it is reachable by name', async () => {
+    const { base } = scene('unlisted');
+    const grant = path.join(base, 'grant');
+    const hidden = path.join(grant, 'hidden');
+    mkdirs(hidden);
+    const sock = path.join(hidden, 'svc.sock');
+    let reached = 0;
+    const server = net.createServer((s) => {
+      reached++;
+      s.end('host service\n');
+    });
+    await new Promise<void>((resolve) => server.listen(sock, resolve));
+    fs.chmodSync(sock, 0o777);
+    try {
+      fs.chmodSync(hidden, 0o311); // searchable, not readable, even for its owner
+      const reach = `require('node:net').connect(${JSON.stringify(sock)}).on('data', (d) => process.stdout.write(d)).on('error', (e) => { console.log(e.code); })`;
+      if (isRoot) {
+        // Root lists it anyway (CAP_DAC_READ_SEARCH): the socket itself is found.
+        assert.deepEqual(findSocketOrFifo(grant), { type: 'unix socket', path: sock });
+      } else {
+        assert.throws(() => findSocketOrFifo(grant), {
+          code: 'EACCES',
+          message: `'${hidden}' can be entered but not listed by this user (as mode 0711 allows), so what it holds, reachable by name from the sandbox, cannot be checked for unix sockets and FIFOs; grant a narrower path, or allow sockets explicitly`,
+        });
+        // The grant's own root, likewise.
+        assert.throws(() => findSocketOrFifo(hidden), { code: 'EACCES' });
+      }
+      // Not spawnSync: the host service is this process's, and must answer meanwhile.
+      const run = (...args: string[]) =>
+        new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+          const c = spawn(process.execPath, [launcher, 'run', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+          let stdout = '';
+          let stderr = '';
+          c.stdout.on('data', (d) => (stdout += d));
+          c.stderr.on('data', (d) => (stderr += d));
+          c.on('close', (status) => resolve({ status, stdout, stderr }));
+        });
+      const refused = await run('--ro', grant, '--', process.execPath, '-e', reach);
+      assert.equal(refused.status, 2, refused.stderr);
+      assert.match(refused.stderr, /^stockade run: options\.filesystem\.readOnly\[0\]: /);
+      assert.equal(reached, 0);
+      // Why: with the check waived, the sandbox connects by name to what it could not list.
+      const waived = await run('--ro', grant, '--allow-sockets', '--', process.execPath, '-e', reach);
+      assert.equal(waived.stdout, 'host service\n', waived.stderr);
+      assert.equal(reached, 1);
+      // Closed to this user (0000): the sandbox cannot enter it either, so nothing is refused
+      // (as root it is listed, and the socket found).
+      fs.chmodSync(hidden, 0o000);
+      if (isRoot) assert.deepEqual(findSocketOrFifo(grant), { type: 'unix socket', path: sock });
+      else assert.equal(findSocketOrFifo(grant), undefined);
+    } finally {
+      fs.chmodSync(hidden, 0o755);
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 
   test('scans started ahead of the plan (stockade run): the plan takes the one of its root, the rest are stopped', async () => {

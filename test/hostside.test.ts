@@ -396,6 +396,49 @@ describe('hostile sandboxes', () => {
     }
   });
 
+  it('a first message inside a tunnel still incomplete after headersTimeout is refused, not passed unread or left to the idle timeout', async () => {
+    let received = 0;
+    const plain = await listen(
+      createServer((s) => {
+        s.on('error', () => {});
+        s.on('data', (c: Buffer) => {
+          received += c.length;
+        });
+      }),
+      UPSTREAM_HOST,
+    );
+    const hp = `good.test:${portOf(plain)}`;
+    const p = await startProxy({ allow: [hp], resolve: [`${hp}:${UPSTREAM_HOST}`], limits: { headersTimeout: 300 } });
+    try {
+      // An upper-case word and a space, then nothing (what the check cannot yet tell from HTTP),
+      // and a head that stops before its end (slowloris, or a Host it hopes goes unchecked).
+      for (const first of ['EHLO partial', `GET / HTTP/1.1\r\nHost: evil.test\r\nX-Slow: `]) {
+        const s = connect({ host: '127.0.0.1', port: p.httpPort });
+        s.on('error', () => {});
+        s.write(`CONNECT ${hp} HTTP/1.1\r\nHost: ${hp}\r\n\r\n`);
+        await readUntil(s, '200 Connection Established');
+        const started = Date.now();
+        s.write(first);
+        await once(s, 'close');
+        assert.ok(Date.now() - started >= 250, `closed after ${Date.now() - started} ms`);
+        await waitFor(
+          () => p.records.some((r) => r.decision === 'deny' && r.rule.includes(`the first ${first.length} bytes`)),
+          'the deny record',
+        );
+        const rec = p.records.filter((r) => r.decision === 'deny').at(-1);
+        assert.equal(
+          rec?.rule,
+          `refused: the first ${first.length} bytes inside the tunnel to good.test are not yet a whole TLS ClientHello or HTTP head after 300 ms`,
+        );
+        assert.equal(rec?.bytesUp, 0);
+      }
+      assert.equal(received, 0, 'the listener got bytes of an unchecked head');
+    } finally {
+      await p.close();
+      await closeServer(plain);
+    }
+  });
+
   it('a connection flood past maxConnections: refused at once, fd and memory growth bounded, all given back', async () => {
     const p = await startProxy({ allow: ['good.test'], limits: { maxConnections: 100 } });
     const fds0 = openFds();

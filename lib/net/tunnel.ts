@@ -321,9 +321,27 @@ export function spliceTunnel(
     pending = Buffer.concat([pending, chunk]);
     check();
   });
+  // A first message still incomplete limits.headersTimeout after its first byte (a client that
+  // sends an upper-case word and a space and then waits, a ClientHello or head sent slowly) is
+  // refused then, not left to the idle timeout. Passing it unread would let a slow head past the
+  // Host check. From the first byte: a server-first protocol's client says nothing for a while.
+  let deadline: NodeJS.Timeout | undefined;
+  client.once('close', () => clearTimeout(deadline));
   const check = (): void => {
     const r = sniff(pending, c.limits.maxHeaderSize);
-    if (r.kind === 'need-more') return;
+    if (r.kind === 'need-more') {
+      if (pending.length > 0 && deadline === undefined) {
+        deadline = setTimeout(() => {
+          if (denial || client.destroyed) return;
+          client.removeListener('data', onData);
+          denial = `refused: the first ${pending.length} bytes inside the tunnel to ${d.host} are not yet a whole TLS ClientHello or HTTP head after ${c.limits.headersTimeout} ms`;
+          abort();
+        }, c.limits.headersTimeout);
+        deadline.unref();
+      }
+      return;
+    }
+    clearTimeout(deadline);
     client.removeListener('data', onData);
     const mismatch = c.checkAgreement(r, d.host);
     if (mismatch) {

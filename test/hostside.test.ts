@@ -36,6 +36,31 @@ import {
 const uncaught = collectUncaught();
 
 /** A raw TCP upstream answering every connection with `answer`, then closing. */
+/** A run's placeholder for TOKEN and a plaintext guard over it, recording `secret@host:via`. */
+function placeholderGuard(): { placeholder: string; guard: PlaintextGuard; violations: string[] } {
+  const placeholder = makePlaceholder('TOKEN');
+  const set = new PlaceholderSet([{ name: 'TOKEN', placeholder }]);
+  const violations: string[] = [];
+  const guard: PlaintextGuard = {
+    find: (d) => set.find(d)?.name,
+    stream: () => set.stream(),
+    violation: (v) => violations.push(`${v.secret}@${v.host}:${v.via}`),
+  };
+  return { placeholder, guard, violations };
+}
+
+/** The ClientHello a Node TLS client writes for good.test, as a listener receives it. */
+async function captureClientHello(): Promise<Buffer> {
+  const capture = await listen(createServer());
+  const hello = new Promise<Buffer>((resolve) => capture.once('connection', (s: Socket) => s.once('data', resolve)));
+  const t = tls.connect({ host: '127.0.0.1', port: portOf(capture), servername: 'good.test' });
+  t.on('error', () => {});
+  const clientHello = await hello;
+  t.destroy();
+  await closeServer(capture);
+  return clientHello;
+}
+
 async function rawUpstream(answer: (n: number) => Buffer | string): Promise<Server> {
   let n = 0;
   return listen(
@@ -179,22 +204,9 @@ describe('hostile sandboxes', () => {
   });
 
   it('a ClientHello followed by plaintext is still scanned: the placeholder never reaches a plaintext listener', async () => {
-    const placeholder = makePlaceholder('TOKEN');
-    const set = new PlaceholderSet([{ name: 'TOKEN', placeholder }]);
-    const violations: string[] = [];
-    const guard: PlaintextGuard = {
-      find: (d) => set.find(d)?.name,
-      stream: () => set.stream(),
-      violation: (v) => violations.push(`${v.secret}@${v.host}`),
-    };
+    const { placeholder, guard, violations } = placeholderGuard();
     // A real ClientHello for good.test, as a TLS client writes it.
-    const capture = await listen(createServer());
-    const hello = new Promise<Buffer>((resolve) => capture.once('connection', (s: Socket) => s.once('data', resolve)));
-    const t = tls.connect({ host: '127.0.0.1', port: portOf(capture), servername: 'good.test' });
-    t.on('error', () => {});
-    const clientHello = await hello;
-    t.destroy();
-    await closeServer(capture);
+    const clientHello = await captureClientHello();
 
     const received: Buffer[] = [];
     const plain = await listen(
@@ -217,7 +229,7 @@ describe('hostile sandboxes', () => {
       await waitFor(() => Buffer.concat(received).length >= clientHello.length, 'the ClientHello to arrive');
       s.write(`GET /?t=${placeholder} HTTP/1.1\r\nHost: good.test\r\n\r\n`);
       await once(s, 'close');
-      assert.deepEqual(violations, ['TOKEN@good.test']);
+      assert.deepEqual(violations, ['TOKEN@good.test:connect']);
       assert.ok(!Buffer.concat(received).includes(placeholder), 'the plaintext listener saw the placeholder');
       assert.equal(p.proxy.kernelRelays, 0);
 
@@ -245,21 +257,8 @@ describe('hostile sandboxes', () => {
   });
 
   it('ClientHello, plaintext, then a placeholder split across writes: bytesUp is exactly what the listener received, and that has no placeholder', async () => {
-    const placeholder = makePlaceholder('TOKEN');
-    const set = new PlaceholderSet([{ name: 'TOKEN', placeholder }]);
-    const violations: string[] = [];
-    const guard: PlaintextGuard = {
-      find: (d) => set.find(d)?.name,
-      stream: () => set.stream(),
-      violation: (v) => violations.push(`${v.secret}@${v.host}:${v.via}`),
-    };
-    const capture = await listen(createServer());
-    const hello = new Promise<Buffer>((resolve) => capture.once('connection', (s: Socket) => s.once('data', resolve)));
-    const t = tls.connect({ host: '127.0.0.1', port: portOf(capture), servername: 'good.test' });
-    t.on('error', () => {});
-    const clientHello = await hello;
-    t.destroy();
-    await closeServer(capture);
+    const { placeholder, guard, violations } = placeholderGuard();
+    const clientHello = await captureClientHello();
 
     let received = Buffer.alloc(0);
     let listenerClosed = false;
@@ -327,14 +326,7 @@ describe('hostile sandboxes', () => {
   });
 
   it('a tail that is only the start of the placeholder prefix goes on after a pause: no tunnel waits for ever on a last `s`', async () => {
-    const placeholder = makePlaceholder('TOKEN');
-    const set = new PlaceholderSet([{ name: 'TOKEN', placeholder }]);
-    const violations: string[] = [];
-    const guard: PlaintextGuard = {
-      find: (d) => set.find(d)?.name,
-      stream: () => set.stream(),
-      violation: (v) => violations.push(`${v.secret}@${v.host}:${v.via}`),
-    };
+    const { placeholder, guard, violations } = placeholderGuard();
     let received = Buffer.alloc(0);
     const plain = await listen(
       createServer((s) => {
@@ -352,13 +344,7 @@ describe('hostile sandboxes', () => {
       // a plaintext message, and a line protocol's upper-case command (SMTP's, which the tunnel's
       // first-bytes check once took for the start of an HTTP head and waited on): each all its
       // client sends before it waits for an answer.
-      const capture = await listen(createServer());
-      const hello = new Promise<Buffer>((resolve) => capture.once('connection', (s: Socket) => s.once('data', resolve)));
-      const t = tls.connect({ host: '127.0.0.1', port: portOf(capture), servername: 'good.test' });
-      t.on('error', () => {});
-      const clientHello = Buffer.from(await hello);
-      t.destroy();
-      await closeServer(capture);
+      const clientHello = Buffer.from(await captureClientHello());
       clientHello[clientHello.length - 1] = 's'.charCodeAt(0);
       const firsts = [clientHello, Buffer.from('hello there s'), Buffer.from('EHLO relay.example\r\n')];
       for (const first of firsts) {

@@ -191,6 +191,22 @@ export interface NativeRelay {
 
 export type RelayDone = (bytesUp: number, bytesDown: number, errno: number, timedOut: boolean) => void;
 
+/** native/toolrelay.cc: the tool layer's stdio on two threads (lib/mcp/native-relay.ts). */
+export interface NativeToolRelay {
+  /** 0 or an errno. The client's fds are duplicated; the server's pipe ends become the relay's. */
+  start(clientIn: number, clientOut: number, serverIn: number, serverOut: number): number;
+  /** What the line the side holds (kind 'defer' or 'oversize') becomes; null for nothing. */
+  answer(side: 0 | 1, toServer: Buffer | null, toClient: Buffer | null): void;
+  /** Delivers what the threads have queued, now. */
+  drain(): void;
+  /** Stops both threads and closes the relay's fds (idempotent). */
+  close(): void;
+}
+
+/** native/toolrelay.h Kind, in order. Side 0 is the client's (client to server), 1 the server's. */
+export const TOOL_RELAY_EVENTS = ['observe', 'defer', 'oversize', 'end', 'client-gone', 'done'] as const;
+export type ToolRelayEvent = (side: 0 | 1, kind: number, bytes: Buffer | undefined, errno: number) => void;
+
 /** Opaque: a scan of native/hostscan.cc in progress (an external). */
 export interface SpecialScanHandle {
   readonly __specialScan: never;
@@ -214,6 +230,14 @@ interface Addon {
     growPipes?: boolean,
     pipeRoom?: number,
   ) => NativeRelay;
+  ToolRelay: new (
+    allow: string[],
+    deferCalls: boolean,
+    maxLineBytes: number,
+    maxDepth: number,
+    onEvent: ToolRelayEvent,
+    batchMs?: number,
+  ) => NativeToolRelay;
   UdpEndpoint: new (fd: number, onMessage: (data: Buffer, peer: Buffer) => void) => NativeUdpEndpoint;
   /**
    * Queues the spawn on the environment's spawner thread (native/spawner.cc) and returns at once;

@@ -37,6 +37,7 @@
 #include "spawn.h"
 #include "spawner.h"
 #include "sysnums.h"
+#include "toolrelay.h"
 #include "udp.h"
 
 namespace stockade {
@@ -1178,6 +1179,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("steps", StepTable(env));
   exports.Set("UdpEndpoint", UdpEndpoint::Init(env));
   exports.Set("Relay", Relay::Init(env));
+  exports.Set("ToolRelay", ToolRelay::Init(env));
   exports.Set("OomWatch", OomWatch::Init(env));
   exports.Set("PlanTemplate", PlanTemplate::Init(env));
   return exports;

@@ -245,11 +245,25 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
     for (const [s, h] of handlers) process.off(s, h);
   };
   for (const [s, h] of handlers) process.on(s, h);
+  // The tool layer's stdio on the native relay's threads (lib/mcp/native-relay.ts) where the
+  // client gave pipes or sockets, as MCP clients do: the server's stdin and stdout are then pipes
+  // of the launcher's own, not Node streams. STOCKADE_TOOL_RELAY=js keeps the streams.
+  let relayPipes: { stdin: [number, number]; stdout: [number, number] } | undefined;
+  if (filtered && process.env.STOCKADE_TOOL_RELAY !== 'js') {
+    const { relayableFd } = require('../mcp/native-relay') as typeof import('../mcp/native-relay');
+    if (relayableFd(0) && relayableFd(1)) relayPipes = { stdin: native().pipe(), stdout: native().pipe() };
+  }
+  // The sandbox's ends of those pipes, once it has its own copies ('spawn') or never will.
+  const closeRelayChildEnds = () => {
+    if (!relayPipes) return;
+    native().closeFd(relayPipes.stdin[0]);
+    native().closeFd(relayPipes.stdout[1]);
+  };
   try {
     const { spawnSandboxed } = require('../process') as typeof import('../process');
     child = spawnSandboxed(launch.command, launch.args, {
       ...launch.options,
-      stdio: filtered ? ['pipe', 'pipe', 2] : [0, 1, 2],
+      stdio: relayPipes ? [relayPipes.stdin[0], relayPipes.stdout[1], 2] : filtered ? ['pipe', 'pipe', 2] : [0, 1, 2],
       logger,
       ...(grants ? { grantScope: grants } : {}),
       // One sandbox per launcher: nothing to make ahead for a next one.
@@ -257,37 +271,64 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
     });
   } catch (err) {
     unhook();
+    closeRelayChildEnds();
+    if (relayPipes) for (const fd of [relayPipes.stdin[1], relayPipes.stdout[0]]) native().closeFd(fd);
     if (err instanceof SandboxOptionsError) throw new UsageError(err.message);
     throw err;
   } finally {
     dropPrefetchedScans();
   }
   const sandbox = child;
+  let filter: import('../mcp/filter').ToolFilter | undefined;
+  if (relayPipes) {
+    sandbox.once('spawn', closeRelayChildEnds);
+    sandbox.once('error', closeRelayChildEnds);
+  }
   sandbox.on('egress', (record) => report.egress(record));
   sandbox.on('audit', (event) => report.audit(event));
   // A refused syscall, an OOM kill or a pids refusal is named by the report, in one line:
   // `stockade: killed: unshare(CLONE_NEWUSER) is not allowed in the sandbox`.
-  if (filtered && sandbox.stdin && sandbox.stdout) {
+  const filterOptions = { tools: launch.tools ?? ['*'], logger, ...(trust ? { gate: trust.gate } : {}) };
+  if (relayPipes) {
+    const { wireNativeToolFilter } = require('../mcp/native-relay') as typeof import('../mcp/native-relay');
+    filter = wireNativeToolFilter(
+      { clientIn: 0, clientOut: 1, serverIn: relayPipes.stdin[1], serverOut: relayPipes.stdout[0] },
+      filterOptions,
+      // Records of finished calls may wait 5 ms to be read together, unless grants end with them.
+      launch.toolGrants === undefined ? 5 : 0,
+    );
+  } else if (filtered && sandbox.stdin && sandbox.stdout) {
     // The filter's own module, not lib/mcp's index: that loads tool pins and node:crypto with
     // them (~6 ms of CPU as the server starts), which a policy file's pins load through ./trust.
     const { wireToolFilter } = require('../mcp/filter') as typeof import('../mcp/filter');
-    const filter = wireToolFilter(
+    filter = wireToolFilter(
       { fromClient: process.stdin, toClient: process.stdout, toServer: sandbox.stdin, fromServer: sandbox.stdout },
-      { tools: launch.tools ?? ['*'], logger, ...(trust ? { gate: trust.gate } : {}) },
+      filterOptions,
     );
-    filter.on('tool-call', (e) => report.tool(e));
+  }
+  if (filter) {
+    const tools = filter;
+    tools.on('tool-call', (e) => report.tool(e));
     // The client went away (closed our stdout: EPIPE): the filter ended the server's stdin, as a
     // client shutting a stdio server down does; a server still running 2 s later gets SIGTERM.
     // The launcher exits with the server's status either way.
     const stop = () => setTimeout(() => sandbox.exitCode === null && sandbox.kill('SIGTERM'), 2000).unref();
-    filter.on('client-closed', stop);
-    filter.on('error', (err: Error) => {
+    tools.on('client-closed', stop);
+    tools.on('error', (err: Error & { code?: string }) => {
+      // The native relay passed on a line the tool layer would have changed: a bug, and the
+      // line is out. The session ends now rather than carry on past a decision not made.
+      if (err.code === 'ERR_STOCKADE_TOOL_RELAY') {
+        logger?.error({ event: 'mcp.relay_disagreement', err: err.message }, 'tool layer ended the session');
+        stderrLine(`stockade: ${err.message}; the session is ended`);
+        sandbox.kill('SIGKILL');
+        return;
+      }
       logger?.warn({ event: 'mcp.stream_error', err: err.message }, 'tool layer stream error');
       stop();
     });
-    grants?.attach(() => filter.activeCalls());
+    grants?.attach(() => tools.activeCalls());
     // A call ended: connections only its grant allowed are cut (lib/mcp/tool-grants.ts).
-    filter.on('tool-call', () => grants?.recheck());
+    tools.on('tool-call', () => grants?.recheck());
     // Correlation: what the server did on the network, which secrets were injected and which
     // violations it committed while tool calls were in flight. One line per event, naming the
     // calls (request id and tool): those the decision was made for (the proxy and the
@@ -295,7 +336,7 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
     // ends, maybe after the call), else the calls in flight now.
     type Joined = { calls?: { id: string | number | null; tool: string }[] };
     const during = (event: string, key: string, record: Joined) => {
-      const calls = record.calls ?? filter.activeCalls().map((c) => ({ id: c.id, tool: c.tool }));
+      const calls = record.calls ?? tools.activeCalls().map((c) => ({ id: c.id, tool: c.tool }));
       if (calls.length > 0) logger?.[event === 'mcp.tool_violation' ? 'warn' : 'info']({ event, calls, [key]: record });
     };
     sandbox.on('egress', (record: Joined) => during('mcp.tool_egress', 'egress', record));
@@ -311,6 +352,7 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
       failed = true;
       unhook();
       stderrLine(`stockade: ${err.message}`);
+      filter?.close();
       resolve(127);
     });
     sandbox.on('close', (code, signal: NodeJS.Signals | null) => {
@@ -320,7 +362,15 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
       report.exit(signal);
       const summary = report.summary();
       if (summary) stderrLine(summary);
-      resolve(code ?? 128 + (signal ? (osConstants.signals as Record<string, number>)[signal] : 0));
+      const status = code ?? 128 + (signal ? (osConstants.signals as Record<string, number>)[signal] : 0);
+      // Everything the server wrote reaches the client before the launcher exits (the native
+      // relay's threads may still be carrying it when the sandbox has closed).
+      if (!filter) return resolve(status);
+      const tools = filter;
+      tools.serverDone().then(() => {
+        tools.close();
+        resolve(status);
+      });
     });
   });
 }

@@ -97,6 +97,8 @@ export interface ActiveToolCall {
 export interface ToolFilter extends EventEmitter {
   /** Calls forwarded and not yet answered: lets the launcher tag egress events with the call. */
   activeCalls(): ActiveToolCall[];
+  /** Settles once everything the server wrote has been passed on (or dropped): its output ended. */
+  serverDone(): Promise<void>;
   /** Stops filtering and detaches from the streams (they are not ended or destroyed). */
   close(): void;
 }
@@ -149,14 +151,39 @@ function makeWriter(sources: Readable[], sink: Writable): (buf: Buffer) => void 
   };
 }
 
-export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOptions): ToolFilter {
-  const { fromClient, toClient, toServer, fromServer } = streams;
+/** Where the filter's answer to one message goes: bytes for the server, bytes for the client. */
+export interface FilterSink {
+  toServer(buf: Buffer): void;
+  toClient(buf: Buffer): void;
+}
+
+/**
+ * The filter's decisions and records, apart from the I/O that carries them: wireToolFilter feeds
+ * it from Node streams, lib/mcp/native-relay.ts from native/toolrelay.cc's threads. Each call
+ * writes what the message becomes to the sink it is given, synchronously.
+ */
+export interface ToolFilterCore {
+  /** A complete client line, without its '\n' (`line`) and with it (`raw`). */
+  clientLine(line: Buffer, raw: Buffer, sink: FilterSink): void;
+  /** A client line longer than maxMessageBytes ended: it was dropped. */
+  clientOversize(sink: FilterSink): void;
+  serverLine(line: Buffer, raw: Buffer, sink: FilterSink): void;
+  serverOversize(sink: FilterSink): void;
+  /** The server's output ended: calls still in flight are recorded as never answered. */
+  serverEnded(): void;
+  activeCalls(): ActiveToolCall[];
+}
+
+/** The resolved limits of ToolFilterOptions. */
+export function filterLimits(options: ToolFilterOptions): { maxBytes: number; maxDepth: number } {
+  return { maxBytes: options.maxMessageBytes ?? 64 * 1024 * 1024, maxDepth: options.maxDepth ?? MAX_JSON_DEPTH };
+}
+
+export function toolFilterCore(options: ToolFilterOptions, emitter: EventEmitter): ToolFilterCore {
   const allowed = [...options.tools];
   const log = options.logger;
-  const maxBytes = options.maxMessageBytes ?? 64 * 1024 * 1024;
+  const { maxBytes, maxDepth } = filterLimits(options);
   const maxPending = options.maxPending ?? 10000;
-  const maxDepth = options.maxDepth ?? MAX_JSON_DEPTH;
-  const emitter = new EventEmitter() as ToolFilter;
 
   // Compiled once: a patterns list is checked for every listed tool and every call.
   const matchers = allowed.map(toolMatcher);
@@ -174,21 +201,11 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
     else map.add(key);
   };
 
-  const writeServer = makeWriter([fromClient], toServer);
-  const writeClientRaw = makeWriter([fromServer, fromClient], toClient);
-
-  // Messages the filter itself sends to the client must not land inside a server message that
-  // is being streamed through (oversize mode), so they wait for the server side's line end.
-  let injectQueue: Buffer[] = [];
-  const sendToClient = (msg: Json) => {
-    const buf = Buffer.from(`${JSON.stringify(msg)}\n`);
-    if (serverSide.midLine) injectQueue.push(buf);
-    else writeClientRaw(buf);
-  };
-  const flushInjected = () => {
-    for (const buf of injectQueue) writeClientRaw(buf);
-    injectQueue = [];
-  };
+  // The sink of the message being decided (every entry point below sets it first).
+  let sink: FilterSink = { toServer: () => {}, toClient: () => {} };
+  const writeServer = (buf: Buffer) => sink.toServer(buf);
+  const writeClientRaw = (buf: Buffer) => sink.toClient(buf);
+  const sendToClient = (msg: Json) => sink.toClient(Buffer.from(`${JSON.stringify(msg)}\n`));
 
   const audit = (event: ToolCallEvent) => {
     if (log) {
@@ -301,15 +318,6 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
     sendToClient(errorResponse(null, code, `stockade: ${reason}; message not forwarded`));
   };
 
-  const clientSide = new LineSplitter({
-    maxLineBytes: maxBytes,
-    onLine: onClientLine,
-    onOversize: (_piece, end) => {
-      // Too large to inspect: drop it (the server never sees a byte) and say so once, at its end.
-      if (end) refuseUnreadable(`message larger than ${maxBytes} bytes`, INVALID_REQUEST);
-    },
-  });
-
   // ---- server -> client --------------------------------------------------------------------------
 
   const completeCall = (msg: JsonObject, call: ActiveToolCall) => {
@@ -368,13 +376,11 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
       if (text.trim() === '') writeClientRaw(raw);
       // A lenient client parser (NaN, comments, single quotes) could read what the filter did not.
       else refuseServerMessage('a message that is not valid JSON');
-      flushInjected();
       return;
     }
     const shape = inspectJson(text, msg, maxDepth);
     if (shape === 'too-deep') {
       refuseServerMessage(`a message nested deeper than ${maxDepth} levels`);
-      flushInjected();
       return;
     }
     let replacement: Json | null;
@@ -392,19 +398,88 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
     // Duplicate keys or invalid UTF-8: the client gets the message as the filter read it.
     if (replacement === null && (shape === 'duplicate-keys' || !isUtf8(line))) replacement = msg;
     writeClientRaw(replacement === null ? raw : Buffer.from(`${JSON.stringify(replacement)}\n`));
-    flushInjected();
   };
 
-  const serverSide = new LineSplitter({
-    maxLineBytes: maxBytes,
-    onLine: onServerLine,
+  return {
+    clientLine(line, raw, to) {
+      sink = to;
+      onClientLine(line, raw);
+    },
+    // Too large to inspect: dropped (the server never sees a byte), said once, at its end.
+    clientOversize(to) {
+      sink = to;
+      refuseUnreadable(`message larger than ${maxBytes} bytes`, INVALID_REQUEST);
+    },
+    serverLine(line, raw, to) {
+      sink = to;
+      onServerLine(line, raw);
+    },
     // A message too large to read whole is dropped: streaming it through unread would let the
     // server hand the client a tools list the filter never saw.
-    onOversize: (_piece, end) => {
-      if (!end) return;
+    serverOversize(to) {
+      sink = to;
       refuseServerMessage(`a message larger than ${maxBytes} bytes`);
+    },
+    serverEnded() {
+      for (const call of pendingCalls.values()) {
+        audit({
+          id: call.id,
+          tool: call.tool,
+          outcome: 'error',
+          durationMs: Date.now() - call.startedAt,
+          reason: 'server exited before answering',
+        });
+      }
+      pendingCalls.clear();
+    },
+    activeCalls: () => [...pendingCalls.values()],
+  };
+}
+
+export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOptions): ToolFilter {
+  const { fromClient, toClient, toServer, fromServer } = streams;
+  const emitter = new EventEmitter() as ToolFilter;
+  const core = toolFilterCore(options, emitter);
+  const { maxBytes } = filterLimits(options);
+  const writeServer = makeWriter([fromClient], toServer);
+  const writeClientRaw = makeWriter([fromServer, fromClient], toClient);
+
+  // Messages the filter itself sends to the client must not land inside a server message that
+  // is being passed on, so they wait for the server side's line end.
+  let injectQueue: Buffer[] = [];
+  const clientSink: FilterSink = {
+    toServer: writeServer,
+    toClient: (buf) => {
+      if (serverSide.midLine) injectQueue.push(buf);
+      else writeClientRaw(buf);
+    },
+  };
+  const serverSink: FilterSink = { toServer: () => {}, toClient: writeClientRaw };
+  const flushInjected = () => {
+    for (const buf of injectQueue) writeClientRaw(buf);
+    injectQueue = [];
+  };
+  const onClientLine = (line: Buffer, raw: Buffer) => core.clientLine(line, raw, clientSink);
+  const clientSide = new LineSplitter({
+    maxLineBytes: maxBytes,
+    onLine: onClientLine,
+    onOversize: (_piece, end) => end && core.clientOversize(clientSink),
+  });
+  const serverSide = new LineSplitter({
+    maxLineBytes: maxBytes,
+    onLine: (line, raw) => {
+      core.serverLine(line, raw, serverSink);
       flushInjected();
     },
+    onOversize: (_piece, end) => {
+      if (!end) return;
+      core.serverOversize(serverSink);
+      flushInjected();
+    },
+  });
+  let resolveServerDone: () => void = () => {};
+  const serverDone = new Promise<void>((resolve) => {
+    resolveServerDone = resolve;
   });
 
   // ---- wiring ------------------------------------------------------------------------------------
@@ -431,17 +506,9 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
     // A last line without '\n' goes out exactly as it came.
     if (rest) writeClientRaw(rest);
     flushInjected();
-    for (const call of pendingCalls.values()) {
-      audit({
-        id: call.id,
-        tool: call.tool,
-        outcome: 'error',
-        durationMs: Date.now() - call.startedAt,
-        reason: 'server exited before answering',
-      });
-    }
-    pendingCalls.clear();
+    core.serverEnded();
     serverEnded = true;
+    resolveServerDone();
     if (!toClient.destroyed) toClient.end();
     maybeClose();
   };
@@ -474,7 +541,8 @@ export function wireToolFilter(streams: ToolFilterStreams, options: ToolFilterOp
   toServer.on('error', onServerStdinError);
   toClient.on('error', onClientError);
 
-  emitter.activeCalls = () => [...pendingCalls.values()];
+  emitter.activeCalls = core.activeCalls;
+  emitter.serverDone = () => serverDone;
   emitter.close = () => {
     fromClient.off('data', onClientData);
     fromClient.off('end', onClientEnd);

@@ -95,11 +95,9 @@ ToolRelay::ToolRelay(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ToolRela
   }
   env_ = env;
   handles_ = loopHandlesOf(env);
-  pthread_cond_init(&room_, nullptr);
   for (int i = 0; i < 2; ++i) {
     side_[i].relay = this;
     side_[i].index = i;
-    pthread_cond_init(&side_[i].answer, nullptr);
   }
 }
 
@@ -325,6 +323,8 @@ void ToolRelay::post(Event&& e) {
 void* ToolRelay::ThreadMain(void* arg) {
   auto* s = static_cast<Side*>(arg);
   ToolRelay* self = s->relay;
+  // Named for ps -L and /proc/PID/task/TID/comm (test/mcp-native-relay.test.ts looks for them).
+  pthread_setname_np(pthread_self(), s->index == 0 ? "mcp-relay-up" : "mcp-relay-down");
   self->pump(*s);
   pthread_mutex_lock(&self->mu_);
   bool last = ++self->finished_ == 2;

@@ -52,7 +52,7 @@ class ToolRelay : public Napi::ObjectWrap<ToolRelay>, public EnvResource {
     bool waiting = false;  // a deferred line: answer() fills what follows
     bool answered = false;
     std::string toServer, toClient;
-    pthread_cond_t answer;
+    pthread_cond_t answer = PTHREAD_COND_INITIALIZER;
   };
 
   Napi::Value Start(const Napi::CallbackInfo& info);
@@ -90,7 +90,7 @@ class ToolRelay : public Napi::ObjectWrap<ToolRelay>, public EnvResource {
   int clientInFlags_ = -1, clientOutFlags_ = -1;  // as found: put back at the end
   Side side_[2];
   pthread_mutex_t mu_ = PTHREAD_MUTEX_INITIALIZER;     // events_, queued_, the answers
-  pthread_cond_t room_;                                // queued_ fell under the bound
+  pthread_cond_t room_ = PTHREAD_COND_INITIALIZER;     // queued_ fell under the bound
   pthread_mutex_t outMu_ = PTHREAD_MUTEX_INITIALIZER;  // one line at a time to the client
   std::deque<Event> events_;
   size_t queued_ = 0;  // bytes of events_ not yet delivered

@@ -2,7 +2,9 @@
 // directly, through `stockade run` (stdio handed over: should be at par) and through
 // `stockade run --tools` (one more process hop, every message parsed). Two references frame
 // them: a second direct server (two identical servers differ by this much: the noise floor) and
-// a bare Node relay (the extra hop alone, bytes passed on unread: the floor under --tools).
+// a bare Node relay (the extra hop alone, bytes passed on unread). `--tools` runs on the native
+// relay's threads (lib/mcp/native-relay.ts); `--tools, Node streams` is the same filter on the
+// launcher's event loop (STOCKADE_TOOL_RELAY=js), what the threads replaced.
 //
 // The round trip starts every mode's server afresh each round, one SDK client per mode, and
 // interleaves the modes call by call: every iteration calls each mode once, in a fresh random order (seeded), so a burst of the
@@ -24,7 +26,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { difference, interleave, knob, load, median, ratio, report, type Sampler, section, statsOf } from './harness';
 
 const root = path.join(__dirname, '..', '..');
@@ -41,8 +43,10 @@ process.stdin.on('data', (d) => c.stdin.write(d)).on('end', () => c.stdin.end())
 c.stdout.on('data', (d) => process.stdout.write(d));
 c.on('exit', (code) => process.exit(code ?? 1));`;
 
-// Each mode: the command the SDK client starts, and its arguments.
-const modes: Record<string, [string, string[]]> = {
+// Each mode: the command the SDK client starts, its arguments, and what it adds to the SDK's
+// default environment.
+type Mode = [string, string[], Record<string, string>?];
+const modes: Record<string, Mode> = {
   direct: [process.execPath, [server, 'stdio']],
   'direct, second server': [process.execPath, [server, 'stdio']],
   'stockade run': [process.execPath, [launcher, 'run', '--ro', path.join(root, 'node_modules'), '--', process.execPath, server, 'stdio']],
@@ -50,8 +54,15 @@ const modes: Record<string, [string, string[]]> = {
     process.execPath,
     [launcher, 'run', '--ro', path.join(root, 'node_modules'), '--tools', 'echo', '--', process.execPath, server, 'stdio'],
   ],
+  'stockade run --tools, Node streams': [
+    process.execPath,
+    [launcher, 'run', '--ro', path.join(root, 'node_modules'), '--tools', 'echo', '--', process.execPath, server, 'stdio'],
+    { STOCKADE_TOOL_RELAY: 'js' },
+  ],
   'node relay (no filter)': [process.execPath, ['-e', relay, process.execPath, server, 'stdio']],
 };
+const transport = ([command, args, env]: Mode) =>
+  new StdioClientTransport({ command, args, stderr: 'ignore', ...(env ? { env: { ...getDefaultEnvironment(), ...env } } : {}) });
 // A server in a session of its own (setsid): where the kernel groups the scheduler by session
 // (sched_autogroup_enabled), that alone moves it to another autogroup, whose wakeups then
 // compete with every other session's — 2-4x slower per round trip on a loaded host. The sandbox
@@ -59,7 +70,7 @@ const modes: Record<string, [string, string[]]> = {
 // (native/child.cc); this mode stays to show what that was worth.
 if (fs.existsSync('/usr/bin/setsid')) modes['direct, own session (setsid)'] = ['/usr/bin/setsid', [process.execPath, server, 'stdio']];
 const baseline = process.env.MCP_BASELINE ? path.resolve(process.env.MCP_BASELINE) : undefined;
-const baselineMode: [string, string[]] | undefined = baseline
+const baselineMode: Mode | undefined = baseline
   ? [process.execPath, [baseline, 'run', '--ro', path.join(root, 'node_modules'), '--', process.execPath, server, 'stdio']]
   : undefined;
 // Cold start compares what users start; the references above only frame the round trip.
@@ -86,9 +97,9 @@ function shuffler(seed: number): <T>(xs: T[]) => T[] {
   };
 }
 
-async function connect([command, args]: [string, string[]]): Promise<Client> {
+async function connect(mode: Mode): Promise<Client> {
   const client = new Client({ name: 'stockade-bench', version: '0' });
-  await client.connect(new StdioClientTransport({ command, args, stderr: 'ignore' }));
+  await client.connect(transport(mode));
   return client;
 }
 
@@ -165,9 +176,8 @@ async function main(): Promise<void> {
     const clients: Record<string, Client> = {};
     const transports: Record<string, StdioClientTransport> = {};
     for (const name of shuffle(names)) {
-      const [command, args] = modes[name];
       clients[name] = new Client({ name: 'stockade-bench', version: '0' });
-      transports[name] = new StdioClientTransport({ command, args, stderr: 'ignore' });
+      transports[name] = transport(modes[name]);
       await clients[name].connect(transports[name]);
     }
     const call = async (name: string): Promise<number> => {
@@ -212,6 +222,7 @@ async function main(): Promise<void> {
   const others = names.filter((name) => name !== 'direct');
   rt.ratios.push(...others.map((name) => ratio(rt.modes, name, 'direct')));
   rt.ratios.push(ratio(rt.modes, 'stockade run --tools', 'node relay (no filter)'));
+  rt.ratios.push(ratio(rt.modes, 'stockade run --tools', 'stockade run --tools, Node streams'));
   if (rt.modes['direct, own session (setsid)']) rt.ratios.push(ratio(rt.modes, 'stockade run', 'direct, own session (setsid)'));
   for (const name of others) {
     const per = paired[name].map(median);

@@ -28,12 +28,21 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 namespace stockade {
 namespace {
 
 constexpr size_t kReadSize = 64 * 1024;
 // Undelivered copies (kObserve) a side may run ahead of JavaScript by: beyond it, it waits.
 constexpr size_t kQueueBound = 16 * 1024 * 1024;
+// What an event costs beyond its bytes (the deque entry, the string): a flood of tiny lines is
+// bounded by count too.
+constexpr size_t kEventCost = 64;
+// Deepest nesting the check reads, whatever the filter's limit: the scan recurses once per
+// level on the relay thread's stack. A deeper message is deferred, and the filter's own limit
+// decides it.
+constexpr size_t kMaxCheckedDepth = 1024;
 
 int setNonBlocking(int fd, int* before) {
   int fl = fcntl(fd, F_GETFL);
@@ -87,7 +96,7 @@ ToolRelay::ToolRelay(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ToolRela
     return;
   }
   maxLineBytes_ = static_cast<size_t>(maxLine);
-  rules_.maxDepth = static_cast<size_t>(maxDepth);
+  rules_.maxDepth = std::min(static_cast<size_t>(maxDepth), kMaxCheckedDepth);
   onEvent_ = Napi::Persistent(info[4].As<Napi::Function>());
   if (info.Length() > 5 && info[5].IsNumber()) {
     int64_t ms = info[5].As<Napi::Number>().Int64Value();
@@ -290,7 +299,7 @@ void ToolRelay::deliver(Napi::Env env) {
     any = true;
     Event e = std::move(events_.front());
     events_.pop_front();
-    queued_ -= e.bytes.size();
+    queued_ -= e.bytes.size() + kEventCost;
     pthread_cond_broadcast(&room_);
     pthread_mutex_unlock(&mu_);
     Napi::Value bytes = e.kind == kObserve || e.kind == kDefer
@@ -311,7 +320,7 @@ void ToolRelay::post(Event&& e) {
   pthread_mutex_lock(&mu_);
   // Copies wait for room; deferred lines, ends and the rest are small or waited on anyway.
   while (e.kind == kObserve && queued_ > kQueueBound && !stop_) pthread_cond_wait(&room_, &mu_);
-  queued_ += e.bytes.size();
+  queued_ += e.bytes.size() + kEventCost;
   bool later = e.kind == kObserve && batching_;
   events_.push_back(std::move(e));
   pthread_mutex_unlock(&mu_);
@@ -438,7 +447,7 @@ bool ToolRelay::defer(Side& s, int kind, const char* raw, size_t rawLen) {
   pthread_mutex_lock(&mu_);
   s.waiting = true;
   s.answered = false;
-  queued_ += rawLen;
+  queued_ += rawLen + kEventCost;
   events_.push_back({s.index, kind, std::string(raw == nullptr ? "" : raw, rawLen), 0});
   pthread_mutex_unlock(&mu_);
   uv_async_send(async_);

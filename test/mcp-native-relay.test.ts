@@ -373,6 +373,30 @@ describe('the native tool relay on its own', () => {
     socketOf(clientW, false).destroy();
   });
 
+  it('passes on a flood of 100,000 responses in order, its copies for the records bounded', async () => {
+    const w = wireNative({ tools: ['echo'] }, 5);
+    const rec = record(w.filter);
+    w.client.end();
+    const flood = Buffer.concat(Array.from({ length: 100_000 }, (_, i) => Buffer.from(`{"id":${i},"result":{}}\n`)));
+    w.server.end(flood);
+    await w.filter.serverDone();
+    w.filter.close();
+    const got = await w.fromRelay;
+    assert.equal(got.length, flood.length);
+    assert.ok(got.equals(flood));
+    assert.deepEqual(rec.errors, []);
+  });
+
+  it('leaves a message deeper than it reads (1,024 levels) to the filter, whatever the filter allows', async () => {
+    const options: ToolFilterOptions = { tools: ['echo'], maxDepth: 1_000_000 };
+    const message = lines(`{"jsonrpc":"2.0","id":1,"method":"ping","params":${'['.repeat(100_000)}${']'.repeat(100_000)}}`, call(2, 'add'));
+    const reference = await throughStreams(message, Buffer.alloc(0), options);
+    const threads = await throughThreads(message, Buffer.alloc(0), options);
+    assert.ok(threads.toServer.equals(reference.toServer));
+    assert.ok(threads.toServer.length > 200_000);
+    assert.equal(threads.toClient.toString(), reference.toClient.toString());
+  });
+
   it('refuses bad arguments with a TypeError', () => {
     const { ToolRelay } = native();
     assert.throws(() => new ToolRelay('echo' as unknown as string[], false, 1, 1, () => {}), TypeError);

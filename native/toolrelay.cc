@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -159,7 +160,9 @@ Napi::Value ToolRelay::Start(const Napi::CallbackInfo& info) {
   side_[0].in = clientIn_;
   side_[1].in = serverOut_;
   for (int i = 0; i < 2 && err == 0; ++i) {
-    err = pthread_create(&side_[i].thread, nullptr, &ToolRelay::ThreadMain, &side_[i]);
+    // libuv's thread calls, not pthread_create/pthread_join: those are GLIBC_2.34 symbols in
+    // newer glibc, past the prebuilt addon's 2.28 floor (scripts/check-prebuilds.js).
+    err = -uv_thread_create(&side_[i].thread, &ToolRelay::ThreadMain, &side_[i]);
     side_[i].started = err == 0;
   }
   if (err != 0) {
@@ -240,7 +243,7 @@ void ToolRelay::stopThreads() {
       // A full eventfd counter is still readable: the thread wakes either way.
     }
   for (Side& s : side_) {
-    if (s.started) pthread_join(s.thread, nullptr);
+    if (s.started) uv_thread_join(&s.thread);
     s.started = false;
   }
 }
@@ -329,17 +332,17 @@ void ToolRelay::post(Event&& e) {
   if (!later) uv_async_send(async_);  // thread-safe; coalesced sends deliver everything queued
 }
 
-void* ToolRelay::ThreadMain(void* arg) {
+void ToolRelay::ThreadMain(void* arg) {
   auto* s = static_cast<Side*>(arg);
   ToolRelay* self = s->relay;
-  // Named for ps -L and /proc/PID/task/TID/comm (test/mcp-native-relay.test.ts looks for them).
-  pthread_setname_np(pthread_self(), s->index == 0 ? "mcp-relay-up" : "mcp-relay-down");
+  // Named for ps -L and /proc/PID/task/TID/comm (test/mcp-native-relay.test.ts looks for them);
+  // prctl, as pthread_setname_np is another GLIBC_2.34 symbol.
+  prctl(PR_SET_NAME, s->index == 0 ? "mcp-relay-up" : "mcp-relay-down");
   self->pump(*s);
   pthread_mutex_lock(&self->mu_);
   bool last = ++self->finished_ == 2;
   pthread_mutex_unlock(&self->mu_);
   if (last && !self->stop_) self->post({s->index, kDone, std::string(), 0});
-  return nullptr;
 }
 
 // Whether the side must stop now; reads its eventfd so the next poll waits again.

@@ -45,7 +45,7 @@ class ToolRelay : public Napi::ObjectWrap<ToolRelay>, public EnvResource {
     int index = 0;
     int in = -1;
     int wake = -1;  // eventfd: stop, or (side 0) the client is gone
-    pthread_t thread{};
+    uv_thread_t thread{};
     bool started = false;
     std::string partial;  // the line read so far
     bool discarding = false;
@@ -61,7 +61,7 @@ class ToolRelay : public Napi::ObjectWrap<ToolRelay>, public EnvResource {
   Napi::Value Close(const Napi::CallbackInfo& info);
   static void OnAsync(uv_async_t* handle);
   static void OnTimer(uv_timer_t* handle);
-  static void* ThreadMain(void* arg);
+  static void ThreadMain(void* arg);
 
   void pump(Side& s);
   void feed(Side& s, const char* data, size_t n);

@@ -254,8 +254,11 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
     if (relayableFd(0) && relayableFd(1)) relayPipes = { stdin: native().pipe(), stdout: native().pipe() };
   }
   // The sandbox's ends of those pipes, once it has its own copies ('spawn') or never will.
+  let childEndsClosed = false;
   const closeRelayChildEnds = () => {
-    if (!relayPipes) return;
+    // Once: 'error' may follow 'spawn', and the numbers may be another file's by then.
+    if (!relayPipes || childEndsClosed) return;
+    childEndsClosed = true;
     native().closeFd(relayPipes.stdin[0]);
     native().closeFd(relayPipes.stdout[1]);
   };
@@ -291,12 +294,19 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
   const filterOptions = { tools: launch.tools ?? ['*'], logger, ...(trust ? { gate: trust.gate } : {}) };
   if (relayPipes) {
     const { wireNativeToolFilter } = require('../mcp/native-relay') as typeof import('../mcp/native-relay');
-    filter = wireNativeToolFilter(
-      { clientIn: 0, clientOut: 1, serverIn: relayPipes.stdin[1], serverOut: relayPipes.stdout[0] },
-      filterOptions,
-      // Records of finished calls may wait 5 ms to be read together, unless grants end with them.
-      launch.toolGrants === undefined ? 5 : 0,
-    );
+    try {
+      filter = wireNativeToolFilter(
+        { clientIn: 0, clientOut: 1, serverIn: relayPipes.stdin[1], serverOut: relayPipes.stdout[0] },
+        filterOptions,
+        // Records of finished calls may wait 5 ms to be read together, unless grants end with them.
+        launch.toolGrants === undefined ? 5 : 0,
+      );
+    } catch (err) {
+      // No thread could be made, or no fd (EMFILE): a server nobody can talk to is not left running.
+      sandbox.kill('SIGKILL');
+      unhook();
+      throw err;
+    }
   } else if (filtered && sandbox.stdin && sandbox.stdout) {
     // The filter's own module, not lib/mcp's index: that loads tool pins and node:crypto with
     // them (~6 ms of CPU as the server starts), which a policy file's pins load through ./trust.

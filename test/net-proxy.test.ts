@@ -7,6 +7,7 @@ import { Resolver as DnsClient } from 'node:dns/promises';
 import { once } from 'node:events';
 import { Agent, request as httpRequest } from 'node:http';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import pino from 'pino';
@@ -566,6 +567,129 @@ describe('bypass attempts', () => {
     assert.equal(p.records.at(-1)?.rule, `refused: 127.0.0.1:${p.socksPort} is the proxy itself`);
     socksSelf.socket.destroy();
     await p.close();
+  });
+
+  it("another server at the proxy's port on 127.0.0.2 is served: it is not the proxy (net-load's collision)", async () => {
+    const p = await startProxy({ allow: ['127.0.0.0/8:*', 'echo.test:*'], resolve: ['echo.test:*:127.0.0.2'] });
+    // The ports test/net-load's upstream drew now and then; bound on purpose here.
+    const onHttp = await echoUpstream('127.0.0.2', p.httpPort);
+    const onSocks = await echoUpstream('127.0.0.2', p.socksPort);
+    for (const target of [`127.0.0.2:${p.httpPort}`, `echo.test:${p.httpPort}`]) {
+      const t = await connectTunnel(p.httpPort, target);
+      assert.match(t.head, /^HTTP\/1\.1 200 /, `${target}: ${t.head}`);
+      t.socket.write(`to ${target}`);
+      assert.equal(await readUntil(t.socket, `to ${target}`), `to ${target}`);
+      t.socket.destroy();
+    }
+    const port = [p.socksPort >> 8, p.socksPort & 0xff];
+    for (const request of [Buffer.from([5, 1, 0, 1, 127, 0, 0, 2, ...port]), socksDomain('echo.test', p.socksPort)]) {
+      const t = await socks5(p.socksPort, request);
+      assert.equal(t.reply[1], SOCKS_REPLY.SUCCEEDED);
+      t.socket.write('over socks');
+      assert.equal(await readUntil(t.socket, 'over socks'), 'over socks');
+      t.socket.destroy();
+    }
+    await waitFor(() => p.records.length === 4, 'four tunnel records');
+    assert.deepEqual(p.records.map((r) => `${r.via} ${r.host}:${r.port} ${r.decision} ${r.address}`).sort(), [
+      `connect 127.0.0.2:${p.httpPort} allow 127.0.0.2`,
+      `connect echo.test:${p.httpPort} allow 127.0.0.2`,
+      `socks 127.0.0.2:${p.socksPort} allow 127.0.0.2`,
+      `socks echo.test:${p.socksPort} allow 127.0.0.2`,
+    ]);
+    await p.close();
+    await Promise.all([closeServer(onHttp), closeServer(onSocks)]);
+  });
+
+  it("every spelling of the proxy's own address and port is refused, by address, by name and moved by an override", async () => {
+    // Listening first: the override names the port.
+    const http = await listen(createServer());
+    const socks = await listen(createServer());
+    const [H, S] = [portOf(http), portOf(socks)];
+    const proxy = new EgressProxy(
+      {
+        allow: ['127.0.0.0/8:*', '0.0.0.0/32:*', '[::/0]:*', 'self.test:*', 'mapped.test:*', 'moved.test:*'],
+        resolve: [`moved.test:80:127.0.0.1:${H}`],
+      },
+      'test-sandbox',
+      undefined,
+      {
+        lookup: async (name) => [
+          { address: name === 'self.test' ? '127.0.0.1' : '::ffff:127.0.0.1', family: name === 'self.test' ? 4 : 6 },
+        ],
+      },
+    );
+    const records: ProxyFixture['records'] = [];
+    proxy.on('egress', (r) => records.push(r));
+    proxy.serveHttpProxy(http);
+    proxy.serveSocks(socks);
+    const refused = (address: string, port: number) => `refused: ${address}:${port} is the proxy itself`;
+    const cases: [string, string][] = [
+      [`127.0.0.1:${H}`, refused('127.0.0.1', H)],
+      [`127.1:${H}`, refused('127.0.0.1', H)],
+      [`[::ffff:127.0.0.1]:${H}`, refused('::ffff:7f00:1', H)],
+      // Linux connects the unspecified address to loopback.
+      [`0.0.0.0:${H}`, refused('0.0.0.0', H)],
+      [`[::ffff:0.0.0.0]:${H}`, refused('::ffff:0:0', H)],
+      [`[::]:${H}`, refused('::', H)],
+      // Read as the IPv4 address it embeds, as the SSRF guard reads it.
+      [`[64:ff9b::127.0.0.1]:${H}`, refused('64:ff9b::7f00:1', H)],
+      [`self.test:${H}`, refused('127.0.0.1', H)],
+      [`mapped.test:${H}`, refused('::ffff:7f00:1', H)],
+      ['moved.test:80', refused('127.0.0.1', H)],
+      [`127.0.0.1:${S}`, refused('127.0.0.1', S)],
+    ];
+    for (const [target, rule] of cases) {
+      const t = await connectTunnel(H, target);
+      assert.match(t.head, /^HTTP\/1\.1 403 Forbidden\r\n/, `${target}: ${t.head}`);
+      assert.ok(t.head.includes(`X-Stockade-Rule: ${rule}\r\n`), `${target}: ${t.head}`);
+      t.socket.destroy();
+    }
+    const v6 = Buffer.alloc(22);
+    v6.set([5, 1, 0, 4]);
+    v6.set([0xff, 0xff, 127, 0, 0, 1], 14);
+    v6.writeUInt16BE(S, 20);
+    const port = [S >> 8, S & 0xff];
+    for (const [request, rule] of [
+      [Buffer.from([5, 1, 0, 1, 127, 0, 0, 1, ...port]), refused('127.0.0.1', S)],
+      [v6, refused('::ffff:7f00:1', S)],
+      [socksDomain('self.test', S), refused('127.0.0.1', S)],
+    ] as const) {
+      const t = await socks5(S, request);
+      assert.equal(t.reply[1], SOCKS_REPLY.NOT_ALLOWED);
+      assert.equal(records.at(-1)?.rule, rule);
+      t.socket.destroy();
+    }
+    assert.equal(records.length, cases.length + 3);
+    assert.ok(records.every((r) => r.decision === 'deny'));
+    await proxy.close();
+  });
+
+  it('a proxy listening on 0.0.0.0 is every local IPv4 address on its port', async (t) => {
+    // No allow entry: nothing is reached, whoever else can reach this listener meanwhile; the
+    // refusals below come before the allowlist is asked.
+    const proxy = new EgressProxy({ allow: [] }, 'test-sandbox');
+    const any = await listen(createServer(), '0.0.0.0');
+    proxy.serveHttpProxy(any);
+    const P = portOf(any);
+    // The kernel agrees: 127.0.0.2:P is this socket.
+    await assert.rejects(echoUpstream('127.0.0.2', P), { code: 'EADDRINUSE' });
+    const iface = Object.values(networkInterfaces())
+      .flat()
+      .find((a) => a && !a.internal && a.family === 'IPv4')?.address;
+    if (!iface) t.diagnostic('no non-loopback IPv4 address on this host: the interface address is not tried');
+    for (const address of ['127.0.0.1', '127.0.0.2', '127.255.255.254', '0.0.0.0', ...(iface ? [iface] : [])]) {
+      const c = await connectTunnel(P, `${address}:${P}`);
+      assert.ok(c.head.includes(`X-Stockade-Rule: refused: ${address}:${P} is the proxy itself\r\n`), `${address}: ${c.head}`);
+      c.socket.destroy();
+    }
+    const mapped = await connectTunnel(P, `[::ffff:127.0.0.2]:${P}`);
+    assert.ok(mapped.head.includes(`X-Stockade-Rule: refused: ::ffff:7f00:2:${P} is the proxy itself\r\n`), mapped.head);
+    mapped.socket.destroy();
+    // Another port of the same addresses is not the proxy: the allowlist answers.
+    const other = await connectTunnel(P, `127.0.0.2:${P === 65535 ? 1 : P + 1}`);
+    assert.ok(other.head.includes('X-Stockade-Rule: no allowlist entry matches 127.0.0.2'), other.head);
+    other.socket.destroy();
+    await proxy.close();
   });
 
   it('TLS SNI that differs from the CONNECT target (domain fronting) closes the tunnel', async () => {

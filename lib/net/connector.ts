@@ -48,6 +48,8 @@ export interface ConnectorOptions {
   interceptor?: Interceptor;
   /** The proxy's own listening endpoints (refused as targets). */
   ownEndpoints: () => { address: string; port: number }[];
+  /** The host's interface addresses (./decision.ts DeciderOptions.localAddresses). */
+  localAddresses: () => string[];
   /** Placeholders in plaintext are refused (credential injection on). */
   guard?: PlaintextGuard;
   audit: (record: EgressRecord) => void;

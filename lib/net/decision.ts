@@ -7,9 +7,10 @@ import type { Socket } from 'node:net';
 import type { Allowlist } from './allowlist';
 import type { Budget } from './budget';
 import { type NormalizedHost, normalizeHost, splitHostPort } from './hostname';
+import { type IpAddress, parseIp } from './ip';
 import type { Resolver } from './resolve';
 import type { sniff } from './sniff';
-import { checkAddress, classifyAddress } from './ssrf';
+import { checkAddress, embeddedIPv4 } from './ssrf';
 
 export type Via = 'http' | 'connect' | 'socks' | 'transparent' | 'dns';
 
@@ -197,6 +198,11 @@ export interface DeciderOptions {
   resolver: Resolver;
   /** The proxy's own listening endpoints (refused as targets). */
   ownEndpoints: () => { address: string; port: number }[];
+  /**
+   * The host's interface addresses (os.networkInterfaces): where an endpoint bound to 0.0.0.0
+   * or :: answers besides loopback. Asked only when such an endpoint has the port in question.
+   */
+  localAddresses: () => string[];
   /** Narrows the allowlist to the grant of the tool calls in flight (per-tool grants). */
   scope?: GrantScope;
 }
@@ -243,7 +249,8 @@ export class Decider {
     if (addresses.length === 0) return deny(`cannot resolve ${host.host}: no addresses`, 502);
     let firstRefusal = '';
     for (const a of addresses) {
-      const self = this.isSelf(a.address, port);
+      // The port connected to: an override that moves it ('127.0.0.1:8443') moves the check too.
+      const self = this.isSelf(a.address, a.connectPort ?? port);
       if (self) return deny(self);
       const namedBy = a.override ?? this.opts.allowlist.namesAddress(a.address, port)?.text;
       const verdict = checkAddress(a.address, namedBy);
@@ -255,12 +262,35 @@ export class Decider {
     return { ...deny(firstRefusal), ...calls };
   }
 
+  /**
+   * Refuses an address:port that lands on one of the proxy's own listeners: a payload must not
+   * have the proxy connect to itself (a loop, each hop holding two more of its sockets, and
+   * requests whose client is the proxy rather than the sandbox). "Lands on" is the kernel's
+   * rule, not a port match: a listener bound to 127.0.0.1:P takes connections to 127.0.0.1:P
+   * only (127.0.0.2:P is another socket, another server's: test/net-load's upstream drew the
+   * proxy's port there, and was refused), one bound to 0.0.0.0:P or [::]:P every local address
+   * on P. Every spelling of an address counts (landingsOf).
+   */
   private isSelf(address: string, port: number): string | undefined {
-    const kind = classifyAddress(address);
+    let landings: IpAddress[] | undefined;
+    let local: IpAddress[] | undefined;
+    const refusal = `refused: ${address}:${port} is the proxy itself`;
     for (const own of this.opts.ownEndpoints()) {
       if (own.port !== port) continue;
-      if (own.address === address || kind === 'loopback' || kind === 'unspecified') {
-        return `refused: ${address}:${port} is the proxy itself`;
+      landings ??= landingsOf(address);
+      const bound = asAddress(own.address);
+      // An endpoint whose address we cannot read may be bound anywhere: fail closed.
+      if (!bound) return refusal;
+      if (!isUnspecified(bound)) {
+        if (landings.some((l) => sameIp(l, bound))) return refusal;
+        continue;
+      }
+      // Bound to 0.0.0.0 or '::': every local address of its family; '::' takes IPv4 too unless
+      // the socket is IPV6_V6ONLY, which server.address() does not tell, so it counts as not.
+      local ??= this.opts.localAddresses().flatMap((a) => asAddress(a) ?? []);
+      for (const l of landings) {
+        if (bound.family === 4 && l.family === 6) continue;
+        if (isLoopback(l) || local.some((x) => sameIp(x, l))) return refusal;
       }
     }
     return undefined;
@@ -279,6 +309,46 @@ export class Decider {
     }
     return undefined;
   }
+}
+
+const LOOPBACK4: IpAddress = { family: 4, bytes: Uint8Array.of(127, 0, 0, 1) };
+const LOOPBACK6: IpAddress = { family: 6, bytes: Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1) };
+
+/**
+ * Where a connect() to `address` may land, as Linux reads it: an IPv6 form that embeds an IPv4
+ * address is that address (asAddress), and the unspecified address is loopback (0.0.0.0 is
+ * connected to 127.0.0.1; '::' to ::1, or to 127.0.0.1 from a socket bound to a mapped
+ * address, so both). Empty for what is not an address: the SSRF guard refuses that.
+ */
+function landingsOf(address: string): IpAddress[] {
+  const ip = asAddress(address);
+  if (!ip) return [];
+  return isUnspecified(ip) ? [LOOPBACK4, LOOPBACK6] : [ip];
+}
+
+/**
+ * Parses an address (a zone, which server.address() gives for link-local, dropped), as IPv4 when
+ * it embeds one: ::ffff:127.0.0.1 is 127.0.0.1 to the kernel; the NAT64, 6to4 and compatible
+ * forms are read the same way, as the SSRF guard reads them, which can only refuse more.
+ */
+function asAddress(text: string): IpAddress | null {
+  const ip = parseIp(text.replace(/%.*$/, ''));
+  if (!ip || ip.family === 4) return ip;
+  // '::' and '::1' lie inside ::/96 (IPv4-compatible) but are IPv6's own.
+  if (ip.bytes.subarray(0, 15).every((b) => b === 0) && ip.bytes[15] <= 1) return ip;
+  return embeddedIPv4(ip) ?? ip;
+}
+
+function isUnspecified(ip: IpAddress): boolean {
+  return ip.bytes.every((b) => b === 0);
+}
+
+function isLoopback(ip: IpAddress): boolean {
+  return ip.family === 4 ? ip.bytes[0] === 127 : sameIp(ip, LOOPBACK6);
+}
+
+function sameIp(a: IpAddress, b: IpAddress): boolean {
+  return a.family === b.family && a.bytes.every((x, i) => x === b.bytes[i]);
 }
 
 /** Normalized name or a marker that never equals a valid name. */

@@ -10,6 +10,7 @@
 // duration. DNS answers are recorded the same way with via 'dns'.
 import { EventEmitter } from 'node:events';
 import type { Server, Socket } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import type { Logger } from 'pino';
 import type { EgressOptions } from '../options';
 import { Allowlist } from './allowlist';
@@ -83,6 +84,7 @@ export class EgressProxy extends EventEmitter<EgressProxyEvents> {
       interceptor: extras.interceptor,
       guard: extras.guard,
       ownEndpoints: () => this.ownEndpoints(),
+      localAddresses,
       audit: (record) => this.record(record),
       kernelRelay: extras.kernelRelay ?? true,
       ...(extras.scope ? { scope: extras.scope } : {}),
@@ -246,4 +248,9 @@ export class EgressProxy extends EventEmitter<EgressProxyEvents> {
     );
     this.emit('egress', record);
   }
+}
+
+/** Every address of the host's interfaces, loopback's included. */
+function localAddresses(): string[] {
+  return Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.address));
 }

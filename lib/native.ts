@@ -126,6 +126,8 @@ export interface NativeViolation {
   errno: number;
   /** The caller's pid inside the sandbox. */
   pid: number;
+  /** When the supervisor received the call, ms on the monotonic clock (lib/violations.ts monotonicMs). */
+  seenAt: number;
 }
 
 export interface NativeError {
@@ -205,7 +207,8 @@ export interface NativeToolRelay {
 
 /** native/toolrelay.h Kind, in order. Side 0 is the client's (client to server), 1 the server's. */
 export const TOOL_RELAY_EVENTS = ['observe', 'defer', 'oversize', 'end', 'client-gone', 'done'] as const;
-export type ToolRelayEvent = (side: 0 | 1, kind: number, bytes: Buffer | undefined, errno: number) => void;
+/** `at`: when the event was queued, ms on the monotonic clock (lib/violations.ts monotonicMs). */
+export type ToolRelayEvent = (side: 0 | 1, kind: number, bytes: Buffer | undefined, errno: number, at: number) => void;
 
 /** Opaque: a scan of native/hostscan.cc in progress (an external). */
 export interface SpecialScanHandle {

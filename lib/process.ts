@@ -19,7 +19,7 @@ import type { EgressAttachment } from './net/sandbox';
 import type { EgressOptions, SandboxOptions, StdioSlot } from './options';
 import { type ResolvedSandbox, resolveCommand, resolveSandbox } from './plan';
 import type { SecretInterceptor } from './secrets';
-import { describeViolation } from './violations';
+import { describeViolation, monotonicMs, stampSeen } from './violations';
 
 export interface SandboxExit {
   exitCode: number | null;
@@ -375,7 +375,7 @@ export class SandboxedProcess extends EventEmitter {
 
   #onViolation(v: NativeViolation): void {
     const violation = describeViolation(v);
-    this.#audit('warn', { event: 'violation', pid: this.pid, policy: this.policyDigest, ...violation });
+    this.#audit('warn', stampSeen({ event: 'violation', pid: this.pid, policy: this.policyDigest, ...violation }, v.seenAt));
     this.emit('violation', violation);
   }
 
@@ -394,7 +394,7 @@ export class SandboxedProcess extends EventEmitter {
 
   /** A limit that struck: a 'violation' event and its audit record (and the launcher's line, lib/cli/report.ts). */
   #limitViolation(v: LimitViolation): void {
-    this.#audit('warn', { event: 'violation', pid: this.pid, policy: this.policyDigest, ...v });
+    this.#audit('warn', stampSeen({ event: 'violation', pid: this.pid, policy: this.policyDigest, ...v }, monotonicMs()));
     this.emit('violation', v);
   }
 

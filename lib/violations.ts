@@ -24,6 +24,24 @@ export interface SeccompViolation {
   message: string;
 }
 
+/** CLOCK_MONOTONIC in ms: the clock of stockade-init's and the tool relay's stamps (native/). */
+export function monotonicMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
+/**
+ * On a violation's audit record (not enumerable, so never logged): when it happened, in
+ * monotonicMs. A seccomp violation reaches the event loop later than it happened, perhaps after
+ * the answer of the tool call that caused it; this is what lib/mcp/filter.ts's activeCalls(at)
+ * is asked with. Other violations are stamped as they are reported.
+ */
+export const SEEN_AT: unique symbol = Symbol('stockade.violation.seenAt');
+
+/** `record`, stamped with SEEN_AT. */
+export function stampSeen<T extends object>(record: T, at: number): T & { readonly [SEEN_AT]?: number } {
+  return Object.defineProperty(record, SEEN_AT, { value: at, enumerable: false });
+}
+
 const AUDIT_ARCH_X86_64 = 0xc000003e;
 const AUDIT_ARCH_AARCH64 = 0xc00000b7;
 

@@ -463,6 +463,7 @@ class Sandbox : public Napi::ObjectWrap<Sandbox>, public EnvResource {
         v.Set("args", args);
         v.Set("errno", record.error);
         v.Set("pid", record.pid);
+        v.Set("seenAt", static_cast<double>(record.seenNs) / 1e6);  // ms, as process.hrtime
         onViolation_.MakeCallback(env.Global(), {v});
       }
     }

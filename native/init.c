@@ -208,6 +208,10 @@ static void supervise(int notifyFd, int statusFd, uint64_t* reported, uint32_t* 
   struct SeccompNotif n;
   zero(&n, sizeof n); /* the kernel insists on a zeroed buffer */
   if (sys3(SYS_ioctl, notifyFd, SECCOMP_IOCTL_NOTIF_RECV_, (long)&n) < 0) return;
+  struct {
+    long sec, nsec;
+  } now = {0, 0};
+  sys3(SYS_clock_gettime, 1 /* CLOCK_MONOTONIC */, (long)&now, 0);
   int error = supervisorAnswer(n.nr);
   unsigned slot = (unsigned)n.nr < 512 ? (unsigned)n.nr : 511;
   int first = (reported[slot / 64] & (1ULL << (slot % 64))) == 0;
@@ -221,6 +225,7 @@ static void supervise(int notifyFd, int statusFd, uint64_t* reported, uint32_t* 
     for (int i = 0; i < 6; ++i) r.args[i] = n.args[i];
     r.error = error;
     r.pid = n.pid;
+    r.seenNs = (uint64_t)now.sec * 1000000000ULL + (uint64_t)now.nsec;
     sys3(SYS_write, statusFd, (long)&r, sizeof r);
   }
   if (error == 0) {

@@ -16,4 +16,8 @@ struct StockadeInitRecord {
   uint64_t args[6];
   int32_t error; /* 0: the sandbox was killed; else the errno answered */
   uint32_t pid;  /* the caller, numbered in the sandbox's pid namespace */
+  /* violation: CLOCK_MONOTONIC (ns) as the supervisor received it, before the caller could go on:
+   * the launcher tells which MCP tool calls were in flight then (the sandbox has no time
+   * namespace, so the clock is the host's) */
+  uint64_t seenNs;
 };

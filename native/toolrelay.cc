@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -56,6 +57,13 @@ int setNonBlocking(int fd, int* before) {
 void closeFd(int& fd) {
   if (fd >= 0) close(fd);
   fd = -1;
+}
+
+// CLOCK_MONOTONIC in ms: uv_hrtime's clock, so process.hrtime.bigint() / 1e6 in JavaScript.
+double monotonicMs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
 }
 
 }  // namespace
@@ -308,8 +316,9 @@ void ToolRelay::deliver(Napi::Env env) {
     Napi::Value bytes = e.kind == kObserve || e.kind == kDefer
                             ? Napi::Buffer<char>::Copy(env, e.bytes.data(), e.bytes.size())
                             : env.Undefined();
-    onEvent_.MakeCallback(Value(), {Napi::Number::New(env, e.side), Napi::Number::New(env, e.kind),
-                                    bytes, Napi::Number::New(env, e.err)});
+    onEvent_.MakeCallback(Value(),
+                          {Napi::Number::New(env, e.side), Napi::Number::New(env, e.kind), bytes,
+                           Napi::Number::New(env, e.err), Napi::Number::New(env, e.at)});
     if (env.IsExceptionPending()) break;  // MakeCallback reported it; the rest waits for the next
   }
   draining_ = false;
@@ -320,6 +329,7 @@ void ToolRelay::deliver(Napi::Env env) {
 }
 
 void ToolRelay::post(Event&& e) {
+  e.at = monotonicMs();
   pthread_mutex_lock(&mu_);
   // Copies wait for room; deferred lines, ends and the rest are small or waited on anyway.
   while (e.kind == kObserve && queued_ > kQueueBound && !stop_) pthread_cond_wait(&room_, &mu_);
@@ -451,7 +461,8 @@ bool ToolRelay::defer(Side& s, int kind, const char* raw, size_t rawLen) {
   s.waiting = true;
   s.answered = false;
   queued_ += rawLen + kEventCost;
-  events_.push_back({s.index, kind, std::string(raw == nullptr ? "" : raw, rawLen), 0});
+  events_.push_back(
+      {s.index, kind, std::string(raw == nullptr ? "" : raw, rawLen), 0, monotonicMs()});
   pthread_mutex_unlock(&mu_);
   uv_async_send(async_);
   pthread_mutex_lock(&mu_);

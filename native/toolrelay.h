@@ -38,6 +38,10 @@ class ToolRelay : public Napi::ObjectWrap<ToolRelay>, public EnvResource {
     int kind;
     std::string bytes;
     int err;
+    // When it was queued, ms on CLOCK_MONOTONIC (what process.hrtime reads): a copy is queued
+    // before its line goes on, so lib/mcp/filter.ts can tell which calls were in flight at a
+    // moment that reaches it later (a seccomp violation, lib/cli/run.ts).
+    double at = 0;
   };
   // One direction: side 0 reads the client and writes the server, side 1 the reverse.
   struct Side {

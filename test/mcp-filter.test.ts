@@ -1,9 +1,11 @@
 // The tool filter on in-memory streams: what passes untouched, what is rewritten, what is refused.
 import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
 import { PassThrough, Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import pino from 'pino';
 import { type ToolCallEvent, wireToolFilter } from '../lib/mcp';
+import { type FilterSink, toolFilterCore } from '../lib/mcp/filter';
 import { hasDuplicateKeys } from '../lib/mcp/json';
 
 interface Harness {
@@ -473,6 +475,52 @@ describe('tool filter backpressure', () => {
     await new Promise<void>((r) => toServer.on('finish', () => r()));
     assert.equal(pending, 0);
     assert.equal(Buffer.concat(received).toString(), messages);
+  });
+});
+
+describe('the calls in flight at a moment past', () => {
+  // A seccomp violation reaches the launcher after it happened (lib/violations.ts SEEN_AT), maybe
+  // after the answer of the call that caused it: activeCalls(at) answers for then, not now.
+  const sink: FilterSink = { toServer: () => {}, toClient: () => {} };
+  const line = (msg: object) => {
+    const raw = Buffer.from(`${JSON.stringify(msg)}\n`);
+    return [raw.subarray(0, raw.length - 1), raw] as const;
+  };
+  const call = (id: number, name: string) => line({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: {} } });
+  const answer = (id: number) => line({ jsonrpc: '2.0', id, result: { content: [] } });
+  const ids = (calls: { id: unknown }[]) => calls.map((c) => c.id);
+
+  it('a call is in flight from its request to its answer, cancellation or the server end', () => {
+    const core = toolFilterCore({ tools: ['*'] }, new EventEmitter());
+    core.clientLine(...call(1, 'a'), sink, 10);
+    core.serverLine(...answer(1), sink, 20);
+    core.clientLine(...call(2, 'b'), sink, 30);
+    core.clientLine(...line({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 2 } }), sink, 40);
+    core.clientLine(...call(3, 'c'), sink, 50);
+    assert.deepEqual(ids(core.activeCalls()), [3]);
+    assert.deepEqual(ids(core.activeCalls(5)), []);
+    assert.deepEqual(ids(core.activeCalls(10)), [1]);
+    assert.deepEqual(ids(core.activeCalls(19.5)), [1]);
+    assert.deepEqual(ids(core.activeCalls(20)), [], 'answered at 20: no longer in flight then');
+    assert.deepEqual(ids(core.activeCalls(35)), [2]);
+    assert.deepEqual(ids(core.activeCalls(45)), []);
+    assert.deepEqual(ids(core.activeCalls(55)), [3]);
+    core.serverEnded(60);
+    assert.deepEqual(ids(core.activeCalls()), []);
+    assert.deepEqual(ids(core.activeCalls(59)), [3]);
+    assert.deepEqual(ids(core.activeCalls(60)), []);
+  });
+
+  it('keeps the last 256 answered calls, no more', () => {
+    const core = toolFilterCore({ tools: ['*'] }, new EventEmitter());
+    for (let i = 0; i < 300; i++) {
+      core.clientLine(...call(i, 't'), sink, i * 10);
+      core.serverLine(...answer(i), sink, i * 10 + 5);
+    }
+    assert.deepEqual(ids(core.activeCalls(2)), [], 'the first call is forgotten');
+    assert.deepEqual(ids(core.activeCalls(43 * 10 + 2)), [], 'the 44th too: 300 - 256 = 44 forgotten');
+    assert.deepEqual(ids(core.activeCalls(44 * 10 + 2)), [44]);
+    assert.deepEqual(ids(core.activeCalls(299 * 10 + 2)), [299]);
   });
 });
 

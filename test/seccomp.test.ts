@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { type SandboxOptions, type SeccompViolation, spawnSandboxed } from '../lib';
+import { monotonicMs, SEEN_AT } from '../lib/violations';
 import { compileFixture, type RunResult, run, sharedTempDir } from './helpers';
 import { needs } from './helpers/tools';
 
@@ -311,6 +312,7 @@ async function violationsOf(
   names: string[],
   options: SandboxOptions,
 ): Promise<{ violations: SeccompViolation[]; audit: Record<string, unknown>[]; signal: string | null; order: string[] }> {
+  const t0 = monotonicMs();
   const child = spawnSandboxed(binary, names, { stdio: ['ignore', 'ignore', 'ignore'], ...options });
   const violations: SeccompViolation[] = [];
   const audit: Record<string, unknown>[] = [];
@@ -322,6 +324,12 @@ async function violationsOf(
   child.on('audit', (e: Record<string, unknown>) => audit.push(e));
   child.on('exit', () => order.push('exit'));
   const { signalCode } = await child.exited;
+  // Every violation record says when it happened: inside the run, on the launcher's clock.
+  for (const e of audit.filter((r) => r.event === 'violation')) {
+    const at = (e as { [SEEN_AT]?: number })[SEEN_AT];
+    assert.ok(typeof at === 'number' && at >= t0 && at <= monotonicMs(), `${at} within [${t0}, now]`);
+    assert.ok(!Object.keys(e).includes(String(SEEN_AT)) && !JSON.stringify(e).includes('seen'));
+  }
   return { violations, audit, signal: signalCode, order };
 }
 

@@ -22,6 +22,7 @@ import type { Policy, PolicyLaunch } from '../policy';
 import { lintPolicy } from '../policy/lint';
 import { loadPolicy } from '../policy/load';
 import type { SandboxedProcess } from '../process';
+import { SEEN_AT } from '../violations';
 import { UsageError } from './errors';
 import { mergeFlags, parseRunArgs } from './flags';
 import type { PackagePinError as PackagePinErrorClass } from './package-pin';
@@ -344,9 +345,11 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
     // calls (request id and tool): those the decision was made for (the proxy and the
     // interceptor record them when they decide: an egress record is written when its connection
     // ends, maybe after the call), else the calls in flight now.
-    type Joined = { calls?: { id: string | number | null; tool: string }[] };
+    // A violation names the calls in flight when it happened (SEEN_AT, lib/violations.ts): a
+    // seccomp one reaches this loop after the server may have answered the call that caused it.
+    type Joined = { calls?: { id: string | number | null; tool: string }[]; [SEEN_AT]?: number };
     const during = (event: string, key: string, record: Joined) => {
-      const calls = record.calls ?? tools.activeCalls().map((c) => ({ id: c.id, tool: c.tool }));
+      const calls = record.calls ?? tools.activeCalls(record[SEEN_AT]).map((c) => ({ id: c.id, tool: c.tool }));
       if (calls.length > 0) logger?.[event === 'mcp.tool_violation' ? 'warn' : 'info']({ event, calls, [key]: record });
     };
     sandbox.on('egress', (record: Joined) => during('mcp.tool_egress', 'egress', record));

@@ -27,6 +27,7 @@ import { EventEmitter } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { toolMatcher } from '../policy/formats';
+import { monotonicMs } from '../violations';
 import { LineSplitter } from './framing';
 import { inspectJson, MAX_JSON_DEPTH } from './json';
 import { isInputRequired, requestProtocolVersion } from './protocol';
@@ -95,8 +96,13 @@ export interface ActiveToolCall {
  * 'error' (Error) if another stream error happens, 'close' when both directions have ended.
  */
 export interface ToolFilter extends EventEmitter {
-  /** Calls forwarded and not yet answered: lets the launcher tag egress events with the call. */
-  activeCalls(): ActiveToolCall[];
+  /**
+   * Calls forwarded and not yet answered: lets the launcher tag egress events with the call.
+   * With `at` (ms on the monotonic clock, lib/violations.ts monotonicMs), the calls in flight
+   * then: forwarded by then and answered after, of the last 256 answered (a seccomp violation
+   * reaches the launcher after it happened, perhaps after the answer of the call that caused it).
+   */
+  activeCalls(at?: number): ActiveToolCall[];
   /** Settles once everything the server wrote has been passed on (or dropped): its output ended. */
   serverDone(): Promise<void>;
   /** Stops filtering and detaches from the streams (they are not ended or destroyed). */
@@ -163,16 +169,29 @@ export interface FilterSink {
  * writes what the message becomes to the sink it is given, synchronously.
  */
 export interface ToolFilterCore {
-  /** A complete client line, without its '\n' (`line`) and with it (`raw`). */
-  clientLine(line: Buffer, raw: Buffer, sink: FilterSink): void;
+  /**
+   * A complete client line, without its '\n' (`line`) and with it (`raw`); `at`: when it was read
+   * (monotonicMs, now by default), which is what activeCalls(at) compares.
+   */
+  clientLine(line: Buffer, raw: Buffer, sink: FilterSink, at?: number): void;
   /** A client line longer than maxMessageBytes ended: it was dropped. */
   clientOversize(sink: FilterSink): void;
-  serverLine(line: Buffer, raw: Buffer, sink: FilterSink): void;
+  serverLine(line: Buffer, raw: Buffer, sink: FilterSink, at?: number): void;
   serverOversize(sink: FilterSink): void;
   /** The server's output ended: calls still in flight are recorded as never answered. */
-  serverEnded(): void;
-  activeCalls(): ActiveToolCall[];
+  serverEnded(at?: number): void;
+  activeCalls(at?: number): ActiveToolCall[];
 }
+
+/** A call in flight and when its request was read (monotonicMs); `until`: when it ended. */
+interface InFlight {
+  call: ActiveToolCall;
+  since: number;
+  until?: number;
+}
+
+// Answered calls kept for activeCalls(at): a violation arrives within milliseconds of its call.
+const ENDED_KEPT = 256;
 
 /** The resolved limits of ToolFilterOptions. */
 export function filterLimits(options: ToolFilterOptions): { maxBytes: number; maxDepth: number } {
@@ -188,8 +207,16 @@ export function toolFilterCore(options: ToolFilterOptions, emitter: EventEmitter
   // Compiled once: a patterns list is checked for every listed tool and every call.
   const matchers = allowed.map(toolMatcher);
   const isAllowed = (name: string) => matchers.some((m) => m(name));
-  const pendingCalls = new Map<string, ActiveToolCall>();
+  const pendingCalls = new Map<string, InFlight>();
+  const ended: InFlight[] = [];
   const pendingLists = new Set<string>();
+  // When the message being decided was read (every entry point below sets it first).
+  let lineAt = 0;
+  const end = (f: InFlight) => {
+    f.until = lineAt;
+    ended.push(f);
+    if (ended.length > ENDED_KEPT) ended.shift();
+  };
 
   const remember = <T>(map: Map<string, T> | Set<string>, key: string, value?: T) => {
     // Ids are the client's; a client that never reads responses must not grow us without bound.
@@ -230,9 +257,11 @@ export function toolFilterCore(options: ToolFilterOptions, emitter: EventEmitter
     if (msg.method === 'notifications/cancelled') {
       const p = msg.params;
       const rid = isObject(p) && isRequestId(p.requestId) ? p.requestId : undefined;
-      const call = rid === undefined ? undefined : pendingCalls.get(idKey(rid));
-      if (rid !== undefined && call) {
+      const flight = rid === undefined ? undefined : pendingCalls.get(idKey(rid));
+      if (rid !== undefined && flight) {
         pendingCalls.delete(idKey(rid));
+        end(flight);
+        const { call } = flight;
         const version = call.protocolVersion ? { protocolVersion: call.protocolVersion } : {};
         audit({ id: call.id, tool: call.tool, outcome: 'cancelled', durationMs: Date.now() - call.startedAt, ...version });
       }
@@ -246,7 +275,7 @@ export function toolFilterCore(options: ToolFilterOptions, emitter: EventEmitter
       if (id !== undefined) {
         const version = requestProtocolVersion(params);
         const call: ActiveToolCall = { id, tool: name, startedAt: Date.now(), ...(version ? { protocolVersion: version } : {}) };
-        remember(pendingCalls, idKey(id), call);
+        remember(pendingCalls, idKey(id), { call, since: lineAt });
         emitter.emit('tool-call-start', call);
       }
       return null;
@@ -341,10 +370,11 @@ export function toolFilterCore(options: ToolFilterOptions, emitter: EventEmitter
     if (!isObject(msg) || msg.method !== undefined) return null;
     // Matched by exact JSON value and type: "1" is not 1.
     const key = isRequestId(msg.id) ? idKey(msg.id) : undefined;
-    const call = key === undefined ? undefined : pendingCalls.get(key);
-    if (key !== undefined && call) {
+    const flight = key === undefined ? undefined : pendingCalls.get(key);
+    if (key !== undefined && flight) {
       pendingCalls.delete(key);
-      completeCall(msg, call);
+      end(flight);
+      completeCall(msg, flight.call);
       return null;
     }
     const listed = key !== undefined && pendingLists.delete(key);
@@ -401,8 +431,9 @@ export function toolFilterCore(options: ToolFilterOptions, emitter: EventEmitter
   };
 
   return {
-    clientLine(line, raw, to) {
+    clientLine(line, raw, to, at = monotonicMs()) {
       sink = to;
+      lineAt = at;
       onClientLine(line, raw);
     },
     // Too large to inspect: dropped (the server never sees a byte), said once, at its end.
@@ -410,8 +441,9 @@ export function toolFilterCore(options: ToolFilterOptions, emitter: EventEmitter
       sink = to;
       refuseUnreadable(`message larger than ${maxBytes} bytes`, INVALID_REQUEST);
     },
-    serverLine(line, raw, to) {
+    serverLine(line, raw, to, at = monotonicMs()) {
       sink = to;
+      lineAt = at;
       onServerLine(line, raw);
     },
     // A message too large to read whole is dropped: streaming it through unread would let the
@@ -420,8 +452,11 @@ export function toolFilterCore(options: ToolFilterOptions, emitter: EventEmitter
       sink = to;
       refuseServerMessage(`a message larger than ${maxBytes} bytes`);
     },
-    serverEnded() {
-      for (const call of pendingCalls.values()) {
+    serverEnded(at = monotonicMs()) {
+      lineAt = at;
+      for (const flight of pendingCalls.values()) {
+        end(flight);
+        const { call } = flight;
         audit({
           id: call.id,
           tool: call.tool,
@@ -432,7 +467,12 @@ export function toolFilterCore(options: ToolFilterOptions, emitter: EventEmitter
       }
       pendingCalls.clear();
     },
-    activeCalls: () => [...pendingCalls.values()],
+    activeCalls(at) {
+      const calls: ActiveToolCall[] = [];
+      if (at !== undefined) for (const f of ended) if (f.since <= at && at < (f.until as number)) calls.push(f.call);
+      for (const f of pendingCalls.values()) if (at === undefined || f.since <= at) calls.push(f.call);
+      return calls;
+    },
   };
 }
 

@@ -75,15 +75,15 @@ export function wireNativeToolFilter(fds: NativeToolFilterFds, options: ToolFilt
       ),
     );
 
-  const onEvent = (side: 0 | 1, kind: number, bytes: Buffer | undefined, errno: number) => {
+  const onEvent = (side: 0 | 1, kind: number, bytes: Buffer | undefined, errno: number, at: number) => {
     const event = TOOL_RELAY_EVENTS[kind];
     const out = collector();
     try {
       if (event === 'observe' || event === 'defer') {
         const raw = bytes as Buffer;
         const line = raw.subarray(0, raw.length - 1);
-        if (side === 0) core.clientLine(line, raw, out);
-        else core.serverLine(line, raw, out);
+        if (side === 0) core.clientLine(line, raw, out, at);
+        else core.serverLine(line, raw, out, at);
         if (event === 'observe' && !sameAsPassed(out, side, raw)) disagree(side);
       } else if (event === 'oversize') {
         if (side === 0) core.clientOversize(out);
@@ -91,7 +91,7 @@ export function wireNativeToolFilter(fds: NativeToolFilterFds, options: ToolFilt
       } else if (event === 'end') {
         ended[side] = true;
         if (side === 1) {
-          core.serverEnded();
+          core.serverEnded(at);
           if (errno !== 0)
             emitter.emit('error', Object.assign(new Error(`reading the server's output failed (errno ${errno})`), { errno }));
           resolveServerDone();
@@ -117,10 +117,11 @@ export function wireNativeToolFilter(fds: NativeToolFilterFds, options: ToolFilt
   if (err !== 0) {
     throw Object.assign(new Error(`the native tool relay could not start (errno ${err})`), { errno: err, code: 'ERR_STOCKADE_TOOL_RELAY' });
   }
-  emitter.activeCalls = () => {
-    // A call passed on by the threads is queued before its first byte reaches the server.
+  emitter.activeCalls = (at) => {
+    // A call passed on by the threads is queued before its first byte reaches the server, and
+    // stamped then: with `at`, a call answered since (drained now) is still in flight at `at`.
     if (!closed) relay.drain();
-    return core.activeCalls();
+    return core.activeCalls(at);
   };
   emitter.serverDone = () => serverDone;
   emitter.close = () => {

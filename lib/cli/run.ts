@@ -248,9 +248,12 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
   for (const [s, h] of handlers) process.on(s, h);
   // The tool layer's stdio on the native relay's threads (lib/mcp/native-relay.ts) where the
   // client gave pipes or sockets, as MCP clients do: the server's stdin and stdout are then pipes
-  // of the launcher's own, not Node streams. STOCKADE_TOOL_RELAY=js keeps the streams.
+  // of the launcher's own, not Node streams. STOCKADE_TOOL_RELAY=js keeps the streams. Not with
+  // per-tool grants: a call's end must cut the connections only its grant allowed before its
+  // answer reaches the client (else the next call reuses a keep-alive tunnel that is then cut),
+  // and the threads pass an answer on before the event loop hears of it.
   let relayPipes: { stdin: [number, number]; stdout: [number, number] } | undefined;
-  if (filtered && process.env.STOCKADE_TOOL_RELAY !== 'js') {
+  if (filtered && launch.toolGrants === undefined && process.env.STOCKADE_TOOL_RELAY !== 'js') {
     const { relayableFd } = require('../mcp/native-relay') as typeof import('../mcp/native-relay');
     if (relayableFd(0) && relayableFd(1)) relayPipes = { stdin: native().pipe(), stdout: native().pipe() };
   }
@@ -299,8 +302,7 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
       filter = wireNativeToolFilter(
         { clientIn: 0, clientOut: 1, serverIn: relayPipes.stdin[1], serverOut: relayPipes.stdout[0] },
         filterOptions,
-        // Records of finished calls may wait 5 ms to be read together, unless grants end with them.
-        launch.toolGrants === undefined ? 5 : 0,
+        5, // ms that records of finished calls may wait, to be read together
       );
     } catch (err) {
       // No thread could be made, or no fd (EMFILE): a server nobody can talk to is not left running.

@@ -51,8 +51,9 @@ function sameAsPassed(out: { server: Buffer[]; client: Buffer[] }, side: 0 | 1, 
 /**
  * `recordDelayMs`: how long copies for the records may wait to be read together (one wakeup of
  * the event loop per batch, not two per call). Calls in flight are always current (activeCalls
- * reads what is queued); what waits is the 'tool-call' event of a finished call, so a launcher
- * whose grants end with the call (lib/mcp/tool-grants.ts) passes 0.
+ * reads what is queued); what waits is the 'tool-call' event of a finished call. Not for per-tool
+ * grants (lib/mcp/tool-grants.ts): an answer goes on before that event, so a grant would end
+ * after the client has its answer (lib/cli/run.ts keeps those on the stream filter).
  */
 export function wireNativeToolFilter(fds: NativeToolFilterFds, options: ToolFilterOptions, recordDelayMs = 0): ToolFilter {
   const emitter = new EventEmitter() as ToolFilter;

@@ -112,6 +112,16 @@ export async function settleWarmPool(): Promise<void> {
   await spawnSandboxed('/bin/true', [], { stdio: 'ignore' }).exited;
   await waitFor(() => warmChildren().length === 1, 'the spawner to make a warm child');
   await waitFor(() => warmChildren().length === 0, 'the warm child to be let go');
+  // The spawner's fds for it may close a moment after the child is gone
+  // (limits.test once counted them in its baseline: 25 before, 21 after): the count must hold.
+  let last = openFdCount();
+  await waitFor(async () => {
+    await new Promise((r) => setTimeout(r, 100));
+    const now = openFdCount();
+    const still = now === last;
+    last = now;
+    return still;
+  }, 'the fd count to settle');
 }
 
 /** A host process as /proc shows it: its pid, name and start time (which tells a reused pid apart). */

@@ -117,6 +117,18 @@ async function throughThreads(client: Buffer, server: Buffer, options: ToolFilte
   return { toServer: received, toClient: await w.fromRelay, ...rec };
 }
 
+/** Both paths through the same input: the threads pass on exactly the bytes and records the reference does. */
+async function sameThroughBoth(client: Buffer, server: Buffer, options: ToolFilterOptions): Promise<Outcome> {
+  const reference = await throughStreams(client, server, options);
+  const threads = await throughThreads(client, server, options);
+  assert.deepEqual(threads.errors, []);
+  assert.equal(threads.toServer.toString('latin1'), reference.toServer.toString('latin1'));
+  assert.equal(threads.toClient.toString('latin1'), reference.toClient.toString('latin1'));
+  assert.deepEqual(threads.calls, reference.calls);
+  assert.deepEqual(threads.refused, reference.refused);
+  return reference;
+}
+
 const lines = (...xs: (string | Buffer)[]) => Buffer.concat(xs.map((x) => Buffer.concat([Buffer.from(x), Buffer.from('\n')])));
 const call = (id: unknown, name: string, extra = '') =>
   `{"jsonrpc":"2.0","id":${JSON.stringify(id)},"method":"tools/call","params":{"name":${JSON.stringify(name)},"arguments":{"message":"m"}${extra}}}`;
@@ -231,13 +243,7 @@ describe('the native tool relay against the reference filter', () => {
     it(`delivers the same bytes and records: ${name}`, async () => {
       const client = Buffer.concat([clientCorpus, clientCorpusEnd]);
       const server = Buffer.concat([serverCorpus, serverCorpusEnd]);
-      const reference = await throughStreams(client, server, options);
-      const threads = await throughThreads(client, server, options);
-      assert.deepEqual(threads.errors, []);
-      assert.equal(threads.toServer.toString('latin1'), reference.toServer.toString('latin1'));
-      assert.equal(threads.toClient.toString('latin1'), reference.toClient.toString('latin1'));
-      assert.deepEqual(threads.calls, reference.calls);
-      assert.deepEqual(threads.refused, reference.refused);
+      const reference = await sameThroughBoth(client, server, options);
       // The corpus does reach every branch: something was refused, something passed.
       assert.ok(reference.refused.length > 5 && reference.toServer.length > 500 && reference.toClient.length > 500);
     });
@@ -280,12 +286,7 @@ describe('the native tool relay against the reference filter', () => {
       const pick = (from: Buffer[]) => Array.from({ length: 250 }, () => mutate(from[rand(from.length)]).filter((c) => c !== 0x0a));
       const client = lines(...pick(clientLines).map((x) => Buffer.from(x)));
       const server = lines(...pick(serverLines).map((x) => Buffer.from(x)));
-      const reference = await throughStreams(client, server, options);
-      const threads = await throughThreads(client, server, options);
-      assert.deepEqual(threads.errors, []);
-      assert.equal(threads.toServer.toString('latin1'), reference.toServer.toString('latin1'));
-      assert.equal(threads.toClient.toString('latin1'), reference.toClient.toString('latin1'));
-      assert.deepEqual(threads.calls, reference.calls);
+      await sameThroughBoth(client, server, options);
     }
   });
 

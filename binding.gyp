@@ -7,7 +7,7 @@
         "native/mounts.cc", "native/net.cc", "native/caps.cc", "native/seccomp.cc",
         "native/fds.cc", "native/udp.cc", "native/relay.cc", "native/spawner.cc", "native/compat.cc",
         "native/landlock.cc", "native/loop_handles.cc", "native/audit.cc",
-        "native/cgroup.cc", "native/limits.cc", "native/oomwatch.cc", "native/hostscan.cc",
+        "native/cgroup.cc", "native/limits.cc", "native/oomwatch.cc", "native/hostscan.cc", "native/scanwitness.cc",
         "native/mcpcheck.cc", "native/toolrelay.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -291,13 +291,17 @@ interface Addon {
   /**
    * Starts looking for a unix socket or FIFO at or below `root` on threads of the addon's own
    * (lib/hostpath.ts, native/hostscan.cc); a handle dropped unfinished is stopped when collected.
+   * `witness`: the file of this root's witness (native/scanwitness.cc), checked before the walk
+   * and written after a clean one that saw no directory changed within `racyMs`.
    */
-  startSpecialScan(root: string, limit: number): SpecialScanHandle;
+  startSpecialScan(root: string, limit: number, witness?: string, racyMs?: number): SpecialScanHandle;
   /**
-   * Waits for the scan: the first unix socket or FIFO found, null when there is none, or the
-   * errno (E2BIG past `limit` entries) and the path where it gave up. Once per handle.
+   * Waits for the scan: the first unix socket or FIFO found, the errno (E2BIG past `limit`
+   * entries) and the path where it gave up, or, clean, what became of the witness. Once per handle.
    */
-  finishSpecialScan(handle: SpecialScanHandle): { type: 'unix socket' | 'FIFO'; path: string } | { errno: number; path: string } | null;
+  finishSpecialScan(
+    handle: SpecialScanHandle,
+  ): { type: 'unix socket' | 'FIFO'; path: string } | { errno: number; path: string } | { witness: 'none' | 'held' | 'written' };
   /** Stops a scan without its answer (workers stop at their next directory). Once per handle, instead of finishSpecialScan. */
   cancelSpecialScan(handle: SpecialScanHandle): void;
   /** The capacity of pipe `fd` after setting it to `bytes` if given (F_SETPIPE_SZ), or -errno. */

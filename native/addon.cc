@@ -978,11 +978,12 @@ static Napi::Value ReleaseCgroupFn(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// startSpecialScan(root, limit) -> a handle; finishSpecialScan(handle) -> null,
-// { type: 'unix socket' | 'FIFO', path }, or { errno, path } where the scan gave up
-// (hostscan.cc). The scan runs on threads of its own in between: lib/plan.ts starts it for each
-// grant, resolves the rest of the plan, and finishes it before anything is spawned. A handle
-// dropped unfinished is stopped when it is collected.
+// startSpecialScan(root, limit, witness?, racyMs?) -> a handle; finishSpecialScan(handle) ->
+// { witness: 'none' | 'held' | 'written' } when clean, { type: 'unix socket' | 'FIFO', path },
+// or { errno, path } where the scan gave up (hostscan.cc, scanwitness.cc). The scan runs on threads
+// of its own in between: lib/plan.ts starts it for each grant, resolves the rest of the plan, and
+// finishes it before anything is spawned. A handle dropped unfinished is stopped when it is
+// collected.
 const napi_type_tag kSpecialScanTag = {0x73746f636b616465ull, 0x7363616e68616e64ull};
 
 struct SpecialScanHandle {
@@ -991,14 +992,21 @@ struct SpecialScanHandle {
 
 static Napi::Value StartSpecialScan(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) {
-    Napi::TypeError::New(env, "startSpecialScan(root, limit) takes a path and a number")
+  bool witnessed = info.Length() > 2 && !info[2].IsUndefined();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber() ||
+      (witnessed && (!info[2].IsString() || info.Length() < 4 || !info[3].IsNumber()))) {
+    Napi::TypeError::New(env,
+                         "startSpecialScan(root, limit, witness?, racyMs?) takes a path, a number "
+                         "and optionally a witness file and a number")
         .ThrowAsJavaScriptException();
     return env.Undefined();
   }
   double limit = info[1].As<Napi::Number>().DoubleValue();
+  double racyMs = witnessed ? info[3].As<Napi::Number>().DoubleValue() : 0;
   auto* handle = new SpecialScanHandle{stockade::startSpecialFileScan(
-      info[0].As<Napi::String>().Utf8Value(), limit > 0 ? static_cast<size_t>(limit) : 0)};
+      info[0].As<Napi::String>().Utf8Value(), limit > 0 ? static_cast<size_t>(limit) : 0,
+      witnessed ? info[2].As<Napi::String>().Utf8Value() : std::string(),
+      racyMs > 0 && racyMs < 1e9 ? static_cast<int64_t>(racyMs) : 0)};
   auto external =
       Napi::External<SpecialScanHandle>::New(env, handle, [](Napi::Env, SpecialScanHandle* h) {
         if (h->scan != nullptr) stockade::abandonSpecialFileScan(h->scan);
@@ -1030,8 +1038,13 @@ static Napi::Value FinishSpecialScan(const Napi::CallbackInfo& info) {
   if (handle == nullptr) return env.Undefined();
   stockade::SpecialScan scan = stockade::finishSpecialFileScan(handle->scan);
   handle->scan = nullptr;
-  if (scan.err == 0 && scan.kind == stockade::SpecialKind::none) return env.Null();
   Napi::Object out = Napi::Object::New(env);
+  if (scan.err == 0 && scan.kind == stockade::SpecialKind::none) {
+    out.Set("witness", scan.witness == stockade::WitnessUse::held      ? "held"
+                       : scan.witness == stockade::WitnessUse::written ? "written"
+                                                                       : "none");
+    return out;
+  }
   if (scan.err != 0)
     out.Set("errno", scan.err);
   else

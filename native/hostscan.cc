@@ -33,6 +33,8 @@
 // looked at may hold one.
 #include "hostscan.h"
 
+#include "scanwitness.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +44,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -148,6 +151,17 @@ size_t workersWaited() {
 struct SpecialFileScan {
   std::string root;
   size_t limit = 0;
+  int rootFd = -1;  // the root, open, until begin() queues it
+  // The witness (scanwitness.cc): where it is ("" for none), and how recent a directory's change
+  // may be for a clean walk to write one.
+  std::string witness;
+  int64_t racyNs = 0;
+  int64_t beganNs = 0;  // CLOCK_REALTIME when begin() ran
+  uint64_t mounts = 0;  // mountsBelow(root) when begin() ran
+  std::atomic<bool> begun{false};
+  std::atomic<bool> unwitnessed{false};  // the walk saw something a witness cannot vouch for
+  std::vector<DirStamp> stamps;          // under mu: every directory walked
+  WitnessUse witnessUse = WitnessUse::none;
   pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
   pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
   std::deque<Task> queue;         // under mu: first in, first out, so the shallowest go first
@@ -207,9 +221,68 @@ struct SpecialFileScan {
     return taken;
   }
 
+  // A directory about to be read, stamped for the witness (before its entries are read: a change
+  // while they are read moves its ctime past the stamp).
+  void stamp(int fd, const std::string& path, std::vector<DirStamp>* into) {
+    if (witness.empty() || unwitnessed.load(std::memory_order_relaxed)) return;
+    DirStamp d;
+    if (!stampDir(fd, "", &d) || d.sec * 1000000000 + d.nsec > beganNs - racyNs) {
+      unwitnessed.store(true, std::memory_order_relaxed);
+      return;
+    }
+    d.rel =
+        path.size() > root.size() ? path.substr(root.size() + (root.back() == '/' ? 0 : 1)) : "";
+    into->push_back(std::move(d));
+  }
+
+  void begin();
   void walk(Task task);
   void work();
 };
+
+// Run by the first worker (or the caller, if it comes first): the mounts below the root are
+// looked at, a witness that holds settles the scan clean without a walk, and otherwise the root
+// is queued for the walk.
+void SpecialFileScan::begin() {
+  if (rootFd < 0) return;  // settled by startSpecialFileScan: not a directory, or unreadable
+  // A mount over a file below the root is carried into the sandbox with the bind, and the walk
+  // would see the file under it (getdents gives the type of what the directory holds, not of
+  // what is mounted there): a socket bound over a plain file is found here.
+  std::vector<std::string> points;
+  if (mountsBelow(root, &mounts, &points)) {
+    for (const std::string& point : points) {
+      int mode = typeAt(AT_FDCWD, point.c_str());
+      if (mode >= 0 && kindOf(mode) != SpecialKind::none) {
+        settle(kindOf(mode), 0, point);
+        break;
+      }
+    }
+  } else {
+    mounts = 0;
+    unwitnessed.store(true);
+  }
+  if (!witness.empty() && !stop.load()) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    beganNs = static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+    if (mounts != 0 && witnessHolds(witness, root, limit, mounts)) {
+      witnessUse = WitnessUse::held;
+      settle(SpecialKind::none, 0, "");
+    }
+  }
+  pthread_mutex_lock(&mu);
+  if (!finished) {
+    queue.push_back(Task{rootFd, root, 1});
+    queued.store(queue.size(), std::memory_order_relaxed);
+    rootFd = -1;
+    if (idle > 0) pthread_cond_signal(&wake);
+  }
+  pthread_mutex_unlock(&mu);
+  if (rootFd >= 0) {
+    close(rootFd);  // settled before the walk began: a witness held, a mount found, cancelled
+    rootFd = -1;
+  }
+}
 
 void SpecialFileScan::walk(Task task) {
   // levels[0..depth) are open; a Level's buffer is kept for the next directory at its depth.
@@ -219,6 +292,8 @@ void SpecialFileScan::walk(Task task) {
   levels[0].pathLength = task.path.size();
   levels[0].buffer.reset(new char[kBufferSize]);
   std::string path = std::move(task.path);
+  std::vector<DirStamp> stamped;
+  stamp(task.fd, path, &stamped);
   while (depth > 0 && !stop.load(std::memory_order_relaxed)) {
     Level& level = levels[depth - 1];
     path.resize(level.pathLength);
@@ -249,6 +324,7 @@ void SpecialFileScan::walk(Task task) {
       int mode = typeAt(level.fd, name);
       if (mode < 0) {
         if (errno != ENOENT) settle(SpecialKind::none, errno, path);
+        unwitnessed.store(true, std::memory_order_relaxed);  // vanished as it was listed
         continue;
       }
       type = S_ISDIR(mode) ? DT_DIR : S_ISSOCK(mode) ? DT_SOCK : S_ISFIFO(mode) ? DT_FIFO : DT_REG;
@@ -267,6 +343,7 @@ void SpecialFileScan::walk(Task task) {
     if (fd < 0) {
       int err = errno;
       if (unreadable(err)) {
+        unwitnessed.store(true, std::memory_order_relaxed);
         if (!searchable(level.fd, name)) continue;  // closed to this user: nothing to reach
         settle(SpecialKind::none, err, path);
         break;
@@ -276,12 +353,14 @@ void SpecialFileScan::walk(Task task) {
         break;
       }
       // Replaced since it was listed: by a socket or FIFO, that is what the sandbox would see.
+      unwitnessed.store(true, std::memory_order_relaxed);
       int mode = typeAt(level.fd, name);
       if (mode >= 0 && kindOf(mode) != SpecialKind::none) settle(kindOf(mode), 0, path);
       continue;
     }
     Task next{fd, path, below};
     if (handOver(next)) continue;
+    stamp(fd, path, &stamped);
     if (levels.size() == depth) levels.emplace_back();
     Level& deeper = levels[depth++];  // `level` may have moved: not used below
     deeper.fd = fd;
@@ -290,10 +369,17 @@ void SpecialFileScan::walk(Task task) {
     if (!deeper.buffer) deeper.buffer.reset(new char[kBufferSize]);
   }
   for (size_t i = 0; i < depth; ++i) close(levels[i].fd);
+  if (!stamped.empty()) {
+    pthread_mutex_lock(&mu);
+    stamps.insert(stamps.end(), std::make_move_iterator(stamped.begin()),
+                  std::make_move_iterator(stamped.end()));
+    pthread_mutex_unlock(&mu);
+  }
 }
 
 // Takes tasks until the queue is empty with every worker idle, or the scan settled.
 void SpecialFileScan::work() {
+  if (!begun.exchange(true)) begin();
   pthread_mutex_lock(&mu);
   for (;;) {
     if (finished) break;
@@ -317,10 +403,13 @@ void SpecialFileScan::work() {
   pthread_mutex_unlock(&mu);
 }
 
-SpecialFileScan* startSpecialFileScan(const std::string& root, size_t limit) {
+SpecialFileScan* startSpecialFileScan(const std::string& root, size_t limit,
+                                      const std::string& witness, int64_t racyMs) {
   auto* scan = new SpecialFileScan;
   scan->root = root;
   scan->limit = limit;
+  scan->witness = witness;
+  scan->racyNs = racyMs * 1000000;
   SpecialScan& out = scan->out;
   int rootType = typeAt(AT_FDCWD, root.c_str());
   if (rootType < 0) {
@@ -344,7 +433,7 @@ SpecialFileScan* startSpecialFileScan(const std::string& root, size_t limit) {
     }
     return scan;
   }
-  scan->queue.push_back(Task{top, root, 1});
+  scan->rootFd = top;  // queued by begin(), unless a witness holds
   scan->wanted = workersBeside();
   scan->threads.reserve(kMaxWorkers);  // never reallocated while workers add to it
   sigset_t all, old;
@@ -380,7 +469,16 @@ SpecialScan finishSpecialFileScan(SpecialFileScan* scan) {
     for (size_t i = 1; i < scan->threads.size(); ++i) uv_thread_join(&scan->threads[i]);
   }
   for (Task& task : scan->queue) close(task.fd);  // left when the scan settled early
+  if (scan->rootFd >= 0) close(scan->rootFd);     // settled before it began
   SpecialScan out = std::move(scan->out);
+  out.witness = scan->witnessUse;
+  // A clean walk that saw nothing a witness cannot vouch for leaves one for the next scan.
+  if (out.witness == WitnessUse::none && out.err == 0 && out.kind == SpecialKind::none &&
+      !scan->stop.load() && !scan->unwitnessed.load() && !scan->witness.empty() &&
+      !scan->stamps.empty() &&
+      writeWitness(scan->witness, WitnessHead{scan->root, scan->mounts, scan->seen.load()},
+                   scan->stamps))
+    out.witness = WitnessUse::written;
   delete scan;
   if (out.err != 0) out.kind = SpecialKind::none;
   return out;

@@ -373,7 +373,7 @@ describe('addon contract: the other classes', () => {
     const finishUsage = { name: 'TypeError', message: 'finishSpecialScan(handle) takes an unfinished startSpecialScan handle' };
     const cancelUsage = { name: 'TypeError', message: 'cancelSpecialScan(handle) takes an unfinished startSpecialScan handle' };
     const finished = native().startSpecialScan('/proc/self/fdinfo', 1000);
-    assert.equal(native().finishSpecialScan(finished), null);
+    assert.deepEqual(native().finishSpecialScan(finished), { witness: 'none' });
     assert.throws(() => native().finishSpecialScan(finished), finishUsage);
     assert.throws(() => native().cancelSpecialScan(finished), cancelUsage);
     const cancelled = native().startSpecialScan('/proc/self/fdinfo', 1000);
@@ -383,6 +383,13 @@ describe('addon contract: the other classes', () => {
     for (const bad of [undefined, 3, {}, Buffer.alloc(8)]) {
       assert.throws(() => native().cancelSpecialScan(bad as never), cancelUsage);
       assert.throws(() => native().finishSpecialScan(bad as never), finishUsage);
+    }
+    const startUsage = {
+      name: 'TypeError',
+      message: 'startSpecialScan(root, limit, witness?, racyMs?) takes a path, a number and optionally a witness file and a number',
+    };
+    for (const args of [[], ['/tmp'], [3, 3], ['/tmp', 10, 3, 0], ['/tmp', 10, '/tmp/w'], ['/tmp', 10, '/tmp/w', '0']]) {
+      assert.throws(() => (native().startSpecialScan as (...a: unknown[]) => unknown)(...args), startUsage);
     }
   });
 

@@ -102,6 +102,8 @@ export interface NativePlan {
    * and leave one like it for the next spawn. Given per spawn, also with a template.
    */
   warm?: boolean;
+  /** With warm: false takes a warm child made ahead (Addon.prewarm) and leaves none after. */
+  warmRefill?: boolean;
 }
 
 /** Opaque: a plan held in C++ (Addon.PlanTemplate). */
@@ -255,7 +257,7 @@ interface Addon {
   ): void;
   /** With a template, the plan gives only what differs per spawn: file, fds, cgroups, warm. */
   spawn(
-    plan: Pick<NativePlan, 'file' | 'fds' | 'cgroups' | 'warm'>,
+    plan: Pick<NativePlan, 'file' | 'fds' | 'cgroups' | 'warm' | 'warmRefill'>,
     onExit: (code: number | null, signal: NodeJS.Signals | null) => void,
     onSpawn: (result: NativeSpawnResult) => void,
     onViolation: ((violation: NativeViolation) => void) | undefined,
@@ -302,6 +304,12 @@ interface Addon {
   finishSpecialScan(
     handle: SpecialScanHandle,
   ): { type: 'unix socket' | 'FIFO'; path: string } | { errno: number; path: string } | { witness: 'none' | 'held' | 'written' };
+  /**
+   * Has the spawner thread make a warm child (the warm pool) for a plan still being resolved: the
+   * parts of the plan its key is made of, and the directory its v2 cgroup will be made in. 0, or
+   * the errno of starting the spawner thread.
+   */
+  prewarm(key: Pick<NativePlan, 'shareNetwork' | 'budgets'> & { landlock?: { handledNet?: number }; cgroupParent?: string }): number;
   /** Stops a scan without its answer (workers stop at their next directory). Once per handle, instead of finishSpecialScan. */
   cancelSpecialScan(handle: SpecialScanHandle): void;
   /** The capacity of pipe `fd` after setting it to `bytes` if given (F_SETPIPE_SZ), or -errno. */

@@ -19,7 +19,16 @@ import { entryType, HostPathError, resolveHostPath, startSocketScan, underSystem
 import { landlockPlan, type TcpRules, tcpRules } from './landlock';
 import { CA_BUNDLE, devMounts, etcBinds, etcFiles, procMounts, SANDBOX_HOME, SANDBOX_UID, synthesized, systemDirs } from './layout';
 import { kernelBudgetNames, type LimitsPlan, planLimits, RLIMIT, type ValidLimits } from './limits';
-import { initPath, MountKind, type NativeMount, type NativePlan, type NativePlanTemplate, SeccompProfileNumber, sha256Hex } from './native';
+import {
+  initPath,
+  MountKind,
+  type NativeMount,
+  type NativePlan,
+  type NativePlanTemplate,
+  native,
+  SeccompProfileNumber,
+  sha256Hex,
+} from './native';
 import { allowEntryReason } from './net/allowlist';
 import { EGRESS_LIMIT_KEYS, resolveLimits } from './net/decision';
 import { PRELOAD_PATH } from './net/env';
@@ -244,6 +253,16 @@ function whileScanning<T>(checked: () => void, f: () => T): T {
   } catch (err) {
     checked();
     throw err;
+  }
+}
+
+/** Asks the spawner for a warm child with the key this plan's sandbox will have (resolveUncached). */
+function prewarm(shareNetwork: boolean, limits: LimitsPlan, tcp: TcpRules | undefined): void {
+  const v2 = limits.cgroup?.where.find((w) => w.placement.hierarchy.version === 2);
+  try {
+    native().prewarm({ shareNetwork, budgets: limits.budgets, landlock: landlockPlan([], tcp), cgroupParent: v2?.placement.parent ?? '' });
+  } catch {
+    // No addon, or no thread: the spawn says so, or clones as without a pool.
   }
 }
 
@@ -530,13 +549,19 @@ function upstreamCaOf(upstreamCa: unknown): string[] | undefined {
   return pems;
 }
 
-export function resolveSandbox(command: string, args: readonly string[], options: SandboxOptions, trust?: SandboxTrust): ResolvedSandbox {
+export function resolveSandbox(
+  command: string,
+  args: readonly string[],
+  options: SandboxOptions,
+  trust?: SandboxTrust,
+  warmAhead = false,
+): ResolvedSandbox {
   const key = trust === undefined ? planCacheKey(command, args, options) : undefined;
-  if (key === undefined) return resolveUncached(command, args, options, trust);
+  if (key === undefined) return resolveUncached(command, args, options, trust, warmAhead);
   const now = performance.now();
   const hit = planCache.get(key);
   if (hit !== undefined && now - hit.at < PLAN_CACHE_MS) return hit.resolved;
-  const resolved = resolveUncached(command, args, options);
+  const resolved = resolveUncached(command, args, options, undefined, warmAhead);
   resolved.reusable = true;
   if (planCache.size >= PLAN_CACHE_MAX) {
     for (const [k, v] of planCache) if (now - v.at >= PLAN_CACHE_MS) planCache.delete(k);
@@ -546,7 +571,19 @@ export function resolveSandbox(command: string, args: readonly string[], options
   return resolved;
 }
 
-function resolveUncached(command: string, args: readonly string[], options: SandboxOptions, trust?: SandboxTrust): ResolvedSandbox {
+/**
+ * `warmAhead`: as soon as the parts of the plan a warm child's key is made of are known (the
+ * network, the limits' budgets and cgroup, the TCP rules), the spawner thread is asked to make
+ * one (native/spawner.cc prewarm), which it does while the rest is resolved here; the spawn takes
+ * it (`stockade run`: ~2 ms of its start).
+ */
+function resolveUncached(
+  command: string,
+  args: readonly string[],
+  options: SandboxOptions,
+  trust?: SandboxTrust,
+  warmAhead = false,
+): ResolvedSandbox {
   if (typeof command !== 'string' || command === '' || command.includes('\0')) {
     fail('command', `expected a non-empty string, found ${JSON.stringify(command)}`);
   }
@@ -592,6 +629,17 @@ function resolveUncached(command: string, args: readonly string[], options: Sand
   const grants = resolveGrants(fsOptions);
   // The grants' socket scans run on the addon's threads meanwhile; the plan is returned only once
   // every one of them is done (a sandbox is spawned only from a returned plan).
+  // As soon as the scans run: the limits for a warm child made meanwhile (a problem with them is
+  // reported below, after the grants', as without one).
+  let early: LimitsPlan | undefined;
+  if (warmAhead) {
+    try {
+      early = buildLimits(options.limits);
+      prewarm(network === 'host', early, tcp);
+    } catch {
+      // Thrown again where the limits are read below.
+    }
+  }
   return whileScanning(grants.checked, () => {
     const mounts = new Map<string, NativeMount>();
     const add = (m: NativeMount | undefined) => m && mounts.set(m.target, m);
@@ -652,7 +700,7 @@ function resolveUncached(command: string, args: readonly string[], options: Sand
       fields,
     );
 
-    const limits = buildLimits(options.limits);
+    const limits = early ?? buildLimits(options.limits);
     const wallTime = options.limits?.wallTime;
     const wallTimeProblem = wallTime === undefined ? null : wallTimeReason(wallTime);
     if (wallTimeProblem !== null) fail('limits.wallTime', `${wallTimeProblem}, found ${JSON.stringify(wallTime)}`);

@@ -72,9 +72,22 @@ function pipeSocket(fd: number | null, readable: boolean): NodeNet.Socket | null
   return new net.Socket({ fd, readable, writable: !readable });
 }
 
+/**
+ * @internal `stockade run`'s spawn (one sandbox per launcher): its namespaces are made ahead of
+ * time while its plan is resolved (lib/plan.ts, README "The warm pool"), and none is made after it.
+ */
+export const WARM_ONCE = Symbol('stockade.warmOnce');
+
 /** spawn()'s own options, checked the way spawn() checks them (before anything is spawned). */
-function processOptions(options: SandboxOptions): { signal?: AbortSignal; timeout?: number; killSignal: number; warm: boolean } {
+function processOptions(options: SandboxOptions): {
+  signal?: AbortSignal;
+  timeout?: number;
+  killSignal: number;
+  warm: boolean;
+  once: boolean;
+} {
   const { signal, timeout, killSignal, warm } = options;
+  const once = (options as { [WARM_ONCE]?: boolean })[WARM_ONCE] === true;
   if (warm !== undefined && typeof warm !== 'boolean') throw invalidArgType('options.warm', 'boolean', warm);
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'AbortSignal', signal);
   if (timeout !== undefined && !(Number.isInteger(timeout) && timeout >= 0 && timeout <= MAX_TIMEOUT_MS)) {
@@ -85,7 +98,8 @@ function processOptions(options: SandboxOptions): { signal?: AbortSignal; timeou
     timeout,
     killSignal: killSignal === undefined ? osConstants.signals.SIGTERM : signalNumber(killSignal),
     // The warm pool (README, "The warm pool"): on unless turned off here or for the process.
-    warm: warm !== false && process.env.STOCKADE_WARM_POOL !== '0',
+    warm: (once || warm !== false) && process.env.STOCKADE_WARM_POOL !== '0',
+    once,
   };
 }
 
@@ -127,6 +141,8 @@ export class SandboxedProcess extends EventEmitter {
   readonly #killSignal: number;
   /** options.warm: may use and refill the spawner's warm pool. */
   readonly #warm: boolean;
+  /** WARM_ONCE: a warm child is made for this spawn only. */
+  readonly #once: boolean;
   #timeoutTimer: NodeJS.Timeout | undefined;
   #forgetAbort: (() => void) | undefined;
 
@@ -139,7 +155,8 @@ export class SandboxedProcess extends EventEmitter {
     const own = processOptions(options);
     this.#killSignal = own.killSignal;
     this.#warm = own.warm;
-    const resolved = resolveSandbox(command, args, options);
+    this.#once = own.once && own.warm;
+    const resolved = resolveSandbox(command, args, options, undefined, this.#once);
     // A secret missing on the host is an error now, naming the variable, before anything starts.
     // lib/secrets (an X.509 library) is loaded only when secrets are used: ~90 ms of startup.
     const lib = options.secrets === undefined ? undefined : (require('./secrets') as typeof import('./secrets'));
@@ -276,7 +293,7 @@ export class SandboxedProcess extends EventEmitter {
       this.#failAsync(err);
       return;
     }
-    const plan = { ...resolved.plan, file, fds: childFds, warm: this.#warm };
+    const plan = { ...resolved.plan, file, fds: childFds, warm: this.#warm, warmRefill: !this.#once };
     this.#resolved = resolved;
     try {
       this.#joinCgroup(plan);
@@ -294,7 +311,13 @@ export class SandboxedProcess extends EventEmitter {
       // A cached definition (lib/plan.ts) is converted for the addon once; each spawn then
       // hands over only what is its own.
       resolved.template ??= new (native().PlanTemplate)({ ...resolved.plan, file, fds: [] });
-      native().spawn({ file, fds: plan.fds, cgroups: plan.cgroups, warm: plan.warm }, onExit, onSpawn, onViolation, resolved.template);
+      native().spawn(
+        { file, fds: plan.fds, cgroups: plan.cgroups, warm: plan.warm, warmRefill: plan.warmRefill },
+        onExit,
+        onSpawn,
+        onViolation,
+        resolved.template,
+      );
     } else {
       native().spawn(plan, onExit, onSpawn, onViolation);
     }

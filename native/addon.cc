@@ -177,6 +177,30 @@ void readPerSpawn(Reader& r, Plan& plan) {
   });
   if (plan.cgroups.size() > 8) r.fail("cgroups", "at most 8 entries");
   plan.warm = r.flag("warm", false);
+  plan.warmRefill = r.flag("warmRefill", true);
+}
+
+// The ids of a plan (uid, gid, hostUid, hostGid: 65534 unless given).
+static void readIds(Reader& r, Plan& plan) {
+  // (uid_t)-1 means "unchanged" to setresuid(2): never an identity.
+  constexpr int64_t kMaxId = 4294967294;
+  constexpr const char* kId = "an integer from 0 to 4294967294";
+  plan.uid = static_cast<uint32_t>(r.integer("uid", 0, kMaxId, kId, true, 65534));
+  plan.gid = static_cast<uint32_t>(r.integer("gid", 0, kMaxId, kId, true, 65534));
+  plan.hostUid = static_cast<uint32_t>(r.integer("hostUid", 0, kMaxId, kId, true, 65534));
+  plan.hostGid = static_cast<uint32_t>(r.integer("hostGid", 0, kMaxId, kId, true, 65534));
+}
+
+// The /proc/sys/user budgets of a plan.
+static void readBudgets(Reader& r, Plan& plan) {
+  r.objects("budgets", [&](Reader& b, uint32_t) {
+    Budget budget;
+    budget.path = b.str("path");
+    budget.value = b.str("value");
+    if (budget.path.find('\0') != std::string::npos || budget.path.rfind("/proc/sys/user/", 0) != 0)
+      b.fail("path", "a path under /proc/sys/user/");
+    plan.budgets.push_back(std::move(budget));
+  });
 }
 
 bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message) {
@@ -186,13 +210,7 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
   plan.envp = r.strings("envp");
   plan.cwd = r.str("cwd");
   plan.hostname = r.str("hostname");
-  // (uid_t)-1 means "unchanged" to setresuid(2): never an identity.
-  constexpr int64_t kMaxId = 4294967294;
-  constexpr const char* kId = "an integer from 0 to 4294967294";
-  plan.uid = static_cast<uint32_t>(r.integer("uid", 0, kMaxId, kId, true, 65534));
-  plan.gid = static_cast<uint32_t>(r.integer("gid", 0, kMaxId, kId, true, 65534));
-  plan.hostUid = static_cast<uint32_t>(r.integer("hostUid", 0, kMaxId, kId, true, 65534));
-  plan.hostGid = static_cast<uint32_t>(r.integer("hostGid", 0, kMaxId, kId, true, 65534));
+  readIds(r, plan);
   plan.baseDir = r.str("baseDir");
   plan.rootOptions = r.str("rootOptions");
   r.objects("mounts", [&](Reader& m, uint32_t) {
@@ -281,14 +299,7 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
       r.absorb(l);
     }
   }
-  r.objects("budgets", [&](Reader& b, uint32_t) {
-    Budget budget;
-    budget.path = b.str("path");
-    budget.value = b.str("value");
-    if (budget.path.find('\0') != std::string::npos || budget.path.rfind("/proc/sys/user/", 0) != 0)
-      b.fail("path", "a path under /proc/sys/user/");
-    plan.budgets.push_back(std::move(budget));
-  });
+  readBudgets(r, plan);
   plan.cgroupDirs = r.strings("cgroupDirs", true);
   if (plan.cgroupDirs.size() > 8) r.fail("cgroupDirs", "at most 8 entries");
   for (const std::string& dir : plan.cgroupDirs)
@@ -813,6 +824,48 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// prewarm(key) -> 0 or an errno: has the spawner thread make a warm child (spawn.cc, "The warm
+// pool") while the plan it is for is still being resolved (lib/plan.ts); the spawn of that plan
+// takes it if its key matches. `key` holds what the key is made of, as a plan has them:
+// shareNetwork, the ids, budgets, landlock.handledNet, and cgroupParent (the directory the
+// sandbox's v2 cgroup is made in, "" for none).
+static Napi::Value Prewarm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) {
+    Napi::TypeError::New(env, "prewarm(key) takes an object").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Reader r(env, info[0].As<Napi::Object>(), "key");
+  Plan plan;
+  plan.shareNetwork = r.flag("shareNetwork", false);
+  readIds(r, plan);
+  readBudgets(r, plan);
+  Napi::Value landlock = r.raw("landlock");
+  if (landlock.IsObject()) {
+    Reader l(env, landlock.As<Napi::Object>(), "key.landlock");
+    plan.landlock.handledNet = static_cast<uint64_t>(
+        l.integer("handledNet", 0, 3, "LANDLOCK_ACCESS_NET_* bits (0 to 3)", true, 0));
+    r.absorb(l);
+  } else if (!landlock.IsUndefined()) {
+    r.fail("landlock", "an object");
+  }
+  std::string cgroupParent = r.str("cgroupParent", true);
+  if (!cgroupParent.empty() &&
+      (cgroupParent[0] != '/' || cgroupParent.find('\0') != std::string::npos))
+    r.fail("cgroupParent", "an absolute path");
+  if (!r.ok()) {
+    if (env.IsExceptionPending()) return env.Undefined();
+    Napi::TypeError::New(env, r.message()).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  stockade::WarmKey key = stockade::warmKeyOf(plan);
+  key.cgroupParent = cgroupParent;
+  auto* addon = env.GetInstanceData<AddonData>();
+  if (!addon->spawner)
+    addon->spawner = std::make_unique<Spawner>(&addon->handles, &DeliverSpawn, addon);
+  return Napi::Number::New(env, addon->spawner->prewarm(key));
+}
+
 // pipe() -> [readFd, writeFd], both close-on-exec.
 Napi::Value Pipe(const Napi::CallbackInfo& info) {
   int fds[2];
@@ -1185,6 +1238,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("seccompNotify", Napi::Function::New(env, SeccompNotify));
   exports.Set("threadCpuTime", Napi::Function::New(env, ThreadCpuTime));
   exports.Set("releaseCgroup", Napi::Function::New(env, ReleaseCgroupFn));
+  exports.Set("prewarm", Napi::Function::New(env, Prewarm));
   exports.Set("startSpecialScan", Napi::Function::New(env, StartSpecialScan));
   exports.Set("finishSpecialScan", Napi::Function::New(env, FinishSpecialScan));
   exports.Set("cancelSpecialScan", Napi::Function::New(env, CancelSpecialScan));

@@ -134,8 +134,10 @@ struct Plan {
   bool seccomp = true;
   // Set by the spawner thread, not the plan: it runs SCHED_BATCH, which the child resets.
   bool resetScheduler = false;
-  // May take a warm child of the pool and leave one like it for the next spawn (spawner.cc).
+  // May take a warm child of the pool and leave one like it for the next spawn (spawner.cc);
+  // with warmRefill false, takes one (made ahead by prewarm) and leaves none.
   bool warm = false;
+  bool warmRefill = true;
 
   // Defense in depth (landlock.h, seccomp.cc)
   SeccompProfile seccompProfile = SeccompProfile::kDefault;

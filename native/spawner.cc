@@ -86,7 +86,7 @@ void Spawner::discard(SpawnJob& job) {
   job.plan.cgroupDirs.clear();
 }
 
-int Spawner::submit(std::unique_ptr<SpawnJob> job) {
+int Spawner::start() {
   if (!started_) {
     sigset_t all, old;
     sigfillset(&all);
@@ -111,6 +111,21 @@ int Spawner::submit(std::unique_ptr<SpawnJob> job) {
     if (err != 0) return err;
     started_ = true;
   }
+  return 0;
+}
+
+int Spawner::prewarm(const WarmKey& key) {
+  if (int err = start()) return err;
+  pthread_mutex_lock(&mu_);
+  refill_ = true;
+  refillKey_ = key;
+  pthread_cond_signal(&wake_);
+  pthread_mutex_unlock(&mu_);
+  return 0;
+}
+
+int Spawner::submit(std::unique_ptr<SpawnJob> job) {
+  if (int err = start()) return err;
   pthread_mutex_lock(&mu_);
   todo_.push_back(std::move(job));
   pthread_cond_signal(&wake_);
@@ -134,8 +149,10 @@ constexpr time_t kWarmIdleSeconds = 2;
 void Spawner::takeWarm(Plan& plan, Warm* taken) {
   if (!plan.warm) return;
   WarmKey key = warmKeyOf(plan);
-  refill_ = true;
+  pthread_mutex_lock(&mu_);
+  refill_ = plan.warmRefill;
   refillKey_ = key;
+  pthread_mutex_unlock(&mu_);
   if (!warm_) return;
   if (!warmMatches(*warm_, key)) {
     warm_.reset();

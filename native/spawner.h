@@ -36,6 +36,11 @@ class Spawner {
   // Queues a job (called on the loop's thread). 0, or the errno of starting the thread.
   int submit(std::unique_ptr<SpawnJob> job);
 
+  // Has the thread make a warm child for `key` while it has nothing else to do (called on the
+  // loop's thread): for a spawn whose plan is still being resolved, which then takes it. A job
+  // that comes first cancels it (takeWarm). 0, or the errno of starting the thread.
+  int prewarm(const WarmKey& key);
+
   // Closes `fd` on the releaser thread, then calls done(data) on the loop's thread (called on
   // the loop's thread): for an fd whose close blocks, the last reference to a sandbox's mount
   // namespace (spawn.h, SpawnResult::mountNsFd). False, with nothing done, once the threads are
@@ -57,6 +62,7 @@ class Spawner {
   static void discard(SpawnJob& job);
 
  private:
+  int start();
   void stop();
   static void* threadMain(void* self);
   static void* releaserMain(void* self);
@@ -89,8 +95,8 @@ class Spawner {
   std::vector<Release> closed_;   // under mu_: for the loop's thread
 
   // The warm pool (spawn.h): at most one warm child, made while no job waits, like the last
-  // spawn that asked for it, and let go after kWarmIdle unused. Spawner thread only (and
-  // shutdown(), after the join).
+  // spawn that asked for it (or prewarm), and let go after kWarmIdle unused. warm_: spawner
+  // thread only (and shutdown(), after the join); refill_ and refillKey_ under mu_.
   Warm warm_;
   bool refill_ = false;
   WarmKey refillKey_;

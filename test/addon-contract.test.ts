@@ -369,6 +369,22 @@ describe('addon contract: the other classes', () => {
     await exited;
   });
 
+  test('prewarm(key): its shape checked, then 0', () => {
+    assert.throws(() => (native().prewarm as (...a: unknown[]) => unknown)(), {
+      name: 'TypeError',
+      message: 'prewarm(key) takes an object',
+    });
+    for (const [key, message] of [
+      [{ cgroupParent: 'relative' }, /cgroupParent/],
+      [{ budgets: [{ path: '/etc/passwd', value: '1' }] }, /a path under \/proc\/sys\/user\//],
+      [{ landlock: { handledNet: 9 } }, /handledNet/],
+      [{ landlock: 3 }, /landlock/],
+      [{ uid: -1 }, /uid/],
+    ] as const) {
+      assert.throws(() => native().prewarm(key as never), { name: 'TypeError', message }, JSON.stringify(key));
+    }
+  });
+
   test('startSpecialScan, finishSpecialScan and cancelSpecialScan: each handle once', () => {
     const finishUsage = { name: 'TypeError', message: 'finishSpecialScan(handle) takes an unfinished startSpecialScan handle' };
     const cancelUsage = { name: 'TypeError', message: 'cancelSpecialScan(handle) takes an unfinished startSpecialScan handle' };

@@ -192,6 +192,33 @@ describe('the warm pool', () => {
     }
   });
 
+  test('`stockade run` takes a warm child made while its plan is resolved, and makes none after it', async () => {
+    const audit = path.join(sharedTempDir('warm-run'), 'audit.jsonl');
+    // The sandbox sleeps, so the launcher is looked at after its spawn: no warm child for a next.
+    const launcher = spawn(
+      process.execPath,
+      [path.join(repoRoot, 'bin', 'stockade.js'), 'run', '--audit', audit, '--', '/bin/sleep', '1'],
+      {
+        stdio: ['ignore', 'ignore', 'inherit'],
+      },
+    );
+    try {
+      await waitFor(() => fs.existsSync(audit) && fs.readFileSync(audit, 'utf8').includes('"sandbox-start"'), 'the sandbox to start');
+      const start = fs
+        .readFileSync(audit, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l))
+        .find((e) => e.event === 'sandbox-start');
+      assert.equal(start.warm, true, 'made from the warm child the spawner made during the plan');
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(warmChildren(launcher.pid as number), [], 'none made for a next spawn');
+    } finally {
+      const [code] = await once(launcher, 'exit');
+      assert.equal(code, 0);
+    }
+  });
+
   test('a warm child dies with its process, and one left unused is let go after 2 s with its cgroup and fds', async () => {
     const script = `const { spawnSandboxed } = require(${JSON.stringify(path.join(repoRoot, 'dist', 'lib'))});
       spawnSandboxed('/bin/true', []).exited.then(() => setTimeout(() => {}, 60000));`;
@@ -224,7 +251,8 @@ describe('the warm pool', () => {
         : undefined;
     if (v2 !== undefined) assert.ok(fs.existsSync(v2), `the warm child's cgroup ${v2}`);
     await waitFor(() => warmChildren().length === 0, { what: 'the unused warm child to be let go' });
-    if (v2 !== undefined) assert.equal(fs.existsSync(v2), false, `${v2} removed with it`);
+    // Removed right after the reap (the process is gone from /proc a moment before).
+    if (v2 !== undefined) await waitFor(() => !fs.existsSync(v2), { what: `${v2} removed with it` });
     await waitFor(() => openFdCount() === fds, { what: () => `the fd count back to ${fds} (now ${openFdCount()})` });
   });
 });

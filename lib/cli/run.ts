@@ -267,14 +267,15 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
     native().closeFd(relayPipes.stdout[1]);
   };
   try {
-    const { spawnSandboxed } = require('../process') as typeof import('../process');
+    const { spawnSandboxed, WARM_ONCE } = require('../process') as typeof import('../process');
     child = spawnSandboxed(launch.command, launch.args, {
       ...launch.options,
       stdio: relayPipes ? [relayPipes.stdin[0], relayPipes.stdout[1], 2] : filtered ? ['pipe', 'pipe', 2] : [0, 1, 2],
       logger,
       ...(grants ? { grantScope: grants } : {}),
-      // One sandbox per launcher: nothing to make ahead for a next one.
-      warm: false,
+      // One sandbox per launcher: its namespaces are made while its plan is resolved, and
+      // nothing is made ahead for a next one.
+      [WARM_ONCE]: true,
     });
   } catch (err) {
     unhook();

@@ -75,7 +75,8 @@ export function runSandboxed(
   let failure: Error | undefined;
   for (const name of ['stdout', 'stderr'] as const) {
     child[name]?.on('data', (chunk: Buffer) => {
-      if (failure !== undefined) return; // killed already: the rest is dropped, not kept
+      // Each stream is kept up to maxBuffer, also once the other one went past it: what the
+      // payload wrote to stderr before it flooded stdout is still in the pipe then, read after.
       const room = maxBuffer - sizes[name];
       if (chunk.length <= room) {
         kept[name].push(chunk);
@@ -84,6 +85,7 @@ export function runSandboxed(
       }
       if (room > 0) kept[name].push(chunk.subarray(0, room));
       sizes[name] = maxBuffer;
+      if (failure !== undefined) return;
       failure = new MaxBufferError(name, maxBuffer);
       // SIGKILL, not killSignal: the output is dropped from here on, and a payload that ignored
       // SIGTERM would leave the promise pending forever.

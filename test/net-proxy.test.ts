@@ -36,6 +36,9 @@ let UP = 0; // plain HTTP upstream on 127.0.0.2
 let TP = 0; // HTTPS upstream on 127.0.0.2
 let IP3 = 0; // plain HTTP upstream on 127.0.0.3 (reachable by address entry)
 const servers: Server[] = [];
+// Listeners on 127.0.0.1 with the upstreams' port numbers, for the transparent tests.
+let twinHttp: Server;
+let twinTls: Server;
 let fx: ProxyFixture;
 let lookups: string[] = [];
 
@@ -93,9 +96,28 @@ function socksDomain(host: string | Buffer, port: number, cmd = 1): Buffer {
   return Buffer.concat([Buffer.from([5, cmd, 0, 3, h.length]), h, p]);
 }
 
+/**
+ * An upstream on 127.0.0.2 and a listener on 127.0.0.1 with the same port (the transparent
+ * tests' "original destination"), both held from the start: the port is free on 127.0.0.2, but
+ * another process may hold it on 127.0.0.1, then another port is taken.
+ */
+async function upstreamWithTwin(make: () => Promise<Server>): Promise<[Server, Server]> {
+  for (let attempt = 1; ; attempt++) {
+    const up = await make();
+    try {
+      return [up, await listen(createServer(), '127.0.0.1', portOf(up))];
+    } catch (err) {
+      await closeServer(up);
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt === 20) throw err;
+    }
+  }
+}
+
 before(async () => {
-  const up = await httpUpstream();
-  const tls = await httpsUpstream();
+  const [up, httpTwin] = await upstreamWithTwin(httpUpstream);
+  const [tls, tlsTwin] = await upstreamWithTwin(httpsUpstream);
+  twinHttp = httpTwin;
+  twinTls = tlsTwin;
   const up3 = await listen(
     createServer((s) => {
       s.on('error', () => {});
@@ -103,7 +125,7 @@ before(async () => {
     }),
     '127.0.0.3',
   );
-  servers.push(up, tls, up3);
+  servers.push(up, tls, up3, httpTwin, tlsTwin);
   UP = portOf(up);
   TP = portOf(tls);
   IP3 = portOf(up3);
@@ -379,15 +401,11 @@ describe('SOCKS5', () => {
 });
 
 describe('transparent interception', () => {
-  let tHttp: Server;
-  let tTls: Server;
-  before(async () => {
+  before(() => {
     // Same port numbers as the upstreams, on 127.0.0.1: the accepted socket's local port is the
     // "original destination" port, as with `ip route add local 0.0.0.0/0 dev lo` in the netns.
-    tHttp = await listen(createServer(), '127.0.0.1', UP);
-    tTls = await listen(createServer(), '127.0.0.1', TP);
-    fx.proxy.serveTransparent(tHttp);
-    fx.proxy.serveTransparent(tTls);
+    fx.proxy.serveTransparent(twinHttp);
+    fx.proxy.serveTransparent(twinTls);
   });
 
   it('takes the name from the Host header', async () => {

@@ -150,8 +150,8 @@ export interface SpecialFile {
  * them along). The answer throws a HostPathError past `limit` entries, or when a directory could
  * not be read for another reason than permissions, since what was not looked at may hold one.
  * A tree found clean leaves a witness (native/scanwitness.cc): the next scan of it checks that
- * every directory is the one seen, unchanged since (one statx each, ~2.5 ms for node_modules
- * instead of ~12), and walks only if one is not.
+ * every directory is the one seen, unchanged since (one statx each, ~3–4 ms of the scan's thread
+ * for node_modules instead of ~23 ms of CPU), and walks only if one is not.
  */
 export function startSocketScan(root: string, limit = SCAN_LIMIT): () => SpecialFile | undefined {
   const early = limit === SCAN_LIMIT ? prefetched.get(root) : undefined;

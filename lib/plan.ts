@@ -627,8 +627,6 @@ function resolveUncached(
   checkKeys(fsOptions, ['readOnly', 'readWrite', 'tmpSize', 'home', 'allowSockets', 'deny', 'denyDefaults'], 'filesystem');
   const tmpSize = fsOptions.tmpSize === undefined ? 64 * 1024 ** 2 : size(fsOptions.tmpSize, 'filesystem.tmpSize');
   const grants = resolveGrants(fsOptions);
-  // The grants' socket scans run on the addon's threads meanwhile; the plan is returned only once
-  // every one of them is done (a sandbox is spawned only from a returned plan).
   // As soon as the scans run: the limits for a warm child made meanwhile (a problem with them is
   // reported below, after the grants', as without one).
   let early: LimitsPlan | undefined;
@@ -640,6 +638,8 @@ function resolveUncached(
       // Thrown again where the limits are read below.
     }
   }
+  // The grants' socket scans run on the addon's threads meanwhile; the plan is returned only once
+  // every one of them is done (a sandbox is spawned only from a returned plan).
   return whileScanning(grants.checked, () => {
     const mounts = new Map<string, NativeMount>();
     const add = (m: NativeMount | undefined) => m && mounts.set(m.target, m);

@@ -24,6 +24,12 @@
 // (AT_RECURSIVE). Entry types come from d_type; a file system that leaves it DT_UNKNOWN gets a
 // statx (AT_SYMLINK_NOFOLLOW) per entry.
 //
+// A clean walk leaves a witness (scanwitness.cc: each directory's identity and ctime, taken
+// before it was read), and the next scan of the same tree checks it first (begin()): one statx
+// per directory instead of reading it; any directory changed since, or a mount added or gone
+// below the root, and the walk runs as without one. The mounts below the root are looked at
+// either way: a socket mounted over a plain file is invisible to getdents.
+//
 // What cannot be looked at is handled as fs.readdirSync was: a directory the launcher may
 // neither read nor search (EACCES, EPERM) is skipped, since the sandbox, with no more privilege,
 // cannot enter it either; one it may search but not read (0711) ends the scan, since the sandbox

@@ -73,6 +73,7 @@ enum {
 #define FD_CLOEXEC_ 1
 #define AT_RANDOM_ 25
 #define SFD_CLOEXEC_ 02000000
+#define O_CLOEXEC_ 02000000
 #define POLLIN_ 1
 #define EPERM_ 1
 #define EAFNOSUPPORT_ 97
@@ -253,6 +254,9 @@ static int finish(int statusFd, int rawStatus) {
   return 128 + WTERMSIG(rawStatus);
 }
 
+/* The highest fd of the payload's initial fd table (run(): 256 slots). */
+enum { kKeptFd = 255 };
+
 __attribute__((noinline)) static int run(int argc, char** argv, char** envp) {
   if (argc < 6) return 127;
   int errorFd = parseFd(argv[1]);
@@ -281,6 +285,17 @@ __attribute__((noinline)) static int run(int argc, char** argv, char** envp) {
     return 127;
   }
   if (payload == 0) {
+    /* An fd table of 256 slots for the payload, as a process started from a shell or an MCP
+     * client inherits: fork gives a process with few fds open (PID 1 here) the 64 slots of the
+     * smallest table, and a multi-threaded payload growing it past 64 waits a full RCU grace
+     * period in the kernel (expand_files -> synchronize_rcu, the table being shared by its
+     * threads), with every thread opening a file meanwhile: Node loading an MCP server's modules
+     * did, 3-15 ms of its start on a 2-CPU VM. Growing it here, single-threaded, costs no grace
+     * period; the slot is close-on-exec, so the payload starts with its own fds only and the
+     * table keeps its size across the exec. Only where every open fd is below 255 (otherwise the
+     * table is that large already, and fd 255 may be one of the payload's). */
+    if (errorFd < kKeptFd && statusFd < kKeptFd && notifyFd < kKeptFd && signals < kKeptFd)
+      sys3(SYS_dup3, errorFd, kKeptFd, O_CLOEXEC_);
     setMask(SIG_SETMASK, 0);
     long rc = sys3(SYS_execve, (long)path, (long)(argv + 5), (long)envp);
     report(errorFd, kStepExec, rc);

@@ -80,6 +80,22 @@ describe('stdio', () => {
     assert.equal(r.stdout, 'out\n/dev/null\n');
   });
 
+  test('the payload starts with its stdio only, in an fd table of 256 slots (no grace period to grow it)', async () => {
+    // Run straight from stockade-init's child (no shell in between: a fork would size the table
+    // again for the fds its parent holds). The slot that sized it is close-on-exec: not there.
+    const fds = await run('/bin/ls', ['/proc/self/fd'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    assert.deepEqual(
+      fds.stdout
+        .trim()
+        .split('\n')
+        .map(Number)
+        .sort((a, b) => a - b),
+      [0, 1, 2, 3],
+    ); // 3: ls's own listing
+    const status = await run('/bin/grep', ['^FDSize:', '/proc/self/status'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    assert.match(status.stdout, /^FDSize:\s+256\n$/);
+  });
+
   test("an fd number passes the parent's open file: the payload reads one and writes the other", async () => {
     const dir = sharedTempDir('fdpass');
     try {

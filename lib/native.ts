@@ -102,7 +102,7 @@ export interface NativePlan {
    * and leave one like it for the next spawn. Given per spawn, also with a template.
    */
   warm?: boolean;
-  /** With warm: false takes a warm child made ahead (Addon.prewarm) and leaves none after. */
+  /** false (with warm): takes a warm child made ahead (Addon.prewarm) and leaves none after. */
   warmRefill?: boolean;
 }
 

@@ -15,6 +15,10 @@
 // HOME, LOGNAME, PATH, SHELL, TERM, USER), not this shell's: a NODE_EXTRA_CA_CERTS naming the
 // system bundle, for one, costs every node start ~35 ms on this machine, to both sides alike.
 //
+// A node payload behind the proxy, with and without a credential (`--secret`), shows what a
+// credential adds to a start: the per-run CA and the trust the sandbox's node gets (lib/net/env.ts,
+// ProxyEnvOptions.trustStore).
+//
 // COLD_BASELINE names another build's bin/stockade.js (a checkout of the code before a change,
 // built): its plain and granted starts join the same rounds, and the figures compare this
 // launcher with it start by start, on the same seconds of the machine.
@@ -82,16 +86,23 @@ async function main(): Promise<void> {
   if (!fs.existsSync(path.join(root, 'dist', 'lib', 'cli.js'))) throw new Error('dist/lib/cli.js missing: npm run build:ts');
   const plain = 'stockade run -- /bin/true';
   const granted = 'stockade run --ro node_modules -- /bin/true';
+  const proxied = 'stockade run --allow-net api.example.com -- node -e 0';
+  const credential = 'stockade run --secret T@api.example.com -- node -e 0';
+  const nodePayload = ['--', process.execPath, '-e', '0'];
+  const secretEnv = { T: 'cold-start-token' };
   const modes: Record<string, Sampler> = Object.fromEntries([
     run('node -e 0', ['-e', '0']),
     run(plain, [launcher, 'run', '--', '/bin/true']),
     run(granted, [launcher, 'run', '--ro', path.join(root, 'node_modules'), '--', '/bin/true']),
+    run(proxied, [launcher, 'run', '--allow-net', 'api.example.com', ...nodePayload]),
+    run(credential, [launcher, 'run', '--secret', 'T@api.example.com', ...nodePayload], secretEnv),
     // bin/stockade.js's hand-made code cache (Node < 22.1) turned off: what it saves.
     ...(nativeCache ? [] : [run('stockade run, no code cache', [launcher, 'run', '--', '/bin/true'], { STOCKADE_NO_COMPILE_CACHE: '1' })]),
     ...(baseline
       ? [
           run(`baseline: ${plain}`, [baseline, 'run', '--', '/bin/true']),
           run(`baseline: ${granted}`, [baseline, 'run', '--ro', path.join(root, 'node_modules'), '--', '/bin/true']),
+          run(`baseline: ${credential}`, [baseline, 'run', '--secret', 'T@api.example.com', ...nodePayload], secretEnv),
         ]
       : []),
     run('unbundled CLI run -- /bin/true', [
@@ -107,11 +118,12 @@ async function main(): Promise<void> {
   if (!nativeCache) s.ratios.push(ratio(s.modes, plain, 'stockade run, no code cache'));
   s.figures['launcher + sandbox over `node -e 0` (median of per-round differences)'] = difference(s.modes, plain, 'node -e 0');
   s.figures['granting node_modules adds'] = difference(s.modes, granted, plain);
+  s.figures['a credential adds to a node payload behind the proxy'] = difference(s.modes, credential, proxied);
   s.figures['CPU per start, all processes: stockade run -- /bin/true vs node -e 0'] = cpuDifference(plain, 'node -e 0', warmup);
   s.figures['CPU per start: --ro node_modules vs plain run'] = cpuDifference(granted, plain, warmup);
   if (baseline) {
     s.notes.push(`baseline: ${baseline}`);
-    for (const name of [plain, granted]) {
+    for (const name of [plain, granted, credential]) {
       s.ratios.push(ratio(s.modes, name, `baseline: ${name}`));
       s.figures[`${name}: this launcher − the baseline`] = difference(s.modes, name, `baseline: ${name}`);
       s.figures[`CPU per start: ${name}, this launcher vs the baseline`] = cpuDifference(name, `baseline: ${name}`, warmup);

@@ -707,7 +707,9 @@ function resolveUncached(
 
     const envp = buildEnv(
       options.env,
-      egress === undefined ? undefined : (nodeOptions) => ({ ...egressModule().egressEnv(egress, nodeOptions), ...trust?.env }),
+      egress === undefined
+        ? undefined
+        : (nodeOptions) => ({ ...egressModule().egressEnv(egress, nodeOptions, trust && CA_BUNDLE), ...trust?.env }),
     );
     const plan: Omit<NativePlan, 'fds'> = {
       file: command,

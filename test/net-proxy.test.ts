@@ -915,5 +915,18 @@ describe('audit log and upstream failures', () => {
     assert.equal(env.NODE_USE_ENV_PROXY, '1');
     assert.match(env.NODE_OPTIONS, /^--max-old-space-size=256 --require=\/.*\/lib\/net\/preload\.js$/);
     assert.throws(() => proxyEnv(0), /invalid proxy port: 0/);
+    assert.equal(env.NODE_EXTRA_CA_CERTS, undefined);
+  });
+
+  it('proxyEnv with a trust store: --use-openssl-ca, or NODE_EXTRA_CA_CERTS beside --use-bundled-ca', () => {
+    const bundle = '/etc/ssl/certs/ca-certificates.crt';
+    const plain = proxyEnv(3128, { nodeOptions: '--max-old-space-size=256', trustStore: bundle, preloadPath: '/p.js' });
+    assert.equal(plain.NODE_OPTIONS, '--max-old-space-size=256 --require=/p.js --use-openssl-ca');
+    assert.equal(plain.NODE_EXTRA_CA_CERTS, undefined);
+    const once = proxyEnv(3128, { nodeOptions: '--use-openssl-ca', trustStore: bundle, preloadPath: '/p.js' });
+    assert.equal(once.NODE_OPTIONS, '--use-openssl-ca --require=/p.js');
+    const bundled = proxyEnv(3128, { nodeOptions: '--use-bundled-ca', trustStore: bundle, preloadPath: '/p.js' });
+    assert.equal(bundled.NODE_OPTIONS, '--use-bundled-ca --require=/p.js');
+    assert.equal(bundled.NODE_EXTRA_CA_CERTS, bundle);
   });
 });

@@ -317,6 +317,22 @@ describe('hostile use of the placeholder', () => {
     );
   });
 
+  test('node trusts the per-run CA through --use-openssl-ca, not NODE_EXTRA_CA_CERTS (read at every node start)', async () => {
+    const before = api.seen.length;
+    const probe = (url: string) =>
+      `node -e "console.log(process.env.NODE_EXTRA_CA_CERTS, process.env.NODE_OPTIONS.split(' ').filter((o) => o.endsWith('-ca')).join()); fetch('${url}', { headers: { authorization: 'Bearer ' + process.env.STOCKADE_TEST_TOKEN } }).then((r) => r.text()).then(console.log)"`;
+    const r = await attempt(probe('https://api.secret.test/openssl-ca'));
+    assert.equal(r.stdout, 'undefined --use-openssl-ca\n{"ok":true}\n', r.stderr);
+    // node refuses --use-openssl-ca beside a --use-bundled-ca of the sandbox's own NODE_OPTIONS:
+    // the bundle is then NODE_EXTRA_CA_CERTS, and the server still verifies.
+    const bundled = await attempt(probe('https://api.secret.test/bundled-ca'), { env: { NODE_OPTIONS: '--use-bundled-ca' } });
+    assert.equal(bundled.stdout, '/etc/ssl/certs/ca-certificates.crt --use-bundled-ca\n{"ok":true}\n', bundled.stderr);
+    assert.deepEqual(
+      api.seen.slice(before).map((s) => [s.url, s.authorization]),
+      ['/openssl-ca', '/bundled-ca'].map((u) => [u, `Bearer ${token}`]),
+    );
+  });
+
   test('a placeholder file: the server reads the placeholder from a file, and the value goes on the wire', {
     skip: needs('curl'),
   }, async () => {

@@ -4,6 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import * as tls from 'node:tls';
 import { RunCa, sandboxTrustEnv } from '../lib/secrets/ca';
 import { prepareSecrets } from '../lib/secrets/index';
 import { makePlaceholder, makeScrubber, PlaceholderSet, StreamRedactor } from '../lib/secrets/placeholder';
@@ -229,8 +230,9 @@ test('RunCa: leaves are cached per host, trust env names the bundle', async () =
   const ip = await ca.leaf('127.0.0.1');
   assert.notEqual(ip.certPem, l1.certPem);
   assert.ok(ca.bundleText('HOST BUNDLE').startsWith('HOST BUNDLE\n-----BEGIN CERTIFICATE-----'));
+  assert.ok(ca.bundleText('').startsWith(`${tls.rootCertificates[0]}\n`), "a host without a bundle: node's roots");
+  assert.ok(ca.bundleText('').endsWith(`\n${ca.certPem}`));
   assert.deepEqual(sandboxTrustEnv('/etc/ssl/certs/ca-certificates.crt'), {
-    NODE_EXTRA_CA_CERTS: '/etc/ssl/certs/ca-certificates.crt',
     SSL_CERT_FILE: '/etc/ssl/certs/ca-certificates.crt',
     REQUESTS_CA_BUNDLE: '/etc/ssl/certs/ca-certificates.crt',
     CURL_CA_BUNDLE: '/etc/ssl/certs/ca-certificates.crt',
@@ -252,7 +254,7 @@ test('prepareSecrets: the sandbox gets placeholders and trust variables, never t
   const p = await prepareSecrets({ secrets: [parseSecretSpec('GITHUB_TOKEN@api.github.com')], env: { GITHUB_TOKEN: 'ghp_real' } });
   try {
     assert.match(p.env.GITHUB_TOKEN, /^stockade-ph-github_token-[0-9a-f]{32}$/);
-    assert.equal(p.env.NODE_EXTRA_CA_CERTS, '/etc/ssl/certs/ca-certificates.crt');
+    assert.equal(p.env.SSL_CERT_FILE, '/etc/ssl/certs/ca-certificates.crt');
     assert.ok(!JSON.stringify(p.env).includes('ghp_real'));
     assert.ok(p.bundle.endsWith(p.ca.certPem));
     assert.ok(p.interceptor.wants('api.github.com', 443));

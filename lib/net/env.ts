@@ -20,6 +20,17 @@ export interface ProxyEnvOptions {
   nodeOptions?: string;
   /** SOCKS5 port, if one is served; ALL_PROXY then points at it (socks5h: names resolved by us). */
   socksPort?: number;
+  /**
+   * A CA bundle (path inside) node must trust, with credential injection's per-run CA in it. node
+   * is told with --use-openssl-ca (its roots are then OpenSSL's store: SSL_CERT_FILE, set by
+   * sandboxTrustEnv, loaded at the first TLS handshake), not NODE_EXTRA_CA_CERTS: node 20 reads
+   * that file and builds its whole root store when it starts, whether it makes a TLS connection or
+   * not, which cost every node process in the sandbox 40 ms (one certificate) to 80 ms (the host's
+   * bundle) on the development VM (`perf stat node -e 0`: 30 → 110 ms of CPU). Where the
+   * sandbox's own NODE_OPTIONS asks for --use-bundled-ca (node refuses both flags), it is
+   * NODE_EXTRA_CA_CERTS after all.
+   */
+  trustStore?: string;
 }
 
 /** The variables to add to the sandbox's environment. */
@@ -30,6 +41,13 @@ export function proxyEnv(port: number, opts: ProxyEnvOptions = {}): Record<strin
   const noProxy = 'localhost,127.0.0.1,::1';
   const preload = opts.preloadPath ?? PRELOAD_PATH;
   if (/\s|"/.test(preload)) throw new TypeError(`preload path must not contain spaces or quotes: ${preload}`);
+  const nodeOptions = [opts.nodeOptions, `--require=${preload}`];
+  const trust: Record<string, string> = {};
+  if (opts.trustStore !== undefined) {
+    const given = opts.nodeOptions?.split(/\s+/) ?? [];
+    if (given.includes('--use-bundled-ca')) trust.NODE_EXTRA_CA_CERTS = opts.trustStore;
+    else if (!given.includes('--use-openssl-ca')) nodeOptions.push('--use-openssl-ca');
+  }
   return {
     HTTP_PROXY: http,
     http_proxy: http,
@@ -40,6 +58,7 @@ export function proxyEnv(port: number, opts: ProxyEnvOptions = {}): Record<strin
     NO_PROXY: noProxy,
     no_proxy: noProxy,
     NODE_USE_ENV_PROXY: '1',
-    NODE_OPTIONS: [opts.nodeOptions, `--require=${preload}`].filter(Boolean).join(' '),
+    NODE_OPTIONS: nodeOptions.filter(Boolean).join(' '),
+    ...trust,
   };
 }

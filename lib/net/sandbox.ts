@@ -81,9 +81,12 @@ export function planEgress(options: EgressOptions): EgressPlan {
  */
 export const PRELOAD_INSIDE = '/etc/stockade/proxy-preload.js';
 
-/** The environment cooperative clients use to find the proxy. */
-export function egressEnv(plan: EgressPlan, nodeOptions?: string): Record<string, string> {
-  return proxyEnv(plan.httpPort, { socksPort: plan.socksPort, nodeOptions, preloadPath: PRELOAD_INSIDE });
+/**
+ * The environment cooperative clients use to find the proxy; `trustStore`, the CA bundle node must
+ * trust when credentials are injected (ProxyEnvOptions.trustStore).
+ */
+export function egressEnv(plan: EgressPlan, nodeOptions?: string, trustStore?: string): Record<string, string> {
+  return proxyEnv(plan.httpPort, { socksPort: plan.socksPort, nodeOptions, preloadPath: PRELOAD_INSIDE, trustStore });
 }
 
 /** Serves one sandbox's injected listeners through an EgressProxy; close() frees everything. */

@@ -65,12 +65,13 @@ export function upstreamSecureContext(extraCaPem: readonly string[] = [], hostBu
 
 /**
  * The environment entries that make common TLS stacks inside the sandbox trust the bundle at
- * `bundlePath` (a file that holds the host CAs and the per-run CA): node (NODE_EXTRA_CA_CERTS adds
- * to its bundled roots), OpenSSL-based tools and Python ssl (SSL_CERT_FILE), requests, curl.
+ * `bundlePath` (a file that holds the host CAs and the per-run CA): OpenSSL-based tools and Python
+ * ssl (SSL_CERT_FILE), requests, curl. node is pointed at the same file through SSL_CERT_FILE and
+ * --use-openssl-ca in NODE_OPTIONS, which the proxy's environment composes (lib/net/env.ts,
+ * ProxyEnvOptions.trustStore: why not NODE_EXTRA_CA_CERTS).
  */
 export function sandboxTrustEnv(bundlePath = '/etc/ssl/certs/ca-certificates.crt'): Record<string, string> {
   return {
-    NODE_EXTRA_CA_CERTS: bundlePath,
     SSL_CERT_FILE: bundlePath,
     REQUESTS_CA_BUNDLE: bundlePath,
     CURL_CA_BUNDLE: bundlePath,
@@ -163,8 +164,11 @@ export class RunCa {
 
   /** The sandbox's CA bundle: the host's CAs followed by this CA. */
   bundleText(hostBundle = readHostCaBundle()): string {
-    const sep = hostBundle && !hostBundle.endsWith('\n') ? '\n' : '';
-    return `${hostBundle}${sep}${this.certPem}`;
+    // node inside trusts this file in place of its compiled-in roots (--use-openssl-ca): a host
+    // without a bundle gets those roots here, so that hosts without a secret still verify.
+    const roots = hostBundle || `${tls.rootCertificates.join('\n')}\n`;
+    const sep = roots.endsWith('\n') ? '' : '\n';
+    return `${roots}${sep}${this.certPem}`;
   }
 
   /** Issues (or returns the cached) leaf certificate for `host`, a DNS name or an IP literal. */

@@ -102,6 +102,7 @@ async function main(): Promise<void> {
       ? [
           run(`baseline: ${plain}`, [baseline, 'run', '--', '/bin/true']),
           run(`baseline: ${granted}`, [baseline, 'run', '--ro', path.join(root, 'node_modules'), '--', '/bin/true']),
+          run(`baseline: ${proxied}`, [baseline, 'run', '--allow-net', 'api.example.com', ...nodePayload]),
           run(`baseline: ${credential}`, [baseline, 'run', '--secret', 'T@api.example.com', ...nodePayload], secretEnv),
         ]
       : []),
@@ -123,7 +124,7 @@ async function main(): Promise<void> {
   s.figures['CPU per start: --ro node_modules vs plain run'] = cpuDifference(granted, plain, warmup);
   if (baseline) {
     s.notes.push(`baseline: ${baseline}`);
-    for (const name of [plain, granted, credential]) {
+    for (const name of [plain, granted, proxied, credential]) {
       s.ratios.push(ratio(s.modes, name, `baseline: ${name}`));
       s.figures[`${name}: this launcher − the baseline`] = difference(s.modes, name, `baseline: ${name}`);
       s.figures[`CPU per start: ${name}, this launcher vs the baseline`] = cpuDifference(name, `baseline: ${name}`, warmup);

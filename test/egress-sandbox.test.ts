@@ -110,6 +110,14 @@ proxy refused CONNECT evil.test:${httpPort}: HTTP/1.1 403 Forbidden stockade: eg
     );
   });
 
+  test('the preload loads neither undici nor node:tls before the first fetch (every node process in the sandbox runs it)', async () => {
+    const loaded = 'process.moduleLoadList.filter((m) => /undici|NativeModule tls$/.test(m)).length';
+    const r = await nodeScript(
+      `console.log(${loaded} === 0, fetch.name, fetch.length); fetch('http://good.test:${httpPort}/lazy').then(async (a) => console.log(a.status, ${loaded} > 0))`,
+    );
+    assert.equal(r.stdout, 'true fetch 1\n200 true\n', r.stderr);
+  });
+
   test('python3 urllib: allowed, and HTTPError 403 for another name', { skip: needs('python3') }, async () => {
     const r = await py(`import urllib.request, urllib.error
 print(urllib.request.urlopen('http://good.test:${httpPort}/p').read().decode())

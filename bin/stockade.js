@@ -26,20 +26,19 @@ if (nativeCache && !process.env.NODE_COMPILE_CACHE && !process.env.STOCKADE_NO_C
 /**
  * Node 20 has no module.enableCompileCache: the bundle is compiled through vm.Script with V8's
  * code cache by hand (what the v8-compile-cache package does), ~10-30 ms of a start. The cache
- * file is named after the Node version, the architecture and the bundle's size and mtime, and
+ * file is named after `flavor`, the Node version, the architecture and the bundle's size and mtime, and
  * V8 itself rejects data made from other source or by another V8 (cachedDataRejected), which is
  * then made anew. It is written once, at the first exit, so that it holds every function that
  * run compiled; `run` has a file of its own, since a cache written by `stockade --version` or
  * `doctor` (often the first command after an install) holds almost none of what `run` compiles
- * (~10 ms of every later start). Anything unusual (no bundle, dist/ read-only) falls back to
- * require() or to no cache.
+ * (~10 ms of every later start); a bundle of dependencies has one too (`x509`, lib/bundles.ts).
+ * Anything unusual (no bundle, dist/ read-only) falls back to require() or to no cache.
  */
-function loadBundle(file) {
+function loadBundle(file, flavor) {
   if (nativeCache || process.env.STOCKADE_NO_COMPILE_CACHE) return require(file);
   const fs = require('node:fs');
   let source;
   let cacheFile;
-  const flavor = process.argv[2] === 'run' ? 'run' : 'cli';
   try {
     // The bundle is ASCII (esbuild escapes the rest): latin1 is then the same text, made without
     // UTF-8 decoding (~1 ms of 400 KB).
@@ -80,11 +79,13 @@ function loadBundle(file) {
 
 let cli;
 try {
-  cli = loadBundle(bundle);
+  cli = loadBundle(bundle, process.argv[2] === 'run' ? 'run' : 'cli');
 } catch (err) {
   if (err?.code !== 'ENOENT' && (err?.code !== 'MODULE_NOT_FOUND' || !String(err.message).includes('cli.js'))) throw err;
   cli = require('../dist/lib/cli/main'); // a checkout built with plain tsc
 }
+// The bundles of dependencies (dist/lib/x509.js) load through the same cache (lib/bundles.ts).
+cli.setBundleLoader(loadBundle);
 cli.main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err) => {

@@ -5,22 +5,24 @@
 // The bundle is made from tsc's output, so relative paths (package.json) mean what they mean in
 // dist/lib/cli; it sits in dist/lib so that lib/layout.ts's __dirname is the same in both.
 // Dependencies stay in node_modules: they are loaded lazily, when a flag needs them (pino, yaml,
-// ajv, the X.509 library), and pino's worker files must stay files. All but node-gyp-build, which
-// every `run` loads to find the addon: bundled, its two files are compiled from the code cache
-// (bin/stockade.js) instead of from source at each start.
+// ajv), and pino's worker files must stay files. All but node-gyp-build, which every `run` loads
+// to find the addon: bundled, its two files are compiled from the code cache (bin/stockade.js)
+// instead of from source at each start. The X.509 library, which a credential's per-run CA needs
+// before the spawn, gets a bundle of its own with what it loads (dist/lib/x509.js: reflect-metadata,
+// tsyringe, the asn1 packages, ~50 files), and a code cache of its own (lib/bundles.ts): a `run`
+// without credentials neither reads it nor holds its functions in its cache.
 // Whitespace is minified (identifiers are kept, for stack traces): 30% less to read and hash at
 // each start, and no comment's non-ASCII text, so bin/stockade.js reads the bundle as latin1.
 const path = require('node:path');
 
 const root = path.join(__dirname, '..');
-require('esbuild')
-  .build({
+const esbuild = require('esbuild');
+const common = { bundle: true, platform: 'node', format: 'cjs', target: 'node20', minifyWhitespace: true, legalComments: 'none' };
+Promise.all([
+  esbuild.build({
     entryPoints: [path.join(root, 'dist/lib/cli/main.js')],
+    ...common,
     outfile: path.join(root, 'dist/lib/cli.js'),
-    bundle: true,
-    platform: 'node',
-    format: 'cjs',
-    target: 'node20',
     plugins: [
       {
         name: 'dependencies-external',
@@ -31,10 +33,18 @@ require('esbuild')
         },
       },
     ],
-    minifyWhitespace: true,
     logLevel: 'warning',
     // The addon is found at run time (node-gyp-build): a require of a computed path, by design.
     logOverride: { 'unsupported-require-call': 'silent' },
-    legalComments: 'none',
-  })
-  .catch(() => process.exit(1));
+  }),
+  esbuild.build({
+    ...common,
+    stdin: {
+      contents: "require('reflect-metadata');\nmodule.exports = require('@peculiar/x509');\n",
+      resolveDir: root,
+      sourcefile: 'x509.js',
+    },
+    outfile: path.join(root, 'dist/lib/x509.js'),
+    logLevel: 'warning',
+  }),
+]).catch(() => process.exit(1));

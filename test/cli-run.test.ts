@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { repoRoot } from './helpers';
@@ -81,4 +82,41 @@ test('a command that does not exist inside: one line, exit 127', () => {
   assert.equal(r.status, 127);
   assert.match(r.stderr, /^stockade: ENOENT: no such file or directory, spawn no-such-program/);
   assert.equal(r.stderr.trim().split('\n').length, 1);
+});
+
+test('the X.509 library is read only by a run with a credential, from its own bundle and code cache', () => {
+  // A preload records every file the launcher reads; the run with a credential needs the
+  // per-run CA (lib/bundles.ts), the plain run must not pay for it.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stockade-bundles-'));
+  try {
+    const log = path.join(dir, 'reads');
+    const preload = path.join(dir, 'reads.js');
+    fs.writeFileSync(
+      preload,
+      `const fs = require('fs'); const read = fs.readFileSync; const seen = [];
+fs.readFileSync = function (p, ...a) { seen.push(String(p)); return read.call(this, p, ...a); };
+process.on('exit', () => fs.writeFileSync(${JSON.stringify(log)}, seen.join('\\n')));`,
+    );
+    const reads = (args: string[], env: NodeJS.ProcessEnv = {}) => {
+      const r = spawnSync(process.execPath, ['-r', preload, launcher, 'run', ...args, '--', '/bin/true'], {
+        encoding: 'utf8',
+        env: { PATH: process.env.PATH, ...env },
+      });
+      assert.equal(r.status, 0, r.stderr);
+      return fs.readFileSync(log, 'utf8').split('\n');
+    };
+    const bundle = path.join(repoRoot, 'dist', 'lib', 'x509.js');
+    assert.ok(!reads([]).includes(bundle));
+    reads(['--secret', 'T@api.example.com'], { T: 'token' });
+    const second = reads(['--secret', 'T@api.example.com'], { T: 'token' });
+    assert.ok(second.includes(bundle), second.join(' '));
+    if (typeof (require('node:module') as { enableCompileCache?: unknown }).enableCompileCache !== 'function') {
+      // Node 20: bin/stockade.js's own code cache, one file per bundle, named after its size and mtime.
+      const st = fs.statSync(bundle);
+      const cache = `x509-${process.version}-${process.arch}-${st.size}-${Math.floor(st.mtimeMs)}.v8`;
+      assert.ok(second.includes(path.join(repoRoot, 'dist', '.compile-cache', cache)), second.join(' '));
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -3,6 +3,8 @@
 // usage error, never a stack trace.
 import { describeCliError, quietOnClosedStdout } from './errors';
 
+export { setBundleLoader } from '../bundles';
+
 const commands: Record<string, { summary: string; load: () => { main(argv: string[]): Promise<number> } }> = {
   run: { summary: 'run a command (an MCP server) in a sandbox', load: () => require('./run') },
   check: { summary: 'validate a policy file and print the effective policy', load: () => require('./check') },

@@ -19,7 +19,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type * as tls from 'node:tls';
 import * as zlib from 'node:zlib';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import type { Budget } from '../net/budget';
 import type { CallRef, GrantScope, PlaintextGuard } from '../net/decision';
 import { type RunCa, readCaFiles, upstreamSecureContext } from './ca';
@@ -104,7 +104,8 @@ export class SecretInterceptor extends EventEmitter {
   private readonly byName = new Map<string, ResolvedSecret>();
   private readonly set: PlaceholderSet;
   private readonly ca: RunCa;
-  private readonly log: Logger;
+  /** None: nothing is logged (pino itself is not loaded for that: ~20 ms of a start). */
+  private readonly log: Logger | undefined;
   private readonly scrubText: (s: string) => string;
   private readonly upstream: UpstreamPool;
   private readonly upstreamTimeout: number;
@@ -125,14 +126,16 @@ export class SecretInterceptor extends EventEmitter {
     this.placeholders = Object.freeze(Object.fromEntries(this.secrets.map((s) => [s.name, s.placeholder])));
     this.set = new PlaceholderSet(this.secrets);
     this.ca = options.ca;
-    this.log = options.logger ?? pino({ level: 'silent' });
+    this.log = options.logger;
     this.scrubText = makeScrubber(
       this.secrets.map((s) => ({ name: s.name, value: s.value, basicUser: s.inject.kind === 'basic' ? s.inject.username : undefined })),
     );
     const extra = [...readCaFiles(options.upstreamCa ?? []), ...(options.upstreamCaPem ?? [])];
     this.upstreamTimeout = options.upstreamTimeout ?? 120_000;
-    this.upstream = new UpstreamPool(upstreamSecureContext(extra), this.upstreamTimeout, (target, err) =>
-      this.audit('warn', { event: 'secret-upstream-error', host: target.host, err }, 'upstream HTTP/2 session error'),
+    this.upstream = new UpstreamPool(
+      () => upstreamSecureContext(extra),
+      this.upstreamTimeout,
+      (target, err) => this.audit('warn', { event: 'secret-upstream-error', host: target.host, err }, 'upstream HTTP/2 session error'),
     );
     this.handshakeTimeout = options.handshakeTimeout ?? 10_000;
     this.scope = options.scope;
@@ -235,8 +238,9 @@ export class SecretInterceptor extends EventEmitter {
 
   private audit(level: 'info' | 'warn' | 'error', record: Record<string, unknown>, msg: string): void {
     // Scrubbing walks the whole record: not for a line the logger drops (every injection is one).
-    if (!this.log.isLevelEnabled(level)) return;
-    this.log[level](scrubDeep(record, this.scrubText), this.scrubText(msg));
+    const log = this.log;
+    if (log === undefined || !log.isLevelEnabled(level)) return;
+    log[level](scrubDeep(record, this.scrubText), this.scrubText(msg));
   }
 
   private serverFor(target: InterceptTarget): Promise<http2.Http2SecureServer> {

@@ -112,8 +112,11 @@ export class UpstreamPool {
   private readonly sessions = new Map<string, Promise<http2.ClientHttp2Session | null>>();
   private readonly h1Only = new Set<string>();
 
+  private context?: tls.SecureContext;
+
+  /** `upstreamContext` makes the roots upstream servers are verified against, at the first connection. */
   constructor(
-    private readonly upstreamContext: tls.SecureContext,
+    private readonly upstreamContext: () => tls.SecureContext,
     private readonly upstreamTimeout: number,
     private readonly onSessionError: (target: InterceptTarget, err: Error) => void,
   ) {}
@@ -196,12 +199,13 @@ export class UpstreamPool {
   }
 
   private makeTlsOptions(target: InterceptTarget): tls.ConnectionOptions {
+    this.context ??= this.upstreamContext();
     return {
       host: target.address,
       port: target.connectPort ?? target.port,
       // SNI must be a name; for an IP target none is sent and the certificate is checked for the IP.
       servername: isIP(target.host) ? undefined : target.host,
-      secureContext: this.upstreamContext,
+      secureContext: this.context,
       checkServerIdentity: (_host, cert) => tls.checkServerIdentity(target.host, cert),
     };
   }

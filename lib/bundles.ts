@@ -1,0 +1,36 @@
+// Dependencies bundled into files of their own (scripts/bundle.js), loaded when first needed:
+// through the launcher's V8 code cache where it has one (bin/stockade.js hands its loader over,
+// setBundleLoader), else with require(). A checkout built with plain tsc and no bundle loads the
+// packages from node_modules.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { libDir } from './location';
+
+/** bin/stockade.js's loader: `flavor` names the bundle's code cache file. */
+type BundleLoader = (file: string, flavor: string) => unknown;
+
+let loader: BundleLoader = (file) => require(file);
+
+/** Called by bin/stockade.js once the CLI bundle is loaded. */
+export function setBundleLoader(load: BundleLoader): void {
+  loader = load;
+}
+
+let x509Module: typeof import('@peculiar/x509') | undefined;
+
+/**
+ * The X.509 library, reflect-metadata loaded before it (tsyringe needs the polyfill), from
+ * dist/lib/x509.js: loaded from its ~50 files in node_modules it was ~110 ms of a credential's
+ * start on the development VM, bundled and compiled from the code cache ~30.
+ */
+export function x509(): typeof import('@peculiar/x509') {
+  if (x509Module === undefined) {
+    const bundle = join(libDir, 'x509.js');
+    if (existsSync(bundle)) x509Module = loader(bundle, 'x509') as typeof import('@peculiar/x509');
+    else {
+      require('reflect-metadata');
+      x509Module = require('@peculiar/x509') as typeof import('@peculiar/x509');
+    }
+  }
+  return x509Module;
+}

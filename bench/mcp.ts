@@ -73,8 +73,23 @@ const baseline = process.env.MCP_BASELINE ? path.resolve(process.env.MCP_BASELIN
 const baselineMode: Mode | undefined = baseline
   ? [process.execPath, [baseline, 'run', '--ro', path.join(root, 'node_modules'), '--', process.execPath, server, 'stdio']]
   : undefined;
-// Cold start compares what users start; the references above only frame the round trip.
-const starting = ['direct', 'stockade run', 'stockade run --tools', 'direct, own session (setsid)'].filter((name) => modes[name]);
+// Cold start compares what users start; the references above only frame the round trip. Most
+// servers need the network, and many a credential: those start behind the proxy (every node
+// process in the sandbox runs the fetch preload) and with the per-run CA, and join the cold
+// starts only (the round trip is the same stdio).
+const grant = ['--ro', path.join(root, 'node_modules')];
+const payload = ['--', process.execPath, server, 'stdio'];
+const startOnly: Record<string, Mode> = {
+  'stockade run --allow-net': [process.execPath, [launcher, 'run', ...grant, '--allow-net', 'api.example.com', ...payload]],
+  'stockade run --secret': [
+    process.execPath,
+    [launcher, 'run', ...grant, '--secret', 'BENCH_TOKEN@api.example.com', ...payload],
+    { BENCH_TOKEN: 'cold-start-token' },
+  ],
+};
+const starting = ['direct', 'stockade run', 'stockade run --tools', 'direct, own session (setsid)', ...Object.keys(startOnly)].filter(
+  (name) => modes[name] ?? startOnly[name],
+);
 if (baselineMode) starting.push('baseline: stockade run');
 
 /** Deterministic shuffles (mulberry32): the same orders in every run. */
@@ -246,7 +261,7 @@ async function main(): Promise<void> {
       name,
       async () => {
         const t = performance.now();
-        const c = await connect(name === 'baseline: stockade run' && baselineMode ? baselineMode : modes[name]);
+        const c = await connect(name === 'baseline: stockade run' && baselineMode ? baselineMode : (modes[name] ?? startOnly[name]));
         const ms = performance.now() - t;
         await c.close();
         return ms;
@@ -258,6 +273,7 @@ async function main(): Promise<void> {
   cold.modes = await interleave(starts, { rounds: ROUNDS, perRound: STARTS, warmup: 1, alternate: true });
   cold.ratios.push(ratio(cold.modes, 'stockade run', 'direct'));
   cold.figures['stockade run over direct (median of per-round differences)'] = difference(cold.modes, 'stockade run', 'direct');
+  for (const name of Object.keys(startOnly)) cold.figures[`${name} over direct`] = difference(cold.modes, name, 'direct');
   if (baselineMode) {
     cold.notes.push(`baseline: ${baseline}`);
     cold.figures['stockade run − the baseline (median of per-round differences)'] = difference(

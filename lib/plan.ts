@@ -31,8 +31,8 @@ import {
 } from './native';
 import { allowEntryReason } from './net/allowlist';
 import { EGRESS_LIMIT_KEYS, resolveLimits } from './net/decision';
+import type { EgressPlan } from './net/egress-plan';
 import { PRELOAD_PATH } from './net/env';
-import type { EgressPlan } from './net/sandbox';
 import type { EgressOptions, KernelBudgets, SandboxLimits, SandboxOptions } from './options';
 import { readUpstreamCa } from './secrets/upstream-ca';
 
@@ -424,12 +424,13 @@ export interface SandboxTrust {
 }
 
 /**
- * lib/net/sandbox (and with it the egress proxy, its parsers and address tables) is loaded with
- * the first sandbox that has an allow list: a plain `stockade run` never needs it, and loading
- * it was a third of the launcher's start.
+ * The egress plan (lib/net/egress-plan) is loaded with the first sandbox that has an allow list:
+ * a plain `stockade run` never needs it. The proxy that serves it (lib/net/sandbox, with
+ * node:net, node:http and the parsers) loads after the spawn (lib/process.ts), while the sandbox
+ * starts: before it, it was ~12 ms of every networked start.
  */
-function egressModule(): typeof import('./net/sandbox') {
-  return require('./net/sandbox') as typeof import('./net/sandbox');
+function egressModule(): typeof import('./net/egress-plan') {
+  return require('./net/egress-plan') as typeof import('./net/egress-plan');
 }
 
 /** The fetch preload's content, read once (it is part of the package). */

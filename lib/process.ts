@@ -18,7 +18,7 @@ import { type NativeHandle, type NativePlan, type NativeSpawnResult, type Native
 import type { EgressAttachment } from './net/sandbox';
 import type { EgressOptions, SandboxOptions, StdioSlot } from './options';
 import { type ResolvedSandbox, resolveCommand, resolveSandbox } from './plan';
-import type { SecretInterceptor } from './secrets';
+import type { ResolvedSecret, RunCa, SecretInterceptor } from './secrets';
 import { describeViolation, monotonicMs, stampSeen } from './violations';
 
 export interface SandboxExit {
@@ -121,6 +121,8 @@ export class SandboxedProcess extends EventEmitter {
   readonly #options: SandboxOptions;
   #egress: EgressAttachment | undefined;
   #interceptor: SecretInterceptor | undefined;
+  /** What the interceptor is made of once the sandbox exists (#spawned): the secrets and the per-run CA. */
+  #secrets: { secrets: ResolvedSecret[]; ca: RunCa } | undefined;
   /** A signal sent before the sandbox existed (credentials still being prepared). */
   #pendingSignal: number | undefined;
   /** unref() before the sandbox existed: applied to its handles once they do. */
@@ -158,8 +160,15 @@ export class SandboxedProcess extends EventEmitter {
     this.#once = own.once && own.warm;
     const resolved = resolveSandbox(command, args, options, undefined, this.#once);
     // A secret missing on the host is an error now, naming the variable, before anything starts.
-    // lib/secrets (an X.509 library) is loaded only when secrets are used: ~90 ms of startup.
-    const lib = options.secrets === undefined ? undefined : (require('./secrets') as typeof import('./secrets'));
+    // lib/secrets (an X.509 library) is loaded only when secrets are used; its interceptor (with
+    // node:http2, ~13 ms) after the spawn (#spawned), while the sandbox starts.
+    const lib =
+      options.secrets === undefined
+        ? undefined
+        : {
+            ...(require('./secrets/spec') as typeof import('./secrets/spec')),
+            ...(require('./secrets/ca') as typeof import('./secrets/ca')),
+          };
     // A secret file must not be anything the sandbox can see (lib/secrets/sources.ts).
     const home = options.filesystem?.home;
     const grants = [...resolved.visible, ...(home !== undefined && home !== 'tmpfs' ? [home] : [])];
@@ -209,19 +218,9 @@ export class SandboxedProcess extends EventEmitter {
     // starts once it exists ('spawn' says when; pid is undefined until then).
     lib.RunCa.create()
       .then((ca) => {
-        // The upstream CAs as read when the options were checked (lib/plan.ts), not read again.
-        this.#interceptor = new lib.SecretInterceptor({
-          secrets,
-          ca,
-          upstreamCaPem: resolved.upstreamCaPem,
-          logger: options.logger,
-          ...(options.grantScope ? { scope: options.grantScope } : {}),
-        });
-        this.#interceptor.on('violation', (v) => this.#audit('warn', { event: 'violation', ...v }));
-        // { secret, host, calls? }: lets the launcher join injections to tool calls.
-        this.#interceptor.on('injected', (i) => this.emit('injected', i));
+        this.#secrets = { secrets, ca };
         const trust = lib.sandboxTrust(ca);
-        const placeholders = this.#interceptor.placeholders;
+        const placeholders = Object.fromEntries(secrets.map((s) => [s.name, s.placeholder]));
         const files = Object.fromEntries(
           (options.secrets ?? []).filter((s) => s.file).map((s) => [s.file as string, `${placeholders[s.name]}\n`]),
         );
@@ -230,7 +229,6 @@ export class SandboxedProcess extends EventEmitter {
       })
       .catch((err: Error) => {
         closeChildEnds(slots, childFds);
-        void this.#interceptor?.close();
         this.#failAsync(new SandboxError({ errno: osConstants.errno.EINVAL, syscall: 'spawn', step: 'secrets', hint: err.message }));
       });
   }
@@ -346,6 +344,19 @@ export class SandboxedProcess extends EventEmitter {
       });
     }
     const layers = layersInForce(resolved, result.landlockAbi, result.seccompNotify);
+    if (this.#secrets !== undefined) {
+      const { SecretInterceptor } = require('./secrets/intercept') as typeof import('./secrets/intercept');
+      // The upstream CAs as read when the options were checked (lib/plan.ts), not read again.
+      this.#interceptor = new SecretInterceptor({
+        ...this.#secrets,
+        upstreamCaPem: resolved.upstreamCaPem,
+        logger: this.#options.logger,
+        ...(this.#options.grantScope ? { scope: this.#options.grantScope } : {}),
+      });
+      this.#interceptor.on('violation', (v) => this.#audit('warn', { event: 'violation', ...v }));
+      // { secret, host, calls? }: lets the launcher join injections to tool calls.
+      this.#interceptor.on('injected', (i) => this.emit('injected', i));
+    }
     if (resolved.egress !== undefined) {
       // The proxy is loaded with the first sandbox that has an allow list (cold start of `run`).
       const { EgressAttachment } = require('./net/sandbox') as typeof import('./net/sandbox');

@@ -70,9 +70,6 @@ const transport = ([command, args, env]: Mode) =>
 // (native/child.cc); this mode stays to show what that was worth.
 if (fs.existsSync('/usr/bin/setsid')) modes['direct, own session (setsid)'] = ['/usr/bin/setsid', [process.execPath, server, 'stdio']];
 const baseline = process.env.MCP_BASELINE ? path.resolve(process.env.MCP_BASELINE) : undefined;
-const baselineMode: Mode | undefined = baseline
-  ? [process.execPath, [baseline, 'run', '--ro', path.join(root, 'node_modules'), '--', process.execPath, server, 'stdio']]
-  : undefined;
 // Cold start compares what users start; the references above only frame the round trip. Most
 // servers need the network, and many a credential: those start behind the proxy (every node
 // process in the sandbox runs the fetch preload) and with the per-run CA, and join the cold
@@ -87,10 +84,22 @@ const startOnly: Record<string, Mode> = {
     { BENCH_TOKEN: 'cold-start-token' },
   ],
 };
-const starting = ['direct', 'stockade run', 'stockade run --tools', 'direct, own session (setsid)', ...Object.keys(startOnly)].filter(
-  (name) => modes[name] ?? startOnly[name],
+// MCP_BASELINE: the same starts with the other build's launcher.
+const baselines: Record<string, Mode> = Object.fromEntries(
+  baseline === undefined
+    ? []
+    : ['stockade run', ...Object.keys(startOnly)].map((name) => {
+        const [command, args, env] = modes[name] ?? startOnly[name];
+        return [`baseline: ${name}`, [command, args.map((a) => (a === launcher ? baseline : a)), env]];
+      }),
 );
-if (baselineMode) starting.push('baseline: stockade run');
+const startMode = (name: string): Mode => modes[name] ?? startOnly[name] ?? baselines[name];
+const starting = [
+  ...['direct', 'stockade run', 'stockade run --tools', 'direct, own session (setsid)', ...Object.keys(startOnly)].filter((name) =>
+    startMode(name),
+  ),
+  ...Object.keys(baselines),
+];
 
 /** Deterministic shuffles (mulberry32): the same orders in every run. */
 function shuffler(seed: number): <T>(xs: T[]) => T[] {
@@ -261,7 +270,7 @@ async function main(): Promise<void> {
       name,
       async () => {
         const t = performance.now();
-        const c = await connect(name === 'baseline: stockade run' && baselineMode ? baselineMode : (modes[name] ?? startOnly[name]));
+        const c = await connect(startMode(name));
         const ms = performance.now() - t;
         await c.close();
         return ms;
@@ -274,13 +283,10 @@ async function main(): Promise<void> {
   cold.ratios.push(ratio(cold.modes, 'stockade run', 'direct'));
   cold.figures['stockade run over direct (median of per-round differences)'] = difference(cold.modes, 'stockade run', 'direct');
   for (const name of Object.keys(startOnly)) cold.figures[`${name} over direct`] = difference(cold.modes, name, 'direct');
-  if (baselineMode) {
-    cold.notes.push(`baseline: ${baseline}`);
-    cold.figures['stockade run − the baseline (median of per-round differences)'] = difference(
-      cold.modes,
-      'stockade run',
-      'baseline: stockade run',
-    );
+  if (baseline !== undefined) cold.notes.push(`baseline: ${baseline}`);
+  for (const name of Object.keys(baselines)) {
+    const own = name.slice('baseline: '.length);
+    cold.figures[`${own} − the baseline (median of per-round differences)`] = difference(cold.modes, own, name);
   }
   report(cold);
 }

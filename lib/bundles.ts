@@ -16,21 +16,17 @@ export function setBundleLoader(load: BundleLoader): void {
   loader = load;
 }
 
-let x509Module: typeof import('@peculiar/x509') | undefined;
+let x509Module: typeof import('./x509-exports') | undefined;
 
 /**
- * The X.509 library, reflect-metadata loaded before it (tsyringe needs the polyfill), from
- * dist/lib/x509.js: loaded from its ~50 files in node_modules it was ~110 ms of a credential's
- * start on the development VM, bundled and compiled from the code cache ~30.
+ * What the per-run CA uses of the X.509 library (lib/x509-exports.ts), from dist/lib/x509.js:
+ * loaded from its ~50 files in node_modules it was ~110 ms of a credential's start on the
+ * development VM, bundled, trimmed and compiled from the code cache ~25.
  */
-export function x509(): typeof import('@peculiar/x509') {
+export function x509(): typeof import('./x509-exports') {
   if (x509Module === undefined) {
     const bundle = join(libDir, 'x509.js');
-    if (existsSync(bundle)) x509Module = loader(bundle, 'x509') as typeof import('@peculiar/x509');
-    else {
-      require('reflect-metadata');
-      x509Module = require('@peculiar/x509') as typeof import('@peculiar/x509');
-    }
+    x509Module = (existsSync(bundle) ? loader(bundle, 'x509') : require('./x509-exports')) as typeof import('./x509-exports');
   }
   return x509Module;
 }

@@ -8,9 +8,10 @@
 // ajv), and pino's worker files must stay files. All but node-gyp-build, which every `run` loads
 // to find the addon: bundled, its two files are compiled from the code cache (bin/stockade.js)
 // instead of from source at each start. The X.509 library, which a credential's per-run CA needs
-// before the spawn, gets a bundle of its own with what it loads (dist/lib/x509.js: reflect-metadata,
-// tsyringe, the asn1 packages, ~50 files), and a code cache of its own (lib/bundles.ts): a `run`
-// without credentials neither reads it nor holds its functions in its cache.
+// before the spawn, gets a bundle of its own with what it loads (dist/lib/x509.js from
+// lib/x509-exports.ts: reflect-metadata, tsyringe, the asn1 packages, ~50 files), and a code
+// cache of its own (lib/bundles.ts): a `run` without credentials neither reads it nor holds its
+// functions in its cache.
 // Whitespace is minified (identifiers are kept, for stack traces): 30% less to read and hash at
 // each start, and no comment's non-ASCII text, so bin/stockade.js reads the bundle as latin1.
 const path = require('node:path');
@@ -39,11 +40,9 @@ Promise.all([
   }),
   esbuild.build({
     ...common,
-    stdin: {
-      contents: "require('reflect-metadata');\nmodule.exports = require('@peculiar/x509');\n",
-      resolveDir: root,
-      sourcefile: 'x509.js',
-    },
+    entryPoints: [path.join(root, 'lib/x509-exports.ts')],
+    // The library's ES modules, which esbuild can trim to what lib/x509-exports.ts names.
+    mainFields: ['module', 'main'],
     outfile: path.join(root, 'dist/lib/x509.js'),
     logLevel: 'warning',
   }),

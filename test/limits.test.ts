@@ -779,3 +779,28 @@ print("survived", flush=True)`,
     assertHostUnharmed();
   });
 });
+
+describe('limits: the cgroups of dead launchers', () => {
+  const layout = cgroupLayout();
+  const h = layout.byController.memory ?? layout.unified;
+  const p = h && placement(h, []);
+  test("are swept on the first placement, once the caller's spawn is under way", {
+    skip: !p?.ok && `no writable cgroup hierarchy for this uid: ${p?.reason ?? 'none mounted'}`,
+  }, () => {
+    // A fresh process (placements are settled once per process): it places, finds the cgroup a
+    // SIGKILLed launcher left (named after its pid, now dead), and removes it after its current turn.
+    const dead = spawnSync('true').pid;
+    const script = `const fs = require('fs');
+const { cgroupLayout, placement } = require(${JSON.stringify(path.join(repoRoot, 'dist', 'lib', 'limits', 'cgroup.js'))});
+const layout = cgroupLayout();
+const p = placement(layout.byController.memory ?? layout.unified, []);
+const left = p.parent + '/${dead}-1-1';
+fs.mkdirSync(left);
+const mine = p.parent + '/' + process.pid + '-1-1';
+fs.mkdirSync(mine);
+const before = fs.existsSync(left);
+setImmediate(() => { console.log(before, fs.existsSync(left), fs.existsSync(mine)); fs.rmdirSync(mine); });`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    assert.equal(r.stdout, 'true false true\n', r.stderr);
+  });
+});

@@ -266,7 +266,8 @@ export function placement(h: Hierarchy, wanted: Controller[]): Placement {
         fs.accessSync(path.join(common, 'cgroup.procs'), fs.constants.W_OK);
         if (wanted.length > 0) reason = enableV2(h, parent, wanted);
       }
-      if (reason === undefined) sweepStale(parent);
+      // After the spawn under way, not before it: nothing waits for the sweep.
+      if (reason === undefined) setImmediate(sweepStale, parent).unref();
     } catch (err) {
       reason = `${parent} is not writable by uid ${process.getuid?.()} (${errorCode(err)}): no delegated cgroup`;
     }

@@ -220,7 +220,7 @@ export class SandboxedProcess extends EventEmitter {
       .then((ca) => {
         this.#secrets = { secrets, ca };
         const trust = lib.sandboxTrust(ca);
-        const placeholders = Object.fromEntries(secrets.map((s) => [s.name, s.placeholder]));
+        const placeholders = lib.placeholderEnv(secrets);
         const files = Object.fromEntries(
           (options.secrets ?? []).filter((s) => s.file).map((s) => [s.file as string, `${placeholders[s.name]}\n`]),
         );

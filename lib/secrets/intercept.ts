@@ -36,7 +36,7 @@ import {
   type UpstreamRequest,
   Violation,
 } from './rewrite';
-import { type ResolvedSecret, secretIsFor } from './spec';
+import { placeholderEnv, type ResolvedSecret, secretIsFor } from './spec';
 import { BudgetError, targetKey, UPSTREAM_SOCKETS, UpstreamError, UpstreamPool } from './upstream';
 
 export type { InterceptTarget, SecretViolation, ViolationRule } from './rewrite';
@@ -123,7 +123,7 @@ export class SecretInterceptor extends EventEmitter {
     super();
     this.secrets = options.secrets;
     for (const s of this.secrets) this.byName.set(s.name, s);
-    this.placeholders = Object.freeze(Object.fromEntries(this.secrets.map((s) => [s.name, s.placeholder])));
+    this.placeholders = placeholderEnv(this.secrets);
     this.set = new PlaceholderSet(this.secrets);
     this.ca = options.ca;
     this.log = options.logger;

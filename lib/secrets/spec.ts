@@ -234,3 +234,8 @@ export function resolveSecrets(
   }
   return out;
 }
+
+/** The sandbox's environment entries for `secrets`: each name mapped to its placeholder. */
+export function placeholderEnv(secrets: readonly ResolvedSecret[]): Readonly<Record<string, string>> {
+  return Object.freeze(Object.fromEntries(secrets.map((s) => [s.name, s.placeholder])));
+}

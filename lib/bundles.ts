@@ -11,9 +11,26 @@ type BundleLoader = (file: string, flavor: string) => unknown;
 
 let loader: BundleLoader = (file) => require(file);
 
-/** Called by bin/stockade.js once the CLI bundle is loaded. */
-export function setBundleLoader(load: BundleLoader): void {
+let started: (() => void) | undefined;
+
+/**
+ * Called by bin/stockade.js once the CLI bundle is loaded; `onStarted` writes the code cache of
+ * a `run`'s start (startupDone).
+ */
+export function setBundleLoader(load: BundleLoader, onStarted?: () => void): void {
   loader = load;
+  started = onStarted;
+}
+
+/**
+ * A command's start is over (`stockade run`: its payload exec'd): the launcher's code cache is
+ * made then (bin/stockade.js), holding what the start compiled, and so what the next start runs
+ * before its spawn.
+ */
+export function startupDone(): void {
+  const onStarted = started;
+  started = undefined;
+  onStarted?.();
 }
 
 let x509Module: typeof import('./x509-exports') | undefined;

@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 import type { Logger, StreamEntry } from 'pino';
+import { startupDone } from '../bundles';
 import { SandboxOptionsError } from '../errors';
 import { dropPrefetchedScans, prefetchSocketScans, resolveHostPath, within } from '../hostpath';
 import { native } from '../native';
@@ -287,6 +288,7 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
     dropPrefetchedScans();
   }
   const sandbox = child;
+  sandbox.once('spawn', startupDone);
   let filter: import('../mcp/filter').ToolFilter | undefined;
   if (relayPipes) {
     sandbox.once('spawn', closeRelayChildEnds);

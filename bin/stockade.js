@@ -23,19 +23,21 @@ if (nativeCache && !process.env.NODE_COMPILE_CACHE && !process.env.STOCKADE_NO_C
   }
 }
 
+/** The write of `run`'s cache, held until its start is over (setBundleLoader's callback). */
+let pendingStartCache;
+
 /**
  * Node 20 has no module.enableCompileCache: the bundle is compiled through vm.Script with V8's
  * code cache by hand (what the v8-compile-cache package does), ~10-30 ms of a start. The cache
- * file is named after `flavor`, the Node version, the architecture and the bundle's size and mtime, and
- * V8 itself rejects data made from other source or by another V8 (cachedDataRejected), which is
- * then made anew. It is written once, at the first exit, so that it holds every function that
- * run compiled; `run` has a file of its own, since a cache written by `stockade --version` or
- * `doctor` (often the first command after an install) holds almost none of what `run` compiles
- * (~10 ms of every later start); a bundle of dependencies has one too (`x509`, lib/bundles.ts).
- * Anything unusual (no bundle, dist/ read-only) falls back to require() or to no cache.
+ * file is named after `flavor`, the Node version, the architecture and the bundle's size and
+ * mtime, and V8 itself rejects data made from other source or by another V8
+ * (cachedDataRejected), which is then made anew. It is written once: `run`'s when its payload
+ * exec'd (what its start compiled, below), every other's at the first exit. `run` has a file of
+ * its own, since a cache written by `stockade --version` or `doctor` (often the first command
+ * after an install) holds almost none of what `run` compiles (~10 ms of every later start); a
+ * bundle of dependencies has one too (`x509`, lib/bundles.ts). Anything unusual (no bundle,
+ * dist/ read-only) falls back to require() or to no cache.
  */
-let pendingStartCache;
-
 function loadBundle(file, flavor) {
   if (nativeCache || process.env.STOCKADE_NO_COMPILE_CACHE) return require(file);
   const fs = require('node:fs');

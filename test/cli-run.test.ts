@@ -121,46 +121,42 @@ process.on('exit', () => fs.writeFileSync(${JSON.stringify(log)}, seen.join('\\n
   }
 });
 
-test(
-  "run's code cache holds its start: written once the payload exec'd, never by a run whose payload did not start",
-  {
-    skip:
-      typeof (require('node:module') as { enableCompileCache?: unknown }).enableCompileCache === 'function'
-        ? "Node's own compile cache (22.1+) is used instead"
-        : false,
-  },
-  () => {
-    // A package of its own (the launcher and the bundle copied, the rest linked), so that its
-    // dist/.compile-cache starts empty and no other test's run writes into it.
-    const pkg = fs.mkdtempSync(path.join(os.tmpdir(), 'stockade-cache-'));
-    try {
-      fs.mkdirSync(path.join(pkg, 'bin'));
-      fs.copyFileSync(launcher, path.join(pkg, 'bin', 'stockade.js'));
-      fs.cpSync(path.join(repoRoot, 'dist', 'lib'), path.join(pkg, 'dist', 'lib'), { recursive: true });
-      for (const f of ['build', 'node_modules', 'package.json', 'stockade.schema.json']) {
-        if (fs.existsSync(path.join(repoRoot, f))) fs.symlinkSync(path.join(repoRoot, f), path.join(pkg, f));
-      }
-      const cacheDir = path.join(pkg, 'dist', '.compile-cache');
-      const caches = () => (fs.existsSync(cacheDir) ? fs.readdirSync(cacheDir).filter((f) => f.startsWith('run-')) : []);
-      const own = (...args: string[]) =>
-        spawnSync(process.execPath, [path.join(pkg, 'bin', 'stockade.js'), 'run', ...args], { encoding: 'utf8', input: '' });
-
-      assert.equal(own('--', 'no-such-program').status, 127);
-      assert.deepEqual(caches(), [], 'a run whose payload never started writes no cache');
-      const first = own('--', '/bin/true');
-      assert.equal(first.status, 0, first.stderr);
-      const [cache] = caches();
-      const st = fs.statSync(path.join(pkg, 'dist', 'lib', 'cli.js'));
-      assert.equal(cache, `run-${process.version}-${process.arch}-${st.size}-${Math.floor(st.mtimeMs)}.v8`);
-      // The next start takes it as it is (V8 accepts it, so nothing is written again).
-      const written = fs.statSync(path.join(cacheDir, cache));
-      const second = own('--', 'sh', '-c', 'exit 3');
-      assert.equal(second.status, 3, second.stderr);
-      assert.deepEqual(caches(), [cache]);
-      assert.equal(fs.statSync(path.join(cacheDir, cache)).mtimeMs, written.mtimeMs);
-      assert.equal(fs.statSync(path.join(cacheDir, cache)).ino, written.ino);
-    } finally {
-      fs.rmSync(pkg, { recursive: true, force: true });
+test("run's code cache holds its start: written once the payload exec'd, never by a run whose payload did not start", {
+  skip:
+    typeof (require('node:module') as { enableCompileCache?: unknown }).enableCompileCache === 'function'
+      ? "Node's own compile cache (22.1+) is used instead"
+      : false,
+}, () => {
+  // A package of its own (the launcher and the bundle copied, the rest linked), so that its
+  // dist/.compile-cache starts empty and no other test's run writes into it.
+  const pkg = fs.mkdtempSync(path.join(os.tmpdir(), 'stockade-cache-'));
+  try {
+    fs.mkdirSync(path.join(pkg, 'bin'));
+    fs.copyFileSync(launcher, path.join(pkg, 'bin', 'stockade.js'));
+    fs.cpSync(path.join(repoRoot, 'dist', 'lib'), path.join(pkg, 'dist', 'lib'), { recursive: true });
+    for (const f of ['build', 'node_modules', 'package.json', 'stockade.schema.json']) {
+      if (fs.existsSync(path.join(repoRoot, f))) fs.symlinkSync(path.join(repoRoot, f), path.join(pkg, f));
     }
-  },
-);
+    const cacheDir = path.join(pkg, 'dist', '.compile-cache');
+    const caches = () => (fs.existsSync(cacheDir) ? fs.readdirSync(cacheDir).filter((f) => f.startsWith('run-')) : []);
+    const own = (...args: string[]) =>
+      spawnSync(process.execPath, [path.join(pkg, 'bin', 'stockade.js'), 'run', ...args], { encoding: 'utf8', input: '' });
+
+    assert.equal(own('--', 'no-such-program').status, 127);
+    assert.deepEqual(caches(), [], 'a run whose payload never started writes no cache');
+    const first = own('--', '/bin/true');
+    assert.equal(first.status, 0, first.stderr);
+    const [cache] = caches();
+    const st = fs.statSync(path.join(pkg, 'dist', 'lib', 'cli.js'));
+    assert.equal(cache, `run-${process.version}-${process.arch}-${st.size}-${Math.floor(st.mtimeMs)}.v8`);
+    // The next start takes it as it is (V8 accepts it, so nothing is written again).
+    const written = fs.statSync(path.join(cacheDir, cache));
+    const second = own('--', 'sh', '-c', 'exit 3');
+    assert.equal(second.status, 3, second.stderr);
+    assert.deepEqual(caches(), [cache]);
+    assert.equal(fs.statSync(path.join(cacheDir, cache)).mtimeMs, written.mtimeMs);
+    assert.equal(fs.statSync(path.join(cacheDir, cache)).ino, written.ino);
+  } finally {
+    fs.rmSync(pkg, { recursive: true, force: true });
+  }
+});

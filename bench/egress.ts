@@ -222,6 +222,7 @@ function waitOf(pid: number): number {
 // Inside the sandbox: the proxy's address from HTTP_PROXY (CONNECT), or the address the
 // sandbox's DNS gives sink.test (transparent: the connection to it is intercepted).
 const inSandbox: Record<'connect' | 'transparent', string> = {
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, run by sh
   connect: 'p=${HTTP_PROXY#http://}; p=${p%/}; exec "$0" get "${p%:*}" "${p##*:}" "$2" "sink.test:$1"',
   transparent: 'a=$(getent hosts sink.test | cut -d" " -f1); exec "$0" get "$a" "$1" "$2"',
 };

@@ -24,6 +24,7 @@ before(async () => {
     path.join(pkg, 'package.json'),
     JSON.stringify({ name: 'stockade-hello', version: '1.0.0', bin: { 'stockade-hello': 'cli.js' } }),
   );
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: the script's own template literal
   fs.writeFileSync(path.join(pkg, 'cli.js'), '#!/usr/bin/env node\nconsole.log(`hello from npx as uid ${process.getuid()}`);\n', {
     mode: 0o755,
   });

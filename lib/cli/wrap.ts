@@ -234,7 +234,6 @@ function policyPlace(file: string, format: ConfigFormat): { dir: string; ref: (p
   // VS Code expands ${workspaceFolder}; Claude Code starts project servers in the project dir.
   if (format === 'vscode') {
     const project = dirname(configDir);
-    // biome-ignore lint/suspicious/noTemplateCurlyInString: VS Code's variable syntax, written literally
     return { dir, ref: (p) => `\${workspaceFolder}/${relative(project, p)}` };
   }
   return { dir, ref: (p) => relative(configDir, p) };

@@ -9,9 +9,10 @@
 // These files decide what a server may do, so a sandbox must never be able to write them: the
 // launcher refuses to use approval files in a directory the sandbox can write (a read-write grant
 // or its home), opens them without following symlinks and replaces them by rename.
+import fs = require('node:fs');
+import path = require('node:path');
+
 import { createHash, randomBytes } from 'node:crypto';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { canonicalJson, describe, type PinGateHooks, type ToolPins, type WithheldTool } from './mcp/pins';
 import { grownGrants, type PolicyGrants, policyGrants } from './policy/grants';
 import type { Policy } from './policy/types';

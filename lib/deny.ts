@@ -12,8 +12,9 @@
 // symlink is refused with an error rather than left visible, since a mount cannot be put on a
 // symlink and its target may be anywhere. The child opens each mask's target again without
 // following symlinks (native/mounts.cc), so a swap after this check fails the start instead.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import fs = require('node:fs');
+import path = require('node:path');
+
 import { SandboxOptionsError } from './errors';
 import { MountKind, type NativeMount } from './native';
 

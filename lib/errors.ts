@@ -1,6 +1,7 @@
 // Errors shaped like Node's own: `EACCES: permission denied, mount '/proc'` with .code, .errno,
 // .syscall and .path, plus stockade's .step. Built here and nowhere else.
-import * as util from 'node:util';
+import util = require('node:util');
+
 import type { NativeError } from './native';
 import { stepNames } from './native';
 

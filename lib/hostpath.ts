@@ -8,10 +8,11 @@
 // result is canonical, and the child then opens exactly that path with RESOLVE_NO_SYMLINKS and
 // binds from the fd it opened (native/mounts.cc), so a symlink planted between this check and
 // the bind makes the spawn fail with ELOOP instead of binding something else.
-import * as fs from 'node:fs';
+import fs = require('node:fs');
+import path = require('node:path');
+import util = require('node:util');
+
 import { constants as osConstants } from 'node:os';
-import * as path from 'node:path';
-import * as util from 'node:util';
 import { systemDirs } from './layout';
 import { packageRoot } from './location';
 import { native, type SpecialScanHandle, sha256Hex } from './native';

@@ -1,7 +1,8 @@
 // Typed binding of the native addon (native/addon.cc). The addon executes a NativePlan and
 // knows nothing about policy: lib/plan.ts builds the plan, and every value here has already
 // been validated.
-import * as path from 'node:path';
+import path = require('node:path');
+
 import { packageRoot } from './location';
 
 /** Mount operations, in the order the child applies them (native/plan.h, MountOp::Kind). */

@@ -1,8 +1,9 @@
 // Options -> NativePlan: every decision about the sandbox's contents is made here, in
 // TypeScript, and checked before anything is spawned. The addon gets a flat list of mounts,
 // strings and numbers and executes it.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import fs = require('node:fs');
+import path = require('node:path');
+
 import { denyMounts } from './deny';
 import { SandboxOptionsError } from './errors';
 import {
@@ -557,9 +558,12 @@ export function resolveSandbox(
   trust?: SandboxTrust,
   warmAhead = false,
 ): ResolvedSandbox {
-  const key = trust === undefined ? planCacheKey(command, args, options) : undefined;
+  // A plan made for one spawn only (`warmAhead`: `stockade run`) is never asked for again.
+  const key = trust === undefined && !warmAhead ? planCacheKey(command, args, options) : undefined;
   if (key === undefined) return resolveUncached(command, args, options, trust, warmAhead);
-  const now = performance.now();
+  // process.hrtime, not performance.now(): the first use of `performance` loads perf_hooks
+  // (~10 modules), a cost of every launcher's start.
+  const now = Number(process.hrtime.bigint() / 1_000_000n);
   const hit = planCache.get(key);
   if (hit !== undefined && now - hit.at < PLAN_CACHE_MS) return hit.resolved;
   const resolved = resolveUncached(command, args, options, undefined, warmAhead);

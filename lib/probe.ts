@@ -1,8 +1,9 @@
 // probeHost(): what this host offers a sandbox, and for each missing piece, the fix. Used by
 // `stockade doctor`; cheap enough to call at startup.
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as util from 'node:util';
+import fs = require('node:fs');
+import os = require('node:os');
+import util = require('node:util');
+
 import { cgroupMechanism, kernelBudgets } from './limits';
 import { cgroupLayout, placement } from './limits/cgroup';
 import { native } from './native';

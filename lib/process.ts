@@ -4,11 +4,12 @@
 // `signal`, `timeout` and `killSignal` options and Symbol.asyncDispose, plus `exited`, a promise
 // for those who await, 'audit' events mirroring the pino audit log, and 'violation' events
 // naming each refused syscall. What is not part of the public shape is #private.
+import util = require('node:util');
+
 import { EventEmitter } from 'node:events';
 import type * as NodeNet from 'node:net';
 import { constants as osConstants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
-import * as util from 'node:util';
 import type { Logger } from 'pino';
 import { AbortError, fromNative, invalidArgType, outOfRange, SandboxError, SandboxOptionsError, unknownSignal } from './errors';
 import { type CgroupEvents, type LimitViolation, SandboxCgroup } from './limits';

@@ -2,7 +2,8 @@
 // last approved and which tools the launcher withheld (new ones, changed descriptions or
 // schemas), and on confirmation records both beside the policy (lib/approval.ts). The launcher
 // then runs the grown policy and shows the approved tools.
-import * as readline from 'node:readline';
+import readline = require('node:readline');
+
 import { approvalFiles, type Pending, policyDigest, printable, readApproval, readPending, removePending, writeApproval } from '../approval';
 import { describe, type ToolPins } from '../mcp/pins';
 import { loadPolicy } from '../policy';

@@ -1,12 +1,13 @@
 // `stockade demo`: a bundled, deliberately hostile MCP server attacks a planted (fake) user
 // environment twice — once unconfined, once under stockade — driven by a small MCP client over
 // stdio. The table shows what each attack achieved and what stopped it.
+import fs = require('node:fs');
+import net = require('node:net');
+import os = require('node:os');
+import path = require('node:path');
+import readline = require('node:readline');
+
 import { type ChildProcess, spawn } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as net from 'node:net';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import * as readline from 'node:readline';
 import { libDir } from '../location';
 import { spawnSandboxed } from '../process';
 import { parseCommandArgs } from './args';

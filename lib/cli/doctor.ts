@@ -1,5 +1,6 @@
 // `stockade doctor`: what this host supports, and the fix for each missing piece.
-import * as fs from 'node:fs';
+import fs = require('node:fs');
+
 import { type HostCheck, probeHost } from '../probe';
 import { parseCommandArgs } from './args';
 

@@ -17,8 +17,9 @@
 // cache. Install scripts of a pinned package never run.
 // The pin covers the package's own tarball; its dependencies are resolved by npm as usual
 // (a package that ships an npm-shrinkwrap.json pins those too).
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import fs = require('node:fs');
+import path = require('node:path');
+
 import type { PolicyLaunch } from '../policy';
 import type { PackagePin } from '../policy/types';
 import { type SandboxedProcess, spawnSandboxed } from '../process';

@@ -18,9 +18,10 @@
 // pip`), uv's cache layout is not a stable interface to verify, and the verified install is
 // then independent of uvx. The server runs with the python3 the python profile binds. The pin
 // covers the package's own wheel; dependencies are resolved by pip as usual (wheels only).
+import fs = require('node:fs');
+import path = require('node:path');
+
 import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { PolicyLaunch } from '../policy';
 import type { PackagePin } from '../policy/types';
 import { type SandboxedProcess, spawnSandboxed } from '../process';

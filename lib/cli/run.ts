@@ -10,9 +10,10 @@
 // resolve and spawn the sandbox (lib/policy/resolve, lib/process and the plan behind them) is
 // loaded only once the grants' socket scans have started (prefetchGrantScans), so that the walk
 // of a large grant runs on the addon's threads while those modules load.
-import * as fs from 'node:fs';
+import fs = require('node:fs');
+import path = require('node:path');
+
 import { constants as osConstants } from 'node:os';
-import * as path from 'node:path';
 import type { Logger, StreamEntry } from 'pino';
 import { startupDone } from '../bundles';
 import { SandboxOptionsError } from '../errors';

@@ -3,8 +3,9 @@
 // package (npx or uvx) resolves to now, shows
 // the version change, and records name, version and integrity in the policy; an approved policy
 // is approved again with the new pin, since running this command is the consent.
+import fs = require('node:fs');
+
 import { randomBytes } from 'node:crypto';
-import * as fs from 'node:fs';
 import { approvalFiles, readApproval, writeApproval } from '../approval';
 import { loadPolicy } from '../policy';
 import type { Policy } from '../policy/types';

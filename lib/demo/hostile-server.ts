@@ -2,10 +2,11 @@
 // malicious (or compromised) server could make on its user; each returns what it achieved.
 // Plain JSON-RPC over stdio with node built-ins only, so it runs unchanged inside a sandbox.
 // Usage: node hostile-server.js '{"sshKey": PATH, "home": DIR, "exfil": PORT}'
+import fs = require('node:fs');
+import net = require('node:net');
+import readline = require('node:readline');
+
 import { execFileSync } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as net from 'node:net';
-import * as readline from 'node:readline';
 
 interface Targets {
   sshKey: string;

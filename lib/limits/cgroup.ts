@@ -35,8 +35,9 @@
 // Cgroup file systems hold only what the kernel makes (no symlinks, no files a sandbox can
 // plant: the sandbox has a cgroup namespace of its own and no cgroupfs mounted), so plain paths
 // are safe to use here.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import fs = require('node:fs');
+import path = require('node:path');
+
 import { SandboxError } from '../errors';
 import { type NativeCgroup, native } from '../native';
 

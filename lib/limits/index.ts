@@ -19,8 +19,9 @@
 //   controller; v1 cpuacct.usage) the launcher ends the whole sandbox at the limit (./watch.ts);
 //   without one, RLIMIT_CPU per process: N processes get N times the limit. Not held then.
 // - /tmp, home and /dev/shm are tmpfs with a size cap under every mechanism.
-import * as fs from 'node:fs';
-import * as os from 'node:os';
+import fs = require('node:fs');
+import os = require('node:os');
+
 import type { NativePlan } from '../native';
 import type { KernelBudgets, SandboxLimits } from '../options';
 import { type CgroupSettings, type Controller, cgroupLayout, controllers, limitFile, mounts, type Placement, placement } from './cgroup';

@@ -23,8 +23,9 @@
 // CPU_MAX_MS (CPUs brought online later). A long limit costs a handful of reads; the last
 // stretch one read every 10 ms. RLIMIT_CPU per process stays the fallback where the sandbox has
 // no cgroup (lib/limits/index.ts).
-import * as fs from 'node:fs';
-import * as os from 'node:os';
+import fs = require('node:fs');
+import os = require('node:os');
+
 import type { SandboxCgroup } from './cgroup';
 
 const PIDS_POLL_MS = 200;

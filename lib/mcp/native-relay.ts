@@ -9,8 +9,9 @@
 //
 // Used by `stockade run` when the launcher's stdin and stdout are pipes or sockets (what MCP
 // clients give it); a terminal or a file gets wireToolFilter, which Node's streams handle.
+import fs = require('node:fs');
+
 import { EventEmitter } from 'node:events';
-import * as fs from 'node:fs';
 import { native, TOOL_RELAY_EVENTS } from '../native';
 import { type FilterSink, filterLimits, type ToolFilter, type ToolFilterOptions, toolFilterCore } from './filter';
 

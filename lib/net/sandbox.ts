@@ -10,7 +10,8 @@
 //                    connect() to any address on P lands here, and the accepted socket's local
 //                    address is the original destination.
 // Nothing else listens, so any other port is refused at once, and no packet leaves the netns.
-import * as net from 'node:net';
+import net = require('node:net');
+
 import type { Logger } from 'pino';
 import { type NativeUdpEndpoint, native } from '../native';
 import type { EgressOptions } from '../options';

@@ -8,6 +8,8 @@
 // @peculiar/x509 resolves its algorithm providers through tsyringe, which needs a Reflect
 // metadata polyfill loaded first (a global side effect, documented by the library): both come
 // from lib/bundles.ts.
+import tls = require('node:tls');
+
 import { randomBytes, webcrypto } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -16,7 +18,6 @@ import { x509 as loadX509 } from '../bundles';
 
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
-import * as tls from 'node:tls';
 import { readUpstreamCa } from './upstream-ca';
 
 const x509 = loadX509();

@@ -11,14 +11,15 @@
 // One HTTP/2 server object (never listening) exists per connection target; connections are fed to
 // it with emit('connection'), so node does TLS, ALPN (h2, http/1.1) and both HTTP versions for us,
 // and the request handler knows the target through its closure.
+import http = require('node:http');
+import http2 = require('node:http2');
+import https = require('node:https');
+import zlib = require('node:zlib');
+
 import { EventEmitter } from 'node:events';
-import * as http from 'node:http';
-import * as http2 from 'node:http2';
-import * as https from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type * as tls from 'node:tls';
-import * as zlib from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Budget } from '../net/budget';
 import type { CallRef, GrantScope, PlaintextGuard } from '../net/decision';

@@ -8,9 +8,10 @@
 //   { value: TEXT }            the value itself (stored in the policy file: avoid)
 //
 // So the token no longer has to sit in plain text in the client config.
+import fs = require('node:fs');
+import path = require('node:path');
+
 import { execFileSync } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { SecretSource } from '../options';
 import { SecretError } from './spec';
 

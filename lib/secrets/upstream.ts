@@ -2,12 +2,13 @@
 // (system and Node roots plus --upstream-ca), a pool of keep-alive HTTP/1.1 connections
 // (./h1-upstream.ts), and one shared HTTP/2 session per target (or the note that the target only
 // speaks HTTP/1.1).
+import http2 = require('node:http2');
+import https = require('node:https');
+import tls = require('node:tls');
+
 import type * as http from 'node:http';
-import * as http2 from 'node:http2';
-import * as https from 'node:https';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
-import * as tls from 'node:tls';
 import { Budget, hostBudget } from '../net/budget';
 import { type BodyFraming, type H1Exchange, H1Pool, requestHead } from './h1-upstream';
 import type { InterceptTarget, UpstreamRequest } from './rewrite';

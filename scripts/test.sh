@@ -36,8 +36,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A test that hangs fails after 5 minutes instead of holding the run until CI's own limit (the
+# longest test takes ~30 s here): a hang guard, not a timed assertion.
+timeout_ms=${STOCKADE_TEST_TIMEOUT_MS:-300000}
 echo "== sandbox tests as uid $(id -u)"
-node --test --test-concurrency=2 "${files[@]}"
+node --test --test-concurrency=2 --test-timeout="$timeout_ms" "${files[@]}"
 
 if [ "$(id -u)" = 0 ] && [ -z "${STOCKADE_TEST_ROOT_ONLY:-}" ]; then
   # The checkout may sit where uid 65534 cannot traverse (e.g. /root in CI): show it to that
@@ -72,7 +75,7 @@ if [ "$(id -u)" = 0 ] && [ -z "${STOCKADE_TEST_ROOT_ONLY:-}" ]; then
     if [ -n "$STOCKADE_TEST_V2_DIR" ] && [ -d "$STOCKADE_TEST_V2_DIR" ]; then echo $$ > "$STOCKADE_TEST_V2_DIR/cgroup.procs" || true; fi
     mount --bind "$1" "$2" && shift 2 && cd "$0" &&
     exec setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps=-all \
-      env HOME=/tmp STOCKADE_TEST_UNPRIVILEGED=1 STOCKADE_TEST_SKIPS="$STOCKADE_TEST_SKIPS" STOCKADE_PACK_DIR="$STOCKADE_PACK_DIR" STOCKADE_TEST_CGROUP_PARENT="$STOCKADE_TEST_CGROUP_PARENT" node --test --test-concurrency=2 "$@"' \
+      env HOME=/tmp STOCKADE_TEST_UNPRIVILEGED=1 STOCKADE_TEST_SKIPS="$STOCKADE_TEST_SKIPS" STOCKADE_PACK_DIR="$STOCKADE_PACK_DIR" STOCKADE_TEST_CGROUP_PARENT="$STOCKADE_TEST_CGROUP_PARENT" node --test --test-concurrency=2 --test-timeout='"$timeout_ms"' "$@"' \
     "$view" "$PWD" "$view" "${files[@]}"
   rmdir "$view"
   for d in "${cgdirs[@]}"; do find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true; done

@@ -193,30 +193,38 @@ describe('the warm pool', () => {
   });
 
   test('`stockade run` takes a warm child made while its plan is resolved, and makes none after it', async () => {
-    const audit = path.join(sharedTempDir('warm-run'), 'audit.jsonl');
-    // The sandbox sleeps, so the launcher is looked at after its spawn: no warm child for a next.
-    const launcher = spawn(
-      process.execPath,
-      [path.join(repoRoot, 'bin', 'stockade.js'), 'run', '--audit', audit, '--', '/bin/sleep', '1'],
-      {
-        stdio: ['ignore', 'ignore', 'inherit'],
-      },
-    );
-    try {
-      await waitFor(() => fs.existsSync(audit) && fs.readFileSync(audit, 'utf8').includes('"sandbox-start"'), 'the sandbox to start');
-      const start = fs
-        .readFileSync(audit, 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l))
-        .find((e) => e.event === 'sandbox-start');
-      assert.equal(start.warm, true, 'made from the warm child the spawner made during the plan');
-      await new Promise((r) => setTimeout(r, 300));
-      assert.deepEqual(warmChildren(launcher.pid as number), [], 'none made for a next spawn');
-    } finally {
-      const [code] = await once(launcher, 'exit');
-      assert.equal(code, 0);
+    // The warm child is made by the spawner thread while the launcher's JS resolves the plan,
+    // ~5 ms: where the machine is busy (the suite runs two files at once) that thread may not get
+    // a CPU before the spawn comes, which then clones as usual ('warm' absent). So up to five
+    // launchers, of which one must have been warm; none may leave a warm child for a next spawn.
+    const seen: unknown[] = [];
+    for (let attempt = 0; attempt < 5 && !seen.includes(true); attempt++) {
+      const audit = path.join(sharedTempDir('warm-run'), `audit-${attempt}.jsonl`);
+      // The sandbox sleeps, so the launcher is looked at after its spawn: no warm child for a next.
+      const launcher = spawn(
+        process.execPath,
+        [path.join(repoRoot, 'bin', 'stockade.js'), 'run', '--audit', audit, '--', '/bin/sleep', '1'],
+        {
+          stdio: ['ignore', 'ignore', 'inherit'],
+        },
+      );
+      try {
+        await waitFor(() => fs.existsSync(audit) && fs.readFileSync(audit, 'utf8').includes('"sandbox-start"'), 'the sandbox to start');
+        const start = fs
+          .readFileSync(audit, 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l))
+          .find((e) => e.event === 'sandbox-start');
+        seen.push(start.warm);
+        await new Promise((r) => setTimeout(r, 300));
+        assert.deepEqual(warmChildren(launcher.pid as number), [], 'none made for a next spawn');
+      } finally {
+        const [code] = await once(launcher, 'exit');
+        assert.equal(code, 0);
+      }
     }
+    assert.ok(seen.includes(true), `made from the warm child the spawner made during the plan (warm: ${JSON.stringify(seen)})`);
   });
 
   test('a warm child dies with its process, and one left unused is let go after 2 s with its cgroup and fds', async () => {

@@ -5,7 +5,9 @@ import util = require('node:util');
 import type { NativeError } from './native';
 import { stepNames } from './native';
 
-const systemErrors = util.getSystemErrorMap();
+/** libuv's errno table, made on the first error (not at every launcher's start, ~0.3 ms). */
+let errorMap: Map<number, [string, string]> | undefined;
+const systemErrors = () => (errorMap ??= util.getSystemErrorMap());
 
 /** A failure of the kernel side of a spawn, or of a system call made for it. */
 export class SandboxError extends Error {
@@ -20,7 +22,7 @@ export class SandboxError extends Error {
   hint?: string;
 
   constructor(fields: { errno: number; syscall: string; step: string; path?: string; hint?: string }) {
-    const [code, description] = systemErrors.get(-Math.abs(fields.errno)) ?? ['EUNKNOWN', 'unknown error'];
+    const [code, description] = systemErrors().get(-Math.abs(fields.errno)) ?? ['EUNKNOWN', 'unknown error'];
     const where = fields.path === undefined ? '' : ` '${fields.path}'`;
     const hint = fields.hint === undefined ? '' : ` (${fields.hint})`;
     super(`${code}: ${description}, ${fields.syscall}${where} [step: ${fields.step}]${hint}`);
@@ -47,7 +49,7 @@ export class SandboxOptionsError extends TypeError {
 
 /** A hint for the failures people actually meet. */
 function hintFor(step: string, errno: number): string | undefined {
-  const code = systemErrors.get(-errno)?.[0];
+  const code = systemErrors().get(-errno)?.[0];
   if (step === 'clone' && (code === 'EPERM' || code === 'EACCES')) {
     return 'unprivileged user namespaces are disabled or restricted on this host; run `stockade doctor`';
   }

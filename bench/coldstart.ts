@@ -19,6 +19,12 @@
 // credential adds to a start: the per-run CA and the trust the sandbox's node gets (lib/net/env.ts,
 // ProxyEnvOptions.trustStore).
 //
+// A second section times the payload's exec, not the exit: the payload is `date +%s%N`, whose
+// clock (CLOCK_REALTIME: the sandbox has no time namespace) says when it started, so the time
+// from the spawn to it is what the launcher adds before an MCP server even begins (the server
+// itself starts as fast inside as outside: README, row `coldstart (session 12)`), without the
+// teardown after the exit and with little of a payload's own noise. Direct, the same `date`.
+//
 // COLD_BASELINE names another build's bin/stockade.js (a checkout of the code before a change,
 // built): its plain and granted starts join the same rounds, and the figures compare this
 // launcher with it start by start, on the same seconds of the machine.
@@ -66,6 +72,27 @@ function run(name: string, args: string[], env: Record<string, string> = {}): [s
       return undefined;
     },
   ];
+}
+
+/** The wall clock in ms, as finely as `date +%s%N` prints it. */
+function wallMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** Ms from the spawn to the payload's exec: the payload is `date +%s%N` (its own start, in ns). */
+function toExec(prefix: string[], env: Record<string, string> = {}): Sampler {
+  return async () => {
+    const [command, ...args] = [...prefix, 'date', '+%s%N'];
+    const t = wallMs();
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...clientEnv, ...env } });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+    });
+    const [code] = await once(child, 'exit');
+    if (code !== 0 || !/^\d+\n$/.test(out)) throw new Error(`${[command, ...args].join(' ')} exited with ${code}: ${JSON.stringify(out)}`);
+    return Number(BigInt(out.trim()) / 1000n) / 1000 - t;
+  };
 }
 
 /** `of` - `to` in CPU ms per start, per round: the median and range over rounds, as text. */
@@ -136,6 +163,41 @@ async function main(): Promise<void> {
       : `node ${process.version} has no module.enableCompileCache (Node >= 22.1): bin/stockade.js keeps V8's code cache itself (vm.Script cachedData, dist/.compile-cache beside the bundle)`,
   );
   report(s);
+
+  const direct = 'direct: date';
+  const execPlain = 'stockade run -- date';
+  const execGranted = 'stockade run --ro node_modules -- date';
+  const grant = ['--ro', path.join(root, 'node_modules')];
+  // What any launcher that is a Node process costs before its payload: Node's start and a spawn.
+  const bareNode = 'node spawning it (a bare Node launcher)';
+  const spawnIt = "const [c, ...a] = process.argv.slice(1); require('node:child_process').spawn(c, a, { stdio: 'inherit' })";
+  const execModes: Record<string, Sampler> = {
+    [direct]: toExec([]),
+    [bareNode]: toExec([process.execPath, '-e', spawnIt]),
+    [execPlain]: toExec([process.execPath, launcher, 'run', '--']),
+    [execGranted]: toExec([process.execPath, launcher, 'run', ...grant, '--']),
+    ...(baseline
+      ? {
+          [`baseline: ${execPlain}`]: toExec([process.execPath, baseline, 'run', '--']),
+          [`baseline: ${execGranted}`]: toExec([process.execPath, baseline, 'run', ...grant, '--']),
+        }
+      : {}),
+  };
+  const e = section(
+    'coldstart-exec',
+    `the payload's exec after the spawn: ${ROUNDS} rounds x ${PER_ROUND} per mode, modes alternating (ms)`,
+  );
+  e.modes = await interleave(execModes, { rounds: ROUNDS, perRound: PER_ROUND, warmup, alternate: true });
+  e.figures['what the launcher adds before the payload starts (median of per-round differences)'] = difference(e.modes, execPlain, direct);
+  e.figures['with --ro node_modules'] = difference(e.modes, execGranted, direct);
+  e.figures['a bare Node launcher adds'] = difference(e.modes, bareNode, direct);
+  e.figures["stockade's own part: stockade run over the bare Node launcher"] = difference(e.modes, execPlain, bareNode);
+  if (baseline) {
+    e.notes.push(`baseline: ${baseline}`);
+    for (const name of [execPlain, execGranted])
+      e.figures[`${name}: this launcher − the baseline`] = difference(e.modes, name, `baseline: ${name}`);
+  }
+  report(e);
 }
 
 main().catch((err) => {

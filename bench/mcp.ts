@@ -76,7 +76,14 @@ const baseline = process.env.MCP_BASELINE ? path.resolve(process.env.MCP_BASELIN
 // starts only (the round trip is the same stdio).
 const grant = ['--ro', path.join(root, 'node_modules')];
 const payload = ['--', process.execPath, server, 'stdio'];
+// A launcher written in Node that does nothing but start the server with its stdio handed over:
+// what any Node launcher costs before its first line of its own (Node's boot, ~25 ms to the
+// script on this 2-core machine, and a spawn). stockade run over it is the part stockade's code
+// can act on; it over direct is the floor of a launcher written in Node.
+const bareLauncher = `const c = require('node:child_process').spawn(process.argv[1], process.argv.slice(2), { stdio: 'inherit' });
+c.on('exit', (code) => process.exit(code ?? 1));`;
 const startOnly: Record<string, Mode> = {
+  'bare Node launcher (stdio handed over)': [process.execPath, ['-e', bareLauncher, process.execPath, server, 'stdio']],
   'stockade run --allow-net': [process.execPath, [launcher, 'run', ...grant, '--allow-net', 'api.example.com', ...payload]],
   'stockade run --secret': [
     process.execPath,
@@ -88,7 +95,7 @@ const startOnly: Record<string, Mode> = {
 const baselines: Record<string, Mode> = Object.fromEntries(
   baseline === undefined
     ? []
-    : ['stockade run', ...Object.keys(startOnly)].map((name) => {
+    : ['stockade run', ...Object.keys(startOnly).filter((name) => name.startsWith('stockade'))].map((name) => {
         const [command, args, env] = modes[name] ?? startOnly[name];
         return [`baseline: ${name}`, [command, args.map((a) => (a === launcher ? baseline : a)), env]];
       }),
@@ -283,6 +290,11 @@ async function main(): Promise<void> {
   cold.ratios.push(ratio(cold.modes, 'stockade run', 'direct'));
   cold.figures['stockade run over direct (median of per-round differences)'] = difference(cold.modes, 'stockade run', 'direct');
   for (const name of Object.keys(startOnly)) cold.figures[`${name} over direct`] = difference(cold.modes, name, 'direct');
+  cold.figures['stockade run over the bare Node launcher (the part of stockade itself)'] = difference(
+    cold.modes,
+    'stockade run',
+    'bare Node launcher (stdio handed over)',
+  );
   if (baseline !== undefined) cold.notes.push(`baseline: ${baseline}`);
   for (const name of Object.keys(baselines)) {
     const own = name.slice('baseline: '.length);

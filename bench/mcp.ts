@@ -61,8 +61,11 @@ const modes: Record<string, Mode> = {
   ],
   'node relay (no filter)': [process.execPath, ['-e', relay, process.execPath, server, 'stdio']],
 };
-const transport = ([command, args, env]: Mode) =>
-  new StdioClientTransport({ command, args, stderr: 'ignore', ...(env ? { env: { ...getDefaultEnvironment(), ...env } } : {}) });
+const transport = ([command, args, env]: Mode, stderr: 'ignore' | 'pipe' = 'ignore') =>
+  new StdioClientTransport({ command, args, stderr, ...(env ? { env: { ...getDefaultEnvironment(), ...env } } : {}) });
+/** The mode with its server told to write its process's start time to stderr first. */
+const origin = `data:text/javascript,${encodeURIComponent('process.stderr.write("STOCKADE_BENCH_ORIGIN " + performance.timeOrigin + "\\n")')}`;
+const stamped = ([command, args, env]: Mode): Mode => [command, args.flatMap((a) => (a === server ? ['--import', origin, a] : [a])), env];
 // A server in a session of its own (setsid): where the kernel groups the scheduler by session
 // (sched_autogroup_enabled), that alone moves it to another autogroup, whose wakeups then
 // compete with every other session's — 2-4x slower per round trip on a loaded host. The sandbox
@@ -126,12 +129,6 @@ function shuffler(seed: number): <T>(xs: T[]) => T[] {
     }
     return out;
   };
-}
-
-async function connect(mode: Mode): Promise<Client> {
-  const client = new Client({ name: 'stockade-bench', version: '0' });
-  await client.connect(transport(mode));
-  return client;
 }
 
 /** Every process of the tree rooted at `pid` (the launcher, the sandbox's init, the server). */
@@ -272,14 +269,31 @@ async function main(): Promise<void> {
   rt.figures.load = `${load0} before, ${load()} after`;
   report(rt);
 
+  // Each start also tells when the server's own process began (its `performance.timeOrigin`,
+  // written to stderr by an `--import` of a data: URL, in every mode alike), which splits the
+  // start in two: the client's spawn to the server's process, where the launcher is, and the
+  // server's own start to `initialized`, which is most of the total and most of its noise.
+  const began: Record<string, number[]> = Object.fromEntries(starting.map((name) => [name, []]));
+  const took: Record<string, number[]> = Object.fromEntries(starting.map((name) => [name, []]));
   const starts: Record<string, Sampler> = Object.fromEntries(
     starting.map((name) => [
       name,
       async () => {
-        const t = performance.now();
-        const c = await connect(startMode(name));
-        const ms = performance.now() - t;
-        await c.close();
+        const t = transport(stamped(startMode(name)), 'pipe');
+        let serverStart = Number.NaN;
+        let text = '';
+        t.stderr?.on('data', (d: Buffer) => {
+          text += d.toString('latin1');
+          const m = /STOCKADE_BENCH_ORIGIN (\d+(?:\.\d+)?)/.exec(text);
+          if (m) serverStart = Number(m[1]);
+        });
+        const client = new Client({ name: 'stockade-bench', version: '0' });
+        const t0 = performance.timeOrigin + performance.now();
+        await client.connect(t);
+        const ms = performance.timeOrigin + performance.now() - t0;
+        began[name].push(serverStart - t0);
+        took[name].push(ms);
+        await client.close();
         return ms;
       },
     ]),
@@ -301,6 +315,37 @@ async function main(): Promise<void> {
     cold.figures[`${own} − the baseline (median of per-round differences)`] = difference(cold.modes, own, name);
   }
   report(cold);
+
+  // `began` holds the warm-up's starts first, then each round's (interleave's order).
+  const warm = 1;
+  const part = (of: (i: number) => number) =>
+    statsOf(
+      Array.from({ length: ROUNDS }, (_, r) => Array.from({ length: STARTS }, (_, k) => of(warm + r * STARTS + k)).filter(Number.isFinite)),
+      'ms',
+    );
+  const split = section('mcp-start-split', "MCP cold start, split at the server's own start (its performance.timeOrigin; ms)");
+  for (const name of starting) {
+    split.modes[`${name}: to the server's start`] = part((i) => began[name][i]);
+  }
+  for (const name of starting) {
+    split.modes[`${name}: the server's start to initialized`] = part((i) => took[name][i] - began[name][i]);
+  }
+  const to = (name: string) => `${name}: to the server's start`;
+  const inside = (name: string) => `${name}: the server's start to initialized`;
+  for (const name of starting.filter((n) => n !== 'direct')) {
+    split.figures[`${name}: to the server's start, over direct`] = difference(split.modes, to(name), to('direct'));
+  }
+  split.figures["stockade run over the bare Node launcher, to the server's start"] = difference(
+    split.modes,
+    to('stockade run'),
+    to('bare Node launcher (stdio handed over)'),
+  );
+  split.figures["stockade run: the server's start to initialized, over direct"] = difference(
+    split.modes,
+    inside('stockade run'),
+    inside('direct'),
+  );
+  report(split);
 }
 
 main().catch((err) => {

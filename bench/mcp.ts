@@ -36,6 +36,7 @@ const ROUNDS = knob('MCP_ROUNDS', 8);
 const ITER = knob('MCP_ITER', 400);
 const WARMUP = knob('MCP_WARMUP', 200);
 const STARTS = knob('MCP_STARTS', 4);
+const WARM_STARTS = 1;
 
 // The extra hop of --tools without the tool layer: every chunk passed on as it came.
 const relay = `const c = require('node:child_process').spawn(process.argv[1], process.argv.slice(2), { stdio: ['pipe', 'pipe', 'ignore'] });
@@ -300,7 +301,7 @@ async function main(): Promise<void> {
   );
   // Starts alternate mode by mode within a round: the difference per round is the figure.
   const cold = section('mcp-start', `MCP cold start to initialized: ${ROUNDS} rounds x ${STARTS} per mode, modes alternating (ms)`);
-  cold.modes = await interleave(starts, { rounds: ROUNDS, perRound: STARTS, warmup: 1, alternate: true });
+  cold.modes = await interleave(starts, { rounds: ROUNDS, perRound: STARTS, warmup: WARM_STARTS, alternate: true });
   cold.ratios.push(ratio(cold.modes, 'stockade run', 'direct'));
   cold.figures['stockade run over direct (median of per-round differences)'] = difference(cold.modes, 'stockade run', 'direct');
   for (const name of Object.keys(startOnly)) cold.figures[`${name} over direct`] = difference(cold.modes, name, 'direct');
@@ -317,10 +318,11 @@ async function main(): Promise<void> {
   report(cold);
 
   // `began` holds the warm-up's starts first, then each round's (interleave's order).
-  const warm = 1;
   const part = (of: (i: number) => number) =>
     statsOf(
-      Array.from({ length: ROUNDS }, (_, r) => Array.from({ length: STARTS }, (_, k) => of(warm + r * STARTS + k)).filter(Number.isFinite)),
+      Array.from({ length: ROUNDS }, (_, r) =>
+        Array.from({ length: STARTS }, (_, k) => of(WARM_STARTS + r * STARTS + k)).filter(Number.isFinite),
+      ),
       'ms',
     );
   const split = section('mcp-start-split', "MCP cold start, split at the server's own start (its performance.timeOrigin; ms)");

@@ -326,14 +326,10 @@ async function main(): Promise<void> {
       'ms',
     );
   const split = section('mcp-start-split', "MCP cold start, split at the server's own start (its performance.timeOrigin; ms)");
-  for (const name of starting) {
-    split.modes[`${name}: to the server's start`] = part((i) => began[name][i]);
-  }
-  for (const name of starting) {
-    split.modes[`${name}: the server's start to initialized`] = part((i) => took[name][i] - began[name][i]);
-  }
   const to = (name: string) => `${name}: to the server's start`;
   const inside = (name: string) => `${name}: the server's start to initialized`;
+  for (const name of starting) split.modes[to(name)] = part((i) => began[name][i]);
+  for (const name of starting) split.modes[inside(name)] = part((i) => took[name][i] - began[name][i]);
   for (const name of starting.filter((n) => n !== 'direct')) {
     split.figures[`${name}: to the server's start, over direct`] = difference(split.modes, to(name), to('direct'));
   }

@@ -37,6 +37,63 @@ export function writableRootOf(p: string, writable: readonly string[]): string |
   return writable.find((root) => within(p, root));
 }
 
+/** What the next start of the launcher runs without looking at it again, canonical (launcherFiles). */
+export interface LauncherFile {
+  path: string;
+  what: string;
+  /** A grant below it is refused too (a directory whose every file is trusted). */
+  below: boolean;
+}
+
+let launcherFilesMade: LauncherFile[] | undefined;
+
+/**
+ * What a sandbox must never be able to write, because the next start of stockade runs it on the
+ * host: the package itself (its code, the addon, stockade-init, and dist/'s compile cache and
+ * scan witnesses, which vouch for code and for trees), the node_modules directories Node looks
+ * in for its dependencies (an install hoists them beside the package), and the Node executable.
+ * A read-write grant holding one, or lying in the package or those directories, would let a
+ * payload leave code that runs outside at the next start. Node's global folders (~/.node_modules,
+ * NODE_PATH) are not listed: they are only looked in for a module none of these holds.
+ */
+export function launcherFiles(): LauncherFile[] {
+  if (launcherFilesMade !== undefined) return launcherFilesMade;
+  const real = (p: string) => {
+    try {
+      return fs.realpathSync(p);
+    } catch {
+      return undefined;
+    }
+  };
+  const made: LauncherFile[] = [];
+  const root = real(packageRoot);
+  if (root !== undefined) made.push({ path: root, what: "stockade's own package", below: true });
+  // Where require() from the package looks, nearest first (Module._nodeModulePaths).
+  for (let dir = root ?? packageRoot; ; dir = path.dirname(dir)) {
+    const modules = path.basename(dir) === 'node_modules' ? undefined : real(path.join(dir, 'node_modules'));
+    if (modules !== undefined && (root === undefined || !within(modules, root))) {
+      made.push({ path: modules, what: "the node_modules directory stockade's dependencies are loaded from", below: true });
+    }
+    if (dir === '/') break;
+  }
+  const node = real(process.execPath);
+  if (node !== undefined) made.push({ path: node, what: 'the Node executable stockade runs on', below: false });
+  launcherFilesMade = made;
+  return made;
+}
+
+/**
+ * Why a sandbox that can write the canonical `grant` could change what the launcher runs, or
+ * undefined: the launcher file the grant holds, or the trusted directory it lies in.
+ */
+export function launcherReach(grant: string): string | undefined {
+  for (const f of launcherFiles()) {
+    if (within(f.path, grant)) return `holds ${f.what} (${f.path})`;
+    if (f.below && within(grant, f.path)) return `lies in ${f.what} (${f.path})`;
+  }
+  return undefined;
+}
+
 const MAX_LINKS = 40; // as the kernel's MAXSYMLINKS
 
 /**

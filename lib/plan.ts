@@ -16,7 +16,7 @@ import {
   sizeReason,
   wallTimeReason,
 } from './fields';
-import { entryType, HostPathError, resolveHostPath, startSocketScan, underSystemDir, within } from './hostpath';
+import { entryType, HostPathError, launcherReach, resolveHostPath, startSocketScan, underSystemDir, within } from './hostpath';
 import { landlockPlan, type TcpRules, tcpRules } from './landlock';
 import { CA_BUNDLE, devMounts, etcBinds, etcFiles, procMounts, SANDBOX_HOME, SANDBOX_UID, synthesized, systemDirs } from './layout';
 import { kernelBudgetNames, type LimitsPlan, planLimits, RLIMIT, type ValidLimits } from './limits';
@@ -139,6 +139,20 @@ function checkKeys(value: object, known: readonly string[], field: string): void
   }
 }
 
+/**
+ * @internal Host files the caller reads again at its next start and acts on (`stockade run`'s
+ * policy file): a writable grant holding one, or its directory, is refused, as the upstream CAs
+ * and the launcher's own files are (resolveGrants). A payload that could write them would choose
+ * what the next sandbox is given.
+ */
+export const TRUSTED_FILES = Symbol('stockade.trustedFiles');
+
+/** A file the next start trusts, named for the refusal: `what` reads as "the policy file". */
+export interface TrustedFile {
+  path: string;
+  what: string;
+}
+
 /** A host path granted to the sandbox, resolved (lib/hostpath.ts). */
 interface Grant {
   field: string;
@@ -177,7 +191,10 @@ function hostPathOf(p: string, writable: readonly string[], field: string): stri
  * caller resolves the rest of the plan, and `checked()` waits for every one of them (a refusal
  * thrown, the first grant's first).
  */
-function resolveGrants(fsOptions: NonNullable<SandboxOptions['filesystem']>): {
+function resolveGrants(
+  fsOptions: NonNullable<SandboxOptions['filesystem']>,
+  trusted: readonly TrustedFile[],
+): {
   list: Grant[];
   writable: string[];
   checked: () => void;
@@ -215,6 +232,7 @@ function resolveGrants(fsOptions: NonNullable<SandboxOptions['filesystem']>): {
       const host = hostPathOf(t.path, firstPass, t.field);
       if (host === '/') fail(t.field, "the host's / cannot be bound; name the directories the sandbox needs");
       if (within(host, '/proc') || within(host, '/dev')) fail(t.field, `'${t.path}' is managed by the sandbox itself and cannot be bound`);
+      if (!t.readOnly) outOfReach(t, host, trusted);
       const stat = fs.statSync(host);
       if (t.home && !stat.isDirectory()) fail(t.field, `expected a directory, found '${t.path}' (not a directory)`);
       if (!allowSockets && !underSystemDir(host)) {
@@ -242,6 +260,36 @@ function resolveGrants(fsOptions: NonNullable<SandboxOptions['filesystem']>): {
     }),
   );
   return { list, writable: list.filter((g) => !g.readOnly).map((g) => g.host), checked };
+}
+
+/**
+ * Refuses the writable grant `host` (canonical) where a payload could leave something there that
+ * a later start runs or believes: the launcher's own files (lib/hostpath.ts launcherFiles), or a
+ * trusted file or the directory holding it (a payload that can write the directory can replace
+ * the file). A trusted file that does not exist is named by whoever reads it.
+ */
+function outOfReach(grant: { field: string; path: string }, host: string, trusted: readonly TrustedFile[]): void {
+  const why = launcherReach(host);
+  if (why !== undefined) {
+    fail(
+      grant.field,
+      `'${grant.path}' ${why}, which the next start runs on the host: a sandbox that can write it could run code outside; grant a path that does not hold it`,
+    );
+  }
+  for (const f of trusted) {
+    let dir: string;
+    try {
+      dir = fs.realpathSync(path.dirname(path.resolve(f.path)));
+    } catch {
+      continue;
+    }
+    if (within(dir, host)) {
+      fail(
+        grant.field,
+        `'${grant.path}' holds ${f.what} '${f.path}', which the next start reads again: a sandbox that can write there could choose what it is given next time; move ${f.what} out of every writable grant`,
+      );
+    }
+  }
 }
 
 /**
@@ -631,7 +679,11 @@ function resolveUncached(
   if (typeof fsOptions !== 'object' || fsOptions === null) fail('filesystem', 'expected an object');
   checkKeys(fsOptions, ['readOnly', 'readWrite', 'tmpSize', 'home', 'allowSockets', 'deny', 'denyDefaults'], 'filesystem');
   const tmpSize = fsOptions.tmpSize === undefined ? 64 * 1024 ** 2 : size(fsOptions.tmpSize, 'filesystem.tmpSize');
-  const grants = resolveGrants(fsOptions);
+  const trusted: TrustedFile[] = [
+    ...((options as { [TRUSTED_FILES]?: TrustedFile[] })[TRUSTED_FILES] ?? []),
+    ...(Array.isArray(options.upstreamCa) ? options.upstreamCa.map((p) => ({ path: String(p), what: 'the upstream CA' })) : []),
+  ];
+  const grants = resolveGrants(fsOptions, trusted);
   // As soon as the scans run: the limits for a warm child made meanwhile (a problem with them is
   // reported below, after the grants', as without one).
   let early: LimitsPlan | undefined;

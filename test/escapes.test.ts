@@ -307,6 +307,94 @@ describe('the audit file', () => {
   });
 });
 
+describe('what the next start trusts stays out of every writable grant', () => {
+  const refusal = (grant: string, why: string) =>
+    `stockade run: options.filesystem.readWrite[0]: '${grant}' ${why}, which the next start runs on the host: a sandbox that can write it could run code outside; grant a path that does not hold it\n`;
+
+  test("stockade installed in a project: a grant of the project, of its node_modules or in the package is refused, and the package's bytes stay", () => {
+    const { base } = scene('install');
+    const project = path.join(base, 'project');
+    const modules = path.join(project, 'node_modules');
+    const pkg = path.join(modules, 'stockade-sandbox');
+    mkdirs(path.join(pkg, 'dist'), path.join(pkg, 'build', 'Release'), path.join(project, 'src'));
+    fs.cpSync(path.join(repoRoot, 'bin'), path.join(pkg, 'bin'), { recursive: true });
+    fs.cpSync(path.join(repoRoot, 'dist', 'lib'), path.join(pkg, 'dist', 'lib'), { recursive: true });
+    for (const f of ['stockade.node', 'stockade-init']) {
+      fs.copyFileSync(path.join(repoRoot, 'build', 'Release', f), path.join(pkg, 'build', 'Release', f));
+    }
+    for (const f of ['package.json', 'stockade.schema.json']) fs.copyFileSync(path.join(repoRoot, f), path.join(pkg, f));
+    const installed = (...args: string[]) =>
+      spawnSync(process.execPath, [path.join(pkg, 'bin', 'stockade.js'), 'run', ...args], { encoding: 'utf8', input: '' });
+    // A grant beside the package runs (and leaves the launcher's compile cache, as any start does).
+    const beside = installed('--rw', path.join(project, 'src'), '--', '/bin/true');
+    assert.equal(beside.status, 0, beside.stderr);
+    const before = treeDigest(pkg);
+    // The payload would replace the launcher's code, which the next start runs outside.
+    const evil = `echo 'require("child_process").execSync("touch ${base}/pwned")' > ${pkg}/dist/lib/cli.js`;
+    const whole = installed('--rw', project, '--', '/bin/sh', '-c', evil);
+    assert.equal(whole.status, 2);
+    assert.equal(whole.stderr, refusal(project, `holds stockade's own package (${pkg})`));
+    const cache = path.join(pkg, 'dist', '.compile-cache');
+    const inPackage = installed('--rw', cache, '--', '/bin/true');
+    assert.equal(inPackage.stderr, refusal(cache, `lies in stockade's own package (${pkg})`));
+    // Its dependencies are hoisted beside it, and loaded from there.
+    mkdirs(path.join(modules, '.cache'));
+    const hoisted = installed('--rw', path.join(modules, '.cache'), '--', '/bin/true');
+    assert.equal(
+      hoisted.stderr,
+      refusal(path.join(modules, '.cache'), `lies in the node_modules directory stockade's dependencies are loaded from (${modules})`),
+    );
+    assert.deepEqual(treeDigest(pkg), before);
+    assert.ok(!fs.existsSync(path.join(base, 'pwned')));
+  });
+
+  test('the Node executable the launcher runs on cannot be granted writable', async () => {
+    const node = fs.realpathSync(process.execPath);
+    await assert.rejects(sh('true', { filesystem: { readWrite: [path.dirname(node)] } }), {
+      name: 'SandboxOptionsError',
+      message: `options.filesystem.readWrite[0]: '${path.dirname(node)}' holds the Node executable stockade runs on (${node}), which the next start runs on the host: a sandbox that can write it could run code outside; grant a path that does not hold it`,
+    });
+  });
+
+  test('a policy file in its own read-write grant is refused before its payload could rewrite it', () => {
+    const { base } = scene('policy');
+    const rw = path.join(base, 'rw');
+    const conf = path.join(rw, 'conf');
+    mkdirs(conf);
+    const policy = path.join(conf, 'policy.json');
+    fs.writeFileSync(policy, `${JSON.stringify({ filesystem: { readWrite: [rw] } })}\n`);
+    const bytes = fs.readFileSync(policy);
+    // The payload would grant its next start the host's network and more of the disk.
+    const rewrite = `echo '{"network":"host","filesystem":{"readWrite":["${rw}","${base}/secret"]}}' > ${policy}`;
+    const r = cli('--policy', policy, '--', '/bin/sh', '-c', rewrite);
+    assert.equal(r.status, 2);
+    assert.equal(
+      r.stderr,
+      `stockade run: options.filesystem.readWrite[0]: '${rw}' holds the policy file '${policy}', which the next start reads again: a sandbox that can write there could choose what it is given next time; move the policy file out of every writable grant\n`,
+    );
+    assert.deepEqual(fs.readFileSync(policy), bytes);
+    // Granted read-only, or beside the grant, the policy runs.
+    fs.writeFileSync(policy, `${JSON.stringify({ filesystem: { readOnly: [rw], readWrite: [path.join(base, 'secret')] } })}\n`);
+    const ok = cli('--policy', policy, '--', '/bin/true');
+    assert.equal(ok.status, 0, ok.stderr);
+  });
+
+  test('an upstream CA in a read-write grant is refused', async () => {
+    const { base } = scene('ca');
+    const rw = path.join(base, 'rw');
+    mkdirs(rw);
+    const bundle = fs.readFileSync('/etc/ssl/certs/ca-certificates.crt', 'utf8');
+    const ca = path.join(rw, 'ca.pem');
+    fs.writeFileSync(ca, bundle.slice(0, bundle.indexOf('-----END CERTIFICATE-----') + 26));
+    const secrets = [{ name: 'X', hosts: ['example.com'], source: { value: 'v' } }];
+    const options = { network: { allow: ['example.com'] }, secrets, upstreamCa: [ca], filesystem: { readWrite: [rw] } };
+    assert.throws(() => resolveSandbox('/bin/true', [], options), {
+      name: 'SandboxOptionsError',
+      message: `options.filesystem.readWrite[0]: '${rw}' holds the upstream CA '${ca}', which the next start reads again: a sandbox that can write there could choose what it is given next time; move the upstream CA out of every writable grant`,
+    });
+  });
+});
+
 describe('sockets and FIFOs in grants', () => {
   test('a grant holding a listening unix socket is refused; allowSockets lets it through, and connect() then reaches the host', async () => {
     const { base } = scene('socket');

@@ -216,10 +216,15 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  return launch_(launch, logger, trust);
+  return launch_(launch, logger, trust, policyFile);
 }
 
-function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: LaunchTrust | undefined): Promise<number> {
+function launch_(
+  launch: PolicyLaunch,
+  logger: Logger | undefined,
+  trust: LaunchTrust | undefined,
+  policyFile: string | undefined,
+): Promise<number> {
   // The proxies hold sockets and relay pipes for the sandbox: use what the hard limit grants
   // (lib/net/budget.ts lets them hold half of it).
   try {
@@ -270,8 +275,11 @@ function launch_(launch: PolicyLaunch, logger: Logger | undefined, trust: Launch
   };
   try {
     const { spawnSandboxed, WARM_ONCE } = require('../process') as typeof import('../process');
+    const { TRUSTED_FILES } = require('../plan') as typeof import('../plan');
     child = spawnSandboxed(launch.command, launch.args, {
       ...launch.options,
+      // The policy is read again at the next start: no grant may let the sandbox rewrite it.
+      [TRUSTED_FILES]: policyFile === undefined ? [] : [{ path: policyFile, what: 'the policy file' }],
       stdio: relayPipes ? [relayPipes.stdin[0], relayPipes.stdout[1], 2] : filtered ? ['pipe', 'pipe', 2] : [0, 1, 2],
       logger,
       ...(grants ? { grantScope: grants } : {}),

@@ -121,6 +121,38 @@ describe('wrapped servers start and work', () => {
     }
   });
 
+  it('a server granted its whole project is told it could rewrite the config and its policy, and its start is refused', async () => {
+    const project = tempDir('wrap-whole');
+    const config = join(project, '.mcp.json');
+    writeFileSync(
+      config,
+      `${JSON.stringify({ mcpServers: { files: { command: 'node', args: [serverEntry('server-filesystem'), project] } } })}\n`,
+    );
+    const r = await wrap([config]);
+    assert.equal(r.code, 0, r.err);
+    const policy = join(project, 'stockade', 'files.policy.json');
+    assert.ok(
+      r.out.includes(
+        `warning: its read-write grant ${project} holds this client config (${config}): the server could rewrite it and run without stockade at its next start; grant it the directories it works on, not the one holding this client config`,
+      ),
+      r.out,
+    );
+    assert.ok(
+      r.out.includes(
+        `warning: its read-write grant ${project} holds its policy file (${policy}): the server could rewrite it so \`stockade run\` refuses to start it; grant it the directories it works on, not the one holding its policy file`,
+      ),
+      r.out,
+    );
+    const doc = JSON.parse(readFileSync(config, 'utf8')) as { mcpServers: Record<string, Entry> };
+    const start = spawnSync(doc.mcpServers.files.command, doc.mcpServers.files.args, { cwd: project, encoding: 'utf8', input: '' });
+    assert.equal(start.status, 2);
+    // wrap approved the policy it wrote: its approval, beside it, is refused first (lib/approval.ts).
+    assert.equal(
+      start.stderr,
+      `stockade: the policy's directory ${join(project, 'stockade')} is writable from inside the sandbox (granted ${project}), so its approval cannot be trusted; move the policy out of it\n`,
+    );
+  });
+
   it('Claude Code ~/.claude.json: user and project scopes wrapped, policies beside Claude Code files', async () => {
     const home = tempDir('wrap-home');
     const config = join(home, '.claude.json');

@@ -25,6 +25,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, 
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { applyEdits, type FormattingOptions, type JSONPath, modify, type ParseError, parse, printParseErrorCode } from 'jsonc-parser';
 import { approveWrittenPolicy } from '../approval';
+import { within } from '../hostpath';
 import { packageRoot } from '../location';
 import type { PackagePin } from '../policy/types';
 import { parseCommandArgs } from './args';
@@ -239,6 +240,22 @@ function policyPlace(file: string, format: ConfigFormat): { dir: string; ref: (p
   return { dir, ref: (p) => relative(configDir, p) };
 }
 
+/**
+ * What a server could rewrite through its read-write grants that decides how it starts next time:
+ * the client config (its own entry) and its policy file. stockade run refuses a grant holding
+ * the policy (lib/plan.ts TRUSTED_FILES); the config is the client's, so here the user is told.
+ */
+function grantsOverTrust(grants: readonly Grant[], files: { path: string; what: string; then: string }[]): string[] {
+  return files.flatMap((f) => {
+    const g = grants.find((g) => g.mode === 'rw' && within(f.path, resolve(g.path)));
+    return g === undefined
+      ? []
+      : [
+          `its read-write grant ${g.path} holds ${f.what} (${f.path}): the server could rewrite it ${f.then}; grant it the directories it works on, not the one holding ${f.what}`,
+        ];
+  });
+}
+
 /** Plans (and unless dryRun, performs) the wrap of one config file. */
 export function wrapConfig(file: string, opts: WrapOptions = {}): WrapResult {
   const { original, text, doc, format } = readConfig(file);
@@ -298,6 +315,12 @@ export function wrapConfig(file: string, opts: WrapOptions = {}): WrapResult {
       const policyFile = join(place.dir, `${base}.policy.json`);
       const env = entry.env && typeof entry.env === 'object' ? (entry.env as Record<string, unknown>) : {};
       const { policy, secrets, grants, warnings } = startingPolicy(entry.command, args, env);
+      warnings.push(
+        ...grantsOverTrust(grants, [
+          { path: resolve(file), what: 'this client config', then: 'and run without stockade at its next start' },
+          { path: policyFile, what: 'its policy file', then: 'so `stockade run` refuses to start it' },
+        ]),
+      );
       const policyCreated = !existsSync(policyFile);
       let pinned: PackagePin | undefined;
       const pin = policyCreated ? opts.pinFor?.([entry.command, ...args], env) : undefined;

@@ -245,13 +245,13 @@ function policyPlace(file: string, format: ConfigFormat): { dir: string; ref: (p
  * the client config (its own entry) and its policy file. stockade run refuses a grant holding
  * the policy (lib/plan.ts TRUSTED_FILES); the config is the client's, so here the user is told.
  */
-function grantsOverTrust(grants: readonly Grant[], files: { path: string; what: string; then: string }[]): string[] {
+function grantsOverTrust(grants: readonly Grant[], files: { path: string; what: string; effect: string }[]): string[] {
   return files.flatMap((f) => {
     const g = grants.find((g) => g.mode === 'rw' && within(f.path, resolve(g.path)));
     return g === undefined
       ? []
       : [
-          `its read-write grant ${g.path} holds ${f.what} (${f.path}): the server could rewrite it ${f.then}; grant it the directories it works on, not the one holding ${f.what}`,
+          `its read-write grant ${g.path} holds ${f.what} (${f.path}): the server could rewrite it ${f.effect}; grant it the directories it works on, not the one holding ${f.what}`,
         ];
   });
 }
@@ -317,8 +317,8 @@ export function wrapConfig(file: string, opts: WrapOptions = {}): WrapResult {
       const { policy, secrets, grants, warnings } = startingPolicy(entry.command, args, env);
       warnings.push(
         ...grantsOverTrust(grants, [
-          { path: resolve(file), what: 'this client config', then: 'and run without stockade at its next start' },
-          { path: policyFile, what: 'its policy file', then: 'so `stockade run` refuses to start it' },
+          { path: resolve(file), what: 'this client config', effect: 'and run without stockade at its next start' },
+          { path: policyFile, what: 'its policy file', effect: 'so `stockade run` refuses to start it' },
         ]),
       );
       const policyCreated = !existsSync(policyFile);

@@ -21,7 +21,26 @@
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
       "cflags_cc": ["-std=gnu++17", "-fno-exceptions", "-Wall", "-Wextra", "-Werror",
                     "-fvisibility=hidden", "-fstack-protector-strong", "-Wno-missing-field-initializers"],
-      "dependencies": ["stockade-init"]
+      "dependencies": ["stockade-init", "stockade-launch"]
+    },
+    {
+      # The front of `stockade run` that is not a Node process (native/launch.cc): the addon's own
+      # spawn, linked statically (like stockade-init, it runs on any Linux the prebuild is for).
+      "target_name": "stockade-launch",
+      "type": "executable",
+      "sources": [
+        "native/launch.cc", "native/launchrecord.cc", "native/planwire.cc", "native/spawn.cc",
+        "native/child.cc", "native/userns.cc", "native/mounts.cc", "native/net.cc", "native/caps.cc",
+        "native/seccomp.cc", "native/fds.cc", "native/landlock.cc", "native/audit.cc",
+        "native/cgroup.cc", "native/limits.cc", "native/scanwitness.cc"
+      ],
+      "defines": ["_GNU_SOURCE"],
+      "cflags!": ["-fno-exceptions", "-fPIC"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+      "cflags_cc": ["-std=gnu++17", "-fno-exceptions", "-O2", "-Wall", "-Wextra", "-Werror",
+                    "-fstack-protector-strong", "-Wno-missing-field-initializers"],
+      "ldflags!": ["-rdynamic"],
+      "ldflags": ["-static", "-Wl,--build-id=none"]
     },
     {
       "target_name": "stockade-init",

@@ -27,6 +27,7 @@ import * as path from 'node:path';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { launchPath } from '../lib/native';
 import { difference, interleave, knob, load, median, ratio, report, type Sampler, section, statsOf } from './harness';
 
 const root = path.join(__dirname, '..', '..');
@@ -86,8 +87,12 @@ const payload = ['--', process.execPath, server, 'stdio'];
 // can act on; it over direct is the floor of a launcher written in Node.
 const bareLauncher = `const c = require('node:child_process').spawn(process.argv[1], process.argv.slice(2), { stdio: 'inherit' });
 c.on('exit', (code) => process.exit(code ?? 1));`;
+const LAUNCH = 'stockade-launch run (what wrap writes)';
 const startOnly: Record<string, Mode> = {
   'bare Node launcher (stdio handed over)': [process.execPath, ['-e', bareLauncher, process.execPath, server, 'stdio']],
+  // What `stockade wrap` writes: stockade-launch in front (native/launch.cc). Its first start
+  // (the warm-up) leaves the launch record every later one is spawned from.
+  [LAUNCH]: [launchPath(), [process.execPath, launcher, 'run', ...grant, ...payload]],
   'stockade run --allow-net': [process.execPath, [launcher, 'run', ...grant, '--allow-net', 'api.example.com', ...payload]],
   'stockade run --secret': [
     process.execPath,
@@ -99,7 +104,7 @@ const startOnly: Record<string, Mode> = {
 const baselines: Record<string, Mode> = Object.fromEntries(
   baseline === undefined
     ? []
-    : ['stockade run', ...Object.keys(startOnly).filter((name) => name.startsWith('stockade'))].map((name) => {
+    : ['stockade run', ...Object.keys(startOnly).filter((name) => name.startsWith('stockade run'))].map((name) => {
         const [command, args, env] = modes[name] ?? startOnly[name];
         return [`baseline: ${name}`, [command, args.map((a) => (a === launcher ? baseline : a)), env]];
       }),
@@ -303,6 +308,7 @@ async function main(): Promise<void> {
   const cold = section('mcp-start', `MCP cold start to initialized: ${ROUNDS} rounds x ${STARTS} per mode, modes alternating (ms)`);
   cold.modes = await interleave(starts, { rounds: ROUNDS, perRound: STARTS, warmup: WARM_STARTS, alternate: true });
   cold.ratios.push(ratio(cold.modes, 'stockade run', 'direct'));
+  cold.ratios.push(ratio(cold.modes, LAUNCH, 'direct'));
   cold.figures['stockade run over direct (median of per-round differences)'] = difference(cold.modes, 'stockade run', 'direct');
   for (const name of Object.keys(startOnly)) cold.figures[`${name} over direct`] = difference(cold.modes, name, 'direct');
   cold.figures['stockade run over the bare Node launcher (the part of stockade itself)'] = difference(

@@ -264,6 +264,28 @@ interface Addon {
     onViolation: ((violation: NativeViolation) => void) | undefined,
     template: NativePlanTemplate,
   ): void;
+  /**
+   * A sandbox native/launch.cc spawned from a launch record before it exec'd this process, its fds
+   * inherited (lib/launch): handed over as spawn() hands one, onSpawn called at once. Throws a
+   * TypeError where the fds are not the sandbox's.
+   */
+  adopt(
+    sandbox: {
+      pid: number;
+      pidfd: number;
+      statusFd: number;
+      mountNsFd: number;
+      oomEventFd: number;
+      landlockAbi: number;
+      seccompNotify: boolean;
+      cgroupDirs: string[];
+    },
+    onExit: (code: number | null, signal: NodeJS.Signals | null) => void,
+    onSpawn: (result: NativeSpawnResult) => void,
+    onViolation?: (violation: NativeViolation) => void,
+  ): void;
+  /** The plan as native/planwire.cc encodes it (the launch record's); a TypeError for a bad plan. */
+  encodePlan(plan: NativePlan): Buffer;
   /** A plan checked and converted once, for every spawn of one resolved definition (native/addon.cc). */
   PlanTemplate: new (
     plan: NativePlan,
@@ -349,6 +371,11 @@ export function sha256Hex(text: string): string {
 export function initPath(): string {
   load();
   return path.join(path.dirname(addonPath as string), 'stockade-init');
+}
+
+/** stockade-launch, the front of `stockade run` that is not a Node process (native/launch.cc), beside it. */
+export function launchPath(): string {
+  return path.join(path.dirname(initPath()), 'stockade-launch');
 }
 
 /**

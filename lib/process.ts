@@ -79,6 +79,19 @@ function pipeSocket(fd: number | null, readable: boolean): NodeNet.Socket | null
  */
 export const WARM_ONCE = Symbol('stockade.warmOnce');
 
+/**
+ * @internal What starts the sandbox in place of the addon's spawn(), with the same arguments:
+ * `stockade run` records the plan there (lib/launch), and `stockade attach` adopts the sandbox
+ * native/launch.cc spawned from that record instead.
+ */
+export const SPAWN_VIA = Symbol('stockade.spawnVia');
+export type SpawnVia = (
+  plan: NativePlan,
+  onExit: (code: number | null, signal: NodeJS.Signals | null) => void,
+  onSpawn: (result: NativeSpawnResult) => void,
+  onViolation: (violation: NativeViolation) => void,
+) => void;
+
 /** spawn()'s own options, checked the way spawn() checks them (before anything is spawned). */
 function processOptions(options: SandboxOptions): {
   signal?: AbortSignal;
@@ -318,7 +331,9 @@ export class SandboxedProcess extends EventEmitter {
         resolved.template,
       );
     } else {
-      native().spawn(plan, onExit, onSpawn, onViolation);
+      const via = (this.#options as { [SPAWN_VIA]?: SpawnVia })[SPAWN_VIA];
+      if (via) via(plan, onExit, onSpawn, onViolation);
+      else native().spawn(plan, onExit, onSpawn, onViolation);
     }
     closeChildEnds(slots, childFds); // the addon holds duplicates until the child has its own
   }

@@ -824,6 +824,83 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// An inherited fd (3 or above) whose /proc/self/fd link starts with `kind` ("pipe:[",
+// "anon_inode:[pidfd]", ...); a pidfd must also be one of `pid` (its fdinfo's "Pid:" line).
+static bool inheritedFdIs(int fd, const char* kind, pid_t pid = 0) {
+  char path[64], link[128];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  ssize_t n = fd < 3 ? -1 : readlink(path, link, sizeof link - 1);
+  if (n <= 0) return false;
+  link[n] = '\0';
+  if (strncmp(link, kind, strlen(kind)) != 0) return false;
+  if (pid == 0) return true;
+  snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+  int info = open(path, O_RDONLY | O_CLOEXEC);
+  if (info < 0) return false;
+  char text[1024];
+  n = read(info, text, sizeof text - 1);
+  close(info);
+  if (n <= 0) return false;
+  text[n] = '\0';
+  const char* line = strstr(text, "\nPid:\t");
+  return line != nullptr && atoi(line + 6) == pid;
+}
+
+// adopt(sandbox, onExit, onSpawn[, onViolation]): a sandbox native/launch.cc spawned from a launch
+// record before it exec'd this process (lib/launch), its fds inherited: { pid, pidfd, statusFd,
+// mountNsFd, oomEventFd (-1: none), landlockAbi, seccompNotify, cgroupDirs }. onSpawn(result)
+// follows at once, shaped as spawn()'s; from then on the handle owns the fds. A TypeError where
+// the fds are not what they are said to be (nothing is taken then).
+Napi::Value Adopt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsFunction() || !info[2].IsFunction()) {
+    Napi::TypeError::New(env, "adopt(sandbox, onExit, onSpawn) takes an object and two functions")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Reader r(env, info[0].As<Napi::Object>(), "sandbox");
+  auto job = std::make_unique<Job>();
+  SpawnResult& res = job->result;
+  res.pid = static_cast<pid_t>(r.integer("pid", 1, INT32_MAX, "a pid"));
+  res.pidfd = static_cast<int>(r.integer("pidfd", 3, INT32_MAX, "an fd"));
+  res.statusFd = static_cast<int>(r.integer("statusFd", -1, INT32_MAX, "an fd or -1"));
+  res.mountNsFd = static_cast<int>(r.integer("mountNsFd", -1, INT32_MAX, "an fd or -1"));
+  res.oomEventFd = static_cast<int>(r.integer("oomEventFd", -1, INT32_MAX, "an fd or -1"));
+  res.landlockAbi = static_cast<int>(r.integer("landlockAbi", 0, 64, "a Landlock ABI"));
+  res.seccompNotify = r.flag("seccompNotify", false);
+  for (std::string& dir : r.strings("cgroupDirs")) {
+    CgroupSpec spec;
+    spec.dir = dir;
+    job->plan.cgroups.push_back(std::move(spec));
+    job->plan.cgroupDirs.push_back(std::move(dir));
+  }
+  if (!r.ok()) {
+    Napi::TypeError::New(env, r.message()).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (!inheritedFdIs(res.pidfd, "anon_inode:[pidfd]", res.pid) ||
+      (res.statusFd != -1 && !inheritedFdIs(res.statusFd, "pipe:[")) ||
+      (res.mountNsFd != -1 && !inheritedFdIs(res.mountNsFd, "mnt:[")) ||
+      (res.oomEventFd != -1 && !inheritedFdIs(res.oomEventFd, "anon_inode:[eventfd]"))) {
+    Napi::TypeError::New(env, "adopt(): the fds are not the sandbox's (its pidfd, status pipe, "
+                              "mount namespace, OOM eventfd)")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  for (int fd : {res.pidfd, res.statusFd, res.mountNsFd, res.oomEventFd})
+    if (fd >= 0) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  job->onExit = Napi::Persistent(info[1].As<Napi::Function>());
+  job->onSpawn = Napi::Persistent(info[2].As<Napi::Function>());
+  if (info.Length() > 3 && info[3].IsFunction())
+    job->onViolation = Napi::Persistent(info[3].As<Napi::Function>());
+  auto* addon = env.GetInstanceData<AddonData>();
+  // The handle frees the mount namespace on the spawner's releaser thread (Sandbox::Stop).
+  if (!addon->spawner)
+    addon->spawner = std::make_unique<Spawner>(&addon->handles, &DeliverSpawn, addon);
+  DeliverSpawn(std::move(job), addon);
+  return env.Undefined();
+}
+
 // prewarm(key) -> 0 or an errno: has the spawner thread make a warm child (spawn.cc, "The warm
 // pool") while the plan it is for is still being resolved (lib/plan.ts); the spawn of that plan
 // takes it if its key matches. `key` holds what the key is made of, as a plan has them:
@@ -1228,6 +1305,7 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(data);  // deleted by Node after the cleanup hooks
   napi_add_async_cleanup_hook(env, &AddonData::OnEnvTeardown, data, &data->teardown);
   exports.Set("spawn", Napi::Function::New(env, Spawn));
+  exports.Set("adopt", Napi::Function::New(env, Adopt));
   exports.Set("pipe", Napi::Function::New(env, Pipe));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   exports.Set("probeNamespaces", Napi::Function::New(env, ProbeNamespaces));

@@ -48,14 +48,6 @@ constexpr char kMagic[8] = {'S', 'T', 'K', 'W', 'I', 'T', '0', '1'};
 constexpr size_t kMaxWitness = 64u << 20;  // bytes: a tree of ~1M directories
 constexpr size_t kKeptWitnesses = 64;      // per directory, the newest
 
-uint64_t fnv1a(const char* data, size_t n, uint64_t h = 14695981039346656037ull) {
-  for (size_t i = 0; i < n; ++i) {
-    h ^= static_cast<unsigned char>(data[i]);
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
 // statx throughout, not fstat or fstatat: glibc 2.33 made those symbols of its own, past the
 // prebuilt addon's glibc 2.28 floor (scripts/check-prebuilds.js).
 bool statOf(int fd, const char* name, int flags, struct statx* stx) {
@@ -87,9 +79,9 @@ int openWitnessDir(const std::string& file, std::string* name, bool create) {
   return fd;
 }
 
-bool readAll(int fd, std::string* out) {
+bool readAll(int fd, std::string* out, size_t max = kMaxWitness) {
   struct statx stx;
-  if (!statOf(fd, "", AT_EMPTY_PATH, &stx) || stx.stx_size > kMaxWitness) return false;
+  if (!statOf(fd, "", AT_EMPTY_PATH, &stx) || stx.stx_size > max) return false;
   out->resize(static_cast<size_t>(stx.stx_size));
   size_t at = 0;
   while (at < out->size()) {
@@ -242,18 +234,44 @@ bool mountsBelow(const std::string& root, uint64_t* digest, std::vector<std::str
   return true;
 }
 
-bool witnessHolds(const std::string& file, const std::string& root, size_t limit, uint64_t mounts) {
-  if (mounts == 0) return false;
+uint64_t fnv1a(const char* data, size_t n, uint64_t h) {
+  for (size_t i = 0; i < n; ++i) {
+    h ^= static_cast<unsigned char>(data[i]);
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+bool readOwnFile(const std::string& file, size_t max, std::string* out) {
   std::string name;
   int dirFd = openWitnessDir(file, &name, false);
   if (dirFd < 0) return false;
   int fd = openat(dirFd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   close(dirFd);
   if (fd < 0) return false;
-  std::string bytes;
-  bool read = ownedAlone(fd, false) && readAll(fd, &bytes);
+  bool read = ownedAlone(fd, false) && readAll(fd, out, max);
   close(fd);
-  if (!read || bytes.size() < sizeof kMagic + 8 || memcmp(bytes.data(), kMagic, sizeof kMagic))
+  return read;
+}
+
+bool witnessedClean(const std::string& root, const std::string& witness, size_t limit) {
+  uint64_t mounts = 0;
+  std::vector<std::string> points;
+  if (!mountsBelow(root, &mounts, &points)) return false;
+  for (const std::string& point : points) {
+    struct statx stx;
+    if (statx(AT_FDCWD, point.c_str(), AT_SYMLINK_NOFOLLOW, STATX_TYPE, &stx) == 0 &&
+        (S_ISSOCK(stx.stx_mode) || S_ISFIFO(stx.stx_mode)))
+      return false;
+  }
+  return witnessHolds(witness, root, limit, mounts);
+}
+
+bool witnessHolds(const std::string& file, const std::string& root, size_t limit, uint64_t mounts) {
+  if (mounts == 0) return false;
+  std::string bytes;
+  if (!readOwnFile(file, kMaxWitness, &bytes) || bytes.size() < sizeof kMagic + 8 ||
+      memcmp(bytes.data(), kMagic, sizeof kMagic))
     return false;
   uint64_t digest;
   memcpy(&digest, bytes.data() + bytes.size() - 8, 8);

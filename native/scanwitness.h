@@ -45,4 +45,16 @@ bool witnessHolds(const std::string& file, const std::string& root, size_t limit
 bool writeWitness(const std::string& file, const WitnessHead& head,
                   const std::vector<DirStamp>& dirs);
 
+// The scan's answer for `root` without a walk (what hostscan.cc's begin() settles on before it
+// walks): no unix socket or FIFO is mounted at or below it, and its witness holds.
+bool witnessedClean(const std::string& root, const std::string& witness, size_t limit);
+
+// The bytes of `file` (at most `max`), a regular file of this user's in a directory of this
+// user's, neither writable by anyone else, opened without following a symlink: the rule for
+// every cache beside the code (witnesses, launch records). False otherwise.
+bool readOwnFile(const std::string& file, size_t max, std::string* out);
+
+// FNV-1a, 64 bits: a digest against torn files and a name for records, not against attackers.
+uint64_t fnv1a(const char* data, size_t n, uint64_t h = 14695981039346656037ull);
+
 }  // namespace stockade

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Checks the prebuilt binaries before they are packed (scripts/prebuild.sh runs this):
 //   - each file is a 64-bit little-endian ELF for its directory's architecture;
-//   - stockade-init is static (no interpreter, no dynamic section): it runs as PID 1 of a
-//     sandbox whose root holds no loader of ours;
+//   - stockade-init and stockade-launch are static (no interpreter, no dynamic section):
+//     stockade-init runs as PID 1 of a sandbox whose root holds no loader of ours, and
+//     stockade-launch on any Linux of its architecture, whatever its glibc;
 //   - the addon needs only libraries every glibc system with Node has, and only symbol versions
 //     of glibc <= 2.28 (what Node's own Linux binaries require) and libstdc++ <= 3.4.25 /
 //     CXXABI 1.3.11 (GCC 8: RHEL 8, Debian 10; see native/compat.cc);
@@ -116,12 +117,15 @@ for (const arch of archs) {
   const dir = path.join(root, 'prebuilds', `linux-${arch}`);
   const addon = path.join(dir, 'stockade.glibc.node');
   const init = path.join(dir, 'stockade-init');
-  for (const f of [addon, init]) if (!fs.existsSync(f)) fail(`${f}: missing`);
+  const launch = path.join(dir, 'stockade-launch');
+  for (const f of [addon, init, launch]) if (!fs.existsSync(f)) fail(`${f}: missing`);
   if (failures.length) break;
   checkMachine(addon, arch);
-  const initElf = checkMachine(init, arch);
-  if (initElf?.segments.some((t) => t === PT_INTERP || t === PT_DYNAMIC))
-    fail(`${init}: not static (has an interpreter or a dynamic section)`);
+  for (const bin of [init, launch]) {
+    const elf = checkMachine(bin, arch);
+    if (elf?.segments.some((t) => t === PT_INTERP || t === PT_DYNAMIC))
+      fail(`${bin}: not static (has an interpreter or a dynamic section)`);
+  }
   const { needed, versions } = checkAddon(addon);
   const count = checkSyscallNumbers(arch);
   const size = (f) => `${Math.round(fs.statSync(f).size / 1024)} KiB`;
@@ -129,7 +133,9 @@ for (const arch of archs) {
     `linux-${arch}: addon ${size(addon)} (${ARCHS[arch].name}; needs ${needed.join(' ')}; newest: ${['GLIBC_', 'GLIBCXX_', 'CXXABI_']
       .map((p) => versions.filter((v) => v.startsWith(p)).at(-1))
       .filter(Boolean)
-      .join(' ')}), stockade-init ${size(init)} (static); ${count} syscall numbers match the kernel headers`,
+      .join(
+        ' ',
+      )}), stockade-init ${size(init)} and stockade-launch ${size(launch)} (static); ${count} syscall numbers match the kernel headers`,
   );
 }
 if (failures.length) {

@@ -4,6 +4,7 @@
 #
 #   prebuilds/linux-x64/stockade.glibc.node     the N-API addon: one build serves every Node >= 20
 #   prebuilds/linux-x64/stockade-init           the static, libc-free PID 1 of every sandbox
+#   prebuilds/linux-x64/stockade-launch         the static front of `stockade run` (native/launch.cc)
 #   prebuilds/linux-arm64/...                   the same for aarch64, cross-compiled
 #
 # The addon is tagged glibc, so node-gyp-build on musl (Alpine) does not load it and the install
@@ -41,7 +42,9 @@ for arch in "${archs[@]}"; do
   CC="${prefix}gcc" CXX="${prefix}g++" LINK="${prefix}g++" AR="${prefix}ar" \
     npx --no-install prebuildify --name stockade --napi --tag-libc --strip --strip-bin "${prefix}strip" \
     --arch "$arch" --platform linux --cwd "$dir" --out "$root" >"$dir.log" 2>&1 || { cat "$dir.log" >&2; exit 1; }
-  cp "$dir/build/Release/stockade-init" "prebuilds/linux-$arch/stockade-init"
-  "${prefix}strip" "prebuilds/linux-$arch/stockade-init"
+  for bin in stockade-init stockade-launch; do
+    cp "$dir/build/Release/$bin" "prebuilds/linux-$arch/$bin"
+    "${prefix}strip" "prebuilds/linux-$arch/$bin"
+  done
 done
 node scripts/check-prebuilds.js "${archs[@]}"

@@ -11,6 +11,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { describeCliError } from '../lib/cli/errors';
 import { main, parseJsonc } from '../lib/cli/wrap';
+import { launchPath } from '../lib/native';
 import { loadPolicy } from '../lib/policy';
 import { repoRoot, sharedTempDir } from './helpers';
 
@@ -93,7 +94,7 @@ describe('wrapped servers start and work', () => {
     assert.match(r.out, new RegExp(`granted read-only ${repoRoot} \\(the project of ${serverEntry('server-memory')}\\)`));
     assert.match(r.out, new RegExp(`granted read-write ${notes} \\(a directory on the command line\\)`));
     const doc = JSON.parse(readFileSync(config, 'utf8')) as { mcpServers: Record<string, Entry> };
-    assert.equal(doc.mcpServers.memory.args[3], 'stockade/memory.policy.json', 'relative to the project');
+    assert.equal(doc.mcpServers.memory.args[4], 'stockade/memory.policy.json', 'relative to the project');
 
     // Started from the project directory, as Claude Code starts project servers.
     const memory = await connect(doc.mcpServers.memory, project);
@@ -179,8 +180,8 @@ describe('wrapped servers start and work', () => {
     };
     assert.equal(doc.numStartups, 3);
     const everything = doc.projects['/srv/app'].mcpServers?.everything as Entry;
-    assert.equal(everything.command, process.execPath);
-    assert.equal(everything.args[3], join(home, '.claude', 'stockade', 'app-everything.policy.json'));
+    assert.equal(everything.command, launchPath());
+    assert.equal(everything.args[4], join(home, '.claude', 'stockade', 'app-everything.policy.json'));
     assert.deepEqual(doc.projects['/srv/other'], { allowedTools: [] });
 
     const { client } = await connect(everything, '/');

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { describeCliError } from '../lib/cli/errors';
 import { looksLikeSecret, main, PLACEHOLDER_HOST, parseJsonc, wrapConfig } from '../lib/cli/wrap';
+import { launchPath } from '../lib/native';
 import { loadPolicy } from '../lib/policy';
 import { repoRoot } from './helpers';
 
@@ -39,8 +40,10 @@ async function run(argv: string[]): Promise<{ code: number; out: string; err: st
 type Entry = { command: string; args: string[]; env?: Record<string, string>; type?: string; url?: string };
 
 const launcherBin = join(repoRoot, 'bin', 'stockade.js');
+/** What wrap writes: stockade-launch in front of this node and launcher (native/launch.cc). */
+const launchBin = launchPath();
 function wrappedArgs(policyFile: string, ...cmd: string[]): string[] {
-  return [launcherBin, 'run', '--policy', policyFile, '--', ...cmd];
+  return [process.execPath, launcherBin, 'run', '--policy', policyFile, '--', ...cmd];
 }
 
 const samples: [string, string, string][] = [
@@ -60,7 +63,7 @@ describe('stockade wrap', () => {
     const dir = join(file, '..', 'stockade');
     const s = doc.mcpServers;
     // This installed launcher by absolute path: no npx lookup, no other package of that name.
-    assert.equal(s.github.command, process.execPath);
+    assert.equal(s.github.command, launchBin);
     assert.deepEqual(s.github.args, wrappedArgs(join(dir, 'github.policy.json'), 'npx', '-y', '@modelcontextprotocol/server-github'));
     // The secret's value stays in the client config, where the launcher reads it.
     assert.equal(s.github.env?.GITHUB_PERSONAL_ACCESS_TOKEN, 'ghp_example');
@@ -136,7 +139,7 @@ describe('stockade wrap', () => {
       doc.mcpServers.everything.args,
       wrappedArgs('/x/stockade/everything.policy.json', 'npx', '-y', '@modelcontextprotocol/server-everything'),
     );
-    assert.equal(doc.mcpServers.everything.command, process.execPath);
+    assert.equal(doc.mcpServers.everything.command, launchBin);
   });
 
   it('VS Code: the `servers` key, JSONC comments kept, CRLF line ends, policy under the workspace folder', async () => {
@@ -168,7 +171,7 @@ describe('stockade wrap', () => {
     const file = copy('cursor', '.cursor/mcp.json');
     const r = await run([file]);
     assert.equal(r.code, 0, r.err);
-    assert.ok(readFileSync(file, 'utf8').includes(`\n\t\t"linear": {\n\t\t\t"command": ${JSON.stringify(process.execPath)},`));
+    assert.ok(readFileSync(file, 'utf8').includes(`\n\t\t"linear": {\n\t\t\t"command": ${JSON.stringify(launchBin)},`));
     assert.match(r.out, /left broken: not a stdio server entry \(no `command`\)/);
     const policy = loadPolicy(join(file, '..', 'stockade', 'linear.policy.json'));
     // Linear takes its API key in Authorization without a scheme.

@@ -16,7 +16,7 @@ import { dropPrefetchedScans, findSocketOrFifo, prefetchSocketScans, startSocket
 import { initPath, type NativeSpawnResult, native } from '../lib/native';
 import { resolveSandbox } from '../lib/plan';
 import { PLACEHOLDER_PREFIX } from '../lib/secrets/placeholder';
-import { isRoot, repoRoot, settleWarmPool, sh, sharedTempDir } from './helpers';
+import { installCopy, isRoot, repoRoot, settleWarmPool, sh, sharedTempDir } from './helpers';
 import { waitFor } from './helpers/wait';
 
 const launcher = path.join(repoRoot, 'bin', 'stockade.js');
@@ -316,13 +316,8 @@ describe('what the next start trusts stays out of every writable grant', () => {
     const project = path.join(base, 'project');
     const modules = path.join(project, 'node_modules');
     const pkg = path.join(modules, 'stockade-sandbox');
-    mkdirs(path.join(pkg, 'dist'), path.join(pkg, 'build', 'Release'), path.join(project, 'src'));
-    fs.cpSync(path.join(repoRoot, 'bin'), path.join(pkg, 'bin'), { recursive: true });
-    fs.cpSync(path.join(repoRoot, 'dist', 'lib'), path.join(pkg, 'dist', 'lib'), { recursive: true });
-    for (const f of ['stockade.node', 'stockade-init']) {
-      fs.copyFileSync(path.join(repoRoot, 'build', 'Release', f), path.join(pkg, 'build', 'Release', f));
-    }
-    for (const f of ['package.json', 'stockade.schema.json']) fs.copyFileSync(path.join(repoRoot, f), path.join(pkg, f));
+    mkdirs(path.join(project, 'src'));
+    installCopy(pkg);
     const installed = (...args: string[]) =>
       spawnSync(process.execPath, [path.join(pkg, 'bin', 'stockade.js'), 'run', ...args], { encoding: 'utf8', input: '' });
     // A grant beside the package runs (and leaves the launcher's compile cache, as any start does).

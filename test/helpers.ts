@@ -44,6 +44,22 @@ export function sharedTempDir(prefix: string): string {
   return dir;
 }
 
+/**
+ * A copy of this build installed as a package at `pkg` (bin, the bundle, the addon, stockade-init
+ * and stockade-launch, package.json): a launcher whose dist/ the test user owns, as a user's own
+ * install is, wherever the checkout itself sits.
+ */
+export function installCopy(pkg: string): void {
+  fs.mkdirSync(path.join(pkg, 'dist'), { recursive: true });
+  fs.mkdirSync(path.join(pkg, 'build', 'Release'), { recursive: true });
+  fs.cpSync(path.join(repoRoot, 'bin'), path.join(pkg, 'bin'), { recursive: true });
+  fs.cpSync(path.join(repoRoot, 'dist', 'lib'), path.join(pkg, 'dist', 'lib'), { recursive: true });
+  for (const f of ['stockade.node', 'stockade-init', 'stockade-launch']) {
+    fs.copyFileSync(path.join(repoRoot, 'build', 'Release', f), path.join(pkg, 'build', 'Release', f));
+  }
+  for (const f of ['package.json', 'stockade.schema.json']) fs.copyFileSync(path.join(repoRoot, f), path.join(pkg, f));
+}
+
 const fixtureCache = new Map<string, string>();
 
 /**

@@ -18,6 +18,7 @@ import type { Logger, StreamEntry } from 'pino';
 import { startupDone } from '../bundles';
 import { SandboxOptionsError } from '../errors';
 import { dropPrefetchedScans, prefetchSocketScans, resolveHostPath, within } from '../hostpath';
+import { type LaunchRequest, takeLaunchRequest } from '../launch';
 import { native } from '../native';
 import type { SandboxOptions } from '../options';
 import type { Policy, PolicyLaunch } from '../policy';
@@ -171,8 +172,11 @@ function prefetchGrantScans(policy: Policy): void {
 let PackagePinError: typeof PackagePinErrorClass | undefined;
 
 export async function main(argv: string[]): Promise<number> {
+  // Started by native/launch.cc (lib/launch): first, so that nothing reads these variables.
+  const started = takeLaunchRequest();
   const { flags, policyFile, help } = parseRunArgs(argv);
   if (help) {
+    started?.abandon();
     process.stdout.write(`${runUsage()}\n`);
     return 0;
   }
@@ -197,12 +201,14 @@ export async function main(argv: string[]): Promise<number> {
       // The registry stays reachable in the run phase only if the user's policy itself names it
       // (not the profile, which adds it for the install).
       const net = merged.network;
+      started?.recording?.poison('a pinned package');
       const pin = require('./package-pin') as typeof import('./package-pin');
       PackagePinError = pin.PackagePinError;
       launch = await pin.installPinned(launch, merged.package, (host) => typeof net === 'object' && net.allow.includes(host));
     }
   } catch (err) {
     dropPrefetchedScans();
+    started?.abandon();
     if (err instanceof SandboxOptionsError) throw new UsageError(err.message);
     const code = (err as { code?: string }).code;
     if (
@@ -216,7 +222,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  return launch_(launch, logger, trust, policyFile);
+  return launch_(launch, logger, trust, policyFile, started);
 }
 
 function launch_(
@@ -224,6 +230,7 @@ function launch_(
   logger: Logger | undefined,
   trust: LaunchTrust | undefined,
   policyFile: string | undefined,
+  started: LaunchRequest | undefined,
 ): Promise<number> {
   // The proxies hold sockets and relay pipes for the sandbox: use what the hard limit grants
   // (lib/net/budget.ts lets them hold half of it).
@@ -259,6 +266,11 @@ function launch_(
   // per-tool grants: a call's end must cut the connections only its grant allowed before its
   // answer reaches the client (else the next call reuses a keep-alive tunnel that is then cut),
   // and the threads pass an answer on before the event loop hears of it.
+  // What a launch record could not replay: anything after the spawn that stdio passed straight
+  // through does not do (the tool layer's process hop, the egress proxy), and the audit log.
+  if (filtered) started?.recording?.poison('the tool layer');
+  if (typeof launch.options.network === 'object') started?.recording?.poison('an egress allow list');
+  if (logger !== undefined) started?.recording?.poison('an audit log');
   let relayPipes: { stdin: [number, number]; stdout: [number, number] } | undefined;
   if (filtered && launch.toolGrants === undefined && process.env.STOCKADE_TOOL_RELAY !== 'js') {
     const { relayableFd } = require('../mcp/native-relay') as typeof import('../mcp/native-relay');
@@ -274,21 +286,23 @@ function launch_(
     native().closeFd(relayPipes.stdout[1]);
   };
   try {
-    const { spawnSandboxed, WARM_ONCE } = require('../process') as typeof import('../process');
+    const { spawnSandboxed, WARM_ONCE, SPAWN_VIA } = require('../process') as typeof import('../process');
     const { TRUSTED_FILES } = require('../plan') as typeof import('../plan');
     child = spawnSandboxed(launch.command, launch.args, {
       ...launch.options,
       // The policy is read again at the next start: no grant may let the sandbox rewrite it.
       [TRUSTED_FILES]: policyFile === undefined ? [] : [{ path: policyFile, what: 'the policy file' }],
+      ...(started ? { [SPAWN_VIA]: started.spawn } : {}),
       stdio: relayPipes ? [relayPipes.stdin[0], relayPipes.stdout[1], 2] : filtered ? ['pipe', 'pipe', 2] : [0, 1, 2],
       logger,
       ...(grants ? { grantScope: grants } : {}),
       // One sandbox per launcher: its namespaces are made while its plan is resolved, and
-      // nothing is made ahead for a next one.
-      [WARM_ONCE]: true,
+      // nothing is made ahead for a next one (none at all when launch.cc has made it).
+      ...(started?.attaching ? { warm: false } : { [WARM_ONCE]: true }),
     });
   } catch (err) {
     unhook();
+    started?.abandon();
     closeRelayChildEnds();
     if (relayPipes) for (const fd of [relayPipes.stdin[1], relayPipes.stdout[0]]) native().closeFd(fd);
     if (err instanceof SandboxOptionsError) throw new UsageError(err.message);

@@ -27,6 +27,7 @@ import { applyEdits, type FormattingOptions, type JSONPath, modify, type ParseEr
 import { approveWrittenPolicy } from '../approval';
 import { within } from '../hostpath';
 import { packageRoot } from '../location';
+import { launchPath } from '../native';
 import type { PackagePin } from '../policy/types';
 import { parseCommandArgs } from './args';
 import type { CliIO } from './check';
@@ -158,7 +159,16 @@ function launcherFor(portable: boolean, root = packageRoot): Launcher {
       note: `running from npx's cache, which npm may clean: wrote ${pinned.prefix[1]} (install it, npm i -g ${PACKAGE_NAME}, for faster starts)`,
     };
   }
-  return { command: process.execPath, prefix: [join(root, 'bin', 'stockade.js')], kind: 'installed' };
+  const node: Launcher = { command: process.execPath, prefix: [join(root, 'bin', 'stockade.js')], kind: 'installed' };
+  // stockade-launch in front where this install has it (native/launch.cc): the server then
+  // starts before the Node launcher has (README, "A launcher that is not a Node process").
+  let launch: string | undefined;
+  try {
+    launch = launchPath();
+  } catch {
+    return node; // no addon: `stockade run` says so at the start
+  }
+  return existsSync(launch) ? { ...node, command: launch, prefix: [node.command, ...node.prefix] } : node;
 }
 
 /**
@@ -168,7 +178,7 @@ function launcherFor(portable: boolean, root = packageRoot): Launcher {
  */
 function wrappedState(command: string, args: string[]): 'no' | 'yes' | 'legacy' {
   const program = basename(command);
-  if (program === 'stockade' || program === PACKAGE_NAME || program === 'stockade.js') return 'yes';
+  if (program === 'stockade' || program === PACKAGE_NAME || program === 'stockade.js' || program === 'stockade-launch') return 'yes';
   if (args[0] !== undefined && /(^|\/)bin\/stockade\.js$/.test(args[0]) && args[1] === 'run') return 'yes';
   const head = args.slice(0, 3);
   if (head.some((a) => a === PACKAGE_NAME || a.startsWith(`${PACKAGE_NAME}@`)) && args.includes('run')) return 'yes';

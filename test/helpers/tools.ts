@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { basename, delimiter, join } from 'node:path';
 import { test } from 'node:test';
 
-export type Tool = 'curl' | 'python3' | 'pip' | 'redis' | 'static-cc' | 'cross-cc';
+export type Tool = 'curl' | 'python3' | 'pip' | 'redis' | 'static-cc' | 'cross-cc' | 'strace';
 
 const INSTALL: Record<Tool, string> = {
   curl: 'apt-get install curl',
@@ -19,6 +19,8 @@ const INSTALL: Record<Tool, string> = {
   pip: 'apt-get install python3-pip (/usr/bin/python3 -m pip)',
   redis: 'apt-get install redis-server (redis-server and redis-cli)',
   'static-cc': 'apt-get install gcc libc6-dev (cc -static)',
+  // The launch record's reads, compared with what the resolution's system calls touch.
+  strace: 'apt-get install strace',
   // Packing builds both architectures' prebuilds: the other one is cross-compiled.
   'cross-cc': `apt-get install g++-${crossTriple()} (packing cross-compiles the other architecture)`,
 };
@@ -74,7 +76,9 @@ function has(tool: Tool): boolean {
               ? onPath('redis-server') && inSystemPath('redis-cli')
               : tool === 'cross-cc'
                 ? onPath(`${crossTriple().replace('x86-64', 'x86_64')}-g++`)
-                : staticCcWorks();
+                : tool === 'strace'
+                  ? onPath('strace')
+                  : staticCcWorks();
     present.set(tool, p);
   }
   return p;

@@ -319,7 +319,8 @@ export class SandboxedProcess extends EventEmitter {
     const onExit = (code: number | null, signal: NodeJS.Signals | null) => this.#onExit(code, signal);
     const onSpawn = (result: NativeSpawnResult) => this.#spawned(result, resolved);
     const onViolation = (v: NativeViolation) => this.#onViolation(v);
-    if (resolved.reusable) {
+    const via = (this.#options as { [SPAWN_VIA]?: SpawnVia })[SPAWN_VIA];
+    if (resolved.reusable && via === undefined) {
       // A cached definition (lib/plan.ts) is converted for the addon once; each spawn then
       // hands over only what is its own.
       resolved.template ??= new (native().PlanTemplate)({ ...resolved.plan, file, fds: [] });
@@ -331,7 +332,6 @@ export class SandboxedProcess extends EventEmitter {
         resolved.template,
       );
     } else {
-      const via = (this.#options as { [SPAWN_VIA]?: SpawnVia })[SPAWN_VIA];
       if (via) via(plan, onExit, onSpawn, onViolation);
       else native().spawn(plan, onExit, onSpawn, onViolation);
     }

@@ -121,6 +121,12 @@ int memfdOf(const char* name, const std::string& bytes) {
   return fd;
 }
 
+// STOCKADE_LAUNCH_DEBUG: why a start is the Node launcher's, on stderr (lib/launch says the rest).
+void say(const std::string& what) {
+  if (getenv("STOCKADE_LAUNCH_DEBUG") != nullptr)
+    fprintf(stderr, "stockade: launch record: %s\n", what.c_str());
+}
+
 [[noreturn]] void execLauncher(char** argv) {
   execv(argv[1], argv + 1);
   // The Node launcher could not be exec'd: say so, as a shell would (nothing else can).
@@ -129,7 +135,9 @@ int memfdOf(const char* name, const std::string& bytes) {
 }
 
 // The Node launcher resolves as it would without this program, and records for the next start.
-[[noreturn]] void fallBack(char** argv, const std::string& key, const std::string& file) {
+[[noreturn]] void fallBack(char** argv, const std::string& key, const std::string& file,
+                           const std::string& why) {
+  say("not used (" + why + ")");
   int fd = file.empty() ? -1 : memfdOf("stockade-launch-key", key);
   if (fd >= 0) {
     std::string value = std::to_string(fd) + ":" + file;
@@ -170,27 +178,32 @@ int main(int argc, char** argv) {
                                              "-" + hex16(fnv1a(key.data(), key.size()));
   std::string bytes;
   LaunchRecord record;
-  if (file.empty() || !readOwnFile(file, kMaxRecord, &bytes) || !parseLaunchRecord(bytes, &record) ||
-      record.key != key || !checksHold(record))
-    fallBack(argv, key, file);
+  std::string differs;
+  if (file.empty()) fallBack(argv, key, file, "no package directory");
+  if (!readOwnFile(file, kMaxRecord, &bytes)) fallBack(argv, key, file, "none of this user's own");
+  if (!parseLaunchRecord(bytes, &record) || record.key != key)
+    fallBack(argv, key, file, "not a record of this start");
+  if (!checksHold(record, &differs)) fallBack(argv, key, file, "a check differs: " + differs);
   Plan plan;
   std::string error;
-  if (!decodePlan(record.plan, &plan, &error)) fallBack(argv, key, file);
+  if (!decodePlan(record.plan, &plan, &error)) fallBack(argv, key, file, "its plan: " + error);
   renameCgroups(plan, record.pid);
+  // The plan as the attaching launcher must make it again, before its fds become duplicates.
+  std::string used = encodePlan(plan);
   // The payload's stdio is this process's 0, 1, 2, as the Node launcher hands over its own; the
   // child maps them from duplicates above them, as the addon does (addon.cc Spawn).
   std::vector<int> owned;
   for (int& fd : plan.fds) {
     if (fd < 0) continue;
     fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    if (fd < 0) fallBack(argv, key, file);
+    if (fd < 0) fallBack(argv, key, file, std::string("a stdio fd: ") + strerror(errno));
     owned.push_back(fd);
   }
   // As the addon's spawner thread does it (spawner.cc): the cgroups, then the spawn.
   SpawnResult made;
-  if (makeCgroupsFromParent(plan, made) != 0) {
+  if (int err = makeCgroupsFromParent(plan, made)) {
     for (int fd : owned) close(fd);
-    fallBack(argv, key, file);
+    fallBack(argv, key, file, std::string("its cgroups: ") + strerror(err));
   }
   SpawnResult result = spawnSandbox(plan);
   result.oomEventFd = made.oomEventFd;
@@ -200,13 +213,14 @@ int main(int argc, char** argv) {
     // What the Node launcher would have reported, it reports now: it spawns again itself.
     removeCgroupsFromParent(plan);
     if (result.oomEventFd >= 0) close(result.oomEventFd);
-    fallBack(argv, key, file);
+    fallBack(argv, key, file,
+             "the spawn: step " + std::to_string(result.error.step) + ", " + strerror(result.error.err));
   }
-  int planFd = memfdOf("stockade-launch-plan", encodePlan(plan));
+  int planFd = memfdOf("stockade-launch-plan", used);
   if (planFd < 0) {
     killAndReap(result.pid, result.pidfd);
     removeCgroupsFromParent(plan);
-    fallBack(argv, key, file);
+    fallBack(argv, key, file, "memfd_create");
   }
   for (int fd : {result.pidfd, result.statusFd, result.mountNsFd, result.oomEventFd})
     if (fd >= 0) fcntl(fd, F_SETFD, 0);

@@ -47,7 +47,8 @@ struct LaunchRecord {
 // Parses `bytes`; false for anything that is not exactly a record.
 bool parseLaunchRecord(const std::string& bytes, LaunchRecord* out);
 
-// Performs every check again; true only if each sees what the record holds.
-bool checksHold(const LaunchRecord& record);
+// Performs every check again; true only if each sees what the record holds (else `differs` names
+// the first that does not).
+bool checksHold(const LaunchRecord& record, std::string* differs);
 
 }  // namespace stockade

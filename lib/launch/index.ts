@@ -59,6 +59,8 @@ function identityChecks(): Check[] {
  * spawner makes the sandbox (launch.cc makes it with a clone of its own), not what it is.
  */
 function comparable(plan: Parameters<SpawnVia>[0]): Parameters<SpawnVia>[0] {
+  if (process.env.STOCKADE_PLAN_DUMP)
+    fs.writeFileSync(`${process.env.STOCKADE_PLAN_DUMP}.${process.env[ATTACH_ENV] ? 'x' : Date.now()}`, JSON.stringify(plan, null, 1));
   return { ...plan, warm: false, warmRefill: true };
 }
 
@@ -87,7 +89,11 @@ export function takeLaunchRequest(): LaunchRequest | undefined {
       const checks = [...identityChecks(), ...recording.checks];
       // STOCKADE_LAUNCH_DEBUG=2: every check, for test/launch.test.ts to compare with strace.
       if (process.env.STOCKADE_LAUNCH_DEBUG === '2') {
-        const shown = checks.map((c) => ({ op: c.op, path: 'path' in c ? c.path : 'root' in c ? c.root : '', result: 'result' in c ? c.result : undefined }));
+        const shown = checks.map((c) => ({
+          op: c.op,
+          path: 'path' in c ? c.path : 'root' in c ? c.root : '',
+          result: 'result' in c ? c.result : 'file' in c ? c.file : undefined,
+        }));
         debug(`checks ${JSON.stringify(shown)}`);
       }
       const bytes = encodeRecord(record.key, checks, native().encodePlan(comparable(plan)), process.pid);

@@ -49,6 +49,17 @@ export type Check =
   | { op: 'witness'; root: string; file: string; limit: number }
   | { op: 'native'; name: 'landlockAbi' | 'seccompNotify' | 'probeNamespaces'; value: number };
 
+/**
+ * STOCKADE_LAUNCH_DEBUG=2: where the recording begins and ends, as a system call strace shows
+ * (an access(2) of a path that is never there), for test/launch.test.ts.
+ */
+function mark(where: 'begin' | 'end'): void {
+  if (process.env.STOCKADE_LAUNCH_DEBUG !== '2') return;
+  try {
+    real.access(`/.stockade-recording-${where}`);
+  } catch {}
+}
+
 /** Directory entry types as getdents64 reports them (d_type), which native/launch.cc compares. */
 function direntType(d: fs.Dirent): number {
   if (d.isFIFO()) return 1;
@@ -117,10 +128,13 @@ export class Recording {
   poisoned: string | undefined;
   readonly #undo: (() => void)[] = [];
   #depth = 0;
+  /** Fds of files opened read-only by path while recording (checked as reads of that path). */
+  readonly #readFds = new Set<number>();
   readonly #scans = new Map<unknown, { root: string; file?: string; limit: number }>();
 
   /** Starts recording: node:fs, node:os and `addon` (the loaded addon's exports) are wrapped. */
   constructor(addon: object) {
+    mark('begin');
     this.#wrapFs();
     this.#wrapOs();
     this.#wrapAddon(addon as Record<string, unknown>);
@@ -133,6 +147,7 @@ export class Recording {
 
   /** Puts back every function it wrapped; the checks stay. */
   stop(): void {
+    if (this.#undo.length > 0) mark('end');
     for (const undo of this.#undo.splice(0).reverse()) undo();
   }
 
@@ -168,12 +183,42 @@ export class Recording {
 
   #wrapFs(): void {
     const reads = new Set<string>(READS);
+    // A file opened read-only by path, then read through its fd (the bounded read of a policy,
+    // lib/policy/load.ts; an approval file opened without following a symlink, lib/approval.ts)
+    // is a check of what the open found (lstat) and of its bytes; what is done with that fd is
+    // part of the same read.
+    const readFds = this.#readFds;
+    const FD_READS = new Set(['fstatSync', 'readSync', 'closeSync']);
+    const { O_RDONLY, O_NOFOLLOW } = fs.constants;
+    const O_CLOEXEC = 0o2000000; // Node adds it to every open; not in fs.constants
+    const readOnly = (flags: unknown) =>
+      flags === undefined || flags === 'r' || (typeof flags === 'number' && (flags & ~(O_NOFOLLOW | O_CLOEXEC)) === O_RDONLY);
     for (const name of Object.keys(fs)) {
       if (reads.has(name) || typeof (fs as unknown as Record<string, unknown>)[name] !== 'function') continue;
       if (/^[A-Z]/.test(name)) continue; // classes (Stats, Dirent, ...): constructing one reads nothing
-      this.#replace(fs, name, (real) => (...args) => {
+      this.#replace(fs, name, (original) => (...args) => {
+        const [p, flags] = args;
+        if (name === 'openSync' && typeof p === 'string' && readOnly(flags)) {
+          let fd: number;
+          try {
+            fd = original(...args) as number;
+          } finally {
+            this.#stat('lstat', p);
+            this.#access(p, fs.constants.R_OK);
+          }
+          readFds.add(fd);
+          const last = this.checks.at(-2);
+          if (last?.op === 'lstat' && last.stat !== undefined && (last.stat.mode & 0o170000n) === 0o100000n) {
+            this.#try({ op: 'read', path: p }, () => ({ bytes: real.readFileSync(p) }));
+          }
+          return fd;
+        }
+        if (FD_READS.has(name) && typeof p === 'number' && readFds.has(p)) {
+          if (name === 'closeSync') readFds.delete(p);
+          return original(...args);
+        }
         this.poison(`fs.${name}`);
-        return real(...args);
+        return original(...args);
       });
     }
     for (const name of Object.keys(fs.promises)) {
@@ -189,6 +234,7 @@ export class Recording {
     const wrap = (name: (typeof READS)[number] | 'realpathSync', check: (p: string, args: unknown[]) => void) => {
       this.#replace(fs, name, (real) => (...args) => {
         const p = args[0];
+        if (typeof p === 'number' && this.#readFds.has(p)) return real(...args);
         if (typeof p !== 'string') this.poison(`fs.${name} of a ${typeof p === 'number' ? 'file descriptor' : 'non-string path'}`);
         try {
           return real(...args);

@@ -124,7 +124,9 @@ function encodeCheck(c: Check): Buffer {
 /** Why these checks cannot be trusted at the next start, or undefined. */
 export function racyCheck(checks: readonly Check[], nowNs: bigint): string | undefined {
   for (const c of checks) {
-    if ((c.op === 'stat' || c.op === 'lstat') && c.stat && nowNs - c.stat.ctimeNs < RACY_NS) return `${c.path} changed just now`;
+    if (c.op !== 'stat' && c.op !== 'lstat') continue;
+    // A directory's times are not compared (native/launchrecord.cc): only a file's can be racy.
+    if (c.stat && (c.stat.mode & 0o170000n) !== 0o040000n && nowNs - c.stat.ctimeNs < RACY_NS) return `${c.path} changed just now`;
   }
   return undefined;
 }

@@ -6,7 +6,8 @@
 // reason, never a crash or a hang. A mutation that decodes re-encodes to itself: the form is
 // canonical. The specific refusals are checked by their exact message.
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import * as fs from 'node:fs';
+import { after, describe, test } from 'node:test';
 import { MountKind, type NativePlan, native } from '../lib/native';
 import { resolveSandbox } from '../lib/plan';
 import { sharedTempDir } from './helpers';
@@ -33,6 +34,9 @@ function prng(seed: number): () => number {
 function realPlan(): NativePlan {
   const readOnly = sharedTempDir('planwire-ro');
   const readWrite = sharedTempDir('planwire-rw');
+  after(() => {
+    for (const dir of [readOnly, readWrite]) fs.rmSync(dir, { recursive: true, force: true });
+  });
   const resolved = resolveSandbox('/bin/true', ['--flag', 'an argument'], {
     filesystem: { readOnly: [readOnly], readWrite: [readWrite] },
     limits: { openFiles: 256, pids: 100, memory: '256m', fileSize: '64m' },

@@ -8,7 +8,7 @@
         "native/fds.cc", "native/udp.cc", "native/relay.cc", "native/spawner.cc", "native/compat.cc",
         "native/landlock.cc", "native/loop_handles.cc", "native/audit.cc",
         "native/cgroup.cc", "native/limits.cc", "native/oomwatch.cc", "native/hostscan.cc", "native/scanwitness.cc",
-        "native/mcpcheck.cc", "native/toolrelay.cc"
+        "native/mcpcheck.cc", "native/toolrelay.cc", "native/planwire.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       # NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS: a libuv callback that reaches JavaScript while a

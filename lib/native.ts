@@ -333,6 +333,14 @@ interface Addon {
    * the errno of starting the spawner thread.
    */
   prewarm(key: Pick<NativePlan, 'shareNetwork' | 'budgets'> & { landlock?: { handledNet?: number }; cgroupParent?: string }): number;
+  /**
+   * The plan, checked as spawn() checks it (the same TypeError), in the binary form a launcher
+   * that is not a Node process spawns from (native/planwire.h). A RangeError for a plan past that
+   * form's limits (a string over 1 MiB, a list over 4096 entries), which the launcher would refuse.
+   */
+  encodePlan(plan: NativePlan): Buffer;
+  /** For tests: decodes a recorded plan and encodes it again; the bytes so made, or why decoding refused them. */
+  planRoundTrip(bytes: Buffer): Buffer | string;
   /** Stops a scan without its answer (workers stop at their next directory). Once per handle, instead of finishSpecialScan. */
   cancelSpecialScan(handle: SpecialScanHandle): void;
   /** The capacity of pipe `fd` after setting it to `bytes` if given (F_SETPIPE_SZ), or -errno. */

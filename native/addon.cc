@@ -9,7 +9,9 @@
 // watcher. Exit is noticed by polling the pidfd from the libuv loop (no waitpid(-1), no
 // thread), and reported once as onExit(exitCode, signal) with the payload's status as
 // stockade-init recorded it. UdpEndpoint (udp.cc) and Relay (relay.cc) are classes exported
-// as they are. Native code never logs; errors are data.
+// as they are. Native code never logs; errors are data. The rules a plan's values obey are
+// checkPlan's (planwire.h), which readPlan applies once the shapes are read; encodePlan(plan)
+// hands out a checked plan in planwire.h's recorded form.
 #include <errno.h>
 #include <fcntl.h>
 #include <napi.h>
@@ -33,6 +35,7 @@
 #include "landlock.h"
 #include "loop_handles.h"
 #include "oomwatch.h"
+#include "planwire.h"
 #include "relay.h"
 #include "spawn.h"
 #include "spawner.h"
@@ -43,7 +46,7 @@
 namespace stockade {
 namespace {
 
-// ---- plan parsing: shapes only ----
+// ---- plan parsing: shapes only (the rules of the values are checkPlan's, planwire.h) ----
 
 class Reader {
  public:
@@ -70,6 +73,9 @@ class Reader {
     if (!inRange(v.As<Napi::Number>().DoubleValue(), min, max)) return fail(key, expected), def;
     return v.As<Napi::Number>().Int64Value();
   }
+  int64_t integer(const char* key, const PlanRange& range, bool optional = false, int64_t def = 0) {
+    return integer(key, range.min, range.max, range.expected, optional, def);
+  }
   // NaN fails both comparisons; the range is checked before anything is converted.
   static bool inRange(double d, int64_t min, int64_t max) {
     return d >= static_cast<double>(min) && d <= static_cast<double>(max) && std::floor(d) == d;
@@ -89,9 +95,7 @@ class Reader {
     for (uint32_t i = 0; i < a.Length(); ++i) {
       Napi::Value e = a.Get(i);
       if (!e.IsString()) return fail(key, "an array of strings"), out;
-      std::string s = e.As<Napi::String>().Utf8Value();
-      if (s.find('\0') != std::string::npos) return fail(key, "strings without NUL"), out;
-      out.push_back(std::move(s));
+      out.push_back(e.As<Napi::String>().Utf8Value());
     }
     return out;
   }
@@ -105,8 +109,8 @@ class Reader {
     auto a = v.As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); ++i) {
       Napi::Value e = a.Get(i);
-      if (!e.IsNumber() || !inRange(e.As<Napi::Number>().DoubleValue(), -1, INT32_MAX))
-        return fail(key, "an array of fds"), out;
+      if (!e.IsNumber() || !inRange(e.As<Napi::Number>().DoubleValue(), kFdRange.min, kFdRange.max))
+        return fail(key, kFdRange.expected), out;
       out.push_back(e.As<Napi::Number>().Int32Value());
     }
     return out;
@@ -155,50 +159,38 @@ class Reader {
 // The fields of a plan that change from one spawn of a definition to the next (PlanTemplate).
 void readPerSpawn(Reader& r, Plan& plan) {
   plan.fds = r.ints("fds");
-  if (plan.fds.size() > static_cast<size_t>(kMaxFds)) r.fail("fds", "at most 64 entries");
   r.objects("cgroups", [&](Reader& c, uint32_t) {
     CgroupSpec spec;
     spec.dir = c.str("dir");
-    spec.version = static_cast<int>(c.integer("version", 1, 2, "1 or 2"));
-    if (spec.dir.size() < 2 || spec.dir[0] != '/' || spec.dir.find('\0') != std::string::npos)
-      c.fail("dir", "an absolute path");
+    spec.version = static_cast<int>(c.integer("version", kCgroupVersionRange));
     c.objects("files", [&](Reader& f, uint32_t) {
       CgroupFile file;
       file.name = f.str("name");
       file.value = f.str("value");
       file.optional = f.flag("optional", false);
-      if (file.name.empty() || file.name.find('/') != std::string::npos ||
-          file.name.find('\0') != std::string::npos)
-        f.fail("name", "a file name");
       spec.files.push_back(std::move(file));
     });
     spec.watchOom = c.flag("watchOom", false);
     plan.cgroups.push_back(std::move(spec));
   });
-  if (plan.cgroups.size() > 8) r.fail("cgroups", "at most 8 entries");
   plan.warm = r.flag("warm", false);
   plan.warmRefill = r.flag("warmRefill", true);
 }
 
 // The ids of a plan (uid, gid, hostUid, hostGid: 65534 unless given).
 static void readIds(Reader& r, Plan& plan) {
-  // (uid_t)-1 means "unchanged" to setresuid(2): never an identity.
-  constexpr int64_t kMaxId = 4294967294;
-  constexpr const char* kId = "an integer from 0 to 4294967294";
-  plan.uid = static_cast<uint32_t>(r.integer("uid", 0, kMaxId, kId, true, 65534));
-  plan.gid = static_cast<uint32_t>(r.integer("gid", 0, kMaxId, kId, true, 65534));
-  plan.hostUid = static_cast<uint32_t>(r.integer("hostUid", 0, kMaxId, kId, true, 65534));
-  plan.hostGid = static_cast<uint32_t>(r.integer("hostGid", 0, kMaxId, kId, true, 65534));
+  plan.uid = static_cast<uint32_t>(r.integer("uid", kIdRange, true, 65534));
+  plan.gid = static_cast<uint32_t>(r.integer("gid", kIdRange, true, 65534));
+  plan.hostUid = static_cast<uint32_t>(r.integer("hostUid", kIdRange, true, 65534));
+  plan.hostGid = static_cast<uint32_t>(r.integer("hostGid", kIdRange, true, 65534));
 }
 
-// The /proc/sys/user budgets of a plan.
+// The /proc/sys/user budgets of a plan (their paths checked by checkBudgets).
 static void readBudgets(Reader& r, Plan& plan) {
   r.objects("budgets", [&](Reader& b, uint32_t) {
     Budget budget;
     budget.path = b.str("path");
     budget.value = b.str("value");
-    if (budget.path.find('\0') != std::string::npos || budget.path.rfind("/proc/sys/user/", 0) != 0)
-      b.fail("path", "a path under /proc/sys/user/");
     plan.budgets.push_back(std::move(budget));
   });
 }
@@ -215,8 +207,7 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
   plan.rootOptions = r.str("rootOptions");
   r.objects("mounts", [&](Reader& m, uint32_t) {
     MountOp op;
-    int64_t kind = m.integer("kind", MountOp::kBind, MountOp::kReadOnly, "a MountOp kind");
-    op.kind = static_cast<MountOp::Kind>(kind);
+    op.kind = static_cast<MountOp::Kind>(m.integer("kind", kMountKindRange));
     op.source = m.str("source", true);
     op.target = m.str("target");
     op.data = m.str("data", true);
@@ -224,11 +215,7 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
     op.devices = m.flag("devices", false);
     op.createTarget = m.flag("createTarget", true);
     op.idmap = m.flag("idmap", false);
-    op.mode =
-        static_cast<uint32_t>(m.integer("mode", 0, 07777, "a mode from 0 to 0o7777", true, 0755));
-    if (op.target.size() < 2 || op.target[0] != '/') m.fail("target", "an absolute path");
-    if (op.kind == MountOp::kBind && (op.source.size() < 2 || op.source[0] != '/'))
-      m.fail("source", "an absolute host path");
+    op.mode = static_cast<uint32_t>(m.integer("mode", kModeRange, true, 0755));
     plan.mounts.push_back(std::move(op));
   });
   plan.shareNetwork = r.flag("shareNetwork", false);
@@ -248,26 +235,19 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
     memcpy(spec.addr, b.Data(), b.Length());
     plan.listeners.push_back(spec);
   });
-  if (plan.listeners.size() > kMaxListeners) r.fail("listeners", "at most 64 entries");
   readPerSpawn(r, plan);
   r.objects("limits", [&](Reader& l, uint32_t) {
     Limit limit;
-    // RLIM_NLIMITS is 16; values up to 2^53 (JavaScript's exact integers; RLIM_INFINITY is
-    // not one, and lib/limits never asks for it).
-    constexpr int64_t kMaxExact = int64_t{1} << 53;
-    limit.resource = static_cast<int32_t>(
-        l.integer("resource", 0, RLIM_NLIMITS - 1, "an RLIMIT_* number from 0 to 15"));
-    limit.value.rlim_cur =
-        static_cast<rlim_t>(l.integer("soft", 0, kMaxExact, "an integer from 0 to 2^53"));
-    limit.value.rlim_max =
-        static_cast<rlim_t>(l.integer("hard", 0, kMaxExact, "an integer from 0 to 2^53"));
+    limit.resource = static_cast<int32_t>(l.integer("resource", kRlimitResourceRange));
+    limit.value.rlim_cur = static_cast<rlim_t>(l.integer("soft", kRlimitValueRange));
+    limit.value.rlim_max = static_cast<rlim_t>(l.integer("hard", kRlimitValueRange));
     plan.limits.push_back(limit);
   });
   plan.useInit = r.flag("useInit", true);
   plan.initPath = r.str("initPath", !plan.useInit);
   plan.seccomp = r.flag("seccomp", true);
-  int64_t profile = r.integer("seccompProfile", 0, 1, "0 (default) or 1 (strict)", true, 0);
-  plan.seccompProfile = static_cast<SeccompProfile>(profile);
+  plan.seccompProfile =
+      static_cast<SeccompProfile>(r.integer("seccompProfile", kSeccompProfileRange, true, 0));
   Napi::Value landlock = r.raw("landlock");
   if (!landlock.IsUndefined()) {
     if (!landlock.IsObject()) {
@@ -276,22 +256,17 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
       Reader l(env, landlock.As<Napi::Object>(), "plan.landlock");
       LandlockPlan& ll = plan.landlock;
       ll.enabled = true;
-      ll.handledFs = static_cast<uint64_t>(
-          l.integer("handledFs", 0, int64_t{1} << 53, "a LANDLOCK_ACCESS_FS_* bit mask"));
+      ll.handledFs = static_cast<uint64_t>(l.integer("handledFs", kLandlockFsRange));
       l.objects("rules", [&](Reader& rule, uint32_t) {
         LandlockRule out;
         out.path = rule.str("path");
-        out.access = static_cast<uint64_t>(
-            rule.integer("access", 0, int64_t{1} << 53, "a LANDLOCK_ACCESS_FS_* bit mask"));
-        if (out.path.empty() || out.path[0] != '/' || out.path.find('\0') != std::string::npos)
-          rule.fail("path", "an absolute path");
+        out.access = static_cast<uint64_t>(rule.integer("access", kLandlockFsRange));
         ll.rules.push_back(std::move(out));
       });
-      ll.handledNet = static_cast<uint64_t>(
-          l.integer("handledNet", 0, 3, "LANDLOCK_ACCESS_NET_* bits (0 to 3)", true, 0));
+      ll.handledNet = static_cast<uint64_t>(l.integer("handledNet", kLandlockNetRange, true, 0));
       l.objects("ports", [&](Reader& rule, uint32_t) {
         int64_t port = rule.integer("port", 0, 65535, "a TCP port (0 to 65535)");
-        int64_t access = rule.integer("access", 0, 3, "LANDLOCK_ACCESS_NET_* bits (0 to 3)");
+        int64_t access = rule.integer("access", kLandlockNetRange);
         ll.ports.push_back({static_cast<uint16_t>(port), static_cast<uint64_t>(access)});
       });
       ll.scope = l.flag("scope", true);
@@ -301,13 +276,9 @@ bool readPlan(Napi::Env env, Napi::Object obj, Plan& plan, std::string* message)
   }
   readBudgets(r, plan);
   plan.cgroupDirs = r.strings("cgroupDirs", true);
-  if (plan.cgroupDirs.size() > 8) r.fail("cgroupDirs", "at most 8 entries");
-  for (const std::string& dir : plan.cgroupDirs)
-    if (dir.size() < 2 || dir[0] != '/') r.fail("cgroupDirs", "an array of absolute paths");
-  if (plan.file.empty() || plan.file[0] != '/') r.fail("file", "an absolute path");
-  if (plan.argv.empty()) r.fail("argv", "a non-empty array");
-  *message = r.message();
-  return r.ok();
+  // The shapes first, then the rules of the values (the same a recorded plan is held to).
+  *message = r.ok() ? checkPlan(plan) : r.message();
+  return message->empty();
 }
 
 // A plan read once (new PlanTemplate(plan)) for many spawns of one definition: converting a
@@ -774,9 +745,8 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     job->plan.fds.clear();
     job->plan.cgroups.clear();
     readPerSpawn(r, job->plan);
-    if (job->plan.file.empty() || job->plan.file[0] != '/') r.fail("file", "an absolute path");
-    message = r.message();
-    if (!r.ok()) {
+    message = r.ok() ? checkPlan(job->plan) : r.message();
+    if (!message.empty()) {
       Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
       return env.Undefined();
     }
@@ -920,8 +890,8 @@ static Napi::Value Prewarm(const Napi::CallbackInfo& info) {
   Napi::Value landlock = r.raw("landlock");
   if (landlock.IsObject()) {
     Reader l(env, landlock.As<Napi::Object>(), "key.landlock");
-    plan.landlock.handledNet = static_cast<uint64_t>(
-        l.integer("handledNet", 0, 3, "LANDLOCK_ACCESS_NET_* bits (0 to 3)", true, 0));
+    plan.landlock.handledNet =
+        static_cast<uint64_t>(l.integer("handledNet", kLandlockNetRange, true, 0));
     r.absorb(l);
   } else if (!landlock.IsUndefined()) {
     r.fail("landlock", "an object");
@@ -930,9 +900,10 @@ static Napi::Value Prewarm(const Napi::CallbackInfo& info) {
   if (!cgroupParent.empty() &&
       (cgroupParent[0] != '/' || cgroupParent.find('\0') != std::string::npos))
     r.fail("cgroupParent", "an absolute path");
-  if (!r.ok()) {
+  std::string message = r.ok() ? checkBudgets(plan.budgets, "key") : r.message();
+  if (!message.empty()) {
     if (env.IsExceptionPending()) return env.Undefined();
-    Napi::TypeError::New(env, r.message()).ThrowAsJavaScriptException();
+    Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
     return env.Undefined();
   }
   stockade::WarmKey key = stockade::warmKeyOf(plan);
@@ -941,6 +912,50 @@ static Napi::Value Prewarm(const Napi::CallbackInfo& info) {
   if (!addon->spawner)
     addon->spawner = std::make_unique<Spawner>(&addon->handles, &DeliverSpawn, addon);
   return Napi::Number::New(env, addon->spawner->prewarm(key));
+}
+
+// encodePlan(plan) -> Buffer: the plan, checked as spawn() checks it (the same TypeError), in
+// the recorded form a launcher that is not a Node process spawns from (planwire.h). A plan past
+// that form's limits (a string over 1 MiB, a list over 4096 entries) is a RangeError: the bytes
+// are decoded once here, so that what is handed out is what the launcher will accept.
+static Napi::Value EncodePlan(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) {
+    Napi::TypeError::New(env, "encodePlan(plan) takes a plan object").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Plan plan;
+  std::string message;
+  if (!readPlan(env, info[0].As<Napi::Object>(), plan, &message)) {
+    if (env.IsExceptionPending()) return env.Undefined();
+    Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string bytes = encodePlan(plan);
+  Plan decoded;
+  if (!decodePlan(bytes, &decoded, &message)) {
+    Napi::RangeError::New(env, "encodePlan: the plan exceeds the recorded form: " + message)
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Buffer<char>::Copy(env, bytes.data(), bytes.size());
+}
+
+// planRoundTrip(bytes) -> Buffer | string, for tests: decodePlan(bytes), then encodePlan of what
+// it decoded; the bytes so made, or decodePlan's reason for refusing them.
+static Napi::Value PlanRoundTrip(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsBuffer()) {
+    Napi::TypeError::New(env, "planRoundTrip(bytes) takes a Buffer").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto b = info[0].As<Napi::Buffer<char>>();
+  Plan plan;
+  std::string error;
+  if (!decodePlan(std::string(b.Data(), b.Length()), &plan, &error))
+    return Napi::String::New(env, error);
+  std::string again = encodePlan(plan);
+  return Napi::Buffer<char>::Copy(env, again.data(), again.size());
 }
 
 // pipe() -> [readFd, writeFd], both close-on-exec.
@@ -1317,6 +1332,8 @@ static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("threadCpuTime", Napi::Function::New(env, ThreadCpuTime));
   exports.Set("releaseCgroup", Napi::Function::New(env, ReleaseCgroupFn));
   exports.Set("prewarm", Napi::Function::New(env, Prewarm));
+  exports.Set("encodePlan", Napi::Function::New(env, EncodePlan));
+  exports.Set("planRoundTrip", Napi::Function::New(env, PlanRoundTrip));
   exports.Set("startSpecialScan", Napi::Function::New(env, StartSpecialScan));
   exports.Set("finishSpecialScan", Napi::Function::New(env, FinishSpecialScan));
   exports.Set("cancelSpecialScan", Napi::Function::New(env, CancelSpecialScan));

@@ -284,8 +284,6 @@ interface Addon {
     onSpawn: (result: NativeSpawnResult) => void,
     onViolation?: (violation: NativeViolation) => void,
   ): void;
-  /** The plan as native/planwire.cc encodes it (the launch record's); a TypeError for a bad plan. */
-  encodePlan(plan: NativePlan): Buffer;
   /** A plan checked and converted once, for every spawn of one resolved definition (native/addon.cc). */
   PlanTemplate: new (
     plan: NativePlan,

@@ -852,8 +852,9 @@ Napi::Value Adopt(const Napi::CallbackInfo& info) {
       (res.statusFd != -1 && !inheritedFdIs(res.statusFd, "pipe:[")) ||
       (res.mountNsFd != -1 && !inheritedFdIs(res.mountNsFd, "mnt:[")) ||
       (res.oomEventFd != -1 && !inheritedFdIs(res.oomEventFd, "anon_inode:[eventfd]"))) {
-    Napi::TypeError::New(env, "adopt(): the fds are not the sandbox's (its pidfd, status pipe, "
-                              "mount namespace, OOM eventfd)")
+    Napi::TypeError::New(env,
+                         "adopt(): the fds are not the sandbox's (its pidfd, status pipe, "
+                         "mount namespace, OOM eventfd)")
         .ThrowAsJavaScriptException();
     return env.Undefined();
   }

@@ -50,13 +50,17 @@ constexpr const char kRecordEnv[] = "STOCKADE_LAUNCH_RECORD";
 constexpr const char kAttachEnv[] = "STOCKADE_LAUNCH_ATTACH";
 constexpr size_t kMaxRecord = 16u << 20;
 
-void put32(std::string* out, uint32_t v) { out->append(reinterpret_cast<const char*>(&v), 4); }
+void put32(std::string* out, uint32_t v) {
+  out->append(reinterpret_cast<const char*>(&v), 4);
+}
 void putStr(std::string* out, const std::string& s) {
   put32(out, static_cast<uint32_t>(s.size()));
   out->append(s);
 }
 
-bool launchVariable(const char* entry) { return strncmp(entry, "STOCKADE_LAUNCH_", 16) == 0; }
+bool launchVariable(const char* entry) {
+  return strncmp(entry, "STOCKADE_LAUNCH_", 16) == 0;
+}
 
 std::string keyOf(int argc, char** argv) {
   std::string key;
@@ -174,8 +178,9 @@ int main(int argc, char** argv) {
   }
   std::string key = keyOf(argc, argv);
   std::string root = packageRoot();
-  std::string file = root.empty() ? "" : root + "/dist/.launch-cache/" + std::to_string(geteuid()) +
-                                             "-" + hex16(fnv1a(key.data(), key.size()));
+  std::string file = root.empty() ? ""
+                                  : root + "/dist/.launch-cache/" + std::to_string(geteuid()) +
+                                        "-" + hex16(fnv1a(key.data(), key.size()));
   std::string bytes;
   LaunchRecord record;
   std::string differs;
@@ -213,8 +218,9 @@ int main(int argc, char** argv) {
     // What the Node launcher would have reported, it reports now: it spawns again itself.
     removeCgroupsFromParent(plan);
     if (result.oomEventFd >= 0) close(result.oomEventFd);
-    fallBack(argv, key, file,
-             "the spawn: step " + std::to_string(result.error.step) + ", " + strerror(result.error.err));
+    fallBack(
+        argv, key, file,
+        "the spawn: step " + std::to_string(result.error.step) + ", " + strerror(result.error.err));
   }
   int planFd = memfdOf("stockade-launch-plan", used);
   if (planFd < 0) {
@@ -224,13 +230,12 @@ int main(int argc, char** argv) {
   }
   for (int fd : {result.pidfd, result.statusFd, result.mountNsFd, result.oomEventFd})
     if (fd >= 0) fcntl(fd, F_SETFD, 0);
-  std::string value = "plan=" + std::to_string(planFd) + ",pid=" + std::to_string(result.pid) +
-                      ",pidfd=" + std::to_string(result.pidfd) +
-                      ",status=" + std::to_string(result.statusFd) +
-                      ",mntns=" + std::to_string(result.mountNsFd) +
-                      ",oom=" + std::to_string(result.oomEventFd) +
-                      ",landlock=" + std::to_string(result.landlockAbi) +
-                      ",notify=" + (result.seccompNotify ? "1" : "0") + ",file=" + file;
+  std::string value =
+      "plan=" + std::to_string(planFd) + ",pid=" + std::to_string(result.pid) +
+      ",pidfd=" + std::to_string(result.pidfd) + ",status=" + std::to_string(result.statusFd) +
+      ",mntns=" + std::to_string(result.mountNsFd) + ",oom=" + std::to_string(result.oomEventFd) +
+      ",landlock=" + std::to_string(result.landlockAbi) +
+      ",notify=" + (result.seccompNotify ? "1" : "0") + ",file=" + file;
   setenv(kAttachEnv, value.c_str(), 1);
   execLauncher(argv);
 }

@@ -115,16 +115,17 @@ int statOf(const std::string& path, bool follow, uint64_t out[10]) {
   struct statx stx;
   int flags = AT_STATX_SYNC_AS_STAT | (follow ? 0 : AT_SYMLINK_NOFOLLOW);
   if (statx(AT_FDCWD, path.c_str(), flags, STATX_BASIC_STATS, &stx) != 0) return errno;
-  uint64_t v[10] = {makedev(stx.stx_dev_major, stx.stx_dev_minor),
-                    stx.stx_ino,
-                    stx.stx_mode,
-                    stx.stx_nlink,
-                    stx.stx_uid,
-                    stx.stx_gid,
-                    makedev(stx.stx_rdev_major, stx.stx_rdev_minor),
-                    stx.stx_size,
-                    static_cast<uint64_t>(stx.stx_mtime.tv_sec) * 1000000000 + stx.stx_mtime.tv_nsec,
-                    static_cast<uint64_t>(stx.stx_ctime.tv_sec) * 1000000000 + stx.stx_ctime.tv_nsec};
+  uint64_t v[10] = {
+      makedev(stx.stx_dev_major, stx.stx_dev_minor),
+      stx.stx_ino,
+      stx.stx_mode,
+      stx.stx_nlink,
+      stx.stx_uid,
+      stx.stx_gid,
+      makedev(stx.stx_rdev_major, stx.stx_rdev_minor),
+      stx.stx_size,
+      static_cast<uint64_t>(stx.stx_mtime.tv_sec) * 1000000000 + stx.stx_mtime.tv_nsec,
+      static_cast<uint64_t>(stx.stx_ctime.tv_sec) * 1000000000 + stx.stx_ctime.tv_nsec};
   memcpy(out, v, sizeof v);
   return 0;
 }
@@ -153,13 +154,20 @@ bool readFile(const std::string& path, std::string* out, int* err) {
 
 uint8_t typeOfMode(uint32_t mode) {
   switch (mode & S_IFMT) {
-    case S_IFIFO: return DT_FIFO;
-    case S_IFCHR: return DT_CHR;
-    case S_IFDIR: return DT_DIR;
-    case S_IFBLK: return DT_BLK;
-    case S_IFREG: return DT_REG;
-    case S_IFLNK: return DT_LNK;
-    case S_IFSOCK: return DT_SOCK;
+    case S_IFIFO:
+      return DT_FIFO;
+    case S_IFCHR:
+      return DT_CHR;
+    case S_IFDIR:
+      return DT_DIR;
+    case S_IFBLK:
+      return DT_BLK;
+    case S_IFREG:
+      return DT_REG;
+    case S_IFLNK:
+      return DT_LNK;
+    case S_IFSOCK:
+      return DT_SOCK;
   }
   return DT_UNKNOWN;
 }
@@ -182,8 +190,9 @@ int listDir(const std::string& path, std::vector<std::pair<uint8_t, std::string>
   int err = errno;
   closedir(d);
   if (err != 0) return err;
-  std::sort(out->begin(), out->end(),
-            [](const auto& a, const auto& b) { return strcmp(a.second.c_str(), b.second.c_str()) < 0; });
+  std::sort(out->begin(), out->end(), [](const auto& a, const auto& b) {
+    return strcmp(a.second.c_str(), b.second.c_str()) < 0;
+  });
   return 0;
 }
 
@@ -259,7 +268,8 @@ bool holds(const LaunchCheck& c) {
 }  // namespace
 
 bool parseLaunchRecord(const std::string& bytes, LaunchRecord* out) {
-  if (bytes.size() < sizeof kMagic || memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) return false;
+  if (bytes.size() < sizeof kMagic || memcmp(bytes.data(), kMagic, sizeof kMagic) != 0)
+    return false;
   Reader r{bytes, sizeof kMagic, bytes.size()};
   bool key = false, plan = false, pid = false;
   while (r.ok && r.at < bytes.size()) {
@@ -295,8 +305,9 @@ bool parseLaunchRecord(const std::string& bytes, LaunchRecord* out) {
 }
 
 bool checksHold(const LaunchRecord& record, std::string* differs) {
-  static const char* const kOps[] = {"",        "lstat",    "stat",     "access",   "read",  "readdir",
-                                     "realpath", "readlink", "totalmem", "witness", "native"};
+  static const char* const kOps[] = {"",         "lstat",   "stat",     "access",
+                                     "read",     "readdir", "realpath", "readlink",
+                                     "totalmem", "witness", "native"};
   for (const LaunchCheck& c : record.checks) {
     if (holds(c)) continue;
     *differs = std::string(c.op < 11 ? kOps[c.op] : "?") + " " + c.path;

@@ -335,6 +335,21 @@ export class Recording {
   #wrapAddon(addon: Record<string, unknown>): void {
     for (const name of Object.keys(addon)) {
       if (NATIVE_PURE.has(name) || typeof addon[name] !== 'function') continue;
+      if (/^[A-Z]/.test(name)) {
+        // A class (ToolRelay, Relay, PlanTemplate, ...): made while recording, it poisons, and
+        // stays a class.
+        const real = addon[name] as new (...args: unknown[]) => object;
+        addon[name] = new Proxy(real, {
+          construct: (target, args, newTarget) => {
+            this.poison(`addon.${name}`);
+            return Reflect.construct(target, args, newTarget);
+          },
+        });
+        this.#undo.push(() => {
+          addon[name] = real;
+        });
+        continue;
+      }
       if (NATIVE_CHECKED.has(name)) {
         this.#replace(addon, name, (real) => () => {
           const value = real();

@@ -9,7 +9,7 @@ import path = require('node:path');
 import { libDir, packageRoot } from '../location';
 import { initPath, type NativeSpawnResult, native } from '../native';
 import type { SpawnVia } from '../process';
-import { type Check, Recording } from './readset';
+import { type Check, Recording, statView } from './readset';
 import { ATTACH_ENV, dropRecord, encodeRecord, RECORD_DIR, racyCheck, takeRecordRequest, writeRecord } from './record';
 
 export interface LaunchRequest {
@@ -31,27 +31,7 @@ const debug = (line: string) => {
 /** The files a record is only good for while they are the ones it was made with. */
 function identityChecks(): Check[] {
   const files = [path.join(libDir, 'cli.js'), path.join(packageRoot, 'bin', 'stockade.js'), initPath(), process.execPath];
-  const checks: Check[] = [];
-  for (const f of files) {
-    const s = fs.statSync(f, { bigint: true });
-    checks.push({
-      op: 'stat',
-      path: f,
-      stat: {
-        dev: s.dev,
-        ino: s.ino,
-        mode: s.mode,
-        nlink: s.nlink,
-        uid: s.uid,
-        gid: s.gid,
-        rdev: s.rdev,
-        size: s.size,
-        mtimeNs: s.mtimeNs,
-        ctimeNs: s.ctimeNs,
-      },
-    });
-  }
-  return checks;
+  return files.map((f): Check => ({ op: 'stat', path: f, stat: statView(fs.statSync(f, { bigint: true })) }));
 }
 
 /**
@@ -59,8 +39,6 @@ function identityChecks(): Check[] {
  * spawner makes the sandbox (launch.cc makes it with a clone of its own), not what it is.
  */
 function comparable(plan: Parameters<SpawnVia>[0]): Parameters<SpawnVia>[0] {
-  if (process.env.STOCKADE_PLAN_DUMP)
-    fs.writeFileSync(`${process.env.STOCKADE_PLAN_DUMP}.${process.env[ATTACH_ENV] ? 'x' : Date.now()}`, JSON.stringify(plan, null, 1));
   return { ...plan, warm: false, warmRefill: true };
 }
 
@@ -134,15 +112,34 @@ function attachRequest(value: string): LaunchRequest {
   const pid = num('pid');
   const sandbox = { pid, pidfd: num('pidfd'), statusFd: num('status'), mountNsFd: num('mntns'), oomEventFd: num('oom') };
   let adopted = false;
+  const kill = () => {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {}
+  };
   return {
     attaching: true,
     spawn(plan, onExit, onSpawn, onViolation) {
       adopted = true;
-      const same = native().encodePlan(comparable(plan)).equals(recorded);
+      let same = false;
+      try {
+        same = native().encodePlan(comparable(plan)).equals(recorded);
+      } catch {
+        // A plan the recorded form cannot hold was not the record's either.
+      }
       if (!same && file !== undefined && path.dirname(file) === RECORD_DIR) dropRecord(file);
       debug(same ? 'attached (the sandbox stockade-launch spawned from it)' : 'did not hold this plan');
-      // onSpawn comes after the caller has its listeners, as it does after a spawn.
-      setImmediate(() =>
+      // onSpawn comes after the caller has its listeners, as it does after a spawn. An adopt
+      // that throws (fds that are not the sandbox's) leaves no sandbox running behind it.
+      setImmediate(() => {
+        try {
+          adopt();
+        } catch (err) {
+          kill();
+          throw err;
+        }
+      });
+      const adopt = () =>
         native().adopt(
           {
             ...sandbox,
@@ -163,14 +160,10 @@ function attachRequest(value: string): LaunchRequest {
             onSpawn(result);
           },
           onViolation,
-        ),
-      );
+        );
     },
     abandon() {
-      if (adopted) return;
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {}
+      if (!adopted) kill();
     },
   };
 }

@@ -72,7 +72,8 @@ function direntType(d: fs.Dirent): number {
   return 0;
 }
 
-function statView(s: fs.BigIntStats): StatView {
+/** The fields of a bigint stat a check compares. */
+export function statView(s: fs.BigIntStats): StatView {
   return {
     dev: s.dev,
     ino: s.ino,

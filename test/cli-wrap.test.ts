@@ -142,6 +142,24 @@ describe('stockade wrap', () => {
     assert.equal(doc.mcpServers.everything.command, launchBin);
   });
 
+  it('an entry an earlier version wrapped as `node bin/stockade.js run` gets stockade-launch in front, once', () => {
+    const dir = mkdtempSync(join(tmpRoot, 'relaunch-'));
+    const file = join(dir, 'claude_desktop_config.json');
+    const old = { command: process.execPath, args: [launcherBin, 'run', '--policy', '/x/p.json', '--', 'npx', '-y', 'server'] };
+    writeFileSync(file, `${JSON.stringify({ mcpServers: { s: old } }, null, 2)}\n`);
+    const result = wrapConfig(file);
+    assert.deepEqual(
+      result.servers.map((s) => [s.name, s.action, 'detail' in s ? s.detail : undefined]),
+      [['s', 'relaunched', 'stockade-launch now starts its sandbox before Node does']],
+    );
+    const doc = JSON.parse(readFileSync(file, 'utf8')) as { mcpServers: Record<string, Entry> };
+    assert.deepEqual(doc.mcpServers.s, { command: launchBin, args: [process.execPath, ...old.args] });
+    assert.deepEqual(
+      wrapConfig(file).servers.map((s) => s.action),
+      ['already-wrapped'],
+    );
+  });
+
   it('VS Code: the `servers` key, JSONC comments kept, CRLF line ends, policy under the workspace folder', async () => {
     const file = copy('vscode', '.vscode/mcp.json');
     const r = await run([file]);

@@ -304,6 +304,13 @@ export function wrapConfig(file: string, opts: WrapOptions = {}): WrapResult {
       }
       const args = Array.isArray(entry.args) ? entry.args.filter((a): a is string => typeof a === 'string') : [];
       const state = wrappedState(entry.command, args);
+      // Wrapped by an earlier version as `node <this install>/bin/stockade.js run ...`: the same
+      // start with stockade-launch in front, which this install now has.
+      if (state === 'yes' && launcher.command !== entry.command && args[0] === launcher.prefix[1] && args[1] === 'run') {
+        rewrite([...table.path, name], { ...entry, command: launcher.command, args: [entry.command, ...args] });
+        actions.push({ name, ...scope, action: 'relaunched', detail: 'stockade-launch now starts its sandbox before Node does' });
+        continue;
+      }
       if (state === 'yes') {
         actions.push({ name, ...scope, action: 'already-wrapped' });
         continue;

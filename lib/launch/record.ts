@@ -202,5 +202,9 @@ export function writeRecord(file: string, bytes: Buffer): boolean {
 
 /** No record for this key: a start that cannot be recorded leaves none that could be tried. */
 export function dropRecord(file: string): void {
-  fs.rmSync(file, { force: true });
+  try {
+    fs.rmSync(file, { force: true });
+  } catch {
+    // Not this user's to remove (a record directory another user made): launch.cc never reads it.
+  }
 }
